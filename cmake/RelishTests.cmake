@@ -1,0 +1,31 @@
+# Registers the tests: C unit tests (tests/c/*.c, each its own program) and Lua
+# tests (tests/lua/*_test.lua, each run through `relish test`).
+
+file(GLOB RELISH_C_TESTS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/c/*.c)
+foreach(src IN LISTS RELISH_C_TESTS)
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(ctest_${name} ${src})
+  target_include_directories(ctest_${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests/c)
+  target_link_libraries(ctest_${name} PRIVATE relish_core)
+  add_test(NAME c/${name} COMMAND ctest_${name}
+    WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(c/${name} PROPERTIES ENVIRONMENT "RELISH_EXE=$<TARGET_FILE:relish>")
+endforeach()
+
+file(GLOB RELISH_LUA_TESTS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/lua/*_test.lua)
+foreach(src IN LISTS RELISH_LUA_TESTS)
+  get_filename_component(name ${src} NAME_WE)
+  string(REGEX REPLACE "_test$" "" name ${name})
+  add_test(NAME lua/${name} COMMAND relish test ${src}
+    WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(lua/${name} PROPERTIES TIMEOUT 300)
+endforeach()
+
+file(GLOB RELISH_INTEGRATION_TESTS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/integration/*_test.lua)
+foreach(src IN LISTS RELISH_INTEGRATION_TESTS)
+  get_filename_component(name ${src} NAME_WE)
+  string(REGEX REPLACE "_test$" "" name ${name})
+  add_test(NAME integration/${name} COMMAND relish test ${src}
+    WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(integration/${name} PROPERTIES TIMEOUT 600)
+endforeach()

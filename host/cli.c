@@ -1,0 +1,361 @@
+/* cli.c: the command line. Each command is a row of the table below (its
+ * flags, its help); parsing and help are generic, the work is done by a C
+ * function or by the Lua module relish.cli.<name> of the stdlib. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hostint.h"
+
+typedef struct {
+  const char *name;  /* "dry-run" */
+  char short_name;   /* 'p' or 0 */
+  const char *value; /* metavar, or NULL for a boolean flag */
+  int repeat;        /* may be given several times: a list */
+  const char *choices; /* "text|json" or NULL */
+  const char *help;
+} cli_flag;
+
+typedef struct cli_command cli_command;
+struct cli_command {
+  const char *name;
+  const char *args; /* "FILE [ARG]..." */
+  const char *summary;
+  const char *help;
+  const cli_flag *flags;
+  int min_pos, max_pos; /* max -1: unlimited */
+  int passthrough;      /* after the first positional, everything is positional */
+  int (*run)(lua_State *L, const cli_command *cmd, int argc, char **argv);
+};
+
+static int run_lua(lua_State *L, const cli_command *cmd, int argc, char **argv);
+static int run_module(lua_State *L, const cli_command *cmd, int argc, char **argv);
+static int run_help(lua_State *L, const cli_command *cmd, int argc, char **argv);
+
+static const cli_flag no_flags[] = {{0}};
+
+static const cli_flag test_flags[] = {
+    {"filter", 'f', "PATTERN", 0, NULL, "run only tests whose full name contains PATTERN"},
+    {"verbose", 'v', NULL, 0, NULL, "print every test, not only failures"},
+    {0}};
+
+static const cli_flag version_flags[] = {
+    {"output", 0, "FORMAT", 0, "text|json", "text (default) or json"},
+    {0}};
+
+static const cli_command commands[] = {
+    {"lua", "FILE [ARG]...", "run a Lua script with every relish module",
+     "Runs FILE as a plain Lua script with every relish module available through\n"
+     "require. The script's arguments are in the table `arg` (arg[0] is FILE) and\n"
+     "in `...`. Undeclared globals are errors. A syntax error exits 2, a runtime\n"
+     "error exits 1.",
+     no_flags, 1, -1, 1, run_lua},
+    {"test", "[PATH]...", "run *_test.lua files",
+     "Runs every *_test.lua file under the given PATHs (files or directories;\n"
+     "default: the current directory). Tests use test(name, fn), describe(name,\n"
+     "fn) and the assert_* helpers (see docs/reference/test.md). Prints each\n"
+     "failure with file:line and a final line `N passed, N failed`; exits 1 if\n"
+     "anything failed.",
+     test_flags, 0, -1, 0, run_module},
+    {"version", "", "print the versions of relish and its libraries",
+     "Prints relish's version and the versions of Lua, libcurl, libgit2, cJSON,\n"
+     "libyaml and SQLite it runs with.",
+     version_flags, 0, 0, 0, run_module},
+    {"help", "[COMMAND]", "show help for relish or a command",
+     "Shows the list of commands, or the usage, flags and description of COMMAND.",
+     no_flags, 0, 1, 0, run_help},
+    {0}};
+
+/* ---- suggestions -------------------------------------------------------- */
+
+static size_t edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 64 || lb > 64) return 99;
+  size_t row[65];
+  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t prev = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t cur = row[j];
+      size_t best = prev + (a[i - 1] != b[j - 1]);
+      if (row[j] + 1 < best) best = row[j] + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      row[j] = best;
+      prev = cur;
+    }
+  }
+  return row[lb];
+}
+
+static const char *suggest(const char *word, const char *const *cands, size_t n) {
+  const char *best = NULL;
+  size_t bestd = 3;
+  for (size_t i = 0; i < n; i++) {
+    size_t d = edit_distance(word, cands[i]);
+    if (strncmp(word, cands[i], strlen(word)) == 0 && strlen(word) >= 2) d = 1;
+    if (d < bestd) {
+      bestd = d;
+      best = cands[i];
+    }
+  }
+  return best;
+}
+
+/* ---- help --------------------------------------------------------------- */
+
+static void print_general_help(FILE *out) {
+  fputs("relish: release recipes and runbooks as Lua\n\n"
+        "Usage: relish COMMAND [ARGS]...\n\nCommands:\n", out);
+  for (const cli_command *c = commands; c->name; c++) {
+    char left[64];
+    snprintf(left, sizeof left, "%s %s", c->name, c->args);
+    fprintf(out, "  %-24s %s\n", left, c->summary);
+  }
+  fputs("\nRun 'relish help COMMAND' or 'relish COMMAND --help' for a command's flags.\n"
+        "Exit codes: 0 ok, 1 failed (rolled back), 2 usage or invalid input,\n"
+        "3 rollback incomplete, 4 lock held, 130 interrupted.\n", out);
+}
+
+static void print_command_help(FILE *out, const cli_command *c) {
+  fprintf(out, "Usage: relish %s%s%s\n\n%s\n", c->name, *c->args ? " " : "", c->args, c->help);
+  fputs("\nFlags:\n", out);
+  for (const cli_flag *f = c->flags; f->name; f++) {
+    char left[64];
+    snprintf(left, sizeof left, "%c%c%s--%s%s%s", f->short_name ? '-' : ' ',
+             f->short_name ? f->short_name : ' ', f->short_name ? ", " : "  ", f->name,
+             f->value ? " " : "", f->value ? f->value : "");
+    fprintf(out, "  %-26s %s%s%s%s\n", left, f->help, f->choices ? " (" : "",
+            f->choices ? f->choices : "", f->choices ? ")" : "");
+  }
+  fprintf(out, "  %-26s %s\n", "-h, --help", "show this help");
+}
+
+static const cli_command *find_command(const char *name) {
+  for (const cli_command *c = commands; c->name; c++)
+    if (strcmp(c->name, name) == 0) return c;
+  return NULL;
+}
+
+static int unknown_command(lua_State *L, const char *name) {
+  const char *names[64];
+  size_t n = 0;
+  for (const cli_command *c = commands; c->name && n < 64; c++) names[n++] = c->name;
+  const char *hint = suggest(name, names, n);
+  if (hint)
+    return relish_raise(L, "usage", "unknown command '%s' (did you mean '%s'?); see 'relish help'",
+                        name, hint);
+  return relish_raise(L, "usage", "unknown command '%s'; see 'relish help'", name);
+}
+
+static int run_help(lua_State *L, const cli_command *cmd, int argc, char **argv) {
+  (void)cmd;
+  if (argc == 0) {
+    print_general_help(stdout);
+    return 0;
+  }
+  const cli_command *c = find_command(argv[0]);
+  if (!c) return unknown_command(L, argv[0]);
+  print_command_help(stdout, c);
+  return 0;
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+static const cli_flag *find_flag(const cli_command *c, const char *name, char short_name) {
+  for (const cli_flag *f = c->flags; f->name; f++)
+    if ((name && strcmp(f->name, name) == 0) || (short_name && f->short_name == short_name))
+      return f;
+  return NULL;
+}
+
+static int unknown_flag(lua_State *L, const cli_command *c, const char *arg) {
+  const char *names[32];
+  char buf[32][40];
+  size_t n = 0;
+  for (const cli_flag *f = c->flags; f->name && n < 31; f++, n++) {
+    snprintf(buf[n], sizeof buf[n], "--%s", f->name);
+    names[n] = buf[n];
+  }
+  names[n++] = "--help";
+  char word[64];
+  snprintf(word, sizeof word, "%s", arg);
+  char *eq = strchr(word, '=');
+  if (eq) *eq = '\0';
+  const char *hint = suggest(word, names, n);
+  if (hint)
+    return relish_raise(L, "usage", "%s: unknown flag '%s' (did you mean '%s'?)", c->name,
+                        word, hint);
+  return relish_raise(L, "usage", "%s: unknown flag '%s'; see 'relish help %s'", c->name,
+                      word, c->name);
+}
+
+static void set_flag(lua_State *L, int flags, const cli_flag *f, const char *value) {
+  if (!f->value) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, flags, f->name);
+    return;
+  }
+  if (f->choices) {
+    size_t vl = strlen(value);
+    const char *p = f->choices;
+    int ok = 0;
+    while (*p) {
+      const char *bar = strchr(p, '|');
+      size_t len = bar ? (size_t)(bar - p) : strlen(p);
+      if (len == vl && strncmp(p, value, len) == 0) ok = 1;
+      p += len + (bar ? 1 : 0);
+    }
+    if (!ok)
+      relish_raise(L, "usage", "--%s must be one of %s, got '%s'", f->name, f->choices,
+                   value);
+  }
+  if (f->repeat) {
+    if (lua_getfield(L, flags, f->name) == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      lua_pushvalue(L, -1);
+      lua_setfield(L, flags, f->name);
+    }
+    lua_pushstring(L, value);
+    lua_seti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+    lua_pop(L, 1);
+  } else {
+    lua_pushstring(L, value);
+    lua_setfield(L, flags, f->name);
+  }
+}
+
+/* Parses argv into {flags = {...}, args = {...}} on the stack. Returns 1 if
+ * help was asked for (and printed). */
+static int parse(lua_State *L, const cli_command *c, int argc, char **argv) {
+  lua_createtable(L, 0, 3);
+  int opts = lua_gettop(L);
+  lua_newtable(L);
+  int flags = lua_gettop(L);
+  lua_newtable(L);
+  int args = lua_gettop(L);
+  int npos = 0, only_pos = 0;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (only_pos || a[0] != '-' || a[1] == '\0') {
+      lua_pushstring(L, a);
+      lua_seti(L, args, ++npos);
+      if (c->passthrough) only_pos = 1;
+      continue;
+    }
+    if (strcmp(a, "--") == 0) {
+      only_pos = 1;
+      continue;
+    }
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      print_command_help(stdout, c);
+      return 1;
+    }
+    const cli_flag *f;
+    const char *value = NULL;
+    if (a[1] == '-') {
+      char name[64];
+      const char *eq = strchr(a + 2, '=');
+      size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+      if (len >= sizeof name) return unknown_flag(L, c, a);
+      memcpy(name, a + 2, len);
+      name[len] = '\0';
+      f = find_flag(c, name, 0);
+      if (!f) return unknown_flag(L, c, a);
+      if (eq) {
+        if (!f->value) return relish_raise(L, "usage", "%s: --%s takes no value", c->name, name);
+        value = eq + 1;
+      }
+    } else {
+      f = a[2] == '\0' ? find_flag(c, NULL, a[1]) : NULL;
+      if (!f && a[2] != '\0' && find_flag(c, NULL, a[1]) && find_flag(c, NULL, a[1])->value) {
+        f = find_flag(c, NULL, a[1]); /* -pkey=value */
+        value = a + 2;
+      }
+      if (!f) return unknown_flag(L, c, a);
+    }
+    if (f->value && !value) {
+      if (i + 1 >= argc)
+        return relish_raise(L, "usage", "%s: --%s needs a value (%s)", c->name, f->name,
+                            f->value);
+      value = argv[++i];
+    }
+    set_flag(L, flags, f, value);
+  }
+  if (npos < c->min_pos)
+    return relish_raise(L, "usage", "%s: missing %s; usage: relish %s %s", c->name,
+                        c->args, c->name, c->args);
+  if (c->max_pos >= 0 && npos > c->max_pos)
+    return relish_raise(L, "usage", "%s: unexpected argument '%s'; usage: relish %s %s",
+                        c->name, lua_tostring(L, (lua_geti(L, args, c->max_pos + 1), -1)),
+                        c->name, c->args);
+  lua_pushstring(L, c->name);
+  lua_setfield(L, opts, "command");
+  lua_pushvalue(L, args);
+  lua_setfield(L, opts, "args");
+  lua_pushvalue(L, flags);
+  lua_setfield(L, opts, "flags");
+  lua_settop(L, opts);
+  return 0;
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+static int run_module(lua_State *L, const cli_command *cmd, int argc, char **argv) {
+  if (parse(L, cmd, argc, argv)) return 0;
+  int opts = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushfstring(L, "relish.cli.%s", cmd->name);
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "main");
+  lua_pushvalue(L, opts);
+  lua_call(L, 1, 1);
+  return (int)luaL_optinteger(L, -1, 0);
+}
+
+static int run_lua(lua_State *L, const cli_command *cmd, int argc, char **argv) {
+  if (parse(L, cmd, argc, argv)) return 0;
+  lua_getfield(L, -1, "args");
+  int args = lua_gettop(L);
+  lua_geti(L, args, 1);
+  const char *path = lua_tostring(L, -1);
+  int st = relish_load_user(L, path);
+  if (st != LUA_OK) {
+    fprintf(stderr, "relish: %s\n", lua_tostring(L, -1));
+    return RELISH_EXIT_USAGE;
+  }
+  lua_remove(L, -2); /* env */
+  int fn = lua_gettop(L);
+  /* arg table as lua.c builds it: arg[0] = FILE, arg[1..] = its arguments */
+  lua_Integer n = (lua_Integer)luaL_len(L, args);
+  lua_createtable(L, (int)n, 1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, args, i);
+    lua_seti(L, -2, i - 1);
+  }
+  lua_setglobal(L, "arg");
+  luaL_checkstack(L, (int)n, "too many arguments");
+  for (lua_Integer i = 2; i <= n; i++) lua_geti(L, args, i);
+  lua_call(L, (int)n - 1, 0);
+  (void)fn;
+  return 0;
+}
+
+int relish_cli(lua_State *L, int argc, char **argv) {
+  if (argc < 2) {
+    print_general_help(stderr);
+    return RELISH_EXIT_USAGE;
+  }
+  const char *name = argv[1];
+  if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0) {
+    print_general_help(stdout);
+    return 0;
+  }
+  if (strcmp(name, "--version") == 0) name = "version";
+  else if (name[0] == '-')
+    return relish_raise(L, "usage", "unknown flag '%s' before the command; see 'relish help'", name);
+  const cli_command *c = find_command(name);
+  if (!c) return unknown_command(L, name);
+  return c->run(L, c, argc - 2, argv + 2);
+}

@@ -1,0 +1,63 @@
+/* error.c: structured error values {kind=, message=, ...} shared by every
+ * module, so callers can branch on err.kind and still print err. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "hostint.h"
+
+static int error_tostring(lua_State *L) {
+  if (lua_getfield(L, 1, "message") == LUA_TSTRING) return 1;
+  lua_pop(L, 1);
+  lua_pushliteral(L, "error");
+  return 1;
+}
+
+void relish_error_register(lua_State *L) {
+  if (luaL_newmetatable(L, "relish.Error")) {
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "relish.Error");
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+}
+
+static void push_errorv(lua_State *L, const char *kind, const char *fmt, va_list ap) {
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "code");
+  lua_pushvfstring(L, fmt, ap);
+  lua_setfield(L, -2, "message");
+  relish_error_register(L);
+  luaL_setmetatable(L, "relish.Error");
+}
+
+void relish_push_error(lua_State *L, const char *kind, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  push_errorv(L, kind, fmt, ap);
+  va_end(ap);
+}
+
+int relish_fail(lua_State *L, const char *kind, const char *fmt, ...) {
+  va_list ap;
+  lua_pushnil(L);
+  va_start(ap, fmt);
+  push_errorv(L, kind, fmt, ap);
+  va_end(ap);
+  return 2;
+}
+
+int relish_raise(lua_State *L, const char *kind, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  push_errorv(L, kind, fmt, ap);
+  va_end(ap);
+  return lua_error(L);
+}
+
+int relish_raise_interrupted(lua_State *L) {
+  return relish_raise(L, "interrupted", "interrupted");
+}

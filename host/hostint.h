@@ -1,0 +1,49 @@
+/* hostint.h: the host's internal interfaces (state, loader, CLI, signals),
+ * not for native modules, which include only relish.h. */
+#ifndef RELISH_HOSTINT_H
+#define RELISH_HOSTINT_H
+
+#include "relish.h"
+
+typedef struct {
+  const char *name; /* "relish.json" */
+  lua_CFunction open;
+} relish_native_module;
+
+typedef struct {
+  const char *name;      /* "relish.testing" */
+  const char *chunkname; /* "@stdlib/relish/testing.lua" */
+  const unsigned char *data;
+  size_t size;
+} relish_embedded;
+
+extern const relish_native_module relish_native_modules[];
+extern const relish_embedded relish_stdlib[];
+
+/* state.c */
+lua_State *relish_newstate(void);
+/* Load a user file as text into a function whose _ENV is a fresh strict
+ * environment (the table is left below the function if keep_env is set). */
+int relish_load_user(lua_State *L, const char *path);
+/* Push a new strict environment table for user code. */
+void relish_push_strict_env(lua_State *L);
+/* Message handler for lua_pcall: turns any error into a table
+ * {message=, traceback=, kind=}. */
+int relish_msghandler(lua_State *L);
+/* Exit code for an error produced by relish_msghandler (at idx). */
+int relish_error_exit(lua_State *L, int idx);
+
+/* signals.c */
+void relish_signals_install(lua_State *L);
+void relish_interrupt_reset(void);
+
+/* cli.c */
+int relish_cli(lua_State *L, int argc, char **argv);
+
+/* hostlib.c: the internal module "relish._host" used by the stdlib. */
+int luaopen_relish__host(lua_State *L);
+
+/* error.c */
+void relish_error_register(lua_State *L);
+
+#endif

@@ -1,0 +1,47 @@
+/* main.c: makes the state and runs everything else under one protected call
+ * whose message handler adds a traceback, as lua.c does. */
+#include <stdio.h>
+#include <string.h>
+
+#include "hostint.h"
+
+static int pmain(lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = (char **)lua_touserdata(L, 2);
+  lua_pushinteger(L, relish_cli(L, argc, argv));
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  lua_State *L = relish_newstate();
+  if (!L) {
+    fputs("relish: cannot create the Lua state (out of memory)\n", stderr);
+    return RELISH_EXIT_FAILED;
+  }
+  relish_signals_install(L);
+  lua_pushcfunction(L, relish_msghandler);
+  lua_pushcfunction(L, pmain);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  int code;
+  if (lua_pcall(L, 2, 1, 1) == LUA_OK) {
+    code = (int)lua_tointeger(L, -1);
+  } else {
+    code = relish_error_exit(L, -1);
+    lua_getfield(L, -1, "message");
+    fprintf(stderr, "relish: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    /* structured errors are expected failures: their message says it all */
+    lua_getfield(L, -1, "kind");
+    int plain = strcmp(lua_tostring(L, -1), "error") == 0;
+    lua_pop(L, 1);
+    if (plain && code == RELISH_EXIT_FAILED) {
+      lua_getfield(L, -1, "traceback");
+      fprintf(stderr, "%s\n", lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  }
+  fflush(stdout);
+  lua_close(L);
+  return code;
+}

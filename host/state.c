@@ -1,0 +1,264 @@
+/* state.c: the Lua state: standard libraries, native modules preloaded, the
+ * embedded stdlib found by require, user code loaded as text only into a
+ * strict environment, and the message handler every protected call uses. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <lualib.h>
+
+#include "hostint.h"
+
+/* ---- strict environments ---------------------------------------------- */
+
+static int strict_index(lua_State *L) {
+  lua_settop(L, 2);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  luaL_where(L, 1);
+  lua_pushfstring(L, "undeclared global '%s' (use 'local')",
+                  lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : luaL_typename(L, 2));
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+static int strict_newindex(lua_State *L) {
+  luaL_where(L, 1);
+  lua_pushfstring(L, "assignment to undeclared global '%s' (use 'local')",
+                  lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : luaL_typename(L, 2));
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+void relish_push_strict_env(lua_State *L) {
+  lua_newtable(L);
+  if (luaL_newmetatable(L, "relish.StrictEnv")) {
+    lua_pushglobaltable(L);
+    lua_pushcclosure(L, strict_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, strict_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushliteral(L, "environment");
+    lua_setfield(L, -2, "__name");
+  }
+  lua_setmetatable(L, -2);
+}
+
+/* Loads path as text; on success pushes the function (its _ENV a new strict
+ * environment, pushed too, below it) and returns LUA_OK; else pushes the
+ * message and returns the load status. */
+int relish_load_user(lua_State *L, const char *path) {
+  int st = luaL_loadfilex(L, path, "t");
+  if (st != LUA_OK) return st;
+  relish_push_strict_env(L);
+  lua_pushvalue(L, -1);
+  if (!lua_setupvalue(L, -3, 1)) lua_pop(L, 1);
+  lua_insert(L, -2); /* env, fn */
+  return LUA_OK;
+}
+
+/* ---- require: embedded stdlib and text-only user modules --------------- */
+
+static int load_embedded(lua_State *L, const char *name) {
+  const char *dev = getenv("RELISH_STDLIB_PATH");
+  if (dev && *dev && strncmp(name, "relish.", 7) == 0) {
+    luaL_Buffer b;
+    const char *suffix[] = {".lua", "/init.lua"};
+    for (int i = 0; i < 2; i++) {
+      luaL_buffinit(L, &b);
+      luaL_addstring(&b, dev);
+      luaL_addchar(&b, '/');
+      luaL_addgsub(&b, name, ".", "/");
+      luaL_addstring(&b, suffix[i]);
+      luaL_pushresult(&b);
+      const char *path = lua_tostring(L, -1);
+      FILE *f = fopen(path, "r");
+      if (f) {
+        fclose(f);
+        if (luaL_loadfilex(L, path, "t") != LUA_OK) return lua_error(L);
+        lua_insert(L, -2); /* loader, path */
+        return 2;
+      }
+      lua_pop(L, 1);
+    }
+  }
+  for (const relish_embedded *e = relish_stdlib; e->name; e++) {
+    if (strcmp(e->name, name) != 0) continue;
+    if (luaL_loadbufferx(L, (const char *)e->data, e->size, e->chunkname, "t") != LUA_OK)
+      return lua_error(L);
+    lua_pushstring(L, e->chunkname + 1);
+    return 2;
+  }
+  return -1;
+}
+
+static int searcher_stdlib(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  int n = load_embedded(L, name);
+  if (n >= 0) return n;
+  lua_pushfstring(L, "no embedded module '%s'", name);
+  return 1;
+}
+
+static int searcher_user(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "searchpath");
+  lua_pushstring(L, name);
+  lua_getfield(L, -3, "path");
+  lua_call(L, 2, 2);
+  if (lua_isnil(L, -2)) return 1; /* the "no file" list */
+  lua_pop(L, 1);
+  const char *path = lua_tostring(L, -1);
+  if (relish_load_user(L, path) != LUA_OK)
+    return luaL_error(L, "error loading module '%s': %s", name, lua_tostring(L, -1));
+  lua_remove(L, -2); /* drop env */
+  lua_pushstring(L, path);
+  return 2;
+}
+
+static void install_searchers(lua_State *L) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "searchers");
+  /* searchers: 1 preload, then ours, then text-only Lua files, then C. */
+  lua_Integer n = luaL_len(L, -1);
+  lua_createtable(L, (int)n + 1, 0);
+  lua_geti(L, -2, 1);
+  lua_seti(L, -2, 1);
+  lua_pushcfunction(L, searcher_stdlib);
+  lua_seti(L, -2, 2);
+  lua_pushcfunction(L, searcher_user);
+  lua_seti(L, -2, 3);
+  for (lua_Integer i = 3; i <= n; i++) {
+    lua_geti(L, -2, i);
+    lua_seti(L, -2, i + 1);
+  }
+  lua_setfield(L, -3, "searchers");
+  lua_pop(L, 2);
+}
+
+/* ---- text-only load, loadfile, dofile ---------------------------------- */
+
+static int l_load_text(lua_State *L) {
+  /* load(chunk [, chunkname [, mode [, env]]]) with mode forced to "t";
+   * an absent env stays absent (a nil env would mean _ENV = nil). */
+  int n = lua_gettop(L);
+  if (n >= 3 && !lua_isnil(L, 3) && strchr(luaL_checkstring(L, 3), 't') == NULL)
+    return luaL_error(L, "bytecode is refused: relish loads Lua source only");
+  if (n < 3) {
+    lua_settop(L, 3);
+    n = 3;
+  }
+  lua_pushliteral(L, "t");
+  lua_replace(L, 3);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, n, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int l_loadfile_text(lua_State *L) {
+  const char *path = luaL_optstring(L, 1, NULL);
+  int env = !lua_isnone(L, 3);
+  if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+    luaL_pushfail(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (env) {
+    lua_pushvalue(L, 3);
+    if (!lua_setupvalue(L, -2, 1)) lua_pop(L, 1);
+  }
+  return 1;
+}
+
+static int l_dofile_text(lua_State *L) {
+  const char *path = luaL_optstring(L, 1, NULL);
+  lua_settop(L, 1);
+  if (luaL_loadfilex(L, path, "t") != LUA_OK) return lua_error(L);
+  lua_call(L, 0, LUA_MULTRET);
+  return lua_gettop(L) - 1;
+}
+
+static void install_text_loaders(lua_State *L) {
+  lua_getglobal(L, "load");
+  lua_pushcclosure(L, l_load_text, 1);
+  lua_setglobal(L, "load");
+  lua_pushcfunction(L, l_loadfile_text);
+  lua_setglobal(L, "loadfile");
+  lua_pushcfunction(L, l_dofile_text);
+  lua_setglobal(L, "dofile");
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+int relish_msghandler(lua_State *L) {
+  const char *kind = "error";
+  const char *msg;
+  if (lua_type(L, 1) == LUA_TTABLE) {
+    if (lua_getfield(L, 1, "kind") == LUA_TSTRING) kind = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    if (luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+      lua_pop(L, 1);
+      msg = luaL_tolstring(L, 1, NULL);
+    } else if (lua_getfield(L, 1, "message") == LUA_TSTRING) {
+      msg = lua_tostring(L, -1);
+    } else {
+      msg = luaL_tolstring(L, 1, NULL);
+    }
+  } else if (lua_type(L, 1) == LUA_TSTRING) {
+    msg = lua_tostring(L, 1);
+  } else {
+    msg = luaL_tolstring(L, 1, NULL);
+  }
+  int m = lua_gettop(L);
+  lua_createtable(L, 0, 4);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "value");
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "message");
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  luaL_traceback(L, L, NULL, 1);
+  lua_setfield(L, -2, "traceback");
+  lua_replace(L, m);
+  lua_settop(L, m);
+  return 1;
+}
+
+int relish_error_exit(lua_State *L, int idx) {
+  int code = RELISH_EXIT_FAILED;
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) != LUA_TTABLE) return code;
+  lua_getfield(L, idx, "value");
+  if (lua_type(L, -1) == LUA_TTABLE && lua_getfield(L, -1, "exit") == LUA_TNUMBER)
+    code = (int)lua_tointeger(L, -1);
+  else {
+    if (lua_type(L, -1) == LUA_TTABLE) lua_pop(L, 1);
+    lua_getfield(L, idx, "kind");
+    const char *kind = lua_tostring(L, -1);
+    if (kind && strcmp(kind, "interrupted") == 0) code = RELISH_EXIT_INTERRUPTED;
+    else if (kind && strcmp(kind, "usage") == 0) code = RELISH_EXIT_USAGE;
+  }
+  lua_pop(L, 2);
+  return code;
+}
+
+/* ---- the state ---------------------------------------------------------- */
+
+lua_State *relish_newstate(void) {
+  lua_State *L = luaL_newstate();
+  if (!L) return NULL;
+  luaL_openlibs(L);
+  relish_error_register(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (const relish_native_module *m = relish_native_modules; m->name; m++) {
+    lua_pushcfunction(L, m->open);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pushcfunction(L, luaopen_relish__host);
+  lua_setfield(L, -2, "relish._host");
+  lua_pop(L, 1);
+  install_searchers(L);
+  install_text_loaders(L);
+  return L;
+}
