@@ -1,0 +1,396 @@
+-- Tests for relish.sh: running real processes and checking what they saw and did.
+local sh = require "relish.sh"
+
+local function write_file(path, content, mode)
+  local f = assert(io.open(path, "wb"))
+  f:write(content)
+  f:close()
+  if mode then assert_eq(sh.run{ argv = { "chmod", mode, path } }.code, 0) end
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- A process is gone when it has no /proc entry or is a zombie nobody reaped
+-- (on some machines PID 1 never reaps orphans).
+local function process_gone(pid)
+  local stat = read_file("/proc/" .. pid .. "/stat")
+  return stat == nil or stat:match("^%d+ %b() (%a)") == "Z"
+end
+
+local function wait_for_file(path, seconds)
+  local deadline = os.time() + seconds
+  while os.time() <= deadline do
+    local s = read_file(path)
+    if s and s:match("\n$") then return s end
+    sh.run{ argv = { "sleep", "0.05" } }
+  end
+  return read_file(path)
+end
+
+describe("run", function()
+  test("reports the exit code", function()
+    local r = sh.run{ argv = { "sh", "-c", "exit 3" } }
+    assert_eq(r.code, 3)
+    assert_nil(r.signal)
+    assert_false(r.timed_out)
+    assert_false(r.truncated)
+    assert_eq(sh.run{ argv = { "true" } }.code, 0)
+    assert_eq(sh.run{ argv = { "false" } }.code, 1)
+  end)
+
+  test("keeps stdout and stderr apart", function()
+    local r = sh.run{ argv = { "sh", "-c", "echo out; echo err >&2; echo out2" } }
+    assert_eq(r.stdout, "out\nout2\n")
+    assert_eq(r.stderr, "err\n")
+  end)
+
+  test("passes arguments without shell interpretation", function()
+    local r = sh.run{ argv = { "echo", "$HOME", ";", "ls", "`id`", "a  b", "*" } }
+    assert_eq(r.stdout, "$HOME ; ls `id` a  b *\n")
+    r = sh.run{ argv = { "printf", "%s|", "it's", "\"q\"", "" } }
+    assert_eq(r.stdout, "it's|\"q\"||")
+  end)
+
+  test("runs a shell only when argv asks for one", function()
+    local r = sh.run{ argv = { "sh", "-c", 'echo "$0:$1"', "zero", "one" } }
+    assert_eq(r.stdout, "zero:one\n")
+  end)
+
+  test("measures the duration", function()
+    local r = sh.run{ argv = { "sleep", "0.2" } }
+    assert_eq(r.code, 0)
+    assert_eq(math.type(r.duration), "float")
+    assert_true(r.duration >= 0.2, "duration " .. r.duration)
+    assert_true(r.duration < 5, "duration " .. r.duration)
+  end)
+
+  test("reports the signal that killed the command", function()
+    local r = sh.run{ argv = { "sh", "-c", "kill -KILL $$" } }
+    assert_nil(r.code)
+    assert_eq(r.signal, "KILL")
+    assert_false(r.timed_out)
+    r = sh.run{ argv = { "sh", "-c", "kill -USR1 $$" } }
+    assert_eq(r.signal, "USR1")
+  end)
+end)
+
+describe("input", function()
+  test("1 MiB through cat comes back whole (no deadlock)", function()
+    local input = string.rep("0123456789abcdef", 65536)
+    local r = sh.run{ argv = { "cat" }, input = input }
+    assert_eq(r.code, 0)
+    assert_eq(#r.stdout, #input)
+    assert_true(r.stdout == input, "output differs from input")
+  end)
+
+  test("big input and big output on both streams at once", function()
+    local input = string.rep("x", 3 * 1024 * 1024)
+    local r = sh.run{ argv = { "sh", "-c", "tee /dev/stderr" }, input = input }
+    assert_eq(r.code, 0)
+    assert_eq(#r.stdout, #input)
+    assert_eq(#r.stderr, #input)
+  end)
+
+  test("stdin is /dev/null without input, and empty input is EOF", function()
+    assert_eq(sh.run{ argv = { "cat" } }.stdout, "")
+    assert_eq(sh.run{ argv = { "cat" }, input = "" }.stdout, "")
+    assert_eq(sh.run{ argv = { "readlink", "/proc/self/fd/0" } }.stdout, "/dev/null\n")
+  end)
+
+  test("input the command does not read is dropped quietly", function()
+    local r = sh.run{ argv = { "true" }, input = string.rep("y", 2 * 1024 * 1024) }
+    assert_eq(r.code, 0)
+  end)
+end)
+
+describe("output", function()
+  test("large output is read while the command runs", function()
+    local r = sh.run{ argv = { "head", "-c", "5000000", "/dev/zero" } }
+    assert_eq(r.code, 0)
+    assert_eq(#r.stdout, 5000000)
+    assert_false(r.truncated)
+  end)
+
+  test("max_output caps each stream, drains the rest and flags it", function()
+    local r = sh.run{
+      argv = { "sh", "-c", "head -c 300000 /dev/zero; echo short >&2" },
+      max_output = 1000,
+    }
+    assert_eq(r.code, 0)
+    assert_eq(#r.stdout, 1000)
+    assert_eq(r.stderr, "short\n")
+    assert_true(r.truncated)
+    assert_true(r.stdout_truncated)
+    assert_false(r.stderr_truncated)
+  end)
+
+  test("max_output = 0 keeps nothing", function()
+    local r = sh.run{ argv = { "echo", "hi" }, max_output = 0 }
+    assert_eq(r.stdout, "")
+    assert_true(r.stdout_truncated)
+  end)
+
+  test("a background process holding the pipes does not hold up run", function()
+    local r = sh.run{ argv = { "sh", "-c", "sleep 3 & echo started" }, grace = 0.2 }
+    assert_eq(r.code, 0)
+    assert_eq(r.stdout, "started\n")
+    assert_true(r.duration < 2, "duration " .. r.duration)
+  end)
+end)
+
+describe("env", function()
+  test("adds, overrides and removes variables", function()
+    local r = sh.run{
+      argv = { "sh", "-c", 'printf "%s|%s|%s|%s" "$RELISH_SH_A" "$HOME" "${USER-unset}" "$N"' },
+      env = { RELISH_SH_A = "a value", HOME = "/nowhere", USER = false, N = 42 },
+    }
+    assert_eq(r.stdout, "a value|/nowhere|unset|42")
+  end)
+
+  test("inherits the parent's environment", function()
+    local r = sh.run{ argv = { "sh", "-c", 'printf "%s" "$PATH"' }, env = { X = "1" } }
+    assert_eq(r.stdout, os.getenv("PATH"))
+    r = sh.run{ argv = { "sh", "-c", 'printf "%s" "$PATH"' } }
+    assert_eq(r.stdout, os.getenv("PATH"))
+  end)
+
+  test("PATH from env is used to find the command", function()
+    local dir = tmpdir()
+    write_file(dir .. "/relish-sh-hello", "#!/bin/sh\necho hello from path\n", "755")
+    local r = assert(sh.run{ argv = { "relish-sh-hello" }, env = { PATH = dir .. ":/bin:/usr/bin" } })
+    assert_eq(r.stdout, "hello from path\n")
+  end)
+
+  test("rejects values that cannot be environment strings", function()
+    assert_error(function() sh.run{ argv = { "true" }, env = { A = {} } } end,
+      "env%.A must be a string, a number or false, got table")
+    assert_error(function() sh.run{ argv = { "true" }, env = { A = true } } end, "got true")
+    assert_error(function() sh.run{ argv = { "true" }, env = { "x" } } end, "env keys")
+    assert_error(function() sh.run{ argv = { "true" }, env = { ["A=B"] = "1" } } end,
+      "invalid variable name")
+    assert_error(function() sh.run{ argv = { "true" }, env = "A=1" } end, "env must be a table")
+  end)
+end)
+
+describe("cwd", function()
+  test("runs the command in cwd", function()
+    local dir = tmpdir()
+    write_file(dir .. "/marker", "")
+    assert_eq(sh.run{ argv = { "ls" }, cwd = dir }.stdout, "marker\n")
+  end)
+
+  test("a missing cwd is a not_found error naming it", function()
+    local dir = tmpdir() .. "/missing"
+    local r, err = sh.run{ argv = { "true" }, cwd = dir }
+    assert_nil(r)
+    assert_eq(err.kind, "not_found")
+    assert_true(err.message:find(dir, 1, true) ~= nil, err.message)
+    assert_match(tostring(err), "cannot change directory")
+  end)
+
+  test("a file as cwd is not_found too", function()
+    local file = tmpdir() .. "/f"
+    write_file(file, "")
+    local r, err = sh.run{ argv = { "true" }, cwd = file }
+    assert_nil(r)
+    assert_eq(err.kind, "not_found")
+  end)
+end)
+
+describe("start failures", function()
+  test("a missing command is not_found, naming it", function()
+    local r, err = sh.run{ argv = { "relish-no-such-command-xyz", "arg" } }
+    assert_nil(r)
+    assert_eq(err.kind, "not_found")
+    assert_match(err.message, "relish%-no%-such%-command%-xyz")
+    r, err = sh.run{ argv = { "/nonexistent/bin/tool" } }
+    assert_nil(r)
+    assert_eq(err.kind, "not_found")
+    assert_match(err.message, "/nonexistent/bin/tool")
+  end)
+
+  test("a file that is not executable is a permission error", function()
+    local file = tmpdir() .. "/script"
+    write_file(file, "#!/bin/sh\necho no\n", "644")
+    local r, err = sh.run{ argv = { file } }
+    assert_nil(r)
+    assert_eq(err.kind, "permission")
+    assert_true(err.message:find(file, 1, true) ~= nil, err.message)
+  end)
+
+  test("a directory is a permission error", function()
+    local r, err = sh.run{ argv = { tmpdir() } }
+    assert_nil(r)
+    assert_eq(err.kind, "permission")
+  end)
+end)
+
+describe("argument checks", function()
+  test("argv must be a non-empty list of strings", function()
+    assert_error(function() sh.run{} end, "sh%.run: argv must be a table of strings, got nil")
+    assert_error(function() sh.run{ argv = "ls -l" } end, "argv must be a table of strings, got string")
+    assert_error(function() sh.run{ argv = {} } end, "argv must not be empty")
+    assert_error(function() sh.run{ argv = { "ls", {} } } end, "sh%.run: argv%[2%] must be a string, got table")
+    assert_error(function() sh.run{ argv = { "ls", 1 } } end, "argv%[2%] must be a string, got number")
+    assert_error(function() sh.run{ argv = { "" } } end, "argv%[1%] must not be empty")
+    assert_error(function() sh.run{ argv = { "a\0b" } } end, "NUL")
+    local holey = { "echo", "a" }
+    holey[4] = "b"
+    assert_error(function() sh.run{ argv = holey } end, "without holes")
+    assert_error(function() sh.run{ argv = { "echo", x = 1 } } end, "found argv%[x%]")
+  end)
+
+  test("options are checked", function()
+    assert_error(function() sh.run("ls") end, "table expected")
+    assert_error(function() sh.run{ "ls" } end, "pass the command as argv")
+    assert_error(function() sh.run{ argv = { "true" }, timout = 1 } end, "unknown option 'timout'")
+    assert_error(function() sh.run{ argv = { "true" }, timeout = -1 } end, "timeout must be a positive")
+    assert_error(function() sh.run{ argv = { "true" }, timeout = 0 } end, "timeout must be a positive")
+    assert_error(function() sh.run{ argv = { "true" }, timeout = "1s" } end, "timeout must be a number")
+    assert_error(function() sh.run{ argv = { "true" }, grace = -1 } end, "grace must be a non%-negative")
+    assert_error(function() sh.run{ argv = { "true" }, max_output = 1.5 } end, "max_output")
+    assert_error(function() sh.run{ argv = { "true" }, cwd = 1 } end, "cwd must be a string")
+    assert_error(function() sh.run{ argv = { "true" }, input = 5 } end, "input must be a string")
+  end)
+
+  test("errors point at the caller's line", function()
+    local line = debug.getinfo(1, "l").currentline + 1
+    local msg = assert_error(function() sh.run{ argv = { 1 } } end)
+    assert_match(msg, "sh_test%.lua:" .. line .. ": sh%.run")
+  end)
+end)
+
+describe("timeout", function()
+  test("kills the whole process group", function()
+    local dir = tmpdir()
+    local pidfile = dir .. "/pid"
+    local r = sh.run{
+      argv = { "sh", "-c", 'sleep 100 & echo $! > "$1"; sleep 100', "sh", pidfile },
+      timeout = 0.5,
+    }
+    assert_true(r.timed_out)
+    assert_nil(r.code)
+    assert_eq(r.signal, "TERM")
+    assert_true(r.duration >= 0.5 and r.duration < 3, "duration " .. r.duration)
+    local pid = assert(read_file(pidfile)):match("%d+")
+    assert_true(process_gone(pid), "background sleep " .. pid .. " survived")
+  end)
+
+  test("a command ignoring TERM gets KILL after the grace period", function()
+    local r = sh.run{
+      argv = { "sh", "-c", 'trap "" TERM; echo ready; sleep 100; echo never' },
+      timeout = 0.3,
+      grace = 0.4,
+    }
+    assert_true(r.timed_out)
+    assert_nil(r.code)
+    assert_eq(r.signal, "KILL")
+    assert_eq(r.stdout, "ready\n")
+    assert_true(r.duration >= 0.7 and r.duration < 4, "duration " .. r.duration)
+  end)
+
+  test("keeps the output produced before the timeout", function()
+    local r = sh.run{ argv = { "sh", "-c", "echo partial; exec sleep 100" }, timeout = 0.3 }
+    assert_true(r.timed_out)
+    assert_eq(r.stdout, "partial\n")
+  end)
+
+  test("a command that finishes in time is not timed out", function()
+    local r = sh.run{ argv = { "echo", "quick" }, timeout = 10 }
+    assert_false(r.timed_out)
+    assert_eq(r.code, 0)
+    assert_true(r.duration < 5)
+  end)
+end)
+
+describe("child setup", function()
+  test("signal dispositions and mask are reset", function()
+    -- relish itself ignores SIGPIPE; the child must not inherit that.
+    local r = sh.run{ argv = { "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status" } }
+    assert_eq(r.stdout, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n")
+    r = sh.run{ argv = { "sh", "-c", "yes | head -c 4" } }
+    assert_eq(r.stdout, "y\ny\n")
+    assert_eq(r.stderr, "")
+  end)
+
+  test("only stdin, stdout and stderr are inherited", function()
+    local r = sh.run{ argv = { "ls", "/proc/self/fd" } }
+    -- ls's own directory handle is the fourth entry
+    assert_eq(r.stdout, "0\n1\n2\n3\n")
+  end)
+
+  test("the command leads its own process group", function()
+    local r = sh.run{ argv = { "sh", "-c", 'ps -o pgid= -p $$; echo $$' } }
+    local pgid, pid = r.stdout:match("^%s*(%d+)\n(%d+)\n$")
+    assert_eq(pgid, pid)
+  end)
+end)
+
+describe("interrupt", function()
+  test("SIGINT stops the command and its group, and relish exits 130", function()
+    local dir = tmpdir()
+    local pidfile = dir .. "/pid"
+    local inner = dir .. "/inner_test.lua"
+    write_file(inner, string.format([[
+local sh = require "relish.sh"
+test("waits", function()
+  sh.run{ argv = { "sh", "-c", 'sleep 100 & echo $! > %q; wait' } }
+end)
+]], pidfile))
+    local r = sh.run{
+      argv = { "sh", "-c", [[
+"$1" test "$2" & p=$!
+i=0; while [ ! -s "$3" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+kill -INT $p; wait $p; echo "exit $?"]], "sh", relish_exe(), inner, pidfile },
+      timeout = 30,
+    }
+    assert_false(r.timed_out)
+    assert_eq(r.stdout:match("exit %d+\n$"), "exit 130\n")
+    local pid = assert(read_file(pidfile)):match("%d+")
+    assert_true(process_gone(pid), "sleep " .. pid .. " survived the interrupt")
+  end)
+end)
+
+describe("which", function()
+  test("finds commands on PATH", function()
+    assert_match(sh.which("sh"), "^/.*/sh$")
+    assert_nil(sh.which("relish-no-such-command-xyz"))
+    assert_nil(sh.which(""))
+  end)
+
+  test("checks a path directly", function()
+    local dir = tmpdir()
+    write_file(dir .. "/x", "#!/bin/sh\n", "755")
+    write_file(dir .. "/y", "#!/bin/sh\n", "644")
+    assert_eq(sh.which(dir .. "/x"), dir .. "/x")
+    assert_nil(sh.which(dir .. "/y"))
+    assert_nil(sh.which(dir))
+  end)
+end)
+
+describe("quote", function()
+  test("leaves plain words alone and quotes the rest", function()
+    assert_eq(sh.quote("abc-1.2/x=y"), "abc-1.2/x=y")
+    assert_eq(sh.quote(""), "''")
+    assert_eq(sh.quote("a b"), "'a b'")
+    assert_eq(sh.quote("it's"), "'it'\\''s'")
+    assert_eq(sh.quote("$HOME"), "'$HOME'")
+    assert_eq(sh.quote{ "git", "commit", "-m", "fix: it's done" },
+      "git commit -m 'fix: it'\\''s done'")
+    assert_error(function() sh.quote{ "a", {} } end, "must be a string")
+  end)
+
+  test("a quoted word reaches the command unchanged through sh -c", function()
+    local words = { "plain", "", "a b", "it's", "$(id) `id` $HOME", "*?[]", "new\nline", "\\" }
+    for _, w in ipairs(words) do
+      local r = sh.run{ argv = { "sh", "-c", "printf %s " .. sh.quote(w) } }
+      assert_eq(r.stdout, w)
+    end
+  end)
+end)
