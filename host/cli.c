@@ -1,6 +1,7 @@
 /* cli.c: the command line. Each command is a row of the table below (its
  * flags, its help); parsing and help are generic, the work is done by a C
  * function or by the Lua module relish.cli.<name> of the stdlib. */
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

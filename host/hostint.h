@@ -43,6 +43,22 @@ int relish_cli(lua_State *L, int argc, char **argv);
 /* hostlib.c: the internal module "relish._host" used by the stdlib. */
 int luaopen_relish__host(lua_State *L);
 
+/* secret.c, gate.c, journal.c: host modules preloaded as relish.secret,
+ * relish._gate and relish._journal. */
+int luaopen_relish_secret(lua_State *L);
+int luaopen_relish__gate(lua_State *L);
+int luaopen_relish__journal(lua_State *L);
+
+/* journal.c: what the gate writes. Each returns 0, or -1 with *err malloc'd. */
+typedef struct relish_journal relish_journal;
+relish_journal *relish_journal_check(lua_State *L, int idx);
+int relish_journal_action_begin(relish_journal *j, const char *run_id, lua_Integer step,
+                                lua_Integer seq, const relish_effect *e, const char *status,
+                                char **err);
+int relish_journal_action_end(relish_journal *j, const char *run_id, lua_Integer seq,
+                              const char *status, const char *result, const char *error,
+                              char **err);
+
 /* error.c */
 void relish_error_register(lua_State *L);
 

@@ -1,6 +1,7 @@
 /* hostlib.c: "relish._host", the small set of host services the Lua side of
  * relish (CLI commands, the test runner) needs before relish.fs exists:
  * directory walking, temporary directories, clocks, terminal checks. */
+#define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>

@@ -1,5 +1,6 @@
 /* main.c: makes the state and runs everything else under one protected call
  * whose message handler adds a traceback, as lua.c does. */
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
 

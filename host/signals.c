@@ -2,6 +2,7 @@
  * hook raises "interrupted" at the next safe point of the Lua VM, and blocking
  * C loops poll relish_interrupted() (handlers are installed without SA_RESTART
  * so poll and waitpid return EINTR). */
+#define _GNU_SOURCE
 #include <signal.h>
 #include <string.h>
 

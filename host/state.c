@@ -1,6 +1,7 @@
 /* state.c: the Lua state: standard libraries, native modules preloaded, the
  * embedded stdlib found by require, user code loaded as text only into a
  * strict environment, and the message handler every protected call uses. */
+#define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
 
@@ -257,6 +258,12 @@ lua_State *relish_newstate(void) {
   }
   lua_pushcfunction(L, luaopen_relish__host);
   lua_setfield(L, -2, "relish._host");
+  lua_pushcfunction(L, luaopen_relish_secret);
+  lua_setfield(L, -2, "relish.secret");
+  lua_pushcfunction(L, luaopen_relish__gate);
+  lua_setfield(L, -2, "relish._gate");
+  lua_pushcfunction(L, luaopen_relish__journal);
+  lua_setfield(L, -2, "relish._journal");
   lua_pop(L, 1);
   install_searchers(L);
   install_text_loaders(L);

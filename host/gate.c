@@ -1,0 +1,390 @@
+/* gate.c: the one door every effect goes through. In a run it journals the
+ * action durably before it happens, plans it instead in a dry-run, checks it
+ * against a saved plan, and marks it done or failed afterwards; outside a run
+ * it just lets the effect act. Fault injection (RELISH_FAULT) lives here. */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hostint.h"
+
+enum { MODE_NONE, MODE_CAPTURE, MODE_RUN };
+
+static struct {
+  int mode, dry_run;
+  int capture_ref; /* capture: list of effect records */
+  int journal_ref, sink_ref, expect_ref;
+  relish_journal *journal;
+  char run_id[64];
+  lua_Integer step, seq, expect_pos;
+  long count, crash_before, crash_after;
+} G = {.capture_ref = LUA_NOREF, .journal_ref = LUA_NOREF, .sink_ref = LUA_NOREF,
+       .expect_ref = LUA_NOREF};
+
+static void parse_faults(void) {
+  G.crash_before = G.crash_after = 0;
+  const char *f = getenv("RELISH_FAULT");
+  if (!f) return;
+  const char *p;
+  if ((p = strstr(f, "crash-before-action:"))) G.crash_before = atol(p + 20);
+  if ((p = strstr(f, "crash-after-action:"))) G.crash_after = atol(p + 19);
+}
+
+static void crash_now(void) {
+  fflush(stdout);
+  fflush(stderr);
+  kill(getpid(), SIGKILL);
+  _exit(137);
+}
+
+int relish_gate_dry_run(lua_State *L) {
+  (void)L;
+  return G.mode != MODE_NONE && G.dry_run;
+}
+
+/* Pushes a table describing the action (for the sink and the capture list). */
+static void push_action(lua_State *L, const relish_effect *e, lua_Integer seq,
+                        const char *status) {
+  lua_createtable(L, 0, 9);
+  lua_pushinteger(L, seq);
+  lua_setfield(L, -2, "seq");
+  lua_pushinteger(L, G.step);
+  lua_setfield(L, -2, "step");
+  lua_pushstring(L, e->kind);
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, e->target);
+  lua_setfield(L, -2, "target");
+  lua_pushstring(L, e->describe);
+  lua_setfield(L, -2, "describe");
+  if (e->detail) {
+    lua_pushstring(L, e->detail);
+    lua_setfield(L, -2, "detail");
+  }
+  if (e->fingerprint) {
+    lua_pushstring(L, e->fingerprint);
+    lua_setfield(L, -2, "fingerprint");
+  }
+  lua_pushboolean(L, e->undo == NULL);
+  lua_setfield(L, -2, "irreversible");
+  lua_pushstring(L, status);
+  lua_setfield(L, -2, "status");
+}
+
+static void emit(lua_State *L, const char *event, int action, const char *error) {
+  if (G.sink_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, G.sink_ref);
+  lua_pushstring(L, event);
+  lua_pushvalue(L, action);
+  if (error) {
+    lua_pushstring(L, error);
+    lua_setfield(L, -2, "error");
+  }
+  lua_call(L, 2, 0);
+}
+
+/* A saved plan expects this action next: same kind, target and fingerprint. */
+static void check_expected(lua_State *L, const relish_effect *e) {
+  if (G.expect_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, G.expect_ref);
+  int list = lua_gettop(L);
+  G.expect_pos++;
+  relish_push_error(L, "drift", "");
+  int err = lua_gettop(L);
+  lua_pushinteger(L, 3);
+  lua_setfield(L, err, "exit_hint");
+  if (lua_geti(L, list, G.expect_pos) != LUA_TTABLE) {
+    lua_pushfstring(L, "the plan has no action %d, but the recipe now does %s %s",
+                    (int)G.expect_pos, e->kind, e->target);
+    lua_setfield(L, err, "message");
+    lua_pushvalue(L, err);
+    lua_error(L);
+  }
+  int want = lua_gettop(L);
+  lua_getfield(L, want, "kind");
+  lua_getfield(L, want, "target");
+  lua_getfield(L, want, "fingerprint");
+  const char *wk = lua_tostring(L, -3), *wt = lua_tostring(L, -2), *wf = lua_tostring(L, -1);
+  const char *fp = e->fingerprint ? e->fingerprint : "";
+  if (!wk || !wt || strcmp(wk, e->kind) != 0 || strcmp(wt, e->target) != 0) {
+    lua_pushfstring(L,
+                    "action %d differs from the plan:\n  planned: %s %s\n  now:     %s %s",
+                    (int)G.expect_pos, wk ? wk : "?", wt ? wt : "?", e->kind, e->target);
+  } else if (strcmp(wf ? wf : "", fp) != 0) {
+    lua_pushfstring(L,
+                    "the live state of %s changed since the plan (action %d, %s):\n"
+                    "  planned against: %s\n  live now:        %s",
+                    e->target, (int)G.expect_pos, e->kind, wf ? wf : "(none)", fp);
+  } else {
+    lua_settop(L, list - 1);
+    return;
+  }
+  lua_setfield(L, err, "message");
+  lua_pushvalue(L, err);
+  lua_error(L);
+}
+
+int relish_gate_begin(lua_State *L, const relish_effect *e, lua_Integer *id) {
+  *id = 0;
+  if (G.mode == MODE_NONE) return RELISH_GATE_ACT;
+  int top = lua_gettop(L);
+  luaL_checkstack(L, 16, "gate");
+  /* everything the gate keeps or shows is redacted */
+  relish_effect r = *e;
+  r.target = relish_redact(L, e->target ? e->target : "", e->target ? strlen(e->target) : 0, NULL);
+  r.describe = relish_redact(L, e->describe ? e->describe : "", e->describe ? strlen(e->describe) : 0, NULL);
+  if (e->detail) r.detail = relish_redact(L, e->detail, strlen(e->detail), NULL);
+  if (e->undo) r.undo = relish_redact(L, e->undo, strlen(e->undo), NULL);
+  const char *status = G.dry_run ? "planned" : "pending";
+
+  if (G.mode == MODE_CAPTURE) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, G.capture_ref);
+    push_action(L, &r, (lua_Integer)luaL_len(L, -1) + 1, status);
+    if (e->undo) { /* decoded, so tests can hand it to MOD.undo */
+      lua_getglobal(L, "require");
+      lua_pushliteral(L, "relish.json");
+      lua_call(L, 1, 1);
+      lua_getfield(L, -1, "decode");
+      lua_pushstring(L, e->undo);
+      lua_call(L, 1, 1);
+      lua_setfield(L, -3, "undo");
+      lua_pop(L, 1);
+    }
+    *id = (lua_Integer)luaL_len(L, -2) + 1;
+    lua_seti(L, -2, *id);
+    lua_settop(L, top);
+    return G.dry_run ? RELISH_GATE_PLANNED : RELISH_GATE_ACT;
+  }
+
+  check_expected(L, &r);
+  G.count++;
+  *id = ++G.seq;
+  char *err = NULL;
+  if (relish_journal_action_begin(G.journal, G.run_id, G.step, *id, &r, status, &err) != 0) {
+    lua_pushfstring(L, "journal: cannot record %s %s: %s", r.kind, r.target, err ? err : "?");
+    free(err);
+    relish_raise(L, "journal", "%s", lua_tostring(L, -1));
+  }
+  push_action(L, &r, *id, status);
+  emit(L, G.dry_run ? "action_planned" : "action_started", lua_gettop(L), NULL);
+  lua_settop(L, top);
+  if (G.dry_run) return RELISH_GATE_PLANNED;
+  if (G.crash_before && G.count == G.crash_before) crash_now();
+  return RELISH_GATE_ACT;
+}
+
+static void finish(lua_State *L, lua_Integer id, const char *status, const char *result,
+                   const char *message) {
+  if (G.mode == MODE_NONE || id == 0) return;
+  int top = lua_gettop(L);
+  if (message) message = relish_redact(L, message, strlen(message), NULL);
+  if (G.mode == MODE_CAPTURE) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, G.capture_ref);
+    if (lua_geti(L, -1, id) == LUA_TTABLE) {
+      lua_pushstring(L, status);
+      lua_setfield(L, -2, "status");
+      if (message) {
+        lua_pushstring(L, message);
+        lua_setfield(L, -2, "error");
+      }
+    }
+    lua_settop(L, top);
+    return;
+  }
+  if (G.crash_after && G.count == G.crash_after) crash_now();
+  char *err = NULL;
+  if (relish_journal_action_end(G.journal, G.run_id, id, status, result, message, &err) != 0) {
+    fprintf(stderr, "relish: journal: cannot mark action %lld %s: %s\n", (long long)id, status,
+            err ? err : "?");
+    free(err);
+  }
+  if (G.sink_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, G.sink_ref);
+    lua_pushstring(L, strcmp(status, "done") == 0 ? "action_done" : "action_failed");
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, id);
+    lua_setfield(L, -2, "seq");
+    if (message) {
+      lua_pushstring(L, message);
+      lua_setfield(L, -2, "error");
+    }
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+      fprintf(stderr, "relish: output: %s\n", lua_tostring(L, -1));
+  }
+  lua_settop(L, top);
+}
+
+void relish_gate_done(lua_State *L, lua_Integer id, const char *result_json) {
+  finish(L, id, "done", result_json, NULL);
+}
+
+void relish_gate_failed(lua_State *L, lua_Integer id, const char *message) {
+  finish(L, id, "failed", NULL, message ? message : "failed");
+}
+
+/* ---- the Lua door: relish._gate ---------------------------------------- */
+
+static const char *opt_field(lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  const char *s = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
+  if (!lua_isnil(L, -1) && !s) luaL_error(L, "effect: field '%s' must be a string", k);
+  return s; /* left on the stack, so it stays alive */
+}
+
+/* begin{kind=, target=, describe=, detail=, undo=<json text>, fingerprint=}
+ * -> "act", id | "planned" */
+static int l_gate_begin(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  relish_effect e;
+  e.kind = opt_field(L, 1, "kind");
+  e.target = opt_field(L, 1, "target");
+  e.describe = opt_field(L, 1, "describe");
+  e.detail = opt_field(L, 1, "detail");
+  e.undo = opt_field(L, 1, "undo");
+  e.fingerprint = opt_field(L, 1, "fingerprint");
+  if (!e.kind || !strchr(e.kind, '.')) return luaL_error(L, "effect: kind must be 'module.verb'");
+  if (!e.target) return luaL_error(L, "effect: target is required");
+  if (!e.describe) e.describe = e.target;
+  lua_Integer id;
+  int r = relish_gate_begin(L, &e, &id);
+  if (r == RELISH_GATE_PLANNED) {
+    lua_pushliteral(L, "planned");
+    return 1;
+  }
+  lua_pushliteral(L, "act");
+  lua_pushinteger(L, id);
+  return 2;
+}
+
+static int l_gate_done(lua_State *L) {
+  relish_gate_done(L, luaL_checkinteger(L, 1), luaL_optstring(L, 2, NULL));
+  return 0;
+}
+
+static int l_gate_failed(lua_State *L) {
+  relish_gate_failed(L, luaL_checkinteger(L, 1), luaL_optstring(L, 2, NULL));
+  return 0;
+}
+
+static void unref(lua_State *L, int *ref) {
+  luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+  *ref = LUA_NOREF;
+}
+
+static int capture_finish(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  int saved_mode = (int)lua_tointeger(L, 3), saved_dry = (int)lua_tointeger(L, 4);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, G.capture_ref);
+  unref(L, &G.capture_ref);
+  G.mode = saved_mode;
+  G.dry_run = saved_dry;
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_pushvalue(L, -2); /* the error */
+    return lua_error(L);
+  }
+  lua_replace(L, 4); /* effects go where dry_run was; results follow from 5 */
+  return lua_gettop(L) - 3;
+}
+
+/* capture(fn, {dry_run=}) -> effects, fn's results: for module tests. */
+static int l_gate_capture(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  int dry = 0;
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "dry_run");
+    dry = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  if (G.mode != MODE_NONE) return luaL_error(L, "gate.capture: a run or capture is active");
+  lua_settop(L, 1);
+  lua_pushnil(L); /* 2: placeholder */
+  lua_pushinteger(L, G.mode);
+  lua_pushinteger(L, G.dry_run);
+  lua_newtable(L);
+  G.capture_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  G.mode = MODE_CAPTURE;
+  G.dry_run = dry;
+  lua_pushvalue(L, 1);
+  int st = lua_pcallk(L, 0, LUA_MULTRET, 0, 0, capture_finish);
+  return capture_finish(L, st, 0);
+}
+
+/* set_run{journal=, run_id=, dry_run=, on_event=, expect=, seq=} */
+static int l_gate_set_run(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "journal");
+  G.journal = relish_journal_check(L, -1);
+  unref(L, &G.journal_ref);
+  G.journal_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, 1, "run_id");
+  snprintf(G.run_id, sizeof G.run_id, "%s", luaL_checkstring(L, -1));
+  lua_getfield(L, 1, "dry_run");
+  G.dry_run = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "seq");
+  G.seq = luaL_optinteger(L, -1, 0);
+  lua_pop(L, 3);
+  unref(L, &G.sink_ref);
+  if (lua_getfield(L, 1, "on_event") == LUA_TFUNCTION) G.sink_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else lua_pop(L, 1);
+  unref(L, &G.expect_ref);
+  G.expect_pos = 0;
+  if (lua_getfield(L, 1, "expect") == LUA_TTABLE) G.expect_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else lua_pop(L, 1);
+  G.step = 0;
+  G.count = 0;
+  parse_faults();
+  G.mode = MODE_RUN;
+  return 0;
+}
+
+static int l_gate_clear_run(lua_State *L) {
+  unref(L, &G.journal_ref);
+  unref(L, &G.sink_ref);
+  unref(L, &G.expect_ref);
+  G.journal = NULL;
+  G.mode = MODE_NONE;
+  G.dry_run = 0;
+  return 0;
+}
+
+static int l_gate_set_step(lua_State *L) {
+  G.step = luaL_checkinteger(L, 1);
+  return 0;
+}
+
+/* expect_left() -> how many planned actions were not reached */
+static int l_gate_expect_left(lua_State *L) {
+  if (G.expect_ref == LUA_NOREF) {
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, G.expect_ref);
+  lua_pushinteger(L, (lua_Integer)luaL_len(L, -1) - G.expect_pos);
+  return 1;
+}
+
+static int l_gate_state(lua_State *L) {
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, G.mode == MODE_RUN ? "run" : G.mode == MODE_CAPTURE ? "capture" : "none");
+  lua_setfield(L, -2, "mode");
+  lua_pushboolean(L, G.dry_run);
+  lua_setfield(L, -2, "dry_run");
+  lua_pushinteger(L, G.seq);
+  lua_setfield(L, -2, "seq");
+  lua_pushinteger(L, G.step);
+  lua_setfield(L, -2, "step");
+  return 1;
+}
+
+int luaopen_relish__gate(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"begin", l_gate_begin},         {"done", l_gate_done},
+      {"failed", l_gate_failed},       {"capture", l_gate_capture},
+      {"set_run", l_gate_set_run},     {"clear_run", l_gate_clear_run},
+      {"set_step", l_gate_set_step},   {"expect_left", l_gate_expect_left},
+      {"state", l_gate_state},         {NULL, NULL}};
+  luaL_newlib(L, fns);
+  return 1;
+}

@@ -1,0 +1,279 @@
+/* journal.c: the SQLite journal. A thin binding (exec/query with bound
+ * parameters) serves the engine's Lua side, which owns the schema; the gate's
+ * two hot writes are prepared statements here. WAL with synchronous=FULL makes
+ * an action's "pending" row durable before the action starts. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#include "hostint.h"
+
+#define JOURNAL_MT "relish.Journal"
+
+struct relish_journal {
+  sqlite3 *db;
+  sqlite3_stmt *ins, *upd;
+  int durable; /* current synchronous setting is FULL */
+};
+
+relish_journal *relish_journal_check(lua_State *L, int idx) {
+  relish_journal *j = luaL_checkudata(L, idx, JOURNAL_MT);
+  if (!j->db) luaL_error(L, "journal is closed");
+  return j;
+}
+
+static int mkdirs(const char *path) {
+  char buf[4096];
+  size_t n = strlen(path);
+  if (n >= sizeof buf) return -1;
+  memcpy(buf, path, n + 1);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, 0700) != 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  return 0;
+}
+
+static void journal_free(relish_journal *j) {
+  if (!j->db) return;
+  sqlite3_finalize(j->ins);
+  sqlite3_finalize(j->upd);
+  sqlite3_close_v2(j->db);
+  j->db = NULL;
+  j->ins = j->upd = NULL;
+}
+
+static int l_journal_close(lua_State *L) {
+  journal_free(luaL_checkudata(L, 1, JOURNAL_MT));
+  return 0;
+}
+
+static int set_durable(relish_journal *j, int on) {
+  if (j->durable == on) return SQLITE_OK;
+  j->durable = on;
+  return sqlite3_exec(j->db, on ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", 0, 0,
+                      0);
+}
+
+/* open(path) -> journal | nil, err */
+static int l_journal_open(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  relish_journal *j = lua_newuserdatauv(L, sizeof *j, 0);
+  memset(j, 0, sizeof *j);
+  luaL_setmetatable(L, JOURNAL_MT);
+  if (strcmp(path, ":memory:") != 0 && mkdirs(path) != 0)
+    return relish_fail(L, "io", "journal: cannot create the directory of %s: %s", path,
+                       strerror(errno));
+  if (sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      NULL) != SQLITE_OK) {
+    const char *msg = j->db ? sqlite3_errmsg(j->db) : "out of memory";
+    lua_pushfstring(L, "journal: cannot open %s: %s", path, msg);
+    journal_free(j);
+    return relish_fail(L, "io", "%s", lua_tostring(L, -1));
+  }
+  sqlite3_busy_timeout(j->db, 30000);
+  char *err = NULL;
+  if (sqlite3_exec(j->db,
+                   "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+                   0, 0, &err) != SQLITE_OK) {
+    lua_pushfstring(L, "journal: %s: %s", path, err ? err : "cannot configure");
+    sqlite3_free(err);
+    journal_free(j);
+    return relish_fail(L, "io", "%s", lua_tostring(L, -1));
+  }
+  j->durable = 1;
+  return 1;
+}
+
+static int bind_args(lua_State *L, sqlite3_stmt *st, int first) {
+  int n = lua_gettop(L) - first + 1;
+  for (int i = 0; i < n; i++) {
+    int idx = first + i, rc;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: rc = sqlite3_bind_null(st, i + 1); break;
+    case LUA_TBOOLEAN: rc = sqlite3_bind_int(st, i + 1, lua_toboolean(L, idx)); break;
+    case LUA_TNUMBER:
+      rc = lua_isinteger(L, idx) ? sqlite3_bind_int64(st, i + 1, lua_tointeger(L, idx))
+                                 : sqlite3_bind_double(st, i + 1, lua_tonumber(L, idx));
+      break;
+    case LUA_TSTRING: {
+      size_t len;
+      const char *s = lua_tolstring(L, idx, &len);
+      rc = sqlite3_bind_text(st, i + 1, s, (int)len, SQLITE_TRANSIENT);
+      break;
+    }
+    default: return -(i + 1);
+    }
+    if (rc != SQLITE_OK) return -(i + 1);
+  }
+  return 0;
+}
+
+/* Runs sql with parameters 3..; with rows set, pushes the result rows. */
+static int run_sql(lua_State *L, int rows) {
+  relish_journal *j = relish_journal_check(L, 1);
+  const char *sql = luaL_checkstring(L, 2);
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(j->db, sql, -1, &st, NULL) != SQLITE_OK)
+    return relish_raise(L, "journal", "journal: %s in: %s", sqlite3_errmsg(j->db), sql);
+  int b = bind_args(L, st, 3);
+  if (b < 0) {
+    sqlite3_finalize(st);
+    return luaL_error(L, "journal: parameter %d has an unsupported type", -b);
+  }
+  if (rows) lua_newtable(L);
+  int rc, n = 0, ncol = sqlite3_column_count(st);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (!rows) continue;
+    if (!lua_checkstack(L, 4)) break;
+    lua_createtable(L, 0, ncol);
+    for (int c = 0; c < ncol; c++) {
+      switch (sqlite3_column_type(st, c)) {
+      case SQLITE_INTEGER: lua_pushinteger(L, sqlite3_column_int64(st, c)); break;
+      case SQLITE_FLOAT: lua_pushnumber(L, sqlite3_column_double(st, c)); break;
+      case SQLITE_NULL: continue;
+      default:
+        lua_pushlstring(L, (const char *)sqlite3_column_text(st, c),
+                        (size_t)sqlite3_column_bytes(st, c));
+      }
+      lua_setfield(L, -2, sqlite3_column_name(st, c));
+    }
+    lua_seti(L, -2, ++n);
+  }
+  if (rc != SQLITE_DONE) {
+    lua_pushstring(L, sqlite3_errmsg(j->db));
+    int busy = rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
+    sqlite3_finalize(st);
+    return relish_raise(L, busy ? "busy" : "journal", "journal: %s", lua_tostring(L, -1));
+  }
+  sqlite3_finalize(st);
+  if (rows) return 1;
+  lua_pushinteger(L, sqlite3_changes(j->db));
+  return 1;
+}
+
+static int l_journal_exec(lua_State *L) { return run_sql(L, 0); }
+static int l_journal_query(lua_State *L) { return run_sql(L, 1); }
+
+/* script(sql): several statements, no parameters (schema migrations) */
+static int l_journal_script(lua_State *L) {
+  relish_journal *j = relish_journal_check(L, 1);
+  char *err = NULL;
+  if (sqlite3_exec(j->db, luaL_checkstring(L, 2), 0, 0, &err) != SQLITE_OK) {
+    lua_pushstring(L, err ? err : "error");
+    sqlite3_free(err);
+    return relish_raise(L, "journal", "journal: %s", lua_tostring(L, -1));
+  }
+  return 0;
+}
+
+static int l_journal_last_id(lua_State *L) {
+  relish_journal *j = relish_journal_check(L, 1);
+  lua_pushinteger(L, sqlite3_last_insert_rowid(j->db));
+  return 1;
+}
+
+static int l_journal_durable(lua_State *L) {
+  relish_journal *j = relish_journal_check(L, 1);
+  set_durable(j, lua_toboolean(L, 2));
+  return 0;
+}
+
+/* ---- the gate's writes -------------------------------------------------- */
+
+static int fail_with(relish_journal *j, char **err) {
+  if (err) *err = strdup(sqlite3_errmsg(j->db));
+  return -1;
+}
+
+int relish_journal_action_begin(relish_journal *j, const char *run_id, lua_Integer step,
+                                lua_Integer seq, const relish_effect *e, const char *status,
+                                char **err) {
+  if (!j->ins &&
+      sqlite3_prepare_v2(j->db,
+                         "INSERT INTO actions (run_id, seq, step, kind, target, describe, detail,"
+                         " undo, fingerprint, irreversible, status, started_at)"
+                         " VALUES (?,?,?,?,?,?,?,?,?,?,?, strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
+                         -1, &j->ins, NULL) != SQLITE_OK)
+    return fail_with(j, err);
+  /* the pending row must be on disk before the action starts */
+  if (set_durable(j, 1) != SQLITE_OK) return fail_with(j, err);
+  sqlite3_stmt *st = j->ins;
+  sqlite3_reset(st);
+  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, seq);
+  sqlite3_bind_int64(st, 3, step);
+  sqlite3_bind_text(st, 4, e->kind, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, e->target, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 6, e->describe, -1, SQLITE_STATIC);
+  if (e->detail) sqlite3_bind_text(st, 7, e->detail, -1, SQLITE_STATIC);
+  else sqlite3_bind_null(st, 7);
+  if (e->undo) sqlite3_bind_text(st, 8, e->undo, -1, SQLITE_STATIC);
+  else sqlite3_bind_null(st, 8);
+  if (e->fingerprint) sqlite3_bind_text(st, 9, e->fingerprint, -1, SQLITE_STATIC);
+  else sqlite3_bind_null(st, 9);
+  sqlite3_bind_int(st, 10, e->undo == NULL);
+  sqlite3_bind_text(st, 11, status, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(st);
+  sqlite3_clear_bindings(st);
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? 0 : fail_with(j, err);
+}
+
+int relish_journal_action_end(relish_journal *j, const char *run_id, lua_Integer seq,
+                              const char *status, const char *result, const char *error,
+                              char **err) {
+  if (!j->upd &&
+      sqlite3_prepare_v2(j->db,
+                         "UPDATE actions SET status = ?, result = ?, error = ?,"
+                         " finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+                         " WHERE run_id = ? AND seq = ?",
+                         -1, &j->upd, NULL) != SQLITE_OK)
+    return fail_with(j, err);
+  /* losing a "done" mark in a crash only leaves the action in doubt, which
+   * the undo handles: no need to wait for the disk here */
+  if (set_durable(j, 0) != SQLITE_OK) return fail_with(j, err);
+  sqlite3_stmt *st = j->upd;
+  sqlite3_reset(st);
+  sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
+  if (result) sqlite3_bind_text(st, 2, result, -1, SQLITE_STATIC);
+  else sqlite3_bind_null(st, 2);
+  if (error) sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC);
+  else sqlite3_bind_null(st, 3);
+  sqlite3_bind_text(st, 4, run_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 5, seq);
+  int rc = sqlite3_step(st);
+  sqlite3_clear_bindings(st);
+  sqlite3_reset(st);
+  set_durable(j, 1);
+  return rc == SQLITE_DONE ? 0 : fail_with(j, err);
+}
+
+int luaopen_relish__journal(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"exec", l_journal_exec},       {"query", l_journal_query},
+      {"script", l_journal_script},   {"last_id", l_journal_last_id},
+      {"durable", l_journal_durable}, {"close", l_journal_close},
+      {NULL, NULL}};
+  if (luaL_newmetatable(L, JOURNAL_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_journal_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_journal_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushliteral(L, "journal");
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushcfunction(L, l_journal_open);
+  lua_setfield(L, -2, "open");
+  return 1;
+}
