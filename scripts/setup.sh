@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages relish needs to build and test, once: quiet and
+# quick when everything is already there. Usage: scripts/setup.sh [--bench]
+set -euo pipefail
+
+packages=(
+  # build
+  gcc make cmake pkg-config
+  liblua5.4-dev libcurl4-openssl-dev libgit2-dev libcjson-dev libyaml-dev libsqlite3-dev
+  # tests: real servers and tools the suite starts on loopback
+  git python3 openssl procps
+)
+if [ "${1:-}" = "--bench" ]; then packages+=(hyperfine lua5.4); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "setup: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >/dev/null
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
