@@ -755,6 +755,8 @@ static int sh_wait(struct sh_proc *p) {
     nfds_t n;
     double t = sh_interest(p, pfd, &n, sh_now());
     struct timespec ts, *tsp = NULL;
+    if (t > 3600)
+      t = 3600; /* a huge timeout must not overflow time_t; just wake up and recheck */
     if (t >= 0) {
       ts.tv_sec = (time_t)t;
       ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);

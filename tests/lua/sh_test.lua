@@ -224,6 +224,15 @@ describe("start failures", function()
     assert_true(err.message:find(file, 1, true) ~= nil, err.message)
   end)
 
+  test("a script without #! is not handed to /bin/sh", function()
+    local file = tmpdir() .. "/noshebang"
+    write_file(file, "echo hi\n", "755")
+    local r, err = sh.run{ argv = { file } }
+    assert_nil(r)
+    assert_eq(err.kind, "spawn")
+    assert_match(err.message, "format")
+  end)
+
   test("a directory is a permission error", function()
     local r, err = sh.run{ argv = { tmpdir() } }
     assert_nil(r)
@@ -299,6 +308,12 @@ describe("timeout", function()
     local r = sh.run{ argv = { "sh", "-c", "echo partial; exec sleep 100" }, timeout = 0.3 }
     assert_true(r.timed_out)
     assert_eq(r.stdout, "partial\n")
+  end)
+
+  test("a huge timeout is just a long one", function()
+    local r = sh.run{ argv = { "true" }, timeout = 1e300 }
+    assert_false(r.timed_out)
+    assert_eq(r.code, 0)
   end)
 
   test("a command that finishes in time is not timed out", function()
