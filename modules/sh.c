@@ -261,7 +261,8 @@ static void sh_opt_argv(lua_State *L, int opts, struct sh_proc *p) {
   for (lua_Integer i = 1; i <= n; i++) {
     int type = lua_rawgeti(L, t, i);
     if (type == LUA_TNIL)
-      luaL_error(L, "sh.run: argv must be a list of strings without holes, argv[%d] is nil", (int)i);
+      luaL_error(L, "sh.run: argv must be a list of strings without holes, argv[%d] is nil",
+                 (int)i);
     if (type != LUA_TSTRING)
       luaL_error(L, "sh.run: argv[%d] must be a string, got %s", (int)i, luaL_typename(L, -1));
     size_t len;
