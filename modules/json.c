@@ -57,14 +57,16 @@ static size_t utf8_sequence(const unsigned char *p, const unsigned char *end) {
 
 /* Byte classes inside a JSON string: 0 copies through. */
 enum { SC_PLAIN = 0, SC_QUOTE, SC_BACKSLASH, SC_CONTROL, SC_HIGH };
-static unsigned char string_class[256];
-
-static void string_class_init(void) {
-  for (int c = 0; c < 256; c++)
-    string_class[c] = c < 0x20 ? SC_CONTROL : c >= 0x80 ? SC_HIGH : SC_PLAIN;
-  string_class['"'] = SC_QUOTE;
-  string_class['\\'] = SC_BACKSLASH;
-}
+#define SC_ROW(c) c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, c
+static const unsigned char string_class[256] = {
+    SC_ROW(SC_CONTROL), SC_ROW(SC_CONTROL),
+    0, 0, SC_QUOTE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x20: '"' */
+    SC_ROW(0), SC_ROW(0),
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, SC_BACKSLASH, 0, 0, 0, /* 0x50: '\\' */
+    SC_ROW(0), SC_ROW(0),
+    SC_ROW(SC_HIGH), SC_ROW(SC_HIGH), SC_ROW(SC_HIGH), SC_ROW(SC_HIGH),
+    SC_ROW(SC_HIGH), SC_ROW(SC_HIGH), SC_ROW(SC_HIGH), SC_ROW(SC_HIGH),
+};
 
 typedef struct {
   lua_State *L;
@@ -1046,7 +1048,6 @@ int luaopen_relish_json(lua_State *L) {
       {NULL, NULL},
   };
 
-  string_class_init();
   lua_newtable(L);
   luaL_newmetatable(L, JSON_ARRAY_MT);
   luaL_newmetatable(L, JSON_OBJECT_MT);
