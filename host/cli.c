@@ -44,7 +44,83 @@ static const cli_flag version_flags[] = {
     {"output", 0, "FORMAT", 0, "text|json", "text (default) or json"},
     {0}};
 
+#define STATE_FLAG \
+  {"state", 0, "URL", 0, NULL, "journal: sqlite:PATH (default $RELISH_STATE or $XDG_STATE_HOME/relish/journal.db)"}
+#define OUTPUT_FLAG {"output", 0, "FORMAT", 0, "text|json", "text for people (default), json: one event per line"}
+#define PARAM_FLAG {"param", 'p', "KEY=VALUE", 1, NULL, "set a recipe param (repeatable)"}
+
+static const cli_flag run_flags[] = {
+    PARAM_FLAG,
+    {"dry-run", 'n', NULL, 0, NULL, "plan only: show every change, change nothing"},
+    {"yes", 'y', NULL, 0, NULL, "answer yes to confirmations"},
+    OUTPUT_FLAG, STATE_FLAG, {0}};
+
+static const cli_flag plan_flags[] = {
+    PARAM_FLAG,
+    {"out", 'o', "PLAN.json", 0, NULL, "save the plan, to be executed by 'relish apply'"},
+    OUTPUT_FLAG, STATE_FLAG, {0}};
+
+static const cli_flag apply_flags[] = {OUTPUT_FLAG, STATE_FLAG, {0}};
+
+static const cli_flag rollback_flags[] = {
+    {"dry-run", 'n', NULL, 0, NULL, "show what would be undone, undo nothing"},
+    OUTPUT_FLAG, STATE_FLAG, {0}};
+
+static const cli_flag resume_flags[] = {PARAM_FLAG, OUTPUT_FLAG, STATE_FLAG, {0}};
+
+static const cli_flag history_flags[] = {
+    {"recipe", 'r', "NAME", 0, NULL, "only runs of this recipe"},
+    {"limit", 'l', "N", 0, NULL, "at most N runs (default 20)"},
+    OUTPUT_FLAG, STATE_FLAG, {0}};
+
+static const cli_flag show_flags[] = {
+    {"format", 'f', "FORMAT", 0, "text|json|markdown", "text (default), json or markdown"},
+    STATE_FLAG, {0}};
+
+static const cli_flag lock_flags[] = {OUTPUT_FLAG, STATE_FLAG, {0}};
+
 static const cli_command commands[] = {
+    {"run", "FILE", "run a recipe",
+     "Runs the recipe in FILE: params are checked first (every problem listed,\n"
+     "exit 2), the recipe's lock is taken, then the steps run in order. Every\n"
+     "change goes through the effect gate and is journaled before it happens; on\n"
+     "a failure the run is rolled back, newest change first (on_failure =\n"
+     "\"stop\" leaves it for 'relish resume'). With --dry-run nothing changes and\n"
+     "the plan is shown.",
+     run_flags, 1, 1, 0, run_module},
+    {"plan", "FILE", "show what a run would change; optionally save the plan",
+     "A dry-run of FILE: reads live state, changes nothing, and prints every\n"
+     "action the run would take (with a diff for file writes). With -o the plan\n"
+     "is saved: 'relish apply PLAN.json' then executes exactly that plan and\n"
+     "stops at the first action that differs or whose live state changed.",
+     plan_flags, 1, 1, 0, run_module},
+    {"apply", "PLAN.json", "execute a saved plan; stop on drift",
+     "Runs the recipe of a saved plan with the plan's params. Before each action\n"
+     "the gate checks it is the next planned one and that the live state it was\n"
+     "planned against is unchanged; otherwise the run stops before acting and\n"
+     "rolls back. A recipe file changed since the plan is refused (exit 2).",
+     apply_flags, 1, 1, 0, run_module},
+    {"rollback", "RUN_ID", "undo a run's changes, newest first",
+     "Undoes the actions of a run (failed, stopped, crashed, or succeeded) newest\n"
+     "first, using each step's undo where it has one and the automatic undo of\n"
+     "each action otherwise; continues an interrupted rollback. RUN_ID may be\n"
+     "'last'. Exit 3 lists what is left to do by hand.",
+     rollback_flags, 1, 1, 0, run_module},
+    {"resume", "RUN_ID", "continue a stopped or crashed run",
+     "Continues a stopped or crashed run from its first unfinished step, with\n"
+     "the ctx.state saved after its last finished step. RUN_ID may be 'last'.",
+     resume_flags, 1, 1, 0, run_module},
+    {"history", "", "list past runs",
+     "Lists runs from the journal, newest first.",
+     history_flags, 0, 0, 0, run_module},
+    {"show", "RUN_ID", "show one run: steps, actions, events",
+     "Shows a run from the journal: params, steps, every action with its status,\n"
+     "and the timeline of logs and notes. RUN_ID may be 'last'.",
+     show_flags, 1, 1, 0, run_module},
+    {"lock", "list | break NAME", "list locks or break one",
+     "'relish lock list' shows every held lock with its holder and expiry;\n"
+     "'relish lock break NAME' removes a lock (logged in the journal).",
+     lock_flags, 1, 2, 0, run_module},
     {"lua", "FILE [ARG]...", "run a Lua script with every relish module",
      "Runs FILE as a plain Lua script with every relish module available through\n"
      "require. The script's arguments are in the table `arg` (arg[0] is FILE) and\n"

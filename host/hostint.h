@@ -36,6 +36,7 @@ int relish_error_exit(lua_State *L, int idx);
 /* signals.c */
 void relish_signals_install(lua_State *L);
 void relish_interrupt_reset(void);
+void relish_set_deadline(lua_State *L, double monotonic_seconds);
 
 /* cli.c */
 int relish_cli(lua_State *L, int argc, char **argv);

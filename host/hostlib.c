@@ -5,6 +5,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <pwd.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +174,51 @@ static int l_host_getcwd(lua_State *L) {
   return 1;
 }
 
+static int l_host_hostname(lua_State *L) {
+  char buf[256];
+  if (gethostname(buf, sizeof buf) != 0) strcpy(buf, "localhost");
+  buf[sizeof buf - 1] = '\0';
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+/* username(): the login name of the effective user, for the journal's actor */
+static int l_host_username(lua_State *L) {
+  struct passwd *pw = getpwuid(geteuid());
+  if (pw && pw->pw_name) lua_pushstring(L, pw->pw_name);
+  else lua_pushfstring(L, "uid%d", (int)geteuid());
+  return 1;
+}
+
+static int l_host_getpid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+/* pid_alive(pid): a process with this pid exists (EPERM counts as alive) */
+static int l_host_pid_alive(lua_State *L) {
+  lua_Integer pid = luaL_checkinteger(L, 1);
+  if (pid <= 0) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  int r = kill((pid_t)pid, 0);
+  lua_pushboolean(L, r == 0 || errno == EPERM);
+  return 1;
+}
+
+/* set_deadline(monotonic seconds | nil): past it, Lua code raises "timeout" */
+static int l_host_set_deadline(lua_State *L) {
+  relish_set_deadline(L, luaL_optnumber(L, 1, 0));
+  return 0;
+}
+
+static int l_host_interrupt_reset(lua_State *L) {
+  (void)L;
+  relish_interrupt_reset();
+  return 0;
+}
+
 static int l_host_interrupted(lua_State *L) {
   lua_pushboolean(L, relish_interrupted());
   return 1;
@@ -208,6 +255,9 @@ int luaopen_relish__host(lua_State *L) {
       {"load_user", l_host_load_user}, {"strict_env", l_host_strict_env},
       {"realpath", l_host_realpath}, {"getcwd", l_host_getcwd},
       {"interrupted", l_host_interrupted}, {"versions", l_host_versions},
+      {"hostname", l_host_hostname}, {"getpid", l_host_getpid}, {"username", l_host_username},
+      {"pid_alive", l_host_pid_alive}, {"set_deadline", l_host_set_deadline},
+      {"interrupt_reset", l_host_interrupt_reset},
       {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;

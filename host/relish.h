@@ -37,6 +37,10 @@ int relish_interrupted(void);
 /* Raise the "interrupted" error (kind = "interrupted"). */
 int relish_raise_interrupted(lua_State *L);
 
+/* The current deadline (CLOCK_MONOTONIC seconds) of the running step, or 0:
+ * blocking C waits (processes, transfers) should not wait past it. */
+double relish_deadline(void);
+
 /* Initialise libcurl / libgit2 once, on first use; cleaned up at exit. */
 void relish_need_curl(void);
 void relish_need_git(void);

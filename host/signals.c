@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #include "hostint.h"
 
@@ -37,6 +38,34 @@ void relish_signals_install(lua_State *L) {
 }
 
 int relish_interrupted(void) { return interrupted != 0; }
+
+/* ---- deadlines: a step's or a run's timeout ----------------------------- */
+
+static double deadline;
+
+static double monotonic(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void deadline_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  if (deadline > 0 && monotonic() >= deadline) {
+    lua_sethook(L, NULL, 0, 0);
+    deadline = 0;
+    relish_raise(L, "timeout", "timed out");
+  }
+}
+
+void relish_set_deadline(lua_State *L, double t) {
+  deadline = t;
+  if (interrupted) return; /* the interrupt hook has priority */
+  if (t > 0) lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 10000);
+  else lua_sethook(L, NULL, 0, 0);
+}
+
+double relish_deadline(void) { return deadline; }
 
 void relish_interrupt_reset(void) {
   interrupted = 0;

@@ -68,6 +68,10 @@ local function run_file(file, opts, totals)
     return
   end
   local abs = host.realpath(file) or file
+  -- helpers next to the test file (tests/lua/support.lua) load with require
+  local dir = abs:match("^(.*)/[^/]*$") or "."
+  local saved_path = package.path
+  package.path = dir .. "/?.lua;" .. package.path
   local tests, prefix, hooks = {}, {}, { { before = {}, after = {} } }
   local cleanup = {}
 
@@ -118,7 +122,11 @@ local function run_file(file, opts, totals)
   end
   for k, v in pairs(G) do rawset(env, k, v) end
 
-  local ok, err = xpcall(fn, function(e)
+  local ok, err = xpcall(function()
+    local r = fn()
+    package.path = saved_path
+    return r
+  end, function(e)
     local where = locate(file, 2)
     local msg = tostring(e)
     return (where and not msg:find(where, 1, true)) and (where .. ": " .. msg) or msg

@@ -1,0 +1,42 @@
+-- relish history: past runs, newest first.
+local J = require "relish.journal"
+local json = require "relish.json"
+
+return {
+  main = function(opts)
+    local f = opts.flags
+    local limit = 20
+    if f.limit then
+      limit = math.tointeger(tonumber(f.limit))
+      if not limit or limit < 1 then
+        error({ kind = "usage", exit = 2, message = "--limit must be a positive integer, got '" .. f.limit .. "'" }, 0)
+      end
+    end
+    local journal = J.open(f.state)
+    local rows
+    if f.recipe then
+      rows = journal:query("SELECT * FROM runs WHERE recipe = ? ORDER BY started_at DESC, rowid DESC LIMIT ?", f.recipe, limit)
+    else
+      rows = journal:query("SELECT * FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?", limit)
+    end
+    journal:close()
+    if f.output == "json" then
+      for _, r in ipairs(rows) do
+        io.write(json.encode({ run_id = r.id, recipe = r.recipe, status = r.status, exit_code = r.exit_code or json.null,
+          dry_run = r.dry_run == 1, user = r.user, started_at = r.started_at, finished_at = r.finished_at or json.null,
+          params = json.decode(r.params) }, { sort_keys = true }), "\n")
+      end
+      return 0
+    end
+    if #rows == 0 then
+      io.write("no runs yet\n")
+      return 0
+    end
+    io.write(string.format("%-23s  %-20s  %-16s  %-9s  %s\n", "RUN", "RECIPE", "STATUS", "USER", "STARTED"))
+    for _, r in ipairs(rows) do
+      io.write(string.format("%-23s  %-20s  %-16s  %-9s  %s\n", r.id, r.recipe:sub(1, 20),
+        r.status .. (r.dry_run == 1 and " (dry)" or ""), (r.user or "?"):sub(1, 9), r.started_at))
+    end
+    return 0
+  end,
+}

@@ -1,0 +1,44 @@
+-- relish lock list | relish lock break NAME
+local J = require "relish.journal"
+local json = require "relish.json"
+local lock = require "relish.lock"
+local host = require "relish._host"
+
+local function usage(msg)
+  error({ kind = "usage", exit = 2, message = msg }, 0)
+end
+
+return {
+  main = function(opts)
+    local sub = opts.args[1]
+    local journal = J.open(opts.flags.state)
+    if sub == "list" then
+      if opts.args[2] then usage("lock list takes no argument") end
+      local rows = lock.list(journal)
+      if opts.flags.output == "json" then
+        for _, l in ipairs(rows) do
+          io.write(json.encode({ name = l.name, run_id = l.run_id, user = l.user, host = l.host, pid = l.pid,
+            since = l.acquired_at, expires_in = math.floor(l.expires_at - host.time()), stale = lock.stale(l) },
+            { sort_keys = true }), "\n")
+        end
+      elseif #rows == 0 then
+        io.write("no locks held\n")
+      else
+        for _, l in ipairs(rows) do
+          local stale, why = lock.stale(l)
+          io.write(string.format("%s  held by %s%s\n", l.name, lock.holder_text(l), stale and ("  STALE: " .. why) or ""))
+        end
+      end
+    elseif sub == "break" then
+      local name = opts.args[2]
+      if not name then usage("lock break NAME: missing NAME") end
+      local was = lock.break_lock(journal, name)
+      if not was then usage("no lock named '" .. name .. "'") end
+      io.write(string.format("broke lock '%s' (was held by %s)\n", name, lock.holder_text(was)))
+    else
+      usage(string.format("unknown lock command '%s': use 'relish lock list' or 'relish lock break NAME'", tostring(sub)))
+    end
+    journal:close()
+    return 0
+  end,
+}

@@ -1,0 +1,9 @@
+-- relish rollback RUN_ID: undo a run's actions, newest first.
+local engine = require "relish.engine"
+
+return {
+  main = function(opts)
+    local f = opts.flags
+    return engine.rollback_cmd { run_id = opts.args[1], dry_run = f["dry-run"], output = f.output, state = f.state }
+  end,
+}

@@ -1,0 +1,11 @@
+-- relish run FILE: run a recipe (or plan it with --dry-run).
+local common = require "relish.cli.common"
+local engine = require "relish.engine"
+
+return {
+  main = function(opts)
+    local f = opts.flags
+    return engine.run { file = opts.args[1], params = common.params(f.param), dry_run = f["dry-run"],
+      output = f.output, state = f.state, yes = f.yes }
+  end,
+}

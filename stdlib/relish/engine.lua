@@ -1,0 +1,554 @@
+-- relish.engine: runs a recipe. Steps run in order under the effect gate;
+-- a failure rolls back completed and in-doubt actions newest first (a step's
+-- undo replaces the automatic undos of its effects); everything is journaled
+-- so rollback and resume work after a crash, from another process.
+local dsl = require "relish.dsl"
+local effect = require "relish.effect"
+local gate = require "relish._gate"
+local host = require "relish._host"
+local J = require "relish.journal"
+local json = require "relish.json"
+local lock = require "relish.lock"
+local output = require "relish.output"
+local secret = require "relish.secret"
+
+local M = {}
+
+local EXIT = { ok = 0, failed = 1, usage = 2, incomplete = 3, locked = 4, interrupted = 130 }
+M.EXIT = EXIT
+
+local function new_run_id()
+  local t = host.time()
+  return os.date("!%Y%m%d-%H%M%S", math.floor(t)) .. string.format("-%06x", math.random(0, 0xffffff))
+end
+
+local function errmsg(e)
+  if type(e) == "table" then
+    if e.message then return tostring(e.message) end
+    return tostring(e)
+  end
+  return tostring(e)
+end
+
+local function errkind(e)
+  return type(e) == "table" and e.kind or nil
+end
+
+-- Params as the journal keeps them: secrets become "***".
+local function storable_params(params)
+  local t = {}
+  for k, v in pairs(params) do t[k] = secret.is(v) and "***" or v end
+  return json.encode(json.object(t), { sort_keys = true })
+end
+
+local function make_ctx(E)
+  local ctx = {
+    params = E.params, run_id = E.run_id, dry_run = E.dry_run, state = E.state,
+    recipe = E.recipe.name,
+  }
+  function ctx.log(fmt, ...)
+    local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
+    msg = secret.redact(msg)
+    E.journal:event(E.run_id, "log", msg)
+    E.out:event("log", { message = msg, step = E.step_name })
+  end
+  function ctx.note(text)
+    local msg = secret.redact(tostring(text))
+    E.journal:event(E.run_id, "note", msg)
+    E.out:event("note", { message = msg, step = E.step_name })
+  end
+  function ctx.secret(name) return dsl.secret(name) end
+  return ctx
+end
+
+local function save_state(E)
+  local ok, text = pcall(json.encode, E.state, { sort_keys = true })
+  if not ok then error("ctx.state cannot be saved: " .. tostring(text), 0) end
+  E.journal:exec("UPDATE runs SET state = ? WHERE id = ?", secret.redact(text), E.run_id)
+end
+
+local function set_step(E, idx, fields)
+  local cols, vals = {}, {}
+  for k, v in pairs(fields) do
+    cols[#cols + 1] = k .. " = ?"
+    vals[#vals + 1] = v
+  end
+  vals[#vals + 1] = E.run_id
+  vals[#vals + 1] = idx
+  E.journal:exec("UPDATE steps SET " .. table.concat(cols, ", ") .. " WHERE run_id = ? AND idx = ?",
+    table.unpack(vals))
+end
+
+-- Runs one attempt of fn(ctx) under the step's and the run's deadlines.
+local function attempt(E, s, ctx)
+  local deadline = 0
+  if s.timeout then deadline = host.now() + s.timeout end
+  if E.run_deadline and (deadline == 0 or E.run_deadline < deadline) then deadline = E.run_deadline end
+  host.set_deadline(deadline > 0 and deadline or nil)
+  local ok, err = xpcall(s.run, function(e)
+    if type(e) == "table" then return e end
+    return debug.traceback(tostring(e), 2)
+  end, ctx)
+  host.set_deadline(nil)
+  if not ok and errkind(err) == "timeout" then
+    err = { kind = "timeout", message = string.format("step %q timed out", s.name) }
+  end
+  return ok, err
+end
+
+local function first_line(s)
+  s = tostring(s)
+  local l = s:match("^[^\n]*")
+  return l
+end
+
+-- Runs the steps from E.start; returns nil or the failure {step=, error=}.
+local function run_steps(E, ctx)
+  local steps = E.recipe.steps
+  for i = E.start, #steps do
+    local s = steps[i]
+    E.step_name = s.name
+    if host.interrupted() then
+      return { step = i, error = { kind = "interrupted", message = "interrupted" } }
+    end
+    local skip = false
+    if s.when then
+      local ok, v = pcall(s.when, ctx)
+      if not ok then return { step = i, error = v } end
+      skip = not v
+    end
+    if skip then
+      set_step(E, i, { status = "skipped", finished_at = J.now_iso() })
+      E.out:event("step_finished", { index = i, total = #steps, name = s.name, status = "skipped" })
+    else
+      gate.set_step(i)
+      if E.lock_name and not E.dry_run then lock.renew(E.journal, E.lock_name, E.run_id) end
+      set_step(E, i, { status = "running", started_at = J.now_iso() })
+      E.out:event("step_started", { index = i, total = #steps, name = s.name })
+      local started = host.now()
+      local ok, err
+      for try = 1, s.retries + 1 do
+        E.journal:exec("UPDATE steps SET attempts = ? WHERE run_id = ? AND idx = ?", try, E.run_id, i)
+        ok, err = attempt(E, s, ctx)
+        if ok or errkind(err) == "interrupted" or host.interrupted() then break end
+        if try <= s.retries then
+          ctx.log("step %s failed (attempt %d of %d): %s; retrying", s.name, try, s.retries + 1, first_line(errmsg(err)))
+        end
+      end
+      local elapsed = host.now() - started
+      if not ok then
+        local msg = secret.redact(errmsg(err))
+        set_step(E, i, { status = "failed", error = msg, finished_at = J.now_iso() })
+        E.out:event("step_finished", { index = i, total = #steps, name = s.name, status = "failed",
+          elapsed = elapsed, error = msg })
+        return { step = i, error = err }
+      end
+      if not E.dry_run then save_state(E) end
+      set_step(E, i, { status = "done", finished_at = J.now_iso() })
+      E.out:event("step_finished", { index = i, total = #steps, name = s.name, status = "done", elapsed = elapsed })
+    end
+  end
+  return nil
+end
+
+-- ---- rollback ---------------------------------------------------------------
+
+local UNDOABLE = { done = true, pending = true, failed = true }
+
+-- What a rollback has to do, newest first: a list of items
+-- {type = "step", idx=, name=} (the step's own undo) or {type = "action", a=}.
+local function rollback_items(journal, run, recipe)
+  local actions = journal:query(
+    "SELECT * FROM actions WHERE run_id = ? AND step > 0 ORDER BY seq DESC", run.id)
+  local steps = {}
+  for _, s in ipairs(journal:steps(run.id)) do steps[s.idx] = s end
+  local items, seen_step = {}, {}
+  local function step_undo(idx)
+    local s = recipe and recipe.steps[idx]
+    return s and s.undo and steps[idx] and steps[idx].name == s.name and s or nil
+  end
+  -- steps with their own undo that did not finish their undo yet, even with no actions
+  local ordered = {}
+  for idx, s in pairs(steps) do ordered[#ordered + 1] = s end
+  table.sort(ordered, function(a, b) return a.idx > b.idx end)
+  local by_step = {}
+  for _, a in ipairs(actions) do
+    by_step[a.step] = by_step[a.step] or {}
+    table.insert(by_step[a.step], a)
+  end
+  for _, s in ipairs(ordered) do
+    local su = step_undo(s.idx)
+    if su then
+      if (s.status == "done" or s.status == "failed" or s.status == "running" or s.status == "undo_failed")
+        and not seen_step[s.idx] then
+        seen_step[s.idx] = true
+        items[#items + 1] = { type = "step", idx = s.idx, name = s.name, step = su, actions = by_step[s.idx] or {} }
+      end
+    else
+      for _, a in ipairs(by_step[s.idx] or {}) do
+        if UNDOABLE[a.status] or a.status == "undo_failed" then
+          items[#items + 1] = { type = "action", a = a }
+        end
+      end
+    end
+  end
+  return items
+end
+
+local function describe_item(it)
+  if it.type == "step" then return string.format("undo of step %q (its own undo function)", it.name) end
+  local a = it.a
+  return string.format("%s %s (action %d: %s)", a.kind, a.target, a.seq, a.describe)
+end
+
+-- Rolls a run back. E carries journal, out, run (row), recipe (or nil),
+-- params, state, budget, dry_run. Returns "complete" | "incomplete", left.
+function M.rollback(E)
+  local journal, out, run = E.journal, E.out, E.run
+  local items = rollback_items(journal, run, E.recipe)
+  local left, undone = {}, 0
+  local count = 0
+  for _, it in ipairs(items) do
+    if it.type == "step" or not (it.a.irreversible == 1 and it.a.undo == nil) then count = count + 1 end
+  end
+  out:event("rollback_started", { actions = count, reason = E.reason })
+  if not E.dry_run then journal:event(run.id, "rollback", "rollback started" .. (E.reason and (": " .. E.reason) or "")) end
+  host.interrupt_reset()
+  local deadline = E.budget and (host.now() + E.budget) or nil
+  local stopped
+  for n, it in ipairs(items) do
+    if host.interrupted() then stopped = "interrupted by a second signal" end
+    if deadline and host.now() > deadline then stopped = "rollback_timeout reached" end
+    if stopped then
+      for k = n, #items do left[#left + 1] = describe_item(items[k]) .. ": not attempted (" .. stopped .. ")" end
+      break
+    end
+    if it.type == "action" and it.a.undo == nil then
+      -- irreversible: nothing we can do; say so, but it is not a failed undo
+      out:event("undo", { kind = it.a.kind, target = it.a.target, status = "irreversible",
+        error = "irreversible, not undone" })
+    elseif E.dry_run then
+      out:event("action_planned", { kind = it.type == "step" and "step.undo" or it.a.kind,
+        describe = it.type == "step" and ("undo of step " .. it.name) or ("undo: " .. it.a.describe),
+        irreversible = false })
+    else
+      local ok, err
+      if it.type == "step" then
+        gate.set_step(-it.idx)
+        local ctx = make_ctx({ journal = journal, out = out, run_id = run.id, params = E.params or {},
+          state = E.state or {}, dry_run = false, recipe = E.recipe })
+        host.set_deadline(deadline)
+        ok, err = xpcall(it.step.undo, function(e) return type(e) == "table" and e or debug.traceback(tostring(e), 2) end, ctx)
+        host.set_deadline(nil)
+        if ok then
+          journal:exec("UPDATE steps SET status = 'undone' WHERE run_id = ? AND idx = ?", run.id, it.idx)
+          journal:exec("UPDATE actions SET status = 'undone' WHERE run_id = ? AND step = ? AND status IN ('done','pending','failed','undo_failed')",
+            run.id, it.idx)
+        else
+          journal:exec("UPDATE steps SET status = 'undo_failed', error = ? WHERE run_id = ? AND idx = ?",
+            secret.redact(errmsg(err)), run.id, it.idx)
+        end
+        out:event("undo", { kind = "step", target = it.name, status = ok and "undone" or "undo_failed",
+          error = not ok and first_line(secret.redact(errmsg(err))) or nil })
+      else
+        local a = it.a
+        local record = json.decode(a.undo)
+        ok, err = pcall(effect.undo, a.kind, record)
+        if ok then
+          journal:exec("UPDATE actions SET status = 'undone', error = NULL WHERE run_id = ? AND seq = ?", run.id, a.seq)
+        else
+          journal:exec("UPDATE actions SET status = 'undo_failed', error = ? WHERE run_id = ? AND seq = ?",
+            secret.redact(errmsg(err)), run.id, a.seq)
+        end
+        out:event("undo", { kind = a.kind, target = a.target, status = ok and "undone" or "undo_failed",
+          error = not ok and first_line(secret.redact(errmsg(err))) or nil })
+      end
+      if ok then
+        undone = undone + 1
+      else
+        left[#left + 1] = describe_item(it) .. ": " .. first_line(secret.redact(errmsg(err)))
+      end
+    end
+  end
+  local status = #left == 0 and "complete" or "incomplete"
+  out:event("rollback_finished", { status = status, left = left, undone = undone })
+  if not E.dry_run then
+    journal:event(run.id, "rollback", "rollback " .. status ..
+      (#left > 0 and (": left to do by hand: " .. table.concat(left, "; ")) or ""))
+  end
+  return status, left, stopped
+end
+
+-- ---- running ------------------------------------------------------------------
+
+local function finish_run(E, status, code, err)
+  E.journal:exec("UPDATE runs SET status = ?, exit_code = ?, error = ?, finished_at = ? WHERE id = ?",
+    status, code, err and secret.redact(err) or nil, J.now_iso(), E.run_id)
+end
+
+local function start_gate(E)
+  gate.set_run {
+    journal = E.journal.db, run_id = E.run_id, dry_run = E.dry_run, expect = E.expect, seq = E.seq or 0,
+    on_event = function(ev, a) E.out:event(ev, a) end,
+  }
+end
+
+-- The common tail of run and resume: steps, then success, or failure with
+-- rollback or stop. Returns the exit code.
+local function execute(E)
+  local ctx = make_ctx(E)
+  local started = host.now()
+  if E.recipe.timeout then E.run_deadline = host.now() + E.recipe.timeout end
+  start_gate(E)
+  local ok, failure = pcall(run_steps, E, ctx)
+  if not ok then failure = { step = 0, error = failure } end
+  if not failure and E.expect and gate.expect_left() > 0 then
+    failure = { step = #E.recipe.steps, error = { kind = "drift",
+      message = string.format("the recipe finished with %d planned action(s) not done: the plan no longer matches",
+        gate.expect_left()) } }
+  end
+  gate.clear_run()
+  host.set_deadline(nil)
+  local planned, irreversible = 0, 0
+  if E.dry_run then
+    for _, a in ipairs(E.journal:actions(E.run_id)) do
+      planned = planned + 1
+      if a.irreversible == 1 then irreversible = irreversible + 1 end
+    end
+  end
+
+  local code, status, errtext
+  if not failure then
+    code, status = EXIT.ok, E.dry_run and "planned" or "succeeded"
+  else
+    local interrupted = errkind(failure.error) == "interrupted" or host.interrupted()
+    errtext = secret.redact(first_line(errmsg(failure.error)))
+    if failure.step and failure.step > 0 and E.recipe.steps[failure.step] then
+      errtext = string.format("step %q: %s", E.recipe.steps[failure.step].name, errtext)
+    end
+    if E.dry_run then
+      code, status = interrupted and EXIT.interrupted or EXIT.failed, "failed"
+    elseif interrupted or E.recipe.on_failure == "rollback" then
+      local run = E.journal:find_run(E.run_id)
+      local rstatus = M.rollback { journal = E.journal, out = E.out, run = run, recipe = E.recipe,
+        params = E.params, state = E.state, budget = E.recipe.rollback_timeout,
+        reason = interrupted and "interrupted" or errtext }
+      if rstatus == "complete" then
+        code = interrupted and EXIT.interrupted or EXIT.failed
+        status = interrupted and "interrupted" or "rolled_back"
+      else
+        code, status = EXIT.incomplete, "rollback_failed"
+      end
+    else
+      code, status = EXIT.failed, "stopped"
+    end
+  end
+  finish_run(E, status, code, errtext)
+  -- the lock goes with the process: a stopped run takes it again on resume, so
+  -- nobody is left locked out by a run that is waiting for a person
+  if E.lock_name and not E.dry_run then lock.release(E.journal, E.lock_name, E.run_id) end
+  E.out:event("run_finished", { status = status, exit_code = code, error = errtext, dry_run = E.dry_run,
+    planned = planned, irreversible = irreversible, elapsed = host.now() - started })
+  return code
+end
+
+local function lock_name_of(recipe, params)
+  if not recipe.lock then return nil end
+  if type(recipe.lock) == "string" then return recipe.lock end
+  local ok, v = pcall(recipe.lock, params)
+  if not ok or type(v) ~= "string" or v == "" then
+    error({ kind = "usage", exit = 2, message = "recipe lock function must return a non-empty string: " .. tostring(v) }, 0)
+  end
+  return v
+end
+
+local function sha256_text(s)
+  return require("relish.fs").sha256(s)
+end
+
+-- run{file=, params=raw, dry_run=, output=, state=, expect=, plan_out=} -> exit code
+function M.run(opts)
+  local recipe, path, source = dsl.load(opts.file)
+  local params = dsl.check_params(recipe, opts.params or {}, opts.file)
+  local journal = J.open(opts.state)
+  local out = output.new { format = opts.output }
+  local E = { recipe = recipe, params = params, journal = journal, out = out, run_id = new_run_id(),
+    dry_run = opts.dry_run and true or false, state = {}, start = 1, expect = opts.expect }
+  out.run_id = E.run_id
+  E.lock_name = lock_name_of(recipe, params)
+  if E.lock_name and not E.dry_run then lock.acquire(journal, E.lock_name, E.run_id) end
+  local hash = sha256_text(source)
+  journal:tx(function()
+    journal:exec("INSERT INTO runs (id, recipe, file, recipe_hash, params, dry_run, status, user, host, pid," ..
+      " lock_name, started_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+      E.run_id, recipe.name, path, hash, storable_params(params), E.dry_run, J.actor(), host.hostname(),
+      host.getpid(), E.lock_name, J.now_iso())
+    for i, s in ipairs(recipe.steps) do
+      journal:exec("INSERT INTO steps (run_id, idx, name, status) VALUES (?, ?, ?, 'pending')", E.run_id, i, s.name)
+    end
+  end)
+  out:event("run_started", { recipe = recipe.name, file = path, params = json.decode(storable_params(params)),
+    dry_run = E.dry_run, run_id = E.run_id })
+  local code = execute(E)
+  if opts.plan_out and code == 0 then
+    M.save_plan(journal, E.run_id, opts.plan_out, recipe, path, hash, params)
+  end
+  journal:close()
+  return code
+end
+
+-- ---- saved plans -----------------------------------------------------------------
+
+function M.save_plan(journal, run_id, file, recipe, path, hash, params)
+  local actions = {}
+  for _, a in ipairs(journal:actions(run_id)) do
+    actions[#actions + 1] = { seq = a.seq, step = a.step, kind = a.kind, target = a.target,
+      describe = a.describe, fingerprint = a.fingerprint or json.null, irreversible = a.irreversible == 1 }
+  end
+  local plan = { relish_plan = 1, recipe = recipe.name, file = path, recipe_hash = hash,
+    params = json.decode(storable_params(params)), created_at = J.now_iso(), run_id = run_id,
+    actions = json.array(actions) }
+  local fh, err = io.open(file, "w")
+  if not fh then error({ kind = "usage", exit = 2, message = "cannot write plan " .. file .. ": " .. tostring(err) }, 0) end
+  fh:write(json.encode(plan, { pretty = true, sort_keys = true }), "\n")
+  fh:close()
+end
+
+function M.apply(opts)
+  local fh = io.open(opts.plan, "rb")
+  if not fh then error({ kind = "usage", exit = 2, message = "cannot open plan " .. opts.plan }, 0) end
+  local text = fh:read("a")
+  fh:close()
+  local plan, err = json.decode(text)
+  if not plan or type(plan) ~= "table" or plan.relish_plan ~= 1 or type(plan.actions) ~= "table" then
+    error({ kind = "usage", exit = 2, message = opts.plan .. ": not a relish plan" .. (err and (" (" .. tostring(err) .. ")") or "") }, 0)
+  end
+  local sfh = io.open(plan.file, "rb")
+  if not sfh then error({ kind = "usage", exit = 2, message = "the plan's recipe " .. tostring(plan.file) .. " is gone" }, 0) end
+  local source = sfh:read("a")
+  sfh:close()
+  if sha256_text(source) ~= plan.recipe_hash then
+    error({ kind = "usage", exit = 2, message = string.format(
+      "the recipe %s changed since the plan was made (sha256 %s, plan has %s): make a new plan",
+      plan.file, sha256_text(source):sub(1, 12), tostring(plan.recipe_hash):sub(1, 12)) }, 0)
+  end
+  local raw = {}
+  for k, v in pairs(plan.params) do
+    if v == "***" then
+      local env = os.getenv("RELISH_PARAM_" .. k:upper())
+      if not env then
+        error({ kind = "usage", exit = 2, message = string.format(
+          "param '%s' is a secret and not kept in the plan: set RELISH_PARAM_%s", k, k:upper()) }, 0)
+      end
+      raw[k] = env
+    else
+      raw[k] = v
+    end
+  end
+  local expect = {}
+  for i, a in ipairs(plan.actions) do
+    expect[i] = { kind = a.kind, target = a.target, fingerprint = a.fingerprint ~= json.null and a.fingerprint or nil }
+  end
+  return M.run { file = plan.file, params = raw, output = opts.output, state = opts.state, expect = expect }
+end
+
+-- ---- rollback and resume of a past run -------------------------------------------
+
+local function crashed(run)
+  return run.status == "running" and run.host == host.hostname() and not host.pid_alive(run.pid)
+end
+
+local function load_recipe_for(run, out)
+  local ok, recipe, _, source = pcall(dsl.load, run.file)
+  if not ok then
+    out:write(string.format("warning: cannot load recipe %s (%s): steps' own undo functions are unavailable\n",
+      run.file, errmsg(recipe)))
+    return nil
+  end
+  if run.recipe_hash and sha256_text(source) ~= run.recipe_hash then
+    out:write(string.format("warning: recipe %s changed since run %s\n", run.file, run.id))
+  end
+  return recipe
+end
+
+local function check_not_running(run)
+  if run.status == "running" and not crashed(run) then
+    error({ kind = "locked", exit = 4, message = string.format(
+      "run %s is still running (user %s, host %s, pid %s)", run.id, run.user or "?", run.host or "?", tostring(run.pid)) }, 0)
+  end
+end
+
+function M.rollback_cmd(opts)
+  local journal = J.open(opts.state)
+  local out = output.new { format = opts.output }
+  local run = journal:find_run(opts.run_id)
+  out.run_id = run.id
+  if run.dry_run == 1 then
+    error({ kind = "usage", exit = 2, message = "run " .. run.id .. " was a dry-run: nothing to roll back" }, 0)
+  end
+  check_not_running(run)
+  local recipe = load_recipe_for(run, out)
+  local params = json.decode(run.params) or {}
+  local state = json.decode(run.state) or {}
+  if run.lock_name and not opts.dry_run then lock.acquire(journal, run.lock_name, run.id, true) end
+  out:write(string.format("%s run %s of %s (%s)\n", opts.dry_run and "Rollback plan for" or "Rolling back",
+    run.id, run.recipe, run.status))
+  local status, left = M.rollback { journal = journal, out = out, run = run, recipe = recipe, params = params,
+    state = state, budget = recipe and recipe.rollback_timeout, dry_run = opts.dry_run, reason = "requested" }
+  if not opts.dry_run then
+    journal:exec("UPDATE runs SET status = ?, finished_at = COALESCE(finished_at, ?) WHERE id = ?",
+      status == "complete" and "rolled_back" or "rollback_failed", J.now_iso(), run.id)
+    if run.lock_name then lock.release(journal, run.lock_name, run.id) end
+  end
+  journal:close()
+  if status ~= "complete" then return EXIT.incomplete end
+  return EXIT.ok
+end
+
+function M.resume(opts)
+  local journal = J.open(opts.state)
+  local out = output.new { format = opts.output }
+  local run = journal:find_run(opts.run_id)
+  out.run_id = run.id
+  check_not_running(run)
+  if not (run.status == "stopped" or crashed(run)) then
+    error({ kind = "usage", exit = 2, message = string.format(
+      "run %s is %s: only a stopped or crashed run can be resumed", run.id, run.status) }, 0)
+  end
+  local recipe, _, source = dsl.load(run.file)
+  if run.recipe_hash and sha256_text(source) ~= run.recipe_hash then
+    out:write(string.format("note: recipe %s changed since the run started; resuming with the new text\n", run.file))
+  end
+  local raw = json.decode(run.params) or {}
+  for k, v in pairs(opts.params or {}) do raw[k] = v end
+  for k, v in pairs(raw) do
+    if v == "***" then
+      local env = os.getenv("RELISH_PARAM_" .. k:upper())
+      if env then raw[k] = env
+      else
+        error({ kind = "usage", exit = 2, message = string.format(
+          "param '%s' is a secret and was not kept: pass -p %s=... or set RELISH_PARAM_%s", k, k, k:upper()) }, 0)
+      end
+    end
+  end
+  local params = dsl.check_params(recipe, raw, run.file)
+  local start
+  for _, s in ipairs(journal:steps(run.id)) do
+    if s.status ~= "done" and s.status ~= "skipped" then start = s.idx break end
+  end
+  start = start or (#recipe.steps + 1)
+  local maxseq = journal:query("SELECT COALESCE(MAX(seq), 0) AS m FROM actions WHERE run_id = ?", run.id)[1].m
+  local E = { recipe = recipe, params = params, journal = journal, out = out, run_id = run.id,
+    dry_run = false, state = json.decode(run.state) or {}, start = start, seq = maxseq,
+    lock_name = run.lock_name }
+  if E.lock_name then lock.acquire(journal, E.lock_name, run.id, true) end
+  journal:exec("UPDATE runs SET status = 'running', pid = ?, host = ?, finished_at = NULL, exit_code = NULL WHERE id = ?",
+    host.getpid(), host.hostname(), run.id)
+  journal:event(run.id, "note", string.format("resumed by %s from step %d", J.actor(), start))
+  out:event("run_started", { recipe = recipe.name, file = run.file, resumed = true, from_step = start, run_id = run.id })
+  local code = execute(E)
+  journal:close()
+  return code
+end
+
+return M
