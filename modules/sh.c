@@ -231,8 +231,8 @@ static struct sh_proc *sh_proc_new(lua_State *L) {
 
 /* ---- options ---- */
 
-static const char *const sh_run_options[] = {"argv",    "env",   "cwd",        "input",
-                                             "timeout", "grace", "max_output", NULL};
+static const char *const sh_run_options[] = {"argv",  "env",        "cwd",      "input", "timeout",
+                                             "grace", "max_output", "readonly", "undo",  NULL};
 
 static void sh_check_keys(lua_State *L, int opts) {
   lua_pushnil(L);
@@ -309,6 +309,13 @@ static int sh_env_value(lua_State *L, int idx, const char *name, const char **ou
     if (strlen(*out) != *len)
       luaL_error(L, "sh.run: env.%s contains a NUL byte", name);
     return 1;
+  case LUA_TUSERDATA:
+    if ((*out = relish_tosecret(L, idx, len)) != NULL) {
+      if (strlen(*out) != *len)
+        luaL_error(L, "sh.run: env.%s contains a NUL byte", name);
+      return 1;
+    }
+    break;
   default:
     break;
   }
@@ -413,6 +420,12 @@ static void sh_opt_rest(lua_State *L, int opts, int box, struct sh_proc *p) {
   }
 
   p->timeout = sh_opt_seconds(L, opts, "timeout", 0, 0);
+  double deadline = relish_deadline(); /* a step's timeout bounds its commands */
+  if (deadline > 0) {
+    double left = deadline - sh_now();
+    if (left < 0.001) left = 0.001;
+    if (p->timeout <= 0 || left < p->timeout) p->timeout = left;
+  }
   p->grace = sh_opt_seconds(L, opts, "grace", SH_DEFAULT_GRACE, 1);
 
   type = lua_getfield(L, opts, "max_output");
@@ -842,7 +855,115 @@ static void sh_push_result(lua_State *L, const struct sh_proc *p) {
   sh_set_bool(L, "timed_out", p->timed_out);
 }
 
-/* sh.run{argv=, env=, cwd=, input=, timeout=, grace=, max_output=} */
+/* ---- the effect gate ---- */
+
+static void sh_quote_one(luaL_Buffer *b, const char *s, size_t len);
+
+/* Appends argv (the list at idx) quoted for a shell, for plans and output. */
+static void sh_add_command(lua_State *L, luaL_Buffer *b, char **argv) {
+  for (char **a = argv; *a; a++) {
+    if (a != argv) luaL_addchar(b, ' ');
+    sh_quote_one(b, *a, strlen(*a));
+  }
+  (void)L;
+}
+
+/* The undo record {argv = [...], cwd = ...} as JSON text, pushed. */
+static void sh_push_undo_json(lua_State *L, int opts, int undo) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "{\"argv\":[");
+  lua_Integer n = (lua_Integer)lua_rawlen(L, undo);
+  if (n == 0) luaL_error(L, "sh.run: undo must be a non-empty argv list");
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, undo, i) != LUA_TSTRING)
+      luaL_error(L, "sh.run: undo[%d] must be a string", (int)i);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    lua_pop(L, 1);
+    if (i > 1) luaL_addchar(&b, ',');
+    luaL_addchar(&b, '"');
+    for (size_t k = 0; k < len; k++) {
+      unsigned char c = (unsigned char)s[k];
+      if (c == '"' || c == '\\') {
+        luaL_addchar(&b, '\\');
+        luaL_addchar(&b, (char)c);
+      } else if (c < 0x20) {
+        char esc[8];
+        snprintf(esc, sizeof esc, "\\u%04x", c);
+        luaL_addstring(&b, esc);
+      } else {
+        luaL_addchar(&b, (char)c);
+      }
+    }
+    luaL_addchar(&b, '"');
+  }
+  luaL_addchar(&b, ']');
+  if (lua_getfield(L, opts, "cwd") == LUA_TSTRING) {
+    /* the cwd went through the same checks in sh_opt_rest */
+    luaL_addstring(&b, ",\"cwd\":\"");
+    const char *c = lua_tostring(L, -1);
+    for (; *c; c++) {
+      if (*c == '"' || *c == '\\') luaL_addchar(&b, '\\');
+      luaL_addchar(&b, *c);
+    }
+    luaL_addchar(&b, '"');
+  }
+  lua_pop(L, 1);
+  luaL_addchar(&b, '}');
+  luaL_pushresult(&b);
+}
+
+/* A command that is not readonly is an effect: journaled, planned in a
+ * dry-run, irreversible unless undo = argv is given. */
+static int sh_gate(lua_State *L, int opts, struct sh_proc *p, lua_Integer *action) {
+  *action = 0;
+  lua_getfield(L, opts, "readonly");
+  int readonly = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (readonly) return RELISH_GATE_ACT;
+  int top = lua_gettop(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "run ");
+  sh_add_command(L, &b, p->argv);
+  if (p->cwd) {
+    luaL_addstring(&b, " (in ");
+    luaL_addstring(&b, p->cwd);
+    luaL_addchar(&b, ')');
+  }
+  luaL_pushresult(&b);
+  const char *undo = NULL;
+  int utype = lua_getfield(L, opts, "undo");
+  if (utype == LUA_TTABLE) {
+    sh_push_undo_json(L, opts, lua_gettop(L));
+    undo = lua_tostring(L, -1);
+  } else if (utype != LUA_TNIL) {
+    luaL_error(L, "sh.run: undo must be an argv list, got %s", luaL_typename(L, -1));
+  }
+  relish_effect e = {.kind = "sh.run", .target = p->argv[0], .describe = lua_tostring(L, top + 1),
+                     .detail = NULL, .undo = undo, .fingerprint = NULL};
+  int r = relish_gate_begin(L, &e, action);
+  lua_settop(L, top);
+  return r;
+}
+
+static int sh_push_planned(lua_State *L) {
+  lua_createtable(L, 0, 6);
+  lua_pushinteger(L, 0);
+  lua_setfield(L, -2, "code");
+  lua_pushliteral(L, "");
+  lua_setfield(L, -2, "stdout");
+  lua_pushliteral(L, "");
+  lua_setfield(L, -2, "stderr");
+  lua_pushnumber(L, 0);
+  lua_setfield(L, -2, "duration");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "planned");
+  return 1;
+}
+
+/* sh.run{argv=, env=, cwd=, input=, timeout=, grace=, max_output=, readonly=, undo=} */
 static int l_sh_run(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -853,23 +974,70 @@ static int l_sh_run(lua_State *L) {
   sh_opt_rest(L, 1, 2, p);
   sh_build_paths(L, p);
 
-  if (sh_spawn(p) < 0)
+  lua_Integer action = 0;
+  if (sh_gate(L, 1, p, &action) == RELISH_GATE_PLANNED) {
+    sh_proc_free(p);
+    return sh_push_planned(L);
+  }
+  if (sh_spawn(p) < 0) {
+    relish_gate_failed(L, action, "could not start");
     return sh_fail_spawn(L, p);
+  }
   int rc = sh_wait(p);
   if (rc == SH_INTERRUPTED) {
+    relish_gate_failed(L, action, "interrupted");
     sh_proc_free(p);
     return relish_raise_interrupted(L);
   }
   if (rc == SH_FAILED) {
     int e = p->wait_errno;
+    relish_gate_failed(L, action, strerror(e));
     relish_push_error(L, "spawn", "sh.run: waiting for '%s' failed: %s", p->argv[0], strerror(e));
     sh_proc_free(p);
     lua_pushnil(L);
     lua_insert(L, -2);
     return 2;
   }
+  if (p->status_known && WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0) {
+    relish_gate_done(L, action, NULL);
+  } else {
+    char why[64];
+    if (p->status_known && WIFEXITED(p->status))
+      snprintf(why, sizeof why, "exit %d", WEXITSTATUS(p->status));
+    else
+      snprintf(why, sizeof why, "%s", p->timed_out ? "timed out" : "killed by a signal");
+    relish_gate_failed(L, action, why);
+  }
   sh_push_result(L, p);
   sh_proc_free(p);
+  return 1;
+}
+
+/* sh.undo(kind, record): run the undo argv of a journaled sh.run; raises if it
+ * fails. Undo acts directly, never through the gate. */
+static int l_sh_undo(lua_State *L) {
+  luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  lua_pushcfunction(L, l_sh_run);
+  lua_createtable(L, 0, 4);
+  lua_getfield(L, 2, "argv");
+  lua_setfield(L, -2, "argv");
+  if (lua_getfield(L, 2, "cwd") == LUA_TSTRING) lua_setfield(L, -2, "cwd");
+  else lua_pop(L, 1);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "readonly");
+  lua_pushnumber(L, 600);
+  lua_setfield(L, -2, "timeout");
+  lua_call(L, 1, 2);
+  if (lua_isnil(L, -2)) return lua_error(L);
+  lua_getfield(L, -2, "code");
+  if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) != 0) {
+    lua_getfield(L, -3, "stderr");
+    return luaL_error(L, "undo command exited with %s: %s",
+                      lua_isnil(L, -2) ? "a signal" : lua_tostring(L, -2), lua_tostring(L, -1));
+  }
+  lua_pushboolean(L, 1);
   return 1;
 }
 
@@ -965,7 +1133,8 @@ static int l_sh_quote(lua_State *L) {
 
 int luaopen_relish_sh(lua_State *L) {
   static const luaL_Reg funcs[] = {
-      {"run", l_sh_run}, {"which", l_sh_which}, {"quote", l_sh_quote}, {NULL, NULL}};
+      {"run", l_sh_run}, {"which", l_sh_which}, {"quote", l_sh_quote}, {"undo", l_sh_undo},
+      {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }
