@@ -1,0 +1,463 @@
+-- The engine as a user meets it: params, dry-run, rollback, resume, locks,
+-- saved plans, output, history/show, and every exit code of DESIGN.md.
+local support = require "support"
+local json = require "relish.json"
+local sh = require "relish.sh"
+
+local relish, write, read, snapshot = support.relish, support.write, support.read, support.snapshot
+local EIGHT = fixture_path("recipes/eight.lua")
+
+-- The world the "eight" recipe acts on.
+local function world(d)
+  assert(os.execute(string.format("mkdir -p %s/w/releases/v1", d)))
+  write(d .. "/w/releases/v1/app.txt", "app v1\n")
+  write(d .. "/w/config.ini", "version=v1\n", tonumber("644", 8))
+  write(d .. "/w/old.log", "old log line\n")
+  assert(os.execute(string.format("ln -s %s/w/releases/v1 %s/w/current", d, d)))
+  return d .. "/w"
+end
+
+local function recipe(d, name, text)
+  local p = d .. "/" .. name
+  write(p, text)
+  return p
+end
+
+describe("params", function()
+  test("every problem is listed, exit 2, nothing runs", function()
+    local d = tmpdir()
+    local r = relish { "run", EIGHT, "-p", "version=2", "-p", "dri=x", "--state", support.state(d) }
+    assert_eq(r.code, 2, r.stderr)
+    assert_match(r.stderr, "param 'dir' is required")
+    assert_match(r.stderr, "param 'version': \"2\" does not match")
+    assert_match(r.stderr, "unknown param 'dri' %(did you mean 'dir'%?%)")
+  end)
+
+  test("types, ranges, enums and lists are checked", function()
+    local d = tmpdir()
+    local f = recipe(d, "p.lua", [[
+return recipe "p" {
+  params = {
+    n = param.number { min = 1, max = 50 },
+    i = param.integer { default = 3 },
+    b = param.boolean { default = false },
+    e = param.enum { choices = { "a", "b" } },
+    l = param.list { default = {} },
+  },
+  step "show" { run = function(ctx)
+    local p = ctx.params
+    ctx.log("n=%s i=%s b=%s e=%s l=%s", p.n, p.i, tostring(p.b), p.e, table.concat(p.l, "+"))
+  end },
+}
+]])
+    local r = relish { "run", f, "-p", "n=99", "-p", "i=1.5", "-p", "b=maybe", "-p", "e=c", "--state", support.state(d) }
+    assert_eq(r.code, 2)
+    assert_match(r.stderr, "param 'n': 99 is above the maximum 50")
+    assert_match(r.stderr, "param 'i': \"1.5\" is not an integer")
+    assert_match(r.stderr, "param 'b': \"maybe\" is not a boolean")
+    assert_match(r.stderr, "param 'e': \"c\" is not one of a, b")
+    r = relish { "run", f, "-p", "n=7.5", "-p", "b=yes", "-p", "e=b", "-p", "l=x, y,z", "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    assert_match(r.stdout, "n=7.5 i=3 b=true e=b l=x%+y%+z")
+  end)
+
+  test("a malformed recipe names the file and line, exit 2", function()
+    local d = tmpdir()
+    local f = recipe(d, "bad.lua", 'return recipe "bad" {\n  step "a" { run = function() end, retry = 2 },\n}\n')
+    local r = relish { "run", f, "--state", support.state(d) }
+    assert_eq(r.code, 2)
+    assert_match(r.stderr, "bad%.lua:2: step \"a\": unknown field 'retry'")
+    f = recipe(d, "syntax.lua", 'return recipe "x" {\n  step "a" { run = function() end \n}\n')
+    r = relish { "run", f, "--state", support.state(d) }
+    assert_eq(r.code, 2)
+    assert_match(r.stderr, "syntax%.lua:%d+:")
+    f = recipe(d, "noreturn.lua", 'local x = 1\n')
+    r = relish { "run", f, "--state", support.state(d) }
+    assert_eq(r.code, 2)
+    assert_match(r.stderr, "must return recipe")
+  end)
+end)
+
+describe("dry-run", function()
+  test("shows every change with a diff and changes nothing", function()
+    local d = tmpdir()
+    local w = world(d)
+    local before = snapshot(w)
+    local r = relish { "run", EIGHT, "-p", "dir=" .. w, "--dry-run", "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    assert_eq(snapshot(w), before)
+    assert_match(r.stdout, "%+ write [^\n]*/config%.ini")
+    assert_match(r.stdout, "%+ symlink [^\n]*/current")
+    assert_match(r.stdout, "%-version=v1")
+    assert_match(r.stdout, "%+version=v2")
+    assert_match(r.stdout, "Plan: 10 action%(s%), nothing changed%.")
+  end)
+end)
+
+describe("runs and rollback", function()
+  test("a clean run succeeds (exit 0) and is in history", function()
+    local d = tmpdir()
+    local w = world(d)
+    local r = relish { "run", EIGHT, "-p", "dir=" .. w, "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    assert_eq(read(w .. "/releases/v2/app.txt"), "app v2\n")
+    local h = relish { "history", "--state", support.state(d) }
+    assert_match(h.stdout, "eight%s+succeeded")
+  end)
+
+  test("a failing step rolls everything back: exit 1, tree byte-identical", function()
+    for _, at in ipairs { "prepare", "configure", "switch" } do
+      local d = tmpdir()
+      local w = world(d)
+      local before = snapshot(w)
+      local r = relish { "run", EIGHT, "-p", "dir=" .. w, "-p", "fail_at=" .. at, "--state", support.state(d) }
+      assert_eq(r.code, 1, at .. ": " .. r.stderr .. r.stdout)
+      assert_match(r.stdout, "failing on purpose in " .. at)
+      assert_match(r.stdout, "Rollback complete")
+      assert_eq(snapshot(w), before, "after a failure in " .. at)
+      local s = relish { "show", "last", "--format", "json", "--state", support.state(d) }
+      assert_eq(json.decode(s.stdout).status, "rolled_back")
+    end
+  end)
+
+  test("relish rollback last undoes a succeeded run", function()
+    local d = tmpdir()
+    local w = world(d)
+    local before = snapshot(w)
+    assert_eq(relish { "run", EIGHT, "-p", "dir=" .. w, "--state", support.state(d) }.code, 0)
+    assert_ne(snapshot(w), before)
+    local dry = relish { "rollback", "last", "--dry-run", "--state", support.state(d) }
+    assert_eq(dry.code, 0, dry.stderr)
+    assert_ne(snapshot(w), before, "a rollback dry-run changes nothing")
+    local r = relish { "rollback", "last", "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    assert_eq(snapshot(w), before)
+    r = relish { "rollback", "last", "--state", support.state(d) }
+    assert_eq(r.code, 0, "rolling back twice is harmless")
+    assert_eq(snapshot(w), before)
+  end)
+
+  test("a step's undo replaces the automatic undos of its effects", function()
+    local d = tmpdir()
+    local f = recipe(d, "u.lua", [[
+local fs = require "relish.fs"
+return recipe "u" {
+  params = { dir = param.string { required = true } },
+  step "a" {
+    run = function(ctx) fs.write(ctx.params.dir .. "/a", "A") ; ctx.state.wrote = "a" end,
+    undo = function(ctx) fs.write(ctx.params.dir .. "/undone-by-step", ctx.state.wrote) end,
+  },
+  step "b" { run = function(ctx) error("no") end },
+}
+]])
+    local r = relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d) }
+    assert_eq(r.code, 1, r.stderr .. r.stdout)
+    assert_eq(read(d .. "/a"), "A", "the automatic undo did not run")
+    assert_eq(read(d .. "/undone-by-step"), "a", "the step's undo ran with ctx.state")
+  end)
+
+  test("an undo that fails is exit 3 with what is left to do by hand", function()
+    local d = tmpdir()
+    local f = recipe(d, "x.lua", [[
+local fs = require "relish.fs"
+return recipe "x" {
+  params = { dir = param.string { required = true } },
+  step "a" { run = function(ctx) fs.mkdir(ctx.params.dir .. "/made") end },
+  step "b" { run = function(ctx)
+    -- something outside relish puts a file in the directory: its undo cannot rmdir it
+    local f = io.open(ctx.params.dir .. "/made/intruder", "w") f:write("x") f:close()
+    error("boom")
+  end },
+}
+]])
+    local r = relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d) }
+    assert_eq(r.code, 3, r.stderr .. r.stdout)
+    assert_match(r.stdout, "Rollback INCOMPLETE: left to do by hand:")
+    assert_match(r.stdout, "fs%.mkdir [^\n]*/made")
+  end)
+
+  test("on_failure = 'stop' leaves the run for resume", function()
+    local d = tmpdir()
+    local f = recipe(d, "s.lua", [[
+local fs = require "relish.fs"
+return recipe "s" {
+  params = { dir = param.string { required = true } },
+  on_failure = "stop",
+  step "a" { run = function(ctx) fs.write(ctx.params.dir .. "/a", "A"); ctx.state.n = 1 end },
+  step "b" { run = function(ctx)
+    if not io.open(ctx.params.dir .. "/go") then error("not yet") end
+    fs.write(ctx.params.dir .. "/b", "B" .. ctx.state.n)
+  end },
+}
+]])
+    local r = relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d) }
+    assert_eq(r.code, 1)
+    assert_eq(read(d .. "/a"), "A", "nothing rolled back")
+    write(d .. "/go", "")
+    r = relish { "resume", "last", "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    assert_eq(read(d .. "/b"), "B1", "resumed with the saved ctx.state")
+    local s = json.decode(relish { "show", "last", "--format", "json", "--state", support.state(d) }.stdout)
+    assert_eq(s.status, "succeeded")
+    r = relish { "resume", "last", "--state", support.state(d) }
+    assert_eq(r.code, 2, "a succeeded run cannot be resumed")
+  end)
+
+  test("retries and timeouts", function()
+    local d = tmpdir()
+    local f = recipe(d, "t.lua", [[
+return recipe "t" {
+  params = { dir = param.string { required = true } },
+  step "flaky" { retries = 2, run = function(ctx)
+    ctx.state.tries = (ctx.state.tries or 0) + 1
+    if ctx.state.tries < 3 then error("flaky " .. ctx.state.tries) end
+  end },
+  step "slow" { timeout = "200ms", run = function(ctx) while true do end end },
+}
+]])
+    local r = relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d) }
+    assert_eq(r.code, 1)
+    assert_match(r.stdout, "retrying")
+    assert_match(r.stdout, "step \"slow\" timed out")
+    local s = json.decode(relish { "show", "last", "--format", "json", "--state", support.state(d) }.stdout)
+    assert_eq(s.steps[1].attempts, 3)
+    assert_eq(s.steps[1].status, "done")
+  end)
+end)
+
+describe("exit codes", function()
+  test("4 when the lock is held, naming the holder", function()
+    local d = tmpdir()
+    local f = recipe(d, "l.lua", [[
+return recipe "l" {
+  lock = "shared",
+  step "wait" { run = function(ctx)
+    local f = io.open(os.getenv("READY"), "w") f:write("x") f:close()
+    local sh = require "relish.sh"
+    sh.run { argv = { "sleep", "3" }, readonly = true }
+  end },
+}
+]])
+    local script = string.format("%s run %s --state %s & pid=$!; for i in $(seq 100); do [ -e %s/ready ] && break; sleep 0.05; done; " ..
+      "%s run %s --state %s; echo \"second=$?\"; wait $pid; echo \"first=$?\"",
+      sh.quote(relish_exe()), f, support.state(d), d, sh.quote(relish_exe()), f, support.state(d))
+    local r = assert(sh.run { argv = { "sh", "-c", script }, env = { READY = d .. "/ready", NO_COLOR = "1" }, timeout = 60 })
+    assert_match(r.stdout, "second=4")
+    assert_match(r.stdout, "first=0")
+    assert_match(r.stderr, "lock 'shared' is held by run [%w-]+ %(user [^,]+, host [^,]+, pid %d+, since ")
+  end)
+
+  test("130 on SIGINT during a run, after rolling back", function()
+    local d = tmpdir()
+    local f = recipe(d, "i.lua", [[
+local fs = require "relish.fs"
+return recipe "i" {
+  params = { dir = param.string { required = true } },
+  step "write" { run = function(ctx) fs.write(ctx.params.dir .. "/made", "x") end },
+  step "spin" { run = function(ctx)
+    local f = io.open(ctx.params.dir .. "/ready", "w") f:write("x") f:close()
+    while true do end
+  end },
+}
+]])
+    local script = string.format("%s run %s -p dir=%s --state %s & pid=$!; for i in $(seq 100); do [ -e %s/ready ] && break; sleep 0.05; done; " ..
+      "kill -INT $pid; wait $pid; echo \"code=$?\"", sh.quote(relish_exe()), f, d, support.state(d), d)
+    local r = assert(sh.run { argv = { "sh", "-c", script }, env = { NO_COLOR = "1" }, timeout = 60 })
+    assert_match(r.stdout, "code=130")
+    assert_nil(read(d .. "/made"), "rolled back")
+    local s = json.decode(relish { "show", "last", "--format", "json", "--state", support.state(d) }.stdout)
+    assert_eq(s.status, "interrupted")
+  end)
+end)
+
+describe("locks", function()
+  test("a stale lock (dead pid) is taken over and logged; lock list and break", function()
+    local d = tmpdir()
+    local w = world(d)
+    local r = relish { "run", EIGHT, "-p", "dir=" .. w, "--state", support.state(d),
+      env = { RELISH_FAULT = "crash-before-action:3" } }
+    assert_eq(r.code, nil, "killed")
+    assert_eq(r.signal, "KILL")
+    local l = relish { "lock", "list", "--state", support.state(d) }
+    assert_match(l.stdout, "eight:" .. w:gsub("%p", "%%%0") .. "  held by run .*STALE: its process %d+ is gone")
+    r = relish { "run", EIGHT, "-p", "dir=" .. d .. "/other", "--state", support.state(d) }
+    local w2 = d .. "/w"
+    r = relish { "run", EIGHT, "-p", "dir=" .. w2, "-p", "version=v3", "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    local s = json.decode(relish { "show", "last", "--format", "json", "--state", support.state(d) }.stdout)
+    assert_match(s.events[1].text, "took over stale lock")
+    -- break
+    local journal = require("relish.journal").open(support.state(d))
+    journal:exec("INSERT INTO locks (name, run_id, user, host, pid, acquired_at, expires_at) VALUES ('manual', 'r1', 'u', 'elsewhere', 1, 'now', 9e12)")
+    journal:close()
+    l = relish { "lock", "list", "--state", support.state(d) }
+    assert_match(l.stdout, "manual  held by run r1 %(user u, host elsewhere, pid 1")
+    local b = relish { "lock", "break", "manual", "--state", support.state(d) }
+    assert_eq(b.code, 0)
+    assert_eq(relish { "lock", "list", "--state", support.state(d) }.stdout:find("manual"), nil)
+    assert_eq(relish { "lock", "break", "manual", "--state", support.state(d) }.code, 2)
+  end)
+
+  test("twenty concurrent runs on one lock: exactly one runs, the rest exit 4", function()
+    local d = tmpdir()
+    local f = recipe(d, "c.lua", [[
+return recipe "c" {
+  lock = "one-at-a-time",
+  step "hold" { run = function(ctx)
+    require("relish.sh").run { argv = { "sleep", "2" }, readonly = true }
+  end },
+}
+]])
+    local script = {}
+    for i = 1, 20 do
+      script[#script + 1] = string.format("(%s run %s --state %s >/dev/null 2>&1; echo $? > %s/code.%d) &",
+        sh.quote(relish_exe()), f, support.state(d), d, i)
+    end
+    script[#script + 1] = "wait"
+    -- the journal exists before the race, as it does in real use
+    relish { "history", "--state", support.state(d) }
+    assert(sh.run { argv = { "sh", "-c", table.concat(script, "\n") }, timeout = 120 })
+    local counts = {}
+    for i = 1, 20 do
+      local c = read(d .. "/code." .. i):gsub("%s", "")
+      counts[c] = (counts[c] or 0) + 1
+    end
+    assert_eq(counts, { ["0"] = 1, ["4"] = 19 })
+  end)
+end)
+
+describe("saved plans", function()
+  test("apply of an unchanged plan matches a direct run", function()
+    local d = tmpdir()
+    local w = world(d)
+    local d2 = tmpdir()
+    local w2 = world(d2)
+    local p = relish { "plan", EIGHT, "-p", "dir=" .. w, "-o", d .. "/plan.json", "--state", support.state(d) }
+    assert_eq(p.code, 0, p.stderr .. p.stdout)
+    local plan = json.decode(read(d .. "/plan.json"))
+    assert_eq(#plan.actions, 10)
+    local a = relish { "apply", d .. "/plan.json", "--state", support.state(d) }
+    assert_eq(a.code, 0, a.stderr .. a.stdout)
+    assert_eq(relish { "run", EIGHT, "-p", "dir=" .. w2, "--state", support.state(d2) }.code, 0)
+    local s1, s2 = snapshot(w), snapshot(w2)
+    -- the same tree, but for the absolute link target
+    s1.current = s1.current:gsub(d:gsub("%p", "%%%0"), "D")
+    s2.current = s2.current:gsub(d2:gsub("%p", "%%%0"), "D")
+    assert_eq(s1, s2)
+  end)
+
+  test("the world changed: apply stops before acting and shows the difference", function()
+    local d = tmpdir()
+    local w = world(d)
+    assert_eq(relish { "plan", EIGHT, "-p", "dir=" .. w, "-o", d .. "/plan.json", "--state", support.state(d) }.code, 0)
+    write(w .. "/config.ini", "version=changed-by-someone\n")
+    local before = snapshot(w)
+    local a = relish { "apply", d .. "/plan.json", "--state", support.state(d) }
+    assert_eq(a.code, 1, a.stderr .. a.stdout)
+    assert_match(a.stdout, "the live state of [^\n]*config%.ini changed since the plan")
+    assert_match(a.stdout, "planned against: file:")
+    assert_eq(snapshot(w), before, "the actions before the drift were rolled back")
+  end)
+
+  test("a changed recipe file is refused", function()
+    local d = tmpdir()
+    local w = world(d)
+    local f = d .. "/copy.lua"
+    write(f, read(EIGHT))
+    assert_eq(relish { "plan", f, "-p", "dir=" .. w, "-o", d .. "/plan.json", "--state", support.state(d) }.code, 0)
+    write(f, read(EIGHT) .. "\n-- edited\n")
+    local a = relish { "apply", d .. "/plan.json", "--state", support.state(d) }
+    assert_eq(a.code, 2)
+    assert_match(a.stderr, "changed since the plan was made")
+  end)
+end)
+
+describe("output", function()
+  test("--output json: one event per line with event, run_id and ts", function()
+    local d = tmpdir()
+    local w = world(d)
+    local r = relish { "run", EIGHT, "-p", "dir=" .. w, "-p", "fail_at=switch", "--output", "json", "--state", support.state(d) }
+    assert_eq(r.code, 1)
+    local seen, run_id = {}, nil
+    for line in r.stdout:gmatch("[^\n]+") do
+      local e = assert(json.decode(line), line)
+      assert_true(e.event and e.run_id and e.ts, line)
+      assert_match(e.ts, "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$")
+      run_id = run_id or e.run_id
+      assert_eq(e.run_id, run_id)
+      seen[e.event] = (seen[e.event] or 0) + 1
+    end
+    for _, ev in ipairs { "run_started", "step_started", "action_started", "action_done", "step_finished",
+      "rollback_started", "rollback_finished", "run_finished" } do
+      assert_true(seen[ev], "missing event " .. ev)
+    end
+    local last = json.decode(r.stdout:match("([^\n]+)\n$"))
+    assert_eq(last.event, "run_finished")
+    assert_eq(last.exit_code, 1)
+    local p = relish { "run", EIGHT, "-p", "dir=" .. w, "--dry-run", "--output", "json", "--state", support.state(d) }
+    assert_match(p.stdout, '"event":"action_planned"')
+  end)
+
+  test("show as text, json and markdown", function()
+    local d = tmpdir()
+    local w = world(d)
+    assert_eq(relish { "run", EIGHT, "-p", "dir=" .. w, "--state", support.state(d) }.code, 0)
+    local t = relish { "show", "last", "--state", support.state(d) }
+    assert_match(t.stdout, "eight  succeeded")
+    assert_match(t.stdout, "fs%.symlink")
+    local m = relish { "show", "last", "--format", "markdown", "--state", support.state(d) }
+    assert_match(m.stdout, "^# Run ")
+    assert_match(m.stdout, "| 1 | 1 | fs%.mkdir |")
+    local j = json.decode(relish { "show", "last", "--format", "json", "--state", support.state(d) }.stdout)
+    assert_eq(#j.actions, 10)
+    assert_eq(relish { "show", "nope", "--state", support.state(d) }.code, 2)
+  end)
+end)
+
+describe("secrets", function()
+  test("a secret in params, fs content and sh env never leaks", function()
+    local d = tmpdir()
+    local token = "s3cr3t-T0KEN-" .. tostring(math.random(100000, 999999))
+    local f = recipe(d, "sec.lua", [[
+local fs = require "relish.fs"
+local sh = require "relish.sh"
+local secret = require "relish.secret"
+return recipe "sec" {
+  params = {
+    dir = param.string { required = true },
+    token = param.string { required = true, secret = true },
+  },
+  step "use" { run = function(ctx)
+    local api = ctx.secret("API_TOKEN")
+    fs.write(ctx.params.dir .. "/creds", api)
+    fs.write(ctx.params.dir .. "/creds2", ctx.params.token)
+    local r = sh.run { argv = { "sh", "-c", "echo token is $TOK" }, env = { TOK = api } }
+    ctx.log("output: %s", r.stdout)
+    ctx.log("param is %s", ctx.params.token)
+    ctx.log("raw " .. secret.reveal(api))
+  end },
+  step "fail" { run = function(ctx) error("failed with " .. secret.reveal(ctx.params.token)) end },
+}
+]])
+    local env = { API_TOKEN = token }
+    local outs = {}
+    for _, fmt in ipairs { "text", "json" } do
+      local r = relish { "run", f, "-p", "dir=" .. d, "-p", "token=" .. token, "--output", fmt, "--state", support.state(d), env = env }
+      assert_eq(r.code, 1, r.stderr .. r.stdout)
+      outs[#outs + 1] = r.stdout .. r.stderr
+    end
+    local p = relish { "plan", f, "-p", "dir=" .. d, "-p", "token=" .. token, "-o", d .. "/plan.json", "--state", support.state(d), env = env }
+    outs[#outs + 1] = p.stdout .. p.stderr .. (read(d .. "/plan.json") or "")
+    local s = relish { "show", "last", "--format", "json", "--state", support.state(d) }
+    outs[#outs + 1] = s.stdout
+    assert_match(outs[1], "token is %*%*%*")
+    for i, o in ipairs(outs) do
+      assert_nil(o:find(token, 1, true), "secret leaked in output " .. i)
+    end
+    assert(sh.run { argv = { "sqlite3", "-version" }, timeout = 5 } or true)
+    for _, file in ipairs { "journal.db", "journal.db-wal" } do
+      local bytes = read(d .. "/" .. file) or ""
+      assert_nil(bytes:find(token, 1, true), "secret in " .. file)
+    end
+  end)
+end)

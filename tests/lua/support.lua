@@ -1,0 +1,62 @@
+-- Helpers shared by the Lua tests: run relish as a user would, write files,
+-- snapshot a directory tree (contents, modes, links) to compare it later.
+local sh = require "relish.sh"
+local host = require "relish._host"
+
+local M = {}
+
+function M.write(path, text, mode)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  if mode then assert(os.execute(string.format("chmod %o '%s'", mode, path))) end
+end
+
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- relish{args..., env=, cwd=, input=, timeout=} -> result of sh.run
+function M.relish(args, opts)
+  opts = opts or args -- options may come inside the argument list: relish { "run", f, env = {...} }
+  local argv = { host.exe() }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local env = { NO_COLOR = "1" }
+  for k, v in pairs(opts.env or {}) do env[k] = v end
+  return assert(sh.run { argv = argv, env = env, cwd = opts.cwd, input = opts.input, timeout = opts.timeout or 120 })
+end
+
+-- snapshot(dir) -> { ["rel/path"] = "file 644 <content>" | "link -> target" | "dir 755" }
+function M.snapshot(dir)
+  local fs = require "relish.fs"
+  local out = {}
+  local function walk(rel)
+    local path = rel == "" and dir or (dir .. "/" .. rel)
+    for _, name in ipairs(assert(fs.list(path))) do
+      local r = rel == "" and name or (rel .. "/" .. name)
+      local p = dir .. "/" .. r
+      local st = assert(fs.stat(p))
+      if st.type == "link" then
+        out[r] = "link -> " .. st.target
+      elseif st.type == "dir" then
+        out[r] = string.format("dir %o", st.mode)
+        walk(r)
+      else
+        out[r] = string.format("file %o %s", st.mode, assert(fs.read(p)))
+      end
+    end
+  end
+  walk("")
+  return out
+end
+
+-- A journal of its own for each test.
+function M.state(dir)
+  return "sqlite:" .. dir .. "/journal.db"
+end
+
+return M
