@@ -60,6 +60,9 @@ int relish_journal_action_end(relish_journal *j, const char *run_id, lua_Integer
                               const char *status, const char *result, const char *error,
                               char **err);
 
+/* progress.c: adds progress(label|nil) to the table on the stack top */
+void relish_progress_register(lua_State *L);
+
 /* error.c */
 void relish_error_register(lua_State *L);
 

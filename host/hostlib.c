@@ -260,5 +260,6 @@ int luaopen_relish__host(lua_State *L) {
       {"interrupt_reset", l_host_interrupt_reset},
       {NULL, NULL}};
   luaL_newlib(L, fns);
+  relish_progress_register(L);
   return 1;
 }

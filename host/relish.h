@@ -41,6 +41,11 @@ int relish_raise_interrupted(lua_State *L);
  * blocking C waits (processes, transfers) should not wait past it. */
 double relish_deadline(void);
 
+/* Long waits call this about every tenth of a second: on a terminal it
+ * redraws the running step's spinner. Returns the seconds until it wants to be
+ * called again, or a negative number when no progress is shown. */
+double relish_progress_tick(void);
+
 /* Initialise libcurl / libgit2 once, on first use; cleaned up at exit. */
 void relish_need_curl(void);
 void relish_need_git(void);

@@ -771,6 +771,9 @@ static int sh_wait(struct sh_proc *p) {
     struct timespec ts, *tsp = NULL;
     if (t > 3600)
       t = 3600; /* a huge timeout must not overflow time_t; just wake up and recheck */
+    double tick = relish_progress_tick(); /* a terminal's spinner while we wait */
+    if (tick > 0 && (t < 0 || t > tick))
+      t = tick;
     if (t >= 0) {
       ts.tv_sec = (time_t)t;
       ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);

@@ -86,6 +86,7 @@ end
 function M:on_step_started(f)
   if self.tty then
     self:write(string.format("  %s %s", self:paint("36", "…"), f.name))
+    host.progress(f.name)
   else
     self:write(string.format("step %d/%d %s: started\n", f.index, f.total, f.name))
   end
@@ -94,6 +95,7 @@ end
 
 function M:on_step_finished(f)
   local status = f.status
+  host.progress(nil)
   if self.tty then
     local code = status == "done" and "32" or status == "failed" and "31" or "33"
     self:write(string.format("\r\27[K  %s %s %s\n", self:paint(code, MARK[status] or "?"), f.name,
