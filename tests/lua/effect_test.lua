@@ -1,0 +1,173 @@
+-- Effects declared in Lua, commands as effects, the journal's schema, and a
+-- second signal during a rollback.
+local support = require "support"
+local json = require "relish.json"
+local sh = require "relish.sh"
+
+local relish, write, read = support.relish, support.write, support.read
+
+local function recipe(d, name, text)
+  write(d .. "/" .. name, text)
+  return d .. "/" .. name
+end
+
+describe("effect{}", function()
+  local FLAGS = [[
+local fs = require "relish.fs"
+local flags = os.getenv("FLAGS")
+local function get() local f = io.open(flags) local s = f and f:read("a") or "" if f then f:close() end return s end
+local function put(s) local f = assert(io.open(flags, "w")) f:write(s) f:close() end
+effect.define("flags.set", function(data) put(data.was) end)
+
+return recipe "flags" {
+  params = { fail = param.boolean { default = false } },
+  step "enable" { run = function(ctx)
+    local was = get()
+    local r = effect { kind = "flags.set", target = flags, describe = "enable feature-x",
+      data = { was = was }, fingerprint = function() return was end,
+      apply = function() put(was .. "feature-x\n") return "applied" end,
+      undo = function(data) put(data.was) end, planned = "planned" }
+    ctx.log("effect returned %s", r)
+  end },
+  step "after" { run = function(ctx)
+    if os.getenv("CRASH") then require("relish.sh").run { argv = { "kill", "-9", tostring(require("relish._host").getpid()) }, readonly = true } end
+    if ctx.params.fail then error("fail after the effect") end
+  end },
+}
+]]
+
+  test("is journaled, planned in a dry-run, undone by a rollback", function()
+    local d = tmpdir()
+    local f = recipe(d, "flags.lua", FLAGS)
+    local env = { FLAGS = d .. "/flags" }
+    write(d .. "/flags", "base\n")
+    local r = relish { "run", f, "--dry-run", "--state", support.state(d), env = env }
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    assert_match(r.stdout, "%+ enable feature%-x")
+    assert_match(r.stdout, "effect returned planned")
+    assert_eq(read(d .. "/flags"), "base\n")
+    r = relish { "run", f, "-p", "fail=true", "--state", support.state(d), env = env }
+    assert_eq(r.code, 1)
+    assert_eq(read(d .. "/flags"), "base\n", "undone")
+    r = relish { "run", f, "--state", support.state(d), env = env }
+    assert_eq(r.code, 0)
+    assert_match(r.stdout, "effect returned applied")
+    assert_eq(read(d .. "/flags"), "base\nfeature-x\n")
+  end)
+
+  test("relish rollback in a new process finds the undo declared with effect.define", function()
+    local d = tmpdir()
+    local f = recipe(d, "flags.lua", FLAGS)
+    write(d .. "/flags", "base\n")
+    local r = relish { "run", f, "--state", support.state(d), env = { FLAGS = d .. "/flags", CRASH = "1" } }
+    assert_eq(r.signal, "KILL")
+    assert_eq(read(d .. "/flags"), "base\nfeature-x\n")
+    r = relish { "rollback", "last", "--state", support.state(d), env = { FLAGS = d .. "/flags" } }
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    assert_eq(read(d .. "/flags"), "base\n")
+  end)
+end)
+
+describe("sh.run as an effect", function()
+  test("undo argv runs in a rollback; without undo it is irreversible; readonly is not an effect", function()
+    local d = tmpdir()
+    local f = recipe(d, "cmd.lua", [[
+local sh = require "relish.sh"
+return recipe "cmd" {
+  params = { dir = param.string { required = true } },
+  step "commands" { run = function(ctx)
+    local dir = ctx.params.dir
+    sh.run { argv = { "touch", dir .. "/made" }, undo = { "rm", "-f", dir .. "/made" } }
+    sh.run { argv = { "sh", "-c", "echo sent >> " .. dir .. "/outbox" } }
+    sh.run { argv = { "ls", dir }, readonly = true }
+    error("then fail")
+  end },
+}
+]])
+    local p = relish { "run", f, "-p", "dir=" .. d, "--dry-run", "--state", support.state(d) }
+    assert_match(p.stdout, "%+ run touch [^\n]*/made")
+    assert_match(p.stdout, "! run sh %-c [^\n]*%(irreversible%)")
+    assert_match(p.stdout, "Plan: 2 action%(s%) %(1 irreversible%)")
+    local r = relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d) }
+    assert_eq(r.code, 1, r.stderr .. r.stdout)
+    assert_nil(read(d .. "/made"), "the undo argv ran")
+    assert_eq(read(d .. "/outbox"), "sent\n", "an irreversible command stays done")
+    assert_match(r.stdout, "irreversible, not undone")
+    local s = json.decode(relish { "show", "last", "--format", "json", "--state", support.state(d) }.stdout)
+    assert_eq(#s.actions, 2, "the readonly command is not an action")
+    assert_eq(s.actions[1].status, "undone")
+    assert_true(s.actions[2].irreversible)
+  end)
+end)
+
+describe("rollback under signals", function()
+  test("a second signal stops the rollback (exit 3); relish rollback continues it", function()
+    local d = tmpdir()
+    local f = recipe(d, "slow.lua", [[
+local fs = require "relish.fs"
+local sh = require "relish.sh"
+return recipe "slow" {
+  params = { dir = param.string { required = true } },
+  step "files" { run = function(ctx)
+    for i = 1, 3 do fs.write(ctx.params.dir .. "/f" .. i, "x") end
+  end },
+  step "slow undo" {
+    run = function(ctx) fs.write(ctx.params.dir .. "/ready", "x") while true do end end,
+    undo = function(ctx)
+      fs.write(ctx.params.dir .. "/undoing", "x")
+      sh.run { argv = { "sleep", "5" }, readonly = true }
+    end,
+  },
+}
+]])
+    local script = string.format([[
+%s run %s -p dir=%s --state %s > %s/out 2>&1 & pid=$!
+for i in $(seq 200); do [ -e %s/ready ] && break; sleep 0.05; done
+kill -INT $pid
+for i in $(seq 200); do [ -e %s/undoing ] && break; sleep 0.05; done
+kill -INT $pid
+wait $pid; echo "code=$?"]], sh.quote(relish_exe()), f, d, support.state(d), d, d, d)
+    local r = assert(sh.run { argv = { "sh", "-c", script }, env = { NO_COLOR = "1" }, timeout = 60 })
+    assert_match(r.stdout, "code=3")
+    assert_match(read(d .. "/out"), "Rollback INCOMPLETE")
+    assert_eq(read(d .. "/f1"), "x", "the rest was left for later")
+    local rb = relish { "rollback", "last", "--state", support.state(d) }
+    assert_eq(rb.code, 0, rb.stderr .. rb.stdout)
+    assert_nil(read(d .. "/f1"))
+    assert_nil(read(d .. "/f3"))
+  end)
+end)
+
+describe("journal", function()
+  test("a journal from a newer relish is refused with exit 2", function()
+    local d = tmpdir()
+    assert_eq(relish { "history", "--state", support.state(d) }.code, 0)
+    local j = require("relish._journal").open(d .. "/journal.db")
+    j:exec("PRAGMA user_version = 99")
+    j:close()
+    local r = relish { "history", "--state", support.state(d) }
+    assert_eq(r.code, 2)
+    assert_match(r.stderr, "schema version 99, newer than this relish")
+  end)
+
+  test("the schema is created once, WAL, and an unknown --state scheme is a usage error", function()
+    local d = tmpdir()
+    assert_eq(relish { "history", "--state", support.state(d) }.code, 0)
+    local j = require("relish._journal").open(d .. "/journal.db")
+    assert_eq(j:query("PRAGMA journal_mode")[1].journal_mode, "wal")
+    assert_eq(j:query("PRAGMA user_version")[1].user_version, 1)
+    j:close()
+    local r = relish { "history", "--state", "etcd://127.0.0.1:1/x" }
+    assert_eq(r.code, 2)
+  end)
+end)
+
+describe("relish lua", function()
+  test("effects outside a recipe act directly, with no journal", function()
+    local d = tmpdir()
+    write(d .. "/s.lua", "local fs = require 'relish.fs'\nassert(fs.write(arg[1] .. '/out', 'direct'))\n")
+    local r = relish { "lua", d .. "/s.lua", d }
+    assert_eq(r.code, 0, r.stderr)
+    assert_eq(read(d .. "/out"), "direct")
+  end)
+end)
