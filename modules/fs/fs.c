@@ -1,0 +1,788 @@
+/* fs.c: relish.fs, files with undo. This file holds the reads (never gated),
+ * the shared plumbing (errors, the resource box, path resolution, atomic
+ * puts) and luaopen; effects.c acts through the gate, undo.c reverses. */
+#define _GNU_SOURCE
+#include "fsint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FS_BOX_MT "relish.fs.Box"
+#define FS_CHUNK 65536
+
+/* ---- failures ---- */
+
+int fs_set(fs_status *st, int code, const char *fmt, ...) {
+  va_list ap;
+  st->code = code;
+  va_start(ap, fmt);
+  vsnprintf(st->msg, sizeof st->msg, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+int fs_set_errno(fs_status *st, int code, const char *where) {
+  if (where != NULL)
+    return fs_set(st, code, "%s: %s", where, strerror(code));
+  return fs_set(st, code, "%s", strerror(code));
+}
+
+const char *fs_kind_of(const fs_status *st) {
+  if (st->kind != NULL)
+    return st->kind;
+  switch (st->code) {
+  case ENOENT:
+  case ENOTDIR:
+    return "not_found";
+  case EACCES:
+  case EPERM:
+  case EROFS:
+    return "permission";
+  case EEXIST:
+  case ENOTEMPTY:
+    return "exists";
+  case EFBIG:
+    return "too_large";
+  default:
+    return "io";
+  }
+}
+
+static void fs_push_err(lua_State *L, const char *verb, const char *path, const fs_status *st) {
+  relish_push_error(L, fs_kind_of(st), "fs.%s %s: %s", verb, path, st->msg);
+  lua_pushstring(L, path);
+  lua_setfield(L, -2, "path");
+}
+
+int fs_fail(lua_State *L, const char *verb, const char *path, const fs_status *st) {
+  lua_pushnil(L);
+  fs_push_err(L, verb, path, st);
+  return 2;
+}
+
+int fs_raise(lua_State *L, const char *verb, const char *path, const fs_status *st) {
+  fs_push_err(L, verb, path, st);
+  return lua_error(L);
+}
+
+/* ---- the box ---- */
+
+static void fs_box_clear(fs_box *b) {
+  for (int i = 0; i < 2; i++) {
+    if (b->fd[i] >= 0)
+      close(b->fd[i]);
+    b->fd[i] = -1;
+  }
+  for (int i = 0; i < FS_BOX_SLOTS; i++) {
+    free(b->mem[i]);
+    b->mem[i] = NULL;
+    if (b->text[i] != NULL)
+      cJSON_free(b->text[i]);
+    b->text[i] = NULL;
+    cJSON_Delete(b->json[i]);
+    b->json[i] = NULL;
+  }
+  if (b->tmp[0] != '\0') {
+    unlink(b->tmp);
+    b->tmp[0] = '\0';
+  }
+}
+
+static int fs_box_gc(lua_State *L) {
+  fs_box_clear(luaL_checkudata(L, 1, FS_BOX_MT));
+  return 0;
+}
+
+fs_box *fs_box_new(lua_State *L) {
+  fs_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  memset(b, 0, sizeof *b);
+  b->fd[0] = b->fd[1] = -1;
+  luaL_setmetatable(L, FS_BOX_MT);
+  return b;
+}
+
+void fs_box_release(fs_box *b) { fs_box_clear(b); }
+
+void *fs_box_mem(fs_box *b, void *p) {
+  if (p == NULL)
+    return NULL;
+  for (int i = 0; i < FS_BOX_SLOTS; i++)
+    if (b->mem[i] == NULL)
+      return b->mem[i] = p;
+  abort(); /* a programming error: more slots than any function uses */
+}
+
+void fs_box_free(fs_box *b, void *p) {
+  for (int i = 0; p != NULL && i < FS_BOX_SLOTS; i++)
+    if (b->mem[i] == p)
+      b->mem[i] = NULL;
+  free(p);
+}
+
+char *fs_box_text(fs_box *b, char *p) {
+  if (p == NULL)
+    return NULL;
+  for (int i = 0; i < FS_BOX_SLOTS; i++)
+    if (b->text[i] == NULL)
+      return b->text[i] = p;
+  abort();
+}
+
+cJSON *fs_box_json(fs_box *b, cJSON *p) {
+  if (p == NULL)
+    return NULL;
+  for (int i = 0; i < FS_BOX_SLOTS; i++)
+    if (b->json[i] == NULL)
+      return b->json[i] = p;
+  abort();
+}
+
+/* ---- paths ---- */
+
+int fs_join(char out[PATH_MAX], const char *dir, const char *name, fs_status *st) {
+  int n = strcmp(dir, "/") == 0 ? snprintf(out, PATH_MAX, "/%s", name)
+                                 : snprintf(out, PATH_MAX, "%s/%s", dir, name);
+  if (n < 0 || n >= PATH_MAX)
+    return fs_set_errno(st, ENAMETOOLONG, NULL);
+  return 0;
+}
+
+int fs_abspath(const char *in, char out[PATH_MAX], fs_status *st) {
+  char raw[PATH_MAX];
+  if (in[0] == '/') {
+    if (strlen(in) >= PATH_MAX)
+      return fs_set_errno(st, ENAMETOOLONG, NULL);
+    strcpy(raw, in);
+  } else {
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof cwd) == NULL)
+      return fs_set_errno(st, errno, "current directory");
+    if (fs_join(raw, cwd, in, st) != 0)
+      return -1;
+  }
+  /* Clean lexically: drop empty and "." components, let ".." pop one. */
+  size_t n = 0;
+  out[0] = '\0';
+  for (char *save = NULL, *c = strtok_r(raw, "/", &save); c != NULL;
+       c = strtok_r(NULL, "/", &save)) {
+    if (strcmp(c, ".") == 0)
+      continue;
+    if (strcmp(c, "..") == 0) {
+      while (n > 0 && out[n - 1] != '/')
+        n--;
+      if (n > 0)
+        n--;
+      out[n] = '\0';
+      continue;
+    }
+    size_t cl = strlen(c);
+    memmove(out + n + 1, c, cl); /* raw and out differ; c fits as raw did */
+    out[n] = '/';
+    n += cl + 1;
+    out[n] = '\0';
+  }
+  if (n == 0)
+    strcpy(out, "/");
+  return 0;
+}
+
+void fs_split(const char *path, char dir[PATH_MAX], char base[PATH_MAX]) {
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL) {
+    strcpy(dir, ".");
+    strcpy(base, path);
+  } else if (slash == path) {
+    strcpy(dir, "/");
+    strcpy(base, slash + 1);
+  } else {
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+    strcpy(base, slash + 1);
+  }
+}
+
+int fs_resolve(const char *in, int follow, char out[PATH_MAX], fs_status *st) {
+  char cur[PATH_MAX], dir[PATH_MAX], base[PATH_MAX], rdir[PATH_MAX];
+  if (in[0] == '\0')
+    return fs_set_errno(st, ENOENT, NULL);
+  if (strlen(in) >= PATH_MAX)
+    return fs_set_errno(st, ENAMETOOLONG, NULL);
+  strcpy(cur, in);
+  for (int hops = 0; hops <= 40; hops++) {
+    size_t n = strlen(cur);
+    while (n > 1 && cur[n - 1] == '/')
+      cur[--n] = '\0';
+    fs_split(cur, dir, base);
+    if (base[0] == '\0') { /* the root */
+      strcpy(out, "/");
+      return 0;
+    }
+    if (strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+      if (realpath(cur, out) == NULL)
+        return fs_set_errno(st, errno, NULL);
+      return 0;
+    }
+    if (realpath(dir, rdir) == NULL)
+      return fs_set_errno(st, errno, NULL);
+    if (fs_join(out, rdir, base, st) != 0)
+      return -1;
+    if (!follow)
+      return 0;
+    struct stat sb;
+    if (lstat(out, &sb) != 0)
+      return errno == ENOENT ? 0 : fs_set_errno(st, errno, NULL);
+    if (!S_ISLNK(sb.st_mode))
+      return 0;
+    char target[PATH_MAX];
+    ssize_t tl = readlink(out, target, sizeof target - 1);
+    if (tl < 0)
+      return fs_set_errno(st, errno, out);
+    target[tl] = '\0';
+    if (target[0] == '/')
+      strcpy(cur, target);
+    else if (fs_join(cur, rdir, target, st) != 0)
+      return -1;
+  }
+  return fs_set_errno(st, ELOOP, NULL);
+}
+
+int fs_resolve_partial(const char *in, char out[PATH_MAX], fs_status *st) {
+  char abs[PATH_MAX], real[PATH_MAX];
+  if (fs_abspath(in, abs, st) != 0)
+    return -1;
+  size_t cl = strlen(abs);
+  struct stat sb;
+  for (;;) {
+    /* cut the last component; the root always exists */
+    while (cl > 1 && abs[cl - 1] != '/')
+      cl--;
+    cl = cl > 1 ? cl - 1 : 1;
+    char cur[PATH_MAX];
+    memcpy(cur, abs, cl);
+    cur[cl] = '\0';
+    if (stat(cur, &sb) == 0) {
+      if (!S_ISDIR(sb.st_mode))
+        return fs_set(st, ENOTDIR, "%s is not a directory", cur);
+      if (realpath(cur, real) == NULL)
+        return fs_set_errno(st, errno, cur);
+      break;
+    }
+    if (errno != ENOENT)
+      return fs_set_errno(st, errno, cur);
+  }
+  const char *rest = cl == 1 ? abs : abs + cl;
+  int n = snprintf(out, PATH_MAX, "%s%s", strcmp(real, "/") == 0 ? "" : real, rest);
+  if (n < 0 || n >= PATH_MAX)
+    return fs_set_errno(st, ENAMETOOLONG, NULL);
+  return 0;
+}
+
+int fs_sync_parent(const char *path, fs_status *st) {
+  char dir[PATH_MAX], base[PATH_MAX];
+  fs_split(path, dir, base);
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return fs_set_errno(st, errno, dir);
+  /* Some file systems cannot sync a directory; the rename is still done. */
+  int rc = fsync(fd) != 0 && errno != EINVAL && errno != EROFS ? errno : 0;
+  close(fd);
+  return rc ? fs_set_errno(st, rc, dir) : 0;
+}
+
+int fs_read_fd(int fd, size_t max, char **out, size_t *len, fs_status *st) {
+  struct stat sb;
+  size_t cap = FS_CHUNK;
+  if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (size_t)sb.st_size + 1 > cap)
+    cap = (size_t)sb.st_size + 1;
+  if (max != SIZE_MAX && cap > max + 1)
+    cap = max + 1;
+  char *buf = malloc(cap + 1);
+  size_t n = 0;
+  if (buf == NULL)
+    return fs_set_errno(st, ENOMEM, NULL);
+  for (;;) {
+    if (n == cap) {
+      if (n > max)
+        break;
+      size_t ncap = cap * 2;
+      if (max != SIZE_MAX && ncap > max + 1)
+        ncap = max + 1;
+      char *nb = realloc(buf, ncap + 1);
+      if (nb == NULL) {
+        free(buf);
+        return fs_set_errno(st, ENOMEM, NULL);
+      }
+      buf = nb;
+      cap = ncap;
+    }
+    ssize_t r = read(fd, buf + n, cap - n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      int e = errno;
+      free(buf);
+      return fs_set_errno(st, e, NULL);
+    }
+    if (r == 0)
+      break;
+    n += (size_t)r;
+  }
+  if (n > max) {
+    free(buf);
+    st->kind = "too_large";
+    return fs_set(st, EFBIG, "larger than %zu bytes", max);
+  }
+  buf[n] = '\0';
+  *out = buf;
+  *len = n;
+  return 0;
+}
+
+static int fs_write_all(int fd, const char *data, size_t len) {
+  while (len > 0) {
+    ssize_t w = write(fd, data, len);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0)
+      return errno;
+    data += w;
+    len -= (size_t)w;
+  }
+  return 0;
+}
+
+/* dir/.NAME.relish-XXXXXX, the name cut short to stay within NAME_MAX. */
+static int fs_tmpname(char out[PATH_MAX], const char *path, const char *suffix, fs_status *st) {
+  char dir[PATH_MAX], base[PATH_MAX], name[NAME_MAX + 1];
+  fs_split(path, dir, base);
+  snprintf(name, sizeof name, ".%.200s.relish-%s", base, suffix);
+  return fs_join(out, dir, name, st);
+}
+
+int fs_put_file(fs_box *b, const char *path, const char *data, size_t len, mode_t mode,
+                long long uid, long long gid, fs_status *st) {
+  int e;
+  if (fs_tmpname(b->tmp, path, "XXXXXX", st) != 0)
+    return -1;
+  int fd = mkostemp(b->tmp, O_CLOEXEC);
+  if (fd < 0) {
+    e = errno;
+    b->tmp[0] = '\0';
+    return fs_set_errno(st, e, NULL);
+  }
+  b->fd[1] = fd;
+  if ((e = fs_write_all(fd, data, len)) != 0)
+    goto fail;
+  /* Owner first: chown clears set-id bits that fchmod then puts back. Keeping
+   * another user's ownership needs privilege; without it the file becomes
+   * ours, as with sed -i. */
+  if ((uid >= 0 || gid >= 0) && fchown(fd, (uid_t)uid, (gid_t)gid) != 0 && errno != EPERM) {
+    e = errno;
+    goto fail;
+  }
+  if (fchmod(fd, mode) != 0 || fsync(fd) != 0) {
+    e = errno;
+    goto fail;
+  }
+  b->fd[1] = -1;
+  if (close(fd) != 0) {
+    fd = -1;
+    e = errno;
+    goto fail;
+  }
+  fd = -1;
+  if (rename(b->tmp, path) != 0) {
+    e = errno;
+    goto fail;
+  }
+  b->tmp[0] = '\0';
+  return fs_sync_parent(path, st);
+fail:
+  if (fd >= 0)
+    close(fd);
+  b->fd[1] = -1;
+  unlink(b->tmp);
+  b->tmp[0] = '\0';
+  return fs_set_errno(st, e, NULL);
+}
+
+int fs_put_link(fs_box *b, const char *path, const char *target, fs_status *st) {
+  static unsigned counter;
+  for (int attempt = 0;; attempt++) {
+    char suffix[32];
+    snprintf(suffix, sizeof suffix, "%06x",
+             ((unsigned)getpid() * 2654435761u + counter++ * 40503u + (unsigned)time(NULL)) &
+                 0xffffff);
+    if (fs_tmpname(b->tmp, path, suffix, st) != 0)
+      return -1;
+    if (symlink(target, b->tmp) == 0)
+      break;
+    int e = errno;
+    b->tmp[0] = '\0';
+    if (e != EEXIST || attempt == 100)
+      return fs_set_errno(st, e, NULL);
+  }
+  if (rename(b->tmp, path) != 0) {
+    int e = errno;
+    unlink(b->tmp);
+    b->tmp[0] = '\0';
+    return fs_set_errno(st, e, NULL);
+  }
+  b->tmp[0] = '\0';
+  return fs_sync_parent(path, st);
+}
+
+/* ---- small helpers ---- */
+
+int fs_is_text(const char *data, size_t len) {
+  const unsigned char *s = (const unsigned char *)data;
+  for (size_t i = 0; i < len;) {
+    unsigned c = s[i];
+    if (c == 0)
+      return 0;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t need;
+    unsigned min;
+    if (c >= 0xc2 && c <= 0xdf) {
+      need = 1;
+      min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      need = 2;
+      min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      need = 3;
+      min = 0x10000;
+    } else {
+      return 0;
+    }
+    unsigned cp = c & (0x3f >> need);
+    for (size_t k = 1; k <= need; k++) {
+      if (i + k >= len || (s[i + k] & 0xc0) != 0x80)
+        return 0;
+      cp = cp << 6 | (s[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return 0;
+    i += need + 1;
+  }
+  return 1;
+}
+
+void fs_human(size_t n, char out[32]) {
+  if (n < 1000)
+    snprintf(out, 32, "%zu B", n);
+  else if (n < 1000000)
+    snprintf(out, 32, "%.1f kB", (double)n / 1e3);
+  else if (n < 1000000000)
+    snprintf(out, 32, "%.1f MB", (double)n / 1e6);
+  else
+    snprintf(out, 32, "%.1f GB", (double)n / 1e9);
+}
+
+mode_t fs_checkmode(lua_State *L, int idx, const char *fname) {
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    int ok = len >= 3 && len <= 5;
+    for (size_t i = 0; ok && i < len; i++)
+      ok = s[i] >= '0' && s[i] <= '7';
+    long v = ok ? strtol(s, NULL, 8) : -1;
+    if (v >= 0 && v <= 07777)
+      return (mode_t)v;
+  } else if (lua_type(L, idx) == LUA_TNUMBER) {
+    int isint;
+    lua_Integer v = lua_tointegerx(L, idx, &isint);
+    if (isint && v >= 0 && v <= 07777)
+      return (mode_t)v;
+  }
+  luaL_error(L, "%s: mode must be an integer from 0 to 0x%x or an octal string like \"0755\"",
+             fname, 07777);
+  return 0;
+}
+
+void fs_checkopts(lua_State *L, int idx, const char *fname, const char *const *known) {
+  if (lua_isnoneornil(L, idx))
+    return;
+  if (lua_type(L, idx) != LUA_TTABLE)
+    luaL_error(L, "%s: options must be a table, got %s", fname, luaL_typename(L, idx));
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    int found = 0;
+    if (lua_type(L, -1) == LUA_TSTRING)
+      for (const char *const *k = known; *k != NULL && !found; k++)
+        found = strcmp(lua_tostring(L, -1), *k) == 0;
+    if (!found)
+      luaL_error(L, "%s: unknown option %s", fname, luaL_tolstring(L, -1, NULL));
+  }
+}
+
+size_t fs_optcap(lua_State *L, int idx, const char *fname) {
+  size_t cap = FS_DEFAULT_UNDO_CAP;
+  if (lua_type(L, idx) != LUA_TTABLE)
+    return cap;
+  if (lua_getfield(L, idx, "max_undo") != LUA_TNIL) {
+    int isint;
+    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    if (!isint || v < 0)
+      luaL_error(L, "%s: max_undo must be a number of bytes", fname);
+    cap = (size_t)v;
+  }
+  lua_pop(L, 1);
+  return cap;
+}
+
+const char *fs_checkpath(lua_State *L, int idx, const char *fname) {
+  size_t len;
+  const char *p = luaL_checklstring(L, idx, &len);
+  if (len == 0 || strlen(p) != len)
+    luaL_error(L, "%s: path must be a non-empty string without NUL bytes", fname);
+  return p;
+}
+
+/* ---- reads ---- */
+
+static int fs_open_read(lua_State *L, fs_box *b, const char *verb, const char *path) {
+  fs_status st = {0};
+  b->fd[0] = open(path, O_RDONLY | O_CLOEXEC);
+  if (b->fd[0] < 0) {
+    fs_set_errno(&st, errno, NULL);
+    return fs_fail(L, verb, path, &st);
+  }
+  struct stat sb;
+  if (fstat(b->fd[0], &sb) != 0) {
+    fs_set_errno(&st, errno, NULL);
+    return fs_fail(L, verb, path, &st);
+  }
+  if (S_ISDIR(sb.st_mode)) {
+    fs_set_errno(&st, EISDIR, NULL);
+    return fs_fail(L, verb, path, &st);
+  }
+  return 0;
+}
+
+/* fs.read(path) -> content | nil, err */
+static int l_fs_read(lua_State *L) {
+  const char *path = fs_checkpath(L, 1, "fs.read");
+  fs_box *b = fs_box_new(L);
+  fs_status st = {0};
+  int r = fs_open_read(L, b, "read", path);
+  if (r != 0)
+    return r;
+  char *buf;
+  size_t len;
+  if (fs_read_fd(b->fd[0], SIZE_MAX, &buf, &len, &st) != 0)
+    return fs_fail(L, "read", path, &st);
+  fs_box_mem(b, buf);
+  lua_pushlstring(L, buf, len);
+  fs_box_release(b);
+  return 1;
+}
+
+/* fs.exists(path) -> bool: anything at path, a dangling link included. */
+static int l_fs_exists(lua_State *L) {
+  const char *path = fs_checkpath(L, 1, "fs.exists");
+  struct stat sb;
+  if (lstat(path, &sb) == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (errno == ENOENT || errno == ENOTDIR) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  fs_status st = {0};
+  fs_set_errno(&st, errno, NULL);
+  return fs_fail(L, "exists", path, &st);
+}
+
+/* fs.stat(path) -> {type, mode, size, mtime, uid, gid, target} | nil, err */
+static int l_fs_stat(lua_State *L) {
+  const char *path = fs_checkpath(L, 1, "fs.stat");
+  fs_status st = {0};
+  struct stat sb;
+  if (lstat(path, &sb) != 0) {
+    fs_set_errno(&st, errno, NULL);
+    return fs_fail(L, "stat", path, &st);
+  }
+  char target[PATH_MAX];
+  ssize_t tl = -1;
+  if (S_ISLNK(sb.st_mode) && (tl = readlink(path, target, sizeof target - 1)) < 0) {
+    fs_set_errno(&st, errno, NULL);
+    return fs_fail(L, "stat", path, &st);
+  }
+  lua_createtable(L, 0, 7);
+  lua_pushstring(L, S_ISREG(sb.st_mode)   ? "file"
+                    : S_ISDIR(sb.st_mode) ? "dir"
+                    : S_ISLNK(sb.st_mode) ? "link"
+                                          : "other");
+  lua_setfield(L, -2, "type");
+  lua_pushinteger(L, sb.st_mode & 07777);
+  lua_setfield(L, -2, "mode");
+  lua_pushinteger(L, (lua_Integer)sb.st_size);
+  lua_setfield(L, -2, "size");
+  lua_pushinteger(L, (lua_Integer)sb.st_mtim.tv_sec);
+  lua_setfield(L, -2, "mtime");
+  lua_pushinteger(L, (lua_Integer)sb.st_uid);
+  lua_setfield(L, -2, "uid");
+  lua_pushinteger(L, (lua_Integer)sb.st_gid);
+  lua_setfield(L, -2, "gid");
+  if (tl >= 0) {
+    lua_pushlstring(L, target, (size_t)tl);
+    lua_setfield(L, -2, "target");
+  }
+  return 1;
+}
+
+static int fs_cmpname(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* fs.list(dir) -> sorted names (without "." and "..") | nil, err */
+static int l_fs_list(lua_State *L) {
+  const char *path = fs_checkpath(L, 1, "fs.list");
+  fs_box *b = fs_box_new(L);
+  fs_status st = {0};
+  DIR *d = opendir(path);
+  if (d == NULL) {
+    fs_set_errno(&st, errno, NULL);
+    return fs_fail(L, "list", path, &st);
+  }
+  /* Gather in C and close before touching Lua, which may raise. */
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  int err = 0;
+  struct dirent *e;
+  errno = 0;
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+      continue;
+    if (n == cap) {
+      size_t ncap = cap ? cap * 2 : 32;
+      char **nn = realloc(names, ncap * sizeof *nn);
+      if (nn == NULL) {
+        err = ENOMEM;
+        break;
+      }
+      names = nn;
+      cap = ncap;
+    }
+    if ((names[n] = strdup(e->d_name)) == NULL) {
+      err = ENOMEM;
+      break;
+    }
+    n++;
+  }
+  if (err == 0 && errno != 0)
+    err = errno;
+  closedir(d);
+  char *block = NULL;
+  if (err == 0) {
+    /* One block for the names, boxed, so the strdups can go now. */
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+      total += strlen(names[i]) + 1;
+    block = malloc(total + 1);
+    if (block == NULL)
+      err = ENOMEM;
+    for (size_t i = 0, off = 0; block != NULL && i < n; i++) {
+      size_t l = strlen(names[i]) + 1;
+      memcpy(block + off, names[i], l);
+      free(names[i]);
+      names[i] = block + off;
+      off += l;
+    }
+  }
+  if (err != 0) {
+    for (size_t i = 0; i < n; i++)
+      free(names[i]);
+    free(names);
+    fs_set_errno(&st, err, NULL);
+    return fs_fail(L, "list", path, &st);
+  }
+  fs_box_mem(b, names);
+  fs_box_mem(b, block);
+  if (n > 1)
+    qsort(names, n, sizeof *names, fs_cmpname);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, names[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  fs_box_release(b);
+  return 1;
+}
+
+/* fs.hash(path) -> sha256 hex | nil, err */
+static int l_fs_hash(lua_State *L) {
+  const char *path = fs_checkpath(L, 1, "fs.hash");
+  fs_box *b = fs_box_new(L);
+  fs_status st = {0};
+  int r = fs_open_read(L, b, "hash", path);
+  if (r != 0)
+    return r;
+  char *buf = fs_box_mem(b, malloc(FS_CHUNK));
+  if (buf == NULL)
+    return luaL_error(L, "not enough memory");
+  fs_sha256_ctx c;
+  fs_sha256_init(&c);
+  for (;;) {
+    ssize_t n = read(b->fd[0], buf, FS_CHUNK);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      fs_set_errno(&st, errno, NULL);
+      return fs_fail(L, "hash", path, &st);
+    }
+    if (n == 0)
+      break;
+    fs_sha256_update(&c, buf, (size_t)n);
+  }
+  unsigned char d[32];
+  char hex[65];
+  fs_sha256_final(&c, d);
+  fs_hex(d, 32, hex);
+  lua_pushstring(L, hex);
+  fs_box_release(b);
+  return 1;
+}
+
+/* fs.sha256(data) -> hex digest of a string */
+static int l_fs_sha256(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  char hex[65];
+  fs_sha256_hex(s, len, hex);
+  lua_pushstring(L, hex);
+  return 1;
+}
+
+int luaopen_relish_fs(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+      {"read", l_fs_read},     {"exists", l_fs_exists},   {"stat", l_fs_stat},
+      {"list", l_fs_list},     {"hash", l_fs_hash},       {"write", l_fs_write},
+      {"copy", l_fs_copy},     {"mkdir", l_fs_mkdir},     {"remove", l_fs_remove},
+      {"symlink", l_fs_symlink}, {"chmod", l_fs_chmod},   {"undo", l_fs_undo},       {"sha256", l_fs_sha256},
+      {NULL, NULL}};
+  if (luaL_newmetatable(L, FS_BOX_MT)) {
+    lua_pushcfunction(L, fs_box_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, fs_box_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, funcs);
+  lua_pushinteger(L, (lua_Integer)FS_DEFAULT_UNDO_CAP);
+  lua_setfield(L, -2, "UNDO_CAP");
+  return 1;
+}

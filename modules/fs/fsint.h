@@ -1,0 +1,200 @@
+/* fsint.h: what the files of relish.fs share (path resolution, pre-images,
+ * diffs, SHA-256, the resource box); nothing here is seen by other modules. */
+#ifndef RELISH_FSINT_H
+#define RELISH_FSINT_H
+
+#include "relish.h"
+
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+/* Default ceiling on the content bytes an action's undo record may hold. */
+#define FS_DEFAULT_UNDO_CAP ((size_t)16 << 20)
+/* Text at most this large on both sides gets a unified diff in plans. */
+#define FS_DIFF_MAX ((size_t)256 << 10)
+/* Deepest directory tree remove captures and undo restores. */
+#define FS_MAX_DEPTH 256
+
+/* ---- sha256.c ---- */
+typedef struct {
+  uint32_t h[8];
+  uint64_t total;
+  unsigned char buf[64];
+  size_t used;
+} fs_sha256_ctx;
+
+void fs_sha256_init(fs_sha256_ctx *c);
+void fs_sha256_update(fs_sha256_ctx *c, const void *data, size_t n);
+void fs_sha256_final(fs_sha256_ctx *c, unsigned char out[32]);
+/* Lower-case hex digest of data into out (65 bytes with the NUL). */
+void fs_sha256_hex(const void *data, size_t n, char out[65]);
+void fs_hex(const unsigned char *d, size_t n, char *out);
+
+/* ---- fs.c: failures, the box, paths ---- */
+
+/* A runtime failure found in C, turned into a relish error by fs_fail. */
+typedef struct {
+  int code;         /* errno value; 0 when msg says everything */
+  const char *kind; /* overrides the kind derived from code (e.g. "too_large") */
+  char msg[PATH_MAX + 256];
+} fs_status;
+
+int fs_set(fs_status *st, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* fs_set with strerror(code) after "where: ". Returns -1. */
+int fs_set_errno(fs_status *st, int code, const char *where);
+const char *fs_kind_of(const fs_status *st);
+/* return nil, {kind, message = "fs.VERB PATH: msg", path = PATH}. */
+int fs_fail(lua_State *L, const char *verb, const char *path, const fs_status *st);
+/* Raise the same error (for undo). */
+int fs_raise(lua_State *L, const char *verb, const char *path, const fs_status *st);
+
+/* Every C resource a Lua-called function holds lives in one box, a userdata
+ * whose __gc/__close frees it, so a Lua error at any point leaks nothing. */
+#define FS_BOX_SLOTS 8
+typedef struct {
+  int fd[2];
+  void *mem[FS_BOX_SLOTS];  /* free() */
+  char *text[FS_BOX_SLOTS]; /* cJSON_free() */
+  cJSON *json[FS_BOX_SLOTS];
+  char tmp[PATH_MAX]; /* a temporary file or link to unlink unless renamed */
+} fs_box;
+
+fs_box *fs_box_new(lua_State *L);
+void fs_box_release(fs_box *b);
+/* Hand p to the box (freed with it); returns p. NULL p is fine. */
+void *fs_box_mem(fs_box *b, void *p);
+char *fs_box_text(fs_box *b, char *p);
+cJSON *fs_box_json(fs_box *b, cJSON *p);
+/* Free p now and take it out of the box. */
+void fs_box_free(fs_box *b, void *p);
+
+/* Path of up to PATH_MAX bytes; overlong ones fail with ENAMETOOLONG. */
+int fs_join(char out[PATH_MAX], const char *dir, const char *name, fs_status *st);
+/* Absolute, lexically cleaned path (no symlink resolution). */
+int fs_abspath(const char *in, char out[PATH_MAX], fs_status *st);
+/* The real path an effect acts on: the parent's realpath joined with the last
+ * component, following symlinks at the last component when follow is set
+ * (what open(2) would act on). Fails when the parent does not exist. */
+int fs_resolve(const char *in, int follow, char out[PATH_MAX], fs_status *st);
+/* For a path whose parent does not exist (yet): the deepest existing
+ * ancestor's real path with the rest appended, cleaned lexically. */
+int fs_resolve_partial(const char *in, char out[PATH_MAX], fs_status *st);
+/* Split a resolved path into directory and last component (in place copies). */
+void fs_split(const char *path, char dir[PATH_MAX], char base[PATH_MAX]);
+/* fsync the directory holding path (after a rename or unlink in it). */
+int fs_sync_parent(const char *path, fs_status *st);
+/* Read a whole open file into malloc'd memory, at most max bytes: more is
+ * EFBIG. *out is NUL-terminated. */
+int fs_read_fd(int fd, size_t max, char **out, size_t *len, fs_status *st);
+/* Atomically put content at path: temp file in the same directory, exact
+ * mode, owner if given (uid >= 0), fsync, rename, fsync of the directory. The
+ * temporary name lives in b->tmp while it exists. */
+int fs_put_file(fs_box *b, const char *path, const char *data, size_t len, mode_t mode,
+                long long uid, long long gid, fs_status *st);
+/* Atomically make path a symlink to target (temp link + rename). */
+int fs_put_link(fs_box *b, const char *path, const char *target, fs_status *st);
+/* 1 when data is UTF-8 text without NUL bytes. */
+int fs_is_text(const char *data, size_t len);
+/* "1.2 kB", "12.0 MB": human sizes in decimal units. */
+void fs_human(size_t n, char out[32]);
+/* Mode argument: an integer or an octal string like "0755"; raises on misuse. */
+mode_t fs_checkmode(lua_State *L, int idx, const char *fname);
+/* Options table at idx (or none): raises on unknown keys. */
+void fs_checkopts(lua_State *L, int idx, const char *fname, const char *const *known);
+size_t fs_optcap(lua_State *L, int idx, const char *fname);
+/* A path argument: a non-empty string without NUL bytes; raises otherwise. */
+const char *fs_checkpath(lua_State *L, int idx, const char *fname);
+
+/* ---- preimage.c: what an action changes, as JSON ---- */
+
+/* How many content bytes a pre-image may still take. */
+typedef struct {
+  size_t cap, used;
+  int over; /* went past cap: sizes still counted, content not read */
+  size_t files, dirs, links;
+} fs_budget;
+
+/* Capture the pre-image of path (lstat: links are not followed) as a JSON
+ * node {type = "absent"|"file"|"link"|"dir", ...}; directories with their
+ * entries when recursive. Content holding a secret in use is not recorded
+ * (redacted = true) so secrets never reach the journal. Returns NULL on
+ * failure. The node is added to into under key as soon as it exists. */
+cJSON *fs_capture(lua_State *L, fs_box *b, cJSON *into, const char *key, const char *path,
+                  int recursive, fs_budget *bud, fs_status *st);
+/* Node fields for a file with this content (data[len] must be NUL) and for a
+ * symlink. -1 when out of memory. */
+int fs_node_file(lua_State *L, cJSON *node, const char *data, size_t len, const struct stat *sb);
+int fs_node_link(cJSON *node, const char *target);
+/* Store bytes under key, as a string when UTF-8 text, else base64 in key_b64. */
+int fs_json_bytes(cJSON *obj, const char *key, const char *data, size_t len);
+/* Fingerprint of a pre-image node: "absent", "file:<sha256>:0644",
+ * "link:<target>", "dir:0755", or "dir:0755:<tree sha256>" for a tree. */
+void fs_fingerprint(const cJSON *node, char *out, size_t outlen);
+/* too_large failure naming the sizes. */
+int fs_set_too_large(fs_status *st, const fs_budget *bud);
+char *fs_base64(const char *data, size_t len, size_t *outlen);
+/* Decode into out (room for 3*len/4 bytes); -1 on malformed input. */
+long fs_unbase64(const char *in, size_t len, char *out);
+
+/* ---- plan.c: the dry-run overlay ---- */
+
+/* What is at a path before an effect: on disk or, in a dry-run, as earlier
+ * planned effects leave it. */
+typedef struct {
+  int exists;
+  struct stat sb;      /* lstat, or made up from the plan */
+  int planned;         /* the plan decided this */
+  int fresh;           /* created or replaced by the plan: nothing on disk yet */
+  const char *content; /* planned file content (anchored in the overlay) */
+  size_t len;
+  const char *target; /* planned link target */
+} fs_pre;
+
+int fs_pre_stat(lua_State *L, const char *path, fs_pre *p, fs_status *st);
+/* True in a dry-run; outside one, forgets what the last one planned. */
+int fs_plan_active(lua_State *L);
+/* Call with the gate's id of each planned effect, before fs_plan_set. */
+void fs_plan_note_id(lua_State *L, lua_Integer id);
+/* Record what a planned effect leaves at path: type "file" (data), "dir",
+ * "link" (target) or "absent". */
+void fs_plan_set(lua_State *L, const char *path, const char *type, mode_t mode, const char *data,
+                 size_t len, const char *target, int fresh);
+void fs_plan_chmod(lua_State *L, const char *path, const struct stat *live, mode_t mode);
+
+/* ---- diff.c ---- */
+
+/* A growing text buffer; out of memory is remembered and reported at the end. */
+typedef struct {
+  char *p;
+  size_t n, cap;
+  int oom;
+} fs_buf;
+
+void fs_buf_add(fs_buf *b, const char *s, size_t n);
+void fs_buf_printf(fs_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The text (malloc'd, "" when empty), or NULL after running out of memory. */
+char *fs_buf_finish(fs_buf *b);
+
+/* Unified diff (3 lines of context) of a -> b under the given labels, or
+ * NULL when out of memory. Identical inputs give "". */
+char *fs_diff(const char *a, size_t alen, const char *alabel, const char *b, size_t blen,
+              const char *blabel);
+/* The plan detail for replacing old (NULL: absent) with new: a diff when both
+ * are small text, else one line with sizes and digests. malloc'd. */
+char *fs_detail(const char *path, const char *old, size_t oldlen, int old_present,
+                const char *new, size_t newlen, int new_present);
+
+/* ---- effects.c, undo.c, fs.c: the functions Lua calls ---- */
+int l_fs_write(lua_State *L);
+int l_fs_copy(lua_State *L);
+int l_fs_mkdir(lua_State *L);
+int l_fs_remove(lua_State *L);
+int l_fs_symlink(lua_State *L);
+int l_fs_chmod(lua_State *L);
+int l_fs_undo(lua_State *L);
+
+#endif

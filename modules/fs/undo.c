@@ -1,0 +1,377 @@
+/* undo.c: fs.undo(kind, record), the automatic undo of fs effects. It puts the
+ * pre-image back whether or not the action took effect (an action can be left
+ * in doubt by a crash), so running it twice is running it once. It acts
+ * directly, never through the gate: rollback is not a new plan. */
+#define _GNU_SOURCE
+#include "fsint.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+  lua_State *L;
+  fs_box *b;
+  const char *kind;
+} undo_ctx;
+
+static int malformed(undo_ctx *u, const char *what) {
+  return luaL_error(u->L, "fs.undo: malformed %s undo record: %s", u->kind, what);
+}
+
+/* Bytes stored under key (a string) or key_b64 (base64); the value stays on
+ * the stack. NULL (one value pushed) when neither is there. */
+static const char *rec_bytes(lua_State *L, int t, const char *key, size_t *len) {
+  if (lua_getfield(L, t, key) == LUA_TSTRING)
+    return lua_tolstring(L, -1, len);
+  lua_pop(L, 1);
+  char k[64];
+  snprintf(k, sizeof k, "%s_b64", key);
+  if (lua_getfield(L, t, k) != LUA_TSTRING)
+    return NULL;
+  size_t elen;
+  const char *enc = lua_tolstring(L, -1, &elen);
+  char *out = lua_newuserdatauv(L, elen / 4 * 3 + 1, 0);
+  long n = fs_unbase64(enc, elen, out);
+  lua_remove(L, -2);
+  if (n < 0)
+    return NULL;
+  out[n] = '\0';
+  *len = (size_t)n;
+  return out;
+}
+
+static int rec_int(lua_State *L, int t, const char *key, lua_Integer *out) {
+  int isint = 0;
+  lua_getfield(L, t, key);
+  *out = lua_tointegerx(L, -1, &isint);
+  lua_pop(L, 1);
+  return isint;
+}
+
+/* A path from the record: absolute, no NUL, fits. Copied into out. */
+static void rec_path(undo_ctx *u, int t, const char *key, char out[PATH_MAX]) {
+  size_t len;
+  const char *p = rec_bytes(u->L, t, key, &len);
+  if (p == NULL || len == 0 || p[0] != '/' || strlen(p) != len || len >= PATH_MAX)
+    malformed(u, "no absolute path");
+  memcpy(out, p, len + 1);
+  lua_pop(u->L, 1);
+}
+
+/* Put "path: " in front of a failure's message. */
+static int at_path(fs_status *st, const char *path) {
+  char msg[sizeof st->msg];
+  snprintf(msg, sizeof msg, "%s", st->msg);
+  return fs_set(st, st->code, "%s: %s", path, msg);
+}
+
+static void fix_owner(const char *path, const struct stat *sb, lua_Integer uid, lua_Integer gid) {
+  /* Best effort, as in fs_put_file: only privilege can give files away. */
+  if ((uid >= 0 && (uid_t)uid != sb->st_uid) || (gid >= 0 && (gid_t)gid != sb->st_gid))
+    if (lchown(path, uid >= 0 ? (uid_t)uid : (uid_t)-1, gid >= 0 ? (gid_t)gid : (gid_t)-1) != 0)
+      (void)0;
+}
+
+static int restore_absent(const char *path, int present, const struct stat *sb, fs_status *st) {
+  if (!present)
+    return 0;
+  if (S_ISDIR(sb->st_mode))
+    return fs_set(st, EEXIST, "%s is a directory now; undo expected nothing there", path);
+  if (unlink(path) != 0 && errno != ENOENT)
+    return fs_set_errno(st, errno, path);
+  return fs_sync_parent(path, st);
+}
+
+/* 1 when the regular file at path already has exactly this content. */
+static int same_content(const char *path, const char *data, size_t len) {
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  char *have;
+  size_t hlen;
+  fs_status st = {0};
+  int rc = fs_read_fd(fd, len, &have, &hlen, &st);
+  close(fd);
+  if (rc != 0)
+    return 0;
+  int same = hlen == len && memcmp(have, data, len) == 0;
+  free(have);
+  return same;
+}
+
+static int restore_file(undo_ctx *u, const char *path, int node, int present,
+                        const struct stat *sb, fs_status *st) {
+  lua_State *L = u->L;
+  lua_getfield(L, node, "redacted");
+  int redacted = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (redacted)
+    return fs_set(st, 0,
+                  "%s: its earlier content held a secret, which is never journaled; "
+                  "restore it by hand",
+                  path);
+  size_t len;
+  const char *data = rec_bytes(L, node, "content", &len);
+  lua_Integer mode, uid = -1, gid = -1;
+  if (data == NULL)
+    return malformed(u, "file without content");
+  if (!rec_int(L, node, "mode", &mode) || mode < 0 || mode > 07777)
+    return malformed(u, "file without mode");
+  rec_int(L, node, "uid", &uid);
+  rec_int(L, node, "gid", &gid);
+  if (lua_getfield(L, node, "sha256") == LUA_TSTRING) {
+    char hex[65];
+    fs_sha256_hex(data, len, hex);
+    if (strcmp(hex, lua_tostring(L, -1)) != 0)
+      return fs_set(st, 0, "%s: the undo record is corrupt (content does not match its sha256)",
+                    path);
+  }
+  lua_pop(L, 1);
+  if (present) {
+    if (S_ISDIR(sb->st_mode))
+      return fs_set(st, EEXIST, "%s is a directory now; undo expected a file", path);
+    if (S_ISREG(sb->st_mode) && (sb->st_mode & 07777) == (mode_t)mode &&
+        (size_t)sb->st_size == len && same_content(path, data, len)) {
+      fix_owner(path, sb, uid, gid);
+      return 0;
+    }
+  }
+  return fs_put_file(u->b, path, data, len, (mode_t)mode, uid, gid, st) != 0 ? at_path(st, path)
+                                                                               : 0;
+}
+
+static int restore_link(undo_ctx *u, const char *path, int node, int present,
+                        const struct stat *sb, fs_status *st) {
+  size_t len;
+  const char *target = rec_bytes(u->L, node, "target", &len);
+  if (target == NULL || len == 0 || strlen(target) != len || len >= PATH_MAX)
+    return malformed(u, "link without target");
+  if (present) {
+    if (S_ISDIR(sb->st_mode))
+      return fs_set(st, EEXIST, "%s is a directory now; undo expected a link", path);
+    if (S_ISLNK(sb->st_mode)) {
+      char have[PATH_MAX];
+      ssize_t n = readlink(path, have, sizeof have - 1);
+      if (n >= 0 && (size_t)n == len && memcmp(have, target, len) == 0)
+        return 0;
+    }
+  }
+  return fs_put_link(u->b, path, target, st) != 0 ? at_path(st, path) : 0;
+}
+
+static int restore_node(undo_ctx *u, char path[PATH_MAX], int node, int depth, fs_status *st);
+
+static int restore_dir(undo_ctx *u, char path[PATH_MAX], int node, int depth, int present,
+                       const struct stat *sb, fs_status *st) {
+  lua_State *L = u->L;
+  lua_Integer mode, uid = -1, gid = -1;
+  if (!rec_int(L, node, "mode", &mode) || mode < 0 || mode > 07777)
+    return malformed(u, "directory without mode");
+  rec_int(L, node, "uid", &uid);
+  rec_int(L, node, "gid", &gid);
+  if (depth >= FS_MAX_DEPTH)
+    return fs_set(st, ELOOP, "%s: deeper than %d levels", path, FS_MAX_DEPTH);
+  if (present && !S_ISDIR(sb->st_mode))
+    return fs_set(st, EEXIST, "%s is not a directory now; undo expected one", path);
+  if (!present) {
+    if (mkdir(path, 0700) != 0)
+      return fs_set_errno(st, errno, path);
+    if (fs_sync_parent(path, st) != 0)
+      return -1;
+  } else if ((sb->st_mode & 0700) != 0700 && sb->st_uid == geteuid()) {
+    /* room to put entries back; the recorded mode comes last */
+    if (chmod(path, (sb->st_mode & 07777) | 0700) != 0)
+      return fs_set_errno(st, errno, path);
+  }
+  lua_getfield(L, node, "entries");
+  int entries = lua_gettop(L);
+  if (!lua_isnil(L, entries) && !lua_istable(L, entries))
+    return malformed(u, "entries is not a list");
+  lua_Integer n = lua_istable(L, entries) ? (lua_Integer)lua_rawlen(L, entries) : 0;
+  size_t plen = strlen(path);
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, entries, i) != LUA_TTABLE)
+      return malformed(u, "entry is not an object");
+    int child = lua_gettop(L);
+    size_t nlen;
+    const char *name = rec_bytes(L, child, "name", &nlen);
+    if (name == NULL || nlen == 0 || strlen(name) != nlen || strchr(name, '/') != NULL ||
+        strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+      return malformed(u, "entry with a bad name");
+    if (plen + 1 + nlen >= PATH_MAX)
+      return fs_set_errno(st, ENAMETOOLONG, path);
+    snprintf(path + plen, PATH_MAX - plen, "/%s", name);
+    int rc = restore_node(u, path, child, depth + 1, st);
+    path[plen] = '\0';
+    lua_settop(L, entries);
+    if (rc != 0)
+      return -1;
+  }
+  lua_pop(L, 1);
+  struct stat now;
+  if (lstat(path, &now) != 0)
+    return fs_set_errno(st, errno, path);
+  fix_owner(path, &now, uid, gid);
+  /* chown can drop set-id bits, so the mode goes last */
+  if ((now.st_mode & 07777) != (mode_t)mode || uid >= 0 || gid >= 0)
+    if (chmod(path, (mode_t)mode) != 0)
+      return fs_set_errno(st, errno, path);
+  return 0;
+}
+
+static int restore_node(undo_ctx *u, char path[PATH_MAX], int node, int depth, fs_status *st) {
+  lua_State *L = u->L;
+  int top = lua_gettop(L);
+  luaL_checkstack(L, 10, "undo record too deep");
+  if (!lua_istable(L, node))
+    return malformed(u, "no pre-image");
+  lua_getfield(L, node, "type");
+  const char *type = lua_tostring(L, -1);
+  if (type == NULL)
+    return malformed(u, "pre-image without type");
+  struct stat sb;
+  int present = lstat(path, &sb) == 0;
+  if (!present && errno != ENOENT && errno != ENOTDIR)
+    return fs_set_errno(st, errno, path);
+  int rc;
+  if (strcmp(type, "absent") == 0)
+    rc = restore_absent(path, present, &sb, st);
+  else if (strcmp(type, "file") == 0)
+    rc = restore_file(u, path, node, present, &sb, st);
+  else if (strcmp(type, "link") == 0)
+    rc = restore_link(u, path, node, present, &sb, st);
+  else if (strcmp(type, "dir") == 0)
+    rc = restore_dir(u, path, node, depth, present, &sb, st);
+  else
+    rc = malformed(u, "unknown pre-image type");
+  lua_settop(L, top);
+  return rc;
+}
+
+static int undo_mkdir(undo_ctx *u, int rec, fs_status *st) {
+  lua_State *L = u->L;
+  if (lua_getfield(L, rec, "created") != LUA_TTABLE)
+    return malformed(u, "no created list");
+  int list = lua_gettop(L);
+  for (lua_Integer i = (lua_Integer)lua_rawlen(L, list); i >= 1; i--) {
+    char p[PATH_MAX];
+    if (lua_rawgeti(L, list, i) != LUA_TTABLE)
+      return malformed(u, "created entry is not an object");
+    rec_path(u, lua_gettop(L), "path", p);
+    lua_settop(L, list);
+    struct stat sb;
+    if (lstat(p, &sb) != 0) {
+      if (errno == ENOENT || errno == ENOTDIR)
+        continue; /* never made, or already undone */
+      return fs_set_errno(st, errno, p);
+    }
+    if (!S_ISDIR(sb.st_mode))
+      return fs_set(st, EEXIST, "%s is no longer a directory", p);
+    if (rmdir(p) != 0) {
+      if (errno == ENOTEMPTY || errno == EEXIST)
+        return fs_set(st, ENOTEMPTY,
+                      "%s is not empty: it holds files this run did not create; "
+                      "move them away and undo again",
+                      p);
+      return fs_set_errno(st, errno, p);
+    }
+    if (fs_sync_parent(p, st) != 0)
+      return -1;
+  }
+  lua_settop(L, list - 1);
+  return 0;
+}
+
+static int undo_chmod(undo_ctx *u, int rec, const char *path, fs_status *st) {
+  lua_State *L = u->L;
+  lua_getfield(L, rec, "absent");
+  int absent = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (absent)
+    return 0; /* only ever planned */
+  lua_Integer mode;
+  if (!rec_int(L, rec, "mode", &mode) || mode < 0 || mode > 07777)
+    return malformed(u, "no mode");
+  if (chmod(path, (mode_t)mode) != 0 && errno != ENOENT)
+    return fs_set_errno(st, errno, NULL);
+  return 0;
+}
+
+/* A record given as JSON text becomes the table the engine would pass. */
+static void push_json(lua_State *L, const cJSON *j, int depth) {
+  luaL_checkstack(L, 4, "undo record too deep");
+  if (depth > FS_MAX_DEPTH + 8)
+    luaL_error(L, "fs.undo: undo record too deep");
+  if (cJSON_IsString(j)) {
+    lua_pushstring(L, j->valuestring);
+  } else if (cJSON_IsNumber(j)) {
+    if (j->valuedouble == (double)(lua_Integer)j->valuedouble)
+      lua_pushinteger(L, (lua_Integer)j->valuedouble);
+    else
+      lua_pushnumber(L, j->valuedouble);
+  } else if (cJSON_IsBool(j)) {
+    lua_pushboolean(L, cJSON_IsTrue(j));
+  } else if (cJSON_IsArray(j) || cJSON_IsObject(j)) {
+    lua_newtable(L);
+    lua_Integer i = 1;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, j) {
+      push_json(L, c, depth + 1);
+      if (cJSON_IsArray(j))
+        lua_rawseti(L, -2, i++);
+      else
+        lua_setfield(L, -2, c->string);
+    }
+  } else {
+    lua_pushnil(L);
+  }
+}
+
+/* fs.undo(kind, record) -> true; raises naming the path when it cannot. */
+int l_fs_undo(lua_State *L) {
+  const char *kind = luaL_checkstring(L, 1);
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    fs_box *jb = fs_box_new(L);
+    cJSON *j = fs_box_json(jb, cJSON_Parse(lua_tostring(L, 2)));
+    if (!cJSON_IsObject(j))
+      return luaL_error(L, "fs.undo: the %s undo record is not a JSON object", kind);
+    push_json(L, j, 0);
+    lua_replace(L, 2);
+    fs_box_release(jb);
+  }
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  undo_ctx u = {.L = L, .b = fs_box_new(L), .kind = kind};
+  fs_status st = {0};
+  char path[PATH_MAX];
+  rec_path(&u, 2, "path", path);
+  char verb[64];
+  snprintf(verb, sizeof verb, "undo of %s", kind);
+  int rc;
+  if (strcmp(kind, "fs.write") == 0 || strcmp(kind, "fs.copy") == 0 ||
+      strcmp(kind, "fs.remove") == 0 || strcmp(kind, "fs.symlink") == 0) {
+    lua_getfield(L, 2, "before");
+    rc = restore_node(&u, path, lua_gettop(L), 0, &st);
+  } else if (strcmp(kind, "fs.mkdir") == 0) {
+    rc = undo_mkdir(&u, 2, &st);
+  } else if (strcmp(kind, "fs.chmod") == 0) {
+    rc = undo_chmod(&u, 2, path, &st);
+  } else {
+    return luaL_error(L, "fs.undo: unknown kind %s", kind);
+  }
+  if (rc != 0) {
+    rec_path(&u, 2, "path", path); /* restore_node wrote below it */
+    size_t pl = strlen(path);
+    if (strncmp(st.msg, path, pl) == 0 && st.msg[pl] == ':' && st.msg[pl + 1] == ' ')
+      memmove(st.msg, st.msg + pl + 2, strlen(st.msg + pl + 2) + 1);
+    fs_box_release(u.b);
+    return fs_raise(L, verb, path, &st);
+  }
+  fs_box_release(u.b);
+  lua_pushboolean(L, 1);
+  return 1;
+}
