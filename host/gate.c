@@ -179,7 +179,7 @@ int relish_gate_begin(lua_State *L, const relish_effect *e, lua_Integer *id) {
   G.count++;
   *id = ++G.seq;
   char *err = NULL;
-  if (relish_journal_action_begin(G.journal, G.run_id, G.step, *id, &r, status, &err) != 0) {
+  if (relish_journal_action_begin(G.journal, G.run_id, G.step, *id, &r, status, !G.dry_run, &err) != 0) {
     lua_pushfstring(L, "journal: cannot record %s %s: %s", r.kind, r.target, err ? err : "?");
     free(err);
     relish_raise(L, "journal", "%s", lua_tostring(L, -1));

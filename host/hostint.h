@@ -55,7 +55,7 @@ typedef struct relish_journal relish_journal;
 relish_journal *relish_journal_check(lua_State *L, int idx);
 int relish_journal_action_begin(relish_journal *j, const char *run_id, lua_Integer step,
                                 lua_Integer seq, const relish_effect *e, const char *status,
-                                char **err);
+                                int durable, char **err);
 int relish_journal_action_end(relish_journal *j, const char *run_id, lua_Integer seq,
                               const char *status, const char *result, const char *error,
                               char **err);

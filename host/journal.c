@@ -1,7 +1,8 @@
 /* journal.c: the SQLite journal. A thin binding (exec/query with bound
  * parameters) serves the engine's Lua side, which owns the schema; the gate's
- * two hot writes are prepared statements here. WAL with synchronous=FULL makes
- * an action's "pending" row durable before the action starts. */
+ * two hot writes are prepared statements here. WAL; an action's "pending" row
+ * is committed with synchronous=FULL, so it is on disk before the action
+ * starts; other commits (step status, events) use NORMAL and ride along. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
@@ -57,6 +58,8 @@ static int l_journal_close(lua_State *L) {
 static int set_durable(relish_journal *j, int on) {
   if (j->durable == on) return SQLITE_OK;
   j->durable = on;
+  /* NORMAL in WAL mode: a commit survives a crash of the process, and is
+   * synced to disk by the next FULL commit or checkpoint */
   return sqlite3_exec(j->db, on ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", 0, 0,
                       0);
 }
@@ -80,14 +83,14 @@ static int l_journal_open(lua_State *L) {
   sqlite3_busy_timeout(j->db, 30000);
   char *err = NULL;
   if (sqlite3_exec(j->db,
-                   "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+                   "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
                    0, 0, &err) != SQLITE_OK) {
     lua_pushfstring(L, "journal: %s: %s", path, err ? err : "cannot configure");
     sqlite3_free(err);
     journal_free(j);
     return relish_fail(L, "io", "%s", lua_tostring(L, -1));
   }
-  j->durable = 1;
+  j->durable = 0;
   return 1;
 }
 
@@ -194,7 +197,7 @@ static int fail_with(relish_journal *j, char **err) {
 
 int relish_journal_action_begin(relish_journal *j, const char *run_id, lua_Integer step,
                                 lua_Integer seq, const relish_effect *e, const char *status,
-                                char **err) {
+                                int durable, char **err) {
   if (!j->ins &&
       sqlite3_prepare_v2(j->db,
                          "INSERT INTO actions (run_id, seq, step, kind, target, describe, detail,"
@@ -202,8 +205,9 @@ int relish_journal_action_begin(relish_journal *j, const char *run_id, lua_Integ
                          " VALUES (?,?,?,?,?,?,?,?,?,?,?, strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
                          -1, &j->ins, NULL) != SQLITE_OK)
     return fail_with(j, err);
-  /* the pending row must be on disk before the action starts */
-  if (set_durable(j, 1) != SQLITE_OK) return fail_with(j, err);
+  /* the pending row must be on disk before the action starts (syncing the
+   * WAL also makes every earlier commit of this run durable) */
+  if (set_durable(j, durable) != SQLITE_OK) return fail_with(j, err);
   sqlite3_stmt *st = j->ins;
   sqlite3_reset(st);
   sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
@@ -251,7 +255,6 @@ int relish_journal_action_end(relish_journal *j, const char *run_id, lua_Integer
   int rc = sqlite3_step(st);
   sqlite3_clear_bindings(st);
   sqlite3_reset(st);
-  set_durable(j, 1);
   return rc == SQLITE_DONE ? 0 : fail_with(j, err);
 }
 
