@@ -505,8 +505,9 @@ mode_t fs_checkmode(lua_State *L, int idx, const char *fname) {
     if (isint && v >= 0 && v <= 07777)
       return (mode_t)v;
   }
-  luaL_error(L, "%s: mode must be an integer from 0 to 0x%x or an octal string like \"0755\"",
-             fname, 07777);
+  luaL_error(L, "%s: mode must be an integer from 0 to 4095 (octal 7777) or an octal string "
+                "like \"0755\"",
+             fname);
   return 0;
 }
 

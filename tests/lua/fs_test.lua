@@ -1,0 +1,846 @@
+-- relish.fs: reads, the six effects through the gate (described, fingerprinted,
+-- planned in a dry-run), their undo (byte-identical, idempotent, correct when
+-- the action never happened), the undo cap, errors and secrets.
+local fs = require "relish.fs"
+local gate = require "relish._gate"
+local secret = require "relish.secret"
+local sh = require "relish.sh"
+
+local function mode(s) return tonumber(s, 8) end
+
+local function put(path, content, m)
+  local f = assert(io.open(path, "wb"))
+  f:write(content)
+  f:close()
+  if m then assert(sh.run { argv = { "chmod", string.format("%o", m), path } }.code == 0) end
+end
+
+local function get(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function run(...)
+  local r = assert(sh.run { argv = { ... } })
+  assert(r.code == 0, r.stderr)
+  return r.stdout
+end
+
+-- The tree under dir as find(1) sees it, independent of relish.fs:
+-- { ["rel"] = "file 644 <bytes>" | "dir 755" | "link <target>" | "fifo 644" }.
+local function snapshot(dir)
+  local out = {}
+  local listing = run("find", dir, "-mindepth", "1", "-printf", "%P\\0%y\\0%m\\0%l\\0")
+  for rel, y, m, l in listing:gmatch("(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z") do
+    if y == "f" then
+      out[rel] = "file " .. m .. " " .. get(dir .. "/" .. rel)
+    elseif y == "d" then
+      out[rel] = "dir " .. m
+    elseif y == "l" then
+      out[rel] = "link " .. l
+    else
+      out[rel] = (y == "p" and "fifo " or y .. " ") .. m
+    end
+  end
+  return out
+end
+
+-- Runs fn under a capturing gate: the effects, then fn's results.
+local function capture(fn, dry)
+  return gate.capture(fn, { dry_run = dry or false })
+end
+
+-- Applies fn (one effect), then checks that undo restores the tree as it was,
+-- and that a second undo changes nothing.
+local function undo_roundtrip(dir, fn, changed)
+  local before = snapshot(dir)
+  local effects, ok, err = capture(fn)
+  assert_true(ok, tostring(err))
+  assert_eq(#effects, 1)
+  local e = effects[1]
+  assert_eq(e.status, "done")
+  if changed then changed(e) end
+  assert_ne(snapshot(dir), before, "the effect changed nothing")
+  assert_true(fs.undo(e.kind, e.undo))
+  assert_eq(snapshot(dir), before)
+  assert_true(fs.undo(e.kind, e.undo))
+  assert_eq(snapshot(dir), before)
+  return e
+end
+
+-- The undo record of fn as planned in a dry-run: the action never happened.
+local function planned_record(dir, fn)
+  local before = snapshot(dir)
+  local effects, r = capture(fn, true)
+  assert_true(r)
+  assert_eq(#effects, 1)
+  assert_eq(effects[1].status, "planned")
+  assert_eq(snapshot(dir), before, "a dry-run must not touch the world")
+  return effects[1]
+end
+
+local function temp_names(dir)
+  local t = {}
+  for _, name in ipairs(assert(fs.list(dir))) do
+    if name:find("%.relish%-") then t[#t + 1] = name end
+  end
+  return t
+end
+
+describe("sha256", function()
+  test("FIPS 180-4 vectors, strings and files", function()
+    assert_eq(fs.sha256(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    assert_eq(fs.sha256("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    assert_eq(fs.sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+      "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+    local d = tmpdir()
+    put(d .. "/empty", "")
+    put(d .. "/abc", "abc")
+    assert_eq(fs.hash(d .. "/empty"), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    assert_eq(fs.hash(d .. "/abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+  end)
+
+  test("hash streams a large file and agrees with sha256sum", function()
+    local d = tmpdir()
+    put(d .. "/big", string.rep("0123456789abcdef", 300000) .. "tail")
+    assert_eq(fs.hash(d .. "/big"), run("sha256sum", d .. "/big"):sub(1, 64))
+  end)
+
+  test("hash of a missing file or a directory is nil, err", function()
+    local d = tmpdir()
+    local h, err = fs.hash(d .. "/nope")
+    assert_nil(h)
+    assert_eq(err.kind, "not_found")
+    h, err = fs.hash(d)
+    assert_nil(h)
+    assert_match(err.message, "Is a directory")
+  end)
+end)
+
+describe("reads", function()
+  test("read returns the bytes, NULs included", function()
+    local d = tmpdir()
+    put(d .. "/b", "a\0b\255\n")
+    assert_eq(fs.read(d .. "/b"), "a\0b\255\n")
+    put(d .. "/e", "")
+    assert_eq(fs.read(d .. "/e"), "")
+  end)
+
+  test("read failures are structured errors naming the path", function()
+    local d = tmpdir()
+    local v, err = fs.read(d .. "/missing")
+    assert_nil(v)
+    assert_eq(err.kind, "not_found")
+    assert_eq(err.path, d .. "/missing")
+    assert_eq(err.message, "fs.read " .. d .. "/missing: No such file or directory")
+    assert_eq(tostring(err), err.message)
+    v, err = fs.read(d)
+    assert_nil(v)
+    assert_eq(err.kind, "io")
+  end)
+
+  test("exists sees files, directories and dangling links", function()
+    local d = tmpdir()
+    put(d .. "/f", "x")
+    run("ln", "-s", d .. "/nowhere", d .. "/dangling")
+    assert_true(fs.exists(d .. "/f"))
+    assert_true(fs.exists(d))
+    assert_true(fs.exists(d .. "/dangling"))
+    assert_false(fs.exists(d .. "/missing"))
+    assert_false(fs.exists(d .. "/f/under-a-file"))
+  end)
+
+  test("stat describes files, directories and links without following", function()
+    local d = tmpdir()
+    put(d .. "/f", "hello", mode "640")
+    run("mkdir", "-m", "750", d .. "/sub")
+    run("ln", "-s", "f", d .. "/l")
+    local s = fs.stat(d .. "/f")
+    assert_eq({ s.type, s.mode, s.size }, { "file", mode "640", 5 })
+    assert_eq(math.type(s.mtime), "integer")
+    assert_true(math.abs(s.mtime - os.time()) < 60)
+    assert_eq({ fs.stat(d .. "/sub").type, fs.stat(d .. "/sub").mode }, { "dir", mode "750" })
+    local l = fs.stat(d .. "/l")
+    assert_eq({ l.type, l.target }, { "link", "f" })
+    local v, err = fs.stat(d .. "/missing")
+    assert_nil(v)
+    assert_eq(err.kind, "not_found")
+  end)
+
+  test("list gives sorted names without . and ..", function()
+    local d = tmpdir()
+    for _, n in ipairs { "b", "a", "C", "a.txt", ".hidden" } do put(d .. "/" .. n, "") end
+    run("mkdir", d .. "/dir")
+    assert_eq(fs.list(d), { ".hidden", "C", "a", "a.txt", "b", "dir" })
+    assert_eq(fs.list(d .. "/dir"), {})
+    local v, err = fs.list(d .. "/missing")
+    assert_nil(v)
+    assert_eq(err.kind, "not_found")
+  end)
+
+  test("reads are never gated, even in a dry-run", function()
+    local d = tmpdir()
+    put(d .. "/f", "x")
+    local effects = capture(function()
+      return fs.read(d .. "/f"), fs.exists(d .. "/f"), fs.stat(d), fs.list(d), fs.hash(d .. "/f")
+    end, true)
+    assert_eq(#effects, 0)
+  end)
+end)
+
+describe("misuse raises", function()
+  test("wrong argument types and unknown options", function()
+    local d = tmpdir()
+    assert_error(function() fs.read(nil) end, "string expected")
+    assert_error(function() fs.read("") end, "non%-empty")
+    assert_error(function() fs.write(d .. "/x", 42) end, "string or secret")
+    assert_error(function() fs.write(d .. "/x", "x", { mdoe = 420 }) end, "unknown option mdoe")
+    assert_error(function() fs.write(d .. "/x", "x", "0644") end, "options must be a table")
+    assert_error(function() fs.write(d .. "/x", "x", { mode = "rw-r--r--" }) end, "octal string")
+    assert_error(function() fs.chmod(d, "0999") end, "mode must be")
+    assert_error(function() fs.chmod(d, 0x10000) end, "mode must be")
+    assert_error(function() fs.chmod(d, 1.5) end, "mode must be")
+    assert_error(function() fs.chmod(d) end, "mode expected")
+    assert_error(function() fs.mkdir(d .. "/x", { parent = true }) end, "unknown option parent")
+    assert_error(function() fs.remove(d .. "/x", { max_undo = -1 }) end, "max_undo")
+    assert_error(function() fs.symlink("", d .. "/x") end, "target must be")
+    assert_error(function() fs.undo("fs.bogus", { path = "/x" }) end, "unknown kind fs.bogus")
+    assert_error(function() fs.undo("fs.write", { before = { type = "absent" } }) end, "malformed")
+    assert_false(fs.exists(d .. "/x"))
+  end)
+
+  test("modes are integers or octal strings", function()
+    local d = tmpdir()
+    assert_true(fs.write(d .. "/a", "", { mode = 0x1ed }))
+    assert_true(fs.write(d .. "/b", "", { mode = "0750" }))
+    assert_true(fs.write(d .. "/c", "", { mode = "600" }))
+    assert_true(fs.write(d .. "/e", "", { mode = tonumber("04755", 8) }))
+    assert_eq(snapshot(d), { a = "file 755 ", b = "file 750 ", c = "file 600 ", e = "file 4755 " })
+  end)
+end)
+
+describe("write", function()
+  test("a new file: mode 0644 whatever the umask, described and fingerprinted", function()
+    local d = tmpdir()
+    local effects, ok = capture(function() return fs.write(d .. "/new.txt", "hello\n") end)
+    assert_true(ok)
+    assert_eq(snapshot(d), { ["new.txt"] = "file 644 hello\n" })
+    local e = effects[1]
+    assert_eq(e.kind, "fs.write")
+    assert_eq(e.target, d .. "/new.txt")
+    assert_eq(e.describe, "write " .. d .. "/new.txt (6 B, mode 0644, new file)")
+    assert_eq(e.fingerprint, "absent")
+    assert_eq(e.status, "done")
+    assert_eq(e.undo.before, { type = "absent" })
+    assert_eq(e.undo.path, d .. "/new.txt")
+    assert_eq(e.detail, "--- /dev/null\n+++ " .. d .. "/new.txt\n@@ -0,0 +1 @@\n+hello\n")
+  end)
+
+  test("an existing file keeps its mode unless one is given", function()
+    local d = tmpdir()
+    put(d .. "/f", "old", mode "600")
+    assert_true(fs.write(d .. "/f", "new"))
+    assert_eq(snapshot(d), { f = "file 600 new" })
+    local effects = capture(function() return fs.write(d .. "/f", "newer", { mode = "0640" }) end)
+    assert_eq(snapshot(d), { f = "file 640 newer" })
+    assert_eq(effects[1].describe, "write " .. d .. "/f (5 B, mode 0600 → 0640)")
+    assert_match(effects[1].fingerprint, "^file:" .. fs.sha256("new") .. ":0600$")
+  end)
+
+  test("the detail is a unified diff of old and new text", function()
+    local d = tmpdir()
+    put(d .. "/config.yml", "name: api\nreplicas: 2\nimage: api:v1\nport: 80\n")
+    local effects = capture(function()
+      return fs.write(d .. "/config.yml", "name: api\nreplicas: 3\nimage: api:v2\nport: 80\n")
+    end)
+    assert_eq(effects[1].detail, table.concat({
+      "--- " .. d .. "/config.yml",
+      "+++ " .. d .. "/config.yml",
+      "@@ -1,4 +1,4 @@",
+      " name: api",
+      "-replicas: 2",
+      "-image: api:v1",
+      "+replicas: 3",
+      "+image: api:v2",
+      " port: 80",
+      "",
+    }, "\n"))
+  end)
+
+  test("binary content with NUL bytes: written exactly, summarised, undone exactly", function()
+    local d = tmpdir()
+    local old = "\0\1\2old\255\0"
+    put(d .. "/blob", old, mode "640")
+    local bin = string.rep("\0\255\1binary", 200)
+    local e = undo_roundtrip(d, function() return fs.write(d .. "/blob", bin) end, function(e)
+      assert_eq(get(d .. "/blob"), bin)
+      assert_match(e.detail, "^binary or large content: 1%.8 kB, sha256 %x+… %(was 8 B, sha256 %x+…%)$")
+      assert_nil(e.undo.before.content)
+      assert_eq(e.undo.before.content_b64, "AAECb2xk/wA=")
+    end)
+    assert_eq(e.undo.before.sha256, fs.sha256(old))
+  end)
+
+  test("large text is summarised instead of diffed", function()
+    local d = tmpdir()
+    local big = string.rep("line\n", 60000)
+    local effects = capture(function() return fs.write(d .. "/big", big) end)
+    assert_match(effects[1].detail, "^binary or large content: 300%.0 kB, sha256 " .. fs.sha256(big):sub(1, 16) .. "… %(new file%)$")
+  end)
+
+  test("the same content and mode again is not an effect", function()
+    local d = tmpdir()
+    put(d .. "/f", "same", mode "644")
+    local effects, ok = capture(function() return fs.write(d .. "/f", "same") end)
+    assert_true(ok)
+    assert_eq(#effects, 0)
+    effects = capture(function() return fs.write(d .. "/f", "same", { mode = "0600" }) end)
+    assert_eq(#effects, 1)
+    assert_nil(effects[1].detail, "only the mode changed")
+  end)
+
+  test("atomic: a new inode renamed into place, no temporary left behind", function()
+    local d = tmpdir()
+    put(d .. "/f", "v1")
+    local ino = run("stat", "-c", "%i", d .. "/f")
+    -- a reader holding the old file still sees the old content
+    local held = assert(io.open(d .. "/f", "rb"))
+    assert_true(fs.write(d .. "/f", "v2"))
+    assert_eq(held:read("a"), "v1")
+    held:close()
+    assert_ne(run("stat", "-c", "%i", d .. "/f"), ino)
+    assert_eq(get(d .. "/f"), "v2")
+    assert_eq(temp_names(d), {})
+    -- failures before acting leave nothing either
+    assert_nil(fs.write(d .. "/f/x", "nope"))
+    assert_nil(fs.write(d, "nope"))
+    assert_eq(temp_names(d), {})
+  end)
+
+  test("through a symlink: the target file changes, the link stays", function()
+    local d = tmpdir()
+    run("mkdir", d .. "/releases", d .. "/releases/v1")
+    put(d .. "/releases/v1/app.conf", "v1\n", mode "640")
+    run("ln", "-s", "releases/v1", d .. "/current")
+    run("ln", "-s", "current/app.conf", d .. "/app.conf")
+    local e = undo_roundtrip(d, function() return fs.write(d .. "/app.conf", "v1 patched\n") end, function()
+      assert_eq(get(d .. "/releases/v1/app.conf"), "v1 patched\n")
+      assert_eq(fs.stat(d .. "/app.conf").type, "link")
+      assert_eq(fs.stat(d .. "/releases/v1/app.conf").mode, mode "640")
+    end)
+    assert_eq(e.target, d .. "/app.conf")
+    assert_eq(e.undo.path, d .. "/releases/v1/app.conf")
+    assert_match(e.describe, "; resolves to " .. d:gsub("%p", "%%%0") .. "/releases/v1/app%.conf$")
+  end)
+
+  test("through a dangling symlink: the target is created", function()
+    local d = tmpdir()
+    run("ln", "-s", "real.txt", d .. "/link.txt")
+    undo_roundtrip(d, function() return fs.write(d .. "/link.txt", "made") end, function()
+      assert_eq(snapshot(d), { ["link.txt"] = "link real.txt", ["real.txt"] = "file 644 made" })
+    end)
+  end)
+
+  test("relative paths are recorded absolute, so undo works from anywhere", function()
+    local d = tmpdir()
+    put(d .. "/script.lua", [[
+local fs = require "relish.fs"
+local json = require "relish.json"
+local effects = require("relish._gate").capture(function() return fs.write("sub/../rel.txt", "x") end)
+io.write(json.encode(effects[1]))
+]])
+    run("mkdir", d .. "/sub")
+    local r = assert(sh.run { argv = { relish_exe(), "lua", "script.lua" }, cwd = d })
+    assert_eq(r.code, 0, r.stderr)
+    local e = require("relish.json").decode(r.stdout)
+    assert_eq(e.target, d .. "/rel.txt")
+    assert_eq(e.undo.path, d .. "/rel.txt")
+    assert_eq(get(d .. "/rel.txt"), "x")
+    assert_true(fs.undo(e.kind, e.undo))
+    assert_false(fs.exists(d .. "/rel.txt"))
+  end)
+
+  test("runtime failures return nil and a structured error", function()
+    local d = tmpdir()
+    put(d .. "/file", "x")
+    local ok, err = fs.write(d .. "/missing/f", "x")
+    assert_nil(ok)
+    assert_eq(err.kind, "not_found")
+    assert_eq(err.path, d .. "/missing/f")
+    assert_eq(err.message, "fs.write " .. d .. "/missing/f: No such file or directory")
+    ok, err = fs.write(d .. "/file/f", "x")
+    assert_eq(err.kind, "not_found")
+    ok, err = fs.write(d, "x")
+    assert_eq({ ok, err.kind, err.message }, { nil, "io", "fs.write " .. d .. ": Is a directory" })
+    run("mkfifo", d .. "/fifo")
+    ok, err = fs.write(d .. "/fifo", "x")
+    assert_match(err.message, "not a regular file")
+  end)
+
+  test("a failure while acting is reported to the gate", function()
+    if run("id", "-u") ~= "0\n" then skip("needs root to make a directory immutable") end
+    local d = tmpdir()
+    run("mkdir", d .. "/ro")
+    local r = sh.run { argv = { "chattr", "+i", d .. "/ro" } }
+    if not r or r.code ~= 0 then skip("chattr +i is not supported here") end
+    local effects, ok, err = capture(function() return fs.write(d .. "/ro/f", "x") end)
+    run("chattr", "-i", d .. "/ro")
+    assert_nil(ok)
+    assert_eq(err.kind, "permission")
+    assert_eq(effects[1].status, "failed")
+    assert_eq(temp_names(d .. "/ro"), {})
+  end)
+
+  test("undo restores the old content and mode, or removes a new file", function()
+    local d = tmpdir()
+    put(d .. "/keep", "keep\n")
+    put(d .. "/f", "line 1\nline 2\n", mode "600")
+    undo_roundtrip(d, function() return fs.write(d .. "/f", "other\n", { mode = "0755" }) end)
+    undo_roundtrip(d, function() return fs.write(d .. "/new", "brand new") end)
+  end)
+
+  test("undo of a write that never happened changes nothing", function()
+    local d = tmpdir()
+    put(d .. "/f", "original", mode "640")
+    local before = snapshot(d)
+    local e = planned_record(d, function() return fs.write(d .. "/f", "changed") end)
+    assert_true(fs.undo(e.kind, e.undo))
+    assert_eq(snapshot(d), before)
+    e = planned_record(d, function() return fs.write(d .. "/g", "never made") end)
+    assert_true(fs.undo(e.kind, e.undo))
+    assert_eq(snapshot(d), before)
+  end)
+
+  test("undo takes the record as JSON text too", function()
+    local d = tmpdir()
+    put(d .. "/f", "v1")
+    local json = require "relish.json"
+    local effects = capture(function() return fs.write(d .. "/f", "v2") end)
+    assert_true(fs.undo("fs.write", json.encode(effects[1].undo)))
+    assert_eq(get(d .. "/f"), "v1")
+  end)
+
+  test("undo refuses a corrupt record and a directory in the way, naming the path", function()
+    local d = tmpdir()
+    put(d .. "/f", "v1")
+    local effects = capture(function() return fs.write(d .. "/f", "v2") end)
+    local rec = effects[1].undo
+    rec.before.content = "tampered"
+    assert_error(function() fs.undo("fs.write", rec) end, "sha256")
+    assert_eq(get(d .. "/f"), "v2")
+    os.remove(d .. "/f")
+    run("mkdir", d .. "/f")
+    rec.before.content = "v1"
+    local msg = assert_error(function() fs.undo("fs.write", rec) end)
+    assert_match(tostring(msg), "fs%.undo of fs%.write " .. d:gsub("%p", "%%%0") .. "/f: .*directory")
+  end)
+end)
+
+describe("the undo cap", function()
+  test("a pre-image over the cap is an error before acting, naming path and sizes", function()
+    local d = tmpdir()
+    put(d .. "/f", string.rep("x", 100))
+    local effects, ok, err = capture(function() return fs.write(d .. "/f", "small", { max_undo = 50 }) end)
+    assert_nil(ok)
+    assert_eq(#effects, 0)
+    assert_eq(err.kind, "too_large")
+    assert_eq(err.path, d .. "/f")
+    assert_match(err.message, "^fs%.write " .. d:gsub("%p", "%%%0") .. "/f: the undo record would hold 100 bytes %(100 B%), over the cap of 50 bytes %(50 B%)")
+    assert_eq(get(d .. "/f"), string.rep("x", 100))
+    assert_true(fs.write(d .. "/f", "small", { max_undo = 100 }))
+  end)
+
+  test("the default cap is 16 MiB", function()
+    assert_eq(fs.UNDO_CAP, 16 * 1024 * 1024)
+    local d = tmpdir()
+    local f = assert(io.open(d .. "/huge", "wb"))
+    f:seek("set", 16 * 1024 * 1024)
+    f:write("!")
+    f:close()
+    local ok, err = fs.write(d .. "/huge", "tiny")
+    assert_nil(ok)
+    assert_match(err.message, "16777217 bytes %(16%.8 MB%), over the cap of 16777216 bytes")
+    ok, err = fs.remove(d, { recursive = true })
+    assert_eq(err.kind, "too_large")
+    assert_true(fs.exists(d .. "/huge"))
+  end)
+
+  test("a tree counts all its files", function()
+    local d = tmpdir()
+    run("mkdir", "-p", d .. "/t/a/b")
+    put(d .. "/t/one", string.rep("1", 40))
+    put(d .. "/t/a/b/two", string.rep("2", 40))
+    local ok, err = fs.remove(d .. "/t", { recursive = true, max_undo = 60 })
+    assert_nil(ok)
+    assert_match(err.message, "would hold 80 bytes")
+    assert_true(fs.exists(d .. "/t/a/b/two"))
+  end)
+end)
+
+describe("copy", function()
+  test("copies content and mode; undo restores the destination", function()
+    local d = tmpdir()
+    put(d .. "/src.sh", "#!/bin/sh\necho hi\n", mode "750")
+    local e = undo_roundtrip(d, function() return fs.copy(d .. "/src.sh", d .. "/dst.sh") end, function()
+      assert_eq(snapshot(d)["dst.sh"], "file 750 #!/bin/sh\necho hi\n")
+    end)
+    assert_eq(e.kind, "fs.copy")
+    assert_eq(e.describe, "copy " .. d .. "/src.sh to " .. d .. "/dst.sh (18 B, mode 0750, new file)")
+    put(d .. "/dst.sh", "older\n", mode "600")
+    undo_roundtrip(d, function() return fs.copy(d .. "/src.sh", d .. "/dst.sh", { mode = "0700" }) end, function()
+      assert_eq(snapshot(d)["dst.sh"], "file 700 #!/bin/sh\necho hi\n")
+    end)
+  end)
+
+  test("binary copies are exact", function()
+    local d = tmpdir()
+    local bytes = {}
+    for i = 0, 255 do bytes[#bytes + 1] = string.char(i) end
+    put(d .. "/all", table.concat(bytes):rep(50))
+    assert_true(fs.copy(d .. "/all", d .. "/copy"))
+    assert_eq(fs.hash(d .. "/copy"), fs.hash(d .. "/all"))
+  end)
+
+  test("a missing or unreadable source is an error", function()
+    local d = tmpdir()
+    local ok, err = fs.copy(d .. "/nope", d .. "/dst")
+    assert_eq({ ok, err.kind, err.path }, { nil, "not_found", d .. "/nope" })
+    ok, err = fs.copy(d, d .. "/dst")
+    assert_match(err.message, "Is a directory")
+    assert_false(fs.exists(d .. "/dst"))
+  end)
+end)
+
+describe("mkdir", function()
+  test("makes a directory with an exact mode; undo removes it", function()
+    local d = tmpdir()
+    local e = undo_roundtrip(d, function() return fs.mkdir(d .. "/new", { mode = "0750" }) end, function()
+      assert_eq(snapshot(d), { new = "dir 750" })
+    end)
+    assert_eq(e.describe, "mkdir " .. d .. "/new (mode 0750)")
+    assert_eq(e.fingerprint, "absent")
+  end)
+
+  test("an existing directory is success and no effect; a file there is an error", function()
+    local d = tmpdir()
+    run("mkdir", d .. "/there")
+    put(d .. "/file", "")
+    local effects, ok = capture(function() return fs.mkdir(d .. "/there") end)
+    assert_eq({ #effects, ok }, { 0, true })
+    local err
+    ok, err = fs.mkdir(d .. "/file")
+    assert_eq({ ok, err.kind }, { nil, "exists" })
+    ok, err = fs.mkdir(d .. "/missing/child")
+    assert_eq({ ok, err.kind }, { nil, "not_found" })
+  end)
+
+  test("parents: undo removes exactly the directories it made", function()
+    local d = tmpdir()
+    run("mkdir", d .. "/a")
+    local e = undo_roundtrip(d, function() return fs.mkdir(d .. "/a/b/c/d", { parents = true, mode = "0700" }) end, function()
+      assert_eq(snapshot(d), { a = "dir 755", ["a/b"] = "dir 755", ["a/b/c"] = "dir 755", ["a/b/c/d"] = "dir 700" })
+    end)
+    assert_eq(#e.undo.created, 3)
+    assert_eq(e.fingerprint, "absent:" .. d .. "/a/b")
+    assert_match(e.describe, "with 2 missing parents from " .. d:gsub("%p", "%%%0") .. "/a/b%)$")
+  end)
+
+  test("undo refuses a directory that is not empty, naming it", function()
+    local d = tmpdir()
+    local effects = capture(function() return fs.mkdir(d .. "/x/y", { parents = true }) end)
+    put(d .. "/x/stranger", "not ours")
+    local msg = assert_error(function() fs.undo("fs.mkdir", effects[1].undo) end)
+    assert_match(tostring(msg), d:gsub("%p", "%%%0") .. "/x is not empty")
+    assert_false(fs.exists(d .. "/x/y"), "the inner one, empty, went first")
+    os.remove(d .. "/x/stranger")
+    assert_true(fs.undo("fs.mkdir", effects[1].undo))
+    assert_eq(snapshot(d), {})
+  end)
+
+  test("undo of a mkdir that never happened changes nothing", function()
+    local d = tmpdir()
+    local e = planned_record(d, function() return fs.mkdir(d .. "/p/q", { parents = true }) end)
+    assert_true(fs.undo(e.kind, e.undo))
+    assert_eq(snapshot(d), {})
+  end)
+end)
+
+describe("remove", function()
+  test("a file; undo puts it back with its mode", function()
+    local d = tmpdir()
+    put(d .. "/f", "content\n", mode "604")
+    local e = undo_roundtrip(d, function() return fs.remove(d .. "/f") end)
+    assert_eq(e.describe, "remove " .. d .. "/f (file, 8 B, mode 0604)")
+    assert_eq(e.detail, "--- " .. d .. "/f\n+++ /dev/null\n@@ -1 +0,0 @@\n-content\n")
+  end)
+
+  test("a link is removed, not followed", function()
+    local d = tmpdir()
+    put(d .. "/target", "stays")
+    run("ln", "-s", "target", d .. "/l")
+    local e = undo_roundtrip(d, function() return fs.remove(d .. "/l") end, function()
+      assert_eq(snapshot(d), { target = "file 644 stays" })
+    end)
+    assert_eq(e.fingerprint, "link:target")
+    assert_eq(e.describe, "remove " .. d .. "/l (link to target)")
+  end)
+
+  test("an empty directory without recursive; a full one needs it", function()
+    local d = tmpdir()
+    run("mkdir", "-m", "711", d .. "/empty", d .. "/full")
+    put(d .. "/full/f", "x")
+    undo_roundtrip(d, function() return fs.remove(d .. "/empty") end)
+    local ok, err = fs.remove(d .. "/full")
+    assert_eq({ ok, err.kind }, { nil, "exists" })
+    assert_match(err.message, "recursive = true")
+    assert_true(fs.exists(d .. "/full/f"))
+  end)
+
+  test("a whole tree: undo recreates paths, types, modes, contents and links", function()
+    local d = tmpdir()
+    local t = d .. "/tree"
+    run("mkdir", "-p", t .. "/etc/conf.d", t .. "/bin", t .. "/empty")
+    run("chmod", "700", t .. "/etc")
+    run("chmod", "555", t .. "/bin")
+    put(t .. "/etc/app.yml", "a: 1\n", mode "600")
+    put(t .. "/etc/conf.d/zz.conf", "")
+    put(t .. "/data.bin", "\0\1\2\3\255", mode "444")
+    run("chmod", "555", t .. "/bin")
+    run("ln", "-s", "../etc/app.yml", t .. "/empty/link")
+    run("ln", "-s", "/nowhere/at/all", t .. "/dangling")
+    run("chmod", "1777", t .. "/empty")
+    local e = undo_roundtrip(d, function() return fs.remove(t, { recursive = true }) end, function()
+      assert_false(fs.exists(t))
+    end)
+    assert_match(e.describe, "directory tree: 3 files, 4 directories, 2 links, 10 B%)$")
+    assert_match(e.fingerprint, "^dir:0755:%x+$")
+    assert_match(e.detail, "%- " .. t:gsub("%p", "%%%0") .. "/etc/app%.yml %(file, 5 B%)\n")
+  end)
+
+  test("undo finishes a removal that was cut short", function()
+    local d = tmpdir()
+    run("mkdir", "-p", d .. "/t/a", d .. "/t/b")
+    put(d .. "/t/a/1", "one")
+    put(d .. "/t/b/2", "two")
+    local before = snapshot(d)
+    local e = planned_record(d, function() return fs.remove(d .. "/t", { recursive = true }) end)
+    run("rm", "-r", d .. "/t/b")
+    assert_true(fs.undo(e.kind, e.undo))
+    assert_eq(snapshot(d), before)
+    assert_true(fs.undo(e.kind, e.undo))
+    assert_eq(snapshot(d), before)
+  end)
+
+  test("nothing there is success and no effect", function()
+    local d = tmpdir()
+    local effects, ok = capture(function() return fs.remove(d .. "/missing"), fs.remove(d .. "/no/such/dir") end)
+    assert_eq({ #effects, ok }, { 0, true })
+  end)
+
+  test("what cannot be recorded is refused before acting", function()
+    local d = tmpdir()
+    run("mkdir", d .. "/t")
+    run("mkfifo", d .. "/t/pipe")
+    local ok, err = fs.remove(d .. "/t", { recursive = true })
+    assert_nil(ok)
+    assert_match(err.message, "pipe is a fifo, which cannot be recorded for undo")
+    assert_true(fs.exists(d .. "/t/pipe"))
+  end)
+end)
+
+describe("symlink", function()
+  test("creates a link; undo removes it", function()
+    local d = tmpdir()
+    local e = undo_roundtrip(d, function() return fs.symlink("releases/v1", d .. "/current") end, function()
+      assert_eq(snapshot(d), { current = "link releases/v1" })
+    end)
+    assert_eq(e.describe, "symlink " .. d .. "/current → releases/v1 (new link)")
+    assert_eq(e.fingerprint, "absent")
+  end)
+
+  test("replaces a link atomically; undo restores the old target", function()
+    local d = tmpdir()
+    run("mkdir", d .. "/v1", d .. "/v2")
+    run("ln", "-s", "v1", d .. "/current")
+    local e = undo_roundtrip(d, function() return fs.symlink("v2", d .. "/current") end, function()
+      assert_eq(fs.stat(d .. "/current").target, "v2")
+    end)
+    assert_eq(e.describe, "symlink " .. d .. "/current → v2 (was v1)")
+    assert_eq(e.fingerprint, "link:v1")
+    assert_eq(temp_names(d), {})
+  end)
+
+  test("the same target is no effect; a file or directory there is an error", function()
+    local d = tmpdir()
+    run("ln", "-s", "x", d .. "/l")
+    put(d .. "/f", "file")
+    run("mkdir", d .. "/dir")
+    local effects, ok = capture(function() return fs.symlink("x", d .. "/l") end)
+    assert_eq({ #effects, ok }, { 0, true })
+    local err
+    ok, err = fs.symlink("x", d .. "/f")
+    assert_eq({ ok, err.kind }, { nil, "exists" })
+    ok, err = fs.symlink("x", d .. "/dir")
+    assert_eq({ ok, err.kind }, { nil, "exists" })
+    assert_eq(snapshot(d), { l = "link x", f = "file 644 file", dir = "dir 755" })
+  end)
+
+  test("undo of a symlink that never happened changes nothing", function()
+    local d = tmpdir()
+    run("ln", "-s", "old", d .. "/l")
+    local e = planned_record(d, function() return fs.symlink("new", d .. "/l") end)
+    assert_true(fs.undo(e.kind, e.undo))
+    assert_eq(snapshot(d), { l = "link old" })
+  end)
+end)
+
+describe("chmod", function()
+  test("changes the mode; undo restores it", function()
+    local d = tmpdir()
+    put(d .. "/f", "x", mode "644")
+    local e = undo_roundtrip(d, function() return fs.chmod(d .. "/f", "0600") end, function()
+      assert_eq(fs.stat(d .. "/f").mode, mode "600")
+    end)
+    assert_eq(e.describe, "chmod " .. d .. "/f 0644 → 0600")
+    assert_eq(e.fingerprint, "file:0644")
+    run("mkdir", "-m", "700", d .. "/dir")
+    undo_roundtrip(d, function() return fs.chmod(d .. "/dir", mode "2755") end)
+  end)
+
+  test("follows a symlink to its target", function()
+    local d = tmpdir()
+    put(d .. "/f", "x", mode "644")
+    run("ln", "-s", "f", d .. "/l")
+    undo_roundtrip(d, function() return fs.chmod(d .. "/l", "0400") end, function()
+      assert_eq(fs.stat(d .. "/f").mode, mode "400")
+    end)
+  end)
+
+  test("the same mode is no effect; a missing path is not_found", function()
+    local d = tmpdir()
+    put(d .. "/f", "x", mode "644")
+    local effects, ok = capture(function() return fs.chmod(d .. "/f", mode "644") end)
+    assert_eq({ #effects, ok }, { 0, true })
+    local err
+    ok, err = fs.chmod(d .. "/missing", "0644")
+    assert_eq({ ok, err.kind }, { nil, "not_found" })
+  end)
+
+  test("undo of a chmod that never happened changes nothing", function()
+    local d = tmpdir()
+    put(d .. "/f", "x", mode "640")
+    local e = planned_record(d, function() return fs.chmod(d .. "/f", "0777") end)
+    assert_true(fs.undo(e.kind, e.undo))
+    assert_eq(snapshot(d), { f = "file 640 x" })
+  end)
+end)
+
+describe("dry-run", function()
+  test("plans every effect, touches nothing, returns what a real run returns", function()
+    local d = tmpdir()
+    put(d .. "/config.ini", "version=v1\n")
+    put(d .. "/old.log", "old\n")
+    run("mkdir", d .. "/v1")
+    run("ln", "-s", "v1", d .. "/current")
+    local before = snapshot(d)
+    local effects, a, b, c, e, f, g = capture(function()
+      return fs.mkdir(d .. "/v2"),
+        fs.write(d .. "/v2/app.txt", "app v2\n"),
+        fs.write(d .. "/config.ini", "version=v2\n"),
+        fs.chmod(d .. "/config.ini", "0600"),
+        fs.copy(d .. "/config.ini", d .. "/v2/config.ini"),
+        fs.remove(d .. "/old.log"),
+        fs.symlink("v2", d .. "/current")
+    end, true)
+    assert_eq({ a, b, c, e, f, g }, { true, true, true, true, true, true })
+    assert_eq(snapshot(d), before)
+    local kinds = {}
+    for i, x in ipairs(effects) do
+      kinds[i] = x.kind
+      assert_eq(x.status, "planned")
+    end
+    assert_eq(kinds, { "fs.mkdir", "fs.write", "fs.write", "fs.chmod", "fs.copy", "fs.remove", "fs.symlink" })
+    -- later effects see what earlier planned ones leave behind
+    assert_eq(effects[5].describe, "copy " .. d .. "/config.ini to " .. d .. "/v2/config.ini (11 B, mode 0600, in a directory to be made)")
+    assert_match(effects[5].detail, "%+version=v2\n$")
+  end)
+
+  test("a chain on one new file fingerprints what apply will meet", function()
+    local d = tmpdir()
+    local planned = capture(function()
+      fs.mkdir(d .. "/new")
+      fs.write(d .. "/new/README", "hi\n")
+      fs.chmod(d .. "/new/README", "0444")
+      fs.write(d .. "/new/README", "hello\n")
+      fs.remove(d .. "/new/README")
+    end, true)
+    assert_eq(snapshot(d), {})
+    local applied = capture(function()
+      fs.mkdir(d .. "/new")
+      fs.write(d .. "/new/README", "hi\n")
+      fs.chmod(d .. "/new/README", "0444")
+      fs.write(d .. "/new/README", "hello\n")
+      fs.remove(d .. "/new/README")
+    end)
+    assert_eq(#planned, 5)
+    for i = 1, 5 do
+      assert_eq({ planned[i].kind, planned[i].target, planned[i].fingerprint },
+        { applied[i].kind, applied[i].target, applied[i].fingerprint })
+    end
+    assert_eq(planned[3].describe, "chmod " .. d .. "/new/README 0644 → 0444")
+    assert_eq(planned[4].fingerprint, "file:" .. fs.sha256("hi\n") .. ":0444")
+  end)
+
+  test("the planned diff shows live against would-be", function()
+    local d = tmpdir()
+    put(d .. "/f", "a\nb\n")
+    local effects = capture(function() return fs.write(d .. "/f", "a\nB\n") end, true)
+    assert_eq(effects[1].detail, "--- " .. d .. "/f\n+++ " .. d .. "/f\n@@ -1,2 +1,2 @@\n a\n-b\n+B\n")
+    assert_eq(get(d .. "/f"), "a\nb\n")
+  end)
+
+  test("a missing parent that something else may make is planned, not refused", function()
+    local d = tmpdir()
+    local effects, ok = capture(function()
+      require("relish.sh") -- e.g. a command would make the directory in a real run
+      return fs.write(d .. "/made-by-a-command/f", "x")
+    end, true)
+    assert_true(ok)
+    assert_eq(effects[1].fingerprint, "absent")
+    assert_match(effects[1].describe, "in a directory to be made")
+  end)
+end)
+
+describe("secrets", function()
+  test("secret content is written but never described", function()
+    local d = tmpdir()
+    local token = secret.value("tok-" .. tostring(math.random(1e6, 9e6)) .. "-xyzzy", "token")
+    put(d .. "/creds", "old creds\n")
+    local effects, ok = capture(function() return fs.write(d .. "/creds", token, { mode = "0600" }) end)
+    assert_true(ok)
+    local plain = secret.reveal(token)
+    assert_eq(get(d .. "/creds"), plain)
+    local e = effects[1]
+    assert_eq(e.detail, "secret content: " .. #plain .. " bytes, not shown")
+    for _, field in ipairs { "describe", "detail", "target", "fingerprint" } do
+      assert_nil(tostring(e[field]):find(plain, 1, true), field)
+    end
+  end)
+
+  test("a pre-image holding a secret is not journaled; its undo says so", function()
+    local d = tmpdir()
+    local plain = "pw-" .. tostring(math.random(1e6, 9e6)) .. "-plugh"
+    local _ = secret.value(plain, "db_password")
+    put(d .. "/app.env", "DB_PASSWORD=" .. plain .. "\n")
+    local effects = capture(function() return fs.write(d .. "/app.env", "DB_PASSWORD=rotated\n") end)
+    local rec = effects[1].undo
+    assert_true(rec.before.redacted)
+    assert_nil(rec.before.content)
+    assert_nil(require("relish.json").encode(rec):find(plain, 1, true))
+    local msg = assert_error(function() fs.undo("fs.write", rec) end)
+    assert_match(tostring(msg), d:gsub("%p", "%%%0") .. "/app%.env: .*held a secret.*restore it by hand")
+  end)
+end)
