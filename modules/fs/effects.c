@@ -118,6 +118,10 @@ static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
   fs_status st = {0};
   char abs[PATH_MAX], real[PATH_MAX];
   int later;
+  if (r->path[strlen(r->path) - 1] == '/') { /* names a directory */
+    fs_set_errno(&st, EISDIR, NULL);
+    return fs_fail(L, r->verb, r->path, &st);
+  }
   if (fs_abspath(r->path, abs, &st) != 0 || target_path(L, r->path, 1, real, &later, &st) != 0)
     return fs_fail(L, r->verb, r->path, &st);
   fs_pre pre;
@@ -278,8 +282,9 @@ int l_fs_copy(lua_State *L) {
     return fs_fail(L, "copy", src, &st);
   }
   if (pre.fresh) {
-    r.data = pre.content;
-    r.len = pre.len;
+    /* a copy on the stack: the overlay may let go of its own while planning */
+    lua_pushlstring(L, pre.content ? pre.content : "", pre.len);
+    r.data = lua_tolstring(L, -1, &r.len);
   } else {
     char *data;
     if (slurp(b, srcreal, SIZE_MAX, &data, &r.len, &st) != 0)
@@ -610,6 +615,8 @@ int l_fs_remove(lua_State *L) {
     return fs_fail(L, "remove", path, &st);
   }
   fs_pre pre;
+  if (strcmp(real, "/") == 0)
+    return luaL_error(L, "fs.remove: refusing to remove /");
   if (fs_pre_stat(L, real, &pre, &st) != 0)
     return fs_fail(L, "remove", path, &st);
   if (!pre.exists)
