@@ -30,6 +30,7 @@ struct cli_command {
 };
 
 static int run_lua(lua_State *L, const cli_command *cmd, int argc, char **argv);
+static int parse(lua_State *L, const cli_command *c, int argc, char **argv);
 static int run_module(lua_State *L, const cli_command *cmd, int argc, char **argv);
 static int run_help(lua_State *L, const cli_command *cmd, int argc, char **argv);
 
@@ -226,7 +227,7 @@ static int unknown_command(lua_State *L, const char *name) {
 }
 
 static int run_help(lua_State *L, const cli_command *cmd, int argc, char **argv) {
-  (void)cmd;
+  if (parse(L, cmd, argc, argv)) return 0;
   if (argc == 0) {
     print_general_help(stdout);
     return 0;

@@ -80,11 +80,8 @@ function M.diff(expected, actual, max)
   local seen = {}
   local function walk(e, a, path)
     if #diffs >= max then return end
-    if e == a then return end
+    if e == a and math.type(e) == math.type(a) then return end
     if type(e) ~= "table" or type(a) ~= "table" then
-      if type(e) == "number" and type(a) == "number" and e == a and math.type(e) == math.type(a) then
-        return
-      end
       if not (type(e) == "number" and type(a) == "number" and e ~= e and a ~= a) then
         diffs[#diffs + 1] = { path = path, expected = e, actual = a }
       end
