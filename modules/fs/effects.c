@@ -127,6 +127,8 @@ static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
   fs_pre pre;
   if (fs_pre_stat(L, real, &pre, &st) != 0)
     return fs_fail(L, r->verb, r->path, &st);
+  if (pre.planned && pre.exists && !S_ISREG(pre.sb.st_mode) && fs_live_stat(real, &pre, &st) != 0)
+    return fs_fail(L, r->verb, r->path, &st);
   const char *old = NULL;
   size_t oldlen = 0;
   if (pre.exists) {
@@ -268,8 +270,11 @@ int l_fs_copy(lua_State *L) {
   fs_pre pre;
   if (fs_pre_stat(L, srcreal, &pre, &st) != 0)
     return fs_fail(L, "copy", src, &st);
+  if (pre.planned && !(pre.exists && S_ISREG(pre.sb.st_mode)) &&
+      fs_live_stat(srcreal, &pre, &st) != 0)
+    return fs_fail(L, "copy", src, &st);
   if (!pre.exists) {
-    if (fs_plan_active(L) && !pre.planned)
+    if (fs_plan_active(L))
       return fs_put(L, b, &r); /* made by something the plan cannot see */
     fs_set_errno(&st, ENOENT, NULL);
     return fs_fail(L, "copy", src, &st);
@@ -304,6 +309,8 @@ int l_fs_copy(lua_State *L) {
 static int is_dir(lua_State *L, const char *path, fs_status *st) {
   fs_pre pre;
   if (fs_pre_stat(L, path, &pre, st) != 0)
+    return -1;
+  if (pre.planned && pre.exists && !S_ISDIR(pre.sb.st_mode) && fs_live_stat(path, &pre, st) != 0)
     return -1;
   if (!pre.exists)
     return 0;
@@ -692,6 +699,8 @@ int l_fs_symlink(lua_State *L) {
   fs_pre pre;
   if (fs_pre_stat(L, real, &pre, &st) != 0)
     return fs_fail(L, "symlink", path, &st);
+  if (pre.planned && pre.exists && !S_ISLNK(pre.sb.st_mode) && fs_live_stat(real, &pre, &st) != 0)
+    return fs_fail(L, "symlink", path, &st);
   if (pre.exists) {
     if (!S_ISLNK(pre.sb.st_mode)) {
       fs_set(&st, EEXIST, "exists and is not a symlink");
@@ -757,8 +766,10 @@ int l_fs_chmod(lua_State *L) {
   fs_pre pre;
   if (fs_pre_stat(L, real, &pre, &st) != 0)
     return fs_fail(L, "chmod", path, &st);
+  if (pre.planned && !pre.exists && fs_live_stat(real, &pre, &st) != 0)
+    return fs_fail(L, "chmod", path, &st);
   if (!pre.exists) {
-    if (pre.planned || !fs_plan_active(L)) {
+    if (!fs_plan_active(L)) {
       fs_set_errno(&st, ENOENT, NULL);
       return fs_fail(L, "chmod", path, &st);
     }

@@ -155,6 +155,10 @@ typedef struct {
 } fs_pre;
 
 int fs_pre_stat(lua_State *L, const char *path, fs_pre *p, fs_status *st);
+/* The same from disk only. Effects fall back to it when what the plan left
+ * is something they cannot act on: the recipe's reads see the live world, so
+ * it may have skipped a step (a remove) that its real run takes. */
+int fs_live_stat(const char *path, fs_pre *p, fs_status *st);
 /* True in a dry-run; outside one, forgets what the last one planned. */
 int fs_plan_active(lua_State *L);
 /* Call with the gate's id of each planned effect, before fs_plan_set. */

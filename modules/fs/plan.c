@@ -181,6 +181,11 @@ int fs_pre_stat(lua_State *L, const char *path, fs_pre *p, fs_status *st) {
     }
     lua_settop(L, t - 1);
   }
+  return fs_live_stat(path, p, st);
+}
+
+int fs_live_stat(const char *path, fs_pre *p, fs_status *st) {
+  memset(p, 0, sizeof *p);
   if (lstat(path, &p->sb) == 0) {
     p->exists = 1;
     return 0;

@@ -799,6 +799,21 @@ describe("dry-run", function()
     assert_eq(planned[4].fingerprint, "file:" .. fs.sha256("hi\n") .. ":0444")
   end)
 
+  test("what the plan left that an effect cannot act on gives way to the live world", function()
+    -- recipes read the live world in a dry-run: `if fs.exists(x) then fs.remove(x) end`
+    -- skips the remove of a file only planned, and must not fail the plan
+    local d = tmpdir()
+    local effects, a, b, c = capture(function()
+      return fs.write(d .. "/app.env", "X=1\n"),
+        fs.symlink("../shared/app.env", d .. "/app.env"),
+        fs.mkdir(d .. "/app.env")
+    end, true)
+    assert_eq({ a, b, c }, { true, true, true })
+    assert_eq(effects[2].describe, "symlink " .. d .. "/app.env → ../shared/app.env (new link)")
+    assert_eq(effects[3].fingerprint, "absent")
+    assert_eq(snapshot(d), {})
+  end)
+
   test("the planned diff shows live against would-be", function()
     local d = tmpdir()
     put(d .. "/f", "a\nb\n")
