@@ -122,7 +122,7 @@ static int myers(const line_t *a, int n, const line_t *b, int m, char *ops, int 
       trace[(size_t)d * (size_t)d + (size_t)(k + d)] = v[off + k];
     for (int k = -d; k <= d; k += 2) {
       int x = (k == -d || (k != d && v[off + k - 1] < v[off + k + 1])) ? v[off + k + 1]
-                                                                         : v[off + k - 1] + 1;
+                                                                       : v[off + k - 1] + 1;
       int y = x - k;
       while (x < n && y < m && line_eq(&a[x], &b[y]))
         x++, y++;
@@ -286,8 +286,8 @@ static void summary(fs_buf *o, const char *data, size_t len) {
   fs_buf_printf(o, "%s, sha256 %.16s…", size, hex);
 }
 
-char *fs_detail(const char *path, const char *old, size_t oldlen, int old_present,
-                const char *new, size_t newlen, int new_present) {
+char *fs_detail(const char *path, const char *old, size_t oldlen, int old_present, const char *new,
+                size_t newlen, int new_present) {
   int small = (!old_present || (oldlen <= FS_DIFF_MAX && fs_is_text(old, oldlen))) &&
               (!new_present || (newlen <= FS_DIFF_MAX && fs_is_text(new, newlen)));
   if (small)

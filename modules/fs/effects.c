@@ -25,11 +25,10 @@ static int ask_gate(lua_State *L, const char *kind, const char *target, const ch
                     const char *detail, const char *undo, const char *fp, lua_Integer *id) {
   size_t n;
   const char *d = relish_redact(L, describe, strlen(describe), &n);
-  const char *dt = detail != NULL && detail[0] != '\0'
-                       ? relish_redact(L, detail, strlen(detail), &n)
-                       : NULL;
-  relish_effect e = {.kind = kind, .target = target, .describe = d, .detail = dt,
-                     .undo = undo, .fingerprint = fp};
+  const char *dt =
+      detail != NULL && detail[0] != '\0' ? relish_redact(L, detail, strlen(detail), &n) : NULL;
+  relish_effect e = {
+      .kind = kind, .target = target, .describe = d, .detail = dt, .undo = undo, .fingerprint = fp};
   return relish_gate_begin(L, &e, id);
 }
 
@@ -61,8 +60,8 @@ static const char *record_text(lua_State *L, fs_box *b, const cJSON *rec) {
 /* Real path of an effect's target. In a dry-run a missing parent (that an
  * earlier planned step may create) is no failure: the deepest existing
  * ancestor's real path with the rest appended stands in, and *later is set. */
-static int target_path(lua_State *L, const char *path, int follow, char real[PATH_MAX],
-                       int *later, fs_status *st) {
+static int target_path(lua_State *L, const char *path, int follow, char real[PATH_MAX], int *later,
+                       fs_status *st) {
   *later = 0;
   if (fs_resolve(path, follow, real, st) == 0)
     return 0;
@@ -74,8 +73,7 @@ static int target_path(lua_State *L, const char *path, int follow, char real[PAT
 }
 
 /* Whole content of the regular file at path, boxed. */
-static int slurp(fs_box *b, const char *path, size_t max, char **out, size_t *len,
-                 fs_status *st) {
+static int slurp(fs_box *b, const char *path, size_t max, char **out, size_t *len, fs_status *st) {
   b->fd[0] = open(path, O_RDONLY | O_CLOEXEC);
   if (b->fd[0] < 0)
     return fs_set_errno(st, errno, NULL);
@@ -169,9 +167,8 @@ static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
 
   cJSON *rec = new_record(L, b, real);
   cJSON *before = cJSON_AddObjectToObject(rec, "before");
-  if (before == NULL ||
-      (present ? fs_node_file(L, before, old, oldlen, &pre.sb)
-               : cJSON_AddStringToObject(before, "type", "absent") == NULL))
+  if (before == NULL || (present ? fs_node_file(L, before, old, oldlen, &pre.sb)
+                                 : cJSON_AddStringToObject(before, "type", "absent") == NULL))
     return luaL_error(L, "not enough memory");
   const char *undo = record_text(L, b, rec);
   char fp[160];
@@ -661,8 +658,8 @@ int l_fs_remove(lua_State *L) {
   } else {
     snprintf(desc, sizeof desc,
              "remove %s (directory tree: %zu file%s, %zu director%s, %zu link%s, %s)%s", abs,
-             bud.files, bud.files == 1 ? "" : "s", bud.dirs, bud.dirs == 1 ? "y" : "ies",
-             bud.links, bud.links == 1 ? "" : "s", size, resolves_note(abs, real, note));
+             bud.files, bud.files == 1 ? "" : "s", bud.dirs, bud.dirs == 1 ? "y" : "ies", bud.links,
+             bud.links == 1 ? "" : "s", size, resolves_note(abs, real, note));
   }
   const char *detail = fs_box_mem(b, remove_detail(abs, node, isdir));
 
@@ -728,8 +725,7 @@ int l_fs_symlink(lua_State *L) {
   char fp[PATH_MAX + 16], desc[3 * PATH_MAX + 64], note[PATH_MAX + 32];
   fs_fingerprint(before, fp, sizeof fp);
   snprintf(desc, sizeof desc, "symlink %s → %s (%s%s)%s", abs, target,
-           pre.exists ? "was " : "new link", pre.exists ? old : "",
-           resolves_note(abs, real, note));
+           pre.exists ? "was " : "new link", pre.exists ? old : "", resolves_note(abs, real, note));
 
   lua_Integer id;
   if (ask_gate(L, "fs.symlink", abs, desc, NULL, undo, fp, &id) == RELISH_GATE_PLANNED) {

@@ -148,7 +148,7 @@ cJSON *fs_box_json(fs_box *b, cJSON *p) {
 
 int fs_join(char out[PATH_MAX], const char *dir, const char *name, fs_status *st) {
   int n = strcmp(dir, "/") == 0 ? snprintf(out, PATH_MAX, "/%s", name)
-                                 : snprintf(out, PATH_MAX, "%s/%s", dir, name);
+                                : snprintf(out, PATH_MAX, "%s/%s", dir, name);
   if (n < 0 || n >= PATH_MAX)
     return fs_set_errno(st, ENAMETOOLONG, NULL);
   return 0;
@@ -505,8 +505,9 @@ mode_t fs_checkmode(lua_State *L, int idx, const char *fname) {
     if (isint && v >= 0 && v <= 07777)
       return (mode_t)v;
   }
-  luaL_error(L, "%s: mode must be an integer from 0 to 4095 (octal 7777) or an octal string "
-                "like \"0755\"",
+  luaL_error(L,
+             "%s: mode must be an integer from 0 to 4095 (octal 7777) or an octal string "
+             "like \"0755\"",
              fname);
   return 0;
 }
@@ -769,12 +770,13 @@ static int l_fs_sha256(lua_State *L) {
 }
 
 int luaopen_relish_fs(lua_State *L) {
-  static const luaL_Reg funcs[] = {
-      {"read", l_fs_read},     {"exists", l_fs_exists},   {"stat", l_fs_stat},
-      {"list", l_fs_list},     {"hash", l_fs_hash},       {"write", l_fs_write},
-      {"copy", l_fs_copy},     {"mkdir", l_fs_mkdir},     {"remove", l_fs_remove},
-      {"symlink", l_fs_symlink}, {"chmod", l_fs_chmod},   {"undo", l_fs_undo},       {"sha256", l_fs_sha256},
-      {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"read", l_fs_read},     {"exists", l_fs_exists},
+                                   {"stat", l_fs_stat},     {"list", l_fs_list},
+                                   {"hash", l_fs_hash},     {"write", l_fs_write},
+                                   {"copy", l_fs_copy},     {"mkdir", l_fs_mkdir},
+                                   {"remove", l_fs_remove}, {"symlink", l_fs_symlink},
+                                   {"chmod", l_fs_chmod},   {"undo", l_fs_undo},
+                                   {"sha256", l_fs_sha256}, {NULL, NULL}};
   if (luaL_newmetatable(L, FS_BOX_MT)) {
     lua_pushcfunction(L, fs_box_gc);
     lua_setfield(L, -2, "__gc");

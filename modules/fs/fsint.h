@@ -42,8 +42,7 @@ typedef struct {
   char msg[PATH_MAX + 256];
 } fs_status;
 
-int fs_set(fs_status *st, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int fs_set(fs_status *st, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* fs_set with strerror(code) after "where: ". Returns -1. */
 int fs_set_errno(fs_status *st, int code, const char *where);
 const char *fs_kind_of(const fs_status *st);
@@ -189,8 +188,8 @@ char *fs_diff(const char *a, size_t alen, const char *alabel, const char *b, siz
               const char *blabel);
 /* The plan detail for replacing old (NULL: absent) with new: a diff when both
  * are small text, else one line with sizes and digests. malloc'd. */
-char *fs_detail(const char *path, const char *old, size_t oldlen, int old_present,
-                const char *new, size_t newlen, int new_present);
+char *fs_detail(const char *path, const char *old, size_t oldlen, int old_present, const char *new,
+                size_t newlen, int new_present);
 
 /* ---- effects.c, undo.c, fs.c: the functions Lua calls ---- */
 int l_fs_write(lua_State *L);

@@ -103,8 +103,10 @@ void fs_plan_chmod(lua_State *L, const char *path, const struct stat *live, mode
   }
   lua_pop(L, 2);
   fs_plan_set(L, path,
-              S_ISDIR(live->st_mode) ? "dir" : S_ISLNK(live->st_mode) ? "link" : "file", mode,
-              NULL, 0, NULL, 0);
+              S_ISDIR(live->st_mode)   ? "dir"
+              : S_ISLNK(live->st_mode) ? "link"
+                                       : "file",
+              mode, NULL, 0, NULL, 0);
 }
 
 static int type_bits(const char *t) {

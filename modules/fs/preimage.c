@@ -237,8 +237,8 @@ static int capture_file(lua_State *L, fs_box *b, cJSON *node, const char *path,
   return rc ? node_fail(st) : 0;
 }
 
-static int capture_into(lua_State *L, fs_box *b, cJSON *node, char path[PATH_MAX],
-                        int recursive, int depth, fs_budget *bud, fs_status *st) {
+static int capture_into(lua_State *L, fs_box *b, cJSON *node, char path[PATH_MAX], int recursive,
+                        int depth, fs_budget *bud, fs_status *st) {
   struct stat sb;
   if (lstat(path, &sb) != 0) {
     if (errno == ENOENT && depth == 0)
@@ -260,9 +260,7 @@ static int capture_into(lua_State *L, fs_box *b, cJSON *node, char path[PATH_MAX
     return capture_link(node, path, st);
   }
   if (!S_ISDIR(sb.st_mode)) {
-    const char *what = S_ISFIFO(sb.st_mode)   ? "fifo"
-                       : S_ISSOCK(sb.st_mode) ? "socket"
-                                              : "device";
+    const char *what = S_ISFIFO(sb.st_mode) ? "fifo" : S_ISSOCK(sb.st_mode) ? "socket" : "device";
     return fs_set(st, 0, "%s is a %s, which cannot be recorded for undo", path, what);
   }
   if (depth > 0)

@@ -103,8 +103,8 @@ static int same_content(const char *path, const char *data, size_t len) {
   return same;
 }
 
-static int restore_file(undo_ctx *u, const char *path, int node, int present,
-                        const struct stat *sb, fs_status *st) {
+static int restore_file(undo_ctx *u, const char *path, int node, int present, const struct stat *sb,
+                        fs_status *st) {
   lua_State *L = u->L;
   lua_getfield(L, node, "redacted");
   int redacted = lua_toboolean(L, -1);
@@ -141,11 +141,11 @@ static int restore_file(undo_ctx *u, const char *path, int node, int present,
     }
   }
   return fs_put_file(u->b, path, data, len, (mode_t)mode, uid, gid, st) != 0 ? at_path(st, path)
-                                                                               : 0;
+                                                                             : 0;
 }
 
-static int restore_link(undo_ctx *u, const char *path, int node, int present,
-                        const struct stat *sb, fs_status *st) {
+static int restore_link(undo_ctx *u, const char *path, int node, int present, const struct stat *sb,
+                        fs_status *st) {
   size_t len;
   const char *target = rec_bytes(u->L, node, "target", &len);
   if (target == NULL || len == 0 || strlen(target) != len || len >= PATH_MAX)

@@ -102,9 +102,9 @@ static void test_text_detection(void) {
   CHECK(fs_is_text("plain\n", 6));
   CHECK(fs_is_text("caf\xc3\xa9 \xe2\x86\x92 \xf0\x9f\x99\x82", 14));
   CHECK(!fs_is_text("a\0b", 3));
-  CHECK(!fs_is_text("\xc3", 1));           /* cut short */
-  CHECK(!fs_is_text("\xc0\xaf", 2));       /* overlong */
-  CHECK(!fs_is_text("\xed\xa0\x80", 3));   /* surrogate */
+  CHECK(!fs_is_text("\xc3", 1));         /* cut short */
+  CHECK(!fs_is_text("\xc0\xaf", 2));     /* overlong */
+  CHECK(!fs_is_text("\xed\xa0\x80", 3)); /* surrogate */
   CHECK(!fs_is_text("\xff", 1));
 }
 
