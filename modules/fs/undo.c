@@ -70,10 +70,11 @@ static int at_path(fs_status *st, const char *path) {
 }
 
 static void fix_owner(const char *path, const struct stat *sb, lua_Integer uid, lua_Integer gid) {
+  if ((uid < 0 || (uid_t)uid == sb->st_uid) && (gid < 0 || (gid_t)gid == sb->st_gid))
+    return;
   /* Best effort, as in fs_put_file: only privilege can give files away. */
-  if ((uid >= 0 && (uid_t)uid != sb->st_uid) || (gid >= 0 && (gid_t)gid != sb->st_gid))
-    if (lchown(path, uid >= 0 ? (uid_t)uid : (uid_t)-1, gid >= 0 ? (gid_t)gid : (gid_t)-1) != 0)
-      (void)0;
+  if (lchown(path, uid >= 0 ? (uid_t)uid : (uid_t)-1, gid >= 0 ? (gid_t)gid : (gid_t)-1) != 0)
+    return;
 }
 
 static int restore_absent(const char *path, int present, const struct stat *sb, fs_status *st) {

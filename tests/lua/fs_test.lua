@@ -407,6 +407,18 @@ io.write(json.encode(effects[1]))
     undo_roundtrip(d, function() return fs.write(d .. "/new", "brand new") end)
   end)
 
+  test("the owner of a replaced file is kept, and restored by undo, when privileged", function()
+    if run("id", "-u") ~= "0\n" then skip("needs root to give files away") end
+    local d = tmpdir()
+    put(d .. "/owned", "theirs")
+    run("chown", "65534:65534", d .. "/owned")
+    local effects = capture(function() return fs.write(d .. "/owned", "ours now") end)
+    assert_eq({ fs.stat(d .. "/owned").uid, fs.stat(d .. "/owned").gid }, { 65534, 65534 })
+    run("chown", "0:0", d .. "/owned")
+    assert_true(fs.undo("fs.write", effects[1].undo))
+    assert_eq({ fs.stat(d .. "/owned").uid, get(d .. "/owned") }, { 65534, "theirs" })
+  end)
+
   test("undo of a write that never happened changes nothing", function()
     local d = tmpdir()
     put(d .. "/f", "original", mode "640")
