@@ -40,6 +40,12 @@ static void crash_now(void) {
   _exit(137);
 }
 
+/* Bumped at the start of every run and capture, so a module that keeps
+ * per-run state (the fs dry-run overlay) knows when a new one began. */
+static lua_Integer session;
+
+lua_Integer relish_gate_session(void) { return session; }
+
 int relish_gate_dry_run(lua_State *L) {
   (void)L;
   return G.mode != MODE_NONE && G.dry_run;
@@ -321,6 +327,7 @@ static int l_gate_capture(lua_State *L) {
   lua_pushinteger(L, G.dry_run);
   lua_newtable(L);
   G.capture_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  session++;
   G.mode = MODE_CAPTURE;
   G.dry_run = dry;
   lua_pushvalue(L, 1);
@@ -355,6 +362,7 @@ static int l_gate_set_run(lua_State *L) {
   G.step = 0;
   G.count = 0;
   parse_faults();
+  session++;
   G.mode = MODE_RUN;
   return 0;
 }

@@ -89,6 +89,9 @@ void relish_gate_done(lua_State *L, lua_Integer id, const char *result_json);
 void relish_gate_failed(lua_State *L, lua_Integer id, const char *message);
 /* True while a dry-run is in progress. */
 int relish_gate_dry_run(lua_State *L);
+/* Changes at the start of every run (and test capture): state a module keeps
+ * for one run is stale once it differs from what the module saw. */
+lua_Integer relish_gate_session(void);
 
 /* ---- secrets -------------------------------------------------------------
  * Secrets are userdata ("relish.Secret") that print as "***". Modules accept

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 /* Registry key of the overlay: {[path] = {t=, mode=, content=, target=,
- * fresh=}, [1] = last gate id seen}. fresh marks what the plan creates or
+ * fresh=}, [1] = the gate session it belongs to}. fresh marks what the plan creates or
  * replaces, as opposed to a chmod of something live. */
 static const char plan_key = 'p';
 
@@ -40,17 +40,18 @@ int fs_plan_active(lua_State *L) {
 }
 
 void fs_plan_note_id(lua_State *L, lua_Integer id) {
-  /* Gate ids grow within a dry-run; one that does not means this is another
-   * dry-run, and what the last one planned never happened. */
+  /* What an earlier dry-run (another gate session) planned never happened. */
+  (void)id;
+  lua_Integer now = relish_gate_session();
   plan_table(L, 1);
   int isint;
   lua_rawgeti(L, -1, 1);
   lua_Integer last = lua_tointegerx(L, -1, &isint);
   lua_pop(L, 2);
-  if (isint && id <= last)
+  if (isint && now != last)
     plan_forget(L);
   plan_table(L, 1);
-  lua_pushinteger(L, id);
+  lua_pushinteger(L, now);
   lua_rawseti(L, -2, 1);
   lua_pop(L, 1);
 }

@@ -17,9 +17,16 @@ local M = {}
 local EXIT = { ok = 0, failed = 1, usage = 2, incomplete = 3, locked = 4, interrupted = 130 }
 M.EXIT = EXIT
 
+-- A run id sorts by time and is unique across processes: the suffix comes
+-- from the kernel's random source, not from Lua's per-process seed.
 local function new_run_id()
   local t = host.time()
-  return os.date("!%Y%m%d-%H%M%S", math.floor(t)) .. string.format("-%06x", math.random(0, 0xffffff))
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(4) or ""
+  if f then f:close() end
+  local suffix = bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end)
+  if #suffix < 8 then suffix = string.format("%06x%02x", math.random(0, 0xffffff), host.getpid() % 256) end
+  return os.date("!%Y%m%d-%H%M%S", math.floor(t)) .. "-" .. suffix
 end
 
 local function errmsg(e)

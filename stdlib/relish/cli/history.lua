@@ -32,9 +32,9 @@ return {
       io.write("no runs yet\n")
       return 0
     end
-    io.write(string.format("%-23s  %-20s  %-16s  %-9s  %s\n", "RUN", "RECIPE", "STATUS", "USER", "STARTED"))
+    io.write(string.format("%-24s  %-20s  %-16s  %-9s  %s\n", "RUN", "RECIPE", "STATUS", "USER", "STARTED"))
     for _, r in ipairs(rows) do
-      io.write(string.format("%-23s  %-20s  %-16s  %-9s  %s\n", r.id, r.recipe:sub(1, 20),
+      io.write(string.format("%-24s  %-20s  %-16s  %-9s  %s\n", r.id, r.recipe:sub(1, 20),
         r.status .. (r.dry_run == 1 and " (dry)" or ""), (r.user or "?"):sub(1, 9), r.started_at))
     end
     return 0
