@@ -9,10 +9,10 @@
 #include "hostint.h"
 
 typedef struct {
-  const char *name;  /* "dry-run" */
-  char short_name;   /* 'p' or 0 */
-  const char *value; /* metavar, or NULL for a boolean flag */
-  int repeat;        /* may be given several times: a list */
+  const char *name;    /* "dry-run" */
+  char short_name;     /* 'p' or 0 */
+  const char *value;   /* metavar, or NULL for a boolean flag */
+  int repeat;          /* may be given several times: a list */
   const char *choices; /* "text|json" or NULL */
   const char *help;
 } cli_flag;
@@ -42,41 +42,54 @@ static const cli_flag test_flags[] = {
     {0}};
 
 static const cli_flag version_flags[] = {
-    {"output", 0, "FORMAT", 0, "text|json", "text (default) or json"},
-    {0}};
+    {"output", 0, "FORMAT", 0, "text|json", "text (default) or json"}, {0}};
 
-#define STATE_FLAG \
-  {"state", 0, "URL", 0, NULL, "journal: sqlite:PATH (default $RELISH_STATE or $XDG_STATE_HOME/relish/journal.db)"}
-#define OUTPUT_FLAG {"output", 0, "FORMAT", 0, "text|json", "text for people (default), json: one event per line"}
-#define PARAM_FLAG {"param", 'p', "KEY=VALUE", 1, NULL, "set a recipe param (repeatable)"}
+#define STATE_FLAG                                                                                 \
+  {                                                                                                \
+    "state", 0, "URL", 0, NULL,                                                                    \
+        "journal: sqlite:PATH (default $RELISH_STATE or $XDG_STATE_HOME/relish/journal.db)"        \
+  }
+#define OUTPUT_FLAG                                                                                \
+  { "output", 0, "FORMAT", 0, "text|json", "text for people (default), json: one event per line" }
+#define PARAM_FLAG                                                                                 \
+  { "param", 'p', "KEY=VALUE", 1, NULL, "set a recipe param (repeatable)" }
 
 static const cli_flag run_flags[] = {
     PARAM_FLAG,
     {"dry-run", 'n', NULL, 0, NULL, "plan only: show every change, change nothing"},
     {"yes", 'y', NULL, 0, NULL, "answer yes to confirmations"},
-    OUTPUT_FLAG, STATE_FLAG, {0}};
+    OUTPUT_FLAG,
+    STATE_FLAG,
+    {0}};
 
 static const cli_flag plan_flags[] = {
     PARAM_FLAG,
     {"out", 'o', "PLAN.json", 0, NULL, "save the plan, to be executed by 'relish apply'"},
-    OUTPUT_FLAG, STATE_FLAG, {0}};
+    OUTPUT_FLAG,
+    STATE_FLAG,
+    {0}};
 
 static const cli_flag apply_flags[] = {OUTPUT_FLAG, STATE_FLAG, {0}};
 
 static const cli_flag rollback_flags[] = {
     {"dry-run", 'n', NULL, 0, NULL, "show what would be undone, undo nothing"},
-    OUTPUT_FLAG, STATE_FLAG, {0}};
+    OUTPUT_FLAG,
+    STATE_FLAG,
+    {0}};
 
 static const cli_flag resume_flags[] = {PARAM_FLAG, OUTPUT_FLAG, STATE_FLAG, {0}};
 
 static const cli_flag history_flags[] = {
     {"recipe", 'r', "NAME", 0, NULL, "only runs of this recipe"},
     {"limit", 'l', "N", 0, NULL, "at most N runs (default 20)"},
-    OUTPUT_FLAG, STATE_FLAG, {0}};
+    OUTPUT_FLAG,
+    STATE_FLAG,
+    {0}};
 
 static const cli_flag show_flags[] = {
     {"format", 'f', "FORMAT", 0, "text|json|markdown", "text (default), json or markdown"},
-    STATE_FLAG, {0}};
+    STATE_FLAG,
+    {0}};
 
 static const cli_flag lock_flags[] = {OUTPUT_FLAG, STATE_FLAG, {0}};
 
@@ -111,9 +124,8 @@ static const cli_command commands[] = {
      "Continues a stopped or crashed run from its first unfinished step, with\n"
      "the ctx.state saved after its last finished step. RUN_ID may be 'last'.",
      resume_flags, 1, 1, 0, run_module},
-    {"history", "", "list past runs",
-     "Lists runs from the journal, newest first.",
-     history_flags, 0, 0, 0, run_module},
+    {"history", "", "list past runs", "Lists runs from the journal, newest first.", history_flags,
+     0, 0, 0, run_module},
     {"show", "RUN_ID", "show one run: steps, actions, events",
      "Shows a run from the journal: params, steps, every action with its status,\n"
      "and the timeline of logs and notes. RUN_ID may be 'last'.",
@@ -140,8 +152,8 @@ static const cli_command commands[] = {
      "libyaml and SQLite it runs with.",
      version_flags, 0, 0, 0, run_module},
     {"help", "[COMMAND]", "show help for relish or a command",
-     "Shows the list of commands, or the usage, flags and description of COMMAND.",
-     no_flags, 0, 1, 0, run_help},
+     "Shows the list of commands, or the usage, flags and description of COMMAND.", no_flags, 0, 1,
+     0, run_help},
     {0}};
 
 /* ---- suggestions -------------------------------------------------------- */
@@ -150,7 +162,8 @@ static size_t edit_distance(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
   if (la > 64 || lb > 64) return 99;
   size_t row[65];
-  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t j = 0; j <= lb; j++)
+    row[j] = j;
   for (size_t i = 1; i <= la; i++) {
     size_t prev = row[0];
     row[0] = i;
@@ -184,7 +197,8 @@ static const char *suggest(const char *word, const char *const *cands, size_t n)
 
 static void print_general_help(FILE *out) {
   fputs("relish: release recipes and runbooks as Lua\n\n"
-        "Usage: relish COMMAND [ARGS]...\n\nCommands:\n", out);
+        "Usage: relish COMMAND [ARGS]...\n\nCommands:\n",
+        out);
   for (const cli_command *c = commands; c->name; c++) {
     char left[64];
     snprintf(left, sizeof left, "%s %s", c->name, c->args);
@@ -192,7 +206,8 @@ static void print_general_help(FILE *out) {
   }
   fputs("\nRun 'relish help COMMAND' or 'relish COMMAND --help' for a command's flags.\n"
         "Exit codes: 0 ok, 1 failed (rolled back), 2 usage or invalid input,\n"
-        "3 rollback incomplete, 4 lock held, 130 interrupted.\n", out);
+        "3 rollback incomplete, 4 lock held, 130 interrupted.\n",
+        out);
 }
 
 static void print_command_help(FILE *out, const cli_command *c) {
@@ -218,7 +233,8 @@ static const cli_command *find_command(const char *name) {
 static int unknown_command(lua_State *L, const char *name) {
   const char *names[64];
   size_t n = 0;
-  for (const cli_command *c = commands; c->name && n < 64; c++) names[n++] = c->name;
+  for (const cli_command *c = commands; c->name && n < 64; c++)
+    names[n++] = c->name;
   const char *hint = suggest(name, names, n);
   if (hint)
     return relish_raise(L, "usage", "unknown command '%s' (did you mean '%s'?); see 'relish help'",
@@ -262,10 +278,10 @@ static int unknown_flag(lua_State *L, const cli_command *c, const char *arg) {
   if (eq) *eq = '\0';
   const char *hint = suggest(word, names, n);
   if (hint)
-    return relish_raise(L, "usage", "%s: unknown flag '%s' (did you mean '%s'?)", c->name,
-                        word, hint);
-  return relish_raise(L, "usage", "%s: unknown flag '%s'; see 'relish help %s'", c->name,
-                      word, c->name);
+    return relish_raise(L, "usage", "%s: unknown flag '%s' (did you mean '%s'?)", c->name, word,
+                        hint);
+  return relish_raise(L, "usage", "%s: unknown flag '%s'; see 'relish help %s'", c->name, word,
+                      c->name);
 }
 
 static void set_flag(lua_State *L, int flags, const cli_flag *f, const char *value) {
@@ -285,8 +301,7 @@ static void set_flag(lua_State *L, int flags, const cli_flag *f, const char *val
       p += len + (bar ? 1 : 0);
     }
     if (!ok)
-      relish_raise(L, "usage", "--%s must be one of %s, got '%s'", f->name, f->choices,
-                   value);
+      relish_raise(L, "usage", "--%s must be one of %s, got '%s'", f->name, f->choices, value);
   }
   if (f->repeat) {
     if (lua_getfield(L, flags, f->name) == LUA_TNIL) {
@@ -355,19 +370,17 @@ static int parse(lua_State *L, const cli_command *c, int argc, char **argv) {
     }
     if (f->value && !value) {
       if (i + 1 >= argc)
-        return relish_raise(L, "usage", "%s: --%s needs a value (%s)", c->name, f->name,
-                            f->value);
+        return relish_raise(L, "usage", "%s: --%s needs a value (%s)", c->name, f->name, f->value);
       value = argv[++i];
     }
     set_flag(L, flags, f, value);
   }
   if (npos < c->min_pos)
-    return relish_raise(L, "usage", "%s: missing %s; usage: relish %s %s", c->name,
-                        c->args, c->name, c->args);
-  if (c->max_pos >= 0 && npos > c->max_pos)
-    return relish_raise(L, "usage", "%s: unexpected argument '%s'; usage: relish %s %s",
-                        c->name, lua_tostring(L, (lua_geti(L, args, c->max_pos + 1), -1)),
+    return relish_raise(L, "usage", "%s: missing %s; usage: relish %s %s", c->name, c->args,
                         c->name, c->args);
+  if (c->max_pos >= 0 && npos > c->max_pos)
+    return relish_raise(L, "usage", "%s: unexpected argument '%s'; usage: relish %s %s", c->name,
+                        lua_tostring(L, (lua_geti(L, args, c->max_pos + 1), -1)), c->name, c->args);
   lua_pushstring(L, c->name);
   lua_setfield(L, opts, "command");
   lua_pushvalue(L, args);
@@ -414,7 +427,8 @@ static int run_lua(lua_State *L, const cli_command *cmd, int argc, char **argv) 
   }
   lua_setglobal(L, "arg");
   luaL_checkstack(L, (int)n, "too many arguments");
-  for (lua_Integer i = 2; i <= n; i++) lua_geti(L, args, i);
+  for (lua_Integer i = 2; i <= n; i++)
+    lua_geti(L, args, i);
   lua_call(L, (int)n - 1, 0);
   (void)fn;
   return 0;
@@ -430,9 +444,11 @@ int relish_cli(lua_State *L, int argc, char **argv) {
     print_general_help(stdout);
     return 0;
   }
-  if (strcmp(name, "--version") == 0) name = "version";
+  if (strcmp(name, "--version") == 0)
+    name = "version";
   else if (name[0] == '-')
-    return relish_raise(L, "usage", "unknown flag '%s' before the command; see 'relish help'", name);
+    return relish_raise(L, "usage", "unknown flag '%s' before the command; see 'relish help'",
+                        name);
   const cli_command *c = find_command(name);
   if (!c) return unknown_command(L, name);
   return c->run(L, c, argc - 2, argv + 2);

@@ -58,6 +58,4 @@ int relish_raise(lua_State *L, const char *kind, const char *fmt, ...) {
   return lua_error(L);
 }
 
-int relish_raise_interrupted(lua_State *L) {
-  return relish_raise(L, "interrupted", "interrupted");
-}
+int relish_raise_interrupted(lua_State *L) { return relish_raise(L, "interrupted", "interrupted"); }

@@ -21,8 +21,11 @@ static struct {
   char run_id[64];
   lua_Integer step, seq, expect_pos;
   long count, crash_before, crash_after;
-} G = {.capture_ref = LUA_NOREF, .journal_ref = LUA_NOREF, .sink_ref = LUA_NOREF,
-       .expect_ref = LUA_NOREF, .touched_ref = LUA_NOREF};
+} G = {.capture_ref = LUA_NOREF,
+       .journal_ref = LUA_NOREF,
+       .sink_ref = LUA_NOREF,
+       .expect_ref = LUA_NOREF,
+       .touched_ref = LUA_NOREF};
 
 static void parse_faults(void) {
   G.crash_before = G.crash_after = 0;
@@ -52,8 +55,7 @@ int relish_gate_dry_run(lua_State *L) {
 }
 
 /* Pushes a table describing the action (for the sink and the capture list). */
-static void push_action(lua_State *L, const relish_effect *e, lua_Integer seq,
-                        const char *status) {
+static void push_action(lua_State *L, const relish_effect *e, lua_Integer seq, const char *status) {
   lua_createtable(L, 0, 9);
   lua_pushinteger(L, seq);
   lua_setfield(L, -2, "seq");
@@ -132,8 +134,7 @@ static void check_expected(lua_State *L, const relish_effect *e, int touched) {
   const char *wk = lua_tostring(L, -3), *wt = lua_tostring(L, -2), *wf = lua_tostring(L, -1);
   const char *fp = e->fingerprint ? e->fingerprint : "";
   if (!wk || !wt || strcmp(wk, e->kind) != 0 || strcmp(wt, e->target) != 0) {
-    lua_pushfstring(L,
-                    "action %d differs from the plan:\n  planned: %s %s\n  now:     %s %s",
+    lua_pushfstring(L, "action %d differs from the plan:\n  planned: %s %s\n  now:     %s %s",
                     (int)G.expect_pos, wk ? wk : "?", wt ? wt : "?", e->kind, e->target);
   } else if (!touched && strcmp(wf ? wf : "", fp) != 0) {
     lua_pushfstring(L,
@@ -157,7 +158,8 @@ int relish_gate_begin(lua_State *L, const relish_effect *e, lua_Integer *id) {
   /* everything the gate keeps or shows is redacted */
   relish_effect r = *e;
   r.target = relish_redact(L, e->target ? e->target : "", e->target ? strlen(e->target) : 0, NULL);
-  r.describe = relish_redact(L, e->describe ? e->describe : "", e->describe ? strlen(e->describe) : 0, NULL);
+  r.describe =
+      relish_redact(L, e->describe ? e->describe : "", e->describe ? strlen(e->describe) : 0, NULL);
   if (e->detail) r.detail = relish_redact(L, e->detail, strlen(e->detail), NULL);
   if (e->undo) r.undo = relish_redact(L, e->undo, strlen(e->undo), NULL);
   const char *status = G.dry_run ? "planned" : "pending";
@@ -185,7 +187,8 @@ int relish_gate_begin(lua_State *L, const relish_effect *e, lua_Integer *id) {
   G.count++;
   *id = ++G.seq;
   char *err = NULL;
-  if (relish_journal_action_begin(G.journal, G.run_id, G.step, *id, &r, status, !G.dry_run, &err) != 0) {
+  if (relish_journal_action_begin(G.journal, G.run_id, G.step, *id, &r, status, !G.dry_run, &err) !=
+      0) {
     lua_pushfstring(L, "journal: cannot record %s %s: %s", r.kind, r.target, err ? err : "?");
     free(err);
     relish_raise(L, "journal", "%s", lua_tostring(L, -1));
@@ -350,12 +353,16 @@ static int l_gate_set_run(lua_State *L) {
   G.seq = luaL_optinteger(L, -1, 0);
   lua_pop(L, 3);
   unref(L, &G.sink_ref);
-  if (lua_getfield(L, 1, "on_event") == LUA_TFUNCTION) G.sink_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  else lua_pop(L, 1);
+  if (lua_getfield(L, 1, "on_event") == LUA_TFUNCTION)
+    G.sink_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else
+    lua_pop(L, 1);
   unref(L, &G.expect_ref);
   G.expect_pos = 0;
-  if (lua_getfield(L, 1, "expect") == LUA_TTABLE) G.expect_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  else lua_pop(L, 1);
+  if (lua_getfield(L, 1, "expect") == LUA_TTABLE)
+    G.expect_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else
+    lua_pop(L, 1);
   unref(L, &G.touched_ref);
   lua_newtable(L);
   G.touched_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -408,12 +415,11 @@ static int l_gate_state(lua_State *L) {
 }
 
 int luaopen_relish__gate(lua_State *L) {
-  static const luaL_Reg fns[] = {
-      {"begin", l_gate_begin},         {"done", l_gate_done},
-      {"failed", l_gate_failed},       {"capture", l_gate_capture},
-      {"set_run", l_gate_set_run},     {"clear_run", l_gate_clear_run},
-      {"set_step", l_gate_set_step},   {"expect_left", l_gate_expect_left},
-      {"state", l_gate_state},         {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"begin", l_gate_begin},       {"done", l_gate_done},
+                                 {"failed", l_gate_failed},     {"capture", l_gate_capture},
+                                 {"set_run", l_gate_set_run},   {"clear_run", l_gate_clear_run},
+                                 {"set_step", l_gate_set_step}, {"expect_left", l_gate_expect_left},
+                                 {"state", l_gate_state},       {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;
 }

@@ -46,7 +46,8 @@ static int cmp_str(const void *a, const void *b) {
 static int l_host_listdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   DIR *d = opendir(path);
-  if (!d) return relish_fail(L, errno == ENOENT ? "not_found" : "io", "%s: %s", path, strerror(errno));
+  if (!d)
+    return relish_fail(L, errno == ENOENT ? "not_found" : "io", "%s: %s", path, strerror(errno));
   lua_newtable(L);
   int n = 0;
   struct dirent *e;
@@ -81,10 +82,14 @@ static int l_host_filetype(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  if (S_ISREG(st.st_mode)) lua_pushliteral(L, "file");
-  else if (S_ISDIR(st.st_mode)) lua_pushliteral(L, "dir");
-  else if (S_ISLNK(st.st_mode)) lua_pushliteral(L, "link");
-  else lua_pushliteral(L, "other");
+  if (S_ISREG(st.st_mode))
+    lua_pushliteral(L, "file");
+  else if (S_ISDIR(st.st_mode))
+    lua_pushliteral(L, "dir");
+  else if (S_ISLNK(st.st_mode))
+    lua_pushliteral(L, "link");
+  else
+    lua_pushliteral(L, "other");
   return 1;
 }
 
@@ -185,8 +190,10 @@ static int l_host_hostname(lua_State *L) {
 /* username(): the login name of the effective user, for the journal's actor */
 static int l_host_username(lua_State *L) {
   struct passwd *pw = getpwuid(geteuid());
-  if (pw && pw->pw_name) lua_pushstring(L, pw->pw_name);
-  else lua_pushfstring(L, "uid%d", (int)geteuid());
+  if (pw && pw->pw_name)
+    lua_pushstring(L, pw->pw_name);
+  else
+    lua_pushfstring(L, "uid%d", (int)geteuid());
   return 1;
 }
 
@@ -247,18 +254,27 @@ static int l_host_versions(lua_State *L) {
 }
 
 int luaopen_relish__host(lua_State *L) {
-  static const luaL_Reg fns[] = {
-      {"exe", l_host_exe},           {"listdir", l_host_listdir},
-      {"filetype", l_host_filetype}, {"mkdtemp", l_host_mkdtemp},
-      {"rmtree", l_host_rmtree},     {"now", l_host_now},
-      {"time", l_host_time},         {"isatty", l_host_isatty},
-      {"load_user", l_host_load_user}, {"strict_env", l_host_strict_env},
-      {"realpath", l_host_realpath}, {"getcwd", l_host_getcwd},
-      {"interrupted", l_host_interrupted}, {"versions", l_host_versions},
-      {"hostname", l_host_hostname}, {"getpid", l_host_getpid}, {"username", l_host_username},
-      {"pid_alive", l_host_pid_alive}, {"set_deadline", l_host_set_deadline},
-      {"interrupt_reset", l_host_interrupt_reset},
-      {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"exe", l_host_exe},
+                                 {"listdir", l_host_listdir},
+                                 {"filetype", l_host_filetype},
+                                 {"mkdtemp", l_host_mkdtemp},
+                                 {"rmtree", l_host_rmtree},
+                                 {"now", l_host_now},
+                                 {"time", l_host_time},
+                                 {"isatty", l_host_isatty},
+                                 {"load_user", l_host_load_user},
+                                 {"strict_env", l_host_strict_env},
+                                 {"realpath", l_host_realpath},
+                                 {"getcwd", l_host_getcwd},
+                                 {"interrupted", l_host_interrupted},
+                                 {"versions", l_host_versions},
+                                 {"hostname", l_host_hostname},
+                                 {"getpid", l_host_getpid},
+                                 {"username", l_host_username},
+                                 {"pid_alive", l_host_pid_alive},
+                                 {"set_deadline", l_host_set_deadline},
+                                 {"interrupt_reset", l_host_interrupt_reset},
+                                 {NULL, NULL}};
   luaL_newlib(L, fns);
   relish_progress_register(L);
   return 1;

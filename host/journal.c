@@ -60,8 +60,7 @@ static int set_durable(relish_journal *j, int on) {
   j->durable = on;
   /* NORMAL in WAL mode: a commit survives a crash of the process, and is
    * synced to disk by the next FULL commit or checkpoint */
-  return sqlite3_exec(j->db, on ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", 0, 0,
-                      0);
+  return sqlite3_exec(j->db, on ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", 0, 0, 0);
 }
 
 /* open(path) -> journal | nil, err */
@@ -73,7 +72,8 @@ static int l_journal_open(lua_State *L) {
   if (strcmp(path, ":memory:") != 0 && mkdirs(path) != 0)
     return relish_fail(L, "io", "journal: cannot create the directory of %s: %s", path,
                        strerror(errno));
-  if (sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+  if (sqlite3_open_v2(path, &j->db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                       NULL) != SQLITE_OK) {
     const char *msg = j->db ? sqlite3_errmsg(j->db) : "out of memory";
     lua_pushfstring(L, "journal: cannot open %s: %s", path, msg);
@@ -83,8 +83,8 @@ static int l_journal_open(lua_State *L) {
   sqlite3_busy_timeout(j->db, 30000);
   char *err = NULL;
   if (sqlite3_exec(j->db,
-                   "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
-                   0, 0, &err) != SQLITE_OK) {
+                   "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", 0,
+                   0, &err) != SQLITE_OK) {
     lua_pushfstring(L, "journal: %s: %s", path, err ? err : "cannot configure");
     sqlite3_free(err);
     journal_free(j);
@@ -99,8 +99,12 @@ static int bind_args(lua_State *L, sqlite3_stmt *st, int first) {
   for (int i = 0; i < n; i++) {
     int idx = first + i, rc;
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: rc = sqlite3_bind_null(st, i + 1); break;
-    case LUA_TBOOLEAN: rc = sqlite3_bind_int(st, i + 1, lua_toboolean(L, idx)); break;
+    case LUA_TNIL:
+      rc = sqlite3_bind_null(st, i + 1);
+      break;
+    case LUA_TBOOLEAN:
+      rc = sqlite3_bind_int(st, i + 1, lua_toboolean(L, idx));
+      break;
     case LUA_TNUMBER:
       rc = lua_isinteger(L, idx) ? sqlite3_bind_int64(st, i + 1, lua_tointeger(L, idx))
                                  : sqlite3_bind_double(st, i + 1, lua_tonumber(L, idx));
@@ -111,7 +115,8 @@ static int bind_args(lua_State *L, sqlite3_stmt *st, int first) {
       rc = sqlite3_bind_text(st, i + 1, s, (int)len, SQLITE_TRANSIENT);
       break;
     }
-    default: return -(i + 1);
+    default:
+      return -(i + 1);
     }
     if (rc != SQLITE_OK) return -(i + 1);
   }
@@ -138,9 +143,14 @@ static int run_sql(lua_State *L, int rows) {
     lua_createtable(L, 0, ncol);
     for (int c = 0; c < ncol; c++) {
       switch (sqlite3_column_type(st, c)) {
-      case SQLITE_INTEGER: lua_pushinteger(L, sqlite3_column_int64(st, c)); break;
-      case SQLITE_FLOAT: lua_pushnumber(L, sqlite3_column_double(st, c)); break;
-      case SQLITE_NULL: continue;
+      case SQLITE_INTEGER:
+        lua_pushinteger(L, sqlite3_column_int64(st, c));
+        break;
+      case SQLITE_FLOAT:
+        lua_pushnumber(L, sqlite3_column_double(st, c));
+        break;
+      case SQLITE_NULL:
+        continue;
       default:
         lua_pushlstring(L, (const char *)sqlite3_column_text(st, c),
                         (size_t)sqlite3_column_bytes(st, c));
@@ -216,12 +226,18 @@ int relish_journal_action_begin(relish_journal *j, const char *run_id, lua_Integ
   sqlite3_bind_text(st, 4, e->kind, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 5, e->target, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 6, e->describe, -1, SQLITE_STATIC);
-  if (e->detail) sqlite3_bind_text(st, 7, e->detail, -1, SQLITE_STATIC);
-  else sqlite3_bind_null(st, 7);
-  if (e->undo) sqlite3_bind_text(st, 8, e->undo, -1, SQLITE_STATIC);
-  else sqlite3_bind_null(st, 8);
-  if (e->fingerprint) sqlite3_bind_text(st, 9, e->fingerprint, -1, SQLITE_STATIC);
-  else sqlite3_bind_null(st, 9);
+  if (e->detail)
+    sqlite3_bind_text(st, 7, e->detail, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, 7);
+  if (e->undo)
+    sqlite3_bind_text(st, 8, e->undo, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, 8);
+  if (e->fingerprint)
+    sqlite3_bind_text(st, 9, e->fingerprint, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, 9);
   sqlite3_bind_int(st, 10, e->undo == NULL);
   sqlite3_bind_text(st, 11, status, -1, SQLITE_STATIC);
   int rc = sqlite3_step(st);
@@ -233,12 +249,11 @@ int relish_journal_action_begin(relish_journal *j, const char *run_id, lua_Integ
 int relish_journal_action_end(relish_journal *j, const char *run_id, lua_Integer seq,
                               const char *status, const char *result, const char *error,
                               char **err) {
-  if (!j->upd &&
-      sqlite3_prepare_v2(j->db,
-                         "UPDATE actions SET status = ?, result = ?, error = ?,"
-                         " finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')"
-                         " WHERE run_id = ? AND seq = ?",
-                         -1, &j->upd, NULL) != SQLITE_OK)
+  if (!j->upd && sqlite3_prepare_v2(j->db,
+                                    "UPDATE actions SET status = ?, result = ?, error = ?,"
+                                    " finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+                                    " WHERE run_id = ? AND seq = ?",
+                                    -1, &j->upd, NULL) != SQLITE_OK)
     return fail_with(j, err);
   /* losing a "done" mark in a crash only leaves the action in doubt, which
    * the undo handles: no need to wait for the disk here */
@@ -246,10 +261,14 @@ int relish_journal_action_end(relish_journal *j, const char *run_id, lua_Integer
   sqlite3_stmt *st = j->upd;
   sqlite3_reset(st);
   sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
-  if (result) sqlite3_bind_text(st, 2, result, -1, SQLITE_STATIC);
-  else sqlite3_bind_null(st, 2);
-  if (error) sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC);
-  else sqlite3_bind_null(st, 3);
+  if (result)
+    sqlite3_bind_text(st, 2, result, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, 2);
+  if (error)
+    sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, 3);
   sqlite3_bind_text(st, 4, run_id, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 5, seq);
   int rc = sqlite3_step(st);
@@ -259,11 +278,13 @@ int relish_journal_action_end(relish_journal *j, const char *run_id, lua_Integer
 }
 
 int luaopen_relish__journal(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"exec", l_journal_exec},       {"query", l_journal_query},
-      {"script", l_journal_script},   {"last_id", l_journal_last_id},
-      {"durable", l_journal_durable}, {"close", l_journal_close},
-      {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"exec", l_journal_exec},
+                                     {"query", l_journal_query},
+                                     {"script", l_journal_script},
+                                     {"last_id", l_journal_last_id},
+                                     {"durable", l_journal_durable},
+                                     {"close", l_journal_close},
+                                     {NULL, NULL}};
   if (luaL_newmetatable(L, JOURNAL_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

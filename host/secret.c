@@ -115,7 +115,8 @@ static int l_secret_file(lua_State *L) {
   luaL_buffinit(L, &b);
   char buf[4096];
   size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) luaL_addlstring(&b, buf, n);
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+    luaL_addlstring(&b, buf, n);
   fclose(f);
   luaL_pushresult(&b);
   size_t len;
@@ -163,7 +164,8 @@ static int l_secret_name(lua_State *L) {
 }
 
 static void free_known(void) {
-  for (size_t i = 0; i < nknown; i++) free(known[i]);
+  for (size_t i = 0; i < nknown; i++)
+    free(known[i]);
   free(known);
   free(known_len);
   known = NULL;

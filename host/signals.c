@@ -61,8 +61,10 @@ static void deadline_hook(lua_State *L, lua_Debug *ar) {
 void relish_set_deadline(lua_State *L, double t) {
   deadline = t;
   if (interrupted) return; /* the interrupt hook has priority */
-  if (t > 0) lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 10000);
-  else lua_sethook(L, NULL, 0, 0);
+  if (t > 0)
+    lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 10000);
+  else
+    lua_sethook(L, NULL, 0, 0);
 }
 
 double relish_deadline(void) { return deadline; }

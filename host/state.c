@@ -237,8 +237,10 @@ int relish_error_exit(lua_State *L, int idx) {
     if (lua_type(L, -1) == LUA_TTABLE) lua_pop(L, 1);
     lua_getfield(L, idx, "kind");
     const char *kind = lua_tostring(L, -1);
-    if (kind && strcmp(kind, "interrupted") == 0) code = RELISH_EXIT_INTERRUPTED;
-    else if (kind && strcmp(kind, "usage") == 0) code = RELISH_EXIT_USAGE;
+    if (kind && strcmp(kind, "interrupted") == 0)
+      code = RELISH_EXIT_INTERRUPTED;
+    else if (kind && strcmp(kind, "usage") == 0)
+      code = RELISH_EXIT_USAGE;
   }
   lua_pop(L, 2);
   return code;

@@ -59,13 +59,52 @@ static size_t utf8_sequence(const unsigned char *p, const unsigned char *end) {
 enum { SC_PLAIN = 0, SC_QUOTE, SC_BACKSLASH, SC_CONTROL, SC_HIGH };
 #define SC_ROW(c) c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, c
 static const unsigned char string_class[256] = {
-    SC_ROW(SC_CONTROL), SC_ROW(SC_CONTROL),
-    0, 0, SC_QUOTE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x20: '"' */
-    SC_ROW(0), SC_ROW(0),
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, SC_BACKSLASH, 0, 0, 0, /* 0x50: '\\' */
-    SC_ROW(0), SC_ROW(0),
-    SC_ROW(SC_HIGH), SC_ROW(SC_HIGH), SC_ROW(SC_HIGH), SC_ROW(SC_HIGH),
-    SC_ROW(SC_HIGH), SC_ROW(SC_HIGH), SC_ROW(SC_HIGH), SC_ROW(SC_HIGH),
+    SC_ROW(SC_CONTROL),
+    SC_ROW(SC_CONTROL),
+    0,
+    0,
+    SC_QUOTE,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0, /* 0x20: '"' */
+    SC_ROW(0),
+    SC_ROW(0),
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    SC_BACKSLASH,
+    0,
+    0,
+    0, /* 0x50: '\\' */
+    SC_ROW(0),
+    SC_ROW(0),
+    SC_ROW(SC_HIGH),
+    SC_ROW(SC_HIGH),
+    SC_ROW(SC_HIGH),
+    SC_ROW(SC_HIGH),
+    SC_ROW(SC_HIGH),
+    SC_ROW(SC_HIGH),
+    SC_ROW(SC_HIGH),
+    SC_ROW(SC_HIGH),
 };
 
 typedef struct {
@@ -86,7 +125,8 @@ static int dec_fail(decoder *d, const char *at, const char *msg) {
 
 static void dec_skip_space(decoder *d) {
   const char *p = d->p, *end = d->end;
-  while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+  while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    p++;
   d->p = p;
 }
 
@@ -144,16 +184,13 @@ static size_t put_utf8(char *out, unsigned long cp) {
 static long dec_unicode_escape(decoder *d, const char *p, size_t *len) {
   long hi, lo;
 
-  if (d->end - p < 6 || (hi = hex4(p + 2)) < 0)
-    return dec_fail(d, p, "invalid \\u escape"), -1;
-  if (hi >= 0xDC00 && hi <= 0xDFFF)
-    return dec_fail(d, p, "lone surrogate in \\u escape"), -1;
+  if (d->end - p < 6 || (hi = hex4(p + 2)) < 0) return dec_fail(d, p, "invalid \\u escape"), -1;
+  if (hi >= 0xDC00 && hi <= 0xDFFF) return dec_fail(d, p, "lone surrogate in \\u escape"), -1;
   if (hi < 0xD800 || hi > 0xDBFF) {
     *len = 6;
     return hi;
   }
-  if (d->end - p < 12 || p[6] != '\\' || p[7] != 'u' || (lo = hex4(p + 8)) < 0xDC00 ||
-      lo > 0xDFFF)
+  if (d->end - p < 12 || p[6] != '\\' || p[7] != 'u' || (lo = hex4(p + 8)) < 0xDC00 || lo > 0xDFFF)
     return dec_fail(d, p, "lone surrogate in \\u escape"), -1;
   *len = 12;
   return 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
@@ -166,7 +203,8 @@ static int dec_string_escaped(decoder *d, const char *s, const char *p) {
   char *out, *o;
 
   /* Decoded text is never longer than the escaped text. */
-  while (q < end && *q != '"') q += (*q == '\\') ? 2 : 1;
+  while (q < end && *q != '"')
+    q += (*q == '\\') ? 2 : 1;
   if (q > end) q = end;
   out = dec_scratch(d, (size_t)(q - s));
   memcpy(out, s, (size_t)(p - s));
@@ -175,7 +213,8 @@ static int dec_string_escaped(decoder *d, const char *s, const char *p) {
   for (;;) {
     unsigned char c;
     const char *run = p;
-    while (p < end && string_class[(unsigned char)*p] == SC_PLAIN) p++;
+    while (p < end && string_class[(unsigned char)*p] == SC_PLAIN)
+      p++;
     memcpy(o, run, (size_t)(p - run));
     o += p - run;
     if (p == end) return dec_fail(d, end, "unexpected end of input");
@@ -198,14 +237,30 @@ static int dec_string_escaped(decoder *d, const char *s, const char *p) {
     default: /* backslash */
       if (p + 1 == end) return dec_fail(d, end, "unexpected end of input");
       switch (p[1]) {
-      case '"': *o++ = '"'; break;
-      case '\\': *o++ = '\\'; break;
-      case '/': *o++ = '/'; break;
-      case 'b': *o++ = '\b'; break;
-      case 'f': *o++ = '\f'; break;
-      case 'n': *o++ = '\n'; break;
-      case 'r': *o++ = '\r'; break;
-      case 't': *o++ = '\t'; break;
+      case '"':
+        *o++ = '"';
+        break;
+      case '\\':
+        *o++ = '\\';
+        break;
+      case '/':
+        *o++ = '/';
+        break;
+      case 'b':
+        *o++ = '\b';
+        break;
+      case 'f':
+        *o++ = '\f';
+        break;
+      case 'n':
+        *o++ = '\n';
+        break;
+      case 'r':
+        *o++ = '\r';
+        break;
+      case 't':
+        *o++ = '\t';
+        break;
       case 'u': {
         size_t len;
         long cp = dec_unicode_escape(d, p, &len);
@@ -227,7 +282,8 @@ static int dec_string(decoder *d) {
   const char *s = d->p + 1, *p = s, *end = d->end;
 
   for (;;) {
-    while (p < end && string_class[(unsigned char)*p] == SC_PLAIN) p++;
+    while (p < end && string_class[(unsigned char)*p] == SC_PLAIN)
+      p++;
     if (p == end) return dec_fail(d, end, "unexpected end of input");
     switch (string_class[(unsigned char)*p]) {
     case SC_QUOTE:
@@ -264,7 +320,8 @@ static int dec_number(decoder *d) {
     p++;
     if (p < end && is_digit(*p)) return dec_fail(d, s, "invalid number");
   } else if (p < end && is_digit(*p)) {
-    while (p < end && is_digit(*p)) p++;
+    while (p < end && is_digit(*p))
+      p++;
   } else {
     return dec_fail(d, s, "invalid number");
   }
@@ -272,21 +329,24 @@ static int dec_number(decoder *d) {
     is_float = 1;
     p++;
     if (p == end || !is_digit(*p)) return dec_fail(d, s, "invalid number");
-    while (p < end && is_digit(*p)) p++;
+    while (p < end && is_digit(*p))
+      p++;
   }
   if (p < end && (*p == 'e' || *p == 'E')) {
     is_float = 1;
     p++;
     if (p < end && (*p == '+' || *p == '-')) p++;
     if (p == end || !is_digit(*p)) return dec_fail(d, s, "invalid number");
-    while (p < end && is_digit(*p)) p++;
+    while (p < end && is_digit(*p))
+      p++;
   }
   d->p = p;
   len = (size_t)(p - s);
 
   if (!is_float && len - (size_t)negative <= 18) { /* cannot overflow */
     lua_Integer v = 0;
-    for (const char *q = s + negative; q < p; q++) v = v * 10 + (*q - '0');
+    for (const char *q = s + negative; q < p; q++)
+      v = v * 10 + (*q - '0');
     lua_pushinteger(d->L, negative ? -v : v);
     return 1;
   }
@@ -444,8 +504,17 @@ static int dec_value(decoder *d, int depth) {
     if (!dec_literal(d, "null", 4)) return 0;
     lua_pushlightuserdata(d->L, JSON_NULL);
     return 1;
-  case '-': case '0': case '1': case '2': case '3': case '4':
-  case '5': case '6': case '7': case '8': case '9':
+  case '-':
+  case '0':
+  case '1':
+  case '2':
+  case '3':
+  case '4':
+  case '5':
+  case '6':
+  case '7':
+  case '8':
+  case '9':
     return dec_number(d);
   default:
     return dec_fail(d, d->p, "unexpected character");
@@ -520,7 +589,7 @@ static int l_json_decode(lua_State *L) {
   lua_pushnil(L);
   d.scratch_idx = 2;
 
-  gc_pause(L); /* index 3 */
+  gc_pause(L);                                                   /* index 3 */
   if (len >= 3 && memcmp(d.p, "\xEF\xBB\xBF", 3) == 0) d.p += 3; /* a BOM is ignored */
   if (dec_value(&d, 0)) {
     dec_skip_space(&d);
@@ -562,9 +631,9 @@ typedef struct {
   sort_key *keys; /* userdata at keys_idx */
   size_t nkeys, keys_cap;
   int keys_idx;
-  int depth;                             /* open tables */
-  const void *open[JSON_MAX_DEPTH];      /* those tables, for cycles */
-  int nsegs;                             /* path of the value being written */
+  int depth;                        /* open tables */
+  const void *open[JSON_MAX_DEPTH]; /* those tables, for cycles */
+  int nsegs;                        /* path of the value being written */
   path_seg segs[JSON_MAX_DEPTH + 1];
 } encoder;
 
@@ -575,7 +644,8 @@ static void enc_reserve(encoder *e, size_t extra) {
   if (need <= e->cap) return;
   if (need < e->len) luaL_error(e->L, "json.encode: output too large");
   cap = e->cap ? e->cap : 1024;
-  while (cap < need) cap = cap * 2 > cap ? cap * 2 : need;
+  while (cap < need)
+    cap = cap * 2 > cap ? cap * 2 : need;
   b = lua_newuserdatauv(e->L, cap, 0);
   if (e->len) memcpy(b, e->buf, e->len);
   lua_replace(e->L, e->buf_idx);
@@ -680,13 +750,27 @@ static void enc_string(encoder *e, const char *s, size_t len, const char *what) 
     enc_put(e, (const char *)run, (size_t)(p - run));
     esc[0] = '\\';
     switch (c) {
-    case '"': esc[1] = '"'; break;
-    case '\\': esc[1] = '\\'; break;
-    case '\b': esc[1] = 'b'; break;
-    case '\f': esc[1] = 'f'; break;
-    case '\n': esc[1] = 'n'; break;
-    case '\r': esc[1] = 'r'; break;
-    case '\t': esc[1] = 't'; break;
+    case '"':
+      esc[1] = '"';
+      break;
+    case '\\':
+      esc[1] = '\\';
+      break;
+    case '\b':
+      esc[1] = 'b';
+      break;
+    case '\f':
+      esc[1] = 'f';
+      break;
+    case '\n':
+      esc[1] = 'n';
+      break;
+    case '\r':
+      esc[1] = 'r';
+      break;
+    case '\t':
+      esc[1] = 't';
+      break;
     default:
       memcpy(esc + 1, "u00", 3);
       esc[4] = hex[c >> 4];
@@ -710,7 +794,8 @@ static size_t format_integer(char *out, lua_Integer i) {
     u /= 10;
   } while (u);
   if (i < 0) out[k++] = '-';
-  while (n) out[k++] = tmp[--n];
+  while (n)
+    out[k++] = tmp[--n];
   return k;
 }
 
@@ -870,7 +955,8 @@ static void enc_object_sorted(encoder *e, int idx) {
     for (size_t i = 1; i < n; i++) {
       sort_key k = keys[i];
       size_t j = i;
-      for (; j > 0 && sort_key_cmp(&keys[j - 1], &k) > 0; j--) keys[j] = keys[j - 1];
+      for (; j > 0 && sort_key_cmp(&keys[j - 1], &k) > 0; j--)
+        keys[j] = keys[j - 1];
       keys[j] = k;
     }
   }

@@ -92,8 +92,7 @@ static void sh_close(int *fd) {
 }
 
 static void sh_strvec_free(char ***v) {
-  if (*v == NULL)
-    return;
+  if (*v == NULL) return;
   for (char **s = *v; *s != NULL; s++)
     free(*s);
   free(*v);
@@ -102,8 +101,7 @@ static void sh_strvec_free(char ***v) {
 
 static void *sh_alloc(lua_State *L, size_t n) {
   void *p = calloc(1, n ? n : 1);
-  if (p == NULL)
-    luaL_error(L, "not enough memory");
+  if (p == NULL) luaL_error(L, "not enough memory");
   return p;
 }
 
@@ -116,19 +114,16 @@ static char *sh_strndup(lua_State *L, const char *s, size_t n) {
 /* Keep the stdio slots free: the child dup2s pipe ends onto 0, 1 and 2, which
  * only works (and only clears CLOEXEC) when each end is a different, higher fd. */
 static int sh_fd_high(int *fd) {
-  if (*fd >= 3)
-    return 0;
+  if (*fd >= 3) return 0;
   int moved = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
-  if (moved < 0)
-    return -1;
+  if (moved < 0) return -1;
   close(*fd);
   *fd = moved;
   return 0;
 }
 
 static int sh_pipe(int fds[2]) {
-  if (pipe2(fds, O_CLOEXEC) < 0)
-    return -1;
+  if (pipe2(fds, O_CLOEXEC) < 0) return -1;
   if (sh_fd_high(&fds[0]) < 0 || sh_fd_high(&fds[1]) < 0) {
     int e = errno;
     sh_close(&fds[0]);
@@ -145,8 +140,7 @@ static void sh_buf_add(struct sh_buf *b, const char *src, size_t n) {
     b->truncated = 1;
     n = room;
   }
-  if (n == 0)
-    return;
+  if (n == 0) return;
   if (b->len + n > b->cap) {
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + n)
@@ -167,17 +161,14 @@ static void sh_buf_add(struct sh_buf *b, const char *src, size_t n) {
 }
 
 static const char *sh_errno_kind(int e) {
-  if (e == ENOENT || e == ENOTDIR)
-    return "not_found";
-  if (e == EACCES || e == EPERM)
-    return "permission";
+  if (e == ENOENT || e == ENOTDIR) return "not_found";
+  if (e == EACCES || e == EPERM) return "permission";
   return "spawn";
 }
 
 static const char *sh_signame(int sig, char *buf, size_t n) {
   const char *name = sigabbrev_np(sig);
-  if (name != NULL)
-    return name;
+  if (name != NULL) return name;
   snprintf(buf, n, "%d", sig);
   return buf;
 }
@@ -246,8 +237,7 @@ static void sh_check_keys(lua_State *L, int opts) {
     int known = 0;
     for (int i = 0; sh_run_options[i] != NULL; i++)
       known |= strcmp(key, sh_run_options[i]) == 0;
-    if (!known)
-      luaL_error(L, "sh.run: unknown option '%s'", key);
+    if (!known) luaL_error(L, "sh.run: unknown option '%s'", key);
   }
 }
 
@@ -256,8 +246,7 @@ static void sh_opt_argv(lua_State *L, int opts, struct sh_proc *p) {
     luaL_error(L, "sh.run: argv must be a table of strings, got %s", luaL_typename(L, -1));
   int t = lua_gettop(L);
   lua_Integer n = (lua_Integer)lua_rawlen(L, t);
-  if (n == 0)
-    luaL_error(L, "sh.run: argv must not be empty");
+  if (n == 0) luaL_error(L, "sh.run: argv must not be empty");
   for (lua_Integer i = 1; i <= n; i++) {
     int type = lua_rawgeti(L, t, i);
     if (type == LUA_TNIL)
@@ -267,10 +256,8 @@ static void sh_opt_argv(lua_State *L, int opts, struct sh_proc *p) {
       luaL_error(L, "sh.run: argv[%d] must be a string, got %s", (int)i, luaL_typename(L, -1));
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
-    if (strlen(s) != len)
-      luaL_error(L, "sh.run: argv[%d] contains a NUL byte", (int)i);
-    if (i == 1 && len == 0)
-      luaL_error(L, "sh.run: argv[1] must not be empty");
+    if (strlen(s) != len) luaL_error(L, "sh.run: argv[%d] contains a NUL byte", (int)i);
+    if (i == 1 && len == 0) luaL_error(L, "sh.run: argv[1] must not be empty");
     lua_pop(L, 1);
   }
   /* The length of a table with holes is any of its borders: 1..n are strings,
@@ -300,19 +287,16 @@ static void sh_opt_argv(lua_State *L, int opts, struct sh_proc *p) {
 static int sh_env_value(lua_State *L, int idx, const char *name, const char **out, size_t *len) {
   switch (lua_type(L, idx)) {
   case LUA_TBOOLEAN:
-    if (!lua_toboolean(L, idx))
-      return 0;
+    if (!lua_toboolean(L, idx)) return 0;
     break;
   case LUA_TSTRING:
   case LUA_TNUMBER:
     *out = lua_tolstring(L, idx, len); /* idx is a copy: converting it is harmless */
-    if (strlen(*out) != *len)
-      luaL_error(L, "sh.run: env.%s contains a NUL byte", name);
+    if (strlen(*out) != *len) luaL_error(L, "sh.run: env.%s contains a NUL byte", name);
     return 1;
   case LUA_TUSERDATA:
     if ((*out = relish_tosecret(L, idx, len)) != NULL) {
-      if (strlen(*out) != *len)
-        luaL_error(L, "sh.run: env.%s contains a NUL byte", name);
+      if (strlen(*out) != *len) luaL_error(L, "sh.run: env.%s contains a NUL byte", name);
       return 1;
     }
     break;
@@ -361,8 +345,7 @@ static void sh_opt_env(lua_State *L, int opts, struct sh_proc *p) {
     lua_pushlstring(L, environ[i], nlen);
     int overridden = lua_rawget(L, t) != LUA_TNIL;
     lua_pop(L, 1);
-    if (!overridden)
-      p->envp[k++] = sh_strndup(L, environ[i], strlen(environ[i]));
+    if (!overridden) p->envp[k++] = sh_strndup(L, environ[i], strlen(environ[i]));
   }
   lua_pushnil(L);
   while (lua_next(L, t) != 0) {
@@ -402,8 +385,7 @@ static void sh_opt_rest(lua_State *L, int opts, int box, struct sh_proc *p) {
       luaL_error(L, "sh.run: cwd must be a string, got %s", luaL_typename(L, -1));
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
-    if (strlen(s) != len)
-      luaL_error(L, "sh.run: cwd contains a NUL byte");
+    if (strlen(s) != len) luaL_error(L, "sh.run: cwd contains a NUL byte");
     p->cwd = sh_strndup(L, s, len);
   }
   lua_pop(L, 1);
@@ -451,11 +433,9 @@ static void sh_build_paths(lua_State *L, struct sh_proc *p) {
   const char *path = NULL;
   char **env = p->envp ? p->envp : environ;
   for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
-    if (strncmp(env[i], "PATH=", 5) == 0)
-      path = env[i] + 5;
+    if (strncmp(env[i], "PATH=", 5) == 0) path = env[i] + 5;
   }
-  if (path == NULL)
-    path = SH_DEFAULT_PATH;
+  if (path == NULL) path = SH_DEFAULT_PATH;
   size_t n = 1;
   for (const char *c = path; *c; c++)
     n += *c == ':';
@@ -473,8 +453,7 @@ static void sh_build_paths(lua_State *L, struct sh_proc *p) {
       memcpy(s + dlen + 1, file, flen);
       p->paths[k++] = s;
     }
-    if (*end == '\0')
-      break;
+    if (*end == '\0') break;
     dir = end;
   }
 }
@@ -500,8 +479,7 @@ static void sh_child(struct sh_proc *p, const int stdio[3], int rep) {
     sigaction(sig, &sa, NULL); /* fails harmlessly for KILL, STOP and glibc's own */
   setpgid(0, 0);
   for (int i = 0; i < 3; i++) {
-    if (dup2(stdio[i], i) < 0)
-      sh_child_fail(rep, SH_STAGE_SETUP, errno);
+    if (dup2(stdio[i], i) < 0) sh_child_fail(rep, SH_STAGE_SETUP, errno);
   }
   /* relish may have inherited descriptors without CLOEXEC; the command gets
    * only stdio. Marking rather than closing keeps the report pipe until exec. */
@@ -514,8 +492,7 @@ static void sh_child(struct sh_proc *p, const int stdio[3], int rep) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
-  if (p->cwd != NULL && chdir(p->cwd) < 0)
-    sh_child_fail(rep, SH_STAGE_CWD, errno);
+  if (p->cwd != NULL && chdir(p->cwd) < 0) sh_child_fail(rep, SH_STAGE_CWD, errno);
   char **env = p->envp ? p->envp : environ;
   int err = ENOENT;
   for (char **path = p->paths; *path != NULL; path++) {
@@ -536,15 +513,12 @@ static int sh_spawn(struct sh_proc *p) {
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1};
   int devnull = -1;
   p->spawn.stage = SH_STAGE_PIPE;
-  if (sh_pipe(out) < 0 || sh_pipe(err) < 0 || sh_pipe(rep) < 0)
-    goto fail;
+  if (sh_pipe(out) < 0 || sh_pipe(err) < 0 || sh_pipe(rep) < 0) goto fail;
   if (p->has_input) {
-    if (sh_pipe(in) < 0)
-      goto fail;
+    if (sh_pipe(in) < 0) goto fail;
   } else {
     devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (devnull < 0 || sh_fd_high(&devnull) < 0)
-      goto fail;
+    if (devnull < 0 || sh_fd_high(&devnull) < 0) goto fail;
   }
   int stdio[3] = {p->has_input ? in[0] : devnull, out[1], err[1]};
 
@@ -555,8 +529,7 @@ static int sh_spawn(struct sh_proc *p) {
   sigprocmask(SIG_BLOCK, &all, &old);
   p->start = sh_now();
   pid_t pid = fork();
-  if (pid == 0)
-    sh_child(p, stdio, rep[1]);
+  if (pid == 0) sh_child(p, stdio, rep[1]);
   int fork_errno = errno;
   sigprocmask(SIG_SETMASK, &old, NULL);
   sh_close(&in[0]);
@@ -576,10 +549,8 @@ static int sh_spawn(struct sh_proc *p) {
   size_t got = 0;
   while (got < sizeof r) {
     ssize_t n = read(rep[0], (char *)&r + got, sizeof r - got);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
     got += (size_t)n;
   }
   sh_close(&rep[0]);
@@ -598,11 +569,9 @@ static int sh_spawn(struct sh_proc *p) {
   p->fd[SH_OUT] = out[0];
   p->fd[SH_ERR] = err[0];
   for (int i = 0; i < SH_NFD; i++) {
-    if (p->fd[i] >= 0)
-      fcntl(p->fd[i], F_SETFL, fcntl(p->fd[i], F_GETFL) | O_NONBLOCK);
+    if (p->fd[i] >= 0) fcntl(p->fd[i], F_SETFL, fcntl(p->fd[i], F_GETFL) | O_NONBLOCK);
   }
-  if (p->has_input && p->input_len == 0)
-    sh_close(&p->fd[SH_IN]);
+  if (p->has_input && p->input_len == 0) sh_close(&p->fd[SH_IN]);
   p->pidfd = pidfd_open(pid, 0); /* may fail on old kernels: then we tick */
   p->spawn.stage = SH_STAGE_NONE;
   return 0;
@@ -625,8 +594,7 @@ fail:
  * Kept apart from any blocking so an event loop can drive it later. */
 
 static void sh_expire(struct sh_proc *p, double now) {
-  if (p->timed_out)
-    return;
+  if (p->timed_out) return;
   p->timed_out = 1;
   sh_close(&p->fd[SH_IN]);
   killpg(p->pid, SIGTERM);
@@ -641,24 +609,18 @@ static double sh_interest(const struct sh_proc *p, struct pollfd *pfd, nfds_t *n
     if (p->fd[i] >= 0)
       pfd[(*n)++] = (struct pollfd){.fd = p->fd[i], .events = i == SH_IN ? POLLOUT : POLLIN};
   }
-  if (!p->reaped && p->pidfd >= 0)
-    pfd[(*n)++] = (struct pollfd){.fd = p->pidfd, .events = POLLIN};
+  if (!p->reaped && p->pidfd >= 0) pfd[(*n)++] = (struct pollfd){.fd = p->pidfd, .events = POLLIN};
 
   double t = -1;
 #define SH_SOONER(x)                                                                               \
   do {                                                                                             \
     double x_ = (x);                                                                               \
-    if (t < 0 || x_ < t)                                                                           \
-      t = x_ < 0 ? 0 : x_;                                                                         \
+    if (t < 0 || x_ < t) t = x_ < 0 ? 0 : x_;                                                      \
   } while (0)
-  if (!p->reaped && !p->timed_out && p->timeout > 0)
-    SH_SOONER(p->start + p->timeout - now);
-  if (p->timed_out && !p->sent_kill)
-    SH_SOONER(p->kill_at - now);
-  if (p->reaped && (p->fd[SH_OUT] >= 0 || p->fd[SH_ERR] >= 0))
-    SH_SOONER(p->linger_until - now);
-  if (!p->reaped && p->pidfd < 0)
-    SH_SOONER(SH_TICK);
+  if (!p->reaped && !p->timed_out && p->timeout > 0) SH_SOONER(p->start + p->timeout - now);
+  if (p->timed_out && !p->sent_kill) SH_SOONER(p->kill_at - now);
+  if (p->reaped && (p->fd[SH_OUT] >= 0 || p->fd[SH_ERR] >= 0)) SH_SOONER(p->linger_until - now);
+  if (!p->reaped && p->pidfd < 0) SH_SOONER(SH_TICK);
 #undef SH_SOONER
   return t;
 }
@@ -671,8 +633,7 @@ static void sh_write_input(struct sh_proc *p) {
   else if (n < 0 && (errno == EAGAIN || errno == EINTR))
     return;
   /* Done, or EPIPE: the child closed its stdin, the rest is not wanted. */
-  if (n < 0 || p->input_off == p->input_len)
-    sh_close(&p->fd[SH_IN]);
+  if (n < 0 || p->input_off == p->input_len) sh_close(&p->fd[SH_IN]);
 }
 
 static void sh_read_output(struct sh_proc *p, int which) {
@@ -685,11 +646,9 @@ static void sh_read_output(struct sh_proc *p, int which) {
 }
 
 static void sh_try_reap(struct sh_proc *p, double now) {
-  if (p->reaped)
-    return;
+  if (p->reaped) return;
   pid_t r = waitpid(p->pid, &p->status, WNOHANG);
-  if (r == 0 || (r < 0 && errno == EINTR))
-    return;
+  if (r == 0 || (r < 0 && errno == EINTR)) return;
   /* ECHILD: someone else reaped it (SIGCHLD ignored); the status is lost. */
   p->status_known = r == p->pid;
   p->reaped = 1;
@@ -702,8 +661,7 @@ static void sh_try_reap(struct sh_proc *p, double now) {
 static void sh_advance(struct sh_proc *p, const struct pollfd *pfd, nfds_t n, double now) {
   /* Output first, so what arrived just before a deadline is kept. */
   for (nfds_t i = 0; i < n; i++) {
-    if (pfd[i].revents == 0)
-      continue;
+    if (pfd[i].revents == 0) continue;
     if (pfd[i].fd == p->fd[SH_IN]) {
       if (pfd[i].revents & (POLLERR | POLLHUP))
         sh_close(&p->fd[SH_IN]);
@@ -716,8 +674,7 @@ static void sh_advance(struct sh_proc *p, const struct pollfd *pfd, nfds_t n, do
     }
   }
   sh_try_reap(p, now);
-  if (!p->reaped && p->timeout > 0 && now >= p->start + p->timeout)
-    sh_expire(p, now);
+  if (!p->reaped && p->timeout > 0 && now >= p->start + p->timeout) sh_expire(p, now);
   /* KILL at the end of the grace period, or as soon as the command is gone
    * and its pipes are closed: whatever is left of the group then ignored TERM
    * or is a zombie nobody reaps, and waiting for it to vanish could be long. */
@@ -735,8 +692,7 @@ static void sh_advance(struct sh_proc *p, const struct pollfd *pfd, nfds_t n, do
 }
 
 static int sh_done(const struct sh_proc *p) {
-  return p->reaped && p->fd[SH_OUT] < 0 && p->fd[SH_ERR] < 0 &&
-         (!p->timed_out || p->sent_kill);
+  return p->reaped && p->fd[SH_OUT] < 0 && p->fd[SH_ERR] < 0 && (!p->timed_out || p->sent_kill);
 }
 
 enum { SH_FINISHED, SH_INTERRUPTED, SH_FAILED };
@@ -769,11 +725,9 @@ static int sh_wait(struct sh_proc *p) {
     nfds_t n;
     double t = sh_interest(p, pfd, &n, sh_now());
     struct timespec ts, *tsp = NULL;
-    if (t > 3600)
-      t = 3600; /* a huge timeout must not overflow time_t; just wake up and recheck */
+    if (t > 3600) t = 3600; /* a huge timeout must not overflow time_t; just wake up and recheck */
     double tick = relish_progress_tick(); /* a terminal's spinner while we wait */
-    if (tick > 0 && (t < 0 || t > tick))
-      t = tick;
+    if (tick > 0 && (t < 0 || t > tick)) t = tick;
     if (t >= 0) {
       ts.tv_sec = (time_t)t;
       ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
@@ -789,8 +743,7 @@ static int sh_wait(struct sh_proc *p) {
     }
     sh_advance(p, pfd, n, sh_now());
   }
-  if (rc == SH_FINISHED && p->interrupted)
-    rc = SH_INTERRUPTED;
+  if (rc == SH_FINISHED && p->interrupted) rc = SH_INTERRUPTED;
 
   if (!pipe_was_pending) {
     sigpending(&pending);
@@ -944,8 +897,12 @@ static int sh_gate(lua_State *L, int opts, struct sh_proc *p, lua_Integer *actio
   } else if (utype != LUA_TNIL) {
     luaL_error(L, "sh.run: undo must be an argv list, got %s", luaL_typename(L, -1));
   }
-  relish_effect e = {.kind = "sh.run", .target = p->argv[0], .describe = lua_tostring(L, top + 1),
-                     .detail = NULL, .undo = undo, .fingerprint = NULL};
+  relish_effect e = {.kind = "sh.run",
+                     .target = p->argv[0],
+                     .describe = lua_tostring(L, top + 1),
+                     .detail = NULL,
+                     .undo = undo,
+                     .fingerprint = NULL};
   int r = relish_gate_begin(L, &e, action);
   lua_settop(L, top);
   return r;
@@ -1026,8 +983,10 @@ static int l_sh_undo(lua_State *L) {
   lua_createtable(L, 0, 4);
   lua_getfield(L, 2, "argv");
   lua_setfield(L, -2, "argv");
-  if (lua_getfield(L, 2, "cwd") == LUA_TSTRING) lua_setfield(L, -2, "cwd");
-  else lua_pop(L, 1);
+  if (lua_getfield(L, 2, "cwd") == LUA_TSTRING)
+    lua_setfield(L, -2, "cwd");
+  else
+    lua_pop(L, 1);
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "readonly");
   lua_pushnumber(L, 600);
@@ -1053,17 +1012,14 @@ static int sh_executable(const char *path) {
 static int l_sh_which(lua_State *L) {
   size_t nlen;
   const char *name = luaL_checklstring(L, 1, &nlen);
-  if (nlen == 0 || strlen(name) != nlen)
-    return 0;
+  if (nlen == 0 || strlen(name) != nlen) return 0;
   if (strchr(name, '/') != NULL) {
-    if (!sh_executable(name))
-      return 0;
+    if (!sh_executable(name)) return 0;
     lua_pushvalue(L, 1);
     return 1;
   }
   const char *path = getenv("PATH");
-  if (path == NULL)
-    path = SH_DEFAULT_PATH;
+  if (path == NULL) path = SH_DEFAULT_PATH;
   for (const char *dir = path;; dir++) {
     const char *end = strchrnul(dir, ':');
     int dlen = (int)(end - dir);
@@ -1074,8 +1030,7 @@ static int l_sh_which(lua_State *L) {
       lua_pushstring(L, buf);
       return 1;
     }
-    if (*end == '\0')
-      return 0;
+    if (*end == '\0') return 0;
     dir = end;
   }
 }
@@ -1113,8 +1068,7 @@ static int l_sh_quote(lua_State *L) {
     }
     luaL_buffinit(L, &b);
     for (lua_Integer i = 1; i <= n; i++) {
-      if (i > 1)
-        luaL_addchar(&b, ' ');
+      if (i > 1) luaL_addchar(&b, ' ');
       /* Pop before adding (the buffer owns the stack top); the table keeps
        * the string alive. */
       size_t len;
@@ -1135,9 +1089,11 @@ static int l_sh_quote(lua_State *L) {
 }
 
 int luaopen_relish_sh(lua_State *L) {
-  static const luaL_Reg funcs[] = {
-      {"run", l_sh_run}, {"which", l_sh_which}, {"quote", l_sh_quote}, {"undo", l_sh_undo},
-      {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"run", l_sh_run},
+                                   {"which", l_sh_which},
+                                   {"quote", l_sh_quote},
+                                   {"undo", l_sh_undo},
+                                   {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }

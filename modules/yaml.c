@@ -79,7 +79,8 @@ static int core_is_int(const char *s, size_t n) {
 }
 
 static size_t skip_digits(const char *s, size_t n, size_t i) {
-  while (i < n && is_digit(s[i])) i++;
+  while (i < n && is_digit(s[i]))
+    i++;
   return i;
 }
 
@@ -657,7 +658,8 @@ static int enc_write(void *data, unsigned char *p, size_t n) {
   if (b->len + n > b->cap) {
     size_t cap = b->cap ? b->cap : 4096;
     char *nb;
-    while (cap < b->len + n) cap *= 2;
+    while (cap < b->len + n)
+      cap *= 2;
     nb = realloc(b->buf, cap);
     if (!nb) return 0;
     b->buf = nb;

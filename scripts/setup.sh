@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   # build
-  gcc make cmake pkg-config
+  gcc make cmake pkg-config clang-format
   liblua5.4-dev libcurl4-openssl-dev libgit2-dev libcjson-dev libyaml-dev libsqlite3-dev
   # tests: real servers and tools the suite starts on loopback
   git python3 openssl procps

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 jobs=$(nproc)
 
+echo "== style (clang-format, .clang-format)"
+clang-format --dry-run --Werror host/*.[ch] modules/*.c modules/*/*.[ch] tests/c/*.[ch]
+
 echo "== build (release, warnings as errors)"
 scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 echo "== tests"

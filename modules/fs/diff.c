@@ -23,8 +23,7 @@ typedef struct {
 enum { OP_EQ, OP_DEL, OP_INS };
 
 void fs_buf_add(fs_buf *b, const char *s, size_t n) {
-  if (b->oom)
-    return;
+  if (b->oom) return;
   if (b->n + n + 1 > b->cap) {
     size_t ncap = b->cap ? b->cap : 256;
     while (ncap < b->n + n + 1)
@@ -48,8 +47,7 @@ void fs_buf_printf(fs_buf *b, const char *fmt, ...) {
   va_start(ap, fmt);
   int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
-  if (n > 0)
-    fs_buf_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+  if (n > 0) fs_buf_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
 char *fs_buf_finish(fs_buf *b) {
@@ -57,21 +55,17 @@ char *fs_buf_finish(fs_buf *b) {
     free(b->p);
     return NULL;
   }
-  if (b->p == NULL)
-    return strdup("");
+  if (b->p == NULL) return strdup("");
   return b->p;
 }
 
 static size_t split_lines(const char *s, size_t len, line_t **out) {
   size_t n = 0;
   for (size_t i = 0; i < len; i++)
-    if (s[i] == '\n')
-      n++;
-  if (len > 0 && s[len - 1] != '\n')
-    n++;
+    if (s[i] == '\n') n++;
+  if (len > 0 && s[len - 1] != '\n') n++;
   line_t *v = malloc((n ? n : 1) * sizeof *v);
-  if (v == NULL)
-    return (size_t)-1;
+  if (v == NULL) return (size_t)-1;
   size_t k = 0, start = 0;
   for (size_t i = 0; i <= len && k < n; i++) {
     if (i == len || s[i] == '\n') {
@@ -102,8 +96,7 @@ static int myers(const line_t *a, int n, const line_t *b, int m, char *ops, int 
   int *trace = NULL;
   size_t tcap = 0;
   int off = lim + 1, found = -1;
-  if (v == NULL)
-    return -1;
+  if (v == NULL) return -1;
   v[off + 1] = 0;
   for (int d = 0; d <= lim && found < 0; d++) {
     size_t need = (size_t)(d + 1) * (size_t)(d + 1);
@@ -112,8 +105,7 @@ static int myers(const line_t *a, int n, const line_t *b, int m, char *ops, int 
       while (ncap < need)
         ncap *= 2;
       int *nt = realloc(trace, ncap * sizeof *nt);
-      if (nt == NULL)
-        break;
+      if (nt == NULL) break;
       trace = nt;
       tcap = ncap;
     }
@@ -166,8 +158,7 @@ static int myers(const line_t *a, int n, const line_t *b, int m, char *ops, int 
 static void emit_line(fs_buf *o, char mark, const line_t *l) {
   fs_buf_add(o, &mark, 1);
   fs_buf_add(o, l->p, l->n);
-  if (l->n == 0 || l->p[l->n - 1] != '\n')
-    fs_buf_add(o, "\n\\ No newline at end of file\n", 29);
+  if (l->n == 0 || l->p[l->n - 1] != '\n') fs_buf_add(o, "\n\\ No newline at end of file\n", 29);
 }
 
 static void range(fs_buf *o, char mark, size_t start, size_t count) {
@@ -185,8 +176,7 @@ char *fs_diff(const char *a, size_t alen, const char *alabel, const char *b, siz
   size_t *apos = NULL, *bpos = NULL;
   fs_buf o = {0};
   size_t n = split_lines(a, alen, &la), m = split_lines(b, blen, &lb);
-  if (n == (size_t)-1 || m == (size_t)-1 || n > INT32_MAX / 4 || m > INT32_MAX / 4)
-    goto oom;
+  if (n == (size_t)-1 || m == (size_t)-1 || n > INT32_MAX / 4 || m > INT32_MAX / 4) goto oom;
   /* The script is built back to front: common suffix, middle, common prefix. */
   size_t pre = 0, suf = 0;
   while (pre < n && pre < m && line_eq(&la[pre], &lb[pre]))
@@ -194,8 +184,7 @@ char *fs_diff(const char *a, size_t alen, const char *alabel, const char *b, siz
   while (suf < n - pre && suf < m - pre && line_eq(&la[n - 1 - suf], &lb[m - 1 - suf]))
     suf++;
   ops = malloc(n + m + 1);
-  if (ops == NULL)
-    goto oom;
+  if (ops == NULL) goto oom;
   int nops = 0;
   for (size_t i = 0; i < suf; i++)
     ops[nops++] = OP_EQ;
@@ -216,8 +205,7 @@ char *fs_diff(const char *a, size_t alen, const char *alabel, const char *b, siz
   }
   apos = malloc(((size_t)nops + 1) * sizeof *apos);
   bpos = malloc(((size_t)nops + 1) * sizeof *bpos);
-  if (apos == NULL || bpos == NULL)
-    goto oom;
+  if (apos == NULL || bpos == NULL) goto oom;
   apos[0] = bpos[0] = 0;
   for (int k = 0; k < nops; k++) {
     apos[k + 1] = apos[k] + (ops[k] != OP_INS);

@@ -52,8 +52,7 @@ static cJSON *new_record(lua_State *L, fs_box *b, const char *path) {
 
 static const char *record_text(lua_State *L, fs_box *b, const cJSON *rec) {
   char *t = fs_box_text(b, cJSON_PrintUnformatted(rec));
-  if (t == NULL)
-    luaL_error(L, "not enough memory");
+  if (t == NULL) luaL_error(L, "not enough memory");
   return t;
 }
 
@@ -63,10 +62,8 @@ static const char *record_text(lua_State *L, fs_box *b, const cJSON *rec) {
 static int target_path(lua_State *L, const char *path, int follow, char real[PATH_MAX], int *later,
                        fs_status *st) {
   *later = 0;
-  if (fs_resolve(path, follow, real, st) == 0)
-    return 0;
-  if (st->code != ENOENT || !fs_plan_active(L))
-    return -1;
+  if (fs_resolve(path, follow, real, st) == 0) return 0;
+  if (st->code != ENOENT || !fs_plan_active(L)) return -1;
   *later = 1;
   memset(st, 0, sizeof *st);
   return fs_resolve_partial(path, real, st);
@@ -75,13 +72,11 @@ static int target_path(lua_State *L, const char *path, int follow, char real[PAT
 /* Whole content of the regular file at path, boxed. */
 static int slurp(fs_box *b, const char *path, size_t max, char **out, size_t *len, fs_status *st) {
   b->fd[0] = open(path, O_RDONLY | O_CLOEXEC);
-  if (b->fd[0] < 0)
-    return fs_set_errno(st, errno, NULL);
+  if (b->fd[0] < 0) return fs_set_errno(st, errno, NULL);
   int rc = fs_read_fd(b->fd[0], max, out, len, st);
   close(b->fd[0]);
   b->fd[0] = -1;
-  if (rc == 0)
-    fs_box_mem(b, *out);
+  if (rc == 0) fs_box_mem(b, *out);
   return rc;
 }
 
@@ -93,8 +88,7 @@ static void mode_text(char out[32], int has_old, mode_t old, mode_t mode) {
 }
 
 static const char *resolves_note(const char *abs, const char *real, char out[PATH_MAX + 32]) {
-  if (strcmp(abs, real) == 0)
-    return "";
+  if (strcmp(abs, real) == 0) return "";
   snprintf(out, PATH_MAX + 32, "; resolves to %s", real);
   return out;
 }
@@ -123,8 +117,7 @@ static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
   if (fs_abspath(r->path, abs, &st) != 0 || target_path(L, r->path, 1, real, &later, &st) != 0)
     return fs_fail(L, r->verb, r->path, &st);
   fs_pre pre;
-  if (fs_pre_stat(L, real, &pre, &st) != 0)
-    return fs_fail(L, r->verb, r->path, &st);
+  if (fs_pre_stat(L, real, &pre, &st) != 0) return fs_fail(L, r->verb, r->path, &st);
   if (pre.planned && pre.exists && !S_ISREG(pre.sb.st_mode) && fs_live_stat(real, &pre, &st) != 0)
     return fs_fail(L, r->verb, r->path, &st);
   const char *old = NULL;
@@ -192,8 +185,7 @@ static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
     detail = secretline;
   } else if (r->data != NULL) {
     detail = fs_box_mem(b, fs_detail(abs, old, oldlen, present, r->data, r->len, 1));
-    if (detail == NULL)
-      return luaL_error(L, "not enough memory");
+    if (detail == NULL) return luaL_error(L, "not enough memory");
   }
 
   lua_Integer id;
@@ -207,10 +199,8 @@ static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
     return acted_fail(L, id, r->verb, r->path, &st);
   }
   long long uid = -1, gid = -1;
-  if (present && pre.sb.st_uid != geteuid())
-    uid = pre.sb.st_uid;
-  if (present && pre.sb.st_gid != getegid())
-    gid = pre.sb.st_gid;
+  if (present && pre.sb.st_uid != geteuid()) uid = pre.sb.st_uid;
+  if (present && pre.sb.st_gid != getegid()) gid = pre.sb.st_gid;
   if (fs_put_file(b, real, r->data, r->len, mode, uid, gid, &st) != 0)
     return acted_fail(L, id, r->verb, r->path, &st);
   relish_gate_done(L, id, NULL);
@@ -240,8 +230,7 @@ int l_fs_write(lua_State *L) {
     r.data = lua_tolstring(L, 2, &r.len);
   } else {
     r.data = relish_tosecret(L, 2, &r.len);
-    if (r.data == NULL)
-      return luaL_typeerror(L, 2, "string or secret");
+    if (r.data == NULL) return luaL_typeerror(L, 2, "string or secret");
     r.secret = 1;
   }
   put_options(L, 3, "fs.write", &r);
@@ -265,14 +254,12 @@ int l_fs_copy(lua_State *L) {
     return fs_fail(L, "copy", src, &st);
   r.src = srcabs;
   fs_pre pre;
-  if (fs_pre_stat(L, srcreal, &pre, &st) != 0)
-    return fs_fail(L, "copy", src, &st);
+  if (fs_pre_stat(L, srcreal, &pre, &st) != 0) return fs_fail(L, "copy", src, &st);
   if (pre.planned && !(pre.exists && S_ISREG(pre.sb.st_mode)) &&
       fs_live_stat(srcreal, &pre, &st) != 0)
     return fs_fail(L, "copy", src, &st);
   if (!pre.exists) {
-    if (fs_plan_active(L))
-      return fs_put(L, b, &r); /* made by something the plan cannot see */
+    if (fs_plan_active(L)) return fs_put(L, b, &r); /* made by something the plan cannot see */
     fs_set_errno(&st, ENOENT, NULL);
     return fs_fail(L, "copy", src, &st);
   }
@@ -289,12 +276,10 @@ int l_fs_copy(lua_State *L) {
     r.data = lua_tolstring(L, -1, &r.len);
   } else {
     char *data;
-    if (slurp(b, srcreal, SIZE_MAX, &data, &r.len, &st) != 0)
-      return fs_fail(L, "copy", src, &st);
+    if (slurp(b, srcreal, SIZE_MAX, &data, &r.len, &st) != 0) return fs_fail(L, "copy", src, &st);
     r.data = data;
   }
-  if (!r.has_mode)
-    r.mode = pre.sb.st_mode & 07777;
+  if (!r.has_mode) r.mode = pre.sb.st_mode & 07777;
   r.has_mode = 1;
   return fs_put(L, b, &r);
 }
@@ -305,17 +290,14 @@ int l_fs_copy(lua_State *L) {
  * there, -1 with st set otherwise. */
 static int is_dir(lua_State *L, const char *path, fs_status *st) {
   fs_pre pre;
-  if (fs_pre_stat(L, path, &pre, st) != 0)
-    return -1;
+  if (fs_pre_stat(L, path, &pre, st) != 0) return -1;
   if (pre.planned && pre.exists && !S_ISDIR(pre.sb.st_mode) && fs_live_stat(path, &pre, st) != 0)
     return -1;
-  if (!pre.exists)
-    return 0;
+  if (!pre.exists) return 0;
   struct stat sb = pre.sb;
   if (S_ISLNK(sb.st_mode) && !pre.fresh && stat(path, &sb) != 0)
     return fs_set(st, EEXIST, "%s is a dangling symlink", path);
-  if (S_ISDIR(sb.st_mode))
-    return 1;
+  if (S_ISDIR(sb.st_mode)) return 1;
   return fs_set(st, EEXIST, "%s exists and is not a directory", path);
 }
 
@@ -329,8 +311,7 @@ int l_fs_mkdir(lua_State *L) {
   mode_t mode = 0755;
   int parents = 0;
   if (lua_type(L, 2) == LUA_TTABLE) {
-    if (lua_getfield(L, 2, "mode") != LUA_TNIL)
-      mode = fs_checkmode(L, -1, "fs.mkdir");
+    if (lua_getfield(L, 2, "mode") != LUA_TNIL) mode = fs_checkmode(L, -1, "fs.mkdir");
     lua_getfield(L, 2, "parents");
     parents = lua_toboolean(L, -1);
     lua_pop(L, 2);
@@ -339,19 +320,15 @@ int l_fs_mkdir(lua_State *L) {
   fs_box *b = fs_box_new(L);
   fs_status st = {0};
   char abs[PATH_MAX], leaf[PATH_MAX];
-  if (fs_abspath(path, abs, &st) != 0)
-    return fs_fail(L, "mkdir", path, &st);
+  if (fs_abspath(path, abs, &st) != 0) return fs_fail(L, "mkdir", path, &st);
   if (fs_resolve(path, 0, leaf, &st) != 0) {
-    if (st.code != ENOENT)
-      return fs_fail(L, "mkdir", path, &st);
+    if (st.code != ENOENT) return fs_fail(L, "mkdir", path, &st);
     memset(&st, 0, sizeof st);
-    if (fs_resolve_partial(path, leaf, &st) != 0)
-      return fs_fail(L, "mkdir", path, &st);
+    if (fs_resolve_partial(path, leaf, &st) != 0) return fs_fail(L, "mkdir", path, &st);
   }
   int d = is_dir(L, leaf, &st);
   if (d != 0) {
-    if (d < 0)
-      return fs_fail(L, "mkdir", path, &st);
+    if (d < 0) return fs_fail(L, "mkdir", path, &st);
     return planned(L); /* already a directory */
   }
   /* The directories to make are leaf[0..ends[i]), outermost first. */
@@ -360,16 +337,13 @@ int l_fs_mkdir(lua_State *L) {
   for (size_t cut = ends[0]; parents;) {
     while (cut > 0 && leaf[cut - 1] != '/')
       cut--;
-    if (cut <= 1)
-      break; /* reached the root */
+    if (cut <= 1) break; /* reached the root */
     cut--;
     char anc[PATH_MAX];
     memcpy(anc, leaf, cut);
     anc[cut] = '\0';
-    if ((d = is_dir(L, anc, &st)) < 0)
-      return fs_fail(L, "mkdir", path, &st);
-    if (d == 1)
-      break;
+    if ((d = is_dir(L, anc, &st)) < 0) return fs_fail(L, "mkdir", path, &st);
+    if (d == 1) break;
     ends[nends++] = cut;
   }
   for (size_t i = 0, j = nends - 1; i < j; i++, j--) {
@@ -389,8 +363,7 @@ int l_fs_mkdir(lua_State *L) {
 
   cJSON *rec = new_record(L, b, leaf);
   cJSON *created = cJSON_AddArrayToObject(rec, "created");
-  if (created == NULL)
-    return luaL_error(L, "not enough memory");
+  if (created == NULL) return luaL_error(L, "not enough memory");
   for (size_t i = 0; i < nends; i++) {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL || !cJSON_AddItemToArray(created, o) || fs_json_bytes(o, "path", leaf, ends[i]))
@@ -432,8 +405,7 @@ int l_fs_mkdir(lua_State *L) {
       return acted_fail(L, id, "mkdir", path, &st);
     }
     if (chmod(p, i + 1 == nends ? mode : 0755) != 0 || fs_sync_parent(p, &st) != 0) {
-      if (st.msg[0] == '\0')
-        fs_set_errno(&st, errno, p);
+      if (st.msg[0] == '\0') fs_set_errno(&st, errno, p);
       return acted_fail(L, id, "mkdir", path, &st);
     }
   }
@@ -449,8 +421,7 @@ static int rm_tree(int parent, const char *name, char path[PATH_MAX], int depth,
     return fs_set(st, ELOOP, "%s: deeper than %d levels", path, FS_MAX_DEPTH);
   int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOENT)
-      return 0;
+    if (errno == ENOENT) return 0;
     if (errno == ENOTDIR || errno == ELOOP) /* no longer a directory */
       return unlinkat(parent, name, 0) == 0 || errno == ENOENT ? 0 : fs_set_errno(st, errno, path);
     return fs_set_errno(st, errno, path);
@@ -465,8 +436,7 @@ static int rm_tree(int parent, const char *name, char path[PATH_MAX], int depth,
   int rc = 0;
   struct dirent *e;
   while (rc == 0 && (e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-      continue;
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
     if (plen + 1 + strlen(e->d_name) >= PATH_MAX) {
       rc = fs_set_errno(st, ENAMETOOLONG, path);
       break;
@@ -483,21 +453,18 @@ static int rm_tree(int parent, const char *name, char path[PATH_MAX], int depth,
     path[plen] = '\0';
   }
   closedir(d);
-  if (rc != 0)
-    return rc;
+  if (rc != 0) return rc;
   if (unlinkat(parent, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
     return fs_set_errno(st, errno, path);
   return 0;
 }
 
 static int remove_path(const char *real, int isdir, fs_status *st) {
-  if (!isdir)
-    return unlink(real) == 0 || errno == ENOENT ? 0 : fs_set_errno(st, errno, NULL);
+  if (!isdir) return unlink(real) == 0 || errno == ENOENT ? 0 : fs_set_errno(st, errno, NULL);
   char dir[PATH_MAX], base[PATH_MAX], buf[PATH_MAX];
   fs_split(real, dir, base);
   int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0)
-    return fs_set_errno(st, errno, dir);
+  if (dfd < 0) return fs_set_errno(st, errno, dir);
   snprintf(buf, sizeof buf, "%s", real);
   int rc = rm_tree(dfd, base, buf, 0, st);
   close(dfd);
@@ -506,8 +473,7 @@ static int remove_path(const char *real, int isdir, fs_status *st) {
 
 static int dir_is_empty(const char *path, fs_status *st) {
   DIR *d = opendir(path);
-  if (d == NULL)
-    return fs_set_errno(st, errno, NULL);
+  if (d == NULL) return fs_set_errno(st, errno, NULL);
   struct dirent *e;
   int empty = 1;
   while (empty && (e = readdir(d)) != NULL)
@@ -524,8 +490,7 @@ static void list_tree(fs_buf *o, const cJSON *node, char path[PATH_MAX], int *li
   if ((*lines)++ < FS_LIST_MAX) {
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(node, "size");
     char hs[32] = "";
-    if (cJSON_IsNumber(size))
-      fs_human((size_t)size->valuedouble, hs);
+    if (cJSON_IsNumber(size)) fs_human((size_t)size->valuedouble, hs);
     fs_buf_printf(o, "- %s%s (%s%s%s)\n", path, strcmp(t, "dir") == 0 ? "/" : "",
                   strcmp(t, "dir") == 0 ? "directory" : t, hs[0] ? ", " : "", hs);
   }
@@ -547,8 +512,7 @@ static char *remove_detail(const char *abs, const cJSON *node, int isdir) {
     int lines = 0;
     snprintf(path, sizeof path, "%s", abs);
     list_tree(&o, node, path, &lines);
-    if (lines > FS_LIST_MAX)
-      fs_buf_printf(&o, "… and %d more\n", lines - FS_LIST_MAX);
+    if (lines > FS_LIST_MAX) fs_buf_printf(&o, "… and %d more\n", lines - FS_LIST_MAX);
     return fs_buf_finish(&o);
   }
   const cJSON *content = cJSON_GetObjectItemCaseSensitive(node, "content");
@@ -556,8 +520,7 @@ static char *remove_detail(const char *abs, const cJSON *node, int isdir) {
   const cJSON *hash = cJSON_GetObjectItemCaseSensitive(node, "sha256");
   if (cJSON_IsString(content) && strlen(content->valuestring) <= FS_DIFF_MAX)
     return fs_diff(content->valuestring, strlen(content->valuestring), abs, "", 0, "/dev/null");
-  if (!cJSON_IsNumber(size) || !cJSON_IsString(hash))
-    return NULL;
+  if (!cJSON_IsNumber(size) || !cJSON_IsString(hash)) return NULL;
   char hs[32];
   fs_human((size_t)size->valuedouble, hs);
   fs_buf_printf(&o, "binary or large content removed: %s, sha256 %.16s…", hs, hash->valuestring);
@@ -611,20 +574,15 @@ int l_fs_remove(lua_State *L) {
   fs_status st = {0};
   char abs[PATH_MAX], real[PATH_MAX], note[PATH_MAX + 32];
   int later;
-  if (fs_abspath(path, abs, &st) != 0)
-    return fs_fail(L, "remove", path, &st);
+  if (fs_abspath(path, abs, &st) != 0) return fs_fail(L, "remove", path, &st);
   if (target_path(L, path, 0, real, &later, &st) != 0) {
-    if (st.code == ENOENT || st.code == ENOTDIR)
-      return planned(L); /* nothing there */
+    if (st.code == ENOENT || st.code == ENOTDIR) return planned(L); /* nothing there */
     return fs_fail(L, "remove", path, &st);
   }
   fs_pre pre;
-  if (strcmp(real, "/") == 0)
-    return luaL_error(L, "fs.remove: refusing to remove /");
-  if (fs_pre_stat(L, real, &pre, &st) != 0)
-    return fs_fail(L, "remove", path, &st);
-  if (!pre.exists)
-    return planned(L);
+  if (strcmp(real, "/") == 0) return luaL_error(L, "fs.remove: refusing to remove /");
+  if (fs_pre_stat(L, real, &pre, &st) != 0) return fs_fail(L, "remove", path, &st);
+  if (!pre.exists) return planned(L);
   int isdir = S_ISDIR(pre.sb.st_mode);
   if (isdir && !recursive && !pre.fresh) {
     int empty = dir_is_empty(real, &st);
@@ -637,8 +595,7 @@ int l_fs_remove(lua_State *L) {
   cJSON *rec = new_record(L, b, real);
   cJSON *node = pre.fresh ? planned_node(L, rec, &pre, &bud, &st)
                           : fs_capture(L, b, rec, "before", real, 1, &bud, &st);
-  if (node == NULL)
-    return fs_fail(L, "remove", path, &st);
+  if (node == NULL) return fs_fail(L, "remove", path, &st);
   if (pre.planned && !pre.fresh) /* a planned chmod of it */
     cJSON_ReplaceItemInObject(node, "mode", cJSON_CreateNumber(pre.sb.st_mode & 07777));
   const char *undo = record_text(L, b, rec);
@@ -694,8 +651,7 @@ int l_fs_symlink(lua_State *L) {
   if (fs_abspath(path, abs, &st) != 0 || target_path(L, path, 0, real, &later, &st) != 0)
     return fs_fail(L, "symlink", path, &st);
   fs_pre pre;
-  if (fs_pre_stat(L, real, &pre, &st) != 0)
-    return fs_fail(L, "symlink", path, &st);
+  if (fs_pre_stat(L, real, &pre, &st) != 0) return fs_fail(L, "symlink", path, &st);
   if (pre.planned && pre.exists && !S_ISLNK(pre.sb.st_mode) && fs_live_stat(real, &pre, &st) != 0)
     return fs_fail(L, "symlink", path, &st);
   if (pre.exists) {
@@ -713,8 +669,7 @@ int l_fs_symlink(lua_State *L) {
       }
       old[n] = '\0';
     }
-    if (strcmp(old, target) == 0)
-      return planned(L);
+    if (strcmp(old, target) == 0) return planned(L);
   }
   cJSON *rec = new_record(L, b, real);
   cJSON *before = cJSON_AddObjectToObject(rec, "before");
@@ -737,8 +692,7 @@ int l_fs_symlink(lua_State *L) {
     fs_set_errno(&st, ENOENT, NULL);
     return acted_fail(L, id, "symlink", path, &st);
   }
-  if (fs_put_link(b, real, target, &st) != 0)
-    return acted_fail(L, id, "symlink", path, &st);
+  if (fs_put_link(b, real, target, &st) != 0) return acted_fail(L, id, "symlink", path, &st);
   relish_gate_done(L, id, NULL);
   fs_box_release(b);
   return planned(L);
@@ -749,8 +703,7 @@ int l_fs_symlink(lua_State *L) {
 /* fs.chmod(path, mode) -> true | nil, err (follows symlinks, as chmod(2)). */
 int l_fs_chmod(lua_State *L) {
   const char *path = fs_checkpath(L, 1, "fs.chmod");
-  if (lua_isnoneornil(L, 2))
-    return luaL_error(L, "fs.chmod: mode expected");
+  if (lua_isnoneornil(L, 2)) return luaL_error(L, "fs.chmod: mode expected");
   mode_t mode = fs_checkmode(L, 2, "fs.chmod");
   lua_settop(L, 2);
   fs_box *b = fs_box_new(L);
@@ -760,8 +713,7 @@ int l_fs_chmod(lua_State *L) {
   if (fs_abspath(path, abs, &st) != 0 || target_path(L, path, 1, real, &later, &st) != 0)
     return fs_fail(L, "chmod", path, &st);
   fs_pre pre;
-  if (fs_pre_stat(L, real, &pre, &st) != 0)
-    return fs_fail(L, "chmod", path, &st);
+  if (fs_pre_stat(L, real, &pre, &st) != 0) return fs_fail(L, "chmod", path, &st);
   if (pre.planned && !pre.exists && fs_live_stat(real, &pre, &st) != 0)
     return fs_fail(L, "chmod", path, &st);
   if (!pre.exists) {
@@ -772,8 +724,7 @@ int l_fs_chmod(lua_State *L) {
     later = 1; /* made by something the plan cannot see */
   }
   mode_t old = pre.exists ? pre.sb.st_mode & 07777 : 0;
-  if (pre.exists && old == mode)
-    return planned(L);
+  if (pre.exists && old == mode) return planned(L);
   cJSON *rec = new_record(L, b, real);
   if (!pre.exists ? cJSON_AddTrueToObject(rec, "absent") == NULL
                   : cJSON_AddNumberToObject(rec, "mode", old) == NULL)
@@ -798,8 +749,7 @@ int l_fs_chmod(lua_State *L) {
   lua_Integer id;
   if (ask_gate(L, "fs.chmod", abs, desc, NULL, undo, fp, &id) == RELISH_GATE_PLANNED) {
     fs_plan_note_id(L, id);
-    if (pre.exists)
-      fs_plan_chmod(L, real, &pre.sb, mode);
+    if (pre.exists) fs_plan_chmod(L, real, &pre.sb, mode);
     return planned(L);
   }
   if (later) {

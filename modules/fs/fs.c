@@ -29,14 +29,12 @@ int fs_set(fs_status *st, int code, const char *fmt, ...) {
 }
 
 int fs_set_errno(fs_status *st, int code, const char *where) {
-  if (where != NULL)
-    return fs_set(st, code, "%s: %s", where, strerror(code));
+  if (where != NULL) return fs_set(st, code, "%s: %s", where, strerror(code));
   return fs_set(st, code, "%s", strerror(code));
 }
 
 const char *fs_kind_of(const fs_status *st) {
-  if (st->kind != NULL)
-    return st->kind;
+  if (st->kind != NULL) return st->kind;
   switch (st->code) {
   case ENOENT:
   case ENOTDIR:
@@ -76,15 +74,13 @@ int fs_raise(lua_State *L, const char *verb, const char *path, const fs_status *
 
 static void fs_box_clear(fs_box *b) {
   for (int i = 0; i < 2; i++) {
-    if (b->fd[i] >= 0)
-      close(b->fd[i]);
+    if (b->fd[i] >= 0) close(b->fd[i]);
     b->fd[i] = -1;
   }
   for (int i = 0; i < FS_BOX_SLOTS; i++) {
     free(b->mem[i]);
     b->mem[i] = NULL;
-    if (b->text[i] != NULL)
-      cJSON_free(b->text[i]);
+    if (b->text[i] != NULL) cJSON_free(b->text[i]);
     b->text[i] = NULL;
     cJSON_Delete(b->json[i]);
     b->json[i] = NULL;
@@ -111,36 +107,29 @@ fs_box *fs_box_new(lua_State *L) {
 void fs_box_release(fs_box *b) { fs_box_clear(b); }
 
 void *fs_box_mem(fs_box *b, void *p) {
-  if (p == NULL)
-    return NULL;
+  if (p == NULL) return NULL;
   for (int i = 0; i < FS_BOX_SLOTS; i++)
-    if (b->mem[i] == NULL)
-      return b->mem[i] = p;
+    if (b->mem[i] == NULL) return b->mem[i] = p;
   abort(); /* a programming error: more slots than any function uses */
 }
 
 void fs_box_free(fs_box *b, void *p) {
   for (int i = 0; p != NULL && i < FS_BOX_SLOTS; i++)
-    if (b->mem[i] == p)
-      b->mem[i] = NULL;
+    if (b->mem[i] == p) b->mem[i] = NULL;
   free(p);
 }
 
 char *fs_box_text(fs_box *b, char *p) {
-  if (p == NULL)
-    return NULL;
+  if (p == NULL) return NULL;
   for (int i = 0; i < FS_BOX_SLOTS; i++)
-    if (b->text[i] == NULL)
-      return b->text[i] = p;
+    if (b->text[i] == NULL) return b->text[i] = p;
   abort();
 }
 
 cJSON *fs_box_json(fs_box *b, cJSON *p) {
-  if (p == NULL)
-    return NULL;
+  if (p == NULL) return NULL;
   for (int i = 0; i < FS_BOX_SLOTS; i++)
-    if (b->json[i] == NULL)
-      return b->json[i] = p;
+    if (b->json[i] == NULL) return b->json[i] = p;
   abort();
 }
 
@@ -149,36 +138,30 @@ cJSON *fs_box_json(fs_box *b, cJSON *p) {
 int fs_join(char out[PATH_MAX], const char *dir, const char *name, fs_status *st) {
   int n = strcmp(dir, "/") == 0 ? snprintf(out, PATH_MAX, "/%s", name)
                                 : snprintf(out, PATH_MAX, "%s/%s", dir, name);
-  if (n < 0 || n >= PATH_MAX)
-    return fs_set_errno(st, ENAMETOOLONG, NULL);
+  if (n < 0 || n >= PATH_MAX) return fs_set_errno(st, ENAMETOOLONG, NULL);
   return 0;
 }
 
 int fs_abspath(const char *in, char out[PATH_MAX], fs_status *st) {
   char raw[PATH_MAX];
   if (in[0] == '/') {
-    if (strlen(in) >= PATH_MAX)
-      return fs_set_errno(st, ENAMETOOLONG, NULL);
+    if (strlen(in) >= PATH_MAX) return fs_set_errno(st, ENAMETOOLONG, NULL);
     strcpy(raw, in);
   } else {
     char cwd[PATH_MAX];
-    if (getcwd(cwd, sizeof cwd) == NULL)
-      return fs_set_errno(st, errno, "current directory");
-    if (fs_join(raw, cwd, in, st) != 0)
-      return -1;
+    if (getcwd(cwd, sizeof cwd) == NULL) return fs_set_errno(st, errno, "current directory");
+    if (fs_join(raw, cwd, in, st) != 0) return -1;
   }
   /* Clean lexically: drop empty and "." components, let ".." pop one. */
   size_t n = 0;
   out[0] = '\0';
   for (char *save = NULL, *c = strtok_r(raw, "/", &save); c != NULL;
        c = strtok_r(NULL, "/", &save)) {
-    if (strcmp(c, ".") == 0)
-      continue;
+    if (strcmp(c, ".") == 0) continue;
     if (strcmp(c, "..") == 0) {
       while (n > 0 && out[n - 1] != '/')
         n--;
-      if (n > 0)
-        n--;
+      if (n > 0) n--;
       out[n] = '\0';
       continue;
     }
@@ -188,8 +171,7 @@ int fs_abspath(const char *in, char out[PATH_MAX], fs_status *st) {
     n += cl + 1;
     out[n] = '\0';
   }
-  if (n == 0)
-    strcpy(out, "/");
+  if (n == 0) strcpy(out, "/");
   return 0;
 }
 
@@ -210,10 +192,8 @@ void fs_split(const char *path, char dir[PATH_MAX], char base[PATH_MAX]) {
 
 int fs_resolve(const char *in, int follow, char out[PATH_MAX], fs_status *st) {
   char cur[PATH_MAX], dir[PATH_MAX], base[PATH_MAX], rdir[PATH_MAX];
-  if (in[0] == '\0')
-    return fs_set_errno(st, ENOENT, NULL);
-  if (strlen(in) >= PATH_MAX)
-    return fs_set_errno(st, ENAMETOOLONG, NULL);
+  if (in[0] == '\0') return fs_set_errno(st, ENOENT, NULL);
+  if (strlen(in) >= PATH_MAX) return fs_set_errno(st, ENAMETOOLONG, NULL);
   strcpy(cur, in);
   for (int hops = 0; hops <= 40; hops++) {
     size_t n = strlen(cur);
@@ -225,25 +205,18 @@ int fs_resolve(const char *in, int follow, char out[PATH_MAX], fs_status *st) {
       return 0;
     }
     if (strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
-      if (realpath(cur, out) == NULL)
-        return fs_set_errno(st, errno, NULL);
+      if (realpath(cur, out) == NULL) return fs_set_errno(st, errno, NULL);
       return 0;
     }
-    if (realpath(dir, rdir) == NULL)
-      return fs_set_errno(st, errno, NULL);
-    if (fs_join(out, rdir, base, st) != 0)
-      return -1;
-    if (!follow)
-      return 0;
+    if (realpath(dir, rdir) == NULL) return fs_set_errno(st, errno, NULL);
+    if (fs_join(out, rdir, base, st) != 0) return -1;
+    if (!follow) return 0;
     struct stat sb;
-    if (lstat(out, &sb) != 0)
-      return errno == ENOENT ? 0 : fs_set_errno(st, errno, NULL);
-    if (!S_ISLNK(sb.st_mode))
-      return 0;
+    if (lstat(out, &sb) != 0) return errno == ENOENT ? 0 : fs_set_errno(st, errno, NULL);
+    if (!S_ISLNK(sb.st_mode)) return 0;
     char target[PATH_MAX];
     ssize_t tl = readlink(out, target, sizeof target - 1);
-    if (tl < 0)
-      return fs_set_errno(st, errno, out);
+    if (tl < 0) return fs_set_errno(st, errno, out);
     target[tl] = '\0';
     if (target[0] == '/')
       strcpy(cur, target);
@@ -255,8 +228,7 @@ int fs_resolve(const char *in, int follow, char out[PATH_MAX], fs_status *st) {
 
 int fs_resolve_partial(const char *in, char out[PATH_MAX], fs_status *st) {
   char abs[PATH_MAX], real[PATH_MAX];
-  if (fs_abspath(in, abs, st) != 0)
-    return -1;
+  if (fs_abspath(in, abs, st) != 0) return -1;
   size_t cl = strlen(abs);
   struct stat sb;
   for (;;) {
@@ -268,19 +240,15 @@ int fs_resolve_partial(const char *in, char out[PATH_MAX], fs_status *st) {
     memcpy(cur, abs, cl);
     cur[cl] = '\0';
     if (stat(cur, &sb) == 0) {
-      if (!S_ISDIR(sb.st_mode))
-        return fs_set(st, ENOTDIR, "%s is not a directory", cur);
-      if (realpath(cur, real) == NULL)
-        return fs_set_errno(st, errno, cur);
+      if (!S_ISDIR(sb.st_mode)) return fs_set(st, ENOTDIR, "%s is not a directory", cur);
+      if (realpath(cur, real) == NULL) return fs_set_errno(st, errno, cur);
       break;
     }
-    if (errno != ENOENT)
-      return fs_set_errno(st, errno, cur);
+    if (errno != ENOENT) return fs_set_errno(st, errno, cur);
   }
   const char *rest = cl == 1 ? abs : abs + cl;
   int n = snprintf(out, PATH_MAX, "%s%s", strcmp(real, "/") == 0 ? "" : real, rest);
-  if (n < 0 || n >= PATH_MAX)
-    return fs_set_errno(st, ENAMETOOLONG, NULL);
+  if (n < 0 || n >= PATH_MAX) return fs_set_errno(st, ENAMETOOLONG, NULL);
   return 0;
 }
 
@@ -288,8 +256,7 @@ int fs_sync_parent(const char *path, fs_status *st) {
   char dir[PATH_MAX], base[PATH_MAX];
   fs_split(path, dir, base);
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return fs_set_errno(st, errno, dir);
+  if (fd < 0) return fs_set_errno(st, errno, dir);
   /* Some file systems cannot sync a directory; the rename is still done. */
   int rc = fsync(fd) != 0 && errno != EINVAL && errno != EROFS ? errno : 0;
   close(fd);
@@ -301,19 +268,15 @@ int fs_read_fd(int fd, size_t max, char **out, size_t *len, fs_status *st) {
   size_t cap = FS_CHUNK;
   if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (size_t)sb.st_size + 1 > cap)
     cap = (size_t)sb.st_size + 1;
-  if (max != SIZE_MAX && cap > max + 1)
-    cap = max + 1;
+  if (max != SIZE_MAX && cap > max + 1) cap = max + 1;
   char *buf = malloc(cap + 1);
   size_t n = 0;
-  if (buf == NULL)
-    return fs_set_errno(st, ENOMEM, NULL);
+  if (buf == NULL) return fs_set_errno(st, ENOMEM, NULL);
   for (;;) {
     if (n == cap) {
-      if (n > max)
-        break;
+      if (n > max) break;
       size_t ncap = cap * 2;
-      if (max != SIZE_MAX && ncap > max + 1)
-        ncap = max + 1;
+      if (max != SIZE_MAX && ncap > max + 1) ncap = max + 1;
       char *nb = realloc(buf, ncap + 1);
       if (nb == NULL) {
         free(buf);
@@ -323,15 +286,13 @@ int fs_read_fd(int fd, size_t max, char **out, size_t *len, fs_status *st) {
       cap = ncap;
     }
     ssize_t r = read(fd, buf + n, cap - n);
-    if (r < 0 && errno == EINTR)
-      continue;
+    if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
       int e = errno;
       free(buf);
       return fs_set_errno(st, e, NULL);
     }
-    if (r == 0)
-      break;
+    if (r == 0) break;
     n += (size_t)r;
   }
   if (n > max) {
@@ -348,10 +309,8 @@ int fs_read_fd(int fd, size_t max, char **out, size_t *len, fs_status *st) {
 static int fs_write_all(int fd, const char *data, size_t len) {
   while (len > 0) {
     ssize_t w = write(fd, data, len);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0)
-      return errno;
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return errno;
     data += w;
     len -= (size_t)w;
   }
@@ -369,8 +328,7 @@ static int fs_tmpname(char out[PATH_MAX], const char *path, const char *suffix, 
 int fs_put_file(fs_box *b, const char *path, const char *data, size_t len, mode_t mode,
                 long long uid, long long gid, fs_status *st) {
   int e;
-  if (fs_tmpname(b->tmp, path, "XXXXXX", st) != 0)
-    return -1;
+  if (fs_tmpname(b->tmp, path, "XXXXXX", st) != 0) return -1;
   int fd = mkostemp(b->tmp, O_CLOEXEC);
   if (fd < 0) {
     e = errno;
@@ -378,8 +336,7 @@ int fs_put_file(fs_box *b, const char *path, const char *data, size_t len, mode_
     return fs_set_errno(st, e, NULL);
   }
   b->fd[1] = fd;
-  if ((e = fs_write_all(fd, data, len)) != 0)
-    goto fail;
+  if ((e = fs_write_all(fd, data, len)) != 0) goto fail;
   /* Owner first: chown clears set-id bits that fchmod then puts back. Keeping
    * another user's ownership needs privilege; without it the file becomes
    * ours, as with sed -i. */
@@ -405,8 +362,7 @@ int fs_put_file(fs_box *b, const char *path, const char *data, size_t len, mode_
   b->tmp[0] = '\0';
   return fs_sync_parent(path, st);
 fail:
-  if (fd >= 0)
-    close(fd);
+  if (fd >= 0) close(fd);
   b->fd[1] = -1;
   unlink(b->tmp);
   b->tmp[0] = '\0';
@@ -420,14 +376,11 @@ int fs_put_link(fs_box *b, const char *path, const char *target, fs_status *st) 
     snprintf(suffix, sizeof suffix, "%06x",
              ((unsigned)getpid() * 2654435761u + counter++ * 40503u + (unsigned)time(NULL)) &
                  0xffffff);
-    if (fs_tmpname(b->tmp, path, suffix, st) != 0)
-      return -1;
-    if (symlink(target, b->tmp) == 0)
-      break;
+    if (fs_tmpname(b->tmp, path, suffix, st) != 0) return -1;
+    if (symlink(target, b->tmp) == 0) break;
     int e = errno;
     b->tmp[0] = '\0';
-    if (e != EEXIST || attempt == 100)
-      return fs_set_errno(st, e, NULL);
+    if (e != EEXIST || attempt == 100) return fs_set_errno(st, e, NULL);
   }
   if (rename(b->tmp, path) != 0) {
     int e = errno;
@@ -445,8 +398,7 @@ int fs_is_text(const char *data, size_t len) {
   const unsigned char *s = (const unsigned char *)data;
   for (size_t i = 0; i < len;) {
     unsigned c = s[i];
-    if (c == 0)
-      return 0;
+    if (c == 0) return 0;
     if (c < 0x80) {
       i++;
       continue;
@@ -467,12 +419,10 @@ int fs_is_text(const char *data, size_t len) {
     }
     unsigned cp = c & (0x3f >> need);
     for (size_t k = 1; k <= need; k++) {
-      if (i + k >= len || (s[i + k] & 0xc0) != 0x80)
-        return 0;
+      if (i + k >= len || (s[i + k] & 0xc0) != 0x80) return 0;
       cp = cp << 6 | (s[i + k] & 0x3f);
     }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return 0;
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
     i += need + 1;
   }
   return 1;
@@ -497,13 +447,11 @@ mode_t fs_checkmode(lua_State *L, int idx, const char *fname) {
     for (size_t i = 0; ok && i < len; i++)
       ok = s[i] >= '0' && s[i] <= '7';
     long v = ok ? strtol(s, NULL, 8) : -1;
-    if (v >= 0 && v <= 07777)
-      return (mode_t)v;
+    if (v >= 0 && v <= 07777) return (mode_t)v;
   } else if (lua_type(L, idx) == LUA_TNUMBER) {
     int isint;
     lua_Integer v = lua_tointegerx(L, idx, &isint);
-    if (isint && v >= 0 && v <= 07777)
-      return (mode_t)v;
+    if (isint && v >= 0 && v <= 07777) return (mode_t)v;
   }
   luaL_error(L,
              "%s: mode must be an integer from 0 to 4095 (octal 7777) or an octal string "
@@ -513,8 +461,7 @@ mode_t fs_checkmode(lua_State *L, int idx, const char *fname) {
 }
 
 void fs_checkopts(lua_State *L, int idx, const char *fname, const char *const *known) {
-  if (lua_isnoneornil(L, idx))
-    return;
+  if (lua_isnoneornil(L, idx)) return;
   if (lua_type(L, idx) != LUA_TTABLE)
     luaL_error(L, "%s: options must be a table, got %s", fname, luaL_typename(L, idx));
   lua_pushnil(L);
@@ -524,20 +471,17 @@ void fs_checkopts(lua_State *L, int idx, const char *fname, const char *const *k
     if (lua_type(L, -1) == LUA_TSTRING)
       for (const char *const *k = known; *k != NULL && !found; k++)
         found = strcmp(lua_tostring(L, -1), *k) == 0;
-    if (!found)
-      luaL_error(L, "%s: unknown option %s", fname, luaL_tolstring(L, -1, NULL));
+    if (!found) luaL_error(L, "%s: unknown option %s", fname, luaL_tolstring(L, -1, NULL));
   }
 }
 
 size_t fs_optcap(lua_State *L, int idx, const char *fname) {
   size_t cap = FS_DEFAULT_UNDO_CAP;
-  if (lua_type(L, idx) != LUA_TTABLE)
-    return cap;
+  if (lua_type(L, idx) != LUA_TTABLE) return cap;
   if (lua_getfield(L, idx, "max_undo") != LUA_TNIL) {
     int isint;
     lua_Integer v = lua_tointegerx(L, -1, &isint);
-    if (!isint || v < 0)
-      luaL_error(L, "%s: max_undo must be a number of bytes", fname);
+    if (!isint || v < 0) luaL_error(L, "%s: max_undo must be a number of bytes", fname);
     cap = (size_t)v;
   }
   lua_pop(L, 1);
@@ -579,12 +523,10 @@ static int l_fs_read(lua_State *L) {
   fs_box *b = fs_box_new(L);
   fs_status st = {0};
   int r = fs_open_read(L, b, "read", path);
-  if (r != 0)
-    return r;
+  if (r != 0) return r;
   char *buf;
   size_t len;
-  if (fs_read_fd(b->fd[0], SIZE_MAX, &buf, &len, &st) != 0)
-    return fs_fail(L, "read", path, &st);
+  if (fs_read_fd(b->fd[0], SIZE_MAX, &buf, &len, &st) != 0) return fs_fail(L, "read", path, &st);
   fs_box_mem(b, buf);
   lua_pushlstring(L, buf, len);
   fs_box_release(b);
@@ -667,8 +609,7 @@ static int l_fs_list(lua_State *L) {
   struct dirent *e;
   errno = 0;
   while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-      continue;
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
     if (n == cap) {
       size_t ncap = cap ? cap * 2 : 32;
       char **nn = realloc(names, ncap * sizeof *nn);
@@ -685,8 +626,7 @@ static int l_fs_list(lua_State *L) {
     }
     n++;
   }
-  if (err == 0 && errno != 0)
-    err = errno;
+  if (err == 0 && errno != 0) err = errno;
   closedir(d);
   char *block = NULL;
   if (err == 0) {
@@ -695,8 +635,7 @@ static int l_fs_list(lua_State *L) {
     for (size_t i = 0; i < n; i++)
       total += strlen(names[i]) + 1;
     block = malloc(total + 1);
-    if (block == NULL)
-      err = ENOMEM;
+    if (block == NULL) err = ENOMEM;
     for (size_t i = 0, off = 0; block != NULL && i < n; i++) {
       size_t l = strlen(names[i]) + 1;
       memcpy(block + off, names[i], l);
@@ -714,8 +653,7 @@ static int l_fs_list(lua_State *L) {
   }
   fs_box_mem(b, names);
   fs_box_mem(b, block);
-  if (n > 1)
-    qsort(names, n, sizeof *names, fs_cmpname);
+  if (n > 1) qsort(names, n, sizeof *names, fs_cmpname);
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     lua_pushstring(L, names[i]);
@@ -731,23 +669,19 @@ static int l_fs_hash(lua_State *L) {
   fs_box *b = fs_box_new(L);
   fs_status st = {0};
   int r = fs_open_read(L, b, "hash", path);
-  if (r != 0)
-    return r;
+  if (r != 0) return r;
   char *buf = fs_box_mem(b, malloc(FS_CHUNK));
-  if (buf == NULL)
-    return luaL_error(L, "not enough memory");
+  if (buf == NULL) return luaL_error(L, "not enough memory");
   fs_sha256_ctx c;
   fs_sha256_init(&c);
   for (;;) {
     ssize_t n = read(b->fd[0], buf, FS_CHUNK);
-    if (n < 0 && errno == EINTR)
-      continue;
+    if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       fs_set_errno(&st, errno, NULL);
       return fs_fail(L, "hash", path, &st);
     }
-    if (n == 0)
-      break;
+    if (n == 0) break;
     fs_sha256_update(&c, buf, (size_t)n);
   }
   unsigned char d[32];

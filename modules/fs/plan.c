@@ -21,11 +21,9 @@ static void plan_forget(lua_State *L) {
 
 /* Pushes the overlay (creating it) or returns 0 with nothing pushed. */
 static int plan_table(lua_State *L, int create) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &plan_key) == LUA_TTABLE)
-    return 1;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &plan_key) == LUA_TTABLE) return 1;
   lua_pop(L, 1);
-  if (!create)
-    return 0;
+  if (!create) return 0;
   lua_newtable(L);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &plan_key);
@@ -33,8 +31,7 @@ static int plan_table(lua_State *L, int create) {
 }
 
 int fs_plan_active(lua_State *L) {
-  if (relish_gate_dry_run(L))
-    return 1;
+  if (relish_gate_dry_run(L)) return 1;
   plan_forget(L); /* a dry-run, if any, is over */
   return 0;
 }
@@ -48,8 +45,7 @@ void fs_plan_note_id(lua_State *L, lua_Integer id) {
   lua_rawgeti(L, -1, 1);
   lua_Integer last = lua_tointegerx(L, -1, &isint);
   lua_pop(L, 2);
-  if (isint && now != last)
-    plan_forget(L);
+  if (isint && now != last) plan_forget(L);
   plan_table(L, 1);
   lua_pushinteger(L, now);
   lua_rawseti(L, -2, 1);
@@ -148,8 +144,7 @@ static int from_entry(lua_State *L, const char *path, fs_pre *p, fs_status *st) 
     p->content = lua_tolstring(L, -1, &p->len);
   lua_pop(L, 1);
   p->sb.st_size = (off_t)p->len;
-  if (lua_getfield(L, -1, "target") == LUA_TSTRING)
-    p->target = lua_tostring(L, -1);
+  if (lua_getfield(L, -1, "target") == LUA_TSTRING) p->target = lua_tostring(L, -1);
   lua_pop(L, 2);
   return 0;
 }
@@ -193,7 +188,6 @@ int fs_live_stat(const char *path, fs_pre *p, fs_status *st) {
     p->exists = 1;
     return 0;
   }
-  if (errno == ENOENT || errno == ENOTDIR)
-    return 0;
+  if (errno == ENOENT || errno == ENOTDIR) return 0;
   return fs_set_errno(st, errno, NULL);
 }

@@ -18,8 +18,7 @@ char *fs_base64(const char *data, size_t len, size_t *outlen) {
   const unsigned char *s = (const unsigned char *)data;
   size_t n = (len + 2) / 3 * 4;
   char *out = malloc(n + 1), *o = out;
-  if (out == NULL)
-    return NULL;
+  if (out == NULL) return NULL;
   size_t i = 0;
   for (; i + 2 < len; i += 3) {
     unsigned v = (unsigned)s[i] << 16 | (unsigned)s[i + 1] << 8 | s[i + 2];
@@ -36,8 +35,7 @@ char *fs_base64(const char *data, size_t len, size_t *outlen) {
     *o++ = '=';
   }
   *o = '\0';
-  if (outlen != NULL)
-    *outlen = n;
+  if (outlen != NULL) *outlen = n;
   return out;
 }
 
@@ -46,17 +44,14 @@ long fs_unbase64(const char *in, size_t len, char *out) {
   int bits = 0;
   long n = 0;
   size_t pad = 0;
-  if (len % 4 != 0)
-    return -1;
+  if (len % 4 != 0) return -1;
   for (size_t i = 0; i < len; i++) {
     const char *p;
     if (in[i] == '=') {
-      if (++pad > 2 || i + 3 - pad < len - 1)
-        return -1;
+      if (++pad > 2 || i + 3 - pad < len - 1) return -1;
       continue;
     }
-    if (pad > 0 || in[i] == '\0' || (p = strchr(b64chars, in[i])) == NULL)
-      return -1;
+    if (pad > 0 || in[i] == '\0' || (p = strchr(b64chars, in[i])) == NULL) return -1;
     acc = acc << 6 | (unsigned)(p - b64chars);
     bits += 6;
     if (bits >= 8) {
@@ -71,8 +66,7 @@ int fs_json_bytes(cJSON *obj, const char *key, const char *data, size_t len) {
   if (fs_is_text(data, len)) {
     /* cJSON wants a C string; data may be a slice, so copy. */
     char *s = malloc(len + 1);
-    if (s == NULL)
-      return -1;
+    if (s == NULL) return -1;
     memcpy(s, data, len);
     s[len] = '\0';
     cJSON *item = cJSON_CreateString(s);
@@ -117,14 +111,12 @@ int fs_node_file(lua_State *L, cJSON *node, const char *data, size_t len, const 
   if (node_meta(node, "file", sb) || add_num(node, "size", (double)len) ||
       add_str(node, "sha256", hex))
     return -1;
-  if (holds_secret(L, data, len))
-    return cJSON_AddTrueToObject(node, "redacted") != NULL ? 0 : -1;
+  if (holds_secret(L, data, len)) return cJSON_AddTrueToObject(node, "redacted") != NULL ? 0 : -1;
   return fs_json_bytes(node, "content", data, len);
 }
 
 int fs_node_link(cJSON *node, const char *target) {
-  if (add_str(node, "type", "link"))
-    return -1;
+  if (add_str(node, "type", "link")) return -1;
   return fs_json_bytes(node, "target", target, strlen(target));
 }
 
@@ -137,16 +129,14 @@ static int cmp_names(const void *a, const void *b) {
 /* The entries of a directory, sorted, as {name = ...} objects in arr. */
 static int list_entries(const char *path, cJSON *arr, fs_status *st) {
   DIR *d = opendir(path);
-  if (d == NULL)
-    return fs_set_errno(st, errno, path);
+  if (d == NULL) return fs_set_errno(st, errno, path);
   char **names = NULL;
   size_t n = 0, cap = 0;
   int err = 0;
   struct dirent *e;
   errno = 0;
   while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-      continue;
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
     if (n == cap) {
       size_t ncap = cap ? cap * 2 : 16;
       char **nn = realloc(names, ncap * sizeof *nn);
@@ -163,11 +153,9 @@ static int list_entries(const char *path, cJSON *arr, fs_status *st) {
     }
     n++;
   }
-  if (err == 0 && errno != 0)
-    err = errno;
+  if (err == 0 && errno != 0) err = errno;
   closedir(d);
-  if (err == 0 && n > 1)
-    qsort(names, n, sizeof *names, cmp_names);
+  if (err == 0 && n > 1) qsort(names, n, sizeof *names, cmp_names);
   for (size_t i = 0; i < n; i++) {
     if (err == 0) {
       cJSON *child = cJSON_CreateObject();
@@ -195,8 +183,7 @@ static int entry_name(const cJSON *child, char out[NAME_MAX + 1]) {
   char buf[NAME_MAX + 8];
   size_t l = cJSON_IsString(s) ? strlen(s->valuestring) : 0;
   long n = l > 0 && l / 4 * 3 <= sizeof buf ? fs_unbase64(s->valuestring, l, buf) : -1;
-  if (n < 0 || n > NAME_MAX)
-    return -1;
+  if (n < 0 || n > NAME_MAX) return -1;
   memcpy(out, buf, (size_t)n);
   out[n] = '\0';
   return 0;
@@ -205,8 +192,7 @@ static int entry_name(const cJSON *child, char out[NAME_MAX + 1]) {
 static __attribute__((noinline)) int capture_link(cJSON *node, const char *path, fs_status *st) {
   char target[PATH_MAX];
   ssize_t n = readlink(path, target, sizeof target - 1);
-  if (n < 0)
-    return fs_set_errno(st, errno, path);
+  if (n < 0) return fs_set_errno(st, errno, path);
   target[n] = '\0';
   return fs_node_link(node, target) ? node_fail(st) : 0;
 }
@@ -215,8 +201,7 @@ static int capture_file(lua_State *L, fs_box *b, cJSON *node, const char *path,
                         const struct stat *sb, fs_budget *bud, fs_status *st) {
   size_t size = (size_t)sb->st_size;
   int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0)
-    return fs_set_errno(st, errno, path);
+  if (fd < 0) return fs_set_errno(st, errno, path);
   char *data;
   size_t len;
   fs_status rst = {0};
@@ -241,8 +226,7 @@ static int capture_into(lua_State *L, fs_box *b, cJSON *node, char path[PATH_MAX
                         int depth, fs_budget *bud, fs_status *st) {
   struct stat sb;
   if (lstat(path, &sb) != 0) {
-    if (errno == ENOENT && depth == 0)
-      return add_str(node, "type", "absent") ? node_fail(st) : 0;
+    if (errno == ENOENT && depth == 0) return add_str(node, "type", "absent") ? node_fail(st) : 0;
     return fs_set_errno(st, errno, path);
   }
   if (S_ISREG(sb.st_mode)) {
@@ -263,33 +247,25 @@ static int capture_into(lua_State *L, fs_box *b, cJSON *node, char path[PATH_MAX
     const char *what = S_ISFIFO(sb.st_mode) ? "fifo" : S_ISSOCK(sb.st_mode) ? "socket" : "device";
     return fs_set(st, 0, "%s is a %s, which cannot be recorded for undo", path, what);
   }
-  if (depth > 0)
-    bud->dirs++;
-  if (node_meta(node, "dir", &sb))
-    return node_fail(st);
-  if (!recursive)
-    return 0;
+  if (depth > 0) bud->dirs++;
+  if (node_meta(node, "dir", &sb)) return node_fail(st);
+  if (!recursive) return 0;
   if (depth >= FS_MAX_DEPTH)
     return fs_set(st, ELOOP, "%s: deeper than %d levels", path, FS_MAX_DEPTH);
   cJSON *arr = cJSON_AddArrayToObject(node, "entries");
-  if (arr == NULL)
-    return node_fail(st);
-  if (list_entries(path, arr, st) != 0)
-    return -1;
+  if (arr == NULL) return node_fail(st);
+  if (list_entries(path, arr, st) != 0) return -1;
   size_t plen = strlen(path);
   cJSON *child;
   cJSON_ArrayForEach(child, arr) {
     char name[NAME_MAX + 1];
-    if (entry_name(child, name) != 0)
-      return node_fail(st);
+    if (entry_name(child, name) != 0) return node_fail(st);
     char *end = path + plen;
-    if (plen + 1 + strlen(name) >= PATH_MAX)
-      return fs_set_errno(st, ENAMETOOLONG, path);
+    if (plen + 1 + strlen(name) >= PATH_MAX) return fs_set_errno(st, ENAMETOOLONG, path);
     snprintf(end, PATH_MAX - plen, "%s%s", plen == 1 ? "" : "/", name);
     int rc = capture_into(L, b, child, path, recursive, depth + 1, bud, st);
     path[plen] = '\0';
-    if (rc != 0)
-      return -1;
+    if (rc != 0) return -1;
   }
   return 0;
 }
@@ -303,8 +279,7 @@ cJSON *fs_capture(lua_State *L, fs_box *b, cJSON *into, const char *key, const c
     return NULL;
   }
   snprintf(buf, sizeof buf, "%s", path);
-  if (capture_into(L, b, node, buf, recursive, 0, bud, st) != 0)
-    return NULL;
+  if (capture_into(L, b, node, buf, recursive, 0, bud, st) != 0) return NULL;
   if (bud->over) {
     fs_set_too_large(st, bud);
     return NULL;

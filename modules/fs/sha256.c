@@ -72,8 +72,7 @@ void fs_sha256_update(fs_sha256_ctx *c, const void *data, size_t n) {
     c->used += take;
     p += take;
     n -= take;
-    if (c->used < 64)
-      return;
+    if (c->used < 64) return;
     sha256_block(c, c->buf);
     c->used = 0;
   }

@@ -25,20 +25,17 @@ static int malformed(undo_ctx *u, const char *what) {
 /* Bytes stored under key (a string) or key_b64 (base64); the value stays on
  * the stack. NULL (one value pushed) when neither is there. */
 static const char *rec_bytes(lua_State *L, int t, const char *key, size_t *len) {
-  if (lua_getfield(L, t, key) == LUA_TSTRING)
-    return lua_tolstring(L, -1, len);
+  if (lua_getfield(L, t, key) == LUA_TSTRING) return lua_tolstring(L, -1, len);
   lua_pop(L, 1);
   char k[64];
   snprintf(k, sizeof k, "%s_b64", key);
-  if (lua_getfield(L, t, k) != LUA_TSTRING)
-    return NULL;
+  if (lua_getfield(L, t, k) != LUA_TSTRING) return NULL;
   size_t elen;
   const char *enc = lua_tolstring(L, -1, &elen);
   char *out = lua_newuserdatauv(L, elen / 4 * 3 + 1, 0);
   long n = fs_unbase64(enc, elen, out);
   lua_remove(L, -2);
-  if (n < 0)
-    return NULL;
+  if (n < 0) return NULL;
   out[n] = '\0';
   *len = (size_t)n;
   return out;
@@ -70,35 +67,30 @@ static int at_path(fs_status *st, const char *path) {
 }
 
 static void fix_owner(const char *path, const struct stat *sb, lua_Integer uid, lua_Integer gid) {
-  if ((uid < 0 || (uid_t)uid == sb->st_uid) && (gid < 0 || (gid_t)gid == sb->st_gid))
-    return;
+  if ((uid < 0 || (uid_t)uid == sb->st_uid) && (gid < 0 || (gid_t)gid == sb->st_gid)) return;
   /* Best effort, as in fs_put_file: only privilege can give files away. */
   if (lchown(path, uid >= 0 ? (uid_t)uid : (uid_t)-1, gid >= 0 ? (gid_t)gid : (gid_t)-1) != 0)
     return;
 }
 
 static int restore_absent(const char *path, int present, const struct stat *sb, fs_status *st) {
-  if (!present)
-    return 0;
+  if (!present) return 0;
   if (S_ISDIR(sb->st_mode))
     return fs_set(st, EEXIST, "%s is a directory now; undo expected nothing there", path);
-  if (unlink(path) != 0 && errno != ENOENT)
-    return fs_set_errno(st, errno, path);
+  if (unlink(path) != 0 && errno != ENOENT) return fs_set_errno(st, errno, path);
   return fs_sync_parent(path, st);
 }
 
 /* 1 when the regular file at path already has exactly this content. */
 static int same_content(const char *path, const char *data, size_t len) {
   int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0)
-    return 0;
+  if (fd < 0) return 0;
   char *have;
   size_t hlen;
   fs_status st = {0};
   int rc = fs_read_fd(fd, len, &have, &hlen, &st);
   close(fd);
-  if (rc != 0)
-    return 0;
+  if (rc != 0) return 0;
   int same = hlen == len && memcmp(have, data, len) == 0;
   free(have);
   return same;
@@ -118,8 +110,7 @@ static int restore_file(undo_ctx *u, const char *path, int node, int present, co
   size_t len;
   const char *data = rec_bytes(L, node, "content", &len);
   lua_Integer mode, uid = -1, gid = -1;
-  if (data == NULL)
-    return malformed(u, "file without content");
+  if (data == NULL) return malformed(u, "file without content");
   if (!rec_int(L, node, "mode", &mode) || mode < 0 || mode > 07777)
     return malformed(u, "file without mode");
   rec_int(L, node, "uid", &uid);
@@ -157,8 +148,7 @@ static int restore_link(undo_ctx *u, const char *path, int node, int present, co
     if (S_ISLNK(sb->st_mode)) {
       char have[PATH_MAX];
       ssize_t n = readlink(path, have, sizeof have - 1);
-      if (n >= 0 && (size_t)n == len && memcmp(have, target, len) == 0)
-        return 0;
+      if (n >= 0 && (size_t)n == len && memcmp(have, target, len) == 0) return 0;
     }
   }
   return fs_put_link(u->b, path, target, st) != 0 ? at_path(st, path) : 0;
@@ -179,14 +169,11 @@ static int restore_dir(undo_ctx *u, char path[PATH_MAX], int node, int depth, in
   if (present && !S_ISDIR(sb->st_mode))
     return fs_set(st, EEXIST, "%s is not a directory now; undo expected one", path);
   if (!present) {
-    if (mkdir(path, 0700) != 0)
-      return fs_set_errno(st, errno, path);
-    if (fs_sync_parent(path, st) != 0)
-      return -1;
+    if (mkdir(path, 0700) != 0) return fs_set_errno(st, errno, path);
+    if (fs_sync_parent(path, st) != 0) return -1;
   } else if ((sb->st_mode & 0700) != 0700 && sb->st_uid == geteuid()) {
     /* room to put entries back; the recorded mode comes last */
-    if (chmod(path, (sb->st_mode & 07777) | 0700) != 0)
-      return fs_set_errno(st, errno, path);
+    if (chmod(path, (sb->st_mode & 07777) | 0700) != 0) return fs_set_errno(st, errno, path);
   }
   lua_getfield(L, node, "entries");
   int entries = lua_gettop(L);
@@ -195,32 +182,27 @@ static int restore_dir(undo_ctx *u, char path[PATH_MAX], int node, int depth, in
   lua_Integer n = lua_istable(L, entries) ? (lua_Integer)lua_rawlen(L, entries) : 0;
   size_t plen = strlen(path);
   for (lua_Integer i = 1; i <= n; i++) {
-    if (lua_rawgeti(L, entries, i) != LUA_TTABLE)
-      return malformed(u, "entry is not an object");
+    if (lua_rawgeti(L, entries, i) != LUA_TTABLE) return malformed(u, "entry is not an object");
     int child = lua_gettop(L);
     size_t nlen;
     const char *name = rec_bytes(L, child, "name", &nlen);
     if (name == NULL || nlen == 0 || strlen(name) != nlen || strchr(name, '/') != NULL ||
         strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
       return malformed(u, "entry with a bad name");
-    if (plen + 1 + nlen >= PATH_MAX)
-      return fs_set_errno(st, ENAMETOOLONG, path);
+    if (plen + 1 + nlen >= PATH_MAX) return fs_set_errno(st, ENAMETOOLONG, path);
     snprintf(path + plen, PATH_MAX - plen, "/%s", name);
     int rc = restore_node(u, path, child, depth + 1, st);
     path[plen] = '\0';
     lua_settop(L, entries);
-    if (rc != 0)
-      return -1;
+    if (rc != 0) return -1;
   }
   lua_pop(L, 1);
   struct stat now;
-  if (lstat(path, &now) != 0)
-    return fs_set_errno(st, errno, path);
+  if (lstat(path, &now) != 0) return fs_set_errno(st, errno, path);
   fix_owner(path, &now, uid, gid);
   /* chown can drop set-id bits, so the mode goes last */
   if ((now.st_mode & 07777) != (mode_t)mode || uid >= 0 || gid >= 0)
-    if (chmod(path, (mode_t)mode) != 0)
-      return fs_set_errno(st, errno, path);
+    if (chmod(path, (mode_t)mode) != 0) return fs_set_errno(st, errno, path);
   return 0;
 }
 
@@ -228,16 +210,13 @@ static int restore_node(undo_ctx *u, char path[PATH_MAX], int node, int depth, f
   lua_State *L = u->L;
   int top = lua_gettop(L);
   luaL_checkstack(L, 10, "undo record too deep");
-  if (!lua_istable(L, node))
-    return malformed(u, "no pre-image");
+  if (!lua_istable(L, node)) return malformed(u, "no pre-image");
   lua_getfield(L, node, "type");
   const char *type = lua_tostring(L, -1);
-  if (type == NULL)
-    return malformed(u, "pre-image without type");
+  if (type == NULL) return malformed(u, "pre-image without type");
   struct stat sb;
   int present = lstat(path, &sb) == 0;
-  if (!present && errno != ENOENT && errno != ENOTDIR)
-    return fs_set_errno(st, errno, path);
+  if (!present && errno != ENOENT && errno != ENOTDIR) return fs_set_errno(st, errno, path);
   int rc;
   if (strcmp(type, "absent") == 0)
     rc = restore_absent(path, present, &sb, st);
@@ -255,8 +234,7 @@ static int restore_node(undo_ctx *u, char path[PATH_MAX], int node, int depth, f
 
 static int undo_mkdir(undo_ctx *u, int rec, fs_status *st) {
   lua_State *L = u->L;
-  if (lua_getfield(L, rec, "created") != LUA_TTABLE)
-    return malformed(u, "no created list");
+  if (lua_getfield(L, rec, "created") != LUA_TTABLE) return malformed(u, "no created list");
   int list = lua_gettop(L);
   for (lua_Integer i = (lua_Integer)lua_rawlen(L, list); i >= 1; i--) {
     char p[PATH_MAX];
@@ -266,12 +244,10 @@ static int undo_mkdir(undo_ctx *u, int rec, fs_status *st) {
     lua_settop(L, list);
     struct stat sb;
     if (lstat(p, &sb) != 0) {
-      if (errno == ENOENT || errno == ENOTDIR)
-        continue; /* never made, or already undone */
+      if (errno == ENOENT || errno == ENOTDIR) continue; /* never made, or already undone */
       return fs_set_errno(st, errno, p);
     }
-    if (!S_ISDIR(sb.st_mode))
-      return fs_set(st, EEXIST, "%s is no longer a directory", p);
+    if (!S_ISDIR(sb.st_mode)) return fs_set(st, EEXIST, "%s is no longer a directory", p);
     if (rmdir(p) != 0) {
       if (errno == ENOTEMPTY || errno == EEXIST)
         return fs_set(st, ENOTEMPTY,
@@ -280,8 +256,7 @@ static int undo_mkdir(undo_ctx *u, int rec, fs_status *st) {
                       p);
       return fs_set_errno(st, errno, p);
     }
-    if (fs_sync_parent(p, st) != 0)
-      return -1;
+    if (fs_sync_parent(p, st) != 0) return -1;
   }
   lua_settop(L, list - 1);
   return 0;
@@ -292,21 +267,17 @@ static int undo_chmod(undo_ctx *u, int rec, const char *path, fs_status *st) {
   lua_getfield(L, rec, "absent");
   int absent = lua_toboolean(L, -1);
   lua_pop(L, 1);
-  if (absent)
-    return 0; /* only ever planned */
+  if (absent) return 0; /* only ever planned */
   lua_Integer mode;
-  if (!rec_int(L, rec, "mode", &mode) || mode < 0 || mode > 07777)
-    return malformed(u, "no mode");
-  if (chmod(path, (mode_t)mode) != 0 && errno != ENOENT)
-    return fs_set_errno(st, errno, NULL);
+  if (!rec_int(L, rec, "mode", &mode) || mode < 0 || mode > 07777) return malformed(u, "no mode");
+  if (chmod(path, (mode_t)mode) != 0 && errno != ENOENT) return fs_set_errno(st, errno, NULL);
   return 0;
 }
 
 /* A record given as JSON text becomes the table the engine would pass. */
 static void push_json(lua_State *L, const cJSON *j, int depth) {
   luaL_checkstack(L, 4, "undo record too deep");
-  if (depth > FS_MAX_DEPTH + 8)
-    luaL_error(L, "fs.undo: undo record too deep");
+  if (depth > FS_MAX_DEPTH + 8) luaL_error(L, "fs.undo: undo record too deep");
   if (cJSON_IsString(j)) {
     lua_pushstring(L, j->valuestring);
   } else if (cJSON_IsNumber(j)) {

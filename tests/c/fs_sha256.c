@@ -48,8 +48,7 @@ static void test_padding_boundaries(void) {
 static void test_streaming_million_a(void) {
   char *a = malloc(1000000);
   CHECK(a != NULL);
-  if (a == NULL)
-    return;
+  if (a == NULL) return;
   memset(a, 'a', 1000000);
   fs_sha256_ctx c;
   unsigned char d[32];

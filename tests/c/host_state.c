@@ -99,7 +99,8 @@ static void test_stdlib_path_overrides_embedded(void) {
   snprintf(path, sizeof path, "%s/relish", dir);
   {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s && printf 'return {dev = true}' > %s/testing.lua", path, path);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && printf 'return {dev = true}' > %s/testing.lua", path,
+             path);
     CHECK(system(cmd) == 0);
   }
   setenv("RELISH_STDLIB_PATH", dir, 1);
