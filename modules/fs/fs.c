@@ -325,6 +325,28 @@ static int fs_tmpname(char out[PATH_MAX], const char *path, const char *suffix, 
   return fs_join(out, dir, name, st);
 }
 
+/* Removes temp files a write or link replacement of path left behind when the
+ * process was killed between making and renaming them (the pattern of
+ * fs_tmpname is relish's own, so what matches is ours). */
+void fs_remove_leftovers(const char *path) {
+  char dir[PATH_MAX], base[PATH_MAX], prefix[NAME_MAX + 1], victim[PATH_MAX];
+  fs_split(path, dir, base);
+  int plen = snprintf(prefix, sizeof prefix, ".%.200s.relish-", base);
+  size_t n;
+  int err;
+  char **names = fs_read_names(dir, &n, &err);
+  if (names == NULL) return;
+  for (size_t i = 0; i < n; i++) {
+    struct stat sb;
+    if (strncmp(names[i], prefix, (size_t)plen) != 0 || strlen(names[i]) != (size_t)plen + 6)
+      continue;
+    int w = snprintf(victim, sizeof victim, "%s/%s", dir, names[i]);
+    if (w > 0 && (size_t)w < sizeof victim && lstat(victim, &sb) == 0 && !S_ISDIR(sb.st_mode))
+      unlink(victim);
+  }
+  free(names);
+}
+
 int fs_put_file(fs_box *b, const char *path, const char *data, size_t len, mode_t mode,
                 long long uid, long long gid, fs_status *st) {
   int e;
@@ -592,20 +614,19 @@ static int fs_cmpname(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* fs.list(dir) -> sorted names (without "." and "..") | nil, err */
-static int l_fs_list(lua_State *L) {
-  const char *path = fs_checkpath(L, 1, "fs.list");
-  fs_box *b = fs_box_new(L);
-  fs_status st = {0};
-  DIR *d = opendir(path);
+/* The names in dir (without "." and ".."), sorted, as one malloc'd block: a
+ * NULL-terminated pointer array followed by the strings, so one free() (or
+ * one box slot) releases it. Returns NULL with *err set on failure. */
+char **fs_read_names(const char *dir, size_t *count, int *err) {
+  DIR *d = opendir(dir);
+  *count = 0;
+  *err = 0;
   if (d == NULL) {
-    fs_set_errno(&st, errno, NULL);
-    return fs_fail(L, "list", path, &st);
+    *err = errno;
+    return NULL;
   }
-  /* Gather in C and close before touching Lua, which may raise. */
   char **names = NULL;
-  size_t n = 0, cap = 0;
-  int err = 0;
+  size_t n = 0, cap = 0, bytes = 0;
   struct dirent *e;
   errno = 0;
   while ((e = readdir(d)) != NULL) {
@@ -614,46 +635,56 @@ static int l_fs_list(lua_State *L) {
       size_t ncap = cap ? cap * 2 : 32;
       char **nn = realloc(names, ncap * sizeof *nn);
       if (nn == NULL) {
-        err = ENOMEM;
+        *err = ENOMEM;
         break;
       }
       names = nn;
       cap = ncap;
     }
     if ((names[n] = strdup(e->d_name)) == NULL) {
-      err = ENOMEM;
+      *err = ENOMEM;
       break;
     }
+    bytes += strlen(names[n]) + 1;
     n++;
   }
-  if (err == 0 && errno != 0) err = errno;
+  if (*err == 0 && errno != 0) *err = errno;
   closedir(d);
-  char *block = NULL;
-  if (err == 0) {
-    /* One block for the names, boxed, so the strdups can go now. */
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++)
-      total += strlen(names[i]) + 1;
-    block = malloc(total + 1);
-    if (block == NULL) err = ENOMEM;
-    for (size_t i = 0, off = 0; block != NULL && i < n; i++) {
+  char **block = NULL;
+  if (*err == 0) {
+    block = malloc((n + 1) * sizeof *block + bytes);
+    if (block == NULL) *err = ENOMEM;
+  }
+  if (block != NULL) {
+    char *strings = (char *)(block + n + 1);
+    for (size_t i = 0, off = 0; i < n; i++) {
       size_t l = strlen(names[i]) + 1;
-      memcpy(block + off, names[i], l);
-      free(names[i]);
-      names[i] = block + off;
+      memcpy(strings + off, names[i], l);
+      block[i] = strings + off;
       off += l;
     }
+    block[n] = NULL;
+    if (n > 1) qsort(block, n, sizeof *block, fs_cmpname);
+    *count = n;
   }
-  if (err != 0) {
-    for (size_t i = 0; i < n; i++)
-      free(names[i]);
-    free(names);
+  for (size_t i = 0; i < n; i++)
+    free(names[i]);
+  free(names);
+  return block;
+}
+
+/* fs.list(dir) -> sorted names (without "." and "..") | nil, err */
+static int l_fs_list(lua_State *L) {
+  const char *path = fs_checkpath(L, 1, "fs.list");
+  fs_box *b = fs_box_new(L);
+  fs_status st = {0};
+  size_t n;
+  int err;
+  char **names = fs_box_mem(b, fs_read_names(path, &n, &err));
+  if (names == NULL) {
     fs_set_errno(&st, err, NULL);
     return fs_fail(L, "list", path, &st);
   }
-  fs_box_mem(b, names);
-  fs_box_mem(b, block);
-  if (n > 1) qsort(names, n, sizeof *names, fs_cmpname);
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     lua_pushstring(L, names[i]);

@@ -35,6 +35,12 @@ void fs_hex(const unsigned char *d, size_t n, char *out);
 
 /* ---- fs.c: failures, the box, paths ---- */
 
+/* The sorted names of a directory in one malloc'd block (NULL-terminated
+ * pointers, then the strings): free() it once. NULL with *err on failure. */
+char **fs_read_names(const char *dir, size_t *count, int *err);
+/* Unlinks the temp files (.NAME.relish-XXXXXX) a killed write of path left. */
+void fs_remove_leftovers(const char *path);
+
 /* A runtime failure found in C, turned into a relish error by fs_fail. */
 typedef struct {
   int code;         /* errno value; 0 when msg says everything */

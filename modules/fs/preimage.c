@@ -122,51 +122,20 @@ int fs_node_link(cJSON *node, const char *target) {
 
 static int node_fail(fs_status *st) { return fs_set_errno(st, ENOMEM, NULL); }
 
-static int cmp_names(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* The entries of a directory, sorted, as {name = ...} objects in arr. */
 static int list_entries(const char *path, cJSON *arr, fs_status *st) {
-  DIR *d = opendir(path);
-  if (d == NULL) return fs_set_errno(st, errno, path);
-  char **names = NULL;
-  size_t n = 0, cap = 0;
-  int err = 0;
-  struct dirent *e;
-  errno = 0;
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    if (n == cap) {
-      size_t ncap = cap ? cap * 2 : 16;
-      char **nn = realloc(names, ncap * sizeof *nn);
-      if (nn == NULL) {
-        err = ENOMEM;
-        break;
-      }
-      names = nn;
-      cap = ncap;
-    }
-    if ((names[n] = strdup(e->d_name)) == NULL) {
+  size_t n;
+  int err;
+  char **names = fs_read_names(path, &n, &err);
+  if (names == NULL) return fs_set_errno(st, err, path);
+  for (size_t i = 0; i < n && err == 0; i++) {
+    cJSON *child = cJSON_CreateObject();
+    if (child == NULL || !cJSON_AddItemToArray(arr, child)) {
+      cJSON_Delete(child);
       err = ENOMEM;
-      break;
+    } else if (fs_json_bytes(child, "name", names[i], strlen(names[i])) != 0) {
+      err = ENOMEM;
     }
-    n++;
-  }
-  if (err == 0 && errno != 0) err = errno;
-  closedir(d);
-  if (err == 0 && n > 1) qsort(names, n, sizeof *names, cmp_names);
-  for (size_t i = 0; i < n; i++) {
-    if (err == 0) {
-      cJSON *child = cJSON_CreateObject();
-      if (child == NULL || !cJSON_AddItemToArray(arr, child)) {
-        cJSON_Delete(child);
-        err = ENOMEM;
-      } else if (fs_json_bytes(child, "name", names[i], strlen(names[i])) != 0) {
-        err = ENOMEM;
-      }
-    }
-    free(names[i]);
   }
   free(names);
   return err ? fs_set_errno(st, err, path) : 0;

@@ -326,6 +326,8 @@ int l_fs_undo(lua_State *L) {
   int rc;
   if (strcmp(kind, "fs.write") == 0 || strcmp(kind, "fs.copy") == 0 ||
       strcmp(kind, "fs.remove") == 0 || strcmp(kind, "fs.symlink") == 0) {
+    /* an action in doubt may have died between its temp file and the rename */
+    if (strcmp(kind, "fs.remove") != 0) fs_remove_leftovers(path);
     lua_getfield(L, 2, "before");
     rc = restore_node(&u, path, lua_gettop(L), 0, &st);
   } else if (strcmp(kind, "fs.mkdir") == 0) {

@@ -65,8 +65,9 @@ end)
 
 describe("kill -9 from outside at random moments", function()
   test("rollback always restores the original tree", function()
-    math.randomseed(tonumber(os.getenv("RELISH_TEST_SEED") or "") or os.time())
-    for i = 1, 12 do
+    local seed = tonumber(os.getenv("RELISH_TEST_SEED") or "") or os.time()
+    math.randomseed(seed)
+    for i = 1, 20 do
       local d = tmpdir()
       local w = world(d)
       local before = snapshot(w)
@@ -79,9 +80,11 @@ describe("kill -9 from outside at random moments", function()
       if rb.code == 2 then
         assert_match(rb.stderr, "no runs in the journal")
       else
-        assert_eq(rb.code, 0, string.format("iteration %d (delay %.3f, kill said %s): %s", i, delay, k.stdout, rb.stderr .. rb.stdout))
+        assert_eq(rb.code, 0, string.format("seed %d, iteration %d (delay %.3f, kill said %s): %s", seed, i, delay,
+          k.stdout, rb.stderr .. rb.stdout))
       end
-      assert_eq(snapshot(w), before, string.format("iteration %d, delay %.3f", i, delay))
+      assert_eq(snapshot(w), before, string.format("seed %d, iteration %d, delay %.3f (RELISH_TEST_SEED reproduces it)",
+        seed, i, delay))
     end
   end)
 end)

@@ -876,3 +876,17 @@ describe("secrets", function()
     assert_match(tostring(msg), d:gsub("%p", "%%%0") .. "/app%.env: .*held a secret.*restore it by hand")
   end)
 end)
+
+describe("a write killed between its temp file and the rename", function()
+  test("its undo removes the temp file it left, so the directory can go too", function()
+    local d = tmpdir()
+    assert(fs.mkdir(d .. "/rel"))
+    local effects = capture(function() return fs.write(d .. "/rel/app.txt", "v2\n") end)
+    -- what kill -9 mid-write leaves: the renamed file may or may not exist,
+    -- the temp file does
+    put(d .. "/rel/.app.txt.relish-Ab12Cd", "half")
+    put(d .. "/rel/.other.relish-Ab12Cd", "not ours to touch")
+    fs.undo("fs.write", effects[1].undo)
+    assert_eq(fs.list(d .. "/rel"), { ".other.relish-Ab12Cd" })
+  end)
+end)
