@@ -167,26 +167,14 @@ describe("relish lua", function()
 end)
 
 describe("signals", function()
-  test("SIGINT raises 'interrupted' at the next safe point: exit 130", function()
-    local d = tmpdir()
-    write(d .. "/loop.lua", "io.write('ready\\n') io.stdout:flush()\nwhile true do end\n")
-    local script = string.format(
-      "%s lua %s/loop.lua > %s/out & pid=$!; " ..
-      "for i in $(seq 100); do grep -q ready %s/out 2>/dev/null && break; sleep 0.05; done; " ..
-      "kill -INT $pid; wait $pid; echo $?", sh.quote(relish_exe()), d, d, d)
-    local r = sh.run { argv = { "sh", "-c", script }, timeout = 30 }
-    assert_eq(r.stdout, "130\n", r.stderr)
-    assert_match(r.stderr, "interrupted")
-  end)
-
-  test("SIGTERM too", function()
-    local d = tmpdir()
-    write(d .. "/loop.lua", "io.write('ready\\n') io.stdout:flush()\nlocal n = 0\nwhile true do n = n + 1 end\n")
-    local script = string.format(
-      "%s lua %s/loop.lua > %s/out & pid=$!; " ..
-      "for i in $(seq 100); do grep -q ready %s/out 2>/dev/null && break; sleep 0.05; done; " ..
-      "kill -TERM $pid; wait $pid; echo $?", sh.quote(relish_exe()), d, d, d)
-    local r = sh.run { argv = { "sh", "-c", script }, timeout = 30 }
-    assert_eq(r.stdout, "130\n", r.stderr)
-  end)
+  local support = require "support"
+  for _, sig in ipairs { "INT", "TERM" } do
+    test("SIG" .. sig .. " raises 'interrupted' at the next safe point: exit 130", function()
+      local d = tmpdir()
+      write(d .. "/loop.lua", "local f = io.open(arg[1], 'w') f:close()\nlocal n = 0\nwhile true do n = n + 1 end\n")
+      local r = support.signal_after({ "lua", d .. "/loop.lua", d .. "/ready" }, d .. "/ready", sig)
+      assert_match(r.stdout, "code=130")
+      assert_match(r.stderr, "interrupted")
+    end)
+  end
 end)

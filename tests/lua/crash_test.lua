@@ -7,14 +7,7 @@ local relish, write, snapshot = support.relish, support.write, support.snapshot
 local EIGHT = fixture_path("recipes/eight.lua")
 local ACTIONS = 10
 
-local function world(d)
-  assert(os.execute(string.format("mkdir -p %s/w/releases/v1", d)))
-  write(d .. "/w/releases/v1/app.txt", "app v1\n")
-  write(d .. "/w/config.ini", "version=v1\n", tonumber("644", 8))
-  write(d .. "/w/old.log", "old log line\n")
-  assert(os.execute(string.format("ln -s %s/w/releases/v1 %s/w/current", d, d)))
-  return d .. "/w"
-end
+local world = support.eight_world
 
 -- the tree with the test's own directory replaced by D, so two runs compare
 local function normalized(w, d)

@@ -6,10 +6,7 @@ local sh = require "relish.sh"
 
 local relish, write, read = support.relish, support.write, support.read
 
-local function recipe(d, name, text)
-  write(d .. "/" .. name, text)
-  return d .. "/" .. name
-end
+local recipe = support.recipe
 
 describe("effect{}", function()
   local FLAGS = [[

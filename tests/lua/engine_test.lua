@@ -7,21 +7,9 @@ local sh = require "relish.sh"
 local relish, write, read, snapshot = support.relish, support.write, support.read, support.snapshot
 local EIGHT = fixture_path("recipes/eight.lua")
 
--- The world the "eight" recipe acts on.
-local function world(d)
-  assert(os.execute(string.format("mkdir -p %s/w/releases/v1", d)))
-  write(d .. "/w/releases/v1/app.txt", "app v1\n")
-  write(d .. "/w/config.ini", "version=v1\n", tonumber("644", 8))
-  write(d .. "/w/old.log", "old log line\n")
-  assert(os.execute(string.format("ln -s %s/w/releases/v1 %s/w/current", d, d)))
-  return d .. "/w"
-end
+local world = support.eight_world
 
-local function recipe(d, name, text)
-  local p = d .. "/" .. name
-  write(p, text)
-  return p
-end
+local recipe = support.recipe
 
 describe("params", function()
   test("every problem is listed, exit 2, nothing runs", function()
@@ -260,9 +248,7 @@ return recipe "i" {
   end },
 }
 ]])
-    local script = string.format("%s run %s -p dir=%s --state %s & pid=$!; for i in $(seq 100); do [ -e %s/ready ] && break; sleep 0.05; done; " ..
-      "kill -INT $pid; wait $pid; echo \"code=$?\"", sh.quote(relish_exe()), f, d, support.state(d), d)
-    local r = assert(sh.run { argv = { "sh", "-c", script }, env = { NO_COLOR = "1" }, timeout = 60 })
+    local r = support.signal_after({ "run", f, "-p", "dir=" .. d, "--state", support.state(d) }, d .. "/ready", "INT")
     assert_match(r.stdout, "code=130")
     assert_nil(read(d .. "/made"), "rolled back")
     local s = json.decode(relish { "show", "last", "--format", "json", "--state", support.state(d) }.stdout)

@@ -8,20 +8,8 @@ local sh = require "relish.sh"
 
 local function mode(s) return tonumber(s, 8) end
 
-local function put(path, content, m)
-  local f = assert(io.open(path, "wb"))
-  f:write(content)
-  f:close()
-  if m then assert(sh.run { argv = { "chmod", string.format("%o", m), path } }.code == 0) end
-end
-
-local function get(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local support = require "support"
+local put, get = support.write, support.read
 
 local function run(...)
   local r = assert(sh.run { argv = { ... } })

@@ -1,19 +1,12 @@
 -- Tests for relish.sh: running real processes and checking what they saw and did.
 local sh = require "relish.sh"
 
-local function write_file(path, content, mode)
-  local f = assert(io.open(path, "wb"))
-  f:write(content)
-  f:close()
-  if mode then assert_eq(sh.run{ argv = { "chmod", mode, path } }.code, 0) end
-end
+local support = require "support"
+local read_file = support.read
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
+-- mode is an octal string here, as chmod takes it
+local function write_file(path, content, mode)
+  support.write(path, content, mode and tonumber(mode, 8))
 end
 
 -- A process is gone when it has no /proc entry or is a zombie nobody reaped

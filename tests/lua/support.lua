@@ -54,6 +54,35 @@ function M.snapshot(dir)
   return out
 end
 
+-- The world tests/fixtures/recipes/eight.lua acts on, in d/w: a release v1,
+-- a config, a log to remove and a current link. Returns d/w.
+function M.eight_world(d)
+  assert(os.execute(string.format("mkdir -p %s/w/releases/v1", d)))
+  M.write(d .. "/w/releases/v1/app.txt", "app v1\n")
+  M.write(d .. "/w/config.ini", "version=v1\n", tonumber("644", 8))
+  M.write(d .. "/w/old.log", "old log line\n")
+  assert(os.execute(string.format("ln -s %s/w/releases/v1 %s/w/current", d, d)))
+  return d .. "/w"
+end
+
+-- Writes a recipe file d/name with text; returns its path.
+function M.recipe(d, name, text)
+  M.write(d .. "/" .. name, text)
+  return d .. "/" .. name
+end
+
+-- Runs `relish ARGS...` in the background under sh, waits for the file
+-- ready to appear, sends it signal sig, and returns what sh printed: the
+-- exit code as "code=N". extra is more shell to run after the signal.
+function M.signal_after(args, ready, sig, extra)
+  local quoted = {}
+  for i, a in ipairs(args) do quoted[i] = sh.quote(a) end
+  local script = string.format("%s %s & pid=$!; for i in $(seq 200); do [ -e %s ] && break; sleep 0.05; done; " ..
+    "kill -%s $pid; %s wait $pid; echo \"code=$?\"", sh.quote(host.exe()), table.concat(quoted, " "),
+    sh.quote(ready), sig, extra or "")
+  return assert(sh.run { argv = { "sh", "-c", script }, env = { NO_COLOR = "1" }, timeout = 60 })
+end
+
 -- A journal of its own for each test.
 function M.state(dir)
   return "sqlite:" .. dir .. "/journal.db"
