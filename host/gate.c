@@ -138,7 +138,7 @@ static void check_expected(lua_State *L, const relish_effect *e, int touched) {
                     (int)G.expect_pos, wk ? wk : "?", wt ? wt : "?", e->kind, e->target);
   } else if (!touched && strcmp(wf ? wf : "", fp) != 0) {
     lua_pushfstring(L,
-                    "the live state of %s changed since the plan (action %d, %s):\n"
+                    "the live state of %s changed since the plan (action %d, %s)\n"
                     "  planned against: %s\n  live now:        %s",
                     e->target, (int)G.expect_pos, e->kind, wf ? wf : "(none)", fp);
   } else {
@@ -369,6 +369,9 @@ static int l_gate_set_run(lua_State *L) {
   G.step = 0;
   G.count = 0;
   parse_faults();
+  lua_getfield(L, 1, "faults"); /* faults = false: no injection (a rollback) */
+  if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) G.crash_before = G.crash_after = 0;
+  lua_pop(L, 1);
   session++;
   G.mode = MODE_RUN;
   return 0;

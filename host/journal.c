@@ -63,13 +63,14 @@ static int set_durable(relish_journal *j, int on) {
   return sqlite3_exec(j->db, on ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", 0, 0, 0);
 }
 
-/* open(path) -> journal | nil, err */
+/* open(path [, create_dirs]) -> journal | nil, err */
 static int l_journal_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
+  int create_dirs = lua_toboolean(L, 2);
   relish_journal *j = lua_newuserdatauv(L, sizeof *j, 0);
   memset(j, 0, sizeof *j);
   luaL_setmetatable(L, JOURNAL_MT);
-  if (strcmp(path, ":memory:") != 0 && mkdirs(path) != 0)
+  if (create_dirs && strcmp(path, ":memory:") != 0 && mkdirs(path) != 0)
     return relish_fail(L, "io", "journal: cannot create the directory of %s: %s", path,
                        strerror(errno));
   if (sqlite3_open_v2(path, &j->db,

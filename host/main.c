@@ -30,11 +30,13 @@ int main(int argc, char **argv) {
   } else {
     code = relish_error_exit(L, -1);
     lua_getfield(L, -1, "message");
-    fprintf(stderr, "relish: %s\n", lua_tostring(L, -1));
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "relish: %s\n", msg ? msg : "(error object is not a string)");
     lua_pop(L, 1);
     /* structured errors are expected failures: their message says it all */
     lua_getfield(L, -1, "kind");
-    int plain = strcmp(lua_tostring(L, -1), "error") == 0;
+    const char *kind = lua_tostring(L, -1);
+    int plain = kind == NULL || strcmp(kind, "error") == 0;
     lua_pop(L, 1);
     if (plain && code == RELISH_EXIT_FAILED) {
       lua_getfield(L, -1, "traceback");

@@ -192,6 +192,30 @@ static void install_text_loaders(lua_State *L) {
 
 /* ---- errors ------------------------------------------------------------ */
 
+/* A raised table with neither a message nor __tostring: show its scalar
+ * fields, e.g. "error object {code = 5}", rather than an address. */
+static const char *describe_table(lua_State *L, int t) {
+  int base = lua_gettop(L), n = 0;
+  lua_pushliteral(L, "error object {");
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    int vt = lua_type(L, -1);
+    if (n < 8 && lua_type(L, -2) == LUA_TSTRING &&
+        (vt == LUA_TSTRING || vt == LUA_TNUMBER || vt == LUA_TBOOLEAN)) {
+      const char *q = vt == LUA_TSTRING ? "\"" : "";
+      const char *v = vt == LUA_TBOOLEAN ? (lua_toboolean(L, -1) ? "true" : "false")
+                                         : lua_tostring(L, -1);
+      lua_pushfstring(L, "%s%s = %s%s%s", n ? ", " : "", lua_tostring(L, -2), q, v, q);
+      lua_insert(L, -3); /* below the key and the value */
+      n++;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pushliteral(L, "}");
+  lua_concat(L, lua_gettop(L) - base);
+  return lua_tostring(L, -1);
+}
+
 int relish_msghandler(lua_State *L) {
   const char *kind = "error";
   const char *msg;
@@ -204,7 +228,7 @@ int relish_msghandler(lua_State *L) {
     } else if (lua_getfield(L, 1, "message") == LUA_TSTRING) {
       msg = lua_tostring(L, -1);
     } else {
-      msg = luaL_tolstring(L, 1, NULL);
+      msg = describe_table(L, 1);
     }
   } else if (lua_type(L, 1) == LUA_TSTRING) {
     msg = lua_tostring(L, 1);
@@ -228,21 +252,18 @@ int relish_msghandler(lua_State *L) {
 
 int relish_error_exit(lua_State *L, int idx) {
   int code = RELISH_EXIT_FAILED;
+  int top = lua_gettop(L);
   idx = lua_absindex(L, idx);
   if (lua_type(L, idx) != LUA_TTABLE) return code;
-  lua_getfield(L, idx, "value");
-  if (lua_type(L, -1) == LUA_TTABLE && lua_getfield(L, -1, "exit") == LUA_TNUMBER)
+  /* an explicit exit code on the raised value wins */
+  if (lua_getfield(L, idx, "value") == LUA_TTABLE && lua_getfield(L, -1, "exit") == LUA_TNUMBER) {
     code = (int)lua_tointeger(L, -1);
-  else {
-    if (lua_type(L, -1) == LUA_TTABLE) lua_pop(L, 1);
-    lua_getfield(L, idx, "kind");
+  } else if (lua_getfield(L, idx, "kind") == LUA_TSTRING) {
     const char *kind = lua_tostring(L, -1);
-    if (kind && strcmp(kind, "interrupted") == 0)
-      code = RELISH_EXIT_INTERRUPTED;
-    else if (kind && strcmp(kind, "usage") == 0)
-      code = RELISH_EXIT_USAGE;
+    if (strcmp(kind, "interrupted") == 0) code = RELISH_EXIT_INTERRUPTED;
+    else if (strcmp(kind, "usage") == 0) code = RELISH_EXIT_USAGE;
   }
-  lua_pop(L, 2);
+  lua_settop(L, top);
   return code;
 }
 

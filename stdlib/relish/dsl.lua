@@ -21,6 +21,15 @@ local function definition_error(level, msg)
   error({ kind = "usage", exit = 2, message = where(level + 1) .. msg }, 0)
 end
 
+-- "did you mean" for a misspelt field
+local function field_hint(k, fields)
+  local names = {}
+  for f in pairs(fields) do names[#names + 1] = f end
+  table.sort(names)
+  local near = type(k) == "string" and M.nearest(k, names)
+  return near and string.format(" (did you mean '%s'?)", near) or ""
+end
+
 -- "10m", "30s", "1h30m", "250ms", 90 -> seconds
 function M.duration(v, what)
   if v == nil then return nil end
@@ -53,7 +62,9 @@ local function make_param(kind)
     spec = spec or {}
     if type(spec) ~= "table" then definition_error(2, "param." .. kind .. " takes a table") end
     for k in pairs(spec) do
-      if not PARAM_FIELDS[k] then definition_error(2, "param." .. kind .. ": unknown field '" .. tostring(k) .. "'") end
+      if not PARAM_FIELDS[k] then
+        definition_error(2, "param." .. kind .. ": unknown field '" .. tostring(k) .. "'" .. field_hint(k, PARAM_FIELDS))
+      end
     end
     if kind == "enum" and (type(spec.choices) ~= "table" or #spec.choices == 0) then
       definition_error(2, "param.enum needs choices = { ... }")
@@ -64,9 +75,14 @@ local function make_param(kind)
   end
 end
 
-M.param = {}
-for _, kind in ipairs { "string", "number", "integer", "boolean", "enum", "list" } do
-  M.param[kind] = make_param(kind)
+local PARAM_KINDS = { "string", "number", "integer", "boolean", "enum", "list" }
+M.param = setmetatable({}, { __index = function(_, k)
+  local near = type(k) == "string" and M.nearest(k, PARAM_KINDS)
+  definition_error(2, string.format("param.%s does not exist%s (types: %s)", tostring(k),
+    near and string.format(" (did you mean param.%s?)", near) or "", table.concat(PARAM_KINDS, ", ")))
+end })
+for _, kind in ipairs(PARAM_KINDS) do
+  rawset(M.param, kind, make_param(kind))
 end
 
 local TRUE = { ["true"] = true, yes = true, ["1"] = true, on = true }
@@ -123,7 +139,7 @@ local function convert(p, name, raw)
   end
 end
 
-local function nearest(word, names)
+function M.nearest(word, names)
   local best, bestd
   for _, n in ipairs(names) do
     local d = 0
@@ -153,7 +169,7 @@ function M.check_params(recipe, raw, file)
   table.sort(names)
   for name, _ in pairs(raw) do
     if not recipe.params[name] then
-      local hint = nearest(name, names)
+      local hint = M.nearest(name, names)
       problems[#problems + 1] = string.format("unknown param '%s'%s", name,
         hint and string.format(" (did you mean '%s'?)", hint) or
         (#names > 0 and " (params: " .. table.concat(names, ", ") .. ")" or " (this recipe takes no params)"))
@@ -164,7 +180,14 @@ function M.check_params(recipe, raw, file)
     local v = raw[name]
     if v == nil then
       if p.default ~= nil then
-        out[name] = p.default
+        -- a default is checked and converted like a given value (a secret
+        -- default becomes a secret; a bad default is reported)
+        local value, err = convert(p, name, p.default)
+        if value == nil then
+          problems[#problems + 1] = string.format("param '%s': its default %s", name, err)
+        else
+          out[name] = value
+        end
       elseif p.required then
         problems[#problems + 1] = string.format("param '%s' is required%s", name,
           p.description and " (" .. p.description .. ")" or "")
@@ -196,7 +219,9 @@ function M.step(name)
   return function(spec)
     if type(spec) ~= "table" then definition_error(2, "step \"" .. name .. "\" takes a table") end
     for k in pairs(spec) do
-      if not STEP_FIELDS[k] then definition_error(2, string.format("step %q: unknown field '%s'", name, tostring(k))) end
+      if not STEP_FIELDS[k] then
+        definition_error(2, string.format("step %q: unknown field '%s'%s", name, tostring(k), field_hint(k, STEP_FIELDS)))
+      end
     end
     if type(spec.run) ~= "function" then definition_error(2, string.format("step %q: run = function(ctx) ... end is required", name)) end
     for _, f in ipairs { "undo", "when" } do
@@ -220,6 +245,13 @@ local RECIPE_FIELDS = { description = true, params = true, lock = true, on_failu
 
 function M.recipe(name)
   if type(name) ~= "string" or name == "" then definition_error(2, "recipe needs a name: recipe \"name\" { ... }") end
+  -- `return recipe "x" {...}` is a tail call: the file's line is gone by the
+  -- time the table arrives, so remember it now
+  local info = debug.getinfo(2, "Sl")
+  local at = info and info.currentline > 0 and (info.short_src .. ":" .. info.currentline .. ": ") or ""
+  local function definition_error(_, msg)
+    error({ kind = "usage", exit = 2, message = at .. msg }, 0)
+  end
   return function(spec)
     if type(spec) ~= "table" then definition_error(2, "recipe \"" .. name .. "\" takes a table") end
     local r = { name = name, steps = {}, params = {}, on_failure = "rollback" }
@@ -228,7 +260,7 @@ function M.recipe(name)
       if math.type(k) == "integer" then
         if getmetatable(v) ~= Step then definition_error(2, string.format("recipe %q: entry %d is not a step", name, k)) end
       elseif not RECIPE_FIELDS[k] then
-        definition_error(2, string.format("recipe %q: unknown field '%s'", name, tostring(k)))
+        definition_error(2, string.format("recipe %q: unknown field '%s'%s", name, tostring(k), field_hint(k, RECIPE_FIELDS)))
       end
     end
     for i, s in ipairs(spec) do

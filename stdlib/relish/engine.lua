@@ -29,12 +29,22 @@ local function new_run_id()
   return os.date("!%Y%m%d-%H%M%S", math.floor(t)) .. "-" .. suffix
 end
 
+-- The text of an error for people: a table's message (or its fields), and no
+-- position inside relish's own stdlib (the user's file:line stays).
 local function errmsg(e)
+  local text
   if type(e) == "table" then
-    if e.message then return tostring(e.message) end
-    return tostring(e)
+    if e.message then
+      text = tostring(e.message)
+    elseif getmetatable(e) and getmetatable(e).__tostring then
+      text = tostring(e)
+    else
+      text = "error object " .. require("relish.testing").show(e, 200)
+    end
+  else
+    text = tostring(e)
   end
-  return tostring(e)
+  return (text:gsub("^stdlib/relish/[%w_/]+%.lua:%d+: ", ""))
 end
 
 local function errkind(e)
@@ -54,7 +64,12 @@ local function make_ctx(E)
     recipe = E.recipe.name,
   }
   function ctx.log(fmt, ...)
-    local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
+    local msg = tostring(fmt)
+    if select("#", ...) > 0 then
+      local ok, text = pcall(string.format, fmt, ...)
+      if not ok then error("ctx.log: " .. text:gsub("^.-: ", "", 1), 2) end
+      msg = text
+    end
     msg = secret.redact(msg)
     E.journal:event(E.run_id, "log", msg)
     E.out:event("log", { message = msg, step = E.step_name })
@@ -77,8 +92,12 @@ end
 local function set_step(E, idx, fields)
   local cols, vals = {}, {}
   for k, v in pairs(fields) do
-    cols[#cols + 1] = k .. " = ?"
-    vals[#vals + 1] = v
+    if v == json.null then
+      cols[#cols + 1] = k .. " = NULL"
+    else
+      cols[#cols + 1] = k .. " = ?"
+      vals[#vals + 1] = v
+    end
   end
   vals[#vals + 1] = E.run_id
   vals[#vals + 1] = idx
@@ -94,11 +113,18 @@ local function attempt(E, s, ctx)
   host.set_deadline(deadline > 0 and deadline or nil)
   local ok, err = xpcall(s.run, function(e)
     if type(e) == "table" then return e end
-    return debug.traceback(tostring(e), 2)
+    if os.getenv("RELISH_TRACEBACK") then return debug.traceback(tostring(e), 2) end
+    return tostring(e)
   end, ctx)
   host.set_deadline(nil)
+  -- a command or a wait cut short by the deadline returns normally: the step
+  -- still ran out of time
+  if ok and deadline > 0 and host.now() >= deadline then
+    ok, err = false, { kind = "timeout" }
+  end
   if not ok and errkind(err) == "timeout" then
-    err = { kind = "timeout", message = string.format("step %q timed out", s.name) }
+    local whose = (E.run_deadline and deadline == E.run_deadline) and "the recipe's timeout" or "its timeout"
+    err = { kind = "timeout", message = string.format("step %q timed out (%s)", s.name, whose) }
   end
   return ok, err
 end
@@ -118,10 +144,17 @@ local function run_steps(E, ctx)
     if host.interrupted() then
       return { step = i, error = { kind = "interrupted", message = "interrupted" } }
     end
+    local function fail(err, elapsed)
+      local msg = secret.redact(errmsg(err))
+      set_step(E, i, { status = "failed", error = msg, finished_at = J.now_iso() })
+      E.out:event("step_finished", { index = i, total = #steps, name = s.name, status = "failed",
+        elapsed = elapsed, error = msg })
+      return { step = i, error = err }
+    end
     local skip = false
     if s.when then
       local ok, v = pcall(s.when, ctx)
-      if not ok then return { step = i, error = v } end
+      if not ok then return fail("when: " .. errmsg(v)) end
       skip = not v
     end
     if skip then
@@ -130,7 +163,7 @@ local function run_steps(E, ctx)
     else
       gate.set_step(i)
       if E.lock_name and not E.dry_run then lock.renew(E.journal, E.lock_name, E.run_id) end
-      set_step(E, i, { status = "running", started_at = J.now_iso() })
+      set_step(E, i, { status = "running", started_at = J.now_iso(), error = json.null })
       E.out:event("step_started", { index = i, total = #steps, name = s.name })
       local started = host.now()
       local ok, err
@@ -143,14 +176,11 @@ local function run_steps(E, ctx)
         end
       end
       local elapsed = host.now() - started
-      if not ok then
-        local msg = secret.redact(errmsg(err))
-        set_step(E, i, { status = "failed", error = msg, finished_at = J.now_iso() })
-        E.out:event("step_finished", { index = i, total = #steps, name = s.name, status = "failed",
-          elapsed = elapsed, error = msg })
-        return { step = i, error = err }
+      if not ok then return fail(err, elapsed) end
+      if not E.dry_run then
+        local saved, serr = pcall(save_state, E)
+        if not saved then return fail(serr, elapsed) end
       end
-      if not E.dry_run then save_state(E) end
       set_step(E, i, { status = "done", finished_at = J.now_iso() })
       E.out:event("step_finished", { index = i, total = #steps, name = s.name, status = "done", elapsed = elapsed })
     end
@@ -213,12 +243,8 @@ end
 function M.rollback(E)
   local journal, out, run = E.journal, E.out, E.run
   local items = rollback_items(journal, run, E.recipe)
-  local left, undone = {}, 0
-  local count = 0
-  for _, it in ipairs(items) do
-    if it.type == "step" or not (it.a.irreversible == 1 and it.a.undo == nil) then count = count + 1 end
-  end
-  out:event("rollback_started", { actions = count, reason = E.reason })
+  local left, undone, irreversible = {}, 0, {}
+  out:event("rollback_started", { actions = #items, reason = E.reason, dry_run = E.dry_run })
   if not E.dry_run then journal:event(run.id, "rollback", "rollback started" .. (E.reason and (": " .. E.reason) or "")) end
   host.interrupt_reset()
   local deadline = E.budget and (host.now() + E.budget) or nil
@@ -231,8 +257,9 @@ function M.rollback(E)
       break
     end
     if it.type == "action" and it.a.undo == nil then
-      -- irreversible: nothing we can do; say so, but it is not a failed undo
-      out:event("undo", { kind = it.a.kind, target = it.a.target, status = "irreversible",
+      -- irreversible: nothing to undo with; listed, but not a failed undo
+      irreversible[#irreversible + 1] = it.a.describe
+      out:event("undo", { kind = it.a.kind, target = it.a.target, describe = it.a.describe, status = "irreversible",
         error = "irreversible, not undone" })
     elseif E.dry_run then
       out:event("action_planned", { kind = it.type == "step" and "step.undo" or it.a.kind,
@@ -241,12 +268,18 @@ function M.rollback(E)
     else
       local ok, err
       if it.type == "step" then
+        -- what a step's undo changes is journaled too, as actions of the
+        -- rollback (negative step numbers), never undone by a later rollback
+        local maxseq = journal:query("SELECT COALESCE(MAX(seq), 0) AS m FROM actions WHERE run_id = ?", run.id)[1].m
+        gate.set_run { journal = journal.db, run_id = run.id, dry_run = false, seq = maxseq, faults = false,
+          on_event = function(ev, a) out:event(ev, a) end }
         gate.set_step(-it.idx)
         local ctx = make_ctx({ journal = journal, out = out, run_id = run.id, params = E.params or {},
           state = E.state or {}, dry_run = false, recipe = E.recipe })
         host.set_deadline(deadline)
-        ok, err = xpcall(it.step.undo, function(e) return type(e) == "table" and e or debug.traceback(tostring(e), 2) end, ctx)
+        ok, err = xpcall(it.step.undo, function(e) return type(e) == "table" and e or tostring(e) end, ctx)
         host.set_deadline(nil)
+        gate.clear_run()
         if ok then
           journal:exec("UPDATE steps SET status = 'undone' WHERE run_id = ? AND idx = ?", run.id, it.idx)
           journal:exec("UPDATE actions SET status = 'undone' WHERE run_id = ? AND step = ? AND status IN ('done','pending','failed','undo_failed')",
@@ -267,8 +300,8 @@ function M.rollback(E)
           journal:exec("UPDATE actions SET status = 'undo_failed', error = ? WHERE run_id = ? AND seq = ?",
             secret.redact(errmsg(err)), run.id, a.seq)
         end
-        out:event("undo", { kind = a.kind, target = a.target, status = ok and "undone" or "undo_failed",
-          error = not ok and first_line(secret.redact(errmsg(err))) or nil })
+        out:event("undo", { kind = a.kind, target = a.target, describe = a.describe,
+          status = ok and "undone" or "undo_failed", error = not ok and first_line(secret.redact(errmsg(err))) or nil })
       end
       if ok then
         undone = undone + 1
@@ -278,7 +311,8 @@ function M.rollback(E)
     end
   end
   local status = #left == 0 and "complete" or "incomplete"
-  out:event("rollback_finished", { status = status, left = left, undone = undone })
+  out:event("rollback_finished", { status = status, left = json.array(left), undone = undone,
+    irreversible = json.array(irreversible), dry_run = E.dry_run })
   if not E.dry_run then
     journal:event(run.id, "rollback", "rollback " .. status ..
       (#left > 0 and (": left to do by hand: " .. table.concat(left, "; ")) or ""))
@@ -404,6 +438,38 @@ function M.run(opts)
   return code
 end
 
+-- Params kept in the journal or a plan have their secrets as "***": take
+-- each from given (resume -p), then RELISH_PARAM_<NAME>, then the recipe's
+-- default; anything else is a usage error naming the way to pass it.
+local function restore_secret_params(kept, recipe, given, how)
+  local raw = {}
+  for k, v in pairs(kept) do raw[k] = v end
+  for k, v in pairs(given or {}) do
+    local p = recipe and recipe.params[k]
+    if raw[k] ~= "***" and not (p == nil) and raw[k] ~= nil then
+      error({ kind = "usage", exit = 2, message = string.format(
+        "param '%s' cannot change on %s (the run has %s); only secrets, which are not kept, can be given again",
+        k, how, json.encode(raw[k])) }, 0)
+    end
+    raw[k] = v
+  end
+  for k, v in pairs(raw) do
+    if v == "***" then
+      local env = os.getenv("RELISH_PARAM_" .. k:upper())
+      if env then
+        raw[k] = env
+      elseif recipe and recipe.params[k] and recipe.params[k].default ~= nil then
+        raw[k] = nil -- the default applies again
+      else
+        error({ kind = "usage", exit = 2, message = string.format(
+          "param '%s' is a secret and was not kept: %sset RELISH_PARAM_%s", k,
+          how == "resume" and ("pass -p " .. k .. "=... or ") or "", k:upper()) }, 0)
+      end
+    end
+  end
+  return raw
+end
+
 -- ---- saved plans -----------------------------------------------------------------
 
 function M.save_plan(journal, run_id, file, recipe, path, hash, params)
@@ -439,19 +505,7 @@ function M.apply(opts)
       "the recipe %s changed since the plan was made (sha256 %s, plan has %s): make a new plan",
       plan.file, sha256_text(source):sub(1, 12), tostring(plan.recipe_hash):sub(1, 12)) }, 0)
   end
-  local raw = {}
-  for k, v in pairs(plan.params) do
-    if v == "***" then
-      local env = os.getenv("RELISH_PARAM_" .. k:upper())
-      if not env then
-        error({ kind = "usage", exit = 2, message = string.format(
-          "param '%s' is a secret and not kept in the plan: set RELISH_PARAM_%s", k, k:upper()) }, 0)
-      end
-      raw[k] = env
-    else
-      raw[k] = v
-    end
-  end
+  local raw = restore_secret_params(plan.params, (dsl.load(plan.file)), nil, "apply")
   local expect = {}
   for i, a in ipairs(plan.actions) do
     expect[i] = { kind = a.kind, target = a.target, fingerprint = a.fingerprint ~= json.null and a.fingerprint or nil }
@@ -526,18 +580,7 @@ function M.resume(opts)
   if run.recipe_hash and sha256_text(source) ~= run.recipe_hash then
     out:write(string.format("note: recipe %s changed since the run started; resuming with the new text\n", run.file))
   end
-  local raw = json.decode(run.params) or {}
-  for k, v in pairs(opts.params or {}) do raw[k] = v end
-  for k, v in pairs(raw) do
-    if v == "***" then
-      local env = os.getenv("RELISH_PARAM_" .. k:upper())
-      if env then raw[k] = env
-      else
-        error({ kind = "usage", exit = 2, message = string.format(
-          "param '%s' is a secret and was not kept: pass -p %s=... or set RELISH_PARAM_%s", k, k, k:upper()) }, 0)
-      end
-    end
-  end
+  local raw = restore_secret_params(json.decode(run.params) or {}, recipe, opts.params, "resume")
   local params = dsl.check_params(recipe, raw, run.file)
   local start
   for _, s in ipairs(journal:steps(run.id)) do

@@ -71,30 +71,42 @@ local MIGRATIONS = {
   ]],
 }
 
-function M.default_path()
-  local p = os.getenv("RELISH_STATE")
-  if p and p ~= "" then return (p:gsub("^sqlite:", "")) end
-  local base = os.getenv("XDG_STATE_HOME")
-  if not base or base == "" then base = (os.getenv("HOME") or "/tmp") .. "/.local/state" end
-  return base .. "/relish/journal.db"
+local function usage(msg) error({ kind = "usage", exit = 2, message = msg }, 0) end
+
+-- Turns a state URL into a path: sqlite:PATH or a plain path.
+local function url_path(url, what)
+  local path = url
+  if url:match("^sqlite:") then path = url:sub(8) end
+  if url:match("^%a[%w+.-]*://") then usage(what .. " " .. url .. ": only sqlite:PATH is supported") end
+  if path == "" then usage(what .. " " .. url .. ": the journal path is empty") end
+  return path
 end
 
--- Turns a --state URL into a path: sqlite:PATH or a plain path.
+-- The journal's path, and whether its directory may be created: only the
+-- default location is made on demand; a path given by --state or
+-- RELISH_STATE must be in a directory that exists (a typo must not make
+-- directories).
 function M.resolve(url)
-  if not url or url == "" then return M.default_path() end
-  if url:match("^sqlite:") then return url:sub(8) end
-  if url:match("^%a[%w+.-]*://") then
-    error({ kind = "usage", exit = 2, message = "--state " .. url .. ": only sqlite:PATH is supported" }, 0)
-  end
-  return url
+  if url ~= nil then return url_path(url, "--state"), false end
+  local env = os.getenv("RELISH_STATE")
+  if env and env ~= "" then return url_path(env, "RELISH_STATE"), false end
+  local base = os.getenv("XDG_STATE_HOME")
+  if not base or base == "" then base = (os.getenv("HOME") or "/tmp") .. "/.local/state" end
+  return base .. "/relish/journal.db", true
 end
 
 local Journal = {}
 Journal.__index = Journal
 
 function M.open(url)
-  local path = M.resolve(url)
-  local db, err = native.open(path)
+  local path, create = M.resolve(url)
+  if not create then
+    local dir = path:match("^(.*)/[^/]*$") or "."
+    if dir ~= "" and host.filetype(dir, true) ~= "dir" then
+      usage(string.format("journal %s: the directory %s does not exist", path, dir))
+    end
+  end
+  local db, err = native.open(path, create)
   if not db then error({ kind = "journal", exit = 2, message = tostring(err) }, 0) end
   local j = setmetatable({ db = db, path = path }, Journal)
   j:migrate()
@@ -165,6 +177,15 @@ function Journal:find_run(id)
       or ("no run '" .. id .. "' in the journal " .. self.path) }, 0)
   end
   return rows[1]
+end
+
+-- The status to show: a run still marked running whose process is gone from
+-- this host crashed (rollback and resume treat it so).
+function M.shown_status(run)
+  if run.status == "running" and run.host == host.hostname() and not host.pid_alive(run.pid) then
+    return "crashed"
+  end
+  return run.status
 end
 
 function Journal:steps(run_id)

@@ -144,22 +144,35 @@ function M:on_note(f)
 end
 
 function M:on_rollback_started(f)
+  if f.dry_run then
+    self:write(self:paint("33", string.format("Would undo %d action(s), newest first:\n", f.actions or 0)))
+    return
+  end
   self:write(self:paint("33", string.format("Rolling back %d action(s)%s\n", f.actions or 0,
     f.reason and (": " .. f.reason) or "")))
 end
 
 function M:on_undo(f)
-  local ok = f.status == "undone"
-  self:line(string.format("  %s undo %s %s%s", ok and self:paint("32", MARK.undone) or self:paint("31", MARK.undo_failed),
-    f.kind, f.target, f.error and (": " .. f.error) or ""))
+  local mark
+  if f.status == "undone" then mark = self:paint("32", MARK.undone)
+  elseif f.status == "irreversible" then mark = self:paint("33", "!")
+  else mark = self:paint("31", MARK.undo_failed) end
+  self:line(string.format("  %s undo: %s%s", mark, f.describe or (f.kind .. " " .. f.target),
+    f.error and (": " .. f.error) or ""))
 end
 
 function M:on_rollback_finished(f)
-  if f.status == "complete" then
-    self:write(self:paint("33", "Rollback complete\n"))
+  local irr = f.irreversible or {}
+  if f.dry_run then
+    self:write(self:paint("33", "Rollback plan only: nothing changed.\n"))
+  elseif f.status == "complete" then
+    self:write(self:paint("33", #irr == 0 and "Rollback complete\n" or string.format(
+      "Rollback complete, but for %d irreversible action(s) that cannot be undone:\n", #irr)))
+    for _, item in ipairs(irr) do self:write("  - " .. item .. "\n") end
   else
     self:write(self:paint("31", "Rollback INCOMPLETE: left to do by hand:\n"))
     for _, item in ipairs(f.left or {}) do self:write("  - " .. item .. "\n") end
+    for _, item in ipairs(irr) do self:write("  - " .. item .. " (irreversible: check it by hand)\n") end
   end
 end
 

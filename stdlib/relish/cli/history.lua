@@ -22,20 +22,20 @@ return {
     journal:close()
     if f.output == "json" then
       for _, r in ipairs(rows) do
-        io.write(json.encode({ run_id = r.id, recipe = r.recipe, status = r.status, exit_code = r.exit_code or json.null,
+        io.write(json.encode({ run_id = r.id, recipe = r.recipe, status = J.shown_status(r), exit_code = r.exit_code or json.null,
           dry_run = r.dry_run == 1, user = r.user, started_at = r.started_at, finished_at = r.finished_at or json.null,
           params = json.decode(r.params) }, { sort_keys = true }), "\n")
       end
       return 0
     end
     if #rows == 0 then
-      io.write("no runs yet\n")
+      io.write(f.recipe and string.format("no runs of recipe '%s'\n", f.recipe) or "no runs yet\n")
       return 0
     end
     io.write(string.format("%-24s  %-20s  %-16s  %-9s  %s\n", "RUN", "RECIPE", "STATUS", "USER", "STARTED"))
     for _, r in ipairs(rows) do
       io.write(string.format("%-24s  %-20s  %-16s  %-9s  %s\n", r.id, r.recipe:sub(1, 20),
-        r.status .. (r.dry_run == 1 and " (dry)" or ""), (r.user or "?"):sub(1, 9), r.started_at))
+        J.shown_status(r) .. (r.dry_run == 1 and " (dry)" or ""), (r.user or "?"):sub(1, 9), r.started_at))
     end
     return 0
   end,

@@ -15,7 +15,7 @@ end
 local function as_json(d)
   local r = d.run
   local out = {
-    run_id = r.id, recipe = r.recipe, file = r.file, status = r.status, exit_code = r.exit_code or json.null,
+    run_id = r.id, recipe = r.recipe, file = r.file, status = J.shown_status(r), exit_code = r.exit_code or json.null,
     dry_run = r.dry_run == 1, user = r.user, host = r.host, pid = r.pid, lock = r.lock_name or json.null,
     started_at = r.started_at, finished_at = r.finished_at or json.null, error = r.error or json.null,
     params = json.decode(r.params), state = json.decode(r.state), steps = json.array {}, actions = json.array {},
@@ -43,7 +43,7 @@ local function as_text(d, md)
   if md then
     add(string.format("# Run %s: %s", r.id, r.recipe))
     add("")
-    add(string.format("- **Status:** %s%s", r.status, r.exit_code and (" (exit " .. r.exit_code .. ")") or ""))
+    add(string.format("- **Status:** %s%s", J.shown_status(r), r.exit_code and (" (exit " .. r.exit_code .. ")") or ""))
     add(string.format("- **Recipe:** `%s`", r.file))
     add(string.format("- **By:** %s on %s (pid %s)", r.user or "?", r.host or "?", tostring(r.pid)))
     add(string.format("- **Started:** %s  **Finished:** %s", r.started_at, r.finished_at or "-"))
@@ -71,7 +71,7 @@ local function as_text(d, md)
       for _, e in ipairs(d.events) do add(string.format("- %s **%s** (%s): %s", e.ts, e.type, e.actor or "?", e.text)) end
     end
   else
-    add(string.format("run %s  %s  %s%s", r.id, r.recipe, r.status, r.exit_code and (" (exit " .. r.exit_code .. ")") or ""))
+    add(string.format("run %s  %s  %s%s", r.id, r.recipe, J.shown_status(r), r.exit_code and (" (exit " .. r.exit_code .. ")") or ""))
     add(string.format("  file:    %s", r.file))
     add(string.format("  by:      %s on %s, pid %s", r.user or "?", r.host or "?", tostring(r.pid)))
     add(string.format("  started: %s   finished: %s", r.started_at, r.finished_at or "-"))
