@@ -203,8 +203,8 @@ static const char *describe_table(lua_State *L, int t) {
     if (n < 8 && lua_type(L, -2) == LUA_TSTRING &&
         (vt == LUA_TSTRING || vt == LUA_TNUMBER || vt == LUA_TBOOLEAN)) {
       const char *q = vt == LUA_TSTRING ? "\"" : "";
-      const char *v = vt == LUA_TBOOLEAN ? (lua_toboolean(L, -1) ? "true" : "false")
-                                         : lua_tostring(L, -1);
+      const char *v =
+          vt == LUA_TBOOLEAN ? (lua_toboolean(L, -1) ? "true" : "false") : lua_tostring(L, -1);
       lua_pushfstring(L, "%s%s = %s%s%s", n ? ", " : "", lua_tostring(L, -2), q, v, q);
       lua_insert(L, -3); /* below the key and the value */
       n++;
@@ -260,8 +260,10 @@ int relish_error_exit(lua_State *L, int idx) {
     code = (int)lua_tointeger(L, -1);
   } else if (lua_getfield(L, idx, "kind") == LUA_TSTRING) {
     const char *kind = lua_tostring(L, -1);
-    if (strcmp(kind, "interrupted") == 0) code = RELISH_EXIT_INTERRUPTED;
-    else if (strcmp(kind, "usage") == 0) code = RELISH_EXIT_USAGE;
+    if (strcmp(kind, "interrupted") == 0)
+      code = RELISH_EXIT_INTERRUPTED;
+    else if (strcmp(kind, "usage") == 0)
+      code = RELISH_EXIT_USAGE;
   }
   lua_settop(L, top);
   return code;
