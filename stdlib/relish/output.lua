@@ -145,11 +145,11 @@ end
 
 function M:on_rollback_started(f)
   if f.dry_run then
-    self:write(self:paint("33", string.format("Would undo %d action(s), newest first:\n", f.actions or 0)))
+    self:write(self:paint("33", string.format("Would undo %d action(s), newest first:", f.actions or 0)) .. "\n")
     return
   end
-  self:write(self:paint("33", string.format("Rolling back %d action(s)%s\n", f.actions or 0,
-    f.reason and (": " .. f.reason) or "")))
+  self:write(self:paint("33", string.format("Rolling back %d action(s)%s", f.actions or 0,
+    f.reason and (": " .. f.reason) or "")) .. "\n")
 end
 
 function M:on_undo(f)
@@ -164,13 +164,13 @@ end
 function M:on_rollback_finished(f)
   local irr = f.irreversible or {}
   if f.dry_run then
-    self:write(self:paint("33", "Rollback plan only: nothing changed.\n"))
+    self:write(self:paint("33", "Rollback plan only: nothing changed.") .. "\n")
   elseif f.status == "complete" then
-    self:write(self:paint("33", #irr == 0 and "Rollback complete\n" or string.format(
-      "Rollback complete, but for %d irreversible action(s) that cannot be undone:\n", #irr)))
+    self:write(self:paint("33", #irr == 0 and "Rollback complete" or string.format(
+      "Rollback complete, but for %d irreversible action(s) that cannot be undone:", #irr)) .. "\n")
     for _, item in ipairs(irr) do self:write("  - " .. item .. "\n") end
   else
-    self:write(self:paint("31", "Rollback INCOMPLETE: left to do by hand:\n"))
+    self:write(self:paint("31", "Rollback INCOMPLETE: left to do by hand:") .. "\n")
     for _, item in ipairs(f.left or {}) do self:write("  - " .. item .. "\n") end
     for _, item in ipairs(irr) do self:write("  - " .. item .. " (irreversible: check it by hand)\n") end
   end
