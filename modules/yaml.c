@@ -1096,6 +1096,379 @@ static int l_yaml_encode(lua_State *L) { return enc_run(L, 0); }
 /* yaml.encode_all(list, opts?) -> string of "---" separated documents */
 static int l_yaml_encode_all(lua_State *L) { return enc_run(L, 1); }
 
+/* ---- locating a scalar's text ------------------------------------------ */
+
+/* yaml.locate finds where a value is written, so that a caller can replace
+ * that text alone and keep every other byte (comments, order, quoting) as it
+ * was. The document is read into a small tree of nodes carrying libyaml's
+ * marks; nothing is resolved (aliases stay aliases, merges are not applied). */
+
+#define LOCATOR_MT "relish.yaml.Locator"
+
+enum { LN_SCALAR, LN_SEQUENCE, LN_MAPPING, LN_ALIAS };
+
+typedef struct {
+  int type, style, props;   /* props: the scalar carries an anchor or a tag */
+  size_t start, end;        /* character indexes of libyaml's marks */
+  size_t text, len;         /* scalar value in the pool */
+  size_t first, last, next; /* children (mappings: key, value, key, ...); 0 = none */
+} loc_node;
+
+typedef struct {
+  parser_box parser;
+  loc_node *nodes; /* nodes[0] is unused, so 0 means none */
+  size_t count, cap;
+  char *pool;
+  size_t used, room;
+} locator_box;
+
+static void locator_box_free(locator_box *b) {
+  parser_box_free(&b->parser);
+  free(b->nodes);
+  free(b->pool);
+  b->nodes = NULL;
+  b->pool = NULL;
+  b->count = b->cap = b->used = b->room = 0;
+}
+
+static int locator_box_gc(lua_State *L) {
+  locator_box_free(luaL_checkudata(L, 1, LOCATOR_MT));
+  return 0;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t size) {
+  size_t c = *cap ? *cap : 64;
+  void *np;
+  if (need <= *cap) return 1;
+  while (c < need)
+    c *= 2;
+  np = realloc(*p, c * size);
+  if (!np) return 0;
+  *p = np;
+  *cap = c;
+  return 1;
+}
+
+/* A new node for the current event, child of parent (0: the root). */
+static size_t loc_add(decoder *d, locator_box *b, int type, size_t parent) {
+  yaml_event_t *ev = d->ev;
+  loc_node *n;
+  size_t id = b->count ? b->count : 1;
+  if (!grow((void **)&b->nodes, &b->cap, id + 1, sizeof *b->nodes)) {
+    dec_fail(d, 0, 0, "out of memory");
+    return 0;
+  }
+  n = &b->nodes[id];
+  memset(n, 0, sizeof *n);
+  n->type = type;
+  n->start = ev->start_mark.index;
+  n->end = ev->end_mark.index;
+  if (type == LN_SCALAR || type == LN_ALIAS) {
+    const char *s = type == LN_SCALAR ? (const char *)ev->data.scalar.value
+                                      : (const char *)ev->data.alias.anchor;
+    size_t len = type == LN_SCALAR ? ev->data.scalar.length : strlen(s);
+    if (!grow((void **)&b->pool, &b->room, b->used + len + 1, 1)) {
+      dec_fail(d, 0, 0, "out of memory");
+      return 0;
+    }
+    memcpy(b->pool + b->used, s, len);
+    b->pool[b->used + len] = '\0';
+    n->text = b->used;
+    n->len = len;
+    b->used += len + 1;
+  }
+  if (type == LN_SCALAR) {
+    n->style = ev->data.scalar.style;
+    n->props = ev->data.scalar.anchor || ev->data.scalar.tag;
+  }
+  if (parent) {
+    if (b->nodes[parent].last)
+      b->nodes[b->nodes[parent].last].next = id;
+    else
+      b->nodes[parent].first = id;
+    b->nodes[parent].last = id;
+  }
+  b->count = id + 1;
+  return id;
+}
+
+/* The node whose first event is current, with everything under it. */
+static int loc_build(decoder *d, locator_box *b, size_t parent) {
+  yaml_event_type_t end;
+  size_t id;
+  switch (d->ev->type) {
+  case YAML_SCALAR_EVENT:
+    return loc_add(d, b, LN_SCALAR, parent) != 0;
+  case YAML_ALIAS_EVENT:
+    return loc_add(d, b, LN_ALIAS, parent) != 0;
+  case YAML_SEQUENCE_START_EVENT:
+    id = loc_add(d, b, LN_SEQUENCE, parent);
+    end = YAML_SEQUENCE_END_EVENT;
+    break;
+  case YAML_MAPPING_START_EVENT:
+    id = loc_add(d, b, LN_MAPPING, parent);
+    end = YAML_MAPPING_END_EVENT;
+    break;
+  default:
+    return dec_fail_mark(d, d->ev->start_mark, "unexpected parser event");
+  }
+  if (!id || !dec_enter(d)) return 0;
+  for (;;) {
+    if (!dec_next(d)) return 0;
+    if (d->ev->type == end) break;
+    if (!loc_build(d, b, id)) return 0;
+  }
+  b->nodes[id].end = d->ev->end_mark.index;
+  d->depth--;
+  return 1;
+}
+
+static int loc_text_is(const locator_box *b, size_t n, const char *s, size_t len) {
+  const loc_node *x = &b->nodes[n];
+  return x->type == LN_SCALAR && x->len == len && memcmp(b->pool + x->text, s, len) == 0;
+}
+
+/* The value of key in mapping m, or 0. */
+static size_t loc_value_of(const locator_box *b, size_t m, const char *key, size_t len) {
+  for (size_t k = b->nodes[m].first; k; k = b->nodes[b->nodes[k].next].next) {
+    if (loc_text_is(b, k, key, len)) return b->nodes[k].next;
+  }
+  return 0;
+}
+
+/* One step of the path from node n by the element at the stack top: a key
+ * of a mapping, a 1-based index or a "key=value" selector of a sequence. */
+static size_t loc_step(lua_State *L, const locator_box *b, size_t n) {
+  const loc_node *x = &b->nodes[n];
+  size_t len;
+  const char *s, *eq;
+  if (x->type == LN_SEQUENCE && lua_isinteger(L, -1)) {
+    lua_Integer i = lua_tointeger(L, -1);
+    for (size_t c = x->first; c; c = b->nodes[c].next)
+      if (--i == 0) return c;
+    return 0;
+  }
+  if (lua_type(L, -1) != LUA_TSTRING) return 0;
+  s = lua_tolstring(L, -1, &len);
+  if (x->type == LN_MAPPING) return loc_value_of(b, n, s, len);
+  if (x->type != LN_SEQUENCE || !(eq = memchr(s, '=', len))) return 0;
+  for (size_t c = x->first; c; c = b->nodes[c].next) {
+    size_t v;
+    if (b->nodes[c].type != LN_MAPPING) continue;
+    v = loc_value_of(b, c, s, (size_t)(eq - s));
+    if (v && loc_text_is(b, v, eq + 1, len - (size_t)(eq - s) - 1)) return c;
+  }
+  return 0;
+}
+
+/* Follows the path (the table at 2) from the root; returns the node reached
+ * and sets *depth to the number of elements followed. */
+static size_t loc_walk(lua_State *L, const locator_box *b, size_t root, lua_Integer n,
+                       lua_Integer *depth) {
+  size_t at = root;
+  for (*depth = 0; *depth < n; (*depth)++) {
+    size_t next;
+    lua_rawgeti(L, 2, *depth + 1);
+    next = loc_step(L, b, at);
+    lua_pop(L, 1);
+    if (!next) break;
+    at = next;
+  }
+  return at;
+}
+
+/* Pushes path elements from..to as text, like spec.containers[name=app].image
+ * or items[2]["app.kubernetes.io/name"]. */
+static void loc_push_path(lua_State *L, lua_Integer from, lua_Integer to) {
+  luaL_Buffer buf;
+  luaL_buffinit(L, &buf);
+  for (lua_Integer i = from; i <= to; i++) {
+    size_t len;
+    const char *s;
+    lua_rawgeti(L, 2, i);
+    if (lua_isinteger(L, -1)) {
+      lua_pushfstring(L, "[%d]", (int)lua_tointeger(L, -1));
+    } else {
+      s = lua_tolstring(L, -1, &len);
+      if (len > 0 && all_of(s, len, is_ident_char))
+        lua_pushfstring(L, i == from ? "%s" : ".%s", s);
+      else if (memchr(s, '=', len))
+        lua_pushfstring(L, "[%s]", s);
+      else
+        lua_pushfstring(L, "[\"%s\"]", s);
+    }
+    lua_remove(L, -2);
+    luaL_addvalue(&buf);
+  }
+  luaL_pushresult(&buf);
+}
+
+static const char *const loc_styles[] = {"plain", "plain", "single", "double", "literal", "folded"};
+
+/* Byte offset of character index ci (libyaml counts characters; a UTF-8 BOM
+ * is skipped before counting). */
+static size_t loc_byte(const char *s, size_t n, size_t ci) {
+  size_t i = (n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) ? 3 : 0;
+  for (; i < n; i++) {
+    if (((unsigned char)s[i] & 0xC0) == 0x80) continue;
+    if (ci-- == 0) break;
+  }
+  return i;
+}
+
+/* The scalar's own text starts after its anchor and tag, and whatever
+ * blanks, line breaks and comments follow them. */
+static size_t loc_skip_props(const char *s, size_t n, size_t i) {
+  while (i < n && (s[i] == '&' || s[i] == '!')) {
+    while (i < n && !strchr(" \t\r\n,[]{}", s[i]))
+      i++;
+    while (i < n && strchr(" \t\r\n#", s[i])) {
+      if (s[i] == '#')
+        while (i < n && s[i] != '\n')
+          i++;
+      else
+        i++;
+    }
+  }
+  return i;
+}
+
+/* Pushes start, stop and the info table for scalar node x of document doc. */
+static int loc_push_result(lua_State *L, const char *s, size_t n, const locator_box *b,
+                           const loc_node *x, lua_Integer doc) {
+  size_t start = loc_byte(s, n, x->start), stop = loc_byte(s, n, x->end);
+  size_t line = 1, column = 1;
+  if (x->props) start = loc_skip_props(s, stop, start);
+  for (size_t i = 0; i < start; i++) {
+    if (s[i] == '\n')
+      line++, column = 1;
+    else if (((unsigned char)s[i] & 0xC0) != 0x80)
+      column++;
+  }
+  lua_pushinteger(L, (lua_Integer)start + 1);
+  lua_pushinteger(L, (lua_Integer)stop + 1);
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, loc_styles[x->style < 6 ? x->style : 0]);
+  lua_setfield(L, -2, "style");
+  lua_pushinteger(L, doc);
+  lua_setfield(L, -2, "document");
+  lua_pushinteger(L, (lua_Integer)line);
+  lua_setfield(L, -2, "line");
+  lua_pushinteger(L, (lua_Integer)column);
+  lua_setfield(L, -2, "column");
+  lua_pushlstring(L, b->pool + x->text, x->len);
+  lua_setfield(L, -2, "value");
+  return 3;
+}
+
+static const char *const loc_kinds[] = {"a scalar", "a sequence", "a mapping", "an alias"};
+
+/* The path (table at 2) must be a non-empty list of strings and positive
+ * integers; checked before anything is allocated. */
+static lua_Integer loc_check_path(lua_State *L) {
+  lua_Integer n;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = (lua_Integer)lua_rawlen(L, 2);
+  luaL_argcheck(L, n > 0, 2, "the path must be a non-empty list of keys and indices");
+  for (lua_Integer i = 1; i <= n; i++) {
+    int t = lua_rawgeti(L, 2, i);
+    if (!(t == LUA_TSTRING || (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0)))
+      luaL_error(L, "yaml.locate: path element %d must be a string or a positive integer", (int)i);
+    lua_pop(L, 1);
+  }
+  return n;
+}
+
+/* yaml.locate(s, path [, {document = n}]) -> start, stop, info | nil, err:
+ * where the scalar at path is written in s (bytes start .. stop - 1). */
+static int l_yaml_locate(lua_State *L) {
+  decoder d;
+  locator_box *b;
+  lua_Integer n, want = 0, doc = 0, depth, best = -1, best_doc = 0;
+  int ok, empty, best_type = LN_SCALAR;
+  luaL_checkstring(L, 1);
+  n = loc_check_path(L);
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (lua_getfield(L, 3, "document") != LUA_TNIL) {
+      want = lua_tointeger(L, -1);
+      luaL_argcheck(L, lua_isinteger(L, -1) && want > 0, 3, "document must be a positive integer");
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 2);
+  memset(&d, 0, sizeof d);
+  d.L = L;
+  d.input = lua_tolstring(L, 1, &d.input_len);
+  b = lua_newuserdatauv(L, sizeof *b, 0);
+  memset(b, 0, sizeof *b);
+  luaL_setmetatable(L, LOCATOR_MT);
+  if (!yaml_parser_initialize(&b->parser.parser)) return luaL_error(L, "yaml: out of memory");
+  b->parser.parser_live = 1;
+  yaml_parser_set_input_string(&b->parser.parser, (const unsigned char *)d.input, d.input_len);
+  d.box = &b->parser;
+  d.ev = &b->parser.event;
+  ok = dec_next(&d);
+  while (ok && (ok = dec_next(&d)) && d.ev->type != YAML_STREAM_END_EVENT) {
+    size_t root, at;
+    b->count = b->used = 0;
+    if (!(ok = dec_next(&d))) break;
+    empty = d.ev->type == YAML_SCALAR_EVENT && d.ev->data.scalar.length == 0 &&
+            !d.ev->data.scalar.tag && !d.ev->data.scalar.anchor &&
+            d.ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+    if (!(ok = loc_build(&d, b, 0)) || !(ok = dec_next(&d))) break;
+    if (empty) continue;
+    doc++;
+    if (want && doc != want) continue;
+    root = 1;
+    at = loc_walk(L, b, root, n, &depth);
+    if (depth == n && b->nodes[at].type == LN_SCALAR) {
+      lua_settop(L, 3);
+      loc_push_result(L, d.input, d.input_len, b, &b->nodes[at], doc);
+      locator_box_free(b);
+      return 3;
+    }
+    if (depth > best) {
+      best = depth;
+      best_doc = doc;
+      best_type = b->nodes[at].type;
+    }
+    if (want) break;
+  }
+  locator_box_free(b);
+  lua_settop(L, 2);
+  if (!ok) {
+    relish_fail(L, "parse", "yaml: line %d, column %d: %s", (int)d.line, (int)d.column, d.msg);
+    lua_pushinteger(L, (lua_Integer)d.line);
+    lua_setfield(L, -2, "line");
+    lua_pushinteger(L, (lua_Integer)d.column);
+    lua_setfield(L, -2, "column");
+    return 2;
+  }
+  if (best < 0) {
+    if (want) return relish_fail(L, "not_found", "yaml.locate: there is no document %d", (int)want);
+    return relish_fail(L, "not_found", "yaml.locate: the text has no document");
+  }
+  loc_push_path(L, 1, n);
+  if (best == n) {
+    relish_fail(L, "invalid", "yaml.locate: %s is %s, not a scalar (document %d)",
+                lua_tostring(L, -1), loc_kinds[best_type], (int)best_doc);
+  } else if (best_type == LN_ALIAS) {
+    loc_push_path(L, 1, best);
+    relish_fail(L, "invalid", "yaml.locate: %s passes through an alias at %s (document %d)",
+                lua_tostring(L, -2), lua_tostring(L, -1), (int)best_doc);
+  } else {
+    loc_push_path(L, best + 1, best + 1);
+    loc_push_path(L, 1, best);
+    relish_fail(L, "not_found", "yaml.locate: no %s: %s%s has no %s (document %d)",
+                lua_tostring(L, -3), best ? "" : "the document", lua_tostring(L, -1),
+                lua_tostring(L, -2), (int)best_doc);
+  }
+  lua_pushvalue(L, 3);
+  lua_setfield(L, -2, "path");
+  return 2;
+}
+
 /* ---- module ------------------------------------------------------------ */
 
 /* json.null, so that YAML null and JSON null are one value. */
@@ -1114,11 +1487,9 @@ static void push_null(lua_State *L) {
 
 int luaopen_relish_yaml(lua_State *L) {
   static const luaL_Reg funcs[] = {
-      {"decode", l_yaml_decode},
-      {"decode_all", l_yaml_decode_all},
-      {"encode", l_yaml_encode},
-      {"encode_all", l_yaml_encode_all},
-      {NULL, NULL},
+      {"decode", l_yaml_decode}, {"decode_all", l_yaml_decode_all},
+      {"encode", l_yaml_encode}, {"encode_all", l_yaml_encode_all},
+      {"locate", l_yaml_locate}, {NULL, NULL},
   };
   if (luaL_newmetatable(L, PARSER_MT)) {
     lua_pushcfunction(L, parser_box_gc);
@@ -1128,7 +1499,11 @@ int luaopen_relish_yaml(lua_State *L) {
     lua_pushcfunction(L, emitter_box_gc);
     lua_setfield(L, -2, "__gc");
   }
-  lua_pop(L, 2);
+  if (luaL_newmetatable(L, LOCATOR_MT)) {
+    lua_pushcfunction(L, locator_box_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 3);
   lua_newtable(L);
   push_null(L);
   lua_pushvalue(L, -1);
