@@ -1,0 +1,378 @@
+-- relish.changelog: Conventional Commits between two refs, the version they
+-- imply, Markdown release notes grouped by type, and CHANGELOG.md updates.
+local semver = require "relish.semver"
+
+local M = {}
+
+-- Raises a usage error located at the first caller outside this file.
+local SOURCE = debug.getinfo(1, "S").source
+local function usage(fname, msg)
+  local level = 2
+  while true do
+    local info = debug.getinfo(level, "S")
+    if not info or info.source ~= SOURCE then break end
+    level = level + 1
+  end
+  error(fname .. ": " .. msg, level)
+end
+
+local function err_value(kind, fmt, ...)
+  return setmetatable({ kind = kind, code = kind, message = string.format(fmt, ...) },
+    { __name = "relish.Error", __tostring = function(e) return e.message end })
+end
+
+local function trim(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+-- ---- parsing ------------------------------------------------------------------
+
+-- A footer line: "Token: value", "Token #value", or the one token with a
+-- space, "BREAKING CHANGE: value". Returns token, value.
+local function footer_line(line)
+  local tok, val = line:match("^(BREAKING CHANGE): ?(.*)$")
+  if tok then return tok, val end
+  tok, val = line:match("^([%a][%w%-]*): (.*)$")
+  if tok then return tok, val end
+  return line:match("^([%a][%w%-]*) (#.*)$")
+end
+
+-- Footers start at the first line that follows a blank line and reads as a
+-- footer; each runs until the next footer line (values may span lines).
+local function parse_body(rest, c)
+  local body_lines, footers = {}, {}
+  local current
+  local prev_blank = true -- the line after the header's blank separator
+  for line in (rest .. "\n"):gmatch("([^\n]*)\n") do
+    line = line:gsub("\r$", "")
+    local tok, val
+    if current or prev_blank then tok, val = footer_line(line) end
+    if tok then
+      current = { token = tok, value = val }
+      footers[#footers + 1] = current
+    elseif current then
+      current.value = current.value .. "\n" .. line
+    else
+      body_lines[#body_lines + 1] = line
+    end
+    prev_blank = line:match("^%s*$") ~= nil
+  end
+  for _, f in ipairs(footers) do
+    f.value = trim(f.value)
+    if f.token == "BREAKING CHANGE" or f.token == "BREAKING-CHANGE" then
+      c.breaking = true
+      c.breaking_note = c.breaking_note and (c.breaking_note .. "\n" .. f.value) or f.value
+    end
+  end
+  c.body = trim(table.concat(body_lines, "\n"))
+  c.footers = footers
+end
+
+-- parse(message) -> {type=, scope=, breaking=, description=, body=, footers=,
+-- breaking_note=, conventional=}. type is lower case; a message that is not a
+-- Conventional Commit has conventional = false and its first line as
+-- description (a git revert's "Revert \"...\"" gets type "revert").
+function M.parse(message, into)
+  if type(message) ~= "string" then usage("changelog.parse", "message must be a string") end
+  local c = into or {}
+  local header, rest = message:match("^([^\n]*)\n?(.*)$")
+  header = header:gsub("\r$", "")
+  c.conventional, c.breaking = false, false
+  c.type, c.scope, c.breaking_note = nil, nil, nil
+  local typ, after = header:match("^(%a[%w%-]*)(.*)$")
+  if typ then
+    local scope
+    if after:sub(1, 1) == "(" then
+      scope, after = after:match("^%(([^()]*)%)(.*)$")
+    end
+    if after then
+      local bang, desc = after:match("^(!?):%s+(%S.*)$")
+      if bang then
+        c.conventional = true
+        c.type = typ:lower()
+        c.scope = scope and scope ~= "" and trim(scope) or nil
+        c.description = trim(desc)
+        c.breaking = bang == "!"
+      end
+    end
+  end
+  if not c.conventional then
+    c.description = trim(header)
+    local reverted = header:match('^Revert "(.*)"%s*$')
+    if reverted then
+      c.type = "revert"
+      c.description = reverted
+    end
+  end
+  if rest ~= "" and rest:find("%S") then
+    parse_body(rest, c)
+  else
+    c.body, c.footers = "", {}
+  end
+  return c
+end
+
+-- ---- what a set of commits implies ---------------------------------------------
+
+local LEVEL = { major = 3, minor = 2, patch = 1 }
+local NAMES = { "patch", "minor", "major" }
+
+-- The change a commit makes to the version: breaking -> major, feat -> minor,
+-- fix, perf and revert -> patch; anything else none.
+local function level_of(c)
+  if c.breaking then return 3 end
+  if c.type == "feat" then return 2 end
+  if c.type == "fix" or c.type == "perf" or c.type == "revert" then return 1 end
+  return 0
+end
+
+-- bump(commits [, current]) -> "major" | "minor" | "patch" | nil. While the
+-- major version is 0 (initial development, semver §4) a breaking change
+-- bumps the minor version: going to 1.0.0 is a decision, not a side effect.
+function M.bump(commits, current)
+  if type(commits) ~= "table" then usage("changelog.bump", "commits must be a list") end
+  local v = current and semver.parse(current)
+  if current and not v then
+    usage("changelog.bump", string.format("%q is not a semantic version", tostring(current)))
+  end
+  local top = 0
+  for _, c in ipairs(commits) do
+    if c.type == nil and c.conventional == nil and c.message then M.parse(c.message, c) end
+    local l = level_of(c)
+    if l > top then top = l end
+    if top == 3 then break end
+  end
+  if top == 0 then return nil end
+  if v and v.major == 0 and top == 3 then top = 2 end
+  return NAMES[top]
+end
+
+-- next_version(current, commits [, {initial=, prefix=}]) -> version | nil:
+-- current bumped as the commits say (nil when none is releasable); without a
+-- current version, the initial one (default 0.1.0).
+function M.next_version(current, commits, opts)
+  opts = opts or {}
+  if current == nil then
+    local v = semver.parse(opts.initial or "0.1.0")
+    if not v then usage("changelog.next_version", "initial must be a semantic version") end
+    if opts.prefix then v.prefix = opts.prefix end
+    return v, "initial"
+  end
+  local part = M.bump(commits, current)
+  if not part then return nil end
+  return semver.bump(current, part), part
+end
+
+-- ---- release notes -------------------------------------------------------------
+
+M.GROUPS = {
+  { key = "breaking", title = "Breaking changes" },
+  { key = "feat", title = "Features" },
+  { key = "fix", title = "Bug fixes" },
+  { key = "perf", title = "Performance" },
+  { key = "revert", title = "Reverts" },
+  { key = "docs", title = "Documentation" },
+  { key = "other", title = "Other changes" },
+}
+
+local function group_of(c)
+  if c.breaking then return "breaking" end
+  local t = c.type
+  if t == "feat" or t == "fix" or t == "perf" or t == "revert" or t == "docs" then return t end
+  return "other"
+end
+
+local function short_of(c)
+  return c.short or (c.id and c.id:sub(1, 7)) or nil
+end
+
+local function line_for(c, opts)
+  local parts = { "- " }
+  if c.scope then parts[#parts + 1] = "**" .. c.scope .. ":** " end
+  parts[#parts + 1] = c.description or c.summary or ""
+  local refs = {}
+  local short = short_of(c)
+  if short then
+    if opts.commit_url and c.id then
+      refs[#refs + 1] = string.format("[%s](%s)", short, string.format(opts.commit_url, c.id))
+    else
+      refs[#refs + 1] = short
+    end
+  end
+  if c.author and c.author ~= "" then refs[#refs + 1] = c.author end
+  if #refs > 0 then parts[#parts + 1] = " (" .. table.concat(refs, ", ") .. ")" end
+  local line = table.concat(parts)
+  if c.breaking and c.breaking_note and c.breaking_note ~= "" and c.breaking_note ~= c.description then
+    line = line .. "\n" .. ("  " .. c.breaking_note:gsub("\n", "\n  ")):gsub("\n  \n", "\n\n")
+  end
+  return line
+end
+
+-- notes(commits, {version=, previous=, date=, title=, commit_url=,
+-- compare_url=, merges=, other=}) -> Markdown: a "## version (date)" heading
+-- and one "### Group" list per kind of change, in log order.
+function M.notes(commits, opts)
+  if type(commits) ~= "table" then usage("changelog.notes", "commits must be a list") end
+  opts = opts or {}
+  local version = opts.version and tostring(opts.version) or nil
+  if opts.version and getmetatable(opts.version) == semver.Version then version = opts.version:tag() end
+  local title = opts.title or version or "Unreleased"
+  if opts.compare_url and opts.previous and version then
+    title = string.format("[%s](%s)", title, string.format(opts.compare_url, opts.previous, version))
+  end
+  local date = opts.date
+  if date == nil then date = os.date("!%Y-%m-%d") end
+  local out = { "## " .. title .. (date and date ~= false and (" (" .. date .. ")") or "") }
+  local groups = {}
+  local count = 0
+  for _, c in ipairs(commits) do
+    if c.conventional == nil and c.message then M.parse(c.message, c) end
+    local merge = c.parents and #c.parents > 1
+    if not merge or opts.merges then
+      local g = group_of(c)
+      if g ~= "other" or opts.other ~= false then
+        groups[g] = groups[g] or {}
+        table.insert(groups[g], line_for(c, opts))
+        count = count + 1
+      end
+    end
+  end
+  if count == 0 then
+    out[#out + 1] = "\nNo changes."
+  end
+  for _, g in ipairs(M.GROUPS) do
+    if groups[g.key] then
+      out[#out + 1] = "\n### " .. g.title .. "\n"
+      out[#out + 1] = table.concat(groups[g.key], "\n")
+    end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- prepend(changelog_text, section) -> the text with section as its newest
+-- entry: after the title and introduction, before the first "## " heading.
+function M.prepend(text, section)
+  if text ~= nil and type(text) ~= "string" then usage("changelog.prepend", "text must be a string or nil") end
+  if type(section) ~= "string" then usage("changelog.prepend", "section must be a string") end
+  section = section:gsub("\n*$", "") .. "\n"
+  if text == nil or not text:find("%S") then
+    return "# Changelog\n\n" .. section
+  end
+  local pos
+  if text:match("^## ") then pos = 1 else pos = text:find("\n## ", 1, true) end
+  if pos then
+    if pos > 1 then pos = pos + 1 end
+    return text:sub(1, pos - 1) .. section .. "\n" .. text:sub(pos)
+  end
+  return text:gsub("\n*$", "") .. "\n\n" .. section
+end
+
+-- ---- from a repository -------------------------------------------------------
+
+local function check_repo(repo, fname)
+  if type(repo) ~= "userdata" and type(repo) ~= "table" then
+    usage(fname, "repo must be a repository from relish.git (git.open)")
+  end
+end
+
+-- commits(repo [, {from=, to=, paths=, merges=}]) -> list | nil, err: the
+-- commits in from..to (newest first), each the git log record with the
+-- parsed fields added. Merge commits are left out unless merges = true.
+function M.commits(repo, opts)
+  check_repo(repo, "changelog.commits")
+  opts = opts or {}
+  local log, err = repo:log { from = opts.from, to = opts.to, paths = opts.paths }
+  if not log then return nil, err end
+  local out = {}
+  for _, c in ipairs(log) do
+    if opts.merges or not (c.parents and #c.parents > 1) then
+      M.parse(c.message or c.summary or "", c)
+      out[#out + 1] = c
+    end
+  end
+  return out
+end
+
+-- last_tag(repo [, {prefix=, prerelease=}]) -> tag record | nil: the highest
+-- semantic version among the tags named prefix .. version (prefix "v" by
+-- default; pre-releases only with prerelease = true).
+function M.last_tag(repo, opts)
+  check_repo(repo, "changelog.last_tag")
+  opts = opts or {}
+  local prefix = opts.prefix or "v"
+  local tags, err = repo:tags()
+  if not tags then return nil, err end
+  local best, best_v
+  for _, t in ipairs(tags) do
+    if t.name:sub(1, #prefix) == prefix then
+      local v = semver.parse(t.name:sub(#prefix + 1))
+      if v and v.prefix == "" and (opts.prerelease or not v:is_prerelease()) then
+        if not best_v or semver.compare(v, best_v) > 0 then best, best_v = t, v end
+      end
+    end
+  end
+  return best, best_v
+end
+
+-- release(repo [, opts]) -> plan | nil, err. What the next release would be:
+--   opts: to (default "HEAD"), from (default: the last tag), prefix ("v"),
+--         initial ("0.1.0"), bump (force "major" | "minor" | "patch"),
+--         version (force an exact version), date, commit_url, compare_url
+--   plan: {previous = tag name or nil, previous_version=, version = Version,
+--          tag = "v1.4.0", bump = "minor" | "initial" | "forced" | nil,
+--          commits = {...}, notes = markdown, releasable = bool}
+function M.release(repo, opts)
+  check_repo(repo, "changelog.release")
+  opts = opts or {}
+  local prefix = opts.prefix or "v"
+  if type(prefix) ~= "string" then usage("changelog.release", "prefix must be a string") end
+  if opts.bump ~= nil and not LEVEL[opts.bump] then
+    usage("changelog.release", "bump must be \"major\", \"minor\" or \"patch\"")
+  end
+  local forced
+  if opts.version ~= nil then
+    local v = semver.parse(opts.version)
+    if not v then
+      return nil, err_value("invalid", "changelog.release: version %q is not a semantic version", tostring(opts.version))
+    end
+    forced = semver.parse(tostring(v))
+  end
+  local prev_tag, prev_v, from = nil, nil, opts.from
+  if from == nil then
+    prev_tag, prev_v = M.last_tag(repo, { prefix = prefix })
+    if not prev_tag and prev_v then return nil, prev_v end -- an error value
+    if prev_tag then from = prev_tag.target end
+  else
+    prev_v = semver.parse((tostring(from):gsub("^" .. prefix:gsub("%p", "%%%0"), "")))
+    prev_tag = { name = from }
+  end
+  local commits, err = M.commits(repo, { from = from, to = opts.to, merges = opts.merges })
+  if not commits then return nil, err end
+  local version, how
+  if forced then
+    version, how = forced, "forced"
+  elseif opts.bump then
+    version = prev_v and semver.bump(prev_v, opts.bump) or semver.parse(opts.initial or "0.1.0")
+    how = "forced"
+  elseif prev_v then
+    version, how = M.next_version(prev_v, commits)
+  elseif #commits > 0 then
+    version, how = M.next_version(nil, commits, { initial = opts.initial })
+  end
+  local plan = { previous = prev_tag and prev_tag.name or nil, previous_version = prev_v,
+    commits = commits, bump = how, releasable = version ~= nil }
+  if version then
+    version = semver.parse(tostring(version)) -- a fresh copy, prefix-free
+    if prev_v and semver.compare(version, prev_v) <= 0 then
+      return nil, err_value("invalid", "changelog.release: version %s is not above the last release %s",
+        tostring(version), tostring(prev_v))
+    end
+    plan.version = version
+    plan.tag = prefix .. tostring(version)
+    plan.notes = M.notes(commits, { version = plan.tag, previous = plan.previous, date = opts.date,
+      commit_url = opts.commit_url, compare_url = opts.compare_url, merges = opts.merges })
+  end
+  return plan
+end
+
+return M
