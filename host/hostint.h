@@ -49,6 +49,8 @@ int luaopen_relish__host(lua_State *L);
 int luaopen_relish_secret(lua_State *L);
 int luaopen_relish__gate(lua_State *L);
 int luaopen_relish__journal(lua_State *L);
+/* loop.c: the event loop's Lua side (tasks, sleep), preloaded as relish._loop */
+int luaopen_relish__loop(lua_State *L);
 
 /* journal.c: what the gate writes. Each returns 0, or -1 with *err malloc'd. */
 typedef struct relish_journal relish_journal;

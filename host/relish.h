@@ -103,4 +103,87 @@ const char *relish_tosecret(lua_State *L, int idx, size_t *len);
 int relish_issecret(lua_State *L, int idx);
 const char *relish_redact(lua_State *L, const char *s, size_t len, size_t *outlen);
 
+/* Register a value for redaction for the rest of the process (an Authorization
+ * header value, a password from a URL, an encoded form of a secret): from now
+ * on relish_redact replaces it by three stars like a secret's value; it
+ * also replaces the user-info of any URL: "https://user:pw@host" becomes
+ * "https://" "***@host". */
+void relish_redact_add(const char *value, size_t len);
+
+/* ---- the event loop ------------------------------------------------------
+ * One loop in the host waits on everything at once: libcurl transfers (one
+ * multi handle), timers and child processes. Lua tasks (relish.task) are
+ * coroutines the loop schedules. A source of events is a relish_waiter
+ * embedded in a userdata (its box) that owns the C resources:
+ *
+ *   relish_loop_add(L, &box->w, box_idx);   // the loop keeps the box alive
+ *   return relish_loop_wait(L, &box->w, ctx, k);
+ *
+ * relish_loop_wait yields the current task (inside a task) or runs the loop
+ * right there (outside one, or where a yield is impossible) until the waiter
+ * is ready, then continues in k, which looks at w->outcome: RELISH_WAIT_READY,
+ * or a reason the wait was stopped (its task was cancelled, SIGINT/SIGTERM,
+ * the step's deadline). A stopped waiter was cancelled through ops->cancel;
+ * k cleans up what it owns and calls relish_loop_raise. Sources never call
+ * Lua: callbacks (poll readiness, libcurl's) only fill C buffers and set
+ * ready/finished; errors are stashed and raised by k. */
+#include <poll.h>
+
+typedef struct relish_waiter relish_waiter;
+
+#define RELISH_WAITER_MAXFD 4
+
+typedef struct {
+  /* Fill pfd (room for RELISH_WAITER_MAXFD) with the descriptors to watch;
+   * return the seconds until advance must run anyway, or -1. NULL: none. */
+  double (*interest)(relish_waiter *w, struct pollfd *pfd, int *n, double now);
+  /* Act on poll's answer (this waiter's entries) or on time passing; set
+   * w->finished (and so ready) when done. NULL: nothing to do. */
+  void (*advance)(relish_waiter *w, const struct pollfd *pfd, int n, double now);
+  /* Stop: release what can be released at once and return 1, or return 0 to
+   * be driven on until finished (a process between TERM and KILL). NULL: 1. */
+  int (*cancel)(relish_waiter *w, double now);
+} relish_waiter_ops;
+
+enum {
+  RELISH_WAIT_READY = 0,
+  RELISH_WAIT_CANCELLED,   /* the task was cancelled ("cancelled") */
+  RELISH_WAIT_INTERRUPTED, /* SIGINT or SIGTERM ("interrupted") */
+  RELISH_WAIT_TIMEOUT,     /* the step's deadline passed ("timeout") */
+  RELISH_WAIT_DEADLOCK     /* nothing left that could ever wake it ("deadlock") */
+};
+
+struct relish_waiter {
+  const relish_waiter_ops *ops;
+  int ready;    /* set by the source: wake whoever waits (cleared by them) */
+  int finished; /* set by the source: nothing more will happen */
+  int outcome;  /* RELISH_WAIT_*, set by the loop */
+  /* the loop's own */
+  relish_waiter *prev, *next;
+  void *task;
+  int linked, orphan, pfd_first, pfd_n;
+  double wake_at;
+  void *easy; /* CURL *: a transfer driven by the multi handle */
+  int in_multi, curl_code;
+};
+
+/* Link w into the loop, owned by the running task; the value at box_idx is
+ * kept alive while w is linked. */
+void relish_loop_add(lua_State *L, relish_waiter *w, int box_idx);
+/* The same for a libcurl easy handle: added to the loop's multi handle; when
+ * the transfer ends w->curl_code holds its CURLcode and w is finished.
+ * Returns 0, or -1 when the multi handle refused it. */
+int relish_loop_add_transfer(lua_State *L, relish_waiter *w, void *easy, int box_idx);
+/* Unlink w (and take its easy handle out of the multi handle); idempotent,
+ * safe in __gc. */
+void relish_loop_remove(lua_State *L, relish_waiter *w);
+/* A source's news outside poll (a libcurl callback): wake whoever waits. */
+void relish_waiter_wake(relish_waiter *w);
+int relish_loop_wait(lua_State *L, relish_waiter *w, lua_KContext ctx, lua_KFunction k);
+/* Raise the error that goes with w->outcome (never returns). */
+int relish_loop_raise(lua_State *L, const relish_waiter *w);
+/* True when the running task has been cancelled: modules check it before
+ * starting something new. */
+int relish_task_cancelled(lua_State *L);
+
 #endif

@@ -289,6 +289,8 @@ lua_State *relish_newstate(void) {
   lua_setfield(L, -2, "relish._gate");
   lua_pushcfunction(L, luaopen_relish__journal);
   lua_setfield(L, -2, "relish._journal");
+  lua_pushcfunction(L, luaopen_relish__loop);
+  lua_setfield(L, -2, "relish._loop");
   lua_pop(L, 1);
   install_searchers(L);
   install_text_loaders(L);
