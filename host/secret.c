@@ -53,13 +53,36 @@ const char *relish_tosecret(lua_State *L, int idx, size_t *len) {
 
 int relish_issecret(lua_State *L, int idx) { return luaL_testudata(L, idx, SECRET_MT) != NULL; }
 
-/* Replaces each known secret value in s by "***"; pushes and returns it. */
+void relish_redact_add(const char *value, size_t len) { remember(value, len); }
+
+static int userinfo_char(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         (c != 0 && strchr("-._~%!$&()*+,;=:", c) != NULL);
+}
+
+/* At s[i] == ':', the length of "://USERINFO@" when a URL's user-info starts
+ * there, else 0. */
+static size_t userinfo_at(const char *s, size_t i, size_t len) {
+  if (i == 0 || len - i < 4 || s[i + 1] != '/' || s[i + 2] != '/') return 0;
+  size_t j = i + 3;
+  while (j < len && userinfo_char((unsigned char)s[j]))
+    j++;
+  return j < len && s[j] == '@' && j > i + 3 ? j + 1 - i : 0;
+}
+
+/* Replaces each known secret value in s, and the user-info of URLs, by "***";
+ * pushes and returns it. */
 const char *relish_redact(lua_State *L, const char *s, size_t len, size_t *outlen) {
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   size_t i = 0;
   while (i < len) {
     size_t hit = 0;
+    if (s[i] == ':' && (hit = userinfo_at(s, i, len)) > 0) {
+      luaL_addstring(&b, "://***@");
+      i += hit;
+      continue;
+    }
     for (size_t k = 0; k < nknown; k++) {
       if (known_len[k] <= len - i && s[i] == known[k][0] &&
           memcmp(s + i, known[k], known_len[k]) == 0 && known_len[k] > hit)
