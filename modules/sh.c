@@ -1,5 +1,7 @@
 /* sh.c: relish.sh, running processes from an argv (never a shell unless asked)
- * in their own process group, with bounded output, input, timeout and cleanup. */
+ * in their own process group, with bounded output, input, timeout and cleanup.
+ * The wait is a waiter of the host's event loop: a task yields while its
+ * command runs, and many commands (and transfers) run at once. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -53,6 +55,7 @@ struct sh_buf {
 /* One process from spawn to reap. Everything C-allocated hangs here, and the
  * struct lives in a userdata, so a Lua error at any point frees it in __gc. */
 struct sh_proc {
+  relish_waiter w; /* first: the loop's view of this process */
   /* what to run, built before fork */
   char **argv;
   char **envp;  /* NULL: inherit environ */
@@ -70,9 +73,8 @@ struct sh_proc {
   int fd[SH_NFD];
   struct sh_buf out, err;
   int reaped, status, status_known;
-  int timed_out, sent_kill, interrupted;
+  int timed_out, sent_kill;
   double start, end, kill_at, linger_until;
-  int wait_errno;
   struct sh_report spawn;
 };
 
@@ -175,7 +177,8 @@ static const char *sh_signame(int sig, char *buf, size_t n) {
 
 /* ---- the process box ---- */
 
-static void sh_proc_free(struct sh_proc *p) {
+static void sh_proc_free(lua_State *L, struct sh_proc *p) {
+  relish_loop_remove(L, &p->w);
   if (p->pid > 0 && !p->reaped) {
     /* Only reached when a Lua error unwound past a live child. */
     killpg(p->pid, SIGKILL);
@@ -197,7 +200,7 @@ static void sh_proc_free(struct sh_proc *p) {
 }
 
 static int sh_proc_gc(lua_State *L) {
-  sh_proc_free(luaL_checkudata(L, 1, SH_PROCESS_MT));
+  sh_proc_free(L, luaL_checkudata(L, 1, SH_PROCESS_MT));
   return 0;
 }
 
@@ -695,68 +698,31 @@ static int sh_done(const struct sh_proc *p) {
   return p->reaped && p->fd[SH_OUT] < 0 && p->fd[SH_ERR] < 0 && (!p->timed_out || p->sent_kill);
 }
 
-enum { SH_FINISHED, SH_INTERRUPTED, SH_FAILED };
+/* ---- the loop's view: interest, advance and cancel on the waiter ---- */
 
-/* Block until the process and its pipes are done. INT and TERM are blocked
- * except inside ppoll, so an interrupt can never slip in between the check and
- * the wait; SIGPIPE stays blocked so a closed stdin shows up as EPIPE. */
-static int sh_wait(struct sh_proc *p) {
-  sigset_t block, old, during, pending, pipe_only;
-  sigemptyset(&block);
-  sigaddset(&block, SIGINT);
-  sigaddset(&block, SIGTERM);
-  sigaddset(&block, SIGPIPE);
-  sigprocmask(SIG_BLOCK, &block, &old);
-  sigpending(&pending);
-  int pipe_was_pending = sigismember(&pending, SIGPIPE);
-  during = old;
-  sigaddset(&during, SIGPIPE);
-  sigdelset(&during, SIGINT);
-  sigdelset(&during, SIGTERM);
-
-  int rc = SH_FINISHED;
-  while (!sh_done(p)) {
-    if (!p->interrupted && relish_interrupted()) {
-      /* Stop the command the way a timeout does, then report the interrupt. */
-      p->interrupted = 1;
-      sh_expire(p, sh_now());
-    }
-    struct pollfd pfd[SH_NFD + 1];
-    nfds_t n;
-    double t = sh_interest(p, pfd, &n, sh_now());
-    struct timespec ts, *tsp = NULL;
-    if (t > 3600) t = 3600; /* a huge timeout must not overflow time_t; just wake up and recheck */
-    double tick = relish_progress_tick(); /* a terminal's spinner while we wait */
-    if (tick > 0 && (t < 0 || t > tick)) t = tick;
-    if (t >= 0) {
-      ts.tv_sec = (time_t)t;
-      ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-      tsp = &ts;
-    }
-    if (ppoll(pfd, n, tsp, &during) < 0) {
-      if (errno != EINTR) {
-        p->wait_errno = errno;
-        rc = SH_FAILED;
-        break;
-      }
-      n = 0;
-    }
-    sh_advance(p, pfd, n, sh_now());
-  }
-  if (rc == SH_FINISHED && p->interrupted) rc = SH_INTERRUPTED;
-
-  if (!pipe_was_pending) {
-    sigpending(&pending);
-    if (sigismember(&pending, SIGPIPE)) {
-      struct timespec zero = {0, 0};
-      sigemptyset(&pipe_only);
-      sigaddset(&pipe_only, SIGPIPE);
-      sigtimedwait(&pipe_only, NULL, &zero);
-    }
-  }
-  sigprocmask(SIG_SETMASK, &old, NULL);
-  return rc;
+static double sh_w_interest(relish_waiter *w, struct pollfd *pfd, int *n, double now) {
+  nfds_t k;
+  double t = sh_interest((struct sh_proc *)w, pfd, &k, now);
+  *n = (int)k;
+  return t;
 }
+
+static void sh_w_advance(relish_waiter *w, const struct pollfd *pfd, int n, double now) {
+  struct sh_proc *p = (struct sh_proc *)w;
+  sh_advance(p, pfd, (nfds_t)n, now);
+  if (sh_done(p)) w->finished = w->ready = 1;
+}
+
+/* Cancelled (its task, an interrupt, the step's deadline): stopped the way
+ * a timeout stops it, TERM then KILL after the grace period; the loop drives
+ * it on until it is reaped. */
+static int sh_w_cancel(relish_waiter *w, double now) {
+  struct sh_proc *p = (struct sh_proc *)w;
+  sh_expire(p, now);
+  return sh_done(p);
+}
+
+static const relish_waiter_ops sh_waiter_ops = {sh_w_interest, sh_w_advance, sh_w_cancel};
 
 /* ---- Lua functions ---- */
 
@@ -778,7 +744,7 @@ static int sh_fail_spawn(lua_State *L, struct sh_proc *p) {
     relish_push_error(L, "spawn", "sh.run: cannot start '%s': %s", argv0, strerror(e));
     break;
   }
-  sh_proc_free(p);
+  sh_proc_free(L, p);
   lua_pushnil(L);
   lua_insert(L, -2);
   return 2;
@@ -923,40 +889,28 @@ static int sh_push_planned(lua_State *L) {
   return 1;
 }
 
-/* sh.run{argv=, env=, cwd=, input=, timeout=, grace=, max_output=, readonly=, undo=} */
-static int l_sh_run(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
-  sh_check_keys(L, 1);
-  struct sh_proc *p = sh_proc_new(L); /* index 2: owns all C memory from here */
-  sh_opt_argv(L, 1, p);
-  sh_opt_env(L, 1, p);
-  sh_opt_rest(L, 1, 2, p);
-  sh_build_paths(L, p);
+static const char *sh_outcome_text(int outcome) {
+  switch (outcome) {
+  case RELISH_WAIT_INTERRUPTED:
+    return "interrupted";
+  case RELISH_WAIT_TIMEOUT:
+    return "timed out";
+  default:
+    return "cancelled";
+  }
+}
 
-  lua_Integer action = 0;
-  if (sh_gate(L, 1, p, &action) == RELISH_GATE_PLANNED) {
-    sh_proc_free(p);
-    return sh_push_planned(L);
-  }
-  if (sh_spawn(p) < 0) {
-    relish_gate_failed(L, action, "could not start");
-    return sh_fail_spawn(L, p);
-  }
-  int rc = sh_wait(p);
-  if (rc == SH_INTERRUPTED) {
-    relish_gate_failed(L, action, "interrupted");
-    sh_proc_free(p);
-    return relish_raise_interrupted(L);
-  }
-  if (rc == SH_FAILED) {
-    int e = p->wait_errno;
-    relish_gate_failed(L, action, strerror(e));
-    relish_push_error(L, "spawn", "sh.run: waiting for '%s' failed: %s", p->argv[0], strerror(e));
-    sh_proc_free(p);
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
+/* After the wait: the command is done, or the wait was stopped. */
+static int sh_run_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  struct sh_proc *p = lua_touserdata(L, 2);
+  lua_Integer action = (lua_Integer)ctx;
+  if (p->w.outcome != RELISH_WAIT_READY) {
+    relish_gate_failed(L, action, sh_outcome_text(p->w.outcome));
+    /* a cancelled command may still be between TERM and KILL: the loop
+     * keeps driving it, and the box frees it once reaped */
+    if (p->w.finished) sh_proc_free(L, p);
+    return relish_loop_raise(L, &p->w);
   }
   if (p->status_known && WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0) {
     relish_gate_done(L, action, NULL);
@@ -969,8 +923,37 @@ static int l_sh_run(lua_State *L) {
     relish_gate_failed(L, action, why);
   }
   sh_push_result(L, p);
-  sh_proc_free(p);
+  sh_proc_free(L, p);
   return 1;
+}
+
+/* sh.run{argv=, env=, cwd=, input=, timeout=, grace=, max_output=, readonly=, undo=} */
+static int l_sh_run(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  sh_check_keys(L, 1);
+  struct sh_proc *p = sh_proc_new(L); /* index 2: owns all C memory from here */
+  sh_opt_argv(L, 1, p);
+  sh_opt_env(L, 1, p);
+  sh_opt_rest(L, 1, 2, p);
+  sh_build_paths(L, p);
+  if (relish_task_cancelled(L)) {
+    sh_proc_free(L, p);
+    return relish_raise(L, "cancelled", "cancelled");
+  }
+
+  lua_Integer action = 0;
+  if (sh_gate(L, 1, p, &action) == RELISH_GATE_PLANNED) {
+    sh_proc_free(L, p);
+    return sh_push_planned(L);
+  }
+  if (sh_spawn(p) < 0) {
+    relish_gate_failed(L, action, "could not start");
+    return sh_fail_spawn(L, p);
+  }
+  p->w.ops = &sh_waiter_ops;
+  relish_loop_add(L, &p->w, 2);
+  return relish_loop_wait(L, &p->w, (lua_KContext)action, sh_run_k);
 }
 
 /* sh.undo(kind, record): run the undo argv of a journaled sh.run; raises if it
