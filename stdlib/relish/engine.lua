@@ -9,6 +9,7 @@ local host = require "relish._host"
 local J = require "relish.journal"
 local json = require "relish.json"
 local lock = require "relish.lock"
+local loop = require "relish._loop"
 local output = require "relish.output"
 local secret = require "relish.secret"
 
@@ -117,6 +118,7 @@ local function attempt(E, s, ctx)
     return tostring(e)
   end, ctx)
   host.set_deadline(nil)
+  loop.reset() -- tasks the step spawned end with it: transfers closed, processes reaped
   -- a command or a wait cut short by the deadline returns normally: the step
   -- still ran out of time
   if ok and deadline > 0 and host.now() >= deadline then
@@ -279,6 +281,7 @@ function M.rollback(E)
         host.set_deadline(deadline)
         ok, err = xpcall(it.step.undo, function(e) return type(e) == "table" and e or tostring(e) end, ctx)
         host.set_deadline(nil)
+        loop.reset()
         gate.clear_run()
         if ok then
           journal:exec("UPDATE steps SET status = 'undone' WHERE run_id = ? AND idx = ?", run.id, it.idx)
