@@ -21,41 +21,88 @@ local function err_value(kind, fmt, ...)
     { __name = "relish.Error", __tostring = function(e) return e.message end })
 end
 
+local byte, find, sub, match = string.byte, string.find, string.sub, string.match
+
+local SPACE = { [32] = true, [9] = true, [10] = true, [11] = true, [12] = true, [13] = true }
+
+-- s without leading and trailing blanks; walks bytes (a pattern like "%s+$"
+-- would try every position of a long body)
 local function trim(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+  local i, j = 1, #s
+  while i <= j and SPACE[byte(s, i)] do i = i + 1 end
+  while j >= i and SPACE[byte(s, j)] do j = j - 1 end
+  if i == 1 and j == #s then return s end
+  return sub(s, i, j)
 end
 
 -- ---- parsing ------------------------------------------------------------------
 
--- A footer line: "Token: value", "Token #value", or the one token with a
--- space, "BREAKING CHANGE: value". Returns token, value.
-local function footer_line(line)
-  local tok, val = line:match("^(BREAKING CHANGE): ?(.*)$")
-  if tok then return tok, val end
-  tok, val = line:match("^([%a][%w%-]*): (.*)$")
-  if tok then return tok, val end
-  return line:match("^([%a][%w%-]*) (#.*)$")
+-- A footer line at position p of s: "Token: value", "Token #value", or the
+-- one token with a space, "BREAKING CHANGE: value".
+local function footer_at(s, p)
+  return find(s, "^BREAKING CHANGE:", p) or find(s, "^%a[%w%-]*: ", p) or find(s, "^%a[%w%-]* #", p)
 end
 
--- Footers start at the first line that follows a blank line and reads as a
--- footer; each runs until the next footer line (values may span lines).
-local function parse_body(rest, c)
-  local body_lines, footers = {}, {}
+local function footer_line(line)
+  local tok, val = match(line, "^(BREAKING CHANGE): ?(.*)$")
+  if tok then return tok, val end
+  tok, val = match(line, "^(%a[%w%-]*): (.*)$")
+  if tok then return tok, val end
+  return match(line, "^(%a[%w%-]*) (#.*)$")
+end
+
+-- Position after the blank lines starting at p.
+local function skip_blank_lines(s, p)
+  while true do
+    local _, e = find(s, "^[ \t\r]*\n", p)
+    if not e then return p end
+    p = e + 1
+  end
+end
+
+-- Start of the next paragraph (a line after a blank line) from q, or nil.
+-- Plain finds of "\n" only: a pattern scan would try every position.
+local function next_paragraph(s, q)
+  local e = find(s, "\n", q, true)
+  while e do
+    local _, be = find(s, "^[ \t\r]*\n", e + 1)
+    if be then return skip_blank_lines(s, be + 1) end
+    e = find(s, "\n", e + 1, true)
+  end
+  return nil
+end
+
+-- Footers start at the first line that begins a paragraph (the first line of
+-- the body, or a line after a blank one) and reads as a footer; each footer
+-- runs until the next footer line (values may span lines). The body is
+-- s[from..], the message after its header line.
+local function parse_body(s, from, c)
+  local n = #s
+  local fstart
+  local q = skip_blank_lines(s, from)
+  while q and q <= n do
+    if footer_at(s, q) then fstart = q break end
+    q = next_paragraph(s, q)
+  end
+  local i, j = from, (fstart or n + 1) - 1
+  while i <= j and SPACE[byte(s, i)] do i = i + 1 end
+  while j >= i and SPACE[byte(s, j)] do j = j - 1 end
+  local body = sub(s, i, j)
+  if find(body, "\r", 1, true) then body = body:gsub("\r\n", "\n") end
+  c.body = body
+  local footers = {}
+  c.footers = footers
+  if not fstart then return end
   local current
-  local prev_blank = true -- the line after the header's blank separator
-  for line in (rest .. "\n"):gmatch("([^\n]*)\n") do
-    line = line:gsub("\r$", "")
-    local tok, val
-    if current or prev_blank then tok, val = footer_line(line) end
+  for line in (sub(s, fstart) .. "\n"):gmatch("([^\n]*)\n") do
+    if byte(line, -1) == 13 then line = sub(line, 1, -2) end
+    local tok, val = footer_line(line)
     if tok then
       current = { token = tok, value = val }
       footers[#footers + 1] = current
-    elseif current then
-      current.value = current.value .. "\n" .. line
     else
-      body_lines[#body_lines + 1] = line
+      current.value = current.value .. "\n" .. line
     end
-    prev_blank = line:match("^%s*$") ~= nil
   end
   for _, f in ipairs(footers) do
     f.value = trim(f.value)
@@ -64,49 +111,70 @@ local function parse_body(rest, c)
       c.breaking_note = c.breaking_note and (c.breaking_note .. "\n" .. f.value) or f.value
     end
   end
-  c.body = trim(table.concat(body_lines, "\n"))
-  c.footers = footers
 end
 
--- parse(message) -> {type=, scope=, breaking=, description=, body=, footers=,
--- breaking_note=, conventional=}. type is lower case; a message that is not a
--- Conventional Commit has conventional = false and its first line as
--- description (a git revert's "Revert \"...\"" gets type "revert").
+-- Bodies and footers are read when first asked for: a changelog needs only
+-- the header and whether a BREAKING CHANGE footer is there, and a plain
+-- search for "BREAKING" settles the second.
+local pending = setmetatable({}, { __mode = "k" })
+local Lazy = {
+  __index = function(c, k)
+    local m = pending[c]
+    if m == nil or (k ~= "body" and k ~= "footers") then return nil end
+    pending[c] = nil
+    parse_body(m, find(m, "\n", 1, true) + 1, c)
+    return rawget(c, k)
+  end,
+}
+
+-- parse(message [, into]) -> {type=, scope=, breaking=, description=, body=,
+-- footers=, breaking_note=, conventional=} (the fields are set on `into` when
+-- given; body and footers are computed on first use). type is lower case; a message that is not a Conventional Commit has
+-- conventional = false and its first line as description (a git revert's
+-- "Revert \"...\"" gets type "revert").
 function M.parse(message, into)
   if type(message) ~= "string" then usage("changelog.parse", "message must be a string") end
   local c = into or {}
-  local header, rest = message:match("^([^\n]*)\n?(.*)$")
-  header = header:gsub("\r$", "")
+  local nl = find(message, "\n", 1, true)
+  local header = nl and sub(message, 1, nl - 1) or message
+  if byte(header, -1) == 13 then header = sub(header, 1, -2) end
   c.conventional, c.breaking = false, false
   c.type, c.scope, c.breaking_note = nil, nil, nil
-  local typ, after = header:match("^(%a[%w%-]*)(.*)$")
-  if typ then
-    local scope
-    if after:sub(1, 1) == "(" then
-      scope, after = after:match("^%(([^()]*)%)(.*)$")
-    end
-    if after then
-      local bang, desc = after:match("^(!?):%s+(%S.*)$")
-      if bang then
-        c.conventional = true
-        c.type = typ:lower()
-        c.scope = scope and scope ~= "" and trim(scope) or nil
-        c.description = trim(desc)
-        c.breaking = bang == "!"
-      end
-    end
+  local typ, scope, bang, desc = match(header, "^(%a[%w%-]*)(%b())(!?):[ \t]+(%S.*)$")
+  if not typ then
+    typ, bang, desc = match(header, "^(%a[%w%-]*)(!?):[ \t]+(%S.*)$")
+  elseif find(scope, "[()]", 2) ~= #scope then
+    typ = nil -- "fix(a)(b)" or "fix((a))"
   end
-  if not c.conventional then
+  if typ then
+    c.conventional = true
+    c.type = typ:lower()
+    if scope then
+      scope = trim(sub(scope, 2, -2))
+      if scope ~= "" then c.scope = scope end
+    end
+    c.description = trim(desc)
+    c.breaking = bang == "!"
+  else
     c.description = trim(header)
-    local reverted = header:match('^Revert "(.*)"%s*$')
+    local reverted = match(header, '^Revert "(.*)"%s*$')
     if reverted then
       c.type = "revert"
       c.description = reverted
     end
   end
-  if rest ~= "" and rest:find("%S") then
-    parse_body(rest, c)
+  if nl and find(message, "%S", nl) then
+    local mt = getmetatable(c)
+    if (mt == nil or mt == Lazy) and not find(message, "BREAKING", nl, true) then
+      c.body, c.footers = nil, nil
+      pending[c] = message
+      if mt == nil then setmetatable(c, Lazy) end
+    else
+      pending[c] = nil
+      parse_body(message, nl + 1, c)
+    end
   else
+    pending[c] = nil
     c.body, c.footers = "", {}
   end
   return c
@@ -187,21 +255,18 @@ local function short_of(c)
 end
 
 local function line_for(c, opts)
-  local parts = { "- " }
-  if c.scope then parts[#parts + 1] = "**" .. c.scope .. ":** " end
-  parts[#parts + 1] = c.description or c.summary or ""
-  local refs = {}
-  local short = short_of(c)
-  if short then
-    if opts.commit_url and c.id then
-      refs[#refs + 1] = string.format("[%s](%s)", short, string.format(opts.commit_url, c.id))
-    else
-      refs[#refs + 1] = short
-    end
+  local desc = c.description or c.summary or ""
+  local line = c.scope and ("- **" .. c.scope .. ":** " .. desc) or ("- " .. desc)
+  local short, author = short_of(c), c.author
+  if author == "" then author = nil end
+  if short and opts.commit_url and c.id then
+    short = "[" .. short .. "](" .. string.format(opts.commit_url, c.id) .. ")"
   end
-  if c.author and c.author ~= "" then refs[#refs + 1] = c.author end
-  if #refs > 0 then parts[#parts + 1] = " (" .. table.concat(refs, ", ") .. ")" end
-  local line = table.concat(parts)
+  if short and author then
+    line = line .. " (" .. short .. ", " .. author .. ")"
+  elseif short or author then
+    line = line .. " (" .. (short or author) .. ")"
+  end
   if c.breaking and c.breaking_note and c.breaking_note ~= "" and c.breaking_note ~= c.description then
     line = line .. "\n" .. ("  " .. c.breaking_note:gsub("\n", "\n  ")):gsub("\n  \n", "\n\n")
   end
