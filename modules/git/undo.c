@@ -1,0 +1,134 @@
+/* undo.c: git.undo(kind, record), the automatic undo of relish.git effects.
+ * Each one compares what is there now with what the action left and what
+ * was there before: already as before means nothing to do (the action never
+ * happened, or the undo ran already); as the action left it means put it
+ * back, with a compare-and-swap; anything else was changed by someone since
+ * and is left alone, and the undo fails saying so. It acts directly, never
+ * through the gate: a rollback is not a new plan. */
+#define _GNU_SOURCE
+#include "gitint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *rec_str(lua_State *L, int t, const char *kind, const char *key, int required) {
+  lua_getfield(L, t, key);
+  const char *s = lua_tostring(L, -1);
+  lua_pop(L, 1); /* the record keeps it */
+  if (s == NULL && required) luaL_error(L, "git.undo: malformed %s undo record: no %s", kind, key);
+  return s;
+}
+
+static int rec_oid(lua_State *L, int t, const char *kind, const char *key, git_oid *out) {
+  const char *s = rec_str(L, t, kind, key, 0);
+  if (s == NULL) return 0;
+  if (rg_parse_oid(s, out) != 0)
+    luaL_error(L, "git.undo: malformed %s undo record: bad %s", kind, key);
+  return 1;
+}
+
+static git_repository *open_repo(lua_State *L, rg_box *b, int t, const char *kind) {
+  const char *path = rec_str(L, t, kind, "repo", 1);
+  git_repository *repo = NULL;
+  int rc = git_repository_open(&repo, path);
+  if (rc < 0) {
+    rg_status st;
+    rg_set_git(&st, rc, path);
+    rg_raise(L, "undo", path, &st);
+  }
+  return rg_box_add(b, repo, rg_free_repo);
+}
+
+static int same(int pa, const git_oid *a, int pb, const git_oid *b) {
+  return pa == pb && (!pa || git_oid_equal(a, b));
+}
+
+/* A deleted tag's object may have been pruned since: write it back from the
+ * record (the same bytes give the same id). */
+static void restore_tag_object(lua_State *L, git_repository *repo, int t, const git_oid *id) {
+  git_odb *odb = NULL;
+  if (git_repository_odb(&odb, repo) != 0) return;
+  if (!git_odb_exists(odb, id)) {
+    size_t len;
+    lua_getfield(L, t, "object");
+    const char *raw = lua_tolstring(L, -1, &len);
+    git_oid got;
+    if (raw != NULL && git_odb_write(&got, odb, raw, len, GIT_OBJECT_TAG) == 0 &&
+        !git_oid_equal(&got, id))
+      git_error_clear();
+    lua_pop(L, 1);
+  }
+  git_odb_free(odb);
+}
+
+/* tag, delete_tag, branch, delete_branch: one ref from after back to before. */
+static int undo_ref(lua_State *L, const char *kind, int t) {
+  rg_box *b = rg_box_new(L);
+  git_repository *repo = open_repo(L, b, t, kind);
+  const char *ref = rec_str(L, t, kind, "ref", 1);
+  git_oid before, after, cur;
+  int hb = rec_oid(L, t, kind, "before", &before), ha = rec_oid(L, t, kind, "after", &after);
+  int rc = git_reference_name_to_id(&cur, repo, ref);
+  rg_status st = {0};
+  if (rc < 0 && rc != GIT_ENOTFOUND) {
+    rg_set_git(&st, rc, ref);
+    return rg_raise(L, "undo", ref, &st);
+  }
+  git_error_clear();
+  int hc = rc == 0;
+  if (same(hc, &cur, hb, &before)) return 0;
+  if (!same(hc, &cur, ha, &after)) {
+    char now[8] = "deleted";
+    if (hc) rg_short(&cur, now);
+    rg_set(&st, "conflict", "changed since relish set it (now %s): left as is", now);
+    return rg_raise(L, "undo", ref, &st);
+  }
+  if (hb) restore_tag_object(L, repo, t, &before);
+  if (rg_ref_cas(repo, ref, ha ? &after : NULL, hb ? &before : NULL, "relish: undo", &st) != 0)
+    return rg_raise(L, "undo", ref, &st);
+  rg_box_release(b);
+  return 0;
+}
+
+/* commit, revert: the branch back, then the work tree and index entries that
+ * still hold what the action wrote. */
+static int undo_commit(lua_State *L, const char *kind, int t) {
+  rg_box *b = rg_box_new(L);
+  git_repository *repo = open_repo(L, b, t, kind);
+  const char *ref = rec_str(L, t, kind, "ref", 1);
+  git_oid before, after;
+  int hb = rec_oid(L, t, kind, "before", &before);
+  if (!rec_oid(L, t, kind, "after", &after))
+    luaL_error(L, "git.undo: malformed %s undo record: no after", kind);
+  rg_changes *c = rg_box_add(b, calloc(1, sizeof *c), rg_changes_free);
+  if (c == NULL) return luaL_error(L, "not enough memory");
+  lua_getfield(L, t, "changes");
+  rg_changes_from_lua(L, -1, c, kind);
+  lua_pop(L, 1);
+  rg_status st = {0};
+  if (rg_changes_revert(repo, c, ref, hb ? &before : NULL, &after, &st) != 0)
+    return rg_raise(L, "undo", ref, &st);
+  rg_box_release(b);
+  return 0;
+}
+
+/* git.undo(kind, record) -> true; raises when it cannot undo */
+int l_git_undo(lua_State *L) {
+  const char *kind = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  relish_need_git();
+  if (strcmp(kind, "git.tag") == 0 || strcmp(kind, "git.delete_tag") == 0 ||
+      strcmp(kind, "git.branch") == 0 || strcmp(kind, "git.delete_branch") == 0)
+    undo_ref(L, kind, 2);
+  else if (strcmp(kind, "git.commit") == 0 || strcmp(kind, "git.revert") == 0)
+    undo_commit(L, kind, 2);
+  else if (strcmp(kind, "git.push") == 0)
+    rg_undo_push(L, 2);
+  else
+    return luaL_error(L, "git.undo: unknown effect kind '%s'", kind);
+  lua_settop(L, 2);
+  lua_pushboolean(L, 1);
+  return 1;
+}
