@@ -329,7 +329,7 @@ static int poll_once(lua_State *L, double limit) {
   if (nsocks) memcpy(pfd, LP.socks, nsocks * sizeof *pfd);
   count = nsocks;
   double timeout = limit;
-  if (LP.curl_at >= 0) timeout = sooner(timeout, LP.curl_at - t0);
+  if (LP.curl_at >= 0) timeout = sooner(timeout, LP.curl_at > t0 ? LP.curl_at - t0 : 0);
   for (relish_waiter *w = LP.waiters; w; w = w->next) {
     w->pfd_first = (int)count;
     w->pfd_n = 0;
