@@ -1,0 +1,524 @@
+-- relish.http: HTTP for recipes. The transfer itself is C (relish._http, on
+-- the host's event loop, so requests inside tasks run at once); here is the
+-- policy: fields and defaults, query strings and JSON bodies, retries with
+-- backoff and Retry-After, expect, clients, many, and the effect gate for
+-- writes (POST, PUT, PATCH, DELETE): journaled, planned in a dry-run.
+local _http = require "relish._http"
+local gate = require "relish._gate"
+local json = require "relish.json"
+local secret = require "relish.secret"
+local task = require "relish.task"
+
+local M = {}
+
+local DEFAULTS = {
+  retries = 2, backoff = 0.25, max_backoff = 10, max_retry_wait = 60,
+  timeout = 300, connect_timeout = 30, many_limit = 10,
+}
+M.defaults = DEFAULTS
+
+local WRITES = { POST = true, PUT = true, PATCH = true, DELETE = true }
+local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true, TRACE = true }
+local RETRY_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
+local RETRY_KINDS = { connect = true, connection = true }
+local SENSITIVE = { authorization = true, ["proxy-authorization"] = true, cookie = true }
+
+local ErrorMT = { __name = "relish.Error", __tostring = function(e) return e.message end }
+
+local function new_error(kind, message, fields)
+  local e = fields or {}
+  e.kind, e.code, e.message = kind, kind, message
+  return setmetatable(e, ErrorMT)
+end
+
+-- ---- responses ----------------------------------------------------------------
+
+local Response = { __name = "relish.http.Response" }
+Response.__index = Response
+
+-- r:json() -> the body decoded | nil, err
+function Response:json()
+  if self.planned then
+    return nil, new_error("planned", "a planned response (dry-run) has no body to decode")
+  end
+  local v, err = json.decode(self.body)
+  if v == nil and err ~= nil then
+    return nil, new_error("json", string.format("%s %s: the response is not JSON: %s",
+      self.method or "?", self.url or "?", tostring(err)))
+  end
+  return v
+end
+
+local function planned_response(method, display)
+  return setmetatable({ status = 0, planned = true, ok = true, headers = {}, body = "", elapsed = 0,
+    method = method, url = display, attempts = 0 }, Response)
+end
+
+-- ---- requests: fields, checks, merging ------------------------------------------
+
+local FIELDS = {
+  method = "string", url = "text", headers = "table", query = "table", body = "text", json = "any",
+  timeout = "seconds", connect_timeout = "seconds", retries = "count", expect = "expect",
+  stream = "function", auth = "table", ca = "text", cert = "text", key = "text", insecure = "boolean",
+  proxy = "text", no_proxy = "string", max_body = "count", max_redirects = "count",
+  http_version = "string", effect = "boolean", idempotent = "boolean", backoff = "seconds",
+  max_retry_wait = "seconds",
+}
+local CLIENT_ONLY = { base_url = "text" }
+
+local function is_text(v)
+  if type(v) == "string" or secret.is(v) then return true end
+  if type(v) ~= "table" or getmetatable(v) ~= nil or #v == 0 then return false end
+  for k, p in pairs(v) do
+    if math.type(k) ~= "integer" or not (type(p) == "string" or secret.is(p)) then return false end
+  end
+  return true
+end
+
+local function check_field(who, k, v, kind, level)
+  local bad
+  if kind == "string" then bad = type(v) ~= "string" and "a string"
+  elseif kind == "text" then bad = not is_text(v) and "a string, a secret or a list of them"
+  elseif kind == "table" then bad = type(v) ~= "table" and "a table"
+  elseif kind == "function" then bad = type(v) ~= "function" and "a function"
+  elseif kind == "boolean" then bad = type(v) ~= "boolean" and "a boolean"
+  elseif kind == "seconds" then
+    bad = (type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge) and "a positive number of seconds"
+  elseif kind == "count" then bad = (math.type(v) ~= "integer" or v < 0) and "a non-negative integer"
+  elseif kind == "expect" then
+    if math.type(v) == "integer" then return end
+    bad = "a status code or a list of them"
+    if type(v) == "table" and #v > 0 then
+      bad = nil
+      for _, s in ipairs(v) do if math.type(s) ~= "integer" then bad = "a status code or a list of them" end end
+    end
+  end
+  if bad then
+    error(string.format("%s: %s must be %s, got %s", who, k, bad,
+      secret.is(v) and "a secret" or type(v)), level + 1)
+  end
+end
+
+local function check_spec(who, spec, level, extra)
+  if type(spec) ~= "table" then error(who .. ": options must be a table, got " .. type(spec), level + 1) end
+  for k, v in pairs(spec) do
+    local kind = FIELDS[k] or (extra and extra[k])
+    if not kind then
+      error(string.format("%s: unknown field '%s'", who, tostring(k)), level + 1)
+    end
+    check_field(who, k, v, kind, level + 1)
+  end
+  if spec.body ~= nil and spec.json ~= nil then
+    error(who .. ": give body or json, not both", level + 1)
+  end
+  if spec.url == nil and not extra then error(who .. ": url is required", level + 1) end
+  if spec.method ~= nil and not spec.method:upper():match("^[%u%-]+$") then
+    error(who .. ": invalid method '" .. spec.method .. "'", level + 1)
+  end
+  if spec.auth ~= nil and spec.auth.bearer == nil and (spec.auth.user == nil or spec.auth.password == nil) then
+    error(who .. ": auth must be {bearer = token} or {user = ..., password = ...}", level + 1)
+  end
+end
+
+-- Headers merged by name whatever its case; later tables win.
+local function merge_headers(a, b)
+  if not a then return b end
+  if not b then return a end
+  local out, names = {}, {}
+  for _, t in ipairs { a, b } do
+    for k, v in pairs(t) do
+      local low = k:lower()
+      if names[low] then out[names[low]] = nil end
+      names[low] = k
+      out[k] = v
+    end
+  end
+  return out
+end
+
+local function absolute(url)
+  return type(url) == "string" and url:match("^%a[%w+.-]*://") ~= nil
+end
+
+-- base_url joined with a relative url: "https://h/api" + "v1/x" -> "https://h/api/v1/x"
+local function join(base, url)
+  if base == nil or absolute(url) or (type(url) ~= "string") then return url end
+  if url == "" then return base end
+  local path = url:gsub("^/+", "")
+  if type(base) == "string" then return (base:gsub("/+$", "")) .. "/" .. path end
+  local pieces = secret.is(base) and { base } or { table.unpack(base) }
+  pieces[#pieces + 1] = "/" .. path
+  return pieces
+end
+
+-- ---- query strings, JSON bodies and secrets in them --------------------------------
+
+local function escape(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+-- A secret's value as it will appear in the request, escaped by f: when that
+-- differs from the value, the escaped form becomes a secret too (so it is
+-- redacted wherever it shows up).
+local function escaped_secret(v, f, name)
+  local plain = secret.reveal(v)
+  local e = f(plain)
+  if e == plain then return v end
+  return secret.value(e, name)
+end
+
+-- escape(text) -> text percent-encoded for a URL (RFC 3986 unreserved kept);
+-- a secret gives a secret, so a token can go in a URL's user-info or path:
+--   url = { "https://bot:", http.escape(token), "@git.example.com/x" }
+function M.escape(v)
+  if secret.is(v) then return escaped_secret(v, escape, "escaped") end
+  if type(v) ~= "string" and type(v) ~= "number" then
+    error("http.escape: expected a string or a secret, got " .. type(v), 2)
+  end
+  return escape(tostring(v))
+end
+
+local function add_query(url, query)
+  local keys = {}
+  for k in pairs(query) do
+    if type(k) ~= "string" then error("http: query keys must be strings, got " .. type(k), 4) end
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  local pieces, text = {}, {}
+  local function put(s) text[#text + 1] = s end
+  local function flush()
+    if #text > 0 then pieces[#pieces + 1] = table.concat(text) text = {} end
+  end
+  for _, k in ipairs(keys) do
+    local v = query[k]
+    local list = (type(v) == "table" and not secret.is(v)) and v or { v }
+    for _, item in ipairs(list) do
+      if #pieces > 0 or #text > 0 then put("&") end
+      put(escape(k) .. "=")
+      if secret.is(item) then
+        flush()
+        pieces[#pieces + 1] = escaped_secret(item, escape, "query." .. k)
+      elseif type(item) == "string" or type(item) == "number" or type(item) == "boolean" then
+        put(escape(tostring(item)))
+      else
+        error(string.format("http: query.%s must be a string, number, boolean, secret or a list of them", k), 4)
+      end
+    end
+  end
+  flush()
+  if #pieces == 0 then return url end
+  local has_q
+  if type(url) == "string" then has_q = url:find("?", 1, true)
+  else
+    for _, p in ipairs(secret.is(url) and { url } or url) do
+      if not secret.is(p) and p:find("?", 1, true) then has_q = true end
+    end
+  end
+  local out = type(url) == "table" and { table.unpack(url) } or { url }
+  out[#out + 1] = has_q and "&" or "?"
+  for _, p in ipairs(pieces) do out[#out + 1] = p end
+  return out
+end
+
+-- The JSON text of v, with the values of any secrets in it (and their
+-- JSON-escaped forms redacted too).
+local function json_body(v)
+  local found = false
+  local function reveal(x, depth)
+    if depth > 100 then error("http: json is nested too deep (a cycle?)", 5) end
+    if secret.is(x) then
+      found = true
+      escaped_secret(x, function(s) return json.encode(s):sub(2, -2) end, "json")
+      return secret.reveal(x)
+    end
+    if type(x) ~= "table" then return x end
+    local out = {}
+    for k, val in pairs(x) do out[k] = reveal(val, depth + 1) end
+    return setmetatable(out, getmetatable(x))
+  end
+  local plain = reveal(v, 0)
+  local ok, text = pcall(json.encode, found and plain or v)
+  if not ok then error("http: json: " .. tostring(text), 4) end
+  return text
+end
+
+-- ---- the C options of one request ---------------------------------------------------
+
+local function has_header(h, name)
+  for k in pairs(h or {}) do if k:lower() == name then return true end end
+  return false
+end
+
+local function c_options(req)
+  local o = {
+    method = req.method, headers = req.headers, body = req.body, auth = req.auth,
+    timeout = req.timeout, connect_timeout = req.connect_timeout, max_body = req.max_body,
+    max_redirects = req.max_redirects, ca = req.ca, cert = req.cert, key = req.key,
+    insecure = req.insecure, proxy = req.proxy, no_proxy = req.no_proxy,
+    stream = req.stream ~= nil, http_version = req.http_version,
+  }
+  o.url = req.query and add_query(req.url, req.query) or req.url
+  if req.json ~= nil then
+    o.body = json_body(req.json)
+    local h = {}
+    for k, v in pairs(req.headers or {}) do h[k] = v end
+    if not has_header(h, "content-type") then h["Content-Type"] = "application/json" end
+    if not has_header(h, "accept") then h["Accept"] = "application/json" end
+    o.headers = h
+  end
+  return o
+end
+
+-- What a plan shows of a write: headers (credentials as ***) and the start
+-- of the body. The gate redacts secret values on top of this.
+local function detail(o)
+  local lines, names = {}, {}
+  for k in pairs(o.headers or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    local v = o.headers[k]
+    if v ~= false then
+      local shown = SENSITIVE[k:lower()] and "***" or _http.display(v, "header")
+      lines[#lines + 1] = k .. ": " .. shown
+    end
+  end
+  if o.auth then lines[#lines + 1] = "Authorization: ***" end
+  if o.body ~= nil then
+    local b = _http.display(o.body, "body")
+    if #b > 2048 then b = b:sub(1, 2048) .. string.format("\n... (%d bytes in all)", #b) end
+    if #lines > 0 then lines[#lines + 1] = "" end
+    lines[#lines + 1] = b
+  end
+  return table.concat(lines, "\n")
+end
+
+-- ---- one attempt, retries, expect -------------------------------------------------------
+
+-- One transfer: returns response | nil, err; a stream's lines go to its
+-- reader as they arrive (returning false from it stops the stream).
+local function attempt(req, o, state)
+  local t <close> = _http.start(o)
+  local stopped = false
+  while not stopped do
+    local lines, done = t:wait()
+    if lines then
+      for _, line in ipairs(lines) do
+        state.delivered = true
+        if req.stream(line) == false then stopped = true break end
+      end
+    end
+    if done then break end
+  end
+  local resp, err = t:result()
+  if resp then
+    resp.stopped = stopped or nil
+    resp.method = req.method
+    resp.ok = resp.status >= 200 and resp.status < 300
+    setmetatable(resp, Response)
+  end
+  return resp, err
+end
+
+local function retryable(req)
+  if req.idempotent ~= nil then return req.idempotent end
+  return IDEMPOTENT[req.method] or req.effect == false
+end
+
+-- Attempts until a response that is not worth retrying, or no tries left.
+-- Only idempotent requests are retried: on connection failures and on 429,
+-- 502, 503 and 504, after the server's Retry-After or else an exponential
+-- backoff with full jitter.
+local function send(req, o)
+  local tries = retryable(req) and req.retries + 1 or 1
+  local state = {}
+  local resp, err
+  local n = 0
+  while true do
+    n = n + 1
+    resp, err = attempt(req, o, state)
+    if n == tries or state.delivered then break end
+    local wait
+    if resp then
+      if not RETRY_STATUS[resp.status] then break end
+      wait = resp.retry_after
+      if wait and wait > req.max_retry_wait then break end -- longer than we are willing to wait
+    elseif not RETRY_KINDS[err.kind] then
+      break
+    end
+    task.sleep(wait or math.random() * math.min(req.max_backoff, req.backoff * 2 ^ (n - 1)))
+  end
+  local r = resp or err
+  r.attempts = n
+  return resp, err
+end
+
+local function expected(expect, status)
+  if type(expect) == "number" then return status == expect end
+  for _, s in ipairs(expect) do if s == status then return true end end
+  return false
+end
+
+local function status_error(req, resp, display)
+  local excerpt = secret.redact(resp.body:sub(1, 512))
+  local want = type(req.expect) == "number" and tostring(req.expect) or table.concat(req.expect, " or ")
+  local first = excerpt:match("^[^\n]*"):sub(1, 200)
+  return new_error("http_status", string.format("%s %s: expected status %s, got %d%s", req.method, display,
+    want, resp.status, first ~= "" and (": " .. first) or ""),
+    { status = resp.status, body = excerpt, url = display, method = req.method, response = resp })
+end
+
+-- A normalized request: every field present, defaults applied.
+local function normalize(spec, defaults)
+  local req = {}
+  for k, v in pairs(defaults or {}) do req[k] = v end
+  for k, v in pairs(spec) do req[k] = v end
+  if defaults then
+    req.headers = merge_headers(defaults.headers, spec.headers)
+    if defaults.query and spec.query then
+      req.query = {}
+      for _, q in ipairs { defaults.query, spec.query } do
+        for k, v in pairs(q) do req.query[k] = v end
+      end
+    end
+    req.url = join(defaults.base_url, spec.url)
+    req.base_url = nil
+  end
+  req.method = (req.method or "GET"):upper()
+  for _, k in ipairs { "retries", "backoff", "max_backoff", "max_retry_wait", "connect_timeout" } do
+    if req[k] == nil then req[k] = DEFAULTS[k] end
+  end
+  if req.timeout == nil and req.stream == nil then req.timeout = DEFAULTS.timeout end
+  return req
+end
+
+local function perform(req)
+  local o = c_options(req)
+  local display = _http.display(o.url, "url")
+  local id
+  if WRITES[req.method] and req.effect ~= false then
+    local verdict
+    verdict, id = gate.begin {
+      kind = "http." .. req.method:lower(), target = display,
+      describe = req.method .. " " .. display, detail = detail(o),
+    }
+    if verdict == "planned" then return planned_response(req.method, display) end
+  end
+  local ok, resp, err = pcall(send, req, o)
+  if not ok then
+    if id then gate.failed(id, tostring(resp)) end
+    error(resp, 0)
+  end
+  if resp then
+    resp.url = resp.url or display
+    if req.expect and not expected(req.expect, resp.status) then
+      resp, err = nil, status_error(req, resp, display)
+    end
+  end
+  if id then
+    if resp then gate.done(id, json.encode({ status = resp.status })) else gate.failed(id, err.message) end
+  end
+  return resp, err
+end
+
+-- request{method=, url=, headers=, query=, body=, json=, timeout=, ...} -> response | nil, err
+function M.request(spec)
+  check_spec("http.request", spec, 2)
+  return perform(normalize(spec))
+end
+
+-- get(url [, opts]) or get{url=, ...}; likewise post, put, patch, delete, head
+local function verb(method, call)
+  return function(a, b, c)
+    local self, url, opts = nil, a, b
+    if call then self, url, opts = a, b, c end
+    local who = "http." .. method:lower()
+    local spec = {}
+    if type(url) == "table" and not is_text(url) then
+      opts = url
+    else
+      if opts ~= nil and type(opts) ~= "table" then error(who .. ": options must be a table", 2) end
+      spec.url = url
+    end
+    for k, v in pairs(opts or {}) do spec[k] = v end
+    if spec.method ~= nil and spec.method:upper() ~= method then
+      error(who .. ": method is " .. method, 2)
+    end
+    spec.method = method
+    check_spec(who, spec, 2)
+    return perform(normalize(spec, self and self.defaults))
+  end
+end
+
+for _, m in ipairs { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD" } do
+  M[m:lower()] = verb(m, false)
+end
+
+-- many(requests, {limit=}) -> responses, errors: each request (a table for
+-- request(), or a URL to GET) at most `limit` at a time (default 10).
+-- responses[i] is the response of requests[i], or nil when it failed and
+-- errors[i] says why; errors is nil when nothing failed.
+local function many(requests, opts, defaults)
+  if type(requests) ~= "table" then error("http.many: requests must be a list", 3) end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("http.many: options must be a table", 3) end
+  for k in pairs(opts) do
+    if k ~= "limit" then error("http.many: unknown option '" .. tostring(k) .. "'", 3) end
+  end
+  local n = #requests
+  local reqs = {}
+  for i = 1, n do
+    local r = requests[i]
+    if is_text(r) then r = { url = r } end
+    if type(r) ~= "table" then error(string.format("http.many: requests[%d] must be a table or a URL", i), 3) end
+    check_spec(string.format("http.many: requests[%d]", i), r, 3)
+    reqs[i] = normalize(r, defaults)
+  end
+  local fns = {}
+  for i = 1, n do fns[i] = function() return table.pack(perform(reqs[i])) end end
+  local results = task.parallel(fns, { limit = opts.limit or DEFAULTS.many_limit, settle = true })
+  local responses, errors = {}, nil
+  for i = 1, n do
+    local r = results[i]
+    local resp, err
+    if r.ok then resp, err = r.value[1], r.value[2] else err = r.error end
+    if resp then
+      responses[i] = resp
+    else
+      errors = errors or {}
+      errors[i] = err
+    end
+  end
+  return responses, errors
+end
+
+function M.many(requests, opts) return many(requests, opts, nil) end
+
+-- ---- clients ----------------------------------------------------------------------------
+
+local Client = { __name = "relish.http.Client" }
+Client.__index = Client
+
+-- client{base_url=, headers=, auth=, ca=, cert=, key=, insecure=, retries=,
+-- timeout=, ...} -> a client whose requests share these settings. Every
+-- request of the process shares one pool of connections, so a client's
+-- requests to the same server reuse them.
+function M.client(opts)
+  check_spec("http.client", opts or {}, 2, CLIENT_ONLY)
+  local d = {}
+  for k, v in pairs(opts or {}) do d[k] = v end
+  return setmetatable({ defaults = d }, Client)
+end
+
+function Client:request(spec)
+  check_spec("client:request", spec, 2)
+  return perform(normalize(spec, self.defaults))
+end
+
+for _, m in ipairs { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD" } do
+  Client[m:lower()] = verb(m, true)
+end
+
+function Client:many(requests, opts) return many(requests, opts, self.defaults) end
+
+return M
