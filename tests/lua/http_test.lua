@@ -1,0 +1,567 @@
+-- Tests for relish.http against the fixture server (tests/fixtures/http_server.py):
+-- what the server saw is the referee (requests, headers, bodies, peak in flight).
+local http = require "relish.http"
+local task = require "relish.task"
+local json = require "relish.json"
+local secret = require "relish.secret"
+local gate = require "relish._gate"
+local loop = require "relish._loop"
+local fixture = require "http_fixture"
+local support = require "support"
+
+-- Connections this process holds open to a local port (client side), from
+-- /proc/net/tcp: ESTABLISHED sockets whose remote port is `port`.
+local function established_to(port)
+  local n = 0
+  for _, file in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
+    local f = io.open(file)
+    if f then
+      for line in f:lines() do
+        local rem, st = line:match("^%s*%d+: %x+:%x+ %x+:(%x+) (%x%x)")
+        if rem and tonumber(rem, 16) == port and st == "01" then n = n + 1 end
+      end
+      f:close()
+    end
+  end
+  return n
+end
+
+local function eventually(pred, what)
+  for _ = 1, 250 do
+    if pred() then return end
+    task.sleep(0.02)
+  end
+  error("never happened: " .. what, 2)
+end
+
+local function no_transfers_left()
+  local st = loop.stats()
+  assert_eq({ st.transfers, st.waiters, st.tasks }, { 0, 0, 0 })
+end
+
+describe("requests", function()
+  test("GET sends the query and headers; the response has status, headers, body, json()", function()
+    local fx <close> = fixture.start()
+    local r, err = http.get(fx.url "/echo", { query = { b = { "x", "y z" }, a = 1, flag = true },
+      headers = { ["X-Custom"] = "v1", Accept = "text/plain" } })
+    assert_nil(err)
+    assert_eq(r.status, 200)
+    assert_true(r.ok)
+    assert_eq(r.headers["Content-Type"], "application/json")
+    assert_eq(r.headers["content-type"], "application/json")
+    assert_eq(r.headers.CONTENT_TYPE, nil)
+    assert_eq(r.version, "1.1")
+    assert_eq(math.type(r.elapsed), "float")
+    assert_eq(r.attempts, 1)
+    local echo = assert(r:json())
+    assert_eq(echo.method, "GET")
+    assert_eq(echo.path, "/echo?a=1&b=x&b=y%20z&flag=true")
+    assert_eq(echo.headers["x-custom"], "v1")
+    assert_eq(echo.headers.accept, "text/plain")
+    assert_eq(echo.headers["user-agent"], "relish/0.1.0")
+    assert_nil(echo.headers.expect)
+  end)
+
+  test("every verb, with bodies and JSON", function()
+    local fx <close> = fixture.start()
+    local function echo(r)
+      assert_eq(r.status, 200)
+      return assert(r:json())
+    end
+    local e = echo(assert(http.post(fx.url "/echo", { json = { a = json.array { 1, 2 }, b = "x" } })))
+    assert_eq({ e.method, e.headers["content-type"], json.decode(e.body) }, { "POST", "application/json", { a = { 1, 2 }, b = "x" } })
+    e = echo(assert(http.put(fx.url "/echo", { body = "plain", headers = { ["Content-Type"] = "text/plain" } })))
+    assert_eq({ e.method, e.body, e.headers["content-type"] }, { "PUT", "plain", "text/plain" })
+    e = echo(assert(http.patch { url = fx.url "/echo", json = { op = "x" } }))
+    assert_eq({ e.method, e.body }, { "PATCH", '{"op":"x"}' })
+    e = echo(assert(http.delete(fx.url "/echo")))
+    assert_eq({ e.method, e.body }, { "DELETE", "" })
+    e = echo(assert(http.request { method = "options", url = fx.url "/echo" }))
+    assert_eq(e.method, "OPTIONS")
+    local h = assert(http.head(fx.url "/echo"))
+    assert_eq({ h.status, h.body }, { 200, "" })
+    assert_match(h.headers["content-length"], "^%d+$")
+    local p = assert(http.post(fx.url "/echo"))
+    assert_eq(echo(p).headers["content-length"], "0")
+  end)
+
+  test("a body that is not JSON: json() returns nil, err", function()
+    local fx <close> = fixture.start()
+    local r = assert(http.get(fx.url "/status/200"))
+    local v, err = r:json()
+    assert_nil(v)
+    assert_eq(err.kind, "json")
+    assert_match(tostring(err), "not JSON")
+  end)
+
+  test("misuse raises at the caller, naming the field", function()
+    assert_error(function() http.get("http://x/", { hedaers = {} }) end, "http.get: unknown field 'hedaers'")
+    assert_error(function() http.request { url = "http://x/", timeout = -1 } end, "timeout must be a positive number")
+    assert_error(function() http.request { url = "http://x/", retries = 1.5 } end, "retries must be a non%-negative integer")
+    assert_error(function() http.post("http://x/", { body = "a", json = {} }) end, "give body or json, not both")
+    assert_error(function() http.request { method = "GET" } end, "url is required")
+    assert_error(function() http.request { url = "http://x/", method = "G T" } end, "invalid method")
+    assert_error(function() http.request { url = "http://x/", expect = "200" } end, "expect must be a status code")
+    assert_error(function() http.get(42) end, "url must be a string, a secret or a list of them, got number")
+    assert_error(function() http.request { url = "http://x/", auth = { token = "x" } } end, "auth must be")
+    local msg = assert_error(function() http.get("http://x/", { headers = { ["Bad Name"] = "v" } }) end)
+    assert_match(msg, "invalid header name 'Bad Name'")
+    assert_error(function() http.get("http://x/", { headers = { X = "a\r\nInjected: 1" } }) end, "line break")
+    local where = assert_error(function() http.get("http://x/", { nope = 1 }) end)
+    assert_match(where, "http_test%.lua:%d+:")
+  end)
+
+  test("the body is capped: max_body, and 64 MiB by default", function()
+    local fx <close> = fixture.start()
+    local r, err = http.get(fx.url "/large?bytes=5000", { max_body = 4096 })
+    assert_nil(r)
+    assert_eq(err.kind, "too_large")
+    assert_match(err.message, "larger than max_body %(4096 bytes%)")
+    assert(http.get(fx.url "/large?bytes=4096", { max_body = 4096 }))
+    r, err = http.get(fx.url "/large?bytes=" .. (64 * 1024 * 1024 + 1))
+    assert_eq(err and err.kind, "too_large")
+    r = assert(http.get(fx.url "/large?bytes=" .. (64 * 1024 * 1024)))
+    assert_eq(#r.body, 64 * 1024 * 1024)
+  end)
+
+  test("redirects are followed up to a limit", function()
+    local fx <close> = fixture.start()
+    local r = assert(http.get(fx.url "/redirect?n=3"))
+    assert_eq(r.status, 200)
+    assert_match(r.url, "/redirect%?n=0$")
+    local _, err = http.get(fx.url "/redirect?n=3", { max_redirects = 2 })
+    assert_eq(err.kind, "redirect")
+    r = assert(http.get(fx.url "/redirect?n=1", { max_redirects = 0 }))
+    assert_eq({ r.status, r.headers.location }, { 302, "/redirect?n=0" })
+  end)
+
+  test("connection failures and timeouts are errors with a kind", function()
+    local fx <close> = fixture.start()
+    local r, err = http.get("http://127.0.0.1:1/nothing", { retries = 0 })
+    assert_nil(r)
+    assert_eq(err.kind, "connect")
+    assert_match(err.message, "^GET http://127%.0%.0%.1:1/nothing: ")
+    r, err = http.get(fx.url "/reset", { retries = 0 })
+    assert_eq(err.kind, "connection")
+    r, err = http.get(fx.url "/delay?ms=3000", { timeout = 0.2, retries = 0 })
+    assert_eq(err.kind, "timeout")
+    r, err = http.get("ftp://127.0.0.1/x")
+    assert_eq(err.kind, "url")
+  end)
+end)
+
+describe("TLS", function()
+  test("verified against the CA given as a file or as PEM text; localhost by name", function()
+    local fx <close> = fixture.start { tls = true }
+    assert_eq(assert(http.get(fx.https "/status/200", { ca = fx.ca })).status, 200)
+    assert_eq(assert(http.get(fx.https "/status/200", { ca = support.read(fx.ca) })).status, 200)
+    local byname = fx.https("/status/200"):gsub("127%.0%.0%.1", "localhost")
+    assert_eq(assert(http.get(byname, { ca = fx.ca })).status, 200)
+  end)
+
+  test("a wrong CA is a clear tls error; insecure only when asked", function()
+    local fx <close> = fixture.start { tls = true }
+    local r, err = http.get(fx.https "/status/200", { ca = fx.other_ca, retries = 0 })
+    assert_nil(r)
+    assert_eq(err.kind, "tls")
+    assert_match(err.message, "certificate")
+    r, err = http.get(fx.https "/status/200", { retries = 0 }) -- the system's CAs do not know ours
+    assert_eq(err.kind, "tls")
+    assert_eq(assert(http.get(fx.https "/status/200", { ca = fx.other_ca, insecure = true })).status, 200)
+    assert_eq(#fx:requests "/status/200", 1) -- the refused ones never got to send anything
+  end)
+
+  test("client certificates, as files or as PEM text (the key a secret)", function()
+    local fx <close> = fixture.start { tls = true }
+    local r, err = http.get(fx.mtls "/client-cert", { ca = fx.ca, retries = 0 })
+    assert_nil(r)
+    assert_true(err.kind == "tls" or err.kind == "connection", err.kind)
+    r = assert(http.get(fx.mtls "/client-cert", { ca = fx.ca, cert = fx.client_cert, key = fx.client_key }))
+    assert_eq(assert(r:json()).subject, "relish-client")
+    local key = secret.value(support.read(fx.client_key))
+    r = assert(http.get(fx.mtls "/client-cert", { ca = fx.ca, cert = support.read(fx.client_cert), key = key }))
+    assert_eq(assert(r:json()).subject, "relish-client")
+  end)
+
+  test("HTTP/2 when the server offers it", function()
+    local fx <close> = fixture.start { h2 = true }
+    if not fx.ports.h2 then skip("nghttpd (Debian package nghttp2-server) is not installed") end
+    local r = assert(http.get(fx.h2 "/hello.txt", { ca = fx.ca }))
+    assert_eq({ r.status, r.version, r.body }, { 200, "2", "hello over h2\n" })
+    r = assert(http.get(fx.https "/status/200", { ca = fx.ca })) -- a server offering only HTTP/1.1
+    assert_eq(r.version, "1.1")
+  end)
+end)
+
+describe("retries", function()
+  test("an idempotent request is retried on 503 until it succeeds", function()
+    local fx <close> = fixture.start()
+    local r = assert(http.get(fx.url "/flaky?key=a&fail=2", { backoff = 0.01 }))
+    assert_eq({ r.status, r.attempts }, { 200, 3 })
+    assert_eq(#fx:requests "/flaky", 3)
+  end)
+
+  test("retries run out: the last response comes back", function()
+    local fx <close> = fixture.start()
+    local r = assert(http.get(fx.url "/status/502", { retries = 3, backoff = 0.01 }))
+    assert_eq({ r.status, r.attempts }, { 502, 4 })
+    assert_eq(#fx:requests "/status/502", 4)
+    r = assert(http.get(fx.url "/status/429", { retries = 0 }))
+    assert_eq({ r.status, r.attempts }, { 429, 1 })
+    r = assert(http.get(fx.url "/status/500", { backoff = 0.01 })) -- 500 is not worth retrying
+    assert_eq(r.attempts, 1)
+  end)
+
+  test("Retry-After is honoured", function()
+    local fx <close> = fixture.start()
+    local r = assert(http.get(fx.url "/flaky?key=b&fail=1&retry_after=1", { backoff = 0.01 }))
+    assert_eq({ r.status, r.attempts }, { 200, 2 })
+    local seen = fx:requests "/flaky"
+    assert_eq(#seen, 2)
+    local gap = seen[2].start - seen[1]["end"]
+    assert_true(gap >= 0.95, "the retry came " .. gap .. "s after the 503 asking for 1s")
+  end)
+
+  test("a Retry-After longer than max_retry_wait is not waited for", function()
+    local fx <close> = fixture.start()
+    local r = assert(http.get(fx.url "/flaky?key=c&fail=1&retry_after=120", { max_retry_wait = 5 }))
+    assert_eq({ r.status, r.attempts, r.retry_after }, { 503, 1, 120 })
+  end)
+
+  test("connection resets are retried for GET", function()
+    local fx <close> = fixture.start()
+    local r = assert(http.get(fx.url "/flaky?key=d&fail=1&status=reset", { backoff = 0.01 }))
+    assert_eq({ r.status, r.attempts }, { 200, 2 })
+  end)
+
+  test("a non-idempotent method is never retried (unless declared idempotent)", function()
+    local fx <close> = fixture.start()
+    -- first, on a fresh connection (libcurl itself resends once a request
+    -- whose reused keep-alive connection turns out to be closed)
+    local r, err = http.post(fx.url "/flaky?key=f&fail=1&status=reset", { retries = 5, backoff = 0.01 })
+    assert_nil(r)
+    assert_eq({ err.kind, err.attempts }, { "connection", 1 })
+    r = assert(http.post(fx.url "/flaky?key=e&fail=1", { retries = 5, backoff = 0.01 }))
+    assert_eq({ r.status, r.attempts }, { 503, 1 })
+    r = assert(http.patch(fx.url "/flaky?key=g&fail=1", { retries = 5, backoff = 0.01 }))
+    assert_eq({ r.status, r.attempts }, { 503, 1 })
+    assert_eq(#fx:requests "/flaky", 3)
+    r = assert(http.post(fx.url "/flaky?key=h&fail=1", { idempotent = true, backoff = 0.01 }))
+    assert_eq({ r.status, r.attempts }, { 200, 2 })
+    r = assert(http.post(fx.url "/flaky?key=i&fail=1", { effect = false, backoff = 0.01 }))
+    assert_eq({ r.status, r.attempts }, { 200, 2 })
+  end)
+end)
+
+describe("expect", function()
+  test("another status is an error carrying the status and a body excerpt", function()
+    local fx <close> = fixture.start()
+    local r, err = http.get(fx.url "/status/404", { expect = 200 })
+    assert_nil(r)
+    assert_eq({ err.kind, err.status, err.body }, { "http_status", 404, "status 404" })
+    assert_match(tostring(err), "^GET http://127%.0%.0%.1:%d+/status/404: expected status 200, got 404: status 404$")
+    assert_eq(err.response.status, 404)
+    r = assert(http.get(fx.url "/status/201", { expect = { 200, 201 } }))
+    assert_eq(r.status, 201)
+    r, err = http.get(fx.url "/status/503", { expect = 200, backoff = 0.01 })
+    assert_eq({ err.status, err.response.attempts }, { 503, 3 }) -- retried first
+  end)
+end)
+
+describe("streams", function()
+  test("a line-delimited body is delivered line by line as it arrives", function()
+    local fx <close> = fixture.start()
+    local lines = {}
+    local r = assert(http.get(fx.url "/lines?n=5&split=1&tail=last", {
+      stream = function(line) lines[#lines + 1] = line end }))
+    assert_eq(r.status, 200)
+    assert_eq(r.body, "")
+    assert_eq(#lines, 6)
+    assert_eq(json.decode(lines[1]), { type = "ADDED", n = 1 })
+    assert_eq(json.decode(lines[5]).n, 5)
+    assert_eq(lines[6], "last")
+  end)
+
+  test("the reader can stop a stream; the connection is closed", function()
+    local fx <close> = fixture.start()
+    local got = 0
+    local r = assert(http.get(fx.url "/lines?n=1000&interval_ms=20", { stream = function(line)
+      got = got + 1
+      if got == 3 then return false end
+    end }))
+    assert_eq({ r.status, r.stopped, got }, { 200, true, 3 })
+    eventually(function() return fx:requests("/lines")[1].client_closed end, "the server saw the client leave")
+    assert_eq(established_to(fx.ports.http), 0)
+    no_transfers_left()
+  end)
+
+  test("an error status keeps its body whole instead of streaming it", function()
+    local fx <close> = fixture.start()
+    local lines = {}
+    local r = assert(http.get(fx.url "/lines?n=2&status=410", { stream = function(l) lines[#lines + 1] = l end }))
+    assert_eq(r.status, 410)
+    assert_eq(#lines, 0)
+    assert_match(r.body, '"n": 2')
+  end)
+
+  test("a reader's error closes the stream and is raised", function()
+    local fx <close> = fixture.start()
+    local ok, err = pcall(http.get, fx.url "/lines?n=100&interval_ms=20", { stream = function() error("reader broke") end })
+    assert_false(ok)
+    assert_match(err, "reader broke")
+    no_transfers_left()
+  end)
+end)
+
+describe("at once", function()
+  test("many: responses in order, at most limit in flight", function()
+    local fx <close> = fixture.start()
+    local reqs = {}
+    for i = 1, 12 do reqs[i] = fx.url("/delay?ms=200&i=" .. i) end
+    reqs[13] = { url = fx.url "/status/404", expect = 200 }
+    reqs[14] = { method = "POST", url = fx.url "/echo", json = { n = 14 } }
+    local rs, errs = http.many(reqs, { limit = 4 })
+    for i = 1, 12 do assert_eq(rs[i].status, 200, "request " .. i) end
+    assert_match(rs[1].url, "i=1$")
+    assert_match(rs[12].url, "i=12$")
+    assert_nil(rs[13])
+    assert_eq(errs[13].kind, "http_status")
+    assert_eq(json.decode(rs[14]:json().body), { n = 14 })
+    local peak = fx:stats().peak
+    assert_true(peak <= 4 and peak >= 2, "peak in flight " .. peak)
+    rs, errs = http.many({ fx.url "/status/200" })
+    assert_eq({ rs[1].status, errs }, { 200, nil })
+    assert_error(function() http.many(reqs, { limt = 2 }) end, "unknown option 'limt'")
+    assert_error(function() http.many({ { url = fx.url "/", hedaers = 1 } }) end, "requests%[1%]: unknown field")
+  end)
+
+  test("task.parallel of requests respects its limit", function()
+    local fx <close> = fixture.start()
+    local fns = {}
+    for i = 1, 9 do fns[i] = function() return assert(http.get(fx.url "/delay?ms=200")).status end end
+    assert_eq(task.parallel(fns, { limit = 3 }), { 200, 200, 200, 200, 200, 200, 200, 200, 200 })
+    local peak = fx:stats().peak
+    assert_true(peak <= 3 and peak >= 2, "peak in flight " .. peak)
+  end)
+
+  test("requests and commands wait at the same time", function()
+    local fx <close> = fixture.start()
+    local sh = require "relish.sh"
+    local r = task.parallel {
+      function() return assert(http.get(fx.url "/delay?ms=100")).status end,
+      function() return sh.run { argv = { "sh", "-c", "sleep 0.1; echo done" }, readonly = true }.stdout end,
+    }
+    assert_eq(r, { 200, "done\n" })
+  end)
+
+  test("cancelling (with_timeout) closes the transfers: no open connection left", function()
+    local fx <close> = fixture.start()
+    local ok, err = pcall(task.with_timeout, 0.3, function()
+      http.many({ fx.url "/delay?ms=10000", fx.url "/delay?ms=10000", fx.url "/slow?bytes=100000&chunks=100" })
+    end)
+    assert_false(ok)
+    assert_eq(err.kind, "timeout")
+    no_transfers_left()
+    assert_eq(established_to(fx.ports.http), 0)
+    eventually(function() return fx:stats().open == 0 end, "the server's connections closed")
+    for _, r in ipairs(fx:requests()) do assert_true(r.client_closed, r.path) end
+  end)
+
+  test("a cancelled task's request ends; the step goes on", function()
+    local fx <close> = fixture.start()
+    local t = task.spawn(function() return http.get(fx.url "/delay?ms=10000") end)
+    eventually(function() return fx:stats().in_flight == 1 end, "the request arrived")
+    assert_true(t:cancel())
+    assert_eq(t:status(), "cancelled")
+    assert_eq(established_to(fx.ports.http), 0)
+    assert_eq(assert(http.get(fx.url "/status/200")).status, 200)
+  end)
+end)
+
+describe("clients", function()
+  test("base_url, default headers and auth; connections are reused", function()
+    local fx <close> = fixture.start()
+    local c = http.client { base_url = fx.url "/", headers = { ["X-Team"] = "rel", Accept = "a/b" },
+      auth = { bearer = "tok-123" }, retries = 0 }
+    local e = assert(assert(c:get("echo", { headers = { accept = "c/d" } })):json())
+    assert_eq(e.path, "/echo")
+    assert_eq(e.headers["x-team"], "rel")
+    assert_eq(e.headers.accept, "c/d")
+    assert_eq(e.headers.authorization, "Bearer tok-123")
+    assert(c:post("/echo", { json = {} }))
+    local rs = c:many({ "/status/200", "/status/201" }, { limit = 1 })
+    assert_eq({ rs[1].status, rs[2].status }, { 200, 201 })
+    local seen = fx:requests()
+    assert_eq(#seen, 4)
+    for _, r in ipairs(seen) do assert_eq(r.conn, seen[1].conn, "one connection for every request") end
+    assert_error(function() http.client { base = "x" } end, "unknown field 'base'")
+  end)
+
+  test("basic auth", function()
+    local fx <close> = fixture.start()
+    local c = http.client { auth = { user = "deploy", password = "pw-456" } }
+    local e = assert(assert(c:get(fx.url "/echo")):json())
+    assert_eq(e.headers.authorization, "Basic ZGVwbG95OnB3LTQ1Ng==")
+  end)
+end)
+
+describe("secrets", function()
+  local TOKEN = 'tok"en/+=9Zq'
+
+  test("accepted in URL pieces, headers, auth, query and JSON; never shown", function()
+    local fx <close> = fixture.start()
+    local tok = secret.value(TOKEN, "token")
+    local r = assert(http.post({ "http://bot:", http.escape(tok), "@127.0.0.1:" .. fx.ports.http .. "/echo" }, {
+      headers = { ["X-Token"] = tok, ["X-Pieces"] = { "key=", tok } },
+      query = { t = tok }, json = { token = tok, nested = { tok } } }))
+    local e = assert(r:json())
+    assert_eq(e.headers["x-token"], TOKEN)
+    assert_eq(e.headers["x-pieces"], "key=" .. TOKEN)
+    assert_eq(e.headers.authorization, "Basic Ym90OnRvayJlbi8rPTlacQ==") -- bot:<token>, from the URL
+    assert_eq(json.decode(e.body), { token = TOKEN, nested = { TOKEN } })
+    assert_match(e.path, "^/echo%?t=tok%%22en%%2F%%2B%%3D9Zq$")
+    -- everything the server echoed back, redacted: no form of the token is left
+    local shown = secret.redact(r.body)
+    for _, form in ipairs { TOKEN, "tok%22en%2F%2B%3D9Zq", 'tok\\"en/+=9Zq', "Ym90OnRvayJlbi8rPTlacQ==" } do
+      assert_nil(shown:find(form, 1, true), "visible: " .. form)
+    end
+    assert_eq(r.url, "http://***@127.0.0.1:" .. fx.ports.http .. "/echo?t=***")
+    local _, err = http.get({ "http://bot:", http.escape(tok), "@127.0.0.1:1/x" }, { retries = 0, headers = { A = tok } })
+    assert_eq(err.message, "GET http://***@127.0.0.1:1/x: " .. err.message:match(": (.*)$"))
+    assert_nil(tostring(err):find("9Zq", 1, true))
+  end)
+
+  test("Authorization and Cookie values and URL user-info are redacted even as plain strings", function()
+    local fx <close> = fixture.start()
+    assert(http.get(fx.url "/echo", { headers = { Authorization = "Bearer plain-tok-777", Cookie = "sid=cookie-888" } }))
+    assert(http.get("http://user:url-pw-999@127.0.0.1:" .. fx.ports.http .. "/echo"))
+    local s = secret.redact("a plain-tok-777 b sid=cookie-888 c url-pw-999 d https://x:y@host/p")
+    assert_eq(s, "a *** b *** c *** d https://***@host/p")
+  end)
+end)
+
+describe("effects", function()
+  test("a dry-run plans writes and sends nothing; reads still go out", function()
+    local fx <close> = fixture.start()
+    local tok = secret.value("effect-secret-1", "t")
+    local effects, r, g = gate.capture(function()
+      local w = http.post(fx.url "/echo", { json = { a = 1, t = tok }, headers = { Authorization = { "Bearer ", tok } } })
+      local read = assert(http.get(fx.url "/status/200"))
+      return w, read
+    end, { dry_run = true })
+    assert_eq({ r.status, r.planned, r.body }, { 0, true, "" })
+    assert_eq(g.status, 200)
+    assert_eq(#fx:requests "/echo", 0)
+    assert_eq(#fx:requests "/status/200", 1)
+    assert_eq(#effects, 1)
+    local a = effects[1]
+    assert_eq({ a.kind, a.status, a.irreversible }, { "http.post", "planned", true })
+    assert_eq(a.describe, "POST " .. fx.url "/echo")
+    assert_match(a.detail, "Authorization: %*%*%*")
+    assert_match(a.detail, '"t":"%*%*%*"')
+    assert_nil(a.detail:find("effect-secret-1", 1, true))
+  end)
+
+  test("effect = false: a POST that changes nothing is sent even in a dry-run", function()
+    local fx <close> = fixture.start()
+    local effects, r = gate.capture(function()
+      return assert(http.post(fx.url "/echo", { body = "query", effect = false }))
+    end, { dry_run = true })
+    assert_eq(#effects, 0)
+    assert_eq(r.status, 200)
+    assert_eq(#fx:requests "/echo", 1)
+  end)
+
+  test("writes for real: done, or failed when expect is not met", function()
+    local fx <close> = fixture.start()
+    local effects = gate.capture(function()
+      assert(http.put(fx.url "/echo", { body = "x" }))
+      assert(http.delete(fx.url "/echo"))
+      assert_nil(http.patch(fx.url "/status/409", { body = "x", expect = 200 }))
+      assert(http.get(fx.url "/echo"))
+    end)
+    assert_eq(#effects, 3)
+    assert_eq({ effects[1].kind, effects[1].status }, { "http.put", "done" })
+    assert_eq({ effects[2].kind, effects[2].status }, { "http.delete", "done" })
+    assert_eq({ effects[3].kind, effects[3].status }, { "http.patch", "failed" })
+    assert_match(effects[3].error, "expected status 200, got 409")
+  end)
+end)
+
+describe("a recipe with a secret", function()
+  local TOKEN = 'rcp"Sec/+=77Xy'
+  local RECIPE = [[
+local http = require "relish.http"
+local sh = require "relish.sh"
+return recipe "secret-http" {
+  params = { port = param.integer { required = true }, fail = param.boolean { default = false } },
+  step "call" {
+    run = function(ctx)
+      local tok = ctx.secret("RELISH_TEST_TOKEN")
+      local base = "127.0.0.1:" .. ctx.params.port
+      local r = assert(http.post({ "http://bot:", http.escape(tok), "@", base, "/echo" }, {
+        headers = { ["X-Token"] = tok, Authorization = { "Bearer ", tok } },
+        json = { token = tok }, query = { t = tok }, expect = 200 }))
+      ctx.log("echo: %s", r.body)
+      local e = sh.run { argv = { "sh", "-c", 'echo "env: $TOKEN"' }, env = { TOKEN = tok }, readonly = true }
+      ctx.log("sh: %s", e.stdout)
+      local _, err = http.get({ "http://bot:", http.escape(tok), "@127.0.0.1:1/x" }, { retries = 0 })
+      ctx.log("error: %s", tostring(err))
+      ctx.state.note = "saw " .. require("relish.secret").reveal(tok)
+      if ctx.params.fail then error("failing with " .. require("relish.secret").reveal(tok)) end
+    end,
+  },
+}
+]]
+
+  test("no form of it reaches any output, the plan or the journal", function()
+    local fx <close> = fixture.start()
+    local d = tmpdir()
+    local f = support.recipe(d, "secret.lua", RECIPE)
+    local env = { RELISH_TEST_TOKEN = TOKEN }
+    local port = "port=" .. fx.ports.http
+    local state = support.state(d)
+    local outputs = {}
+    local function run(args)
+      args.env = env
+      local r = support.relish(args)
+      outputs[#outputs + 1] = table.concat(args, " ") .. "\n" .. r.stdout .. r.stderr
+      return r
+    end
+    -- a dry-run plans the POST and sends nothing
+    local r = run { "run", f, "-p", port, "--dry-run", "--state", state }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "POST http://%*%*%*@127%.0%.0%.1:%d+/echo%?t=%*%*%*")
+    assert_match(r.stdout, "irreversible")
+    assert_eq(#fx:requests "/echo", 0)
+    r = run { "plan", f, "-p", port, "-o", d .. "/plan.json", "--state", state }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    outputs[#outputs + 1] = support.read(d .. "/plan.json")
+    -- for real, in text and in JSON, then failing (rollback: irreversible)
+    r = run { "run", f, "-p", port, "--state", state }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "env: %*%*%*")
+    assert_eq(#fx:requests "/echo", 1)
+    assert_eq(fx:requests("/echo")[1].headers["x-token"], TOKEN) -- the server got the real one
+    r = run { "run", f, "-p", port, "--output", "json", "--state", state }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    r = run { "run", f, "-p", port, "-p", "fail=true", "--state", state }
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_match(r.stdout, "failing with %*%*%*")
+    for _, fmt in ipairs { "text", "json", "markdown" } do
+      r = run { "show", "last", "--format", fmt, "--state", state }
+      assert_eq(r.code, 0, r.stdout .. r.stderr)
+    end
+    run { "history", "--state", state }
+    local journal = support.read(d .. "/journal.db") .. (support.read(d .. "/journal.db-wal") or "")
+    assert_true(#journal > 0)
+    local forms = { TOKEN, "rcp%22Sec%2F%2B%3D77Xy", 'rcp\\"Sec/+=77Xy' }
+    for _, text in ipairs(outputs) do
+      for _, form in ipairs(forms) do
+        assert_nil(text:find(form, 1, true), "visible in output: " .. form .. "\n" .. text)
+      end
+    end
+    for _, form in ipairs(forms) do assert_nil(journal:find(form, 1, true), "in the journal: " .. form) end
+    assert_match(table.concat(outputs), "echo: ")
+  end)
+end)
