@@ -9,6 +9,7 @@ packages=(
   liblua5.4-dev libcurl4-openssl-dev libgit2-dev libcjson-dev libyaml-dev libsqlite3-dev
   # tests: real servers and tools the suite starts on loopback
   git python3 openssl procps
+  nghttp2-server # nghttpd: the HTTP/2 server of the http tests
 )
 if [ "${1:-}" = "--bench" ]; then packages+=(hyperfine lua5.4); fi
 
