@@ -1,0 +1,97 @@
+-- A GitOps release: bump an image tag in a manifest repository (a
+-- Deployment's container, a kustomization's images: entry or a Helm values
+-- key), changing only that value's text, commit and push it; Argo CD or Flux
+-- deploys from there. An optional check runs after the push; when it fails,
+-- or on `relish rollback`, the commit is reverted and the revert pushed.
+local git = require "relish.git"
+local gitops = require "relish.gitops"
+local sh = require "relish.sh"
+
+local cache = os.getenv("XDG_CACHE_HOME") or ((os.getenv("HOME") or "/tmp") .. "/.cache")
+
+local function must(v, err)
+  if v == nil then error(err, 0) end
+  return v
+end
+
+local function open(ctx)
+  return must(git.open(ctx.state.clone))
+end
+
+return recipe "gitops-release" {
+  description = "Bump an image tag in a manifest repository, commit and push; rollback is a revert",
+  params = {
+    repo = param.string { required = true, description = "URL or path of the manifest repository" },
+    branch = param.string { default = "main", description = "branch the GitOps controller deploys from" },
+    file = param.string { default = "deployment.yaml", description = "manifest to change, relative to the repository" },
+    kind = param.enum { choices = { "deployment", "kustomization", "helm" }, default = "deployment",
+      description = "deployment: a container's image; kustomization: an images: entry's newTag; helm: a values key" },
+    container = param.string { default = "app", description = "deployment: the container whose image tag changes" },
+    image = param.string { default = "", description = "kustomization: the name of the images: entry" },
+    key = param.string { default = "image.tag", description = "helm: the values key" },
+    tag = param.string { required = true, match = "^[%w_][%w_.%-]*$", description = "the new image tag" },
+    message = param.string { default = "", description = "commit message (default: chore(release): ...)" },
+    workdir = param.string { default = cache .. "/relish/gitops",
+      description = "where each run keeps its clone (a rollback reverts in it)" },
+    verify = param.string { default = "",
+      description = "shell command run after the push, in the clone, with TAG and COMMIT set; a failure rolls back" },
+  },
+  lock = function(p) return "gitops:" .. p.repo .. "#" .. p.branch end,
+
+  step "clone" {
+    run = function(ctx)
+      local p = ctx.params
+      -- one clone per run: the state the rollback reverts in, whoever pushed since
+      local dir = p.workdir .. "/" .. ctx.run_id
+      local repo = must(git.clone(p.repo, dir, { branch = p.branch }))
+      ctx.state.clone = repo:path()
+      ctx.log("cloned %s (%s at %s) into %s", p.repo, p.branch, repo:head().short, ctx.state.clone)
+      repo:close()
+    end,
+  },
+
+  step "bump the tag" {
+    run = function(ctx)
+      local p, s = ctx.params, ctx.state
+      local edit = {}
+      if p.kind == "deployment" then
+        edit.image = { container = p.container, tag = p.tag }
+      elseif p.kind == "kustomization" then
+        if p.image == "" then error("kind=kustomization needs -p image=<name of the images: entry>", 0) end
+        edit.kustomize = { name = p.image, tag = p.tag }
+      else
+        edit.helm = { key = p.key, value = p.tag }
+      end
+      local repo <close> = open(ctx)
+      local r = must(gitops.update {
+        repo = repo, file = p.file, image = edit.image, kustomize = edit.kustomize, helm = edit.helm,
+        message = p.message ~= "" and p.message or
+          string.format("chore(release): %s %s in %s", p.kind == "deployment" and p.container or
+            p.kind == "kustomization" and p.image or p.key, p.tag, p.file),
+        push = { remote = "origin", branch = p.branch },
+      })
+      if not r.changed then
+        ctx.log("%s already has %s: nothing to change", p.file, p.tag)
+        s.unchanged = true
+        return
+      end
+      s.commit = r.commit
+      ctx.log("%s: %s → %s, commit %s pushed to %s", p.file, tostring(r.old), tostring(r.new), r.commit:sub(1, 7),
+        p.branch)
+    end,
+  },
+
+  step "verify" {
+    when = function(ctx) return ctx.params.verify ~= "" and not ctx.state.unchanged end,
+    run = function(ctx)
+      if ctx.dry_run then return end -- nothing was pushed to check
+      local p, s = ctx.params, ctx.state
+      local r = must(sh.run { argv = { "sh", "-c", p.verify }, cwd = s.clone, readonly = true, timeout = 600,
+        env = { TAG = p.tag, COMMIT = s.commit } })
+      if r.code ~= 0 then
+        error(string.format("verify failed (exit %s): %s", tostring(r.code or r.signal),
+          ((r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", "")):sub(1, 300)), 0)
+      end
+    end,
+  },
+}
