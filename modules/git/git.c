@@ -472,18 +472,12 @@ static int l_repo_resolve(lua_State *L) {
 static int l_repo_remote_url(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   const char *name = luaL_optstring(L, 2, "origin");
-  git_remote *remote = NULL;
-  int rc = git_remote_lookup(&remote, repo, name);
-  if (rc < 0) {
+  char clean[4096];
+  if (rg_remote_config_url(repo, name, clean, sizeof clean) != 0) {
     rg_status st;
-    rg_set_git(&st, rc, NULL);
-    if (rc == GIT_ENOTFOUND || rc == GIT_EINVALIDSPEC)
-      rg_set(&st, "not_found", "no remote named '%s'", name);
+    rg_set(&st, "not_found", "no remote named '%s'", name);
     return rg_fail(L, "remote_url", name, &st);
   }
-  char clean[4096];
-  rg_url_clean(git_remote_url(remote), clean, sizeof clean);
-  git_remote_free(remote);
   lua_pushstring(L, clean);
   return 1;
 }

@@ -60,9 +60,9 @@ static int full_dst(const char *dst, const char *srcname, char out[1024], rg_sta
   if (strncmp(dst, "refs/", 5) == 0)
     snprintf(out, 1024, "%s", dst);
   else if (srcname != NULL && strncmp(srcname, "refs/tags/", 10) == 0)
-    snprintf(out, 1024, "refs/tags/%s", dst);
+    snprintf(out, 1024, "refs/tags/%.1000s", dst);
   else
-    snprintf(out, 1024, "refs/heads/%s", dst);
+    snprintf(out, 1024, "refs/heads/%.1000s", dst);
   if (git_reference_name_is_valid(&valid, out) < 0 || !valid) {
     git_error_clear();
     return rg_set(st, "invalid", "'%s' is not a valid ref on the remote", dst);
@@ -94,8 +94,16 @@ static int parse_spec(lua_State *L, git_repository *repo, git_repository *look, 
       free(h);
     } else if (git_reference_dwim(&ref, repo, src) == 0) {
       snprintf(srcname, sizeof srcname, "%s", git_reference_name(ref));
-    } else if (rg_plan_active(L) && strncmp(src, "refs/", 5) == 0) {
-      snprintf(srcname, sizeof srcname, "%s", src); /* maybe only planned so far */
+    } else if (rg_plan_active(L)) { /* maybe a ref only planned so far */
+      static const char *const fmts[] = {"%.1000s", "refs/%.1000s", "refs/tags/%.1000s",
+                                         "refs/heads/%.1000s"};
+      git_oid tmp;
+      for (size_t i = 0; i < 4 && srcname[0] == '\0'; i++) {
+        char name[1100];
+        snprintf(name, sizeof name, fmts[i], src);
+        if ((i > 0 || strncmp(src, "refs/", 5) == 0) && rg_plan_ref(L, repo, name, &tmp) != 0)
+          snprintf(srcname, sizeof srcname, "%.1000s", name);
+      }
     }
     git_reference_free(ref);
     git_error_clear();
@@ -120,12 +128,12 @@ static int parse_spec(lua_State *L, git_repository *repo, git_repository *look, 
     return rg_set(st, "invalid", "refspec '%s' names nothing", spec);
   } else if (strncmp(dst, "refs/", 5) != 0) {
     /* a deletion by short name: what the remote has */
-    char guess[1024];
+    char guess[1100];
     git_oid tmp;
-    snprintf(guess, sizeof guess, "refs/heads/%s", dst);
+    snprintf(guess, sizeof guess, "refs/heads/%.1000s", dst);
     if (!rg_net_remote_value(n, remote, guess, &tmp))
-      snprintf(guess, sizeof guess, "refs/tags/%s", dst);
-    snprintf(dst, sizeof dst, "%s", guess);
+      snprintf(guess, sizeof guess, "refs/tags/%.1000s", dst);
+    snprintf(dst, sizeof dst, "%.1000s", guess);
   }
   char full[1024];
   if (full_dst(dst, srcname[0] ? srcname : NULL, full, st) != 0) return -1;
@@ -642,8 +650,10 @@ int rg_undo_push(lua_State *L, int rec) {
   }
   rg_box_add(b, repo, rg_free_repo);
   git_remote *remote = NULL;
-  if (git_remote_lookup(&remote, repo, name) == 0) {
-    char clean[4096];
+  char clean[4096];
+  /* the named remote when it still goes where the push went (it may hold a
+   * password the record does not), else the recorded URL */
+  if (rg_remote_open(repo, name, &remote, &st) == 0) {
     const char *u =
         git_remote_pushurl(remote) ? git_remote_pushurl(remote) : git_remote_url(remote);
     rg_url_clean(u, clean, sizeof clean);
@@ -652,11 +662,8 @@ int rg_undo_push(lua_State *L, int rec) {
       remote = NULL;
     }
   }
-  git_error_clear();
-  if (remote == NULL && (rc = git_remote_create_anonymous(&remote, repo, url)) < 0) {
-    rg_set_git(&st, rc, url);
+  if (remote == NULL && rg_remote_open(repo, url, &remote, &st) != 0)
     return rg_raise(L, "undo", url, &st);
-  }
   rg_box_add(b, remote, rg_free_remote);
   rg_auth *auth = NULL;
   if (rg_auth_from_lua(L, b, rec, &auth, &st) != 0) return rg_raise(L, "undo", url, &st);

@@ -8,9 +8,13 @@
 #include "gitint.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -248,16 +252,120 @@ static int looks_like_url(const char *s) {
   return strstr(s, "://") != NULL || s[0] == '/' || s[0] == '.' || strchr(s, ':') != NULL;
 }
 
-int rg_remote_open(git_repository *repo, const char *name, git_remote **out, rg_status *st) {
-  int rc;
-  if (looks_like_url(name)) {
-    rc = git_remote_create_anonymous(out, repo, name);
-  } else {
-    rc = git_remote_lookup(out, repo, name);
-    if (rc == GIT_ENOTFOUND || rc == GIT_EINVALIDSPEC)
-      return rg_set(st, "not_found", "no remote named '%s'", name);
+/* url.<base>.insteadOf (or pushInsteadOf) as git applies it: the longest
+ * matching prefix wins. Read with git_config_foreach: libgit2 1.5's own way,
+ * a regex over every config entry, leaks on each entry it does not match. */
+typedef struct {
+  const char *url, *key; /* ".insteadof" or ".pushinsteadof" */
+  char *best;
+  size_t bestlen;
+  int oom;
+} insteadof;
+
+static int cb_insteadof(const git_config_entry *e, void *payload) {
+  insteadof *x = payload;
+  size_t n = strlen(e->name), kl = strlen(x->key), vl = strlen(e->value);
+  if (n <= 4 + kl || strncmp(e->name, "url.", 4) != 0 || strcasecmp(e->name + n - kl, x->key) != 0)
+    return 0;
+  if (vl == 0 || vl <= x->bestlen || strncmp(x->url, e->value, vl) != 0) return 0;
+  size_t bl = n - 4 - kl;
+  char *r = malloc(bl + strlen(x->url) - vl + 1);
+  if (r == NULL) {
+    x->oom = 1;
+    return 0;
   }
-  return rc < 0 ? rg_set_git(st, rc, name) : 0;
+  memcpy(r, e->name + 4, bl);
+  strcpy(r + bl, x->url + vl);
+  free(x->best);
+  x->best = r;
+  x->bestlen = vl;
+  return 0;
+}
+
+/* The rewritten URL (malloc'd), or NULL when no rule matches. */
+static char *rewrite(git_config *cfg, const char *url, const char *key) {
+  insteadof x = {.url = url, .key = key};
+  git_config_foreach(cfg, cb_insteadof, &x);
+  git_error_clear();
+  return x.best;
+}
+
+/* 0 and the value, or -1 (out left empty: NULL ptr) */
+static int config_string(git_config *cfg, const char *fmt, const char *name, git_buf *out) {
+  char key[1200];
+  snprintf(key, sizeof key, fmt, name);
+  int rc = git_config_get_string_buf(out, cfg, key);
+  git_error_clear();
+  if (rc == 0 && out->ptr != NULL && out->ptr[0] != '\0') return 0;
+  git_buf_dispose(out);
+  memset(out, 0, sizeof *out);
+  return -1;
+}
+
+static int first_value(const git_config_entry *e, void *payload) {
+  git_buf *b = payload;
+  if (b->ptr == NULL) b->ptr = strdup(e->value);
+  return 0;
+}
+
+int rg_remote_config_url(git_repository *repo, const char *name, char *out, size_t size) {
+  git_config *cfg = NULL;
+  git_buf url = {0};
+  int rc = git_repository_config_snapshot(&cfg, repo);
+  if (rc == 0) rc = config_string(cfg, "remote.%s.url", name, &url);
+  if (rc == 0) rg_url_clean(url.ptr, out, size);
+  git_buf_dispose(&url);
+  git_config_free(cfg);
+  git_error_clear();
+  return rc;
+}
+
+int rg_remote_open(git_repository *repo, const char *name, git_remote **out, rg_status *st) {
+  git_config *cfg = NULL;
+  git_buf url = {0}, pushurl = {0};
+  char *fetch = NULL, *u = NULL, *pu = NULL;
+  int rc = git_repository_config_snapshot(&cfg, repo);
+  if (rc < 0) return rg_set_git(st, rc, name);
+  if (looks_like_url(name)) {
+    rc = git_buf_set(&url, name, strlen(name));
+  } else if (config_string(cfg, "remote.%s.url", name, &url) != 0) {
+    rc = rg_set(st, "not_found", "no remote named '%s'", name);
+  } else {
+    char key[1200];
+    git_buf first = {0};
+    config_string(cfg, "remote.%s.pushurl", name, &pushurl);
+    snprintf(key, sizeof key, "remote.%s.fetch", name);
+    git_config_get_multivar_foreach(cfg, key, NULL, first_value, &first);
+    git_error_clear();
+    fetch = first.ptr;
+  }
+  if (rc == 0) {
+    u = rewrite(cfg, url.ptr, ".insteadof");
+    if (pushurl.ptr != NULL)
+      pu = rewrite(cfg, pushurl.ptr, ".insteadof");
+    else
+      pu = rewrite(cfg, url.ptr, ".pushinsteadof");
+    git_remote_create_options o;
+    git_remote_create_options_init(&o, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+    o.repository = repo;
+    o.fetchspec = fetch;
+    o.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+    rc = git_remote_create_with_opts(out, u != NULL ? u : url.ptr, &o);
+    const char *push = pu != NULL ? pu : pushurl.ptr;
+    if (rc == 0 && push != NULL) rc = git_remote_set_instance_pushurl(*out, push);
+    if (rc < 0) {
+      rg_set_git(st, rc, name);
+      git_remote_free(*out);
+      *out = NULL;
+    }
+  }
+  free(fetch);
+  free(u);
+  free(pu);
+  git_buf_dispose(&url);
+  git_buf_dispose(&pushurl);
+  git_config_free(cfg);
+  return rc < 0 ? -1 : 0;
 }
 
 /* ---- callbacks: they stash, never raise ---- */
@@ -444,11 +552,129 @@ int rg_net_status(rg_net *n, int code, const char *what, rg_status *st) {
                   "lease check failed: %s on the remote is not at the expected value",
                   n->lease_ref);
   rg_set_git(st, code, what);
+  if (strcmp(st->kind, "io") == 0) st->kind = "network"; /* a socket's errors are the OS's */
   if (n->auth_missing || (n->auth_offered && strcmp(st->kind, "network") == 0) || code == GIT_EAUTH)
     st->kind = "auth";
   if (n->auth_missing && n->auth == NULL)
     rg_set(st, "auth", "%s: the remote asks for credentials: give auth =", what);
   return -1;
+}
+
+/* ---- reaching the host ----
+ * libgit2 1.5 connects with a blocking connect() that no step deadline
+ * bounds (and leaks a little when it fails): the host is tried here first,
+ * with a bounded wait that interruption and the deadline cut short. */
+
+#define CONNECT_WAIT 15.0
+
+static int host_port(const char *url, char *host, size_t hsize, char *port, size_t psize) {
+  static const struct {
+    const char *scheme, *port;
+  } schemes[] = {{"git://", "9418"}, {"http://", "80"}, {"https://", "443"}, {"ssh://", "22"}};
+  const char *p = NULL, *dflt = NULL;
+  for (size_t i = 0; i < sizeof schemes / sizeof schemes[0] && p == NULL; i++)
+    if (strncmp(url, schemes[i].scheme, strlen(schemes[i].scheme)) == 0) {
+      p = url + strlen(schemes[i].scheme);
+      dflt = schemes[i].port;
+    }
+  if (p == NULL) { /* scp-like user@host:path, else a local path or file:// */
+    const char *colon = strchr(url, ':'), *slash = strchr(url, '/');
+    if (strstr(url, "://") != NULL) return 0;
+    if (colon == NULL || (slash != NULL && slash < colon)) return 0;
+    p = url;
+    dflt = "22";
+  }
+  const char *end = p + strcspn(p, "/?#");
+  const char *at = memchr(p, '@', (size_t)(end - p));
+  if (at != NULL) p = at + 1;
+  const char *hs = p, *he, *ps = NULL;
+  if (*p == '[') { /* [v6]:port */
+    hs = p + 1;
+    he = memchr(hs, ']', (size_t)(end - hs));
+    if (he == NULL) return 0;
+    if (he + 1 < end && he[1] == ':') ps = he + 2;
+  } else {
+    he = memchr(p, ':', (size_t)(end - p));
+    if (he != NULL)
+      ps = he + 1;
+    else
+      he = end;
+  }
+  if (dflt != NULL && strcmp(dflt, "22") == 0 && strncmp(url, "ssh://", 6) != 0) ps = NULL;
+  snprintf(host, hsize, "%.*s", (int)(he - hs), hs);
+  if (ps != NULL && ps < end && *ps >= '0' && *ps <= '9')
+    snprintf(port, psize, "%.*s", (int)(end - ps), ps);
+  else
+    snprintf(port, psize, "%s", dflt);
+  return host[0] != '\0';
+}
+
+static int behind_proxy(const char *url) {
+  if (strncmp(url, "http", 4) != 0) return 0;
+  static const char *const vars[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
+                                     "HTTPS_PROXY", "all_proxy",  "ALL_PROXY"};
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+    if (getenv(vars[i]) != NULL && getenv(vars[i])[0] != '\0') return 1;
+  return 0;
+}
+
+/* 0 when a TCP connection to the URL's host opens (or it needs none). */
+static int reach(rg_net *n, const char *url, rg_status *st) {
+  char host[256], port[16];
+  if (!host_port(url, host, sizeof host, port, sizeof port) || behind_proxy(url)) return 0;
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  int gai = getaddrinfo(host, port, &hints, &res);
+  if (gai != 0) return rg_set(st, "network", "cannot resolve %s: %s", host, gai_strerror(gai));
+  int err = ETIMEDOUT, ok = 0;
+  double until = monotonic() + CONNECT_WAIT, d = relish_deadline();
+  if (d > 0 && d < until) until = d;
+  for (struct addrinfo *a = res; a != NULL && !ok && !n->interrupted && !n->timed_out;
+       a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      err = errno;
+      continue;
+    }
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      ok = 1;
+    } else if (errno != EINPROGRESS) {
+      err = errno;
+    } else {
+      for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        double left = until - monotonic();
+        if (left <= 0) {
+          err = ETIMEDOUT;
+          if (d > 0 && monotonic() >= d) n->timed_out = 1;
+          break;
+        }
+        int r = poll(&pfd, 1, left > 0.1 ? 100 : (int)(left * 1000) + 1);
+        if (check_stop(n)) break;
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+          err = errno;
+          break;
+        }
+        if (r == 0) continue;
+        int e = 0;
+        socklen_t len = sizeof e;
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len);
+        if (e == 0)
+          ok = 1;
+        else
+          err = e;
+        break;
+      }
+    }
+    close(fd);
+  }
+  freeaddrinfo(res);
+  if (ok) return 0;
+  if (n->interrupted) return rg_set(st, "interrupted", "interrupted");
+  if (n->timed_out) return rg_set(st, "timeout", "timed out");
+  return rg_set(st, "network", "cannot connect to %s port %s: %s", host, port, strerror(err));
 }
 
 static void proxy(git_proxy_options *p) {
@@ -457,6 +683,10 @@ static void proxy(git_proxy_options *p) {
 }
 
 int rg_net_connect(rg_net *n, git_remote *remote, int direction, rg_status *st) {
+  const char *url = direction == GIT_DIRECTION_PUSH && git_remote_pushurl(remote) != NULL
+                        ? git_remote_pushurl(remote)
+                        : git_remote_url(remote);
+  if (reach(n, url, st) != 0) return -1;
   git_remote_callbacks cb;
   git_proxy_options px;
   callbacks(n, &cb);
@@ -569,6 +799,7 @@ void rg_net_fetch_options(rg_net *n, git_fetch_options *fo) {
 
 int rg_net_fetch(rg_net *n, git_remote *remote, const char *const *refspecs, size_t nspecs,
                  rg_status *st) {
+  if (reach(n, git_remote_url(remote), st) != 0) return -1;
   git_fetch_options fo;
   rg_net_fetch_options(n, &fo);
   git_strarray arr = {(char **)refspecs, nspecs};
@@ -680,6 +911,18 @@ int l_repo_fetch(lua_State *L) {
 
 static const char *const clone_opts[] = {"branch", "depth", "auth", "bare", NULL};
 
+/* The clone's "origin", made without libgit2's insteadOf lookup (see rewrite). */
+static int clone_remote(git_remote **out, git_repository *repo, const char *name, const char *url,
+                        void *payload) {
+  (void)payload;
+  git_remote_create_options o;
+  git_remote_create_options_init(&o, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+  o.repository = repo;
+  o.name = name;
+  o.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF;
+  return git_remote_create_with_opts(out, url, &o);
+}
+
 /* git.clone(url, path, {branch=, depth=, auth=, bare=}) -> repo | nil, err.
  * Not an effect: it makes a new directory for the run to work in. depth is
  * accepted but libgit2 1.5 clones whole histories. */
@@ -713,12 +956,14 @@ int l_git_clone(lua_State *L) {
   rg_net_fetch_options(n, &co.fetch_opts);
   co.checkout_branch = branch;
   co.bare = bare;
+  co.remote_cb = clone_remote;
   char clean[4096];
   rg_url_clean(url, clean, sizeof clean);
   rg_repo *r = rg_newrepo(L);
+  rg_status st;
+  if (reach(n, url, &st) != 0) return net_fail(L, n, "clone", clean, &st);
   int rc = git_clone(&r->repo, url, path, &co);
   if (rc < 0) {
-    rg_status st;
     rg_net_status(n, rc, clean, &st);
     if (rc == GIT_EEXISTS) st.kind = "exists";
     return net_fail(L, n, "clone", path, &st);
