@@ -291,6 +291,21 @@ function M.recipe(name)
     if spec.timeout ~= nil and not r.timeout then definition_error(2, err) end
     r.rollback_timeout, err = M.duration(spec.rollback_timeout, "recipe rollback_timeout")
     if spec.rollback_timeout ~= nil and not r.rollback_timeout then definition_error(2, err) end
+    if spec.notify ~= nil then
+      if type(spec.notify) ~= "table" then
+        definition_error(2, string.format("recipe %q: notify must be a table of handlers", name))
+      end
+      local HOOKS = { on_start = true, on_success = true, on_failure = true, on_rollback = true }
+      for k, v in pairs(spec.notify) do
+        if not HOOKS[k] then
+          definition_error(2, string.format("recipe %q: notify.%s is not a handler (on_start, on_success, " ..
+            "on_failure, on_rollback)", name, tostring(k)))
+        end
+        if type(v) ~= "function" then
+          definition_error(2, string.format("recipe %q: notify.%s must be a function(ctx, outcome)", name, k))
+        end
+      end
+    end
     r.notify = spec.notify
     return setmetatable(r, { __name = "relish.Recipe" })
   end

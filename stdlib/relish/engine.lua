@@ -337,12 +337,41 @@ local function start_gate(E)
   }
 end
 
+-- The recipe's notify handlers (on_start, on_success, on_failure,
+-- on_rollback), each called with ctx and the run's outcome. Their messages are
+-- effects outside the run's plan: not in a saved plan, never undone, planned
+-- (not sent) in a dry-run; each is logged and journaled as a "notify" event. A
+-- failing handler is logged and never changes the run's outcome.
+local NOTIFY_BUDGET = 60
+
+local function notify(E, ctx, event, outcome)
+  local fn = E.recipe.notify and E.recipe.notify[event]
+  if not fn then return end
+  local function say(text)
+    text = secret.redact(text)
+    E.journal:event(E.run_id, "notify", text)
+    E.out:event("log", { message = text })
+  end
+  host.set_deadline(host.now() + NOTIFY_BUDGET)
+  local ok, effects, fine, err = pcall(gate.capture, function() return pcall(fn, ctx, outcome) end,
+    { dry_run = E.dry_run })
+  host.set_deadline(nil)
+  loop.reset()
+  if not ok then fine, err, effects = false, effects, {} end
+  for _, a in ipairs(effects) do
+    say(string.format("notify %s: %s (%s%s)", event, a.describe, a.status, a.error and (": " .. a.error) or ""))
+  end
+  if not fine then say(string.format("notify %s failed: %s", event, first_line(errmsg(err)))) end
+end
+
 -- The common tail of run and resume: steps, then success, or failure with
 -- rollback or stop. Returns the exit code.
 local function execute(E)
   local ctx = make_ctx(E)
   local started = host.now()
   if E.recipe.timeout then E.run_deadline = host.now() + E.recipe.timeout end
+  notify(E, ctx, "on_start", { status = "running", run_id = E.run_id, recipe = E.recipe.name,
+    dry_run = E.dry_run, resumed = E.start > 1 })
   start_gate(E)
   local ok, failure = pcall(run_steps, E, ctx)
   if not ok then failure = { step = 0, error = failure } end
@@ -361,7 +390,7 @@ local function execute(E)
     end
   end
 
-  local code, status, errtext
+  local code, status, errtext, rstatus
   if not failure then
     code, status = EXIT.ok, E.dry_run and "planned" or "succeeded"
   else
@@ -374,7 +403,7 @@ local function execute(E)
       code, status = interrupted and EXIT.interrupted or EXIT.failed, "failed"
     elseif interrupted or E.recipe.on_failure == "rollback" then
       local run = E.journal:find_run(E.run_id)
-      local rstatus = M.rollback { journal = E.journal, out = E.out, run = run, recipe = E.recipe,
+      rstatus = M.rollback { journal = E.journal, out = E.out, run = run, recipe = E.recipe,
         params = E.params, state = E.state, budget = E.recipe.rollback_timeout,
         reason = interrupted and "interrupted" or errtext }
       if rstatus == "complete" then
@@ -388,6 +417,11 @@ local function execute(E)
     end
   end
   finish_run(E, status, code, errtext)
+  local outcome = { status = status, exit_code = code, error = errtext, run_id = E.run_id,
+    recipe = E.recipe.name, dry_run = E.dry_run, elapsed = host.now() - started, rollback = rstatus,
+    step = failure and failure.step and E.recipe.steps[failure.step] and E.recipe.steps[failure.step].name }
+  if rstatus then notify(E, ctx, "on_rollback", outcome) end
+  notify(E, ctx, failure and "on_failure" or "on_success", outcome)
   -- the lock goes with the process: a stopped run takes it again on resume, so
   -- nobody is left locked out by a run that is waiting for a person
   if E.lock_name and not E.dry_run then lock.release(E.journal, E.lock_name, E.run_id) end
