@@ -11,6 +11,8 @@
 --   local daemon = G.daemon(d)          -- serves every repository under d
 --   ... daemon.url .. "remote.git" ...  -- git://127.0.0.1:PORT/remote.git
 --   daemon:stop()                       -- also in after_each: stop is idempotent
+--   local web = G.http(d, "x-access-token", "s3cret")  -- smart HTTP with Basic auth
+--   ... web.url .. "remote.git" ...     -- http://127.0.0.1:PORT/remote.git; web:stop()
 local sh = require "relish.sh"
 
 local M = {}
@@ -211,6 +213,28 @@ function M.daemon(base)
     if pid then setmetatable({ pid = pid }, Daemon):stop() end
   end
   error("git daemon did not start on a free port", 2)
+end
+
+local FIXTURES = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../fixtures"
+
+-- http(base, user, password) -> { url = "http://127.0.0.1:PORT/", port =, pid =,
+-- log =, stop = }: git's smart HTTP (git http-backend) for every repository
+-- under base, behind Basic authentication; log is the file of requests.
+function M.http(base, user, password)
+  local portfile, log = base .. "/.git-http.port", base .. "/.git-http.log"
+  os.remove(portfile)
+  local r = assert(sh.run { argv = { "sh", "-c", 'setsid -f python3 "$1" "$2" "$3" "$4" "$5" </dev/null >/dev/null 2>>"$6"',
+    "sh", FIXTURES .. "/git_http.py", base, portfile, user, password, log }, env = M.env(), timeout = 30 })
+  assert(r.code == 0, "git http server: " .. r.stderr)
+  for _ = 1, 200 do
+    local port, pid = (M.read(portfile) or ""):match("^(%d+) (%d+)$")
+    if port then
+      return setmetatable({ url = string.format("http://127.0.0.1:%s/", port), port = tonumber(port),
+        pid = tonumber(pid), log = log }, Daemon)
+    end
+    sh.run { argv = { "sleep", "0.05" } }
+  end
+  error("the git http server did not start: " .. (M.read(log) or ""), 2)
 end
 
 return M

@@ -1,0 +1,117 @@
+-- relish.git with credentials: a token sent as Basic auth over git's smart
+-- HTTP (git http-backend behind a password on a loopback port), the auth
+-- error kind, and secrets kept out of plans, undo records, errors and the
+-- journal; a rollback in another process gets the token again from where the
+-- secret came from.
+local G = require "gitsupport"
+local support = require "support"
+local git = require "relish.git"
+local gate = require "relish._gate"
+local json = require "relish.json"
+local secret = require "relish.secret"
+
+local TOKEN = "tok-" .. string.format("%08x%08x", math.random(0, 0x7fffffff), os.time())
+
+local web
+after_each(function()
+  if web then web:stop() end
+  web = nil
+end)
+
+local function setup(d)
+  local remote = G.bare(d, "remote.git")
+  G.git(remote, "config", "http.receivepack", "true")
+  local w = G.repo(d, "work", { remote = remote, files = { ["app.yaml"] = "image: app:1.0\n" } })
+  G.git(w, "push", "-q", "origin", "main")
+  web = G.http(d, "x-access-token", TOKEN)
+  G.git(w, "remote", "set-url", "origin", web.url .. "remote.git")
+  return remote, w
+end
+
+describe("auth", function()
+  test("a token secret is sent as Basic auth; fetch and push work", function()
+    local d = tmpdir()
+    local remote, w = setup(d)
+    local repo <close> = assert(git.open(w))
+    local tok = secret.value(TOKEN, "GIT_TOKEN")
+    assert(repo:fetch("origin", { auth = tok }))
+    local id = assert(repo:commit { files = { ["app.yaml"] = "image: app:1.1\n" }, message = "deploy 1.1" })
+    assert(repo:push { auth = tok })
+    assert_eq(G.rev(remote, "main"), id)
+    local c <close> = assert(git.clone(web.url .. "remote.git", d .. "/c", { auth = { token = tok, username = "x-access-token" } }))
+    assert_eq(c:head().id, id)
+    assert_match(G.read(web.log), "POST /remote%.git/git%-receive%-pack auth=ok")
+  end)
+
+  test("no credentials or wrong ones: kind auth, nothing pushed", function()
+    local d = tmpdir()
+    local remote, w = setup(d)
+    local before = G.rev(remote, "main")
+    local repo <close> = assert(git.open(w))
+    assert(repo:commit { files = { x = "x" }, message = "x" })
+    local r, err = repo:push()
+    assert_nil(r)
+    assert_eq(err.kind, "auth")
+    assert_match(err.message, "give auth =")
+    r, err = repo:push { auth = secret.value("wrong-token-value") }
+    assert_nil(r)
+    assert_eq(err.kind, "auth")
+    r, err = repo:fetch("origin")
+    assert_eq(err.kind, "auth")
+    r, err = git.clone(web.url .. "remote.git", d .. "/c")
+    assert_eq(err.kind, "auth")
+    assert_eq(G.rev(remote, "main"), before)
+  end)
+
+  test("the token is nowhere: plan, undo record, errors", function()
+    local d = tmpdir()
+    local _, w = setup(d)
+    local repo <close> = assert(git.open(w))
+    local tok = secret.value(TOKEN, "GIT_TOKEN")
+    assert(repo:commit { files = { x = "x" }, message = "x" })
+    local effects = gate.capture(function() return assert(repo:push { auth = tok }) end, { dry_run = true })
+    local text = json.encode(effects)
+    assert_nil(text:find(TOKEN, 1, true))
+    assert_eq(effects[1].undo.auth, { type = "token" }, "a secret value has no source to read again")
+    G.git(w, "remote", "set-url", "origin", web.url:gsub("//", "//x-access-token:" .. TOKEN .. "@") .. "remote.git")
+    assert_eq(repo:remote_url("origin"), web.url:gsub("//", "//x-access-token@") .. "remote.git")
+    effects = gate.capture(function() return assert(repo:push()) end, { dry_run = true })
+    text = json.encode(effects)
+    assert_nil(text:find(TOKEN, 1, true), "a password in the remote's URL stays out of plans")
+    G.git(w, "remote", "set-url", "origin", web.url:gsub("//", "//x-access-token:wrong@") .. "remote.git")
+    local r, err = repo:push()
+    assert_nil(r)
+    assert_nil(err.message:find("wrong@", 1, true))
+  end)
+
+  test("a recipe run: the token comes from the environment, the rollback reads it again; the journal never holds it", function()
+    local d = tmpdir()
+    local remote, w = setup(d)
+    local before = G.refs(remote)
+    local recipe = support.recipe(d, "release.lua", [[
+local git = require "relish.git"
+return recipe "auth-release" {
+  params = { repo = param.string { required = true } },
+  step "release" { run = function(ctx)
+    local repo <close> = assert(git.open(ctx.params.repo))
+    local id = assert(repo:commit { files = { ["app.yaml"] = "image: app:2.0\n" }, message = "deploy 2.0" })
+    assert(repo:tag("v2.0.0", { message = "two" }))
+    assert(repo:push { refspecs = { "main", "v2.0.0" }, auth = ctx.secret("GIT_TOKEN") })
+  end },
+  step "verify" { run = function() error("smoke test failed") end },
+}
+]])
+    local state = support.state(d)
+    local r = support.relish { "run", recipe, "-p", "repo=" .. w, "--state", state,
+      env = G.env { GIT_TOKEN = TOKEN } }
+    assert_eq(r.code, 1, r.stderr .. r.stdout)
+    assert_nil((r.stdout .. r.stderr):find(TOKEN, 1, true))
+    assert_nil(G.rev(remote, "refs/tags/v2.0.0"))
+    assert_eq(G.git(remote, "log", "-1", "--format=%s", "main"), 'Revert "deploy 2.0"')
+    assert_eq(G.git(remote, "diff", before["refs/heads/main"], "main"), "")
+    assert_nil(G.rev(w, "refs/tags/v2.0.0"))
+    local db = G.read(d .. "/journal.db") .. (G.read(d .. "/journal.db-wal") or "")
+    assert_nil(db:find(TOKEN, 1, true), "the journal holds no token")
+    assert_match(db, "GIT_TOKEN")
+  end)
+end)
