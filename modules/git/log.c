@@ -409,41 +409,39 @@ static int touches(git_repository *repo, const git_oid *id, git_pathspec *ps, gi
   return hit;
 }
 
-/* git's summary: the first paragraph, lines joined by one space. */
+/* One line at p: its length with the newline (*next) and without trailing
+ * whitespace (returned). */
+static size_t line_at(const char *p, const char *end, size_t *next) {
+  const char *nl = memchr(p, '\n', (size_t)(end - p));
+  *next = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+  size_t n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+  while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r'))
+    n--;
+  return n;
+}
+
+/* git log's %s: blank lines skipped, then the first paragraph's lines,
+ * trailing whitespace trimmed, joined by one space. */
 static void push_summary(lua_State *L, const char *m, size_t len) {
   const char *end = m + len;
-  while (m < end && (*m == '\n' || *m == ' ' || *m == '\t' || *m == '\r'))
-    m++;
-  const char *para = m;
-  int multi = 0;
-  for (; m < end; m++) {
-    if (*m != '\n') continue;
-    const char *n = m + 1;
-    while (n < end && (*n == ' ' || *n == '\t' || *n == '\r'))
-      n++;
-    if (n >= end || *n == '\n') break;
-    multi = 1;
+  size_t next, n;
+  while (m < end && (n = line_at(m, end, &next)) == 0)
+    m += next;
+  if (m >= end) {
+    lua_pushliteral(L, "");
+    return;
   }
-  const char *pe = m;
-  while (pe > para && (pe[-1] == ' ' || pe[-1] == '\t' || pe[-1] == '\r'))
-    pe--;
-  if (!multi) {
-    lua_pushlstring(L, para, (size_t)(pe - para));
+  n = line_at(m, end, &next);
+  size_t n2 = 0, next2 = 0;
+  if (m + next >= end || (n2 = line_at(m + next, end, &next2)) == 0) {
+    lua_pushlstring(L, m, n); /* the usual one-line subject */
     return;
   }
   luaL_Buffer b;
   luaL_buffinit(L, &b);
-  for (const char *p = para; p < pe; p++) {
-    if (*p == '\n') {
-      while (luaL_bufflen(&b) > 0 && (luaL_buffaddr(&b)[luaL_bufflen(&b) - 1] == ' ' ||
-                                      luaL_buffaddr(&b)[luaL_bufflen(&b) - 1] == '\r'))
-        luaL_buffsub(&b, 1);
-      luaL_addchar(&b, ' ');
-      while (p + 1 < pe && (p[1] == ' ' || p[1] == '\t'))
-        p++;
-    } else {
-      luaL_addchar(&b, *p);
-    }
+  for (int first = 1; m < end && (n = line_at(m, end, &next)) > 0; first = 0, m += next) {
+    if (!first) luaL_addchar(&b, ' ');
+    luaL_addlstring(&b, m, n);
   }
   luaL_pushresult(&b);
 }

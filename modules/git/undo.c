@@ -113,9 +113,21 @@ static int undo_commit(lua_State *L, const char *kind, int t) {
   return 0;
 }
 
-/* git.undo(kind, record) -> true; raises when it cannot undo */
+/* git.undo(kind, record | record JSON text) -> true; raises when it cannot undo */
 int l_git_undo(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
+  if (lua_type(L, 2) == LUA_TSTRING) { /* the record as its JSON text */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "relish.json");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "decode");
+    lua_pushvalue(L, 2);
+    lua_call(L, 1, 2);
+    if (!lua_istable(L, -2))
+      return luaL_error(L, "git.undo: the %s undo record is not a JSON object", kind);
+    lua_pop(L, 1);
+    lua_replace(L, 2);
+  }
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   relish_need_git();

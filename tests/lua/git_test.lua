@@ -198,6 +198,8 @@ describe("reads of what git wrote", function()
         table.concat(c.parents, " ") }, "|"), want[i])
     end
     assert_eq(log[1].message, "feat(5): change 5\n\nbody 5\n")
+    G.commit(w, { x = "x" }, "  a subject   \nwrapped over\n  two lines\n\nand a body")
+    assert_eq(repo:log { max = 1 }[1].summary, G.git(w, "log", "-1", "--format=%s"))
   end)
 
   test("log from..to, max, paths and first_parent", function()
