@@ -115,67 +115,119 @@ end
 
 -- Bodies and footers are read when first asked for: a changelog needs only
 -- the header and whether a BREAKING CHANGE footer is there, and a plain
--- search for "BREAKING" settles the second.
+-- search for "BREAKING" settles the second. The message is the commit's own
+-- `message` field, or (when that is another text) kept aside here.
 local pending = setmetatable({}, { __mode = "k" })
 local Lazy = {
   __index = function(c, k)
-    local m = pending[c]
-    if m == nil or (k ~= "body" and k ~= "footers") then return nil end
+    if k ~= "body" and k ~= "footers" then return nil end
+    local m = pending[c] or rawget(c, "message")
     pending[c] = nil
-    parse_body(m, find(m, "\n", 1, true) + 1, c)
+    local nl = m and find(m, "\n", 1, true)
+    if not nl then
+      rawset(c, "body", "")
+      rawset(c, "footers", {})
+    else
+      parse_body(m, nl + 1, c)
+    end
     return rawget(c, k)
   end,
 }
 
+-- What a header's "type(scope)!" part means, by its text: a history has few
+-- distinct ones, so each is read once. {type, scope or false, breaking} or
+-- false when it is not a Conventional Commit's.
+local HEADS, nheads = {}, 0
+
+local function head_of(prefix)
+  local h = HEADS[prefix]
+  if h ~= nil then return h end
+  local typ, bang = match(prefix, "^(%a[%w%-]*)(!?)$")
+  local scope
+  if not typ then
+    typ, scope, bang = match(prefix, "^(%a[%w%-]*)(%b())(!?)$")
+    if typ and find(scope, "[()]", 2) ~= #scope then typ = nil end -- "fix((a))"
+    if typ then
+      scope = trim(sub(scope, 2, -2))
+      if scope == "" then scope = false end
+    end
+  end
+  h = typ and { typ:lower(), scope or false, bang == "!" } or false
+  if nheads < 4096 then
+    HEADS[prefix] = h
+    nheads = nheads + 1
+  end
+  return h
+end
+
 -- parse(message [, into]) -> {type=, scope=, breaking=, description=, body=,
--- footers=, breaking_note=, conventional=} (the fields are set on `into` when
--- given; body and footers are computed on first use). type is lower case; a message that is not a Conventional Commit has
--- conventional = false and its first line as description (a git revert's
--- "Revert \"...\"" gets type "revert").
+-- footers=, breaking_note=, conventional=, message=} (the fields are set on
+-- `into` when given; body and footers are computed on first use). type is
+-- lower case; a message that is not a Conventional Commit has conventional =
+-- false and its first line as description (a git revert's "Revert \"...\""
+-- gets type "revert").
 function M.parse(message, into)
   if type(message) ~= "string" then usage("changelog.parse", "message must be a string") end
-  local c = into or {}
-  local nl = find(message, "\n", 1, true)
-  local header = nl and sub(message, 1, nl - 1) or message
-  if byte(header, -1) == 13 then header = sub(header, 1, -2) end
-  c.conventional, c.breaking = false, false
-  c.type, c.scope, c.breaking_note = nil, nil, nil
-  local typ, scope, bang, desc = match(header, "^(%a[%w%-]*)(%b())(!?):[ \t]+(%S.*)$")
-  if not typ then
-    typ, bang, desc = match(header, "^(%a[%w%-]*)(!?):[ \t]+(%S.*)$")
-  elseif find(scope, "[()]", 2) ~= #scope then
-    typ = nil -- "fix(a)(b)" or "fix((a))"
+  local c = into
+  if c == nil then
+    c = { message = message }
+  elseif c.conventional ~= nil then -- parsed before: start afresh
+    c.type, c.scope, c.breaking_note, c.body, c.footers = nil, nil, nil, nil, nil
+    pending[c] = nil
   end
-  if typ then
-    c.conventional = true
-    c.type = typ:lower()
-    if scope then
-      scope = trim(sub(scope, 2, -2))
-      if scope ~= "" then c.scope = scope end
+  local nl = find(message, "\n", 1, true)
+  local stop = (nl or #message + 1) - 1 -- end of the first line
+  -- "type(scope)!: description": plain searches, and the part before the
+  -- colon looked up (the patterns run once per distinct prefix)
+  local colon = find(message, ":", 1, true)
+  local h, desc = false, nil
+  if colon and colon <= stop then
+    local prefix = sub(message, 1, colon - 1)
+    h = HEADS[prefix]
+    if h == nil then h = head_of(prefix) end
+    if not h and find(prefix, "(", 1, true) then
+      -- a colon inside the scope: "feat(a:b): x"
+      local typ, scope, bang, rest = match(message, "^(%a[%w%-]*)(%b())(!?)(:[ \t][^\n]*)")
+      if typ and find(scope, "[()\n]", 2) == #scope then
+        h = head_of(typ .. scope .. bang)
+        colon = #typ + #scope + #bang + 1
+        stop = colon + #rest - 1
+      end
     end
-    c.description = trim(desc)
-    c.breaking = bang == "!"
+    local b1, b2 = byte(message, colon + 1, colon + 2)
+    if h and (b1 == 32 or b1 == 9) then
+      local i, j = colon + 2, stop
+      if SPACE[b2] then
+        while i <= j and SPACE[byte(message, i)] do i = i + 1 end
+      end
+      while j >= i and SPACE[byte(message, j)] do j = j - 1 end
+      if i <= j then desc = sub(message, i, j) end
+    end
+  end
+  if desc then
+    c.conventional = true
+    c.type = h[1]
+    if h[2] then c.scope = h[2] end
+    c.description = desc
+    c.breaking = h[3]
   else
-    c.description = trim(header)
-    local reverted = match(header, '^Revert "(.*)"%s*$')
+    c.conventional, c.breaking = false, false
+    local header = trim(nl and sub(message, 1, nl - 1) or message)
+    c.description = header
+    local reverted = match(header, '^Revert "(.*)"$')
     if reverted then
       c.type = "revert"
       c.description = reverted
     end
   end
-  if nl and find(message, "%S", nl) then
-    local mt = getmetatable(c)
-    if (mt == nil or mt == Lazy) and not find(message, "BREAKING", nl, true) then
-      c.body, c.footers = nil, nil
-      pending[c] = message
-      if mt == nil then setmetatable(c, Lazy) end
-    else
-      pending[c] = nil
-      parse_body(message, nl + 1, c)
-    end
+  local mt = getmetatable(c)
+  if mt ~= nil and mt ~= Lazy then -- a table with a metatable of its own: all now
+    if nl then parse_body(message, nl + 1, c) else c.body, c.footers = "", {} end
+  elseif nl and nl < #message and find(message, "BREAKING", nl, true) then
+    parse_body(message, nl + 1, c)
   else
-    pending[c] = nil
-    c.body, c.footers = "", {}
+    if c.message ~= message then pending[c] = message end
+    if mt == nil then setmetatable(c, Lazy) end
   end
   return c
 end
