@@ -99,15 +99,33 @@ local function check_field(who, k, v, kind, level)
   end
 end
 
+local NOT_FOR_CLIENTS = { method = true, url = true, stream = true }
+
+local function check_headers(who, h, level)
+  for k, v in pairs(h) do
+    if type(k) ~= "string" or not k:match("^[%w!#$%%&'*+.^_`|~-]+$") then
+      error(string.format("%s: invalid header name '%s'", who, tostring(k)), level + 1)
+    end
+    if v ~= false and type(v) ~= "number" and not is_text(v) then
+      error(string.format("%s: headers['%s'] must be a string, a secret, a list of them or false, got %s",
+        who, k, type(v)), level + 1)
+    end
+    if type(v) == "string" and v:find("[\r\n\0]") then
+      error(string.format("%s: headers['%s'] contains a line break or NUL byte", who, k), level + 1)
+    end
+  end
+end
+
 local function check_spec(who, spec, level, extra)
   if type(spec) ~= "table" then error(who .. ": options must be a table, got " .. type(spec), level + 1) end
   for k, v in pairs(spec) do
     local kind = FIELDS[k] or (extra and extra[k])
-    if not kind then
+    if not kind or (extra and NOT_FOR_CLIENTS[k]) then
       error(string.format("%s: unknown field '%s'", who, tostring(k)), level + 1)
     end
     check_field(who, k, v, kind, level + 1)
   end
+  if spec.headers then check_headers(who, spec.headers, level + 1) end
   if spec.body ~= nil and spec.json ~= nil then
     error(who .. ": give body or json, not both", level + 1)
   end
@@ -413,6 +431,7 @@ local function perform(req)
     resp.url = resp.url or display
     if req.expect and not expected(req.expect, resp.status) then
       resp, err = nil, status_error(req, resp, display)
+      err.attempts = err.response.attempts
     end
   end
   if id then

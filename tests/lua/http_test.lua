@@ -258,7 +258,7 @@ describe("expect", function()
     local fx <close> = fixture.start()
     local r, err = http.get(fx.url "/status/404", { expect = 200 })
     assert_nil(r)
-    assert_eq({ err.kind, err.status, err.body }, { "http_status", 404, "status 404" })
+    assert_eq({ err.kind, err.status, err.body, err.attempts }, { "http_status", 404, "status 404", 1 })
     assert_match(tostring(err), "^GET http://127%.0%.0%.1:%d+/status/404: expected status 200, got 404: status 404$")
     assert_eq(err.response.status, 404)
     r = assert(http.get(fx.url "/status/201", { expect = { 200, 201 } }))
@@ -333,6 +333,9 @@ describe("at once", function()
     assert_eq({ rs[1].status, errs }, { 200, nil })
     assert_error(function() http.many(reqs, { limt = 2 }) end, "unknown option 'limt'")
     assert_error(function() http.many({ { url = fx.url "/", hedaers = 1 } }) end, "requests%[1%]: unknown field")
+    assert_error(function() http.many({ fx.url "/", { url = fx.url "/", headers = { ["a b"] = "x" } } }) end,
+      "requests%[2%]: invalid header name 'a b'")
+    assert_eq(#fx:requests "/", 0) -- checked before anything was sent
   end)
 
   test("task.parallel of requests respects its limit", function()
@@ -395,6 +398,7 @@ describe("clients", function()
     assert_eq(#seen, 4)
     for _, r in ipairs(seen) do assert_eq(r.conn, seen[1].conn, "one connection for every request") end
     assert_error(function() http.client { base = "x" } end, "unknown field 'base'")
+    assert_error(function() http.client { url = "http://x/" } end, "unknown field 'url'")
   end)
 
   test("basic auth", function()
