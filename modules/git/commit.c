@@ -9,9 +9,11 @@
 #define _GNU_SOURCE
 #include "gitint.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- shared ---- */
 
@@ -317,6 +319,27 @@ static int stage_add(lua_State *L, rg_box *b, git_index *idx, rg_status *st) {
   return rc < 0 ? rg_set_git(st, rc, "add") : 0;
 }
 
+/* The file files= replaces, kept as a blob so an undo can put it back (it
+ * may be untracked or hold local changes no object has). */
+static int keep_preimage(commit_job *j, const char *path, const rg_side *now, rg_status *st) {
+  char full[4096];
+  git_oid id;
+  int rc;
+  snprintf(full, sizeof full, "%s%s", git_repository_workdir(j->repo), path);
+  if (now->mode == 0120000) {
+    char target[4096];
+    ssize_t n = readlink(full, target, sizeof target);
+    if (n < 0) return rg_set(st, "io", "%s: %s", path, strerror(errno));
+    rc = git_blob_create_from_buffer(&id, j->work, target, (size_t)n);
+  } else {
+    rc = git_blob_create_from_disk(&id, j->work, full);
+  }
+  if (rc < 0) return rg_set_git(st, rc, path);
+  if (!git_oid_equal(&id, &now->id))
+    return rg_set(st, "conflict", "%s changed while committing", path);
+  return 0;
+}
+
 /* Stages files= on the work index and records their work tree changes. */
 static int stage_files(lua_State *L, commit_job *j, git_index *idx, rg_changes *wt, rg_status *st) {
   if (lua_getfield(L, 2, "files") != LUA_TTABLE) {
@@ -331,6 +354,7 @@ static int stage_files(lua_State *L, commit_job *j, git_index *idx, rg_changes *
     int rc = rg_wt_read(j->repo, path, &now, st);
     if (rc < 0) return -1;
     if (now.present && now.mode == 040000) return rg_set(st, "invalid", "%s is a directory", path);
+    if (now.present && keep_preimage(j, path, &now, st) != 0) return -1;
     rg_change *ch = rg_changes_add(wt, path);
     if (ch == NULL) return luaL_error(L, "not enough memory");
     ch->wt = 1;
@@ -419,8 +443,8 @@ int l_repo_commit(lua_State *L) {
   if ((rc = git_tree_lookup(&j.after_tree, j.work, &tree_id)) < 0)
     return rg_fail_git(L, "commit", "tree", rc);
   rg_box_add(b, j.after_tree, rg_free_object);
-  if (!allow_empty && j.before_tree != NULL &&
-      git_oid_equal(&tree_id, git_tree_id(j.before_tree))) {
+  if (!allow_empty && (j.before_tree != NULL ? git_oid_equal(&tree_id, git_tree_id(j.before_tree))
+                                             : git_index_entrycount(idx) == 0)) {
     rg_set(&st, "invalid", "nothing to commit");
     rg_fail(L, "commit", branch_label(j.ref), &st);
     lua_pushboolean(L, 1);
