@@ -444,6 +444,13 @@ int rg_changes_revert(git_repository *repo, const rg_changes *c, const char *ref
   }
   free(branch);
   if (rc < 0) return -1;
+  /* the work tree and index belong to another branch now: only the ref */
+  if (strcmp(ref, "HEAD") != 0) {
+    char *head = rg_head_ref(repo);
+    int elsewhere = head == NULL || strcmp(head, ref) != 0;
+    free(head);
+    if (elsewhere) return 0;
+  }
 
   char left[512] = "";
   for (size_t i = 0; i < c->n; i++) {
