@@ -165,6 +165,15 @@ static void multi_done(void) {
   LP.nsocks = LP.capsocks = LP.cappfd = 0;
 }
 
+/* At exit, after lua_close, whose __gc took every easy handle out. */
+static void cleanup_at_exit(void) {
+  static int registered;
+  if (!registered) {
+    registered = 1;
+    atexit(multi_done);
+  }
+}
+
 static CURLM *multi(void) {
   if (LP.multi) return LP.multi;
   relish_need_curl();
@@ -172,11 +181,7 @@ static CURLM *multi(void) {
   if (!LP.multi) return NULL;
   curl_multi_setopt(LP.multi, CURLMOPT_SOCKETFUNCTION, on_socket);
   curl_multi_setopt(LP.multi, CURLMOPT_TIMERFUNCTION, on_timer);
-  static int registered;
-  if (!registered) {
-    registered = 1;
-    atexit(multi_done); /* after lua_close, whose __gc took every easy handle out */
-  }
+  cleanup_at_exit();
   return LP.multi;
 }
 
@@ -310,6 +315,7 @@ static struct pollfd *pfd_room(size_t n) {
   if (!p) return NULL;
   LP.pfd = p;
   LP.cappfd = cap;
+  cleanup_at_exit();
   return p;
 }
 
