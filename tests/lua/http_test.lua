@@ -370,6 +370,22 @@ describe("at once", function()
     for _, r in ipairs(fx:requests()) do assert_true(r.client_closed, r.path) end
   end)
 
+  test("SIGINT during a request: exit 130, the server sees the client leave", function()
+    local fx <close> = fixture.start()
+    local d = tmpdir()
+    support.write(d .. "/script.lua", string.format([[
+local http = require "relish.http"
+io.open(%q, "w"):close()
+http.get(%q)
+]], d .. "/ready", fx.url "/delay?ms=20000"))
+    local r = support.signal_after({ "lua", d .. "/script.lua" }, d .. "/ready", "INT")
+    assert_match(r.stdout, "code=130")
+    eventually(function()
+      local seen = fx:requests "/delay"
+      return #seen == 0 or seen[1].client_closed
+    end, "the request ended")
+  end)
+
   test("a cancelled task's request ends; the step goes on", function()
     local fx <close> = fixture.start()
     local t = task.spawn(function() return http.get(fx.url "/delay?ms=10000") end)
