@@ -330,10 +330,20 @@ local function finish_run(E, status, code, err)
     status, code, err and secret.redact(err) or nil, J.now_iso(), E.run_id)
 end
 
+-- An action without an undo of its own is irreversible, unless its step has
+-- an undo: a rollback runs that instead (an HTTP write, a command).
+local function irreversible(recipe, step, flag)
+  local s = recipe and recipe.steps[step]
+  return flag and not (s and s.undo) or false
+end
+
 local function start_gate(E)
   gate.set_run {
     journal = E.journal.db, run_id = E.run_id, dry_run = E.dry_run, expect = E.expect, seq = E.seq or 0,
-    on_event = function(ev, a) E.out:event(ev, a) end,
+    on_event = function(ev, a)
+      if ev == "action_planned" then a.irreversible = irreversible(E.recipe, a.step, a.irreversible) end
+      E.out:event(ev, a)
+    end,
   }
 end
 
@@ -382,11 +392,11 @@ local function execute(E)
   end
   gate.clear_run()
   host.set_deadline(nil)
-  local planned, irreversible = 0, 0
+  local planned, nirreversible = 0, 0
   if E.dry_run then
     for _, a in ipairs(E.journal:actions(E.run_id)) do
       planned = planned + 1
-      if a.irreversible == 1 then irreversible = irreversible + 1 end
+      if irreversible(E.recipe, a.step, a.irreversible == 1) then nirreversible = nirreversible + 1 end
     end
   end
 
@@ -426,7 +436,7 @@ local function execute(E)
   -- nobody is left locked out by a run that is waiting for a person
   if E.lock_name and not E.dry_run then lock.release(E.journal, E.lock_name, E.run_id) end
   E.out:event("run_finished", { status = status, exit_code = code, error = errtext, dry_run = E.dry_run,
-    planned = planned, irreversible = irreversible, elapsed = host.now() - started })
+    planned = planned, irreversible = nirreversible, elapsed = host.now() - started })
   return code
 end
 
@@ -513,7 +523,8 @@ function M.save_plan(journal, run_id, file, recipe, path, hash, params)
   local actions = {}
   for _, a in ipairs(journal:actions(run_id)) do
     actions[#actions + 1] = { seq = a.seq, step = a.step, kind = a.kind, target = a.target,
-      describe = a.describe, fingerprint = a.fingerprint or json.null, irreversible = a.irreversible == 1 }
+      describe = a.describe, fingerprint = a.fingerprint or json.null,
+      irreversible = irreversible(recipe, a.step, a.irreversible == 1) }
   end
   local plan = { relish_plan = 1, recipe = recipe.name, file = path, recipe_hash = hash,
     params = json.decode(storable_params(params)), created_at = J.now_iso(), run_id = run_id,
