@@ -508,6 +508,29 @@ describe("effects", function()
   end)
 end)
 
+describe("writes in a recipe's plan", function()
+  test("irreversible, unless the step has an undo", function()
+    local fx <close> = fixture.start()
+    local d = tmpdir()
+    local f = support.recipe(d, "r.lua", string.format([[
+local http = require "relish.http"
+return recipe "writes" {
+  step "no undo" { run = function() assert(http.post(%q, { json = { a = 1 } })) end },
+  step "with undo" {
+    run = function() assert(http.put(%q, { body = "x" })) end,
+    undo = function() assert(http.delete(%q)) end,
+  },
+}
+]], fx.url "/echo", fx.url "/echo", fx.url "/echo"))
+    local r = support.relish { "run", f, "--dry-run", "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "! POST [^\n]*/echo  %(irreversible%)")
+    assert_match(r.stdout, "%+ PUT [^\n]*/echo\n")
+    assert_match(r.stdout, "Plan: 2 action%(s%) %(1 irreversible%), nothing changed%.")
+    assert_eq(#fx:requests(), 0)
+  end)
+end)
+
 describe("a recipe with a secret", function()
   local TOKEN = 'rcp"Sec/+=77Xy'
   local RECIPE = [[
