@@ -135,6 +135,23 @@ describe("requests", function()
     assert_eq({ r.status, r.headers.location }, { 302, "/redirect?n=0" })
   end)
 
+  test("a proxy from the options or from the environment, and no_proxy", function()
+    local fx <close> = fixture.start()
+    local r = assert(http.get("http://service.invalid/echo", { proxy = fx.url "" }))
+    assert_eq(assert(r:json()).path, "http://service.invalid/echo") -- an absolute URI: proxied
+    local d = tmpdir()
+    support.write(d .. "/p.lua", [[
+local http = require "relish.http"
+local r = assert(http.get(arg[1], { retries = 0 }))
+print(require("relish.json").decode(r.body).path)
+]])
+    local out = support.relish { "lua", d .. "/p.lua", "http://service.invalid/echo", env = { http_proxy = fx.url "" } }
+    assert_eq(out.stdout, "http://service.invalid/echo\n", out.stderr)
+    out = support.relish { "lua", d .. "/p.lua", fx.url "/echo",
+      env = { http_proxy = "http://127.0.0.1:1", no_proxy = "127.0.0.1" } }
+    assert_eq(out.stdout, "/echo\n", out.stderr)
+  end)
+
   test("connection failures and timeouts are errors with a kind", function()
     local fx <close> = fixture.start()
     local r, err = http.get("http://127.0.0.1:1/nothing", { retries = 0 })
