@@ -18,6 +18,19 @@ local function open(ctx)
   return must(git.open(ctx.state.clone))
 end
 
+-- The auth param: "" (paths, file://, git://), "agent", "key:PATH" or
+-- "env:VAR" (a token for https, read from the environment: a rollback in
+-- another process reads it again from there).
+local function auth_of(spec)
+  if spec == "" then return nil end
+  if spec == "agent" then return "agent" end
+  local key = spec:match("^key:(.+)$")
+  if key then return { ssh_key = key } end
+  local var = spec:match("^env:([%w_]+)$")
+  if var then return secret(var) end
+  error(string.format("auth %q: use agent, key:PATH or env:VARIABLE", spec), 0)
+end
+
 return recipe "gitops-release" {
   description = "Bump an image tag in a manifest repository, commit and push; rollback is a revert",
   params = {
@@ -35,15 +48,18 @@ return recipe "gitops-release" {
       description = "where each run keeps its clone (a rollback reverts in it)" },
     verify = param.string { default = "",
       description = "shell command run after the push, in the clone, with TAG and COMMIT set; a failure rolls back" },
+    auth = param.string { default = "",
+      description = "credentials for the repository: env:VARIABLE (an https token), agent or key:PATH (ssh)" },
   },
-  lock = function(p) return "gitops:" .. p.repo .. "#" .. p.branch end,
+  -- one release at a time per branch (a password in the URL stays out of the lock's name)
+  lock = function(p) return "gitops:" .. p.repo:gsub("//[^/@]*@", "//") .. "#" .. p.branch end,
 
   step "clone" {
     run = function(ctx)
       local p = ctx.params
       -- one clone per run: the state the rollback reverts in, whoever pushed since
       local dir = p.workdir .. "/" .. ctx.run_id
-      local repo = must(git.clone(p.repo, dir, { branch = p.branch }))
+      local repo = must(git.clone(p.repo, dir, { branch = p.branch, auth = auth_of(p.auth) }))
       ctx.state.clone = repo:path()
       ctx.log("cloned %s (%s at %s) into %s", p.repo, p.branch, repo:head().short, ctx.state.clone)
       repo:close()
@@ -68,7 +84,7 @@ return recipe "gitops-release" {
         message = p.message ~= "" and p.message or
           string.format("chore(release): %s %s in %s", p.kind == "deployment" and p.container or
             p.kind == "kustomization" and p.image or p.key, p.tag, p.file),
-        push = { remote = "origin", branch = p.branch },
+        push = { remote = "origin", branch = p.branch, auth = auth_of(p.auth) },
       })
       if not r.changed then
         ctx.log("%s already has %s: nothing to change", p.file, p.tag)

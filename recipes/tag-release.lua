@@ -26,6 +26,19 @@ local function must(v, err)
   return v
 end
 
+-- The auth param: "" (paths, file://, git://), "agent", "key:PATH" or
+-- "env:VAR" (a token for https, read from the environment: a rollback in
+-- another process reads it again from there).
+local function auth_of(spec)
+  if spec == "" then return nil end
+  if spec == "agent" then return "agent" end
+  local key = spec:match("^key:(.+)$")
+  if key then return { ssh_key = key } end
+  local var = spec:match("^env:([%w_]+)$")
+  if var then return secret(var) end
+  error(string.format("auth %q: use agent, key:PATH or env:VARIABLE", spec), 0)
+end
+
 return recipe "tag-release" {
   description = "Version, CHANGELOG.md, annotated tag and push, from the Conventional Commits since the last tag",
   params = {
@@ -42,6 +55,8 @@ return recipe "tag-release" {
     verify = param.string { default = "",
       description = "shell command run after the push, in the work tree, with VERSION and TAG set; a failure rolls the release back" },
     allow_dirty = param.boolean { default = false, description = "release even with uncommitted changes in the work tree" },
+    auth = param.string { default = "",
+      description = "credentials for the remote: env:VARIABLE (an https token), agent or key:PATH (ssh)" },
   },
   lock = function(p)
     local repo = git.open(p.repo)
@@ -65,7 +80,7 @@ return recipe "tag-release" {
       end
       if p.push then
         -- a release is cut from what the remote has: nothing of it may be missing here
-        must(repo:fetch(p.remote))
+        must(repo:fetch(p.remote, { auth = auth_of(p.auth) }))
         local theirs = repo:resolve("refs/remotes/" .. p.remote .. "/" .. branch)
         if theirs then
           local missing = must(repo:log { from = "HEAD", to = theirs, max = 1 })
@@ -129,7 +144,7 @@ return recipe "tag-release" {
       if s.commit ~= s.head then
         table.insert(refspecs, 1, "refs/heads/" .. s.branch .. ":refs/heads/" .. s.branch)
       end
-      must(repo:push { remote = p.remote, refspecs = refspecs })
+      must(repo:push { remote = p.remote, refspecs = refspecs, auth = auth_of(p.auth) })
     end,
   },
 
