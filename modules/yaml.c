@@ -1158,6 +1158,8 @@ static size_t loc_add(decoder *d, locator_box *b, int type, size_t parent) {
     dec_fail(d, 0, 0, "out of memory");
     return 0;
   }
+  if (id == 1) /* node 0 stands for "none": links through it lead nowhere */
+    memset(&b->nodes[0], 0, sizeof *b->nodes);
   n = &b->nodes[id];
   memset(n, 0, sizeof *n);
   n->type = type;
