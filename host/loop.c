@@ -39,6 +39,7 @@ static struct {
   relish_waiter *waiters; /* linked sources */
   task *tasks;            /* live tasks */
   task *ready_head, *ready_tail;
+  int nready;
   task *current; /* the task being resumed, innermost */
   int norphans;
   /* libcurl */
@@ -104,6 +105,7 @@ static void ready_push(task *t) {
   else
     LP.ready_head = t;
   LP.ready_tail = t;
+  LP.nready++;
 }
 
 static task *ready_pop(void) {
@@ -112,6 +114,7 @@ static task *ready_pop(void) {
   LP.ready_head = t->ready_next;
   if (!LP.ready_head) LP.ready_tail = NULL;
   t->queued = 0;
+  LP.nready--;
   return t;
 }
 
@@ -451,8 +454,10 @@ static void finish_task(lua_State *from, task *t, int status, int nres) {
     LP.tasks = t->next;
   if (t->next) t->next->prev = t->prev;
   t->prev = t->next = NULL;
-  for (task *c = LP.tasks; c; c = c->next)     /* its children outlive it: cancelling */
-    if (c->parent == t) c->parent = t->parent; /* an ancestor still reaches them */
+  for (task *c = LP.tasks; c; c = c->next)            /* its children outlive it: cancelling */
+    if (c->parent == t) c->parent = t->parent;        /* an ancestor still reaches them */
+  for (relish_waiter *w = LP.waiters; w; w = w->next) /* a transfer it started and left */
+    if (w->task == t) w->task = NULL;
   lua_pushnil(from);
   lua_setiuservalue(from, ud, 1); /* the thread can go */
   lua_settop(from, ud - 1);
@@ -493,16 +498,12 @@ static void resume_task(lua_State *from, task *t) {
   finish_task(from, t, st, nres);
 }
 
-/* Resumes the tasks that were ready when called (not those that become ready
+/* Resumes as many tasks as were ready when called (not all that become ready
  * meanwhile, so one that keeps yielding cannot starve the poll). */
 static void run_ready(lua_State *from) {
-  task *last = LP.ready_tail;
   task *t;
-  while (last && (t = ready_pop()) != NULL) {
-    int was_last = t == last;
+  for (int n = LP.nready; n > 0 && (t = ready_pop()) != NULL; n--)
     resume_task(from, t);
-    if (was_last) break;
-  }
 }
 
 static void drain(lua_State *L);
@@ -935,6 +936,7 @@ static int anchors_gc(lua_State *L) {
   (void)L;
   LP.tasks = NULL;
   LP.ready_head = LP.ready_tail = NULL;
+  LP.nready = 0;
   LP.current = NULL;
   return 0;
 }
