@@ -43,6 +43,7 @@ typedef struct {
 /* ---- buffers ------------------------------------------------------------- */
 
 static int xbuf_add(xbuf *b, const char *p, size_t n) {
+  if (n > SIZE_MAX / 2 - b->len) return -1;
   if (b->len + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 1024;
     while (cap < b->len + n + 1)
