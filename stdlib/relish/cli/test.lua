@@ -162,6 +162,7 @@ local function run_file(file, opts, totals)
         local oka, ea = xpcall(h, handler)
         if okt and not oka then okt, e = oka, ea end
       end
+      require("relish._loop").reset() -- tasks a test left running end with it
       for i = #cleanup, 1, -1 do
         host.rmtree(cleanup[i])
         cleanup[i] = nil
