@@ -474,6 +474,8 @@ describe("secrets", function()
     assert(http.get("http://user:url-pw-999@127.0.0.1:" .. fx.ports.http .. "/echo"))
     local s = secret.redact("a plain-tok-777 b sid=cookie-888 c url-pw-999 d https://x:y@host/p")
     assert_eq(s, "a *** b *** c *** d https://***@host/p")
+    assert_eq(secret.redact("ssh://git@h/r.git http://h/a@b mailto:a@b https://tok@h x://@h"),
+      "ssh://***@h/r.git http://h/a@b mailto:a@b https://***@h x://@h")
   end)
 end)
 
