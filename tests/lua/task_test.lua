@@ -285,10 +285,14 @@ describe("sleep and with_timeout", function()
 
   test("with_timeout raises 'timeout' and leaves no process behind", function()
     local d = tmpdir()
-    local ok, err = pcall(task.with_timeout, 0.2, function() sh.run(sleeper(d .. "/pid")) end)
+    local ok, err = pcall(task.with_timeout, 2, function()
+      local t = task.spawn(function() sh.run(sleeper(d .. "/pid")) end)
+      wait_for(d .. "/pid")
+      t:wait() -- cancelled with us when the time is up
+    end)
     assert_false(ok)
     assert_eq(err.kind, "timeout")
-    assert_match(tostring(err), "timed out after 0%.2s")
+    assert_match(tostring(err), "timed out after 2s")
     assert_true(process_gone(read(d .. "/pid"):match("%d+")))
     assert_nothing_left()
   end)
@@ -309,8 +313,9 @@ local sh = require "relish.sh"
 return recipe "tasks" {
   step "spawn and fail" { run = function(ctx)
     task.spawn(function() sh.run { readonly = true, argv = { "sh", "-c", 'echo $$ > %s/pid; exec sleep 100' } } end)
-    for _ = 1, 200 do
-      local f = io.open(%q .. "/pid") if f then f:close() break end
+    for _ = 1, 500 do -- until the pid is written, not just the file made
+      local f = io.open(%q .. "/pid") local s = f and f:read("a") if f then f:close() end
+      if s and s:match("\n$") then break end
       task.sleep(0.02)
     end
     error("failing with a task still running")
@@ -329,7 +334,7 @@ return recipe "tasks" {
 local task = require "relish.task"
 local sh = require "relish.sh"
 return recipe "tasks" {
-  step "slow" { timeout = "1s", run = function(ctx)
+  step "slow" { timeout = "3s", run = function(ctx)
     task.parallel {
       function() sh.run { readonly = true, argv = { "sh", "-c", 'echo $$ > %s/pid; exec sleep 100' } } end,
       function() task.sleep(100) end,
@@ -355,8 +360,14 @@ for i = 1, 3 do
   end
 end
 fns[4] = function()
-  for i = 1, 3 do
-    while not io.open(%q .. "/pid." .. i) do task.sleep(0.02) end
+  for i = 1, 3 do -- until each pid is written, not just its file made
+    while true do
+      local f = io.open(%q .. "/pid." .. i)
+      local s = f and f:read("a")
+      if f then f:close() end
+      if s and s:match("\n$") then break end
+      task.sleep(0.02)
+    end
   end
   io.open(%q .. "/ready", "w"):close()
   task.sleep(100)
