@@ -1,5 +1,6 @@
 /* error.c: structured error values {kind=, message=, ...} shared by every
- * module, so callers can branch on err.kind and still print err. */
+ * module, so callers can branch on err.kind and still print err; and the
+ * collector pause modules use around bulk construction. */
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -59,3 +60,26 @@ int relish_raise(lua_State *L, const char *kind, const char *fmt, ...) {
 }
 
 int relish_raise_interrupted(lua_State *L) { return relish_raise(L, "interrupted", "interrupted"); }
+
+/* ---- the collector pause (relish_gc_pause) ---------------------------- */
+
+static int gc_guard_close(lua_State *L) {
+  int *was_running = lua_touserdata(L, 1);
+  if (was_running && *was_running) {
+    *was_running = 0;
+    lua_gc(L, LUA_GCRESTART);
+  }
+  return 0;
+}
+
+void relish_gc_pause(lua_State *L) {
+  int *was_running = lua_newuserdatauv(L, sizeof(int), 0);
+  *was_running = lua_gc(L, LUA_GCISRUNNING);
+  if (luaL_newmetatable(L, "relish.GcPause")) {
+    lua_pushcfunction(L, gc_guard_close);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_setmetatable(L, -2);
+  lua_toclose(L, -1);
+  if (*was_running) lua_gc(L, LUA_GCSTOP);
+}

@@ -46,6 +46,13 @@ double relish_deadline(void);
  * called again, or a negative number when no progress is shown. */
 double relish_progress_tick(void);
 
+/* Pauses Lua's garbage collector until the calling C function returns (or
+ * raises): for functions that build thousands of objects that all stay
+ * reachable (a decoded document, a commit log), where incremental collection
+ * steps are pure overhead. Pushes one value (a to-be-closed slot): call it
+ * once, after the function's fixed stack slots. */
+void relish_gc_pause(lua_State *L);
+
 /* Initialise libcurl / libgit2 once, on first use; cleaned up at exit. */
 void relish_need_curl(void);
 void relish_need_git(void);

@@ -547,32 +547,6 @@ static int dec_error(decoder *d) {
   return 2;
 }
 
-/* The garbage collector is paused while a document is decoded or encoded:
- * tens of thousands of objects are made that all stay reachable, and
- * incremental collection steps over them cost a third of the time. The pause
- * is a to-be-closed slot, so the collector restarts on every path out,
- * errors included. */
-static int gc_guard_close(lua_State *L) {
-  int *was_running = lua_touserdata(L, 1);
-  if (was_running && *was_running) {
-    *was_running = 0;
-    lua_gc(L, LUA_GCRESTART);
-  }
-  return 0;
-}
-
-static void gc_pause(lua_State *L) {
-  int *was_running = lua_newuserdatauv(L, sizeof(int), 0);
-  *was_running = lua_gc(L, LUA_GCISRUNNING);
-  if (luaL_newmetatable(L, "relish.json.gcguard")) {
-    lua_pushcfunction(L, gc_guard_close);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_setmetatable(L, -2);
-  lua_toclose(L, -1);
-  if (*was_running) lua_gc(L, LUA_GCSTOP);
-}
-
 static int l_json_decode(lua_State *L) {
   decoder d;
   size_t len;
@@ -589,7 +563,7 @@ static int l_json_decode(lua_State *L) {
   lua_pushnil(L);
   d.scratch_idx = 2;
 
-  gc_pause(L);                                                   /* index 3 */
+  relish_gc_pause(L); /* index 3: tens of thousands of objects, all kept */
   if (len >= 3 && memcmp(d.p, "\xEF\xBB\xBF", 3) == 0) d.p += 3; /* a BOM is ignored */
   if (dec_value(&d, 0)) {
     dec_skip_space(&d);
@@ -1123,7 +1097,7 @@ static int l_json_encode(lua_State *L) {
   e.scratch_idx = 4;
   lua_pushnil(L);
   e.keys_idx = 5;
-  gc_pause(L); /* index 6 */
+  relish_gc_pause(L); /* index 6 */
 
   enc_value(&e, 1);
   lua_pushlstring(L, e.buf, e.len);

@@ -450,7 +450,7 @@ static void push_commit(lua_State *L, const git_oid *id, git_odb_object *o) {
   char hex[GIT_OID_HEXSZ + 1];
   raw_commit c;
   raw_parse(o, &c);
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 9); /* the eight fields and parents: no rehash */
   rg_hex(id, hex);
   lua_pushlstring(L, hex, GIT_OID_HEXSZ);
   lua_setfield(L, -2, "id");
@@ -560,6 +560,7 @@ int l_repo_log(lua_State *L) {
   if (rc == GIT_EUSER) return relish_raise_interrupted(L);
   if (rc == -2) return luaL_error(L, "not enough memory");
   if (rc < 0) return rg_fail_git(L, "log", NULL, rc);
+  relish_gc_pause(L); /* thousands of commit tables, all returned */
   lua_createtable(L, (int)(max >= 0 && (size_t)max < w->nout ? (size_t)max : w->nout), 0);
   lua_Integer k = 0;
   for (size_t i = 0; i < w->nout && (max < 0 || k < max); i++) {
