@@ -45,15 +45,19 @@ static int ref_name(const char *prefix, const char *name, char out[1024], rg_sta
   return 0;
 }
 
-static void effect_init(ref_effect *e, const char *verb, const char *kind) {
+/* Starts e on the ref prefix + *name (a name given with the prefix is taken
+ * as it is); *name becomes the name without the prefix. Fails when git would
+ * refuse the name. */
+static int effect_start(ref_effect *e, const char *verb, const char *kind, git_repository *repo,
+                        const char *prefix, const char **name, rg_status *st) {
+  char label[4096];
   memset(e, 0, sizeof *e);
   e->verb = verb;
   e->kind = kind;
-}
-
-static void set_target(ref_effect *e, git_repository *repo) {
-  char label[4096];
+  if (ref_name(prefix, *name, e->ref, st) != 0) return -1;
+  *name = e->ref + strlen(prefix);
   snprintf(e->target, sizeof e->target, "%s:%s", rg_label(repo, label, sizeof label), e->ref);
+  return 0;
 }
 
 /* The record every ref effect starts from: {v, repo, ref, before, after}. */
@@ -270,10 +274,8 @@ int l_repo_tag(lua_State *L) {
   rg_box *b = rg_box_new(L);
   rg_status st = {0};
   ref_effect e;
-  effect_init(&e, "tag", "git.tag");
-  if (ref_name("refs/tags/", name, e.ref, &st) != 0) return rg_fail(L, "tag", name, &st);
-  name = e.ref + 10;
-  set_target(&e, repo);
+  if (effect_start(&e, "tag", "git.tag", repo, "refs/tags/", &name, &st) != 0)
+    return rg_fail(L, "tag", name, &st);
   git_repository *look = lookup_repo(L, repo, &st);
   git_object *target = NULL;
   if (look == NULL || target_object(L, repo, look, rev ? rev : "HEAD", &target, &st) != 0)
@@ -385,10 +387,8 @@ int l_repo_delete_tag(lua_State *L) {
   rg_box *b = rg_box_new(L);
   rg_status st = {0};
   ref_effect e;
-  effect_init(&e, "delete_tag", "git.delete_tag");
-  if (ref_name("refs/tags/", name, e.ref, &st) != 0) return rg_fail(L, "delete_tag", name, &st);
-  name = e.ref + 10;
-  set_target(&e, repo);
+  if (effect_start(&e, "delete_tag", "git.delete_tag", repo, "refs/tags/", &name, &st) != 0)
+    return rg_fail(L, "delete_tag", name, &st);
   int rc = rg_ref_value(L, repo, e.ref, &e.before);
   if (rc < 0) return rg_fail_git(L, "delete_tag", name, rc);
   if (rc == 0) { /* already gone: nothing to do */
@@ -442,10 +442,8 @@ int l_repo_create_branch(lua_State *L) {
   rg_box *b = rg_box_new(L);
   rg_status st = {0};
   ref_effect e;
-  effect_init(&e, "create_branch", "git.branch");
-  if (ref_name("refs/heads/", name, e.ref, &st) != 0) return rg_fail(L, "create_branch", name, &st);
-  name = e.ref + 11;
-  set_target(&e, repo);
+  if (effect_start(&e, "create_branch", "git.branch", repo, "refs/heads/", &name, &st) != 0)
+    return rg_fail(L, "create_branch", name, &st);
   git_repository *look = lookup_repo(L, repo, &st);
   git_object *target = NULL;
   if (look == NULL ||
@@ -494,10 +492,8 @@ int l_repo_delete_branch(lua_State *L) {
   rg_box *b = rg_box_new(L);
   rg_status st = {0};
   ref_effect e;
-  effect_init(&e, "delete_branch", "git.delete_branch");
-  if (ref_name("refs/heads/", name, e.ref, &st) != 0) return rg_fail(L, "delete_branch", name, &st);
-  name = e.ref + 11;
-  set_target(&e, repo);
+  if (effect_start(&e, "delete_branch", "git.delete_branch", repo, "refs/heads/", &name, &st) != 0)
+    return rg_fail(L, "delete_branch", name, &st);
   if (is_head(repo, e.ref)) {
     rg_set(&st, "invalid", "cannot delete the checked-out branch");
     return rg_fail(L, "delete_branch", name, &st);
