@@ -401,12 +401,21 @@ function M.commits(repo, opts)
   local log, err = repo:log { from = opts.from, to = opts.to, paths = opts.paths }
   if not log then return nil, err end
   local out = {}
-  for _, c in ipairs(log) do
-    if opts.merges or not (c.parents and #c.parents > 1) then
-      M.parse(c.message or c.summary or "", c)
-      out[#out + 1] = c
+  -- parsing adds fields to thousands of records that all stay reachable:
+  -- the collector is paused meanwhile (as relish.json and repo:log do), else
+  -- its incremental steps re-mark the whole log again and again
+  local running = collectgarbage("isrunning")
+  if running then collectgarbage("stop") end
+  local ok, perr = pcall(function()
+    for _, c in ipairs(log) do
+      if opts.merges or not (c.parents and #c.parents > 1) then
+        M.parse(c.message or c.summary or "", c)
+        out[#out + 1] = c
+      end
     end
-  end
+  end)
+  if running then collectgarbage("restart") end
+  if not ok then error(perr, 0) end
   return out
 end
 
