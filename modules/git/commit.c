@@ -403,8 +403,7 @@ int l_repo_commit(lua_State *L) {
   if (message == NULL || message[0] == '\0')
     return luaL_error(L, "repo:commit: field 'message' is required");
   check_commit_args(L);
-  lua_getfield(L, 2, "allow_empty");
-  int allow_empty = lua_toboolean(L, -1);
+  int allow_empty = rg_optbool(L, 2, "allow_empty", 0);
   lua_settop(L, 2);
   rg_box *b = rg_box_new(L);
   rg_status st = {0};

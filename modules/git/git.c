@@ -217,6 +217,14 @@ const char *rg_optfield(lua_State *L, int idx, const char *fname, const char *ke
   return s;
 }
 
+int rg_optbool(lua_State *L, int idx, const char *key, int dflt) {
+  if (!lua_istable(L, idx)) return dflt;
+  lua_getfield(L, idx, key);
+  int v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
 /* ---- ids and identities ---- */
 
 void rg_hex(const git_oid *id, char out[GIT_OID_HEXSZ + 1]) {
@@ -511,12 +519,7 @@ static const char *const init_opts[] = {"bare", "branch", NULL};
 int l_git_init(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   rg_checkopts(L, 2, "git.init", init_opts);
-  int bare = 0;
-  if (lua_istable(L, 2)) {
-    lua_getfield(L, 2, "bare");
-    bare = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-  }
+  int bare = rg_optbool(L, 2, "bare", 0);
   const char *branch = rg_optfield(L, 2, "git.init", "branch");
   relish_need_git();
   git_repository_init_options o;

@@ -85,6 +85,9 @@ void rg_checkopts(lua_State *L, int idx, const char *fname, const char *const *k
 /* Optional string field of the table at idx (NULL when absent; raises when
  * not a string). The value stays referenced by the table. */
 const char *rg_optfield(lua_State *L, int idx, const char *fname, const char *key);
+/* Optional boolean field of the table at idx, by Lua truth (dflt when the
+ * field or the table is absent). */
+int rg_optbool(lua_State *L, int idx, const char *key, int dflt);
 
 void rg_hex(const git_oid *id, char out[GIT_OID_HEXSZ + 1]);
 void rg_short(const git_oid *id, char out[8]);

@@ -493,9 +493,7 @@ int l_repo_log(lua_State *L) {
   rg_checkopts(L, 2, "repo:log", log_opts);
   const char *from = rg_optfield(L, 2, "repo:log", "from");
   const char *to = rg_optfield(L, 2, "repo:log", "to");
-  lua_getfield(L, 2, "first_parent");
-  int first_parent = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  int first_parent = rg_optbool(L, 2, "first_parent", 0);
   lua_Integer max = -1;
   lua_getfield(L, 2, "max");
   if (!lua_isnil(L, -1)) {

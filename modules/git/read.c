@@ -12,14 +12,6 @@ static void free_status(void *p) { git_status_list_free(p); }
 static void free_describe(void *p) { git_describe_result_free(p); }
 static void free_patch(void *p) { git_patch_free(p); }
 
-static int opt_bool(lua_State *L, int idx, const char *k, int dflt) {
-  if (!lua_istable(L, idx)) return dflt;
-  lua_getfield(L, idx, k);
-  int v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
 /* ---- status ---- */
 
 static char index_code(unsigned s) {
@@ -64,7 +56,7 @@ static const char *const status_opts[] = {"untracked", NULL};
 int l_repo_status(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   rg_checkopts(L, 2, "repo:status", status_opts);
-  int untracked = opt_bool(L, 2, "untracked", 1);
+  int untracked = rg_optbool(L, 2, "untracked", 1);
   lua_settop(L, 2);
   rg_box *b = rg_box_new(L);
   git_status_list *list = NULL;
@@ -114,7 +106,7 @@ int l_repo_status(lua_State *L) {
 int l_repo_is_dirty(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   rg_checkopts(L, 2, "repo:is_dirty", status_opts);
-  int untracked = opt_bool(L, 2, "untracked", 0);
+  int untracked = rg_optbool(L, 2, "untracked", 0);
   lua_settop(L, 2);
   rg_box *b = rg_box_new(L);
   git_status_list *list = NULL;
@@ -143,8 +135,8 @@ int l_repo_describe(lua_State *L) {
   git_describe_options_init(&o, GIT_DESCRIBE_OPTIONS_VERSION);
   git_describe_format_options f;
   git_describe_format_options_init(&f, GIT_DESCRIBE_FORMAT_OPTIONS_VERSION);
-  o.describe_strategy = opt_bool(L, 2, "tags", 0) ? GIT_DESCRIBE_TAGS : GIT_DESCRIBE_DEFAULT;
-  o.show_commit_oid_as_fallback = opt_bool(L, 2, "always", 0);
+  o.describe_strategy = rg_optbool(L, 2, "tags", 0) ? GIT_DESCRIBE_TAGS : GIT_DESCRIBE_DEFAULT;
+  o.show_commit_oid_as_fallback = rg_optbool(L, 2, "always", 0);
   o.pattern = rg_optfield(L, 2, "repo:describe", "match");
   f.abbreviated_size = 7;
   if (lua_istable(L, 2)) {

@@ -254,14 +254,6 @@ static char *clean_message(const char *msg) {
 
 static const char *const tag_opts[] = {"message", "target", "force", NULL};
 
-static int opt_bool(lua_State *L, int idx, const char *k) {
-  if (!lua_istable(L, idx)) return 0;
-  lua_getfield(L, idx, k);
-  int v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
 /* repo:tag(name, {message=, target=, force=}) -> tag table | nil, err */
 int l_repo_tag(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
@@ -269,7 +261,7 @@ int l_repo_tag(lua_State *L) {
   rg_checkopts(L, 3, "repo:tag", tag_opts);
   const char *message = rg_optfield(L, 3, "repo:tag", "message");
   const char *rev = rg_optfield(L, 3, "repo:tag", "target");
-  int force = opt_bool(L, 3, "force");
+  int force = rg_optbool(L, 3, "force", 0);
   lua_settop(L, 3);
   rg_box *b = rg_box_new(L);
   rg_status st = {0};
@@ -437,7 +429,7 @@ int l_repo_create_branch(lua_State *L) {
   const char *name = luaL_checkstring(L, 2);
   rg_checkopts(L, 3, "repo:create_branch", branch_opts);
   const char *rev = rg_optfield(L, 3, "repo:create_branch", "target");
-  int force = opt_bool(L, 3, "force");
+  int force = rg_optbool(L, 3, "force", 0);
   lua_settop(L, 3);
   rg_box *b = rg_box_new(L);
   rg_status st = {0};

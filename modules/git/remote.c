@@ -931,15 +931,13 @@ int l_git_clone(lua_State *L) {
   const char *path = luaL_checkstring(L, 2);
   rg_checkopts(L, 3, "git.clone", clone_opts);
   const char *branch = rg_optfield(L, 3, "git.clone", "branch");
-  int bare = 0;
   if (lua_istable(L, 3)) {
     lua_getfield(L, 3, "depth");
     if (!lua_isnil(L, -1) && (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0))
       luaL_error(L, "git.clone: depth must be a non-negative integer");
-    lua_getfield(L, 3, "bare");
-    bare = lua_toboolean(L, -1);
-    lua_pop(L, 2);
+    lua_pop(L, 1);
   }
+  int bare = rg_optbool(L, 3, "bare", 0);
   lua_settop(L, 3);
   rg_box *b = rg_box_new(L); /* 4 */
   rg_auth *auth = NULL;
