@@ -152,14 +152,6 @@ static int make_commit(commit_job *j, rg_box *b, const git_signature *author,
   return rc < 0 ? rg_set_git(st, rc, "commit") : 0;
 }
 
-static char *clean_message(const char *msg) {
-  git_buf buf = {0};
-  char *out = NULL;
-  if (git_message_prettify(&buf, msg, 0, '#') == 0) out = strdup(buf.ptr);
-  git_buf_dispose(&buf);
-  return out;
-}
-
 /* ---- commit ---- */
 
 /* The index entries as they are now, sorted by path (the index keeps them so). */
@@ -454,7 +446,7 @@ int l_repo_commit(lua_State *L) {
   if (author_of(L, b, repo, &author, &st) != 0 || rg_signature(repo, 0, &committer, &st) != 0)
     return rg_fail(L, "commit", branch_label(j.ref), &st);
   rg_box_add(b, committer, rg_free_sig);
-  char *msg = rg_box_add(b, clean_message(message), rg_free_mem);
+  char *msg = rg_box_add(b, rg_clean_message(message), rg_free_mem);
   if (msg == NULL) return luaL_error(L, "not enough memory");
   if (make_commit(&j, b, author, committer, msg, &st) != 0)
     return rg_fail(L, "commit", branch_label(j.ref), &st);
@@ -667,7 +659,7 @@ int l_repo_revert(lua_State *L) {
   }
   char *msg;
   if (message != NULL) {
-    msg = rg_box_add(b, clean_message(message), rg_free_mem);
+    msg = rg_box_add(b, rg_clean_message(message), rg_free_mem);
   } else {
     char hex[GIT_OID_HEXSZ + 1], buf[2048];
     const char *sum = git_commit_summary(theirs);

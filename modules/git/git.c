@@ -225,7 +225,7 @@ int rg_optbool(lua_State *L, int idx, const char *key, int dflt) {
   return v;
 }
 
-/* ---- ids and identities ---- */
+/* ---- ids, identities and messages ---- */
 
 void rg_hex(const git_oid *id, char out[GIT_OID_HEXSZ + 1]) {
   git_oid_tostr(out, GIT_OID_HEXSZ + 1, id);
@@ -268,6 +268,14 @@ int rg_signature(git_repository *repo, int author, git_signature **out, rg_statu
   git_buf_dispose(&cemail);
   git_config_free(cfg);
   return rc < 0 ? -1 : 0;
+}
+
+char *rg_clean_message(const char *msg) {
+  git_buf buf = {0};
+  char *out = NULL;
+  if (git_message_prettify(&buf, msg, 0, '#') == 0) out = strdup(buf.ptr);
+  git_buf_dispose(&buf);
+  return out;
 }
 
 /* ---- the Repository handle ---- */

@@ -97,6 +97,10 @@ int rg_parse_oid(const char *s, git_oid *out);
 /* The identity for commits and tags: GIT_AUTHOR_* / GIT_COMMITTER_*, then
  * user.name / user.email of the repository's config. */
 int rg_signature(git_repository *repo, int author, git_signature **out, rg_status *st);
+/* A commit or tag message cleaned as git commit and git tag -m do: trailing
+ * spaces and blank lines go, one final newline. malloc'd; NULL when out of
+ * memory or when libgit2 refuses it. */
+char *rg_clean_message(const char *msg);
 
 /* ---- plan.c: the dry-run overlay ---- */
 

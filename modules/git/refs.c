@@ -242,16 +242,6 @@ int l_repo_tags(lua_State *L) {
   return 1;
 }
 
-/* git tag -m cleans the message the same way: trailing spaces and blank
- * lines go, one final newline. */
-static char *clean_message(const char *msg) {
-  git_buf buf = {0};
-  char *out = NULL;
-  if (git_message_prettify(&buf, msg, 0, '#') == 0) out = strdup(buf.ptr);
-  git_buf_dispose(&buf);
-  return out;
-}
-
 static const char *const tag_opts[] = {"message", "target", "force", NULL};
 
 /* repo:tag(name, {message=, target=, force=}) -> tag table | nil, err */
@@ -273,7 +263,7 @@ int l_repo_tag(lua_State *L) {
   if (look == NULL || target_object(L, repo, look, rev ? rev : "HEAD", &target, &st) != 0)
     return rg_fail(L, "tag", name, &st);
   rg_box_add(b, target, rg_free_object);
-  char *msg = message != NULL ? rg_box_add(b, clean_message(message), rg_free_mem) : NULL;
+  char *msg = message != NULL ? rg_box_add(b, rg_clean_message(message), rg_free_mem) : NULL;
   if (message != NULL && msg == NULL) return luaL_error(L, "not enough memory");
 
   int rc = rg_ref_value(L, repo, e.ref, &e.before);
