@@ -29,13 +29,9 @@ void rg_changes_free(void *p) {
 }
 
 rg_change *rg_changes_add(rg_changes *c, const char *path) {
-  if (c->n == c->cap) {
-    size_t cap = c->cap ? c->cap * 2 : 16;
-    rg_change *v = realloc(c->v, cap * sizeof *v);
-    if (v == NULL) return NULL;
-    c->v = v;
-    c->cap = cap;
-  }
+  rg_change *v = rg_grow(c->v, c->n, &c->cap, sizeof *v, 16);
+  if (v == NULL) return NULL;
+  c->v = v;
   rg_change *ch = &c->v[c->n];
   memset(ch, 0, sizeof *ch);
   if ((ch->path = strdup(path)) == NULL) return NULL;

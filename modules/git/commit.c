@@ -482,13 +482,9 @@ static void pathlist_free(void *p) {
 
 static int pathlist_add(pathlist *l, const char *path) {
   if (l->n > 0 && strcmp(l->v[l->n - 1], path) == 0) return 0;
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 8;
-    char **v = realloc(l->v, cap * sizeof *v);
-    if (v == NULL) return -1;
-    l->v = v;
-    l->cap = cap;
-  }
+  char **v = rg_grow(l->v, l->n, &l->cap, sizeof *v, 8);
+  if (v == NULL) return -1;
+  l->v = v;
   if ((l->v[l->n] = strdup(path)) == NULL) return -1;
   l->n++;
   return 0;

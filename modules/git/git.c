@@ -80,6 +80,14 @@ void rg_free_buf(void *p) {
   free(p);
 }
 
+void *rg_grow(void *v, size_t n, size_t *cap, size_t size, size_t first) {
+  if (n < *cap) return v;
+  size_t c = *cap ? *cap * 2 : first;
+  void *p = realloc(v, c * size);
+  if (p != NULL) *cap = c;
+  return p;
+}
+
 /* ---- errors ---- */
 
 static int contains(const char *s, const char *needle) { return strcasestr(s, needle) != NULL; }

@@ -60,6 +60,12 @@ void rg_free_json(void *p);
 void rg_free_text(void *p); /* cJSON_Print output */
 void rg_free_mem(void *p);
 
+/* Room for one more element in the array v of n elements of size bytes and
+ * capacity *cap (doubled when full; first when nothing is allocated yet):
+ * returns v or where realloc moved it, with *cap updated; NULL when out of
+ * memory, v untouched. */
+void *rg_grow(void *v, size_t n, size_t *cap, size_t size, size_t first);
+
 /* A runtime failure: kind and a one-line message. */
 typedef struct {
   const char *kind;

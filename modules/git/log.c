@@ -82,13 +82,9 @@ static node *lookup(walker *w, const git_oid *id, int *fresh) {
     if (git_oid_equal(&x->id, id)) return x;
     k = (k + 1) & (w->nslots - 1);
   }
-  if (w->n == w->cap) {
-    size_t cap = w->cap ? w->cap * 2 : 1024;
-    node *v = realloc(w->v, cap * sizeof *v);
-    if (v == NULL) return NULL;
-    w->v = v;
-    w->cap = cap;
-  }
+  node *v = rg_grow(w->v, w->n, &w->cap, sizeof *v, 1024);
+  if (v == NULL) return NULL;
+  w->v = v;
   node *x = &w->v[w->n];
   memset(x, 0, sizeof *x);
   x->id = *id;
@@ -211,13 +207,9 @@ static int before(const walker *w, size_t a, size_t b) {
 }
 
 static int push(walker *w, size_t i) {
-  if (w->nheap == w->capheap) {
-    size_t cap = w->capheap ? w->capheap * 2 : 256;
-    size_t *h = realloc(w->heap, cap * sizeof *h);
-    if (h == NULL) return -1;
-    w->heap = h;
-    w->capheap = cap;
-  }
+  size_t *h = rg_grow(w->heap, w->nheap, &w->capheap, sizeof *h, 256);
+  if (h == NULL) return -1;
+  w->heap = h;
   size_t k = w->nheap++;
   while (k > 0 && before(w, i, w->heap[(k - 1) / 2])) {
     w->heap[k] = w->heap[(k - 1) / 2];
@@ -289,15 +281,12 @@ static int spread(walker *w, size_t i) {
       git_oid pid;
       node *y = raw_parent(x->c, p, &pid) ? find(w, &pid) : NULL;
       if (y == NULL || (y->flags & UNINTERESTING)) continue;
-      if (n == cap) {
-        size_t *s = realloc(stack, cap * 2 * sizeof *s);
-        if (s == NULL) {
-          free(stack);
-          return -2;
-        }
-        stack = s;
-        cap *= 2;
+      size_t *s = rg_grow(stack, n, &cap, sizeof *s, 64);
+      if (s == NULL) {
+        free(stack);
+        return -2;
       }
+      stack = s;
       stack[n++] = (size_t)(y - w->v);
     }
   }
@@ -360,13 +349,9 @@ static int walk(walker *w, const git_oid *to, const git_oid *from, int first_par
       c->c = NULL;
       continue;
     }
-    if (w->nout == w->capout) {
-      size_t cap = w->capout ? w->capout * 2 : 1024;
-      size_t *o = realloc(w->out, cap * sizeof *o);
-      if (o == NULL) return -2;
-      w->out = o;
-      w->capout = cap;
-    }
+    size_t *o = rg_grow(w->out, w->nout, &w->capout, sizeof *o, 1024);
+    if (o == NULL) return -2;
+    w->out = o;
     w->out[w->nout++] = i;
     if (c->time < oldest) oldest = c->time;
     if ((w->nout & 1023) == 0 && relish_interrupted()) return GIT_EUSER;

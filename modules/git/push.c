@@ -34,13 +34,9 @@ static void updates_free(void *p) {
 static rg_update *updates_add(updates *u, const char *dst) {
   for (size_t i = 0; i < u->n; i++)
     if (strcmp(u->v[i].dst, dst) == 0) return &u->v[i];
-  if (u->n == u->cap) {
-    size_t cap = u->cap ? u->cap * 2 : 4;
-    rg_update *v = realloc(u->v, cap * sizeof *v);
-    if (v == NULL) return NULL;
-    u->v = v;
-    u->cap = cap;
-  }
+  rg_update *v = rg_grow(u->v, u->n, &u->cap, sizeof *v, 4);
+  if (v == NULL) return NULL;
+  u->v = v;
   rg_update *x = &u->v[u->n];
   memset(x, 0, sizeof *x);
   if ((x->dst = strdup(dst)) == NULL) return NULL;

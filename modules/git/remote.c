@@ -439,16 +439,12 @@ static int cb_push_transfer(unsigned int current, unsigned int total, size_t byt
 static int cb_push_ref(const char *refname, const char *status, void *payload) {
   rg_net *n = payload;
   if (status == NULL) return 0;
-  if (n->nrejects == n->caprejects) {
-    size_t cap = n->caprejects ? n->caprejects * 2 : 4;
-    rg_reject *v = realloc(n->rejects, cap * sizeof *v);
-    if (v == NULL) {
-      n->oom = 1;
-      return 0;
-    }
-    n->rejects = v;
-    n->caprejects = cap;
+  rg_reject *v = rg_grow(n->rejects, n->nrejects, &n->caprejects, sizeof *v, 4);
+  if (v == NULL) {
+    n->oom = 1;
+    return 0;
   }
+  n->rejects = v;
   n->rejects[n->nrejects].ref = strdup(refname);
   n->rejects[n->nrejects].msg = strdup(status);
   n->nrejects++;
@@ -487,16 +483,12 @@ static int cb_negotiation(const git_push_update **updates, size_t len, void *pay
 
 static int cb_tips(const char *refname, const git_oid *a, const git_oid *b, void *payload) {
   rg_net *n = payload;
-  if (n->ntips == n->captips) {
-    size_t cap = n->captips ? n->captips * 2 : 8;
-    rg_tip *v = realloc(n->tips, cap * sizeof *v);
-    if (v == NULL) {
-      n->oom = 1;
-      return 0;
-    }
-    n->tips = v;
-    n->captips = cap;
+  rg_tip *v = rg_grow(n->tips, n->ntips, &n->captips, sizeof *v, 8);
+  if (v == NULL) {
+    n->oom = 1;
+    return 0;
   }
+  n->tips = v;
   rg_tip *t = &n->tips[n->ntips];
   if ((t->ref = strdup(refname)) == NULL) {
     n->oom = 1;
