@@ -16,6 +16,16 @@ local function usage(fname, msg)
   error(fname .. ": " .. msg, level)
 end
 
+-- The options table of fname: a table (or nil) whose keys are all known.
+local function check_opts(fname, opts, known)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then usage(fname, "options must be a table, got " .. type(opts)) end
+  for k in pairs(opts) do
+    if not known[k] then usage(fname, string.format("unknown option '%s'", tostring(k))) end
+  end
+  return opts
+end
+
 local function err_value(kind, fmt, ...)
   return setmetatable({ kind = kind, code = kind, message = string.format(fmt, ...) },
     { __name = "relish.Error", __tostring = function(e) return e.message end })
@@ -270,8 +280,10 @@ end
 -- next_version(current, commits [, {initial=, prefix=}]) -> version | nil:
 -- current bumped as the commits say (nil when none is releasable); without a
 -- current version, the initial one (default 0.1.0).
+local NEXT_OPTS = { initial = true, prefix = true }
+
 function M.next_version(current, commits, opts)
-  opts = opts or {}
+  opts = check_opts("changelog.next_version", opts, NEXT_OPTS)
   if current == nil then
     local v = semver.parse(opts.initial or "0.1.0")
     if not v then usage("changelog.next_version", "initial must be a semantic version") end
@@ -328,9 +340,12 @@ end
 -- notes(commits, {version=, previous=, date=, title=, commit_url=,
 -- compare_url=, merges=, other=}) -> Markdown: a "## version (date)" heading
 -- and one "### Group" list per kind of change, in log order.
+local NOTES_OPTS = { version = true, previous = true, date = true, title = true, commit_url = true,
+  compare_url = true, merges = true, other = true }
+
 function M.notes(commits, opts)
   if type(commits) ~= "table" then usage("changelog.notes", "commits must be a list") end
-  opts = opts or {}
+  opts = check_opts("changelog.notes", opts, NOTES_OPTS)
   local version = opts.version and tostring(opts.version) or nil
   if opts.version and getmetatable(opts.version) == semver.Version then version = opts.version:tag() end
   local title = opts.title or version or "Unreleased"
@@ -395,9 +410,11 @@ end
 -- commits(repo [, {from=, to=, paths=, merges=}]) -> list | nil, err: the
 -- commits in from..to (newest first), each the git log record with the
 -- parsed fields added. Merge commits are left out unless merges = true.
+local COMMITS_OPTS = { from = true, to = true, paths = true, merges = true }
+
 function M.commits(repo, opts)
   check_repo(repo, "changelog.commits")
-  opts = opts or {}
+  opts = check_opts("changelog.commits", opts, COMMITS_OPTS)
   local log, err = repo:log { from = opts.from, to = opts.to, paths = opts.paths }
   if not log then return nil, err end
   local out = {}
@@ -422,9 +439,11 @@ end
 -- last_tag(repo [, {prefix=, prerelease=}]) -> tag record | nil: the highest
 -- semantic version among the tags named prefix .. version (prefix "v" by
 -- default; pre-releases only with prerelease = true).
+local LAST_TAG_OPTS = { prefix = true, prerelease = true }
+
 function M.last_tag(repo, opts)
   check_repo(repo, "changelog.last_tag")
-  opts = opts or {}
+  opts = check_opts("changelog.last_tag", opts, LAST_TAG_OPTS)
   local prefix = opts.prefix or "v"
   local tags, err = repo:tags()
   if not tags then return nil, err end
@@ -447,9 +466,12 @@ end
 --   plan: {previous = tag name or nil, previous_version=, version = Version,
 --          tag = "v1.4.0", bump = "minor" | "initial" | "forced" | nil,
 --          commits = {...}, notes = markdown, releasable = bool}
+local RELEASE_OPTS = { to = true, from = true, prefix = true, initial = true, bump = true, version = true,
+  date = true, commit_url = true, compare_url = true, merges = true }
+
 function M.release(repo, opts)
   check_repo(repo, "changelog.release")
-  opts = opts or {}
+  opts = check_opts("changelog.release", opts, RELEASE_OPTS)
   local prefix = opts.prefix or "v"
   if type(prefix) ~= "string" then usage("changelog.release", "prefix must be a string") end
   if opts.bump ~= nil and not LEVEL[opts.bump] then

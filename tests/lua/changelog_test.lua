@@ -214,6 +214,20 @@ describe("release notes", function()
     assert_eq(changelog.notes({}, { version = "1.0.1", date = "2026-01-02" }), "## 1.0.1 (2026-01-02)\n\nNo changes.\n")
   end)
 
+  test("an unknown option or options that are not a table raise, naming it", function()
+    assert_error(function() changelog.notes(list, { verison = "1" }) end, "changelog%.notes: unknown option 'verison'")
+    assert_error(function() changelog.notes(list, "v1") end, "changelog%.notes: options must be a table")
+    assert_error(function() changelog.next_version(nil, {}, { inital = "1.0.0" }) end,
+      "changelog%.next_version: unknown option 'inital'")
+    -- checked before the repository is read
+    local repo = {}
+    assert_error(function() changelog.release(repo, { verison = "1.0.0" }) end,
+      "changelog%.release: unknown option 'verison'")
+    assert_error(function() changelog.commits(repo, { form = "v1" }) end, "changelog%.commits: unknown option 'form'")
+    assert_error(function() changelog.last_tag(repo, { perfix = "v" }) end,
+      "changelog%.last_tag: unknown option 'perfix'")
+  end)
+
   test("a version object is shown with its prefix", function()
     assert_match(changelog.notes({}, { version = semver.parse("v3.1.0"), date = false }), "^## v3%.1%.0\n")
   end)
