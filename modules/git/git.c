@@ -213,6 +213,15 @@ void rg_checkopts(lua_State *L, int idx, const char *fname, const char *const *k
   }
 }
 
+void rg_checkopts_table(lua_State *L, int idx, const char *fname, const char *const *known) {
+  if (lua_isnoneornil(L, idx)) {
+    lua_settop(L, idx - 1);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, idx, LUA_TTABLE);
+  rg_checkopts(L, idx, fname, known);
+}
+
 const char *rg_optfield(lua_State *L, int idx, const char *fname, const char *key) {
   if (lua_type(L, idx) != LUA_TTABLE) return NULL;
   int t = lua_getfield(L, idx, key);

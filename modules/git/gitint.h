@@ -88,6 +88,10 @@ int rg_raise(lua_State *L, const char *verb, const char *target, const rg_status
 
 /* Options table at idx (or none): raises on unknown keys and wrong types. */
 void rg_checkopts(lua_State *L, int idx, const char *fname, const char *const *known);
+/* The same for a function that reads its options unconditionally: none or
+ * nil becomes an empty table at idx (the last argument), anything else must
+ * be a table (raises as luaL_checktype). */
+void rg_checkopts_table(lua_State *L, int idx, const char *fname, const char *const *known);
 /* Optional string field of the table at idx (NULL when absent; raises when
  * not a string). The value stays referenced by the table. */
 const char *rg_optfield(lua_State *L, int idx, const char *fname, const char *key);

@@ -470,12 +470,7 @@ static const char *const log_opts[] = {"from", "to", "paths", "max", "first_pare
  * (from exclusive, like `git log from..to`; to defaults to HEAD) */
 int l_repo_log(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
-  if (lua_isnoneornil(L, 2)) {
-    lua_settop(L, 1);
-    lua_newtable(L);
-  }
-  luaL_checktype(L, 2, LUA_TTABLE);
-  rg_checkopts(L, 2, "repo:log", log_opts);
+  rg_checkopts_table(L, 2, "repo:log", log_opts);
   const char *from = rg_optfield(L, 2, "repo:log", "from");
   const char *to = rg_optfield(L, 2, "repo:log", "to");
   int first_parent = rg_optbool(L, 2, "first_parent", 0);

@@ -331,12 +331,7 @@ fail:
  *   -> {[ref] = {old=, new=}} | nil, err */
 int l_repo_push(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
-  if (lua_isnoneornil(L, 2)) {
-    lua_settop(L, 1);
-    lua_newtable(L);
-  }
-  luaL_checktype(L, 2, LUA_TTABLE);
-  rg_checkopts(L, 2, "repo:push", push_opts);
+  rg_checkopts_table(L, 2, "repo:push", push_opts);
   const char *name = rg_optfield(L, 2, "repo:push", "remote");
   const char *rollback = rg_optfield(L, 2, "repo:push", "rollback");
   if (rollback != NULL && strcmp(rollback, "revert") != 0 && strcmp(rollback, "restore") != 0)
