@@ -241,7 +241,8 @@ local function describe_item(it)
 end
 
 -- Rolls a run back. E carries journal, out, run (row), recipe (or nil),
--- params, state, budget, dry_run. Returns "complete" | "incomplete", left.
+-- params, state, budget, dry_run. Returns "complete" | "incomplete", left,
+-- why it stopped early (or nil), and how many items it had to undo.
 function M.rollback(E)
   local journal, out, run = E.journal, E.out, E.run
   local items = rollback_items(journal, run, E.recipe)
@@ -315,12 +316,12 @@ function M.rollback(E)
   end
   local status = #left == 0 and "complete" or "incomplete"
   out:event("rollback_finished", { status = status, left = json.array(left), undone = undone,
-    irreversible = json.array(irreversible), dry_run = E.dry_run })
+    irreversible = json.array(irreversible), dry_run = E.dry_run, actions = #items })
   if not E.dry_run then
     journal:event(run.id, "rollback", "rollback " .. status ..
       (#left > 0 and (": left to do by hand: " .. table.concat(left, "; ")) or ""))
   end
-  return status, left, stopped
+  return status, left, stopped, #items
 end
 
 -- ---- running ------------------------------------------------------------------
@@ -400,7 +401,7 @@ local function execute(E)
     end
   end
 
-  local code, status, errtext, rstatus
+  local code, status, errtext, rstatus, changed
   if not failure then
     code, status = EXIT.ok, E.dry_run and "planned" or "succeeded"
   else
@@ -413,9 +414,11 @@ local function execute(E)
       code, status = interrupted and EXIT.interrupted or EXIT.failed, "failed"
     elseif interrupted or E.recipe.on_failure == "rollback" then
       local run = E.journal:find_run(E.run_id)
-      rstatus = M.rollback { journal = E.journal, out = E.out, run = run, recipe = E.recipe,
+      local rs, _, _, nitems = M.rollback { journal = E.journal, out = E.out, run = run, recipe = E.recipe,
         params = E.params, state = E.state, budget = E.recipe.rollback_timeout,
         reason = interrupted and "interrupted" or errtext }
+      -- nothing journaled, nothing to undo: the run failed before changing anything
+      rstatus, changed = rs, nitems > 0
       if rstatus == "complete" then
         code = interrupted and EXIT.interrupted or EXIT.failed
         status = interrupted and "interrupted" or "rolled_back"
@@ -436,7 +439,7 @@ local function execute(E)
   -- nobody is left locked out by a run that is waiting for a person
   if E.lock_name and not E.dry_run then lock.release(E.journal, E.lock_name, E.run_id) end
   E.out:event("run_finished", { status = status, exit_code = code, error = errtext, dry_run = E.dry_run,
-    planned = planned, irreversible = nirreversible, elapsed = host.now() - started })
+    planned = planned, irreversible = nirreversible, elapsed = host.now() - started, changed = changed })
   return code
 end
 

@@ -148,6 +148,10 @@ function M:on_rollback_started(f)
     self:write(self:paint("33", string.format("Would undo %d action(s), newest first:", f.actions or 0)) .. "\n")
     return
   end
+  if f.actions == 0 then
+    self:write(self:paint("33", "Nothing to roll back: the run changed nothing") .. "\n")
+    return
+  end
   self:write(self:paint("33", string.format("Rolling back %d action(s)%s", f.actions or 0,
     f.reason and (": " .. f.reason) or "")) .. "\n")
 end
@@ -165,6 +169,8 @@ function M:on_rollback_finished(f)
   local irr = f.irreversible or {}
   if f.dry_run then
     self:write(self:paint("33", "Rollback plan only: nothing changed.") .. "\n")
+  elseif f.status == "complete" and f.actions == 0 then
+    return -- said when it started: nothing to roll back
   elseif f.status == "complete" then
     self:write(self:paint("33", #irr == 0 and "Rollback complete" or string.format(
       "Rollback complete, but for %d irreversible action(s) that cannot be undone:", #irr)) .. "\n")
@@ -183,6 +189,9 @@ function M:on_run_finished(f)
       (f.irreversible or 0) > 0 and string.format(" (%d irreversible)", f.irreversible) or "")
   elseif f.exit_code == 0 then
     s = self:paint("32", string.format("Succeeded in %s.", fmt_elapsed(f.elapsed)))
+  elseif f.changed == false then
+    s = self:paint("31", string.format("%s before changing anything (exit %d): %s",
+      f.status == "interrupted" and "interrupted" or "failed", f.exit_code, f.error or ""))
   else
     s = self:paint("31", string.format("%s (exit %d): %s", f.status, f.exit_code, f.error or ""))
   end

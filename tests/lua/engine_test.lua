@@ -108,6 +108,34 @@ describe("runs and rollback", function()
     end
   end)
 
+  test("a failure before any action says nothing was changed (exit 1); one after says rolled back", function()
+    local d = tmpdir()
+    local f = recipe(d, "pre.lua", [[
+local fs = require "relish.fs"
+return recipe "pre" {
+  params = { dir = param.string { required = true }, late = param.boolean { default = false } },
+  step "check" { run = function(ctx) if not ctx.params.late then error("refused: not ready", 0) end end },
+  step "write" { run = function(ctx) fs.write(ctx.params.dir .. "/x", "x") ; error("broke after writing", 0) end },
+}
+]])
+    local r = relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d) }
+    assert_eq(r.code, 1, r.stderr .. r.stdout)
+    assert_match(r.stdout, 'failed before changing anything %(exit 1%): step "check": refused: not ready')
+    assert_match(r.stdout, "Nothing to roll back: the run changed nothing")
+    assert_false(r.stdout:find("Rolling back", 1, true) ~= nil, r.stdout)
+    assert_false(r.stdout:find("rolled_back", 1, true) ~= nil, r.stdout)
+    local s = relish { "show", "last", "--format", "json", "--state", support.state(d) }
+    assert_eq(json.decode(s.stdout).status, "rolled_back", "the journal's status is unchanged")
+    local j = relish { "run", f, "-p", "dir=" .. d, "--output", "json", "--state", support.state(d) }
+    local last = json.decode(j.stdout:match("([^\n]+)\n$"))
+    assert_eq({ last.event, last.status, last.changed }, { "run_finished", "rolled_back", false })
+    r = relish { "run", f, "-p", "dir=" .. d, "-p", "late=true", "--state", support.state(d) }
+    assert_eq(r.code, 1, r.stderr .. r.stdout)
+    assert_match(r.stdout, "Rolling back 1 action%(s%)")
+    assert_match(r.stdout, 'rolled_back %(exit 1%): step "write": broke after writing')
+    assert_false(r.stdout:find("before changing anything", 1, true) ~= nil, r.stdout)
+  end)
+
   test("relish rollback last undoes a succeeded run", function()
     local d = tmpdir()
     local w = world(d)
