@@ -107,7 +107,9 @@ return recipe "tag-release" {
       end
       s.version, s.tag, s.previous, s.notes = tostring(plan.version), plan.tag, plan.previous, plan.notes
       ctx.log("%s → %s (%s, %d commit(s))", plan.previous or "no release yet", plan.tag, plan.bump, #plan.commits)
-      for line in plan.notes:gmatch("[^\n]+") do ctx.log("  %s", line) end
+      for line in (plan.notes:gsub("\n$", "") .. "\n"):gmatch("(.-)\n") do -- blank lines too
+        ctx.log(line == "" and "" or "  " .. line)
+      end
     end,
   },
 
