@@ -92,8 +92,8 @@ return recipe "gitops-release" {
         return
       end
       s.commit = r.commit
-      ctx.log("%s: %s → %s, commit %s pushed to %s", p.file, tostring(r.old), tostring(r.new), r.commit:sub(1, 7),
-        p.branch)
+      ctx.log("%s: %s → %s, commit %s %s %s%s", p.file, tostring(r.old), tostring(r.new), r.commit:sub(1, 7),
+        ctx.dry_run and "would be pushed to" or "pushed to", p.branch, ctx.dry_run and " (planned)" or "")
     end,
   },
 

@@ -353,6 +353,8 @@ describe("gitops-release", function()
     assert_match(r.stdout, "deployment%.yaml | 2 %+%-")
     assert_match(r.stdout, "%+ push to origin [^\n]*refs/heads/main %x+ → %x+")
     assert_match(r.stdout, "rollback: push a revert")
+    assert_match(r.stdout, "apps/api/deployment%.yaml: %S+:v2%.14%.0 → %S+:v2%.15%.0, commit %x+ would be pushed to main %(planned%)")
+    assert_false(r.stdout:find(" pushed to main\n", 1, true) ~= nil, r.stdout)
     assert_eq(G.refs(remote), before)
   end)
 
