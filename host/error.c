@@ -1,6 +1,7 @@
 /* error.c: structured error values {kind=, message=, ...} shared by every
- * module, so callers can branch on err.kind and still print err; and the
- * collector pause modules use around bulk construction. */
+ * module, so callers can branch on err.kind and still print err; the
+ * collector pause modules use around bulk construction; and the metatable of
+ * a userdata that owns C resources. */
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -82,4 +83,21 @@ void relish_gc_pause(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_toclose(L, -1);
   if (*was_running) lua_gc(L, LUA_GCSTOP);
+}
+
+/* ---- userdata that own C resources ------------------------------------ */
+
+int relish_resource_metatable(lua_State *L, const char *tname, lua_CFunction release,
+                              const luaL_Reg *methods) {
+  if (!luaL_newmetatable(L, tname)) return 0;
+  if (methods != NULL) {
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pushcfunction(L, release);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, release);
+  lua_setfield(L, -2, "__close");
+  return 1;
 }

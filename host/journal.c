@@ -286,13 +286,7 @@ int luaopen_relish__journal(lua_State *L) {
                                      {"durable", l_journal_durable},
                                      {"close", l_journal_close},
                                      {NULL, NULL}};
-  if (luaL_newmetatable(L, JOURNAL_MT)) {
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_journal_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_journal_close);
-    lua_setfield(L, -2, "__close");
+  if (relish_resource_metatable(L, JOURNAL_MT, l_journal_close, methods)) {
     lua_pushliteral(L, "journal");
     lua_setfield(L, -2, "__name");
   }

@@ -53,6 +53,14 @@ double relish_progress_tick(void);
  * once, after the function's fixed stack slots. */
 void relish_gc_pause(lua_State *L);
 
+/* The metatable tname of a userdata that owns C resources, made on first
+ * use: release is both its __gc and its __close (so it must be idempotent),
+ * and methods, unless NULL, are its __index. Pushes the metatable and, like
+ * luaL_newmetatable, returns 1 when it was made just now (for the caller to
+ * add fields), 0 when it existed already. */
+int relish_resource_metatable(lua_State *L, const char *tname, lua_CFunction release,
+                              const luaL_Reg *methods);
+
 /* Initialise libcurl / libgit2 once, on first use; cleaned up at exit. */
 void relish_need_curl(void);
 void relish_need_git(void);

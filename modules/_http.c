@@ -797,14 +797,7 @@ int luaopen_relish__http(lua_State *L) {
       {"wait", l_xfer_wait}, {"result", l_xfer_result}, {"close", l_xfer_close}, {NULL, NULL}};
   static const luaL_Reg fns[] = {
       {"start", l_http_start}, {"display", l_http_display}, {NULL, NULL}};
-  if (luaL_newmetatable(L, XFER_MT)) {
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, xfer_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, xfer_gc);
-    lua_setfield(L, -2, "__close");
-  }
+  relish_resource_metatable(L, XFER_MT, xfer_gc, methods);
   lua_pop(L, 1);
   if (luaL_newmetatable(L, HEADERS_MT)) {
     lua_pushcfunction(L, headers_index);

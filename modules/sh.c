@@ -213,12 +213,7 @@ static struct sh_proc *sh_proc_new(lua_State *L) {
     p->fd[i] = -1;
   p->grace = SH_DEFAULT_GRACE;
   p->out.max = p->err.max = SH_DEFAULT_MAX_OUTPUT;
-  if (luaL_newmetatable(L, SH_PROCESS_MT)) {
-    lua_pushcfunction(L, sh_proc_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, sh_proc_gc);
-    lua_setfield(L, -2, "__close");
-  }
+  relish_resource_metatable(L, SH_PROCESS_MT, sh_proc_gc, NULL);
   lua_setmetatable(L, -2);
   return p;
 }

@@ -742,12 +742,7 @@ int luaopen_relish_fs(lua_State *L) {
                                    {"remove", l_fs_remove}, {"symlink", l_fs_symlink},
                                    {"chmod", l_fs_chmod},   {"undo", l_fs_undo},
                                    {"sha256", l_fs_sha256}, {NULL, NULL}};
-  if (luaL_newmetatable(L, FS_BOX_MT)) {
-    lua_pushcfunction(L, fs_box_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, fs_box_gc);
-    lua_setfield(L, -2, "__close");
-  }
+  relish_resource_metatable(L, FS_BOX_MT, fs_box_gc, NULL);
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   lua_pushinteger(L, (lua_Integer)FS_DEFAULT_UNDO_CAP);

@@ -585,20 +585,9 @@ int luaopen_relish_git(lua_State *L) {
                                    {"clone", l_git_clone},
                                    {"undo", l_git_undo},
                                    {NULL, NULL}};
-  if (luaL_newmetatable(L, RG_BOX_MT)) {
-    lua_pushcfunction(L, box_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, box_gc);
-    lua_setfield(L, -2, "__close");
-  }
+  relish_resource_metatable(L, RG_BOX_MT, box_gc, NULL);
   lua_pop(L, 1);
-  if (luaL_newmetatable(L, RG_REPO_MT)) {
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, repo_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, repo_close);
-    lua_setfield(L, -2, "__close");
+  if (relish_resource_metatable(L, RG_REPO_MT, repo_close, methods)) {
     lua_pushcfunction(L, repo_tostring);
     lua_setfield(L, -2, "__tostring");
   }
