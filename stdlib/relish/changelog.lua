@@ -1,20 +1,12 @@
 -- relish.changelog: Conventional Commits between two refs, the version they
 -- imply, Markdown release notes grouped by type, and CHANGELOG.md updates.
+local errors = require "relish._errors"
 local semver = require "relish.semver"
 
 local M = {}
 
 -- Raises a usage error located at the first caller outside this file.
-local SOURCE = debug.getinfo(1, "S").source
-local function usage(fname, msg)
-  local level = 2
-  while true do
-    local info = debug.getinfo(level, "S")
-    if not info or info.source ~= SOURCE then break end
-    level = level + 1
-  end
-  error(fname .. ": " .. msg, level)
-end
+local usage = errors.usage_for(debug.getinfo(1, "S").source)
 
 -- The options table of fname: a table (or nil) whose keys are all known.
 local function check_opts(fname, opts, known)
@@ -24,11 +16,6 @@ local function check_opts(fname, opts, known)
     if not known[k] then usage(fname, string.format("unknown option '%s'", tostring(k))) end
   end
   return opts
-end
-
-local function err_value(kind, fmt, ...)
-  return setmetatable({ kind = kind, code = kind, message = string.format(fmt, ...) },
-    { __name = "relish.Error", __tostring = function(e) return e.message end })
 end
 
 local byte, find, sub, match = string.byte, string.find, string.sub, string.match
@@ -481,7 +468,7 @@ function M.release(repo, opts)
   if opts.version ~= nil then
     local v = semver.parse(opts.version)
     if not v then
-      return nil, err_value("invalid", "changelog.release: version %q is not a semantic version", tostring(opts.version))
+      return nil, errors.value("invalid", "changelog.release: version %q is not a semantic version", tostring(opts.version))
     end
     forced = semver.parse(tostring(v))
   end
@@ -512,7 +499,7 @@ function M.release(repo, opts)
   if version then
     version = semver.parse(tostring(version)) -- a fresh copy, prefix-free
     if prev_v and semver.compare(version, prev_v) <= 0 then
-      return nil, err_value("invalid", "changelog.release: version %s is not above the last release %s",
+      return nil, errors.value("invalid", "changelog.release: version %s is not above the last release %s",
         tostring(version), tostring(prev_v))
     end
     plan.version = version

@@ -1,29 +1,16 @@
 -- relish.gitops: change one value in a YAML file of a manifest repository
 -- (an image tag, a kustomization image, a Helm value) rewriting only that
 -- value's text, then commit and push it; the rollback is a revert.
+local errors = require "relish._errors"
 local yaml = require "relish.yaml"
 
 local M = {}
 
 -- Raises a usage error located at the first caller outside this file.
-local SOURCE = debug.getinfo(1, "S").source
-local function usage(fname, msg)
-  local level = 2
-  while true do
-    local info = debug.getinfo(level, "S")
-    if not info or info.source ~= SOURCE then break end
-    level = level + 1
-  end
-  error(fname .. ": " .. msg, level)
-end
-
-local function err_value(kind, fmt, ...)
-  return setmetatable({ kind = kind, code = kind, message = string.format(fmt, ...) },
-    { __name = "relish.Error", __tostring = function(e) return e.message end })
-end
+local usage = errors.usage_for(debug.getinfo(1, "S").source)
 
 local function fail(kind, fmt, ...)
-  return nil, err_value(kind, fmt, ...)
+  return nil, errors.value(kind, fmt, ...)
 end
 
 -- ---- paths ------------------------------------------------------------------

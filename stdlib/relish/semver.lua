@@ -1,14 +1,14 @@
 -- relish.semver: Semantic Versioning 2.0.0 versions (parse, compare, sort,
 -- bump) and ranges in the npm dialect (^1.2, ~1.2, >=1.0 <2.0, 1.x, ||).
+local errors = require "relish._errors"
+
 local M = {}
 
 local Version = { __name = "relish.semver.Version" }
 Version.__index = Version
 
 local function fail(fmt, ...)
-  local e = setmetatable({ kind = "invalid", code = "invalid", message = string.format(fmt, ...) },
-    { __name = "relish.Error", __tostring = function(e) return e.message end })
-  return nil, e
+  return nil, errors.value("invalid", fmt, ...)
 end
 
 -- A numeric identifier: digits without a leading zero (except "0" itself).

@@ -1,0 +1,27 @@
+-- relish._errors: what the Lua stdlib modules share for their failures:
+-- error values like the host's, and usage errors that point at the caller.
+local M = {}
+
+-- value(kind, fmt, ...) -> {kind=, code=, message=}, printing as its message
+function M.value(kind, fmt, ...)
+  return setmetatable({ kind = kind, code = kind, message = string.format(fmt, ...) },
+    { __name = "relish.Error", __tostring = function(e) return e.message end })
+end
+
+-- usage_for(source) -> usage(fname, msg), which raises "fname: msg" located
+-- at the first caller outside the file of that chunk source (a module passes
+-- its own, debug.getinfo(1, "S").source, so calls between its functions are
+-- skipped).
+function M.usage_for(source)
+  return function(fname, msg)
+    local level = 2
+    while true do
+      local info = debug.getinfo(level, "S")
+      if not info or info.source ~= source then break end
+      level = level + 1
+    end
+    error(fname .. ": " .. msg, level)
+  end
+end
+
+return M
