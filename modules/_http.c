@@ -36,6 +36,7 @@ typedef struct {
   xbuf body, head, lines;
   size_t max_body, delivered;
   int stream, streaming, decided, paused;
+  int sent; /* a request went out on a connection, new or reused */
   int too_large, oom;
   char errbuf[CURL_ERROR_SIZE];
 } xfer;
@@ -102,6 +103,16 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   x->delivered += len;
   if (x->streaming && memchr(p, '\n', len)) relish_waiter_wake(&x->w);
   return len;
+}
+
+/* Called once a connection is ready for the request, whether libcurl just
+ * made it or took it from the pool; a timeout after this is a timeout of the
+ * exchange (the server may have the request), not of the connection.
+ * CURLINFO_CONNECT_TIME_T cannot tell: it is 0 on a reused connection. */
+static int on_prereq(void *ud, char *conn_ip, char *local_ip, int conn_port, int local_port) {
+  (void)conn_ip, (void)local_ip, (void)conn_port, (void)local_port;
+  ((xfer *)ud)->sent = 1;
+  return CURL_PREREQFUNC_OK;
 }
 
 /* ---- the box ---------------------------------------------------------------- */
@@ -483,6 +494,8 @@ static int l_http_start(lua_State *L) {
   curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+  curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+  curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 
@@ -617,10 +630,10 @@ static int l_xfer_wait(lua_State *L) {
   return relish_loop_wait(L, &x->w, 0, wait_k);
 }
 
-static const char *error_kind(CURLcode c, int connected) {
+static const char *error_kind(CURLcode c, int sent) {
   switch (c) {
   case CURLE_OPERATION_TIMEDOUT:
-    return connected ? "timeout" : "connect";
+    return sent ? "timeout" : "connect";
   case CURLE_COULDNT_RESOLVE_HOST:
   case CURLE_COULDNT_RESOLVE_PROXY:
   case CURLE_COULDNT_CONNECT:
@@ -662,15 +675,13 @@ static void set_str(lua_State *L, const char *k, const char *v) {
 
 static int push_failure(lua_State *L, xfer *x) {
   CURLcode c = (CURLcode)x->w.curl_code;
-  curl_off_t connect_us = 0;
-  curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
   const char *kind, *why = x->errbuf[0] ? x->errbuf : curl_easy_strerror(c);
   if (x->too_large) {
     kind = "too_large";
     lua_pushfstring(L, "%s %s: the response body is larger than max_body (%I bytes)", x->method,
                     x->display, (lua_Integer)x->max_body);
   } else {
-    kind = x->oom ? "http" : error_kind(c, connect_us > 0);
+    kind = x->oom ? "http" : error_kind(c, x->sent);
     lua_pushfstring(L, "%s %s: %s", x->method, x->display, x->oom ? "not enough memory" : why);
   }
   size_t len;

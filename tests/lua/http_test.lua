@@ -165,6 +165,22 @@ print(require("relish.json").decode(r.body).path)
     r, err = http.get("ftp://127.0.0.1/x")
     assert_eq(err.kind, "url")
   end)
+
+  test("a timeout on a reused keep-alive connection is a timeout, sent once and not retried", function()
+    local fx <close> = fixture.start()
+    for _, method in ipairs { "GET", "POST" } do
+      fx:reset()
+      assert(http.get(fx.url "/echo")) -- leaves a keep-alive connection
+      local r, err = http.request { method = method, url = fx.url "/delay?ms=5000", timeout = 0.3,
+        body = method == "POST" and "x" or nil }
+      assert_nil(r)
+      assert_eq({ err.kind, err.attempts }, { "timeout", 1 }, method)
+      local seen = fx:requests()
+      assert_eq(#seen, 2, method .. ": /echo, then /delay once")
+      assert_eq({ seen[2].method, seen[2].route }, { method, "/delay" })
+      assert_eq(seen[2].conn, seen[1].conn, method .. ": the connection was reused")
+    end
+  end)
 end)
 
 describe("TLS", function()
