@@ -14,6 +14,7 @@
 --   local web = G.http(d, "x-access-token", "s3cret")  -- smart HTTP with Basic auth
 --   ... web.url .. "remote.git" ...     -- http://127.0.0.1:PORT/remote.git; web:stop()
 local sh = require "relish.sh"
+local support = require "support"
 
 local M = {}
 
@@ -56,22 +57,14 @@ function M.git(dir, ...)
   return (r.stdout:gsub("\n$", ""))
 end
 
+-- write(path, content), making the directories it needs
 local function write(path, content)
-  local dir = parent(path)
-  os.execute("mkdir -p '" .. dir .. "'")
-  local f = assert(io.open(path, "wb"))
-  f:write(content)
-  f:close()
+  os.execute("mkdir -p '" .. parent(path) .. "'")
+  support.write(path, content)
 end
 M.write = write
 
-function M.read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+M.read = support.read
 
 local function sorted_keys(t)
   local keys = {}

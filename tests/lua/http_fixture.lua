@@ -7,6 +7,7 @@ local sh = require "relish.sh"
 local host = require "relish._host"
 local json = require "relish.json"
 local task = require "relish.task"
+local support = require "support"
 
 local M = {}
 
@@ -18,13 +19,7 @@ end)()
 local Fixture = {}
 Fixture.__index = Fixture
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = support.read
 
 -- start{tls=, h2=} -> fixture
 function M.start(opts)
