@@ -1,9 +1,10 @@
 /* secret.c: secret values. A secret is a userdata that prints as "***"; every
- * secret value ever made in this process is remembered so that relish_redact
- * can remove it from any text bound for the terminal, the journal, an error
- * or a plan. */
+ * secret value ever made in this process is remembered, with the forms JSON
+ * gives it, so that relish_redact can remove it from any text bound for the
+ * terminal, the journal, an error or a plan. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@ typedef struct {
 static char **known;
 static size_t *known_len, nknown, capknown;
 
-static void remember(const char *v, size_t len) {
+static void remember_form(const char *v, size_t len) {
   if (len < MIN_REDACT) return;
   for (size_t i = 0; i < nknown; i++)
     if (known_len[i] == len && memcmp(known[i], v, len) == 0) return;
@@ -41,6 +42,105 @@ static void remember(const char *v, size_t len) {
   memcpy(copy, v, len);
   known[nknown] = copy;
   known_len[nknown++] = len;
+}
+
+/* The letter of the short JSON escape of c ('n' for "\n"), or 0. */
+static char short_escape(unsigned char c) {
+  switch (c) {
+  case '"':
+    return '"';
+  case '\\':
+    return '\\';
+  case '\b':
+    return 'b';
+  case '\f':
+    return 'f';
+  case '\n':
+    return 'n';
+  case '\r':
+    return 'r';
+  case '\t':
+    return 't';
+  default:
+    return 0;
+  }
+}
+
+/* The length (2 to 4) of the UTF-8 sequence of a non-ASCII character at p,
+ * and its code point; 0 when the bytes are not one. */
+static size_t utf8_decode(const unsigned char *p, size_t left, unsigned long *cp) {
+  size_t k = p[0] >= 0xF5 ? 0 : p[0] >= 0xF0 ? 4 : p[0] >= 0xE0 ? 3 : p[0] >= 0xC2 ? 2 : 0;
+  if (k == 0 || k > left) return 0;
+  unsigned long v = p[0] & (0x7Fu >> k);
+  for (size_t j = 1; j < k; j++) {
+    if ((p[j] & 0xC0) != 0x80) return 0;
+    v = (v << 6) | (p[j] & 0x3Fu);
+  }
+  *cp = v;
+  return k;
+}
+
+static size_t put_u_escape(char *out, unsigned long unit) {
+  static const char hex[] = "0123456789abcdef";
+  out[0] = '\\';
+  out[1] = 'u';
+  for (int i = 0; i < 4; i++)
+    out[2 + i] = hex[(unit >> (12 - 4 * i)) & 15];
+  return 6;
+}
+
+/* The text of v inside a JSON string, as encoders write it: '"', '\\' and
+ * control characters escaped (as relish, JavaScript, Go and Python do); with
+ * ascii set, every non-ASCII character as \uXXXX too (Python's default).
+ * Returns malloc'd text, or NULL when out of memory. */
+static char *json_escape(const char *v, size_t len, int ascii, size_t *outlen) {
+  if (len > (SIZE_MAX - 1) / 6) return NULL;
+  char *out = malloc(len * 6 + 1); /* at most 6 bytes per byte: \u001f */
+  if (!out) return NULL;
+  const unsigned char *p = (const unsigned char *)v;
+  size_t n = 0, i = 0;
+  while (i < len) {
+    unsigned long cp;
+    size_t k;
+    char e = short_escape(p[i]);
+    if (e) {
+      out[n++] = '\\';
+      out[n++] = e;
+      i++;
+    } else if (p[i] < 0x20) {
+      n += put_u_escape(out + n, p[i++]);
+    } else if (p[i] >= 0x80 && ascii && (k = utf8_decode(p + i, len - i, &cp)) > 0) {
+      if (cp >= 0x10000) { /* a surrogate pair */
+        n += put_u_escape(out + n, 0xD800 + ((cp - 0x10000) >> 10));
+        n += put_u_escape(out + n, 0xDC00 + ((cp - 0x10000) & 0x3FF));
+      } else {
+        n += put_u_escape(out + n, cp);
+      }
+      i += k;
+    } else {
+      out[n++] = (char)p[i++]; /* invalid UTF-8 stays as it is */
+    }
+  }
+  out[n] = '\0';
+  *outlen = n;
+  return out;
+}
+
+/* A value and the forms it takes inside JSON: escaped once (a secret in a
+ * JSON document, or in a command's JSON output) and twice (that document
+ * echoed inside a JSON string, as an API that reports the request it got
+ * does), each as most encoders write it and with non-ASCII as \u escapes. */
+static void remember(const char *v, size_t len) {
+  remember_form(v, len);
+  for (int ascii = 0; ascii <= 1; ascii++) {
+    size_t n1 = 0, n2 = 0;
+    char *once = json_escape(v, len, ascii, &n1);
+    char *twice = once ? json_escape(once, n1, ascii, &n2) : NULL;
+    if (once) remember_form(once, n1);
+    if (twice) remember_form(twice, n2);
+    free(once);
+    free(twice);
+  }
 }
 
 const char *relish_tosecret(lua_State *L, int idx, size_t *len) {

@@ -475,7 +475,7 @@ describe("secrets", function()
     assert_match(e.path, "^/echo%?t=tok%%22en%%2F%%2B%%3D9Zq$")
     -- everything the server echoed back, redacted: no form of the token is left
     local shown = secret.redact(r.body)
-    for _, form in ipairs { TOKEN, "tok%22en%2F%2B%3D9Zq", 'tok\\"en/+=9Zq', "Ym90OnRvayJlbi8rPTlacQ==" } do
+    for _, form in ipairs { TOKEN, "tok%22en%2F%2B%3D9Zq", 'tok\\"en/+=9Zq', 'tok\\\\\\"en/+=9Zq', "Ym90OnRvayJlbi8rPTlacQ==" } do
       assert_nil(shown:find(form, 1, true), "visible: " .. form)
     end
     assert_eq(r.url, "http://***@127.0.0.1:" .. fx.ports.http .. "/echo?t=***")
@@ -633,7 +633,7 @@ return recipe "secret-http" {
     run { "history", "--state", state }
     local journal = support.read(d .. "/journal.db") .. (support.read(d .. "/journal.db-wal") or "")
     assert_true(#journal > 0)
-    local forms = { TOKEN, "rcp%22Sec%2F%2B%3D77Xy", 'rcp\\"Sec/+=77Xy' }
+    local forms = { TOKEN, "rcp%22Sec%2F%2B%3D77Xy", 'rcp\\"Sec/+=77Xy', 'rcp\\\\\\"Sec/+=77Xy' }
     for _, text in ipairs(outputs) do
       for _, form in ipairs(forms) do
         assert_nil(text:find(form, 1, true), "visible in output: " .. form .. "\n" .. text)
@@ -641,5 +641,60 @@ return recipe "secret-http" {
     end
     for _, form in ipairs(forms) do assert_nil(journal:find(form, 1, true), "in the journal: " .. form) end
     assert_match(table.concat(outputs), "echo: ")
+  end)
+
+  test("escaped once or twice as JSON, by http or by a command, it is still redacted", function()
+    local fx <close> = fixture.start()
+    local d = tmpdir()
+    local f = support.recipe(d, "quote.lua", [==[
+local http = require "relish.http"
+local sh = require "relish.sh"
+return recipe "quote" {
+  params = { port = param.integer { required = true } },
+  step "echo" {
+    run = function(ctx)
+      -- the server echoes the JSON body inside a JSON string: escaped twice
+      local r = assert(http.post("http://127.0.0.1:" .. ctx.params.port .. "/echo",
+        { json = { quote = ctx.secret("QTOKEN") }, expect = 200 }))
+      ctx.log("%s", r.body)
+      -- no http at all: a command prints secrets as JSON, Python-style
+      -- (non-ASCII as \u escapes), once and twice
+      local out = sh.run { readonly = true, env = { Q = ctx.secret("QTOKEN"), U = ctx.secret("UTOKEN") },
+        argv = { "python3", "-c", "import json, os\nv = {'q': os.environ['Q'], 'u': os.environ['U']}\n"
+          .. "print(json.dumps(v)); print(json.dumps(json.dumps(v)))\n"
+          .. "print(json.dumps(v, ensure_ascii=False)); print(json.dumps(json.dumps(v, ensure_ascii=False), ensure_ascii=False))" } }
+      ctx.log("%s", out.stdout)
+    end,
+  },
+}
+]==])
+    local Q, U = 'q"u/o te%', "\u{fc}n\u{ef}\tcode-tok"
+    local env = { QTOKEN = Q, UTOKEN = U }
+    local state = support.state(d)
+    local outputs = {}
+    for _, args in ipairs {
+      { "run", f, "-p", "port=" .. fx.ports.http, "--state", state },
+      { "run", f, "-p", "port=" .. fx.ports.http, "--output", "json", "--state", state },
+      { "show", "last", "--format", "json", "--state", state },
+      { "show", "last", "--format", "text", "--state", state },
+    } do
+      args.env = env
+      local r = support.relish(args)
+      assert_eq(r.code, 0, r.stdout .. r.stderr)
+      outputs[#outputs + 1] = r.stdout .. r.stderr
+    end
+    assert_eq(json.decode(fx:requests("/echo")[1].body), { quote = Q }) -- the server got the real one
+    assert_match(outputs[1], '"body": "{\\"quote\\":\\"%*%*%*\\"}"')
+    outputs[#outputs + 1] = support.read(d .. "/journal.db") .. (support.read(d .. "/journal.db-wal") or "")
+    local forms = {
+      Q, 'q\\"u/o te%', 'q\\\\\\"u/o te%', U, "\u{fc}n\u{ef}\\tcode-tok", "\u{fc}n\u{ef}\\\\tcode-tok",
+      "\\u00fcn\\u00ef\\tcode-tok", "\\\\u00fcn\\\\u00ef\\\\tcode-tok",
+      "te%", "code-tok", -- no piece of either
+    }
+    for i, text in ipairs(outputs) do
+      for _, form in ipairs(forms) do
+        assert_nil(text:find(form, 1, true), "visible in output " .. i .. ": " .. form .. "\n" .. text)
+      end
+    end
   end)
 end)
