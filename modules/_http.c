@@ -431,6 +431,18 @@ static void redact_userinfo(lua_State *L, const char *url) {
   curl_url_cleanup(u);
 }
 
+static void set_str(lua_State *L, const char *k, const char *v) {
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+/* Only a URL spelled with http:// or https:// goes out: for "host:port/path"
+ * libcurl would guess a scheme and send the request, credentials included,
+ * somewhere the user never named. */
+static int http_scheme(const char *url) {
+  return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
+}
+
 static void set_method(lua_State *L, xfer *x, const char *m, const char *body, size_t blen,
                        int has_body) {
   if (strcmp(m, "HEAD") == 0) {
@@ -452,7 +464,8 @@ static void set_method(lua_State *L, xfer *x, const char *m, const char *body, s
 
 /* start{method=, url=, headers=, body=, auth=, timeout=, connect_timeout=,
  *       max_redirects=, max_body=, ca=, cert=, key=, insecure=, proxy=,
- *       no_proxy=, stream=, http_version=} -> transfer (already on its way) */
+ *       no_proxy=, stream=, http_version=} -> transfer (already on its way),
+ *       or nil, err (kind "url") for a URL that is not http:// or https:// */
 static int l_http_start(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -480,6 +493,15 @@ static int l_http_start(lua_State *L) {
   lua_pop(L, 2);
   if (!x->display) luaL_error(L, "not enough memory");
   redact_userinfo(L, url);
+  if (!http_scheme(url)) {
+    relish_push_error(L, "url", "%s %s: the URL must start with http:// or https://", x->method,
+                      x->display);
+    set_str(L, "url", x->display);
+    set_str(L, "method", x->method);
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
 
   relish_need_curl();
   x->easy = curl_easy_init();
@@ -666,11 +688,6 @@ static const char *error_kind(CURLcode c, int sent) {
   default:
     return "http";
   }
-}
-
-static void set_str(lua_State *L, const char *k, const char *v) {
-  lua_pushstring(L, v);
-  lua_setfield(L, -2, k);
 }
 
 static int push_failure(lua_State *L, xfer *x) {

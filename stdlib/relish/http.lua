@@ -315,7 +315,8 @@ end
 -- One transfer: returns response | nil, err; a stream's lines go to its
 -- reader as they arrive (returning false from it stops the stream).
 local function attempt(req, o, state)
-  local t <close> = _http.start(o)
+  local t <close>, bad_url = _http.start(o)
+  if not t then return nil, bad_url end
   local stopped = false
   while not stopped do
     local lines, done = t:wait()

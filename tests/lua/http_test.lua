@@ -181,6 +181,29 @@ print(require("relish.json").decode(r.body).path)
       assert_eq(seen[2].conn, seen[1].conn, method .. ": the connection was reused")
     end
   end)
+
+  test("a URL without http:// or https:// is a url error: nothing is sent", function()
+    local fx <close> = fixture.start()
+    local port = fx.ports.http
+    for _, url in ipairs { "127.0.0.1:" .. port .. "/echo", "localhost:" .. port .. "/echo",
+      "//127.0.0.1:" .. port .. "/echo", "http:127.0.0.1:" .. port .. "/echo", " http://127.0.0.1:" .. port .. "/echo",
+      "not a url", "ftp://127.0.0.1/x" } do
+      local r, err = http.get(url, { auth = { bearer = "no-scheme-token" } })
+      assert_nil(r, url)
+      assert_eq({ err.kind, err.attempts, err.method }, { "url", 1, "GET" }, url)
+      assert_match(err.message, "^GET ", url)
+    end
+    local _, err = http.post({ "127.0.0.1:" .. port, "/echo" }, { json = { a = 1 } })
+    assert_eq(err.kind, "url")
+    assert_eq(err.message, "POST 127.0.0.1:" .. port .. "/echo: the URL must start with http:// or https://")
+    local c = http.client { base_url = "127.0.0.1:" .. port, auth = { bearer = "no-scheme-token" } }
+    _, err = c:get("echo")
+    assert_eq(err.kind, "url")
+    _, err = require("relish.notify").webhook { url = "nope", retries = 0 }
+    assert_eq(err.kind, "url")
+    assert_eq(#fx:requests(), 0)
+    assert(http.get("HTTP://127.0.0.1:" .. port .. "/echo")) -- the scheme in any case
+  end)
 end)
 
 describe("TLS", function()
