@@ -229,11 +229,13 @@ cJSON *rg_auth_json(const rg_auth *a);
 /* From an undo record's auth: the secret is read again from its source. */
 int rg_auth_from_lua(lua_State *L, rg_box *b, int idx, rg_auth **out, rg_status *st);
 
-/* The URL of the remote called name in the config, without its password:
- * 0, or <0 when there is no such remote. */
+/* The URL of the remote called name in the config, without its password,
+ * a relative path made absolute as git reads it (from the work tree's root,
+ * or a bare repository's git dir): 0, or <0 when there is no such remote. */
 int rg_remote_config_url(git_repository *repo, const char *name, char *out, size_t size);
 /* The remote by name (its URL, push URL and fetch refspec from the config,
- * insteadOf applied), or one for a URL or path. In memory either way. */
+ * insteadOf applied), or one for a URL or path; a relative path is the
+ * repository's, as for rg_remote_config_url. In memory either way. */
 int rg_remote_open(git_repository *repo, const char *name, git_remote **out, rg_status *st);
 /* A URL without its password, for messages, plans and records. */
 void rg_url_clean(const char *url, char *out, size_t size);

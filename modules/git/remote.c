@@ -252,6 +252,42 @@ static int looks_like_url(const char *s) {
   return strstr(s, "://") != NULL || s[0] == '/' || s[0] == '.' || strchr(s, ':') != NULL;
 }
 
+/* A URL that is a local path as git reads one: no scheme, and no colon
+ * before the first slash (that would be scp-like, host:path). */
+static int local_path(const char *url) {
+  const char *colon = strchr(url, ':'), *slash = strchr(url, '/');
+  return strstr(url, "://") == NULL && (colon == NULL || (slash != NULL && slash < colon));
+}
+
+/* url as git reads it in repo: a relative path is relative to the work
+ * tree's root (a bare repository's git dir), where git runs, not to this
+ * process's directory; made absolute. malloc'd; NULL when url is not a
+ * relative path (or out of memory). */
+static char *url_resolve(git_repository *repo, const char *url) {
+  if (url == NULL || url[0] == '\0' || url[0] == '/' || !local_path(url)) return NULL;
+  char base[4096];
+  rg_label(repo, base, sizeof base);
+  size_t n = strlen(base) + strlen(url) + 2;
+  char *joined = malloc(n);
+  if (joined == NULL) return NULL;
+  snprintf(joined, n, "%s/%s", base, url);
+  for (size_t len = strlen(joined); len > 1 && joined[len - 1] == '/'; len--)
+    joined[len - 1] = '\0';
+  /* shown as realpath shows it; a path that is not there, from its directory */
+  char *real = realpath(joined, NULL), *slash = strrchr(joined, '/');
+  if (real == NULL && slash != NULL && slash != joined) {
+    *slash = '\0';
+    char *dir = realpath(joined, NULL);
+    *slash = '/';
+    size_t m = dir != NULL ? strlen(dir) + strlen(slash) + 1 : 0;
+    if (dir != NULL && (real = malloc(m)) != NULL) snprintf(real, m, "%s%s", dir, slash);
+    free(dir);
+  }
+  if (real == NULL) return joined;
+  free(joined);
+  return real;
+}
+
 /* url.<base>.insteadOf (or pushInsteadOf) as git applies it: the longest
  * matching prefix wins. Read with git_config_foreach: libgit2 1.5's own way,
  * a regex over every config entry, leaks on each entry it does not match. */
@@ -313,7 +349,11 @@ int rg_remote_config_url(git_repository *repo, const char *name, char *out, size
   git_buf url = {0};
   int rc = git_repository_config_snapshot(&cfg, repo);
   if (rc == 0) rc = config_string(cfg, "remote.%s.url", name, &url);
-  if (rc == 0) rg_url_clean(url.ptr, out, size);
+  if (rc == 0) {
+    char *abs = url_resolve(repo, url.ptr);
+    rg_url_clean(abs != NULL ? abs : url.ptr, out, size);
+    free(abs);
+  }
   git_buf_dispose(&url);
   git_config_free(cfg);
   git_error_clear();
@@ -323,7 +363,7 @@ int rg_remote_config_url(git_repository *repo, const char *name, char *out, size
 int rg_remote_open(git_repository *repo, const char *name, git_remote **out, rg_status *st) {
   git_config *cfg = NULL;
   git_buf url = {0}, pushurl = {0};
-  char *fetch = NULL, *u = NULL, *pu = NULL;
+  char *fetch = NULL, *u = NULL, *pu = NULL, *ua = NULL, *pa = NULL;
   int rc = git_repository_config_snapshot(&cfg, repo);
   if (rc < 0) return rg_set_git(st, rc, name);
   if (looks_like_url(name)) {
@@ -350,8 +390,11 @@ int rg_remote_open(git_repository *repo, const char *name, git_remote **out, rg_
     o.repository = repo;
     o.fetchspec = fetch;
     o.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
-    rc = git_remote_create_with_opts(out, u != NULL ? u : url.ptr, &o);
-    const char *push = pu != NULL ? pu : pushurl.ptr;
+    const char *fu = u != NULL ? u : url.ptr, *push = pu != NULL ? pu : pushurl.ptr;
+    /* a relative path is the repository's, as git reads it */
+    if ((ua = url_resolve(repo, fu)) != NULL) fu = ua;
+    if ((pa = url_resolve(repo, push)) != NULL) push = pa;
+    rc = git_remote_create_with_opts(out, fu, &o);
     if (rc == 0 && push != NULL) rc = git_remote_set_instance_pushurl(*out, push);
     if (rc < 0) {
       rg_set_git(st, rc, name);
@@ -362,6 +405,8 @@ int rg_remote_open(git_repository *repo, const char *name, git_remote **out, rg_
   free(fetch);
   free(u);
   free(pu);
+  free(ua);
+  free(pa);
   git_buf_dispose(&url);
   git_buf_dispose(&pushurl);
   git_config_free(cfg);

@@ -29,9 +29,10 @@ local function daemon(d)
   return dm
 end
 
--- relish with the git CLI's isolation (no global config, fixed identities)
-local function relish(d, args, env)
-  args.env = G.env(env)
+-- relish with the git CLI's isolation (no global config, fixed identities),
+-- in cwd (default: the test's)
+local function relish(d, args, env, cwd)
+  args.env, args.cwd = G.env(env), cwd
   args[#args + 1] = "--state"
   args[#args + 1] = support.state(d)
   return support.relish(args)
@@ -139,6 +140,22 @@ describe("tag-release", function()
     r = tag_release(d, work, { "-p", "version=1.5.0-rc.1" })
     assert_eq(r.code, 0, r.stderr .. r.stdout)
     assert_true(G.rev(remote, "v1.5.0-rc.1") ~= nil)
+  end)
+
+  test("a remote added by a relative path is the repository's, from any directory; so is the rollback", function()
+    local d = tmpdir()
+    local remote, work = project(d, { "fix: a" })
+    G.git(work, "remote", "set-url", "origin", "../project.git") -- as `git remote add origin ../project.git`
+    G.write(d .. "/x/y/.keep", "") -- where ../project.git is nothing
+    local r = relish(d, { "run", TAG_RELEASE, "-p", "repo=" .. work }, nil, d .. "/x/y")
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    assert_eq(G.rev(remote, "v1.0.1"), G.rev(work, "HEAD"))
+    assert_eq(G.rev(remote, "main"), G.rev(work, "main"))
+    G.write(d .. "/a/b/c/.keep", "")
+    r = relish(d, { "rollback", "last" }, nil, d .. "/a/b/c")
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    assert_nil(G.rev(remote, "refs/tags/v1.0.1"))
+    assert_match(G.git(remote, "log", "-1", "--format=%s", "main"), '^Revert "chore%(release%): v1%.0%.1"')
   end)
 
   test("nothing releasable: no commit, no tag, exit 0", function()

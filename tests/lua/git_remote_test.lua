@@ -269,6 +269,83 @@ describe("push", function()
   end)
 end)
 
+describe("a remote at a relative path", function()
+  -- Run from elsewhere: relish lua SCRIPT in cwd, printing JSON.
+  local json = require "relish.json"
+  local support = require "support"
+  local function run_in(cwd, d, script, ...)
+    G.write(d .. "/script.lua", script)
+    local args = { "lua", d .. "/script.lua", ... }
+    args.cwd, args.env = cwd, G.env()
+    local r = support.relish(args)
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    return json.decode(r.stdout)
+  end
+
+  test("is the repository's, not the process's: fetch, push, leases, remote_url and undo work from anywhere", function()
+    local d = tmpdir()
+    local remote = G.bare(d, "remote.git")
+    local w = G.repo(d, "work", { remote = "../remote.git", files = { ["app.yaml"] = "image: app:1.0\n" } })
+    G.git(w, "push", "-q", "-u", "origin", "main")
+    G.git(w, "config", "remote.origin.pushurl", "../remote.git/") -- the push URL too
+    G.write(d .. "/x/y/.keep", "") -- where ../remote.git is nothing
+    local out = run_in(d .. "/x/y", d, [[
+local git = require "relish.git"
+local gate = require "relish._gate"
+local json = require "relish.json"
+local repo <close> = assert(git.open(...))
+local out = { url = repo:remote_url() }
+out.fetched = assert(repo:fetch("origin")) ~= nil
+local id = assert(repo:commit { files = { ["app.yaml"] = "image: app:1.1\n" }, message = "deploy 1.1" })
+assert(repo:tag("v1.1.0", { message = "release" }))
+local effects = gate.capture(function()
+  assert(repo:push { refspecs = { "main" }, force_with_lease = true })
+  assert(repo:push { remote = "../remote.git", refspecs = { "v1.1.0" } })
+end, { dry_run = false })
+out.id, out.undo, out.target = id, { effects[1].undo, effects[2].undo }, effects[1].target
+io.write(json.encode(out))
+]], w)
+    assert_eq(out.url, remote)
+    assert_true(out.fetched)
+    assert_eq(out.target, remote)
+    assert_eq(G.rev(remote, "main"), out.id)
+    assert_true(G.rev(remote, "refs/tags/v1.1.0") ~= nil)
+    assert_eq(out.undo[1].url, remote, "the undo record has the absolute path")
+    assert_eq(out.undo[2].url, remote)
+    -- a rollback in another process, from yet another directory
+    G.write(d .. "/a/b/c/.keep", "")
+    run_in(d .. "/a/b/c", d, [[
+local git = require "relish.git"
+local json = require "relish.json"
+local a, b = ...
+assert(git.undo("git.push", b))
+assert(git.undo("git.push", a))
+io.write(json.encode(true))
+]], json.encode(out.undo[1]), json.encode(out.undo[2]))
+    assert_nil(G.rev(remote, "refs/tags/v1.1.0"))
+    assert_match(G.git(remote, "log", "-1", "--format=%s", "main"), '^Revert "deploy 1%.1"')
+    assert_eq(G.git(remote, "show", "main:app.yaml"), "image: app:1.0")
+  end)
+
+  test("of a bare repository is its git directory's", function()
+    local d = tmpdir()
+    local remote, w = setup(d)
+    local mirror = G.bare(d, "mirror.git")
+    G.git(mirror, "remote", "add", "origin", "../remote.git")
+    G.write(d .. "/x/y/.keep", "") -- where ../remote.git is nothing
+    local out = run_in(d .. "/x/y", d, [[
+local git = require "relish.git"
+local json = require "relish.json"
+local repo <close> = assert(git.open(...))
+local res = assert(repo:fetch("origin", { refspecs = { "+refs/heads/*:refs/heads/*" } }))
+io.write(json.encode { url = repo:remote_url(), main = res["refs/heads/main"].new })
+]], mirror)
+    assert_eq(out.url, remote)
+    assert_eq(out.main, G.rev(remote, "main"))
+    assert_eq(G.rev(mirror, "main"), G.rev(w, "main"))
+  end)
+end)
+
 describe("fetch and clone", function()
   test("fetch brings new commits and reports the refs it moved", function()
     local d = tmpdir()
