@@ -655,9 +655,28 @@ static int behind_proxy(const char *url) {
   return 0;
 }
 
-/* 0 when a TCP connection to the URL's host opens (or it needs none). */
+/* A path or file:// URL must lead to a repository (libgit2 says
+ * "unsupported URL protocol" for a path that does not exist). */
+static int local_repo(const char *url, rg_status *st) {
+  const char *path = url;
+  if (strncmp(url, "file://", 7) == 0) {
+    path = url + 7;
+    if (strncmp(path, "localhost/", 10) == 0) path += 9;
+    if (path[0] != '/' || strchr(path, '%') != NULL) return 0; /* for libgit2 to read */
+  } else if (!local_path(url)) {
+    return 0;
+  }
+  int rc = git_repository_open_ext(NULL, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
+  git_error_clear();
+  if (rc == GIT_ENOTFOUND) return rg_set(st, "not_found", "no repository at %s", path);
+  return 0; /* there, or there but broken: libgit2 says how */
+}
+
+/* 0 when a TCP connection to the URL's host opens (or it needs none), or a
+ * local URL leads to a repository. */
 static int reach(rg_net *n, const char *url, rg_status *st) {
   char host[256], port[16];
+  if (local_repo(url, st) != 0) return -1;
   if (!host_port(url, host, sizeof host, port, sizeof port) || behind_proxy(url)) return 0;
   struct addrinfo hints, *res = NULL;
   memset(&hints, 0, sizeof hints);
