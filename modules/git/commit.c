@@ -579,7 +579,7 @@ static const char *const revert_opts[] = {"message", "mainline", NULL};
  * kind "conflict" with files, and nothing touched) */
 int l_repo_revert(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
-  const char *rev = luaL_checkstring(L, 2);
+  const char *rev = rg_checkstr(L, 2);
   rg_checkopts(L, 3, "repo:revert", revert_opts);
   const char *message = rg_optfield(L, 3, "repo:revert", "message");
   lua_Integer mainline = 0;

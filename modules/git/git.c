@@ -222,6 +222,15 @@ void rg_checkopts_table(lua_State *L, int idx, const char *fname, const char *co
   rg_checkopts(L, idx, fname, known);
 }
 
+const char *rg_checkstr(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TSTRING) luaL_typeerror(L, idx, "string");
+  return lua_tostring(L, idx);
+}
+
+const char *rg_optstr(lua_State *L, int idx, const char *dflt) {
+  return lua_isnoneornil(L, idx) ? dflt : rg_checkstr(L, idx);
+}
+
 const char *rg_optfield(lua_State *L, int idx, const char *fname, const char *key) {
   if (lua_type(L, idx) != LUA_TTABLE) return NULL;
   int t = lua_getfield(L, idx, key);
@@ -474,7 +483,7 @@ static int l_repo_branch(lua_State *L) {
  * commit) | nil, err. A read: in a dry-run it sees the live refs. */
 static int l_repo_resolve(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
-  const char *rev = luaL_checkstring(L, 2);
+  const char *rev = rg_checkstr(L, 2);
   git_object *obj = NULL;
   int rc = git_revparse_single(&obj, repo, rev);
   if (rc < 0) {
@@ -504,7 +513,7 @@ static int l_repo_resolve(lua_State *L) {
 /* repo:remote_url(name) -> url (a password in it is left out) | nil, err */
 static int l_repo_remote_url(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
-  const char *name = luaL_optstring(L, 2, "origin");
+  const char *name = rg_optstr(L, 2, "origin");
   char clean[4096];
   if (rg_remote_config_url(repo, name, clean, sizeof clean) != 0) {
     rg_status st;
@@ -519,7 +528,7 @@ static int l_repo_remote_url(lua_State *L) {
 
 /* git.open(path) -> repo | nil, err: discovers upwards like git does. */
 int l_git_open(lua_State *L) {
-  const char *path = luaL_optstring(L, 1, ".");
+  const char *path = rg_optstr(L, 1, ".");
   relish_need_git();
   struct stat sb;
   rg_status st;
@@ -542,7 +551,7 @@ static const char *const init_opts[] = {"bare", "branch", NULL};
 /* git.init(path, {bare=, branch=}) -> repo | nil, err. Not an effect: like
  * clone it makes a new repository for the run to work in. */
 int l_git_init(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = rg_checkstr(L, 1);
   rg_checkopts(L, 2, "git.init", init_opts);
   int bare = rg_optbool(L, 2, "bare", 0);
   const char *branch = rg_optfield(L, 2, "git.init", "branch");

@@ -92,6 +92,11 @@ void rg_checkopts(lua_State *L, int idx, const char *fname, const char *const *k
  * nil becomes an empty table at idx (the last argument), anything else must
  * be a table (raises as luaL_checktype). */
 void rg_checkopts_table(lua_State *L, int idx, const char *fname, const char *const *known);
+/* The string argument at idx; raises when it is anything else (a number
+ * too, which luaL_checkstring would take: repo:tag(5) is a mistake). */
+const char *rg_checkstr(lua_State *L, int idx);
+/* The same, or dflt when the argument is none or nil. */
+const char *rg_optstr(lua_State *L, int idx, const char *dflt);
 /* Optional string field of the table at idx (NULL when absent; raises when
  * not a string). The value stays referenced by the table. */
 const char *rg_optfield(lua_State *L, int idx, const char *fname, const char *key);

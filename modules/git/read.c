@@ -196,8 +196,8 @@ static int tree_of(lua_State *L, git_repository *repo, const char *rev, git_tree
  * added=, deleted=, changed=} between two revisions (b defaults to HEAD) */
 int l_repo_diff_stat(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
-  const char *a = luaL_checkstring(L, 2);
-  const char *z = luaL_optstring(L, 3, "HEAD");
+  const char *a = rg_checkstr(L, 2);
+  const char *z = rg_optstr(L, 3, "HEAD");
   lua_settop(L, 3);
   rg_box *b = rg_box_new(L);
   rg_status st = {0};

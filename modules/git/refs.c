@@ -247,7 +247,7 @@ static const char *const tag_opts[] = {"message", "target", "force", NULL};
 /* repo:tag(name, {message=, target=, force=}) -> tag table | nil, err */
 int l_repo_tag(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
-  const char *name = luaL_checkstring(L, 2);
+  const char *name = rg_checkstr(L, 2);
   rg_checkopts(L, 3, "repo:tag", tag_opts);
   const char *message = rg_optfield(L, 3, "repo:tag", "message");
   const char *rev = rg_optfield(L, 3, "repo:tag", "target");
@@ -364,7 +364,7 @@ static int add_raw_tag(git_repository *repo, const git_oid *id, cJSON *rec) {
 /* repo:delete_tag(name) -> true | nil, err */
 int l_repo_delete_tag(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
-  const char *name = luaL_checkstring(L, 2);
+  const char *name = rg_checkstr(L, 2);
   lua_settop(L, 2);
   rg_box *b = rg_box_new(L);
   rg_status st = {0};
@@ -416,7 +416,7 @@ static int is_head(git_repository *repo, const char *ref) {
 /* repo:create_branch(name, {target=, force=}) -> commit id | nil, err */
 int l_repo_create_branch(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
-  const char *name = luaL_checkstring(L, 2);
+  const char *name = rg_checkstr(L, 2);
   rg_checkopts(L, 3, "repo:create_branch", branch_opts);
   const char *rev = rg_optfield(L, 3, "repo:create_branch", "target");
   int force = rg_optbool(L, 3, "force", 0);
@@ -469,7 +469,7 @@ int l_repo_create_branch(lua_State *L) {
  * branch's config (its upstream) stays, so an undo restores it whole. */
 int l_repo_delete_branch(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
-  const char *name = luaL_checkstring(L, 2);
+  const char *name = rg_checkstr(L, 2);
   lua_settop(L, 2);
   rg_box *b = rg_box_new(L);
   rg_status st = {0};

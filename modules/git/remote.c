@@ -919,7 +919,7 @@ static const char **string_list(lua_State *L, rg_box *b, int t, const char *fnam
  * Not an effect: it only updates remote-tracking refs, like git fetch. */
 int l_repo_fetch(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
-  const char *name = luaL_optstring(L, 2, "origin");
+  const char *name = rg_optstr(L, 2, "origin");
   rg_checkopts(L, 3, "repo:fetch", fetch_opts);
   if (lua_isnoneornil(L, 3)) {
     lua_settop(L, 2);
@@ -983,8 +983,8 @@ static int clone_remote(git_remote **out, git_repository *repo, const char *name
  * Not an effect: it makes a new directory for the run to work in. depth is
  * accepted but libgit2 1.5 clones whole histories. */
 int l_git_clone(lua_State *L) {
-  const char *url = luaL_checkstring(L, 1);
-  const char *path = luaL_checkstring(L, 2);
+  const char *url = rg_checkstr(L, 1);
+  const char *path = rg_checkstr(L, 2);
   rg_checkopts(L, 3, "git.clone", clone_opts);
   const char *branch = rg_optfield(L, 3, "git.clone", "branch");
   if (lua_istable(L, 3)) {

@@ -115,7 +115,7 @@ static int undo_commit(lua_State *L, const char *kind, int t) {
 
 /* git.undo(kind, record | record JSON text) -> true; raises when it cannot undo */
 int l_git_undo(lua_State *L) {
-  const char *kind = luaL_checkstring(L, 1);
+  const char *kind = rg_checkstr(L, 1);
   if (lua_type(L, 2) == LUA_TSTRING) { /* the record as its JSON text */
     lua_getglobal(L, "require");
     lua_pushliteral(L, "relish.json");

@@ -473,4 +473,39 @@ describe("errors and misuse", function()
     assert_error(function() git.undo("git.tag", { repo = w }) end, "malformed git.tag undo record: no ref")
     assert_error(function() git.clone("x", d .. "/c", { depth = "1" }) end, "depth")
   end)
+
+  test("a number where a name, revision or path goes raises, it is not taken as its digits", function()
+    local d = tmpdir()
+    local w = G.repo(d, "w")
+    local repo <close> = assert(git.open(w))
+    local calls = {
+      { "git.open", function() return git.open(5) end },
+      { "git.init", function() return git.init(5) end },
+      { "git.clone", function() return git.clone(5, d .. "/c") end },
+      { "git.clone", function() return git.clone(w, 5) end },
+      { "git.undo", function() return git.undo(5, {}) end },
+      { "tag", function() return repo:tag(5) end },
+      { "delete_tag", function() return repo:delete_tag(5) end },
+      { "create_branch", function() return repo:create_branch(5) end },
+      { "delete_branch", function() return repo:delete_branch(5) end },
+      { "resolve", function() return repo:resolve(5) end },
+      { "revert", function() return repo:revert(5) end },
+      { "diff_stat", function() return repo:diff_stat(5) end },
+      { "diff_stat", function() return repo:diff_stat("HEAD", 5) end },
+      { "remote_url", function() return repo:remote_url(5) end },
+      { "fetch", function() return repo:fetch(5) end },
+    }
+    local ok, err = pcall(function()
+      for _, c in ipairs(calls) do
+        assert_error(c[2], "bad argument #%d+ to '" .. c[1]:match("[%w_]+$") .. "' %(string expected, got number%)", c[1])
+      end
+    end)
+    -- git.init(5) and git.clone(w, 5) would make ./5
+    local made = io.open("5") ~= nil
+    if made then os.execute("rm -rf ./5") end
+    if not ok then error(err, 0) end
+    assert_false(made, "nothing made at ./5")
+    assert_eq(G.refs(w, "refs/tags"), {}, "no tag named 5")
+    assert_eq(G.refs(w, "refs/heads"), { ["refs/heads/main"] = G.rev(w, "HEAD") }, "no branch named 5")
+  end)
 end)
