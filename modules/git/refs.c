@@ -269,14 +269,19 @@ int l_repo_tag(lua_State *L) {
   int rc = rg_ref_value(L, repo, e.ref, &e.before);
   if (rc < 0) return rg_fail_git(L, "tag", name, rc);
   e.has_before = rc;
+  git_oid at = e.before; /* what the existing tag names, for messages (not its tag object) */
   if (e.has_before) {
     /* the same tag again is no effect; another one needs force */
-    git_object *old = NULL;
+    git_object *old = NULL, *peeled = NULL;
     if (git_object_lookup(&old, look, &e.before, GIT_OBJECT_ANY) == 0) {
       rg_box_add(b, old, rg_free_object);
       int annotated = git_object_type(old) == GIT_OBJECT_TAG;
       const git_tag *t = annotated ? (const git_tag *)old : NULL;
       const git_oid *points = annotated ? git_tag_target_id(t) : &e.before;
+      if (annotated && git_object_peel(&peeled, old, GIT_OBJECT_ANY) == 0) {
+        git_oid_cpy(&at, git_object_id(peeled));
+        git_object_free(peeled);
+      }
       if (git_oid_equal(points, git_object_id(target)) && annotated == (msg != NULL) &&
           (!annotated || strcmp(git_tag_message(t) ? git_tag_message(t) : "", msg) == 0)) {
         push_tag_info(L, name, points, t, 0);
@@ -287,7 +292,7 @@ int l_repo_tag(lua_State *L) {
     git_error_clear();
     if (!force) {
       char was[8];
-      rg_short(&e.before, was);
+      rg_short(&at, was);
       rg_set(&st, "exists", "tag already exists (at %s); give force = true to move it", was);
       return rg_fail(L, "tag", name, &st);
     }
@@ -316,7 +321,7 @@ int l_repo_tag(lua_State *L) {
   if (e.has_before) {
     char was[8];
     size_t n = strlen(e.describe);
-    rg_short(&e.before, was);
+    rg_short(&at, was);
     snprintf(e.describe + n, sizeof e.describe - n, ", replacing the tag at %s", was);
   }
   char hex[GIT_OID_HEXSZ + 1];
