@@ -116,6 +116,42 @@ local function check_headers(who, h, level)
   end
 end
 
+local function query_value(v)
+  local t = type(v)
+  return t == "string" or t == "number" or t == "boolean" or secret.is(v)
+end
+
+local function is_list(v)
+  if type(v) ~= "table" or getmetatable(v) ~= nil then return false end
+  local n = #v
+  for k in pairs(v) do
+    if math.type(k) ~= "integer" or k < 1 or k > n then return false end
+  end
+  return true
+end
+
+-- query = {name = value or list of values}: anything else (a nested table)
+-- would be silently left out of the URL.
+local function check_query(who, q, level)
+  for k, v in pairs(q) do
+    if type(k) ~= "string" then
+      error(string.format("%s: query keys must be strings, got %s", who, type(k)), level + 1)
+    end
+    if not query_value(v) then
+      if not is_list(v) then
+        error(string.format("%s: query.%s must be a string, number, boolean, secret or a list of them, got %s",
+          who, k, type(v)), level + 1)
+      end
+      for i, item in ipairs(v) do
+        if not query_value(item) then
+          error(string.format("%s: query.%s[%d] must be a string, number, boolean or secret, got %s",
+            who, k, i, type(item)), level + 1)
+        end
+      end
+    end
+  end
+end
+
 local function check_spec(who, spec, level, extra)
   if type(spec) ~= "table" then error(who .. ": options must be a table, got " .. type(spec), level + 1) end
   for k, v in pairs(spec) do
@@ -126,6 +162,7 @@ local function check_spec(who, spec, level, extra)
     check_field(who, k, v, kind, level + 1)
   end
   if spec.headers then check_headers(who, spec.headers, level + 1) end
+  if spec.query then check_query(who, spec.query, level + 1) end
   if spec.body ~= nil and spec.json ~= nil then
     error(who .. ": give body or json, not both", level + 1)
   end
@@ -170,6 +207,7 @@ local function join(base, url)
 end
 
 -- ---- query strings, JSON bodies and secrets in them --------------------------------
+-- (their values were checked with the options: check_query)
 
 local function escape(s)
   return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
@@ -198,10 +236,7 @@ end
 
 local function add_query(url, query)
   local keys = {}
-  for k in pairs(query) do
-    if type(k) ~= "string" then error("http: query keys must be strings, got " .. type(k), 4) end
-    keys[#keys + 1] = k
-  end
+  for k in pairs(query) do keys[#keys + 1] = k end
   table.sort(keys)
   local pieces, text = {}, {}
   local function put(s) text[#text + 1] = s end
@@ -210,17 +245,14 @@ local function add_query(url, query)
   end
   for _, k in ipairs(keys) do
     local v = query[k]
-    local list = (type(v) == "table" and not secret.is(v)) and v or { v }
-    for _, item in ipairs(list) do
+    for _, item in ipairs(query_value(v) and { v } or v) do
       if #pieces > 0 or #text > 0 then put("&") end
       put(escape(k) .. "=")
       if secret.is(item) then
         flush()
         pieces[#pieces + 1] = escaped_secret(item, escape, "query." .. k)
-      elseif type(item) == "string" or type(item) == "number" or type(item) == "boolean" then
-        put(escape(tostring(item)))
       else
-        error(string.format("http: query.%s must be a string, number, boolean, secret or a list of them", k), 4)
+        put(escape(tostring(item)))
       end
     end
   end

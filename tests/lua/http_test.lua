@@ -111,6 +111,31 @@ describe("requests", function()
     assert_match(where, "http_test%.lua:%d+:")
   end)
 
+  test("a query value that is neither a value nor a list of them raises, naming it", function()
+    local fx <close> = fixture.start()
+    local function raises(fn, message)
+      local msg = assert_error(fn)
+      assert_match(msg, "^[^\n]*http_test%.lua:%d+: ")
+      assert_eq((msg:gsub("^.-http_test%.lua:%d+: ", "")), message)
+    end
+    raises(function() http.get(fx.url "/echo", { query = { a = { b = 1 } } }) end,
+      "http.get: query.a must be a string, number, boolean, secret or a list of them, got table")
+    raises(function() http.get(fx.url "/echo", { query = { a = { 1, { 2 } } } }) end,
+      "http.get: query.a[2] must be a string, number, boolean or secret, got table")
+    raises(function() http.get(fx.url "/echo", { query = { a = { 1, x = 2 } } }) end,
+      "http.get: query.a must be a string, number, boolean, secret or a list of them, got table")
+    raises(function() http.get(fx.url "/echo", { query = { a = print } }) end,
+      "http.get: query.a must be a string, number, boolean, secret or a list of them, got function")
+    raises(function() http.get(fx.url "/echo", { query = { "x" } }) end, "http.get: query keys must be strings, got number")
+    assert_error(function() http.many({ fx.url "/echo", { url = fx.url "/echo", query = { a = { b = 1 } } } }) end,
+      "http%.many: requests%[2%]: query%.a must be a string, number, boolean, secret or a list of them, got table")
+    raises(function() http.client({ query = { a = { b = 1 } } }) end,
+      "http.client: query.a must be a string, number, boolean, secret or a list of them, got table")
+    assert_eq(#fx:requests(), 0)
+    local e = assert(assert(http.get(fx.url "/echo", { query = { a = { 1, "x" }, b = {} } })):json())
+    assert_eq(e.path, "/echo?a=1&a=x")
+  end)
+
   test("the body is capped: max_body, and 64 MiB by default", function()
     local fx <close> = fixture.start()
     local r, err = http.get(fx.url "/large?bytes=5000", { max_body = 4096 })
