@@ -61,7 +61,7 @@ local FIELDS = {
   timeout = "seconds", connect_timeout = "seconds", retries = "count", expect = "expect",
   stream = "function", auth = "table", ca = "text", cert = "text", key = "text", insecure = "boolean",
   proxy = "text", no_proxy = "string", max_body = "count", max_redirects = "count",
-  http_version = "string", effect = "boolean", idempotent = "boolean", backoff = "seconds",
+  http_version = "version", effect = "boolean", idempotent = "boolean", backoff = "seconds",
   max_retry_wait = "seconds",
 }
 local CLIENT_ONLY = { base_url = "text" }
@@ -75,6 +75,25 @@ local function is_text(v)
   return true
 end
 
+-- A bad value as a message shows it: a number as itself ("timeout must be a
+-- positive number of seconds, got 0"), anything else by its type (a string
+-- in the wrong field may well be a credential).
+local function shown(v)
+  if secret.is(v) then return "a secret" end
+  if type(v) == "number" then return tostring(v) end
+  return type(v)
+end
+
+-- Whether a piece of the text v (a string, a secret, or a list of both)
+-- matches pattern; a secret's value is looked at here, never shown.
+local function text_has(v, pattern)
+  for _, p in ipairs(type(v) == "table" and v or { v }) do
+    local plain = secret.is(p) and secret.reveal(p) or p
+    if type(plain) == "string" and plain:find(pattern) then return true end
+  end
+  return false
+end
+
 local function check_field(who, k, v, kind, level)
   local bad
   if kind == "string" then bad = type(v) ~= "string" and "a string"
@@ -85,6 +104,11 @@ local function check_field(who, k, v, kind, level)
   elseif kind == "seconds" then
     bad = (type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge) and "a positive number of seconds"
   elseif kind == "count" then bad = (math.type(v) ~= "integer" or v < 0) and "a non-negative integer"
+  elseif kind == "version" then
+    if v ~= "1.1" and v ~= "2" then
+      error(string.format('%s: %s must be "1.1" or "2", got %s', who, k,
+        type(v) == "string" and string.format("%q", v) or shown(v)), level + 1)
+    end
   elseif kind == "expect" then
     if math.type(v) == "integer" then return end
     bad = "a status code or a list of them"
@@ -93,10 +117,7 @@ local function check_field(who, k, v, kind, level)
       for _, s in ipairs(v) do if math.type(s) ~= "integer" then bad = "a status code or a list of them" end end
     end
   end
-  if bad then
-    error(string.format("%s: %s must be %s, got %s", who, k, bad,
-      secret.is(v) and "a secret" or type(v)), level + 1)
-  end
+  if bad then error(string.format("%s: %s must be %s, got %s", who, k, bad, shown(v)), level + 1) end
 end
 
 local NOT_FOR_CLIENTS = { method = true, url = true, stream = true }
@@ -108,9 +129,9 @@ local function check_headers(who, h, level)
     end
     if v ~= false and type(v) ~= "number" and not is_text(v) then
       error(string.format("%s: headers['%s'] must be a string, a secret, a list of them or false, got %s",
-        who, k, type(v)), level + 1)
+        who, k, shown(v)), level + 1)
     end
-    if type(v) == "string" and v:find("[\r\n\0]") then
+    if v ~= false and type(v) ~= "number" and text_has(v, "[\r\n\0]") then
       error(string.format("%s: headers['%s'] contains a line break or NUL byte", who, k), level + 1)
     end
   end
@@ -152,6 +173,20 @@ local function check_query(who, q, level)
   end
 end
 
+-- auth = {bearer = text} | {user = text, password = text}
+local function check_auth(who, a, level)
+  if a.bearer == nil and (a.user == nil or a.password == nil) then
+    error(who .. ": auth must be {bearer = token} or {user = ..., password = ...}", level + 1)
+  end
+  for _, k in ipairs(a.bearer ~= nil and { "bearer" } or { "user", "password" }) do
+    check_field(who, "auth." .. k, a[k], "text", level + 1)
+  end
+  if a.bearer ~= nil and text_has(a.bearer, "[\r\n\0]") then
+    error(who .. ": auth.bearer contains a line break or NUL byte", level + 1)
+  end
+  if a.bearer == nil and text_has(a.user, ":") then error(who .. ": auth.user must not contain ':'", level + 1) end
+end
+
 local function check_spec(who, spec, level, extra)
   if type(spec) ~= "table" then error(who .. ": options must be a table, got " .. type(spec), level + 1) end
   for k, v in pairs(spec) do
@@ -170,8 +205,23 @@ local function check_spec(who, spec, level, extra)
   if spec.method ~= nil and not spec.method:upper():match("^[%u%-]+$") then
     error(who .. ": invalid method '" .. spec.method .. "'", level + 1)
   end
-  if spec.auth ~= nil and spec.auth.bearer == nil and (spec.auth.user == nil or spec.auth.password == nil) then
-    error(who .. ": auth must be {bearer = token} or {user = ..., password = ...}", level + 1)
+  for _, k in ipairs { "url", "proxy" } do
+    if spec[k] ~= nil and text_has(spec[k], "\0") then error(who .. ": " .. k .. " contains a NUL byte", level + 1) end
+  end
+  if spec.auth ~= nil then check_auth(who, spec.auth, level + 1) end
+end
+
+-- Checks of the request as it will go, a client's defaults included.
+local function check_request(who, req, level)
+  if req.method == "HEAD" and (req.body ~= nil or req.json ~= nil) then
+    error(who .. ": a HEAD request has no body", level + 1)
+  end
+  if req.auth ~= nil then
+    for k in pairs(req.headers or {}) do
+      if k:lower() == "authorization" then
+        error(who .. ": give auth or an Authorization header, not both", level + 1)
+      end
+    end
   end
 end
 
@@ -273,10 +323,10 @@ end
 
 -- The JSON text of v, with the values of any secrets in it (the redactor
 -- knows their JSON-escaped forms: every secret's are registered).
-local function json_body(v)
+local function json_body(v, who, level)
   local found = false
   local function reveal(x, depth)
-    if depth > 100 then error("http: json is nested too deep (a cycle?)", 5) end
+    if depth > 100 then error("json is nested too deep (a cycle?)", 0) end
     if secret.is(x) then
       found = true
       return secret.reveal(x)
@@ -286,9 +336,10 @@ local function json_body(v)
     for k, val in pairs(x) do out[k] = reveal(val, depth + 1) end
     return setmetatable(out, getmetatable(x))
   end
-  local plain = reveal(v, 0)
-  local ok, text = pcall(json.encode, found and plain or v)
-  if not ok then error("http: json: " .. tostring(text), 4) end
+  local ok, plain = pcall(reveal, v, 0)
+  local text = plain
+  if ok then ok, text = pcall(json.encode, found and plain or v) end
+  if not ok then error(who .. ": json: " .. tostring(text), level + 1) end
   return text
 end
 
@@ -299,7 +350,7 @@ local function has_header(h, name)
   return false
 end
 
-local function c_options(req)
+local function c_options(req, who, level)
   local o = {
     method = req.method, headers = req.headers, body = req.body, auth = req.auth,
     timeout = req.timeout, connect_timeout = req.connect_timeout, max_body = req.max_body,
@@ -309,7 +360,7 @@ local function c_options(req)
   }
   o.url = req.query and add_query(req.url, req.query) or req.url
   if req.json ~= nil then
-    o.body = json_body(req.json)
+    o.body = json_body(req.json, who, level + 1)
     local h = {}
     for k, v in pairs(req.headers or {}) do h[k] = v end
     if not has_header(h, "content-type") then h["Content-Type"] = "application/json" end
@@ -442,8 +493,17 @@ local function normalize(spec, defaults)
   return req
 end
 
-local function perform(req)
-  local o = c_options(req)
+-- A request ready to send: its options checked, a client's defaults
+-- applied, its C options (query string, JSON body) made. Misuse raises at
+-- `level`, counted from the caller of prepare as error() counts.
+local function prepare(who, spec, defaults, level)
+  check_spec(who, spec, level + 1)
+  local req = normalize(spec, defaults)
+  check_request(who, req, level + 1)
+  return req, c_options(req, who, level + 1)
+end
+
+local function perform(req, o)
   local display = _http.display(o.url, "url")
   local id
   if WRITES[req.method] and req.effect ~= false then
@@ -474,8 +534,7 @@ end
 
 -- request{method=, url=, headers=, query=, body=, json=, timeout=, ...} -> response | nil, err
 function M.request(spec)
-  check_spec("http.request", spec, 2)
-  return perform(normalize(spec))
+  return perform(prepare("http.request", spec, nil, 2))
 end
 
 -- get(url [, opts]) or get{url=, ...}; likewise post, put, patch, delete, head
@@ -496,8 +555,7 @@ local function verb(method, call)
       error(who .. ": method is " .. method, 2)
     end
     spec.method = method
-    check_spec(who, spec, 2)
-    return perform(normalize(spec, self and self.defaults))
+    return perform(prepare(who, spec, self and self.defaults, 2))
   end
 end
 
@@ -509,6 +567,7 @@ end
 -- request(), or a URL to GET) at most `limit` at a time (default 10).
 -- responses[i] is the response of requests[i], or nil when it failed and
 -- errors[i] says why; errors is nil when nothing failed.
+-- Misuse raises at the caller of many's caller (http.many, client:many).
 local function many(requests, opts, defaults)
   if type(requests) ~= "table" then error("http.many: requests must be a list", 3) end
   opts = opts or {}
@@ -516,18 +575,21 @@ local function many(requests, opts, defaults)
   for k in pairs(opts) do
     if k ~= "limit" then error("http.many: unknown option '" .. tostring(k) .. "'", 3) end
   end
+  local limit = opts.limit
+  if limit ~= nil and (math.type(limit) ~= "integer" or limit < 1) then
+    error("http.many: limit must be a positive integer, got " .. shown(limit), 3)
+  end
   local n = #requests
-  local reqs = {}
+  local reqs, os = {}, {}
   for i = 1, n do
     local r = requests[i]
     if is_text(r) then r = { url = r } end
     if type(r) ~= "table" then error(string.format("http.many: requests[%d] must be a table or a URL", i), 3) end
-    check_spec(string.format("http.many: requests[%d]", i), r, 3)
-    reqs[i] = normalize(r, defaults)
+    reqs[i], os[i] = prepare(string.format("http.many: requests[%d]", i), r, defaults, 3)
   end
   local fns = {}
-  for i = 1, n do fns[i] = function() return table.pack(perform(reqs[i])) end end
-  local results = task.parallel(fns, { limit = opts.limit or DEFAULTS.many_limit, settle = true })
+  for i = 1, n do fns[i] = function() return table.pack(perform(reqs[i], os[i])) end end
+  local results = task.parallel(fns, { limit = limit or DEFAULTS.many_limit, settle = true })
   local responses, errors = {}, nil
   for i = 1, n do
     local r = results[i]
@@ -543,7 +605,11 @@ local function many(requests, opts, defaults)
   return responses, errors
 end
 
-function M.many(requests, opts) return many(requests, opts, nil) end
+-- (not tail calls: many's errors are raised two levels up)
+function M.many(requests, opts)
+  local responses, errors = many(requests, opts, nil)
+  return responses, errors
+end
 
 -- ---- clients ----------------------------------------------------------------------------
 
@@ -562,14 +628,16 @@ function M.client(opts)
 end
 
 function Client:request(spec)
-  check_spec("client:request", spec, 2)
-  return perform(normalize(spec, self.defaults))
+  return perform(prepare("client:request", spec, self.defaults, 2))
 end
 
 for _, m in ipairs { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD" } do
   Client[m:lower()] = verb(m, true)
 end
 
-function Client:many(requests, opts) return many(requests, opts, self.defaults) end
+function Client:many(requests, opts)
+  local responses, errors = many(requests, opts, self.defaults)
+  return responses, errors
+end
 
 return M

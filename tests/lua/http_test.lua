@@ -102,13 +102,44 @@ describe("requests", function()
     assert_error(function() http.request { method = "GET" } end, "url is required")
     assert_error(function() http.request { url = "http://x/", method = "G T" } end, "invalid method")
     assert_error(function() http.request { url = "http://x/", expect = "200" } end, "expect must be a status code")
-    assert_error(function() http.get(42) end, "url must be a string, a secret or a list of them, got number")
+    assert_error(function() http.get(42) end, "url must be a string, a secret or a list of them, got 42")
     assert_error(function() http.request { url = "http://x/", auth = { token = "x" } } end, "auth must be")
     local msg = assert_error(function() http.get("http://x/", { headers = { ["Bad Name"] = "v" } }) end)
     assert_match(msg, "invalid header name 'Bad Name'")
     assert_error(function() http.get("http://x/", { headers = { X = "a\r\nInjected: 1" } }) end, "line break")
     local where = assert_error(function() http.get("http://x/", { nope = 1 }) end)
     assert_match(where, "http_test%.lua:%d+:")
+  end)
+
+  test("misuse names the bad value and points at the caller's line", function()
+    local function raises(fn, message)
+      local msg = assert_error(fn)
+      assert_match(msg, "^[^\n]*http_test%.lua:%d+: ")
+      assert_eq((msg:gsub("^.-http_test%.lua:%d+: ", "")), message)
+    end
+    raises(function() http.get("http://x/", { timeout = 0 }) end, "http.get: timeout must be a positive number of seconds, got 0")
+    raises(function() http.get("http://x/", { retries = -1 }) end, "http.get: retries must be a non-negative integer, got -1")
+    raises(function() http.get("http://x/", { retries = 1.5 }) end, "http.get: retries must be a non-negative integer, got 1.5")
+    raises(function() http.get("http://x/", { timeout = "5" }) end, "http.get: timeout must be a positive number of seconds, got string")
+    raises(function() http.get("http://x/", { http_version = "3" }) end, 'http.get: http_version must be "1.1" or "2", got "3"')
+    raises(function() http.head("http://x/", { body = "x" }) end, "http.head: a HEAD request has no body")
+    raises(function() http.get("http://x/", { auth = { user = "a:b", password = "p" } }) end,
+      "http.get: auth.user must not contain ':'")
+    raises(function() http.get("http://x/", { auth = { bearer = "a\nb" } }) end,
+      "http.get: auth.bearer contains a line break or NUL byte")
+    raises(function() http.get("http://x/", { headers = { X = { "a", "b\r\n" } } }) end,
+      "http.get: headers['X'] contains a line break or NUL byte")
+    raises(function() http.get("http://x/\0y") end, "http.get: url contains a NUL byte")
+    raises(function() http.post("http://x/", { json = { f = print } }) end,
+      "http.post: json: json.encode: cannot encode function at $.f")
+    raises(function() http.many({ "http://x/" }, { limit = 0 }) end, "http.many: limit must be a positive integer, got 0")
+    raises(function() http.client({}):many({ "x" }, { limit = 1.5 }) end, "http.many: limit must be a positive integer, got 1.5")
+    raises(function() http.many({ { url = "http://x/", json = { f = print } } }) end,
+      "http.many: requests[1]: json: json.encode: cannot encode function at $.f")
+    raises(function() http.get("http://x/", { headers = { X = secret.value("sec\nret-1") } }) end,
+      "http.get: headers['X'] contains a line break or NUL byte")
+    raises(function() http.client({ auth = { bearer = "t" } }):get("http://x/", { headers = { authorization = "x" } }) end,
+      "http.get: give auth or an Authorization header, not both")
   end)
 
   test("a query value that is neither a value nor a list of them raises, naming it", function()
