@@ -733,9 +733,10 @@ static int l_loop_sleep(lua_State *L) {
   return relish_loop_wait(L, &b->w, 0, sleep_k);
 }
 
-/* spawn(fn, ...) -> task */
+/* spawn(fn, ...) -> task (task.spawn: errors say so, not relish._loop's name) */
 static int l_loop_spawn(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (lua_type(L, 1) != LUA_TFUNCTION)
+    return luaL_error(L, "task.spawn: fn must be a function, got %s", luaL_typename(L, 1));
   int nargs = lua_gettop(L) - 1;
   task *t = lua_newuserdatauv(L, sizeof *t, 2);
   memset(t, 0, sizeof *t);

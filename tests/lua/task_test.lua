@@ -146,6 +146,12 @@ exit 1]], "sh", d, tostring(i) } }
     assert_error(function() task.parallel({ print }, { limit = 0 }) end, "limit must be a positive integer")
     assert_error(function() task.parallel({ print }, { limt = 2 }) end, "unknown option 'limt'")
   end)
+
+  test("spawn refuses a non-function, naming task.spawn at the caller's line", function()
+    local msg = assert_error(function() task.spawn(5) end)
+    assert_match(msg, "^[^\n]*task_test%.lua:%d+: task%.spawn: fn must be a function, got number$")
+    assert_nil(msg:find("_loop", 1, true))
+  end)
 end)
 
 describe("spawn", function()
