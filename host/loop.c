@@ -705,8 +705,11 @@ static void wake_joiners(task *t) {
 
 static task *check_task(lua_State *L, int idx) { return luaL_checkudata(L, idx, TASK_MT); }
 
+/* A number, not a string that looks like one (luaL_checknumber takes "1"). */
 static double check_seconds(lua_State *L, int idx, const char *what) {
-  double s = luaL_checknumber(L, idx);
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    luaL_error(L, "%s: seconds must be a non-negative number, got %s", what, luaL_typename(L, idx));
+  double s = lua_tonumber(L, idx);
   if (!isfinite(s) || s < 0)
     luaL_error(L, "%s: seconds must be a non-negative number, got %s", what, lua_tostring(L, idx));
   return s;

@@ -11,7 +11,8 @@ M.current = loop.current
 
 local function check_seconds(s, what)
   if type(s) ~= "number" or s ~= s or s < 0 or s == math.huge then
-    error(string.format("%s: seconds must be a non-negative number, got %s", what, tostring(s)), 3)
+    error(string.format("%s: seconds must be a non-negative number, got %s", what,
+      type(s) == "number" and tostring(s) or type(s)), 3)
   end
 end
 

@@ -281,8 +281,20 @@ describe("sleep and with_timeout", function()
       function() task.sleep(0.01) order[#order + 1] = "fast" end,
     }
     assert_eq(order, { "fast", "slow" })
-    assert_error(function() task.sleep(-1) end, "non%-negative")
-    assert_error(function() task.sleep("x") end, "number expected")
+  end)
+
+  test("sleep and with_timeout refuse anything but a non-negative number of seconds", function()
+    local function raises(fn, message)
+      local msg = assert_error(fn)
+      assert_match(msg, "^[^\n]*task_test%.lua:%d+: ")
+      assert_eq((msg:gsub("^.-task_test%.lua:%d+: ", "")), message)
+    end
+    raises(function() task.sleep(-1) end, "task.sleep: seconds must be a non-negative number, got -1")
+    raises(function() task.sleep("1") end, "task.sleep: seconds must be a non-negative number, got string")
+    raises(function() task.sleep("x") end, "task.sleep: seconds must be a non-negative number, got string")
+    raises(function() task.sleep() end, "task.sleep: seconds must be a non-negative number, got no value")
+    assert_error(function() task.sleep(0 / 0) end, "^[^\n]*task_test%.lua:%d+: task%.sleep: seconds must be a non%-negative number, got %-?nan$")
+    raises(function() task.with_timeout("1", print) end, "task.with_timeout: seconds must be a non-negative number, got string")
   end)
 
   test("with_timeout returns the function's results in time", function()
