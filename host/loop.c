@@ -118,6 +118,26 @@ static task *ready_pop(void) {
   return t;
 }
 
+/* Takes t out of the ready queue if it is in it: a task that finishes there
+ * (one cancelled before it ever ran, or while its wait was ready) is
+ * unanchored and may be collected, and the queue must not point at it. */
+static void ready_remove(task *t) {
+  if (!t->queued) return;
+  task *prev = NULL;
+  for (task *q = LP.ready_head; q; prev = q, q = q->ready_next) {
+    if (q != t) continue;
+    if (prev)
+      prev->ready_next = t->ready_next;
+    else
+      LP.ready_head = t->ready_next;
+    if (LP.ready_tail == t) LP.ready_tail = prev;
+    LP.nready--;
+    break;
+  }
+  t->queued = 0;
+  t->ready_next = NULL;
+}
+
 void relish_waiter_wake(relish_waiter *w) {
   w->ready = 1;
   task *t = w->task;
@@ -448,6 +468,7 @@ static void finish_task(lua_State *from, task *t, int status, int nres) {
   if (status != LUA_OK && status != -1) lua_resetthread(co); /* runs its __close handlers */
   t->co = NULL;
   t->waiting = NULL;
+  ready_remove(t);
   if (t->prev)
     t->prev->next = t->next;
   else
@@ -913,15 +934,15 @@ static int l_loop_reset(lua_State *L) {
   return 0;
 }
 
-/* stats() -> {tasks=, waiters=, transfers=, orphans=, sockets=}: what the loop
- * holds right now, so tests can see that nothing leaked. */
+/* stats() -> {tasks=, waiters=, transfers=, orphans=, sockets=, ready=}: what
+ * the loop holds right now, so tests can see that nothing leaked. */
 static int l_loop_stats(lua_State *L) {
   int ntasks = 0, nwaiters = 0;
   for (task *t = LP.tasks; t; t = t->next)
     ntasks++;
   for (relish_waiter *w = LP.waiters; w; w = w->next)
     nwaiters++;
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 6);
   lua_pushinteger(L, ntasks);
   lua_setfield(L, -2, "tasks");
   lua_pushinteger(L, nwaiters);
@@ -932,6 +953,8 @@ static int l_loop_stats(lua_State *L) {
   lua_setfield(L, -2, "orphans");
   lua_pushinteger(L, (lua_Integer)LP.nsocks);
   lua_setfield(L, -2, "sockets");
+  lua_pushinteger(L, LP.nready);
+  lua_setfield(L, -2, "ready");
   return 1;
 }
 

@@ -30,8 +30,8 @@ end
 
 local function assert_nothing_left()
   local st = loop.stats()
-  assert_eq({ tasks = st.tasks, waiters = st.waiters, transfers = st.transfers, orphans = st.orphans },
-    { tasks = 0, waiters = 0, transfers = 0, orphans = 0 })
+  assert_eq({ tasks = st.tasks, waiters = st.waiters, transfers = st.transfers, orphans = st.orphans, ready = st.ready },
+    { tasks = 0, waiters = 0, transfers = 0, orphans = 0, ready = 0 })
 end
 
 describe("parallel", function()
@@ -145,6 +145,21 @@ exit 1]], "sh", d, tostring(i) } }
     assert_error(function() task.parallel({ 1 }) end, "fns%[1%] must be a function, got number")
     assert_error(function() task.parallel({ print }, { limit = 0 }) end, "limit must be a positive integer")
     assert_error(function() task.parallel({ print }, { limt = 2 }) end, "unknown option 'limt'")
+  end)
+
+  test("a task cancelled before it ran leaves nothing queued behind", function()
+    local t = task.spawn(function() error("never runs") end)
+    assert_eq(loop.stats().ready, 1)
+    assert_true(t:cancel())
+    assert_eq(t:status(), "cancelled")
+    assert_eq(loop.stats().ready, 0)
+    t = nil
+    collectgarbage()
+    collectgarbage()
+    -- the queue kept pointing at the collected task, and the next spawn wrote
+    -- into its freed memory
+    assert_eq(task.spawn(function() return 42 end):wait(), 42)
+    assert_nothing_left()
   end)
 
   test("spawn refuses a non-function, naming task.spawn at the caller's line", function()
