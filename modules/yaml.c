@@ -562,7 +562,9 @@ static int dec_document(decoder *d, int *empty) {
 static int dec_begin(lua_State *L, decoder *d) {
   memset(d, 0, sizeof *d);
   d->L = L;
-  d->input = luaL_checklstring(L, 1, &d->input_len);
+  /* text only: luaL_checklstring would turn a number into its digits */
+  if (lua_type(L, 1) != LUA_TSTRING) luaL_typeerror(L, 1, "string");
+  d->input = lua_tolstring(L, 1, &d->input_len);
   lua_settop(L, 1);
   d->box = lua_newuserdatauv(L, sizeof *d->box, 0);
   memset(d->box, 0, sizeof *d->box);

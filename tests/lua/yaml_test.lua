@@ -278,6 +278,8 @@ describe("errors", function()
   test("misuse raises", function()
     assert_error(function() yaml.decode() end, "bad argument #1")
     assert_error(function() yaml.decode({}) end, "bad argument #1")
+    assert_error(function() yaml.decode(42) end, "bad argument #1 to .-decode.- %(string expected, got number%)")
+    assert_error(function() yaml.decode_all(42) end, "string expected, got number")
   end)
 end)
 
