@@ -10,6 +10,7 @@ packages=(
   # tests: real servers and tools the suite starts on loopback
   git python3 openssl procps
   nghttp2-server # nghttpd: the HTTP/2 server of the http tests
+  openssh-server openssh-client # sshd, ssh-keygen, ssh-agent: the git ssh tests
 )
 if [ "${1:-}" = "--bench" ]; then packages+=(hyperfine lua5.4); fi
 

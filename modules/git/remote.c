@@ -429,6 +429,21 @@ static int check_stop(rg_net *n) {
   return n->interrupted || n->timed_out ? GIT_EUSER : 0;
 }
 
+/* The credentials were offered once and refused: say which (libgit2 has no
+ * message of its own then, or an empty one from libssh2). */
+static int refused(const rg_auth *a, const char *user) {
+  char m[512];
+  if (a->type == RG_AUTH_TOKEN)
+    snprintf(m, sizeof m, "the remote refused the token for user %s", user);
+  else if (a->type == RG_AUTH_AGENT)
+    snprintf(m, sizeof m,
+             "the remote refused the keys of the ssh-agent (SSH_AUTH_SOCK) for user %s", user);
+  else
+    snprintf(m, sizeof m, "the remote refused the ssh key %s for user %s", a->key, user);
+  git_error_set_str(GIT_ERROR_SSH, m);
+  return GIT_EAUTH;
+}
+
 static int cb_credentials(git_credential **out, const char *url, const char *user_from_url,
                           unsigned int allowed, void *payload) {
   rg_net *n = payload;
@@ -438,18 +453,18 @@ static int cb_credentials(git_credential **out, const char *url, const char *use
   if (++n->cred_calls > 3) return GIT_EAUTH; /* offered and refused: do not loop */
   const char *user = a != NULL && a->user != NULL ? a->user : user_from_url;
   if (a != NULL && a->type == RG_AUTH_TOKEN && (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT)) {
-    if (n->auth_offered++) return GIT_EAUTH;
+    if (n->auth_offered++) return refused(a, user ? user : "x-access-token");
     return git_credential_userpass_plaintext_new(out, user ? user : "x-access-token",
                                                  a->secret ? a->secret : "");
   }
   if ((allowed & GIT_CREDENTIAL_USERNAME) && (a == NULL || a->type != RG_AUTH_TOKEN))
     return git_credential_username_new(out, user ? user : "git");
   if (a != NULL && a->type == RG_AUTH_AGENT && (allowed & GIT_CREDENTIAL_SSH_KEY)) {
-    if (n->auth_offered++) return GIT_EAUTH;
+    if (n->auth_offered++) return refused(a, user ? user : "git");
     return git_credential_ssh_key_from_agent(out, user ? user : "git");
   }
   if (a != NULL && a->type == RG_AUTH_KEY && (allowed & GIT_CREDENTIAL_SSH_KEY)) {
-    if (n->auth_offered++) return GIT_EAUTH;
+    if (n->auth_offered++) return refused(a, user ? user : "git");
     return git_credential_ssh_key_new(out, user ? user : "git", NULL, a->key, a->secret);
   }
   n->auth_missing = 1;

@@ -13,6 +13,10 @@
 --   daemon:stop()                       -- also in after_each: stop is idempotent
 --   local web = G.http(d, "x-access-token", "s3cret")  -- smart HTTP with Basic auth
 --   ... web.url .. "remote.git" ...     -- http://127.0.0.1:PORT/remote.git; web:stop()
+--   local ssh, why = G.sshd(d)          -- sshd on loopback; nil, why when it cannot start
+--   ... ssh.url .. remote ...           -- ssh://USER@127.0.0.1:PORT + an absolute path
+--   ssh.key, ssh.home                   -- an authorized key; a HOME whose known_hosts has sshd
+--   local agent = G.ssh_agent(d, ssh.key) -- agent.sock; agent:stop()
 local sh = require "relish.sh"
 local support = require "support"
 
@@ -228,6 +232,88 @@ function M.http(base, user, password)
     sh.run { argv = { "sleep", "0.05" } }
   end
   error("the git http server did not start: " .. (M.read(log) or ""), 2)
+end
+
+local function run(argv, env)
+  return assert(sh.run { argv = argv, env = env or M.env(), timeout = 60 })
+end
+
+-- keygen(path, passphrase) -> path: an ed25519 key pair (path and path.pub)
+function M.keygen(path, passphrase)
+  local r = run { "ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase or "", "-C", "relish-test", "-f", path }
+  assert(r.code == 0, "ssh-keygen: " .. r.stderr)
+  return path
+end
+
+-- sshd(base, {keys = {extra authorized key paths}}) -> { url = "ssh://USER@127.0.0.1:PORT",
+-- port =, pid =, key = an authorized private key, home = a HOME whose
+-- .ssh/known_hosts holds the server's host key, log =, stop = } | nil, why:
+-- OpenSSH's sshd (Debian package openssh-server) on a loopback port with
+-- everything under base/.sshd, public keys only. nil, why when it cannot run.
+function M.sshd(base, opts)
+  opts = opts or {}
+  local sshd = "/usr/sbin/sshd"
+  if not io.open(sshd, "r") then return nil, sshd .. " is missing (Debian package openssh-server)" end
+  local dir = base .. "/.sshd"
+  os.execute("mkdir -p '" .. dir .. "/home/.ssh'")
+  if run { "mkdir", "-p", "/run/sshd" }.code ~= 0 then
+    return nil, "sshd needs /run/sshd, which cannot be made here"
+  end
+  local user = run { "id", "-un" }.stdout:gsub("%s+$", "")
+  M.keygen(dir .. "/host_ed25519")
+  local key = M.keygen(dir .. "/client_ed25519")
+  local authorized = { M.read(key .. ".pub") }
+  for _, k in ipairs(opts.keys or {}) do authorized[#authorized + 1] = M.read(k .. ".pub") end
+  write(dir .. "/authorized_keys", table.concat(authorized))
+  local pidfile, log, config = dir .. "/sshd.pid", dir .. "/sshd.log", dir .. "/sshd_config"
+  local hostpub = M.read(dir .. "/host_ed25519.pub"):match("^(%S+ %S+)")
+  local why
+  for _ = 1, 5 do
+    local port = M.free_port()
+    os.remove(pidfile)
+    write(config, table.concat({
+      "ListenAddress 127.0.0.1", "Port " .. port, "HostKey " .. dir .. "/host_ed25519",
+      "PidFile " .. pidfile, "AuthorizedKeysFile " .. dir .. "/authorized_keys",
+      "PermitRootLogin prohibit-password", "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no", "StrictModes no", "UsePAM no", "LogLevel VERBOSE", "",
+    }, "\n"))
+    local r = run { sshd, "-t", "-f", config }
+    if r.code ~= 0 then return nil, "sshd -t refuses the test config: " .. r.stderr end
+    r = run { "sh", "-c", 'setsid -f "$1" -D -e -f "$2" </dev/null >/dev/null 2>>"$3"', "sh", sshd, config, log }
+    if r.code ~= 0 then return nil, "sshd did not start: " .. r.stderr end
+    local pid
+    for _ = 1, 100 do
+      pid = pid or tonumber((M.read(pidfile) or ""):match("%d+"))
+      if pid and port_open(port) then
+        write(dir .. "/home/.ssh/known_hosts", string.format("[127.0.0.1]:%d %s\n", port, hostpub))
+        return setmetatable({ url = string.format("ssh://%s@127.0.0.1:%d", user, port), port = port, pid = pid,
+          key = key, home = dir .. "/home", log = log }, Daemon)
+      end
+      if pid and run { "kill", "-0", tostring(pid) }.code ~= 0 then break end -- lost the port race
+      sh.run { argv = { "sleep", "0.05" } }
+    end
+    if pid then setmetatable({ pid = pid }, Daemon):stop() end
+    why = "sshd did not listen: " .. (M.read(log) or "")
+  end
+  return nil, why
+end
+
+-- ssh_agent(base, key...) -> { sock =, pid =, stop = }: an ssh-agent on a socket
+-- under base holding the keys (no passphrase)
+function M.ssh_agent(base, ...)
+  local sock = base .. "/.ssh-agent.sock"
+  os.remove(sock)
+  local r = run { "ssh-agent", "-s", "-a", sock }
+  assert(r.code == 0, "ssh-agent: " .. r.stderr)
+  local agent = setmetatable({ sock = sock, pid = tonumber(r.stdout:match("SSH_AGENT_PID=(%d+)")) }, Daemon)
+  for _, key in ipairs { ... } do
+    r = run({ "ssh-add", "-q", key }, M.env { SSH_AUTH_SOCK = sock })
+    if r.code ~= 0 then
+      agent:stop()
+      error("ssh-add " .. key .. ": " .. r.stderr, 2)
+    end
+  end
+  return agent
 end
 
 return M
