@@ -245,7 +245,12 @@ int rg_remote_open(git_repository *repo, const char *name, git_remote **out, rg_
 /* A URL without its password, for messages, plans and records. */
 void rg_url_clean(const char *url, char *out, size_t size);
 
-rg_net *rg_net_new(rg_box *b, const rg_auth *auth);
+/* ca: a CA file (PEM) TLS trusts instead of the system bundle, or NULL.
+ * libgit2's trusted CAs are process-wide: each operation that connects sets
+ * them (GIT_OPT_SET_SSL_CERT_LOCATIONS) to its ca or back to the system's. */
+rg_net *rg_net_new(rg_box *b, const rg_auth *auth, const char *ca);
+/* The net's ca, made absolute (NULL: the system's CAs). */
+const char *rg_net_ca(const rg_net *n);
 /* Connect for push or fetch and list the remote's refs. */
 int rg_net_connect(rg_net *n, git_remote *remote, int direction, rg_status *st);
 /* The advertised value of ref after connect: 1 present, 0 absent. */

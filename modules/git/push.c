@@ -279,8 +279,8 @@ static const char *rule_of(git_repository *look, const rg_update *u, const char 
   return ff ? "revert" : "restore";
 }
 
-static const char *const push_opts[] = {"remote", "refspecs", "force_with_lease",
-                                        "auth",   "rollback", NULL};
+static const char *const push_opts[] = {
+    "remote", "refspecs", "force_with_lease", "auth", "rollback", "ca", NULL};
 
 static void describe_update(char *out, size_t size, const rg_update *u) {
   char a[8] = "(none)", z[8];
@@ -295,7 +295,7 @@ static void describe_update(char *out, size_t size, const rg_update *u) {
 }
 
 static cJSON *push_record(git_repository *repo, const char *name, const char *url, const rg_auth *a,
-                          const updates *us) {
+                          const char *ca, const updates *us) {
   char hex[GIT_OID_HEXSZ + 1];
   cJSON *rec = cJSON_CreateObject(), *refs = NULL, *auth = rg_auth_json(a);
   if (rec == NULL || auth == NULL) goto fail;
@@ -305,6 +305,7 @@ static cJSON *push_record(git_repository *repo, const char *name, const char *ur
       cJSON_AddStringToObject(rec, "repo", git_repository_path(repo)) == NULL ||
       cJSON_AddStringToObject(rec, "remote", name) == NULL ||
       cJSON_AddStringToObject(rec, "url", url) == NULL ||
+      (ca != NULL && cJSON_AddStringToObject(rec, "ca", ca) == NULL) ||
       (refs = cJSON_AddArrayToObject(rec, "refs")) == NULL)
     goto fail;
   for (size_t i = 0; i < us->n; i++) {
@@ -327,13 +328,14 @@ fail:
   return NULL;
 }
 
-/* repo:push{remote=, refspecs=, force_with_lease=, auth=, rollback=}
+/* repo:push{remote=, refspecs=, force_with_lease=, auth=, rollback=, ca=}
  *   -> {[ref] = {old=, new=}} | nil, err */
 int l_repo_push(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   rg_checkopts_table(L, 2, "repo:push", push_opts);
   const char *name = rg_optfield(L, 2, "repo:push", "remote");
   const char *rollback = rg_optfield(L, 2, "repo:push", "rollback");
+  const char *ca = rg_optfield(L, 2, "repo:push", "ca"); /* the options table keeps it */
   if (rollback != NULL && strcmp(rollback, "revert") != 0 && strcmp(rollback, "restore") != 0)
     luaL_error(L, "repo:push: rollback must be \"revert\" or \"restore\"");
   if (name == NULL) name = "origin";
@@ -362,7 +364,7 @@ int l_repo_push(lua_State *L) {
   git_repository *look = repo;
   if (rg_plan_active(L) && (look = rg_plan_scratch(L, repo, &st)) == NULL)
     return rg_fail(L, "push", url, &st);
-  rg_net *n = rg_net_new(b, auth);
+  rg_net *n = rg_net_new(b, auth, ca);
   updates *us = rg_box_add(b, calloc(1, sizeof *us), updates_free);
   if (n == NULL || us == NULL) return luaL_error(L, "not enough memory");
   if (rg_net_connect(n, remote, GIT_DIRECTION_PUSH, &st) != 0) return push_fail(L, n, url, &st);
@@ -457,7 +459,7 @@ int l_repo_push(lua_State *L) {
                                                        : "put the old value back";
     snprintf(detail + dl, sizeof detail - dl, "%s%s (rollback: %s)", i ? "\n" : "", one, how);
   }
-  cJSON *rec = rg_box_add(b, push_record(repo, name, url, auth, us), rg_free_json);
+  cJSON *rec = rg_box_add(b, push_record(repo, name, url, auth, rg_net_ca(n), us), rg_free_json);
   char *undo = rec != NULL ? rg_box_add(b, cJSON_PrintUnformatted(rec), rg_free_text) : NULL;
   if (undo == NULL) return luaL_error(L, "not enough memory");
   relish_effect e = {.kind = "git.push",
@@ -604,13 +606,13 @@ done:
 }
 
 /* Gets the objects of dst on the remote (for a revert on top of them). */
-static int fetch_ref(rg_box *b, git_remote *remote, const rg_auth *auth, const char *dst,
-                     rg_status *st) {
+static int fetch_ref(rg_box *b, git_remote *remote, const rg_auth *auth, const char *ca,
+                     const char *dst, rg_status *st) {
   git_remote *dup = NULL;
   int rc = git_remote_dup(&dup, remote);
   if (rc < 0) return rg_set_git(st, rc, "fetch");
   rg_box_add(b, dup, rg_free_remote);
-  rg_net *n = rg_net_new(b, auth);
+  rg_net *n = rg_net_new(b, auth, ca);
   if (n == NULL) return rg_set(st, "io", "not enough memory");
   const char *specs[1] = {dst};
   rc = rg_net_fetch(n, dup, specs, 1, st);
@@ -658,6 +660,7 @@ int rg_undo_push(lua_State *L, int rec) {
   rg_box_add(b, remote, rg_free_remote);
   rg_auth *auth = NULL;
   if (rg_auth_from_lua(L, b, rec, &auth, &st) != 0) return rg_raise(L, "undo", url, &st);
+  const char *ca = rec_str(L, rec, "ca", 0); /* the push's CA file */
 
   if (lua_getfield(L, rec, "refs") != LUA_TTABLE)
     luaL_error(L, "git.undo: malformed git.push undo record: no refs");
@@ -676,7 +679,7 @@ int rg_undo_push(lua_State *L, int rec) {
     lua_pop(L, 1); /* the refs list keeps the strings */
   }
 
-  rg_net *n = rg_net_new(b, auth);
+  rg_net *n = rg_net_new(b, auth, ca);
   updates *us = rg_box_add(b, calloc(1, sizeof *us), updates_free);
   if (n == NULL || us == NULL) return luaL_error(L, "not enough memory");
   if (rg_net_connect(n, remote, GIT_DIRECTION_PUSH, &st) != 0) {
@@ -700,7 +703,7 @@ int rg_undo_push(lua_State *L, int rec) {
     int has_to = p->has_old;
     if (p->has_old) to = p->old;
     if (strcmp(p->rule, "revert") == 0 && p->has_old && p->has_new) {
-      if (!git_odb_exists(odb, &cur) && fetch_ref(b, remote, auth, p->dst, &st) != 0) {
+      if (!git_odb_exists(odb, &cur) && fetch_ref(b, remote, auth, ca, p->dst, &st) != 0) {
         if (strcmp(st.kind, "interrupted") == 0) return relish_raise_interrupted(L);
         add_note(left, sizeof left, "%s: cannot fetch it (now %s)", p->dst, &cur);
         continue;

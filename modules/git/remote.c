@@ -30,6 +30,7 @@ typedef struct {
 
 struct rg_net {
   const rg_auth *auth;
+  char *ca; /* a CA file to trust instead of the system's, or NULL */
   int cred_calls, auth_offered, auth_missing;
   int interrupted, timed_out, oom;
   rg_update *updates; /* the push in progress, for the lease check */
@@ -570,13 +571,55 @@ static void net_free(void *p) {
   for (size_t i = 0; i < n->ntips; i++)
     free(n->tips[i].ref);
   free(n->tips);
+  free(n->ca);
   free(n);
 }
 
-rg_net *rg_net_new(rg_box *b, const rg_auth *auth) {
+rg_net *rg_net_new(rg_box *b, const rg_auth *auth, const char *ca) {
   rg_net *n = rg_box_add(b, calloc(1, sizeof *n), net_free);
-  if (n != NULL) n->auth = auth;
+  if (n == NULL) return NULL;
+  n->auth = auth;
+  /* absolute, so an undo in another directory reads the same file */
+  if (ca != NULL && (n->ca = realpath(ca, NULL)) == NULL && (n->ca = strdup(ca)) == NULL)
+    return NULL;
   return n;
+}
+
+const char *rg_net_ca(const rg_net *n) { return n->ca; }
+
+/* The CAs TLS trusts are libgit2's, for the whole process
+ * (GIT_OPT_SET_SSL_CERT_LOCATIONS): set before each operation that
+ * connects, to the operation's ca= or back to the system bundle libgit2
+ * loads at start-up (with mbedTLS, a new file replaces the old list). */
+#ifndef RG_SYSTEM_CA
+#define RG_SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
+#endif
+
+static int ca_replaced; /* a ca= is in force, not the system bundle */
+
+static int apply_ca(rg_net *n, rg_status *st) {
+  if (n->ca == NULL && !ca_replaced) return 0;
+  const char *file = n->ca != NULL ? n->ca : RG_SYSTEM_CA;
+  if (n->ca == NULL && access(file, R_OK) != 0) {
+    ca_replaced = 0; /* no system bundle to go back to */
+    return 0;
+  }
+  if (n->ca != NULL) {
+    FILE *f = fopen(file, "rb");
+    if (f == NULL) return rg_set(st, "io", "ca: cannot read %s: %s", file, strerror(errno));
+    fclose(f);
+  }
+  int rc = git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, file, NULL);
+  if (rc < 0) {
+    const git_error *e = git_error_last();
+    rg_set(st, "io", "ca: cannot load the certificates in %s: %s", file,
+           e != NULL && e->message != NULL ? e->message : "unknown error");
+    git_error_clear();
+    ca_replaced = 1; /* whatever libgit2 holds now, reload next time */
+    return -1;
+  }
+  ca_replaced = n->ca != NULL;
+  return 0;
 }
 
 static void callbacks(rg_net *n, git_remote_callbacks *cb) {
@@ -757,7 +800,7 @@ int rg_net_connect(rg_net *n, git_remote *remote, int direction, rg_status *st) 
   const char *url = direction == GIT_DIRECTION_PUSH && git_remote_pushurl(remote) != NULL
                         ? git_remote_pushurl(remote)
                         : git_remote_url(remote);
-  if (reach(n, url, st) != 0) return -1;
+  if (reach(n, url, st) != 0 || apply_ca(n, st) != 0) return -1;
   git_remote_callbacks cb;
   git_proxy_options px;
   callbacks(n, &cb);
@@ -835,6 +878,7 @@ int rg_net_push(rg_net *n, git_repository *repo, git_remote *remote, rg_update *
     else
       snprintf(specs[i], len, ":%s", u[i].dst);
   }
+  if (rc == 0) rc = apply_ca(n, st);
   if (rc == 0) {
     git_strarray arr = {specs, nu};
     git_push_options po;
@@ -870,7 +914,7 @@ void rg_net_fetch_options(rg_net *n, git_fetch_options *fo) {
 
 int rg_net_fetch(rg_net *n, git_remote *remote, const char *const *refspecs, size_t nspecs,
                  rg_status *st) {
-  if (reach(n, git_remote_url(remote), st) != 0) return -1;
+  if (reach(n, git_remote_url(remote), st) != 0 || apply_ca(n, st) != 0) return -1;
   git_fetch_options fo;
   rg_net_fetch_options(n, &fo);
   git_strarray arr = {(char **)refspecs, nspecs};
@@ -899,7 +943,7 @@ static int net_fail(lua_State *L, rg_net *n, const char *verb, const char *targe
   return rg_fail(L, verb, target, st);
 }
 
-static const char *const fetch_opts[] = {"refspecs", "auth", NULL};
+static const char *const fetch_opts[] = {"refspecs", "auth", "ca", NULL};
 
 /* A string or a list of strings at the field, boxed as a NULL-ended array. */
 static const char **string_list(lua_State *L, rg_box *b, int t, const char *fname, const char *key,
@@ -930,7 +974,7 @@ static const char **string_list(lua_State *L, rg_box *b, int t, const char *fnam
   return v;
 }
 
-/* repo:fetch(remote, {refspecs=, auth=}) -> {[ref] = {old=, new=}} | nil, err.
+/* repo:fetch(remote, {refspecs=, auth=, ca=}) -> {[ref] = {old=, new=}} | nil, err.
  * Not an effect: it only updates remote-tracking refs, like git fetch. */
 int l_repo_fetch(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
@@ -947,13 +991,14 @@ int l_repo_fetch(lua_State *L) {
   lua_getfield(L, 3, "auth");
   rg_auth *auth = rg_auth_check(L, b, lua_gettop(L), "repo:fetch");
   lua_pop(L, 1);
+  const char *ca = rg_optfield(L, 3, "repo:fetch", "ca"); /* the options table keeps it */
   rg_status st = {0};
   git_remote *remote = NULL;
   char clean[4096];
   rg_url_clean(name, clean, sizeof clean);
   if (rg_remote_open(repo, name, &remote, &st) != 0) return rg_fail(L, "fetch", clean, &st);
   rg_box_add(b, remote, rg_free_remote);
-  rg_net *n = rg_net_new(b, auth);
+  rg_net *n = rg_net_new(b, auth, ca);
   if (n == NULL) return luaL_error(L, "not enough memory");
   if (rg_net_fetch(n, remote, specs, nspecs, &st) != 0) return net_fail(L, n, "fetch", clean, &st);
   lua_newtable(L);
@@ -980,7 +1025,7 @@ int l_repo_fetch(lua_State *L) {
   return 1;
 }
 
-static const char *const clone_opts[] = {"branch", "depth", "auth", "bare", NULL};
+static const char *const clone_opts[] = {"branch", "depth", "auth", "bare", "ca", NULL};
 
 /* The clone's "origin", made without libgit2's insteadOf lookup (see rewrite). */
 static int clone_remote(git_remote **out, git_repository *repo, const char *name, const char *url,
@@ -994,7 +1039,7 @@ static int clone_remote(git_remote **out, git_repository *repo, const char *name
   return git_remote_create_with_opts(out, url, &o);
 }
 
-/* git.clone(url, path, {branch=, depth=, auth=, bare=}) -> repo | nil, err.
+/* git.clone(url, path, {branch=, depth=, auth=, bare=, ca=}) -> repo | nil, err.
  * Not an effect: it makes a new directory for the run to work in. depth is
  * accepted but libgit2 1.5 clones whole histories. */
 int l_git_clone(lua_State *L) {
@@ -1002,6 +1047,7 @@ int l_git_clone(lua_State *L) {
   const char *path = rg_checkstr(L, 2);
   rg_checkopts(L, 3, "git.clone", clone_opts);
   const char *branch = rg_optfield(L, 3, "git.clone", "branch");
+  const char *ca = rg_optfield(L, 3, "git.clone", "ca");
   if (lua_istable(L, 3)) {
     lua_getfield(L, 3, "depth");
     if (!lua_isnil(L, -1) && (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0))
@@ -1018,7 +1064,7 @@ int l_git_clone(lua_State *L) {
     lua_pop(L, 1);
   }
   relish_need_git();
-  rg_net *n = rg_net_new(b, auth);
+  rg_net *n = rg_net_new(b, auth, ca);
   if (n == NULL) return luaL_error(L, "not enough memory");
   git_clone_options co;
   git_clone_options_init(&co, GIT_CLONE_OPTIONS_VERSION);
@@ -1030,7 +1076,7 @@ int l_git_clone(lua_State *L) {
   rg_url_clean(url, clean, sizeof clean);
   rg_repo *r = rg_newrepo(L);
   rg_status st;
-  if (reach(n, url, &st) != 0) return net_fail(L, n, "clone", clean, &st);
+  if (reach(n, url, &st) != 0 || apply_ca(n, &st) != 0) return net_fail(L, n, "clone", clean, &st);
   int rc = git_clone(&r->repo, url, path, &co);
   if (rc < 0) {
     rg_net_status(n, rc, clean, &st);

@@ -13,6 +13,8 @@
 --   daemon:stop()                       -- also in after_each: stop is idempotent
 --   local web = G.http(d, "x-access-token", "s3cret")  -- smart HTTP with Basic auth
 --   ... web.url .. "remote.git" ...     -- http://127.0.0.1:PORT/remote.git; web:stop()
+--   local certs = G.certs(d)            -- certs.ca, certs.cert, certs.key, certs.other_ca (openssl)
+--   local tls = G.http(d, "x-access-token", "s3cret", certs)  -- the same over https://
 --   local ssh, why = G.sshd(d)          -- sshd on loopback; nil, why when it cannot start
 --   ... ssh.url .. remote ...           -- ssh://USER@127.0.0.1:PORT + an absolute path
 --   ssh.key, ssh.home                   -- an authorized key; a HOME whose known_hosts has sshd
@@ -214,19 +216,48 @@ end
 
 local FIXTURES = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../fixtures"
 
--- http(base, user, password) -> { url = "http://127.0.0.1:PORT/", port =, pid =,
--- log =, stop = }: git's smart HTTP (git http-backend) for every repository
--- under base, behind Basic authentication; log is the file of requests.
-function M.http(base, user, password)
+-- certs(dir) -> { ca =, cert =, key =, other_ca = }: PEM files made by openssl
+-- in dir/certs: a CA, a server certificate it signed for 127.0.0.1 and
+-- localhost (and its key), and an unrelated CA that signed nothing here.
+function M.certs(dir)
+  local d = dir .. "/certs"
+  os.execute("mkdir -p '" .. d .. "'")
+  local key = { "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes" }
+  local function openssl(...)
+    local argv = { "openssl", ... }
+    local r = assert(sh.run { argv = argv, cwd = d, env = M.env(), timeout = 60 })
+    assert(r.code == 0, "openssl " .. argv[2] .. ": " .. r.stderr)
+  end
+  for name, cn in pairs { ca = "relish git test CA", ["other-ca"] = "unrelated CA" } do
+    openssl("req", "-x509", key[1], key[2], key[3], key[4], key[5], "-keyout", name .. ".key", "-out", name .. ".pem",
+      "-days", "2", "-subj", "/CN=" .. cn, "-addext", "basicConstraints=critical,CA:TRUE",
+      "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+  end
+  openssl("req", key[1], key[2], key[3], key[4], key[5], "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+  -- mbedTLS 2.x (Debian's libgit2) matches the host only against DNS names
+  -- and the CN, never an IP address entry: 127.0.0.1 is also a DNS name here
+  write(d .. "/server.ext", "subjectAltName=DNS:127.0.0.1,DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
+  openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+    "-out", "server.pem", "-days", "2", "-extfile", "server.ext")
+  return { ca = d .. "/ca.pem", cert = d .. "/server.pem", key = d .. "/server.key", other_ca = d .. "/other-ca.pem" }
+end
+
+-- http(base, user, password[, certs]) -> { url = "http://127.0.0.1:PORT/", port =,
+-- pid =, log =, stop = }: git's smart HTTP (git http-backend) for every
+-- repository under base, behind Basic authentication; log is the file of
+-- requests. With certs (from M.certs: cert= and key=) it serves TLS only and
+-- url is https://127.0.0.1:PORT/.
+function M.http(base, user, password, certs)
   local portfile, log = base .. "/.git-http.port", base .. "/.git-http.log"
   os.remove(portfile)
-  local r = assert(sh.run { argv = { "sh", "-c", 'setsid -f python3 "$1" "$2" "$3" "$4" "$5" </dev/null >/dev/null 2>>"$6"',
-    "sh", FIXTURES .. "/git_http.py", base, portfile, user, password, log }, env = M.env(), timeout = 30 })
+  local r = assert(sh.run { argv = { "sh", "-c", 'setsid -f python3 "$@" </dev/null >/dev/null 2>>"$LOG"',
+    "sh", FIXTURES .. "/git_http.py", base, portfile, user, password, certs and certs.cert or nil,
+    certs and certs.key or nil }, env = M.env { LOG = log }, timeout = 30 })
   assert(r.code == 0, "git http server: " .. r.stderr)
   for _ = 1, 200 do
     local port, pid = (M.read(portfile) or ""):match("^(%d+) (%d+)$")
     if port then
-      return setmetatable({ url = string.format("http://127.0.0.1:%s/", port), port = tonumber(port),
+      return setmetatable({ url = string.format("%s://127.0.0.1:%s/", certs and "https" or "http", port), port = tonumber(port),
         pid = tonumber(pid), log = log }, Daemon)
     end
     sh.run { argv = { "sleep", "0.05" } }
