@@ -125,8 +125,10 @@ local function attempt(E, s, ctx)
     ok, err = false, { kind = "timeout" }
   end
   if not ok and errkind(err) == "timeout" then
-    local whose = (E.run_deadline and deadline == E.run_deadline) and "the recipe's timeout" or "its timeout"
-    err = { kind = "timeout", message = string.format("step %q timed out (%s)", s.name, whose) }
+    -- the step's name goes in front where the failure is reported
+    local recipe_wide = E.run_deadline and deadline == E.run_deadline
+    err = { kind = "timeout", message = recipe_wide and "timed out: the recipe's timeout ran out"
+      or string.format("timed out after the step's timeout of %s", output.fmt_elapsed(s.timeout)) }
   end
   return ok, err
 end

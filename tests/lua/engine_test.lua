@@ -234,7 +234,7 @@ return recipe "t" {
     local r = relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d) }
     assert_eq(r.code, 1)
     assert_match(r.stdout, "retrying")
-    assert_match(r.stdout, "step \"slow\" timed out")
+    assert_match(r.stdout, "step \"slow\": timed out after the step's timeout of 200ms")
     local s = json.decode(relish { "show", "last", "--format", "json", "--state", support.state(d) }.stdout)
     assert_eq(s.steps[1].attempts, 3)
     assert_eq(s.steps[1].status, "done")

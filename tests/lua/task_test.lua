@@ -377,7 +377,7 @@ return recipe "tasks" {
 ]], d))
     local r = support.relish { "run", f, "--state", support.state(d) }
     assert_eq(r.code, 1, r.stderr .. r.stdout)
-    assert_match(r.stdout, 'step "slow" timed out')
+    assert_match(r.stdout, 'step "slow": timed out after the step')
     assert_true(process_gone(read(d .. "/pid"):match("%d+")))
   end)
 
