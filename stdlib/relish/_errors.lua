@@ -24,4 +24,10 @@ function M.usage_for(source)
   end
 end
 
+-- invalid(msg): raises the error of bad input from a user (a recipe, a param,
+-- a flag, a run id): exit 2, nothing changed; printed as the message alone.
+function M.invalid(msg)
+  error({ kind = "usage", exit = 2, message = msg }, 0)
+end
+
 return M

@@ -1,13 +1,10 @@
 -- relish.dsl: what a recipe file sees: recipe, step, param and secret, and
 -- the checks that turn a wrong recipe or wrong params into exit 2 with every
 -- problem listed.
+local invalid = require("relish._errors").invalid
 local secret = require "relish.secret"
 
 local M = {}
-
-local function usage(msg, level)
-  error({ kind = "usage", exit = 2, message = msg }, level and level + 1 or 0)
-end
 
 local function where(level)
   local info = debug.getinfo(level + 1, "Sl")
@@ -18,7 +15,7 @@ local function where(level)
 end
 
 local function definition_error(level, msg)
-  error({ kind = "usage", exit = 2, message = where(level + 1) .. msg }, 0)
+  invalid(where(level + 1) .. msg)
 end
 
 -- "did you mean" for a misspelt field
@@ -203,7 +200,7 @@ function M.check_params(recipe, raw, file)
   end
   if #problems > 0 then
     table.sort(problems)
-    usage(string.format("%s: invalid params:\n  %s", file or recipe.name, table.concat(problems, "\n  ")))
+    invalid(string.format("%s: invalid params:\n  %s", file or recipe.name, table.concat(problems, "\n  ")))
   end
   return out
 end
@@ -250,7 +247,7 @@ function M.recipe(name)
   local info = debug.getinfo(2, "Sl")
   local at = info and info.currentline > 0 and (info.short_src .. ":" .. info.currentline .. ": ") or ""
   local function definition_error(_, msg)
-    error({ kind = "usage", exit = 2, message = at .. msg }, 0)
+    invalid(at .. msg)
   end
   return function(spec)
     if type(spec) ~= "table" then definition_error(2, "recipe \"" .. name .. "\" takes a table") end
@@ -334,11 +331,11 @@ end
 function M.load(file)
   local host = require "relish._host"
   local fh = io.open(file, "rb")
-  if not fh then usage("cannot open recipe " .. file) end
+  if not fh then invalid("cannot open recipe " .. file) end
   local source = fh:read("a")
   fh:close()
   local fn, env = host.load_user(file)
-  if not fn then usage(tostring(env)) end
+  if not fn then invalid(tostring(env)) end
   rawset(env, "recipe", M.recipe)
   rawset(env, "step", M.step)
   rawset(env, "param", M.param)
@@ -350,7 +347,7 @@ function M.load(file)
   end)
   if not ok then error(r, 0) end
   if type(r) ~= "table" or getmetatable(r) == nil or getmetatable(r).__name ~= "relish.Recipe" then
-    usage(file .. ": a recipe file must return recipe \"name\" { ... }")
+    invalid(file .. ": a recipe file must return recipe \"name\" { ... }")
   end
   return r, host.realpath(file) or file, source
 end

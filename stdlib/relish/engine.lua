@@ -12,6 +12,7 @@ local lock = require "relish.lock"
 local loop = require "relish._loop"
 local output = require "relish.output"
 local secret = require "relish.secret"
+local invalid = require("relish._errors").invalid
 
 local M = {}
 
@@ -450,7 +451,7 @@ local function lock_name_of(recipe, params)
   if type(recipe.lock) == "string" then return recipe.lock end
   local ok, v = pcall(recipe.lock, params)
   if not ok or type(v) ~= "string" or v == "" then
-    error({ kind = "usage", exit = 2, message = "recipe lock function must return a non-empty string: " .. tostring(v) }, 0)
+    invalid("recipe lock function must return a non-empty string: " .. tostring(v))
   end
   return v
 end
@@ -499,9 +500,9 @@ local function restore_secret_params(kept, recipe, given, how)
   for k, v in pairs(given or {}) do
     local p = recipe and recipe.params[k]
     if raw[k] ~= "***" and not (p == nil) and raw[k] ~= nil then
-      error({ kind = "usage", exit = 2, message = string.format(
+      invalid(string.format(
         "param '%s' cannot change on %s (the run has %s); only secrets, which are not kept, can be given again",
-        k, how, json.encode(raw[k])) }, 0)
+        k, how, json.encode(raw[k])))
     end
     raw[k] = v
   end
@@ -513,9 +514,9 @@ local function restore_secret_params(kept, recipe, given, how)
       elseif recipe and recipe.params[k] and recipe.params[k].default ~= nil then
         raw[k] = nil -- the default applies again
       else
-        error({ kind = "usage", exit = 2, message = string.format(
+        invalid(string.format(
           "param '%s' is a secret and was not kept: %sset RELISH_PARAM_%s", k,
-          how == "resume" and ("pass -p " .. k .. "=... or ") or "", k:upper()) }, 0)
+          how == "resume" and ("pass -p " .. k .. "=... or ") or "", k:upper()))
       end
     end
   end
@@ -535,28 +536,28 @@ function M.save_plan(journal, run_id, file, recipe, path, hash, params)
     params = json.decode(storable_params(params)), created_at = J.now_iso(), run_id = run_id,
     actions = json.array(actions) }
   local fh, err = io.open(file, "w")
-  if not fh then error({ kind = "usage", exit = 2, message = "cannot write plan " .. file .. ": " .. tostring(err) }, 0) end
+  if not fh then invalid("cannot write plan " .. file .. ": " .. tostring(err)) end
   fh:write(json.encode(plan, { pretty = true, sort_keys = true }), "\n")
   fh:close()
 end
 
 function M.apply(opts)
   local fh = io.open(opts.plan, "rb")
-  if not fh then error({ kind = "usage", exit = 2, message = "cannot open plan " .. opts.plan }, 0) end
+  if not fh then invalid("cannot open plan " .. opts.plan) end
   local text = fh:read("a")
   fh:close()
   local plan, err = json.decode(text)
   if not plan or type(plan) ~= "table" or plan.relish_plan ~= 1 or type(plan.actions) ~= "table" then
-    error({ kind = "usage", exit = 2, message = opts.plan .. ": not a relish plan" .. (err and (" (" .. tostring(err) .. ")") or "") }, 0)
+    invalid(opts.plan .. ": not a relish plan" .. (err and (" (" .. tostring(err) .. ")") or ""))
   end
   local sfh = io.open(plan.file, "rb")
-  if not sfh then error({ kind = "usage", exit = 2, message = "the plan's recipe " .. tostring(plan.file) .. " is gone" }, 0) end
+  if not sfh then invalid("the plan's recipe " .. tostring(plan.file) .. " is gone") end
   local source = sfh:read("a")
   sfh:close()
   if sha256_text(source) ~= plan.recipe_hash then
-    error({ kind = "usage", exit = 2, message = string.format(
+    invalid(string.format(
       "the recipe %s changed since the plan was made (sha256 %s, plan has %s): make a new plan",
-      plan.file, sha256_text(source):sub(1, 12), tostring(plan.recipe_hash):sub(1, 12)) }, 0)
+      plan.file, sha256_text(source):sub(1, 12), tostring(plan.recipe_hash):sub(1, 12)))
   end
   local raw = restore_secret_params(plan.params, (dsl.load(plan.file)), nil, "apply")
   local expect = {}
@@ -598,7 +599,7 @@ function M.rollback_cmd(opts)
   local run = journal:find_run(opts.run_id)
   out.run_id = run.id
   if run.dry_run == 1 then
-    error({ kind = "usage", exit = 2, message = "run " .. run.id .. " was a dry-run: nothing to roll back" }, 0)
+    invalid("run " .. run.id .. " was a dry-run: nothing to roll back")
   end
   check_not_running(run)
   local recipe = load_recipe_for(run, out)
@@ -626,8 +627,8 @@ function M.resume(opts)
   out.run_id = run.id
   check_not_running(run)
   if not (run.status == "stopped" or crashed(run)) then
-    error({ kind = "usage", exit = 2, message = string.format(
-      "run %s is %s: only a stopped or crashed run can be resumed", run.id, run.status) }, 0)
+    invalid(string.format(
+      "run %s is %s: only a stopped or crashed run can be resumed", run.id, run.status))
   end
   local recipe, _, source = dsl.load(run.file)
   if run.recipe_hash and sha256_text(source) ~= run.recipe_hash then

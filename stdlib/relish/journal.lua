@@ -3,6 +3,7 @@
 -- migrates its schema, and answers the engine's and the CLI's questions.
 local native = require "relish._journal"
 local host = require "relish._host"
+local invalid = require("relish._errors").invalid
 
 local M = {}
 
@@ -71,14 +72,12 @@ local MIGRATIONS = {
   ]],
 }
 
-local function usage(msg) error({ kind = "usage", exit = 2, message = msg }, 0) end
-
 -- Turns a state URL into a path: sqlite:PATH or a plain path.
 local function url_path(url, what)
   local path = url
   if url:match("^sqlite:") then path = url:sub(8) end
-  if url:match("^%a[%w+.-]*://") then usage(what .. " " .. url .. ": only sqlite:PATH is supported") end
-  if path == "" then usage(what .. " " .. url .. ": the journal path is empty") end
+  if url:match("^%a[%w+.-]*://") then invalid(what .. " " .. url .. ": only sqlite:PATH is supported") end
+  if path == "" then invalid(what .. " " .. url .. ": the journal path is empty") end
   return path
 end
 
@@ -103,7 +102,7 @@ function M.open(url)
   if not create then
     local dir = path:match("^(.*)/[^/]*$") or "."
     if dir ~= "" and host.filetype(dir, true) ~= "dir" then
-      usage(string.format("journal %s: the directory %s does not exist", path, dir))
+      invalid(string.format("journal %s: the directory %s does not exist", path, dir))
     end
   end
   local db, err = native.open(path, create)
@@ -169,12 +168,12 @@ function Journal:find_run(id)
     rows = self:query("SELECT * FROM runs WHERE id = ?", id)
     if #rows == 0 then rows = self:query("SELECT * FROM runs WHERE id LIKE ? || '%' LIMIT 2", id) end
     if #rows > 1 then
-      error({ kind = "usage", exit = 2, message = "run id '" .. id .. "' is ambiguous" }, 0)
+      invalid("run id '" .. id .. "' is ambiguous")
     end
   end
   if #rows == 0 then
-    error({ kind = "usage", exit = 2, message = (id == "last" and "no runs in the journal " .. self.path)
-      or ("no run '" .. id .. "' in the journal " .. self.path) }, 0)
+    invalid((id == "last" and "no runs in the journal " .. self.path)
+      or ("no run '" .. id .. "' in the journal " .. self.path))
   end
   return rows[1]
 end

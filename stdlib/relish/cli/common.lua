@@ -1,4 +1,5 @@
 -- relish.cli.common: what several commands share: -p parsing.
+local invalid = require("relish._errors").invalid
 local M = {}
 
 -- -p key=value list -> table (a repeated key makes a list)
@@ -7,7 +8,7 @@ function M.params(list)
   for _, kv in ipairs(list or {}) do
     local k, v = kv:match("^([^=]+)=(.*)$")
     if not k then
-      error({ kind = "usage", exit = 2, message = string.format("-p %s: expected KEY=VALUE", kv) }, 0)
+      invalid(string.format("-p %s: expected KEY=VALUE", kv))
     end
     if out[k] == nil then
       out[k] = v

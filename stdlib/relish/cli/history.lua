@@ -1,4 +1,5 @@
 -- relish history: past runs, newest first.
+local invalid = require("relish._errors").invalid
 local J = require "relish.journal"
 local json = require "relish.json"
 
@@ -9,7 +10,7 @@ return {
     if f.limit then
       limit = math.tointeger(tonumber(f.limit))
       if not limit or limit < 1 then
-        error({ kind = "usage", exit = 2, message = "--limit must be a positive integer, got '" .. f.limit .. "'" }, 0)
+        invalid("--limit must be a positive integer, got '" .. f.limit .. "'")
       end
     end
     local journal = J.open(f.state)

@@ -4,9 +4,7 @@ local json = require "relish.json"
 local lock = require "relish.lock"
 local host = require "relish._host"
 
-local function usage(msg)
-  error({ kind = "usage", exit = 2, message = msg }, 0)
-end
+local usage = require("relish._errors").invalid
 
 return {
   main = function(opts)

@@ -2,6 +2,7 @@
 -- failures with file:line and a final "N passed, N failed" line.
 local host = require "relish._host"
 local testing = require "relish.testing"
+local invalid = require("relish._errors").invalid
 
 local M = {}
 
@@ -201,11 +202,11 @@ function M.main(opts)
   local files = {}
   for _, p in ipairs(paths) do
     if not collect(p, files) then
-      error({ kind = "usage", exit = 2, message = "relish test: no such file or directory: " .. p }, 0)
+      invalid("relish test: no such file or directory: " .. p)
     end
   end
   if #files == 0 then
-    error({ kind = "usage", exit = 2, message = "relish test: no *_test.lua files under " .. table.concat(paths, ", ") }, 0)
+    invalid("relish test: no *_test.lua files under " .. table.concat(paths, ", "))
   end
   local totals = { passed = 0, failed = 0, skipped = 0 }
   local verbose = opts.flags.verbose
