@@ -7,10 +7,7 @@ local host = require "relish._host"
 
 local M = {}
 
-local function iso_now()
-  local t = host.time()
-  return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(t)) .. string.format(".%03dZ", math.floor((t % 1) * 1000))
-end
+local iso_now = require("relish.journal").now_iso
 
 local function fmt_elapsed(s)
   if not s then return "" end
