@@ -202,11 +202,11 @@ function M.main(opts)
   local files = {}
   for _, p in ipairs(paths) do
     if not collect(p, files) then
-      invalid("relish test: no such file or directory: " .. p)
+      invalid("test: no such file or directory: " .. p)
     end
   end
   if #files == 0 then
-    invalid("relish test: no *_test.lua files under " .. table.concat(paths, ", "))
+    invalid("test: no *_test.lua files under " .. table.concat(paths, ", "))
   end
   local totals = { passed = 0, failed = 0, skipped = 0 }
   local verbose = opts.flags.verbose
