@@ -302,4 +302,11 @@ int l_repo_push(lua_State *L);
 /* undo of each kind (undo.c dispatches; remote.c does the push) */
 int rg_undo_push(lua_State *L, int rec);
 
+/* Undo records (undo.c): field key of the record at t as a string (raises
+ * "malformed <kind> undo record" when required and missing), or as a full
+ * object id (0 when absent); and whether two maybe-absent ids are the same. */
+const char *rg_rec_str(lua_State *L, int t, const char *kind, const char *key, int required);
+int rg_rec_oid(lua_State *L, int t, const char *kind, const char *key, git_oid *out);
+int rg_same_oid(int pa, const git_oid *a, int pb, const git_oid *b);
+
 #endif

@@ -44,10 +44,6 @@ static rg_update *updates_add(updates *u, const char *dst) {
   return x;
 }
 
-static int same(int pa, const git_oid *a, int pb, const git_oid *b) {
-  return pa == pb && (!pa || git_oid_equal(a, b));
-}
-
 /* ---- refspecs ---- */
 
 /* dst for a short name: under the source's kind of ref (tags stay tags). */
@@ -403,7 +399,7 @@ int l_repo_push(lua_State *L) {
   /* leases and fast-forwards, before anything is journaled */
   for (size_t i = 0; i < us->n; i++) {
     rg_update *u = &us->v[i];
-    if (u->lease && !same(u->has_expect, &u->expect, u->has_old, &u->old)) {
+    if (u->lease && !rg_same_oid(u->has_expect, &u->expect, u->has_old, &u->old)) {
       char want[8] = "absent", have[8] = "absent";
       if (u->has_expect) rg_short(&u->expect, want);
       if (u->has_old) rg_short(&u->old, have);
@@ -426,7 +422,7 @@ int l_repo_push(lua_State *L) {
   /* refs already there are no update */
   size_t k = 0;
   for (size_t i = 0; i < us->n; i++) {
-    if (same(us->v[i].has_old, &us->v[i].old, us->v[i].has_new, &us->v[i].new)) {
+    if (rg_same_oid(us->v[i].has_old, &us->v[i].old, us->v[i].has_new, &us->v[i].new)) {
       free(us->v[i].dst);
       free(us->v[i].src);
       continue;
@@ -499,22 +495,6 @@ typedef struct {
   int has_old, has_new;
   git_oid old, new;
 } pushed;
-
-static const char *rec_str(lua_State *L, int t, const char *key, int required) {
-  lua_getfield(L, t, key);
-  const char *s = lua_tostring(L, -1);
-  lua_pop(L, 1); /* the record keeps it */
-  if (s == NULL && required) luaL_error(L, "git.undo: malformed git.push undo record: no %s", key);
-  return s;
-}
-
-static int rec_oid(lua_State *L, int t, const char *key, git_oid *out) {
-  const char *s = rec_str(L, t, key, 0);
-  if (s == NULL) return 0;
-  if (rg_parse_oid(s, out) != 0)
-    luaL_error(L, "git.undo: malformed git.push undo record: bad %s", key);
-  return 1;
-}
 
 static void free_odb(void *p) { git_odb_free(p); }
 
@@ -633,8 +613,9 @@ static void add_note(char *buf, size_t size, const char *fmt, const char *ref, c
 int rg_undo_push(lua_State *L, int rec) {
   rg_box *b = rg_box_new(L);
   rg_status st = {0};
-  const char *path = rec_str(L, rec, "repo", 1), *name = rec_str(L, rec, "remote", 1);
-  const char *url = rec_str(L, rec, "url", 1);
+  const char *path = rg_rec_str(L, rec, "git.push", "repo", 1),
+             *name = rg_rec_str(L, rec, "git.push", "remote", 1);
+  const char *url = rg_rec_str(L, rec, "git.push", "url", 1);
   git_repository *repo = NULL;
   int rc = git_repository_open(&repo, path);
   if (rc < 0) {
@@ -660,7 +641,7 @@ int rg_undo_push(lua_State *L, int rec) {
   rg_box_add(b, remote, rg_free_remote);
   rg_auth *auth = NULL;
   if (rg_auth_from_lua(L, b, rec, &auth, &st) != 0) return rg_raise(L, "undo", url, &st);
-  const char *ca = rec_str(L, rec, "ca", 0); /* the push's CA file */
+  const char *ca = rg_rec_str(L, rec, "git.push", "ca", 0); /* the push's CA file */
 
   if (lua_getfield(L, rec, "refs") != LUA_TTABLE)
     luaL_error(L, "git.undo: malformed git.push undo record: no refs");
@@ -672,10 +653,10 @@ int rg_undo_push(lua_State *L, int rec) {
     if (lua_geti(L, refs, (lua_Integer)i + 1) != LUA_TTABLE)
       luaL_error(L, "git.undo: malformed git.push undo record: a ref is not a table");
     int t = lua_gettop(L);
-    ps[i].dst = rec_str(L, t, "ref", 1);
-    ps[i].rule = rec_str(L, t, "rule", 1);
-    ps[i].has_old = rec_oid(L, t, "old", &ps[i].old);
-    ps[i].has_new = rec_oid(L, t, "new", &ps[i].new);
+    ps[i].dst = rg_rec_str(L, t, "git.push", "ref", 1);
+    ps[i].rule = rg_rec_str(L, t, "git.push", "rule", 1);
+    ps[i].has_old = rg_rec_oid(L, t, "git.push", "old", &ps[i].old);
+    ps[i].has_new = rg_rec_oid(L, t, "git.push", "new", &ps[i].new);
     lua_pop(L, 1); /* the refs list keeps the strings */
   }
 
@@ -697,8 +678,9 @@ int rg_undo_push(lua_State *L, int rec) {
     const pushed *p = &ps[i];
     git_oid cur;
     int has_cur = rg_net_remote_value(n, remote, p->dst, &cur);
-    if (same(has_cur, &cur, p->has_old, &p->old)) continue; /* back already, or never moved */
-    int is_new = same(has_cur, &cur, p->has_new, &p->new);
+    if (rg_same_oid(has_cur, &cur, p->has_old, &p->old))
+      continue; /* back already, or never moved */
+    int is_new = rg_same_oid(has_cur, &cur, p->has_new, &p->new);
     git_oid to;
     int has_to = p->has_old;
     if (p->has_old) to = p->old;

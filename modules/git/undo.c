@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *rec_str(lua_State *L, int t, const char *kind, const char *key, int required) {
+const char *rg_rec_str(lua_State *L, int t, const char *kind, const char *key, int required) {
   lua_getfield(L, t, key);
   const char *s = lua_tostring(L, -1);
   lua_pop(L, 1); /* the record keeps it */
@@ -20,8 +20,8 @@ static const char *rec_str(lua_State *L, int t, const char *kind, const char *ke
   return s;
 }
 
-static int rec_oid(lua_State *L, int t, const char *kind, const char *key, git_oid *out) {
-  const char *s = rec_str(L, t, kind, key, 0);
+int rg_rec_oid(lua_State *L, int t, const char *kind, const char *key, git_oid *out) {
+  const char *s = rg_rec_str(L, t, kind, key, 0);
   if (s == NULL) return 0;
   if (rg_parse_oid(s, out) != 0)
     luaL_error(L, "git.undo: malformed %s undo record: bad %s", kind, key);
@@ -29,7 +29,7 @@ static int rec_oid(lua_State *L, int t, const char *kind, const char *key, git_o
 }
 
 static git_repository *open_repo(lua_State *L, rg_box *b, int t, const char *kind) {
-  const char *path = rec_str(L, t, kind, "repo", 1);
+  const char *path = rg_rec_str(L, t, kind, "repo", 1);
   git_repository *repo = NULL;
   int rc = git_repository_open(&repo, path);
   if (rc < 0) {
@@ -40,7 +40,7 @@ static git_repository *open_repo(lua_State *L, rg_box *b, int t, const char *kin
   return rg_box_add(b, repo, rg_free_repo);
 }
 
-static int same(int pa, const git_oid *a, int pb, const git_oid *b) {
+int rg_same_oid(int pa, const git_oid *a, int pb, const git_oid *b) {
   return pa == pb && (!pa || git_oid_equal(a, b));
 }
 
@@ -66,9 +66,9 @@ static void restore_tag_object(lua_State *L, git_repository *repo, int t, const 
 static int undo_ref(lua_State *L, const char *kind, int t) {
   rg_box *b = rg_box_new(L);
   git_repository *repo = open_repo(L, b, t, kind);
-  const char *ref = rec_str(L, t, kind, "ref", 1);
+  const char *ref = rg_rec_str(L, t, kind, "ref", 1);
   git_oid before, after, cur;
-  int hb = rec_oid(L, t, kind, "before", &before), ha = rec_oid(L, t, kind, "after", &after);
+  int hb = rg_rec_oid(L, t, kind, "before", &before), ha = rg_rec_oid(L, t, kind, "after", &after);
   int rc = git_reference_name_to_id(&cur, repo, ref);
   rg_status st = {0};
   if (rc < 0 && rc != GIT_ENOTFOUND) {
@@ -77,8 +77,8 @@ static int undo_ref(lua_State *L, const char *kind, int t) {
   }
   git_error_clear();
   int hc = rc == 0;
-  if (same(hc, &cur, hb, &before)) return 0;
-  if (!same(hc, &cur, ha, &after)) {
+  if (rg_same_oid(hc, &cur, hb, &before)) return 0;
+  if (!rg_same_oid(hc, &cur, ha, &after)) {
     char now[8] = "deleted";
     if (hc) rg_short(&cur, now);
     rg_set(&st, "conflict", "changed since relish set it (now %s): left as is", now);
@@ -96,10 +96,10 @@ static int undo_ref(lua_State *L, const char *kind, int t) {
 static int undo_commit(lua_State *L, const char *kind, int t) {
   rg_box *b = rg_box_new(L);
   git_repository *repo = open_repo(L, b, t, kind);
-  const char *ref = rec_str(L, t, kind, "ref", 1);
+  const char *ref = rg_rec_str(L, t, kind, "ref", 1);
   git_oid before, after;
-  int hb = rec_oid(L, t, kind, "before", &before);
-  if (!rec_oid(L, t, kind, "after", &after))
+  int hb = rg_rec_oid(L, t, kind, "before", &before);
+  if (!rg_rec_oid(L, t, kind, "after", &after))
     luaL_error(L, "git.undo: malformed %s undo record: no after", kind);
   rg_changes *c = rg_box_add(b, calloc(1, sizeof *c), rg_changes_free);
   if (c == NULL) return luaL_error(L, "not enough memory");
