@@ -2,10 +2,13 @@
 -- error values like the host's, and usage errors that point at the caller.
 local M = {}
 
+-- The metatable of every error value: named like the host's, printing as
+-- its message.
+M.MT = { __name = "relish.Error", __tostring = function(e) return e.message end }
+
 -- value(kind, fmt, ...) -> {kind=, code=, message=}, printing as its message
 function M.value(kind, fmt, ...)
-  return setmetatable({ kind = kind, code = kind, message = string.format(fmt, ...) },
-    { __name = "relish.Error", __tostring = function(e) return e.message end })
+  return setmetatable({ kind = kind, code = kind, message = string.format(fmt, ...) }, M.MT)
 end
 
 -- usage_for(source) -> usage(fname, msg), which raises "fname: msg" located

@@ -4,6 +4,7 @@
 -- backoff and Retry-After, expect, clients, many, and the effect gate for
 -- writes (POST, PUT, PATCH, DELETE): journaled, planned in a dry-run.
 local _http = require "relish._http"
+local errors = require "relish._errors"
 local gate = require "relish._gate"
 local json = require "relish.json"
 local secret = require "relish.secret"
@@ -23,12 +24,10 @@ local RETRY_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
 local RETRY_KINDS = { connect = true, connection = true }
 local SENSITIVE = { authorization = true, ["proxy-authorization"] = true, cookie = true }
 
-local ErrorMT = { __name = "relish.Error", __tostring = function(e) return e.message end }
-
 local function new_error(kind, message, fields)
   local e = fields or {}
   e.kind, e.code, e.message = kind, kind, message
-  return setmetatable(e, ErrorMT)
+  return setmetatable(e, errors.MT)
 end
 
 -- ---- responses ----------------------------------------------------------------

@@ -1,6 +1,7 @@
 -- relish.task: many waits at once in one thread. Tasks are coroutines run by
 -- the host's event loop: a waiting call (HTTP, sh.run, sleep) inside a task
 -- yields to the others; outside any task it runs the loop until it is done.
+local errors = require "relish._errors"
 local loop = require "relish._loop"
 
 local M = {}
@@ -16,8 +17,6 @@ local function check_seconds(s, what)
   end
 end
 
-local TIMEOUT_MT = { __tostring = function(e) return e.message end, __name = "relish.Error" }
-
 -- with_timeout(seconds, fn, ...) -> fn's results; past the seconds fn's task
 -- is cancelled (its transfers closed, its processes killed) and an error of
 -- kind "timeout" is raised.
@@ -30,8 +29,7 @@ function M.with_timeout(seconds, fn, ...)
   local guard <close> = setmetatable({}, { __close = function() t:cancel() end })
   if not loop.wait_any({ t }, seconds) then
     t:cancel()
-    error(setmetatable({ kind = "timeout", code = "timeout",
-      message = string.format("timed out after %gs", seconds) }, TIMEOUT_MT), 2)
+    error(errors.value("timeout", "timed out after %gs", seconds), 2)
   end
   return t:wait()
 end
