@@ -16,7 +16,6 @@
 
 typedef struct {
   size_t len;
-  char *name;
   char value[];
 } secret_box;
 
@@ -203,7 +202,6 @@ const char *relish_redact(lua_State *L, const char *s, size_t len, size_t *outle
 static void push_secret(lua_State *L, const char *v, size_t len, const char *name) {
   secret_box *s = lua_newuserdatauv(L, sizeof *s + len + 1, 1);
   s->len = len;
-  s->name = NULL;
   memcpy(s->value, v, len);
   s->value[len] = '\0';
   lua_pushstring(L, name ? name : "");
