@@ -210,17 +210,19 @@ local function check_spec(who, spec, level, extra)
   if spec.auth ~= nil then check_auth(who, spec.auth, level + 1) end
 end
 
+-- Whether headers h (or nil) has one named name (lower case), whatever its case.
+local function has_header(h, name)
+  for k in pairs(h or {}) do if k:lower() == name then return true end end
+  return false
+end
+
 -- Checks of the request as it will go, a client's defaults included.
 local function check_request(who, req, level)
   if req.method == "HEAD" and (req.body ~= nil or req.json ~= nil) then
     error(who .. ": a HEAD request has no body", level + 1)
   end
-  if req.auth ~= nil then
-    for k in pairs(req.headers or {}) do
-      if k:lower() == "authorization" then
-        error(who .. ": give auth or an Authorization header, not both", level + 1)
-      end
-    end
+  if req.auth ~= nil and has_header(req.headers, "authorization") then
+    error(who .. ": give auth or an Authorization header, not both", level + 1)
   end
 end
 
@@ -343,11 +345,6 @@ local function json_body(v, who, level)
 end
 
 -- ---- the C options of one request ---------------------------------------------------
-
-local function has_header(h, name)
-  for k in pairs(h or {}) do if k:lower() == name then return true end end
-  return false
-end
 
 local function c_options(req, who, level)
   local o = {
