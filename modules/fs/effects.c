@@ -20,15 +20,16 @@ static int planned(lua_State *L) {
   return 1;
 }
 
-/* Ask the gate, with describe and detail redacted (kept on the stack). */
+/* Ask the gate (which redacts all it keeps or shows); an empty detail is none. */
 static int ask_gate(lua_State *L, const char *kind, const char *target, const char *describe,
                     const char *detail, const char *undo, const char *fp, lua_Integer *id) {
-  size_t n;
-  const char *d = relish_redact(L, describe, strlen(describe), &n);
-  const char *dt =
-      detail != NULL && detail[0] != '\0' ? relish_redact(L, detail, strlen(detail), &n) : NULL;
-  relish_effect e = {
-      .kind = kind, .target = target, .describe = d, .detail = dt, .undo = undo, .fingerprint = fp};
+  const char *dt = detail != NULL && detail[0] != '\0' ? detail : NULL;
+  relish_effect e = {.kind = kind,
+                     .target = target,
+                     .describe = describe,
+                     .detail = dt,
+                     .undo = undo,
+                     .fingerprint = fp};
   return relish_gate_begin(L, &e, id);
 }
 
