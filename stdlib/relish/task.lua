@@ -28,7 +28,6 @@ function M.with_timeout(seconds, fn, ...)
   local t = loop.spawn(fn, ...)
   local guard <close> = setmetatable({}, { __close = function() t:cancel() end })
   if not loop.wait_any({ t }, seconds) then
-    t:cancel()
     error(errors.value("timeout", "timed out after %gs", seconds), 2)
   end
   return t:wait()
@@ -98,9 +97,7 @@ function M.parallel(fns, opts)
     elseif settle then
       results[i] = { ok = false, error = res[2] }
     else
-      for _, other in ipairs(active) do other:cancel() end
-      active = {}
-      error(res[2], 0)
+      error(res[2], 0) -- the guard cancels the others
     end
   end
   return results
