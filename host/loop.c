@@ -229,6 +229,14 @@ static void collect_transfers(void) {
 
 /* ---- waiters ---------------------------------------------------------------- */
 
+/* Takes w's transfer out of the multi handle, if it is in it. */
+static void leave_multi(relish_waiter *w) {
+  if (!w->in_multi || !LP.multi) return;
+  curl_multi_remove_handle(LP.multi, w->easy);
+  w->in_multi = 0;
+  LP.transfers--;
+}
+
 static void link_waiter(relish_waiter *w) {
   w->prev = NULL;
   w->next = LP.waiters;
@@ -250,11 +258,7 @@ static void unlink_waiter(relish_waiter *w) {
     w->orphan = 0;
     LP.norphans--;
   }
-  if (w->in_multi && LP.multi) {
-    curl_multi_remove_handle(LP.multi, w->easy);
-    w->in_multi = 0;
-    LP.transfers--;
-  }
+  leave_multi(w);
 }
 
 static void init_waiter(lua_State *L, relish_waiter *w, int box_idx) {
@@ -299,11 +303,7 @@ void relish_loop_remove(lua_State *L, relish_waiter *w) {
 static void stop_waiter(lua_State *L, relish_waiter *w, int why) {
   if (w->finished || w->outcome != RELISH_WAIT_READY) return;
   w->outcome = why;
-  if (w->in_multi) {
-    curl_multi_remove_handle(LP.multi, w->easy);
-    w->in_multi = 0;
-    LP.transfers--;
-  }
+  leave_multi(w);
   int released = w->ops && w->ops->cancel ? w->ops->cancel(w, now()) : 1;
   relish_waiter_wake(w);
   w->task = NULL;
