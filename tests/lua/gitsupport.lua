@@ -21,6 +21,7 @@
 --   local agent = G.ssh_agent(d, ssh.key) -- agent.sock; agent:stop()
 local sh = require "relish.sh"
 local support = require "support"
+local task = require "relish.task"
 
 local M = {}
 
@@ -184,7 +185,7 @@ function Daemon:stop()
   sh.run { argv = { "kill", tostring(pid) } }
   for _ = 1, 100 do
     if sh.run { argv = { "kill", "-0", tostring(pid) } }.code ~= 0 then return end
-    sh.run { argv = { "sleep", "0.05" } }
+    task.sleep(0.05)
   end
   sh.run { argv = { "kill", "-9", tostring(pid) } }
 end
@@ -207,7 +208,7 @@ function M.daemon(base)
         return setmetatable({ url = string.format("git://127.0.0.1:%d/", port), port = port, pid = pid }, Daemon)
       end
       if pid and sh.run { argv = { "kill", "-0", tostring(pid) } }.code ~= 0 then break end -- lost the port race
-      sh.run { argv = { "sleep", "0.05" } }
+      task.sleep(0.05)
     end
     if pid then setmetatable({ pid = pid }, Daemon):stop() end
   end
@@ -260,7 +261,7 @@ function M.http(base, user, password, certs)
       return setmetatable({ url = string.format("%s://127.0.0.1:%s/", certs and "https" or "http", port), port = tonumber(port),
         pid = tonumber(pid), log = log }, Daemon)
     end
-    sh.run { argv = { "sleep", "0.05" } }
+    task.sleep(0.05)
   end
   error("the git http server did not start: " .. (M.read(log) or ""), 2)
 end
@@ -321,7 +322,7 @@ function M.sshd(base, opts)
           key = key, home = dir .. "/home", log = log }, Daemon)
       end
       if pid and run { "kill", "-0", tostring(pid) }.code ~= 0 then break end -- lost the port race
-      sh.run { argv = { "sleep", "0.05" } }
+      task.sleep(0.05)
     end
     if pid then setmetatable({ pid = pid }, Daemon):stop() end
     why = "sshd did not listen: " .. (M.read(log) or "")
