@@ -776,13 +776,12 @@ static void sh_push_result(lua_State *L, const struct sh_proc *p) {
 
 static void sh_quote_one(luaL_Buffer *b, const char *s, size_t len);
 
-/* Appends argv (the list at idx) quoted for a shell, for plans and output. */
-static void sh_add_command(lua_State *L, luaL_Buffer *b, char **argv) {
+/* Appends argv quoted for a shell, for plans and output. */
+static void sh_add_command(luaL_Buffer *b, char **argv) {
   for (char **a = argv; *a; a++) {
     if (a != argv) luaL_addchar(b, ' ');
     sh_quote_one(b, *a, strlen(*a));
   }
-  (void)L;
 }
 
 /* The undo record {argv = [...], cwd = ...} as JSON text, pushed. */
@@ -843,7 +842,7 @@ static int sh_gate(lua_State *L, int opts, struct sh_proc *p, lua_Integer *actio
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "run ");
-  sh_add_command(L, &b, p->argv);
+  sh_add_command(&b, p->argv);
   if (p->cwd) {
     luaL_addstring(&b, " (in ");
     luaL_addstring(&b, p->cwd);
