@@ -127,9 +127,7 @@ static int l_host_rmtree(lua_State *L) {
 }
 
 static int l_host_now(lua_State *L) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  lua_pushnumber(L, relish_now());
   return 1;
 }
 

@@ -56,7 +56,7 @@ static struct {
 static int anchors_key; /* registry: lightuserdata -> the value kept alive */
 static int anchors_gc(lua_State *L);
 
-static double now(void) {
+double relish_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
@@ -174,7 +174,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 
 static int on_timer(CURLM *multi, long ms, void *userp) {
   (void)multi, (void)userp;
-  LP.curl_at = ms < 0 ? -1 : now() + (double)ms / 1000.0;
+  LP.curl_at = ms < 0 ? -1 : relish_now() + (double)ms / 1000.0;
   return 0;
 }
 
@@ -304,7 +304,7 @@ static void stop_waiter(lua_State *L, relish_waiter *w, int why) {
   if (w->finished || w->outcome != RELISH_WAIT_READY) return;
   w->outcome = why;
   leave_multi(w);
-  int released = w->ops && w->ops->cancel ? w->ops->cancel(w, now()) : 1;
+  int released = w->ops && w->ops->cancel ? w->ops->cancel(w, relish_now()) : 1;
   relish_waiter_wake(w);
   w->task = NULL;
   if (released) {
@@ -348,7 +348,7 @@ static double sooner(double a, double b) { return a < 0 || (b >= 0 && b < a) ? b
  * caller's), and advances every source. Returns 0, or -1 when nothing at all
  * could ever end this wait (no descriptor, no timer, no transfer). */
 static int poll_once(lua_State *L, double limit) {
-  double t0 = now();
+  double t0 = relish_now();
   size_t count = 0, need = LP.nsocks;
   for (relish_waiter *w = LP.waiters; w; w = w->next)
     need += RELISH_WAITER_MAXFD;
@@ -401,7 +401,7 @@ static int poll_once(lua_State *L, double limit) {
       pfd[i].revents = 0;
   }
 
-  double t1 = now();
+  double t1 = relish_now();
   if (LP.multi) {
     int running;
     for (size_t i = 0; i < nsocks && r > 0; i++) {
@@ -599,7 +599,7 @@ static void loop_block(lua_State *L, relish_waiter *w) {
       drain(L);
       break;
     }
-    double deadline = relish_deadline(), t = now();
+    double deadline = relish_deadline(), t = relish_now();
     if (deadline > 0 && t >= deadline) {
       stop_everything(L, RELISH_WAIT_TIMEOUT);
       drain(L);
@@ -751,7 +751,7 @@ static int l_loop_sleep(lua_State *L) {
   timer_box *b = lua_newuserdatauv(L, sizeof *b, 0);
   memset(b, 0, sizeof *b);
   b->w.ops = &timer_ops;
-  b->at = now() + s;
+  b->at = relish_now() + s;
   set_box_mt(L, TIMER_MT);
   relish_loop_add(L, &b->w, 2);
   return relish_loop_wait(L, &b->w, 0, sleep_k);
@@ -822,7 +822,7 @@ static int l_loop_wait_any(lua_State *L) {
   memset(j, 0, sizeof *j);
   j->w.ops = &join_ops;
   j->n = n;
-  j->at = limit < 0 ? -1 : now() + limit;
+  j->at = limit < 0 ? -1 : relish_now() + limit;
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
     j->tasks[i - 1] = lua_touserdata(L, -1);

@@ -37,6 +37,9 @@ int relish_interrupted(void);
 /* Raise the "interrupted" error (kind = "interrupted"). */
 int relish_raise_interrupted(lua_State *L);
 
+/* CLOCK_MONOTONIC now, in seconds: the clock of deadlines and timeouts. */
+double relish_now(void);
+
 /* The current deadline (CLOCK_MONOTONIC seconds) of the running step, or 0:
  * blocking C waits (processes, transfers) should not wait past it. */
 double relish_deadline(void);

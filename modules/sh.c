@@ -80,12 +80,6 @@ struct sh_proc {
 
 /* ---- small helpers ---- */
 
-static double sh_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void sh_close(int *fd) {
   if (*fd >= 0) {
     close(*fd);
@@ -402,7 +396,7 @@ static void sh_opt_rest(lua_State *L, int opts, int box, struct sh_proc *p) {
   p->timeout = sh_opt_seconds(L, opts, "timeout", 0, 0);
   double deadline = relish_deadline(); /* a step's timeout bounds its commands */
   if (deadline > 0) {
-    double left = deadline - sh_now();
+    double left = deadline - relish_now();
     if (left < 0.001) left = 0.001;
     if (p->timeout <= 0 || left < p->timeout) p->timeout = left;
   }
@@ -525,7 +519,7 @@ static int sh_spawn(struct sh_proc *p) {
   sigset_t all, old;
   sigfillset(&all);
   sigprocmask(SIG_BLOCK, &all, &old);
-  p->start = sh_now();
+  p->start = relish_now();
   pid_t pid = fork();
   if (pid == 0) sh_child(p, stdio, rep[1]);
   int fork_errno = errno;

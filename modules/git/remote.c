@@ -416,17 +416,11 @@ int rg_remote_open(git_repository *repo, const char *name, git_remote **out, rg_
 
 /* ---- callbacks: they stash, never raise ---- */
 
-static double monotonic(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int check_stop(rg_net *n) {
   relish_progress_tick();
   if (relish_interrupted()) n->interrupted = 1;
   double d = relish_deadline();
-  if (d > 0 && monotonic() >= d) n->timed_out = 1;
+  if (d > 0 && relish_now() >= d) n->timed_out = 1;
   return n->interrupted || n->timed_out ? GIT_EUSER : 0;
 }
 
@@ -742,7 +736,7 @@ static int reach(rg_net *n, const char *url, rg_status *st) {
   int gai = getaddrinfo(host, port, &hints, &res);
   if (gai != 0) return rg_set(st, "network", "cannot resolve %s: %s", host, gai_strerror(gai));
   int err = ETIMEDOUT, ok = 0;
-  double until = monotonic() + CONNECT_WAIT, d = relish_deadline();
+  double until = relish_now() + CONNECT_WAIT, d = relish_deadline();
   if (d > 0 && d < until) until = d;
   for (struct addrinfo *a = res; a != NULL && !ok && !n->interrupted && !n->timed_out;
        a = a->ai_next) {
@@ -758,10 +752,10 @@ static int reach(rg_net *n, const char *url, rg_status *st) {
     } else {
       for (;;) {
         struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        double left = until - monotonic();
+        double left = until - relish_now();
         if (left <= 0) {
           err = ETIMEDOUT;
-          if (d > 0 && monotonic() >= d) n->timed_out = 1;
+          if (d > 0 && relish_now() >= d) n->timed_out = 1;
           break;
         }
         int r = poll(&pfd, 1, left > 0.1 ? 100 : (int)(left * 1000) + 1);
