@@ -470,7 +470,7 @@ function M.release(repo, opts)
     if not v then
       return nil, errors.value("invalid", "changelog.release: version %q is not a semantic version", tostring(opts.version))
     end
-    forced = semver.parse(tostring(v))
+    forced = v -- copied, prefix-free, with the other versions below
   end
   local prev_tag, prev_v, from = nil, nil, opts.from
   if from == nil then
