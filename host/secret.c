@@ -131,7 +131,11 @@ static char *json_escape(const char *v, size_t len, int ascii, size_t *outlen) {
  * does), each as most encoders write it and with non-ASCII as \u escapes. */
 static void remember(const char *v, size_t len) {
   remember_form(v, len);
-  for (int ascii = 0; ascii <= 1; ascii++) {
+  /* the \u forms differ from the plain ones only for a non-ASCII value */
+  int non_ascii = 0;
+  for (size_t i = 0; i < len && !non_ascii; i++)
+    non_ascii = (unsigned char)v[i] >= 0x80;
+  for (int ascii = 0; ascii <= non_ascii; ascii++) {
     size_t n1 = 0, n2 = 0;
     char *once = json_escape(v, len, ascii, &n1);
     char *twice = once ? json_escape(once, n1, ascii, &n2) : NULL;
