@@ -339,9 +339,7 @@ function M.set_image(text, opts)
     local repo = M.split_image(old)
     image = opts.tag and (repo .. ":" .. opts.tag) or (repo .. "@" .. opts.digest)
   end
-  local out, prev, info = M.set(text, where.path, image, { document = where.document })
-  if not out then return nil, prev end
-  return out, prev, info
+  return M.set(text, where.path, image, { document = where.document })
 end
 
 local KUSTOMIZE_FIELDS = { name = true, tag = true, new_name = true, digest = true }
