@@ -282,9 +282,11 @@ local function find_container(text, opts)
       for _, base in ipairs(CONTAINER_LISTS) do
         local spec = walk(doc, base)
         local hit
-        for _, list in ipairs { "containers", "initContainers" } do
-          local p = concat(base, { list, "name=" .. opts.container, "image" })
-          if type(spec) == "table" and walk(doc, p) ~= nil then hit = p break end
+        if type(spec) == "table" then
+          for _, list in ipairs { "containers", "initContainers" } do
+            local tail = { list, "name=" .. opts.container, "image" }
+            if walk(spec, tail) ~= nil then hit = concat(base, tail) break end
+          end
         end
         if hit then found[#found + 1] = { document = d, path = hit, kind = doc.kind } break end
       end
