@@ -783,6 +783,18 @@ static int l_loop_spawn(lua_State *L) {
   return 1;
 }
 
+/* Pushes a join of n tasks (filled in by the caller) that gives up at `at`
+ * (< 0: never). */
+static join_box *push_join(lua_State *L, int n, double at) {
+  join_box *j = lua_newuserdatauv(L, sizeof *j + (size_t)n * sizeof(task *), 0);
+  memset(j, 0, sizeof *j);
+  j->w.ops = &join_ops;
+  j->n = n;
+  j->at = at;
+  set_box_mt(L, JOIN_MT);
+  return j;
+}
+
 static int join_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status, (void)ctx;
   join_box *j = lua_touserdata(L, 3);
@@ -818,17 +830,12 @@ static int l_loop_wait_any(lua_State *L) {
     }
     if (t == LP.current) return luaL_error(L, "a task cannot wait for itself");
   }
-  join_box *j = lua_newuserdatauv(L, sizeof *j + (size_t)n * sizeof(task *), 0);
-  memset(j, 0, sizeof *j);
-  j->w.ops = &join_ops;
-  j->n = n;
-  j->at = limit < 0 ? -1 : relish_now() + limit;
+  join_box *j = push_join(L, n, limit < 0 ? -1 : relish_now() + limit);
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
     j->tasks[i - 1] = lua_touserdata(L, -1);
     lua_pop(L, 1);
   }
-  set_box_mt(L, JOIN_MT);
   relish_loop_add(L, &j->w, 3);
   if (n == 0 && limit < 0) {
     j->w.finished = 1;
@@ -888,13 +895,8 @@ static int l_task_wait(lua_State *L) {
     return task_wait_k(L, LUA_OK, 0);
   }
   if (t == LP.current) return luaL_error(L, "a task cannot wait for itself");
-  join_box *j = lua_newuserdatauv(L, sizeof *j + sizeof(task *), 0);
-  memset(j, 0, sizeof *j);
-  j->w.ops = &join_ops;
-  j->n = 1;
-  j->at = -1;
+  join_box *j = push_join(L, 1, -1);
   j->tasks[0] = t;
-  set_box_mt(L, JOIN_MT);
   relish_loop_add(L, &j->w, 2);
   return relish_loop_wait(L, &j->w, 0, task_wait_k);
 }
