@@ -1,7 +1,9 @@
-/* gate.c: the one door every effect goes through. In a run it journals the
- * action durably before it happens, plans it instead in a dry-run, checks it
- * against a saved plan, and marks it done or failed afterwards; outside a run
- * it just lets the effect act. Fault injection (RELISH_FAULT) lives here. */
+/* gate.c: the one door every effect goes through. Modules register effect
+ * kinds (providers: apply, plan, undo, the undo record's fields); the gate
+ * runs the same protocol for every kind: refuse where no effect may happen,
+ * check a saved plan, journal the action and its undo record durably before
+ * acting, plan instead in a dry-run, mark it done or failed. Undo is
+ * dispatched by registration. Fault injection (RELISH_FAULT) lives here. */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -11,12 +13,15 @@
 
 #include "hostint.h"
 
-enum { MODE_NONE, MODE_CAPTURE, MODE_RUN };
+/* CLOSED: no effect may happen (a recipe file is being loaded). */
+enum { MODE_NONE, MODE_CAPTURE, MODE_RUN, MODE_CLOSED };
 
 static struct {
   int mode, dry_run;
   int capture_ref; /* capture: list of effect records */
   int journal_ref, sink_ref, expect_ref, touched_ref;
+  int providers_ref, encode_ref; /* kind -> provider table; relish.json.encode */
+  char closed_why[256];
   relish_journal *journal;
   char run_id[64];
   lua_Integer step, seq, expect_pos;
@@ -25,7 +30,9 @@ static struct {
        .journal_ref = LUA_NOREF,
        .sink_ref = LUA_NOREF,
        .expect_ref = LUA_NOREF,
-       .touched_ref = LUA_NOREF};
+       .touched_ref = LUA_NOREF,
+       .providers_ref = LUA_NOREF,
+       .encode_ref = LUA_NOREF};
 
 static void parse_faults(void) {
   G.crash_before = G.crash_after = 0;
@@ -55,7 +62,8 @@ int relish_gate_dry_run(lua_State *L) {
 }
 
 /* Pushes a table describing the action (for the sink and the capture list). */
-static void push_action(lua_State *L, const relish_effect *e, lua_Integer seq, const char *status) {
+static void push_action(lua_State *L, const relish_action_row *e, lua_Integer seq,
+                        const char *status) {
   lua_createtable(L, 0, 9);
   lua_pushinteger(L, seq);
   lua_setfield(L, -2, "seq");
@@ -111,15 +119,13 @@ static int touch(lua_State *L, const char *target) {
 }
 
 /* A saved plan expects this action next: same kind, target and fingerprint. */
-static void check_expected(lua_State *L, const relish_effect *e, int touched) {
+static void check_expected(lua_State *L, const relish_action_row *e, int touched) {
   if (G.expect_ref == LUA_NOREF) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, G.expect_ref);
   int list = lua_gettop(L);
   G.expect_pos++;
   relish_push_error(L, "drift", "");
   int err = lua_gettop(L);
-  lua_pushinteger(L, 3);
-  lua_setfield(L, err, "exit_hint");
   if (lua_geti(L, list, G.expect_pos) != LUA_TTABLE) {
     lua_pushfstring(L, "the plan has no action %d, but the recipe now does %s %s",
                     (int)G.expect_pos, e->kind, e->target);
@@ -150,37 +156,36 @@ static void check_expected(lua_State *L, const relish_effect *e, int touched) {
   lua_error(L);
 }
 
-int relish_gate_begin(lua_State *L, const relish_effect *e, lua_Integer *id) {
+/* Journals (or plans, or captures) the action row; record is the stack
+ * index of its undo record table, or 0. Returns ACT or PLANNED. */
+enum { GATE_ACT = 1, GATE_PLANNED = 2 };
+
+static int gate_begin(lua_State *L, const relish_action_row *e, int record, lua_Integer *id) {
   *id = 0;
-  if (G.mode == MODE_NONE) return RELISH_GATE_ACT;
+  if (G.mode == MODE_NONE) return GATE_ACT;
+  if (G.mode == MODE_CLOSED)
+    return relish_raise(L, "effect", "%s %s: %s", e->kind, e->target, G.closed_why);
   int top = lua_gettop(L);
   luaL_checkstack(L, 16, "gate");
-  /* everything the gate keeps or shows is redacted */
-  relish_effect r = *e;
-  r.target = relish_redact(L, e->target ? e->target : "", e->target ? strlen(e->target) : 0, NULL);
-  r.describe =
-      relish_redact(L, e->describe ? e->describe : "", e->describe ? strlen(e->describe) : 0, NULL);
+  /* what the gate shows or keeps for display is redacted; the undo record
+   * is kept as it is (providers keep secret values out of it) */
+  relish_action_row r = *e;
+  r.target = relish_redact(L, e->target, strlen(e->target), NULL);
+  r.describe = relish_redact(L, e->describe, strlen(e->describe), NULL);
   if (e->detail) r.detail = relish_redact(L, e->detail, strlen(e->detail), NULL);
-  if (e->undo) r.undo = relish_redact(L, e->undo, strlen(e->undo), NULL);
   const char *status = G.dry_run ? "planned" : "pending";
 
   if (G.mode == MODE_CAPTURE) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, G.capture_ref);
     push_action(L, &r, (lua_Integer)luaL_len(L, -1) + 1, status);
-    if (e->undo) { /* decoded, so tests can hand it to MOD.undo */
-      lua_getglobal(L, "require");
-      lua_pushliteral(L, "relish.json");
-      lua_call(L, 1, 1);
-      lua_getfield(L, -1, "decode");
-      lua_pushstring(L, e->undo);
-      lua_call(L, 1, 1);
-      lua_setfield(L, -3, "undo");
-      lua_pop(L, 1);
+    if (record) { /* as the undo will get it, for tests */
+      lua_pushvalue(L, record);
+      lua_setfield(L, -2, "undo");
     }
     *id = (lua_Integer)luaL_len(L, -2) + 1;
     lua_seti(L, -2, *id);
     lua_settop(L, top);
-    return G.dry_run ? RELISH_GATE_PLANNED : RELISH_GATE_ACT;
+    return G.dry_run ? GATE_PLANNED : GATE_ACT;
   }
 
   check_expected(L, &r, touch(L, r.target));
@@ -196,9 +201,9 @@ int relish_gate_begin(lua_State *L, const relish_effect *e, lua_Integer *id) {
   push_action(L, &r, *id, status);
   emit(L, G.dry_run ? "action_planned" : "action_started", lua_gettop(L), NULL);
   lua_settop(L, top);
-  if (G.dry_run) return RELISH_GATE_PLANNED;
+  if (G.dry_run) return GATE_PLANNED;
   if (G.crash_before && G.count == G.crash_before) crash_now();
-  return RELISH_GATE_ACT;
+  return GATE_ACT;
 }
 
 static void finish(lua_State *L, lua_Integer id, const char *status, const char *result,
@@ -242,12 +247,195 @@ static void finish(lua_State *L, lua_Integer id, const char *status, const char 
   lua_settop(L, top);
 }
 
+static void gate_done(lua_State *L, lua_Integer id) { finish(L, id, "done", NULL, NULL); }
+
+static void gate_failed(lua_State *L, lua_Integer id, const char *message) {
+  finish(L, id, "failed", NULL, message ? message : "failed");
+}
+
+/* ---- providers ---------------------------------------------------------- */
+
+static void push_providers(lua_State *L) {
+  if (G.providers_ref == LUA_NOREF) {
+    lua_newtable(L);
+    G.providers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, G.providers_ref);
+}
+
+/* Pushes the provider table of kind, or nil. */
+static int push_provider(lua_State *L, const char *kind) {
+  push_providers(L);
+  int t = lua_getfield(L, -1, kind);
+  lua_remove(L, -2);
+  return t == LUA_TTABLE;
+}
+
+static void set_fn(lua_State *L, const char *name, lua_CFunction fn) {
+  if (fn == NULL) return;
+  lua_pushcfunction(L, fn);
+  lua_setfield(L, -2, name);
+}
+
+void relish_effect_register(lua_State *L, const char *module, const relish_provider *providers) {
+  luaL_checkstack(L, 8, "effect register");
+  push_providers(L);
+  for (const relish_provider *p = providers; p->kind != NULL; p++) {
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, module);
+    lua_setfield(L, -2, "module");
+    set_fn(L, "apply", p->apply);
+    set_fn(L, "plan", p->plan);
+    set_fn(L, "undo", p->undo);
+    lua_newtable(L);
+    for (lua_Integer i = 0; p->fields != NULL && p->fields[i] != NULL; i++) {
+      lua_pushstring(L, p->fields[i]);
+      lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "fields");
+    lua_setfield(L, -2, p->kind);
+  }
+  lua_pop(L, 1);
+}
+
+/* The first field of the provider at prov that the record at rec lacks, or
+ * NULL (the name stays alive in the provider's fields list). */
+static const char *missing_field(lua_State *L, int prov, int rec) {
+  const char *missing = NULL;
+  lua_getfield(L, prov, "fields");
+  for (lua_Integer i = 1; missing == NULL && lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
+    if (lua_getfield(L, rec, lua_tostring(L, -1)) == LUA_TNIL) missing = lua_tostring(L, -2);
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 2);
+  return missing;
+}
+
+/* Encodes the undo record at rec with relish.json (the one codec), pushing
+ * the text; raises naming the action when it cannot be encoded. */
+static const char *encode_record(lua_State *L, const relish_action *a, int rec) {
+  if (G.encode_ref == LUA_NOREF) {
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "relish.json");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "encode");
+    G.encode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, G.encode_ref);
+  lua_pushvalue(L, rec);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    const char *why = lua_tostring(L, -1);
+    relish_raise(L, "effect", "%s %s: cannot journal its undo record: %s", a->kind, a->target,
+                 why ? why : "not encodable");
+  }
+  return lua_tostring(L, -1);
+}
+
+static int error_text(lua_State *L, int idx, const char **out) {
+  if (lua_type(L, idx) == LUA_TTABLE && lua_getfield(L, idx, "message") == LUA_TSTRING) {
+    *out = lua_tostring(L, -1);
+    return 1;
+  }
+  if (lua_type(L, idx) == LUA_TTABLE) lua_pop(L, 1);
+  *out = luaL_tolstring(L, idx, NULL);
+  return 1;
+}
+
+/* After apply: done with its results, or failed and its error raised again. */
+static int run_k(lua_State *L, int status, lua_KContext ctx) {
+  int base = (int)ctx;
+  lua_Integer id = lua_tointeger(L, base);
+  if (status == LUA_OK || status == LUA_YIELD) {
+    gate_done(L, id);
+    return lua_gettop(L) - base;
+  }
+  int err = lua_gettop(L);
+  const char *msg;
+  error_text(L, err, &msg);
+  gate_failed(L, id, msg);
+  lua_settop(L, err);
+  return lua_error(L);
+}
+
+int relish_effect_run(lua_State *L, const relish_action *a) {
+  luaL_checkstack(L, 24, "effect");
+  int rec = a->record ? lua_absindex(L, a->record) : 0;
+  int arg = a->arg ? lua_absindex(L, a->arg) : 0;
+  if (a->kind == NULL || !push_provider(L, a->kind))
+    return luaL_error(L, "effect kind '%s' is not registered", a->kind ? a->kind : "(null)");
+  int prov = lua_gettop(L);
+  if (a->target == NULL) return luaL_error(L, "effect %s: no target", a->kind);
+  relish_action_row row = {.kind = a->kind,
+                           .target = a->target,
+                           .describe = a->describe ? a->describe : a->target,
+                           .detail = a->detail,
+                           .fingerprint = a->fingerprint};
+  lua_getfield(L, prov, "module");
+  row.provider = lua_tostring(L, -1);
+  if (rec) {
+    if (!lua_istable(L, rec)) return luaL_error(L, "effect %s: the undo record must be a table", a->kind);
+    const char *missing = missing_field(L, prov, rec);
+    if (missing) return luaL_error(L, "effect %s: the undo record has no '%s'", a->kind, missing);
+    if (lua_getfield(L, prov, "undo") == LUA_TNIL) rec = 0; /* an irreversible kind */
+    lua_pop(L, 1);
+  }
+  if (rec && (G.mode == MODE_RUN || G.mode == MODE_CAPTURE)) row.undo = encode_record(L, a, rec);
+  lua_Integer id;
+  if (gate_begin(L, &row, rec, &id) == GATE_PLANNED) {
+    int base = lua_gettop(L);
+    if (lua_getfield(L, prov, "plan") == LUA_TNIL) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    if (arg)
+      lua_pushvalue(L, arg);
+    else
+      lua_pushnil(L);
+    lua_call(L, 1, LUA_MULTRET);
+    return lua_gettop(L) - base;
+  }
+  lua_pushinteger(L, id);
+  int base = lua_gettop(L);
+  lua_getfield(L, prov, "apply");
+  if (arg)
+    lua_pushvalue(L, arg);
+  else
+    lua_pushnil(L);
+  return run_k(L, lua_pcallk(L, 1, LUA_MULTRET, 0, (lua_KContext)base, run_k), (lua_KContext)base);
+}
+
+/* ---- TRANSITIONAL: the old hand-coded protocol, until every module is a
+ * provider ---------------------------------------------------------------- */
+
+int relish_gate_begin(lua_State *L, const relish_effect *e, lua_Integer *id) {
+  relish_action_row row = {.kind = e->kind,
+                           .target = e->target ? e->target : "",
+                           .describe = e->describe ? e->describe : (e->target ? e->target : ""),
+                           .detail = e->detail,
+                           .fingerprint = e->fingerprint,
+                           .undo = e->undo};
+  int top = lua_gettop(L), rec = 0;
+  if (G.mode == MODE_CAPTURE && e->undo) {
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "relish.json");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "decode");
+    lua_pushstring(L, e->undo);
+    lua_call(L, 1, 1);
+    rec = lua_gettop(L);
+  }
+  int r = gate_begin(L, &row, rec, id);
+  lua_settop(L, top);
+  return r == GATE_PLANNED ? RELISH_GATE_PLANNED : RELISH_GATE_ACT;
+}
+
 void relish_gate_done(lua_State *L, lua_Integer id, const char *result_json) {
   finish(L, id, "done", result_json, NULL);
 }
 
 void relish_gate_failed(lua_State *L, lua_Integer id, const char *message) {
-  finish(L, id, "failed", NULL, message ? message : "failed");
+  gate_failed(L, id, message);
 }
 
 /* ---- the Lua door: relish._gate ---------------------------------------- */
@@ -259,8 +447,136 @@ static const char *opt_field(lua_State *L, int t, const char *k) {
   return s; /* left on the stack, so it stays alive */
 }
 
-/* begin{kind=, target=, describe=, detail=, undo=<json text>, fingerprint=}
- * -> "act", id | "planned" */
+static void opt_function(lua_State *L, int spec, int into, const char *k, int required) {
+  int t = lua_getfield(L, spec, k);
+  if (t == LUA_TNIL && !required) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (t != LUA_TFUNCTION) luaL_error(L, "effect.register: %s must be a function", k);
+  lua_setfield(L, into, k);
+}
+
+/* register{kind=, module=, apply=, plan=, undo=, fields={...}} */
+static int l_gate_register(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  const char *kind = opt_field(L, 1, "kind");
+  if (!kind || !strchr(kind, '.') || kind[0] == '.')
+    return luaL_error(L, "effect.register: kind must be a string 'module.verb'");
+  const char *module = opt_field(L, 1, "module");
+  lua_createtable(L, 0, 5);
+  int into = lua_gettop(L);
+  if (module) {
+    lua_pushstring(L, module);
+    lua_setfield(L, into, "module");
+  }
+  opt_function(L, 1, into, "apply", 1);
+  opt_function(L, 1, into, "plan", 0);
+  opt_function(L, 1, into, "undo", 0);
+  lua_newtable(L);
+  if (lua_getfield(L, 1, "fields") != LUA_TNIL) {
+    luaL_argexpected(L, lua_istable(L, -1), 1, "fields as a list of names");
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
+      if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "effect.register: fields must be a list of names");
+      lua_rawseti(L, -3, i);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  lua_setfield(L, into, "fields");
+  push_providers(L);
+  lua_pushvalue(L, into);
+  lua_setfield(L, -2, kind);
+  return 0;
+}
+
+/* run(kind, {target=, describe=, detail=, fingerprint=, record=}, arg) ->
+ * apply's results, or plan's in a dry-run */
+static int l_gate_run(lua_State *L) {
+  const char *kind = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 3);
+  relish_action a = {.kind = kind, .arg = 3};
+  a.target = opt_field(L, 2, "target");
+  a.describe = opt_field(L, 2, "describe");
+  a.detail = opt_field(L, 2, "detail");
+  a.fingerprint = opt_field(L, 2, "fingerprint");
+  if (a.target == NULL) return luaL_error(L, "effect %s: target is required", kind);
+  int t = lua_getfield(L, 2, "record");
+  if (t != LUA_TNIL && t != LUA_TTABLE) return luaL_error(L, "effect %s: record must be a table", kind);
+  if (t == LUA_TTABLE) a.record = lua_gettop(L);
+  return relish_effect_run(L, &a);
+}
+
+/* undo(kind, record [, module]): the undo of one journaled action, found by
+ * registration (loading module first when the kind is not registered yet). */
+static int l_gate_undo(lua_State *L) {
+  const char *kind = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  const char *module = luaL_optstring(L, 3, NULL);
+  lua_settop(L, 3);
+  if (!push_provider(L, kind) && module != NULL) {
+    lua_pop(L, 1);
+    lua_getglobal(L, "require");
+    lua_pushvalue(L, 3);
+    lua_call(L, 1, 0);
+    push_provider(L, kind);
+  }
+  int prov = lua_gettop(L);
+  if (!lua_istable(L, prov)) {
+    /* TRANSITIONAL: kinds journaled through the old protocol */
+    const char *dot = strchr(kind, '.');
+    lua_getglobal(L, "require");
+    lua_pushfstring(L, "relish.%s", lua_pushlstring(L, kind, dot ? (size_t)(dot - kind) : 0));
+    lua_remove(L, -2);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1) &&
+        lua_getfield(L, -1, "undo") == LUA_TFUNCTION) {
+      lua_pushvalue(L, 1);
+      lua_pushvalue(L, 2);
+      lua_call(L, 2, 1);
+      return 1;
+    }
+    return relish_raise(L, "undo",
+                        "no undo is registered for effect kind '%s' (a recipe's own kinds "
+                        "are registered by effect.define at the top of the recipe)",
+                        kind);
+  }
+  if (lua_getfield(L, prov, "undo") != LUA_TFUNCTION)
+    return relish_raise(L, "undo", "effect kind '%s' is irreversible", kind);
+  const char *missing = missing_field(L, prov, 2);
+  if (missing) return relish_raise(L, "undo", "malformed %s undo record: no '%s'", kind, missing);
+  lua_pushvalue(L, 2);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* registered(kind) -> the provider's module (or true), or nil */
+static int l_gate_registered(lua_State *L) {
+  if (!push_provider(L, luaL_checkstring(L, 1))) return 1;
+  if (lua_getfield(L, -1, "module") == LUA_TNIL) lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* close(why) / close(nil): while closed, every effect raises why (a recipe
+ * file being loaded may not act). Returns what it replaced. */
+static int l_gate_close(lua_State *L) {
+  const char *why = luaL_optstring(L, 1, NULL);
+  int was = G.mode == MODE_CLOSED;
+  if (why != NULL) {
+    if (G.mode != MODE_NONE && G.mode != MODE_CLOSED)
+      return luaL_error(L, "gate.close: a run or capture is active");
+    snprintf(G.closed_why, sizeof G.closed_why, "%s", why);
+    G.mode = MODE_CLOSED;
+  } else if (G.mode == MODE_CLOSED) {
+    G.mode = MODE_NONE;
+  }
+  lua_pushboolean(L, was);
+  return 1;
+}
+
+/* TRANSITIONAL: begin/done/failed for Lua code not yet on providers. */
 static int l_gate_begin(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   relish_effect e;
@@ -418,11 +734,21 @@ static int l_gate_state(lua_State *L) {
 }
 
 int luaopen_relish__gate(lua_State *L) {
-  static const luaL_Reg fns[] = {{"begin", l_gate_begin},       {"done", l_gate_done},
-                                 {"failed", l_gate_failed},     {"capture", l_gate_capture},
-                                 {"set_run", l_gate_set_run},   {"clear_run", l_gate_clear_run},
-                                 {"set_step", l_gate_set_step}, {"expect_left", l_gate_expect_left},
-                                 {"state", l_gate_state},       {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"register", l_gate_register},
+                                 {"run", l_gate_run},
+                                 {"undo", l_gate_undo},
+                                 {"registered", l_gate_registered},
+                                 {"close", l_gate_close},
+                                 {"begin", l_gate_begin},
+                                 {"done", l_gate_done},
+                                 {"failed", l_gate_failed},
+                                 {"capture", l_gate_capture},
+                                 {"set_run", l_gate_set_run},
+                                 {"clear_run", l_gate_clear_run},
+                                 {"set_step", l_gate_set_step},
+                                 {"expect_left", l_gate_expect_left},
+                                 {"state", l_gate_state},
+                                 {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;
 }

@@ -55,8 +55,13 @@ int luaopen_relish__loop(lua_State *L);
 /* journal.c: what the gate writes. Each returns 0, or -1 with *err malloc'd. */
 typedef struct relish_journal relish_journal;
 relish_journal *relish_journal_check(lua_State *L, int idx);
+/* An action row as the gate journals it (display fields already redacted). */
+typedef struct {
+  const char *kind, *provider, *target, *describe, *detail, *fingerprint;
+  const char *undo; /* the encoded undo record; NULL: irreversible */
+} relish_action_row;
 int relish_journal_action_begin(relish_journal *j, const char *run_id, lua_Integer step,
-                                lua_Integer seq, const relish_effect *e, const char *status,
+                                lua_Integer seq, const relish_action_row *e, const char *status,
                                 int durable, char **err);
 int relish_journal_action_end(relish_journal *j, const char *run_id, lua_Integer seq,
                               const char *status, const char *result, const char *error,

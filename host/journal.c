@@ -207,13 +207,13 @@ static int fail_with(relish_journal *j, char **err) {
 }
 
 int relish_journal_action_begin(relish_journal *j, const char *run_id, lua_Integer step,
-                                lua_Integer seq, const relish_effect *e, const char *status,
+                                lua_Integer seq, const relish_action_row *e, const char *status,
                                 int durable, char **err) {
   if (!j->ins &&
       sqlite3_prepare_v2(j->db,
                          "INSERT INTO actions (run_id, seq, step, kind, target, describe, detail,"
-                         " undo, fingerprint, irreversible, status, started_at)"
-                         " VALUES (?,?,?,?,?,?,?,?,?,?,?, strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
+                         " undo, fingerprint, irreversible, status, provider, started_at)"
+                         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?, strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
                          -1, &j->ins, NULL) != SQLITE_OK)
     return fail_with(j, err);
   /* the pending row must be on disk before the action starts (syncing the
@@ -241,6 +241,10 @@ int relish_journal_action_begin(relish_journal *j, const char *run_id, lua_Integ
     sqlite3_bind_null(st, 9);
   sqlite3_bind_int(st, 10, e->undo == NULL);
   sqlite3_bind_text(st, 11, status, -1, SQLITE_STATIC);
+  if (e->provider)
+    sqlite3_bind_text(st, 12, e->provider, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, 12);
   int rc = sqlite3_step(st);
   sqlite3_clear_bindings(st);
   sqlite3_reset(st);

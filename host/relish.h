@@ -71,45 +71,82 @@ void relish_need_git(void);
 /* Path of the running relish executable. */
 const char *relish_exe_path(void);
 
-/* ---- the effect gate ----------------------------------------------------
- * Every operation that changes the world goes through the gate:
+/* ---- effects: providers run by the gate ---------------------------------
+ * Every operation that changes the world is an effect of a registered kind.
+ * A module registers each kind once (at luaopen) with what only it knows:
  *
- *   relish_effect e = {.kind = "fs.write", .target = path, .describe = "...",
- *                      .undo = undo_json, .fingerprint = fp};
- *   lua_Integer id;
- *   switch (relish_gate_begin(L, &e, &id)) {
- *   case RELISH_GATE_PLANNED: return planned_result(L);  // dry-run: do not act
- *   case RELISH_GATE_ACT: break;
- *   }
- *   ... act; on failure: relish_gate_failed(L, id, msg); return relish_fail(...)
- *   relish_gate_done(L, id, NULL);
+ *   apply(arg)    acts; returns its results, or raises a structured error
+ *                 (relish_raise) when it fails. May yield (a process, a
+ *                 transfer) like any lua_CFunction with a continuation.
+ *   plan(arg)     dry-run: adds the effect to the module's dry-run view and
+ *                 returns the planned results. NULL: returns true.
+ *   undo(record)  reverses one journaled action from its undo record (a
+ *                 table); acts directly, never through the gate; raises when
+ *                 it cannot. Must be right whether or not the action took
+ *                 effect (an action left in doubt by a crash). NULL: the kind
+ *                 is irreversible.
+ *   fields        the fields every undo record of the kind has (checked
+ *                 when the action is journaled and again before its undo).
  *
- * Before returning ACT the action (with its undo record) is durable in the
- * journal; outside a run (relish lua) there is no journal and the gate always
- * says ACT. relish_gate_begin raises (a Lua error) when the journal cannot be
- * written or a saved plan does not match, so call it before acquiring C
- * resources. Undo: an effect of kind "MOD.verb" is undone by calling
- * require("relish.MOD").undo(kind, record) with the decoded undo record; the
- * undo must be correct whether or not the action took effect (in doubt). */
+ * A Lua-called function of the module checks its arguments, reads the live
+ * state, builds the action (target, redacted-at-display description, detail,
+ * fingerprint, undo record as a Lua table) and ends with
+ *
+ *   return relish_effect_run(L, &action);
+ *
+ * The gate owns the protocol, the same for every kind: it refuses effects
+ * where none may happen (a recipe being loaded), checks a saved plan's next
+ * action and fingerprint, encodes the undo record once (relish.json) and
+ * journals the action durably before it acts; in a dry-run it calls plan
+ * instead of apply; afterwards it marks the action done, or failed and
+ * re-raises apply's error. Descriptions are redacted for display; undo
+ * records are never redacted as text, so a provider keeps secret values out
+ * of them by structure (the source of a secret, never its value). Outside a
+ * run (relish lua) apply runs directly. See docs/internals.md. */
 typedef struct {
-  const char *kind;        /* "fs.write": module "." verb */
+  const char *kind;          /* "fs.write": module "." verb */
+  lua_CFunction apply;       /* required */
+  lua_CFunction plan;        /* optional */
+  lua_CFunction undo;        /* optional: NULL = irreversible */
+  const char *const *fields; /* optional, NULL-terminated */
+} relish_provider;
+
+/* Registers providers (an array ended by {NULL}) as kinds of module (the
+ * name require loads, "relish.fs": a rollback in another process loads it
+ * to find the undo). Registering a kind again replaces it. */
+void relish_effect_register(lua_State *L, const char *module, const relish_provider *providers);
+
+typedef struct {
+  const char *kind;        /* a registered kind */
   const char *target;      /* what it acts on: a path, a URL, a ref */
-  const char *describe;    /* one line for people (the gate redacts secrets) */
-  const char *detail;      /* optional multi-line detail for plans, e.g. a unified diff */
-  const char *undo;        /* JSON object text: the undo record; NULL = irreversible */
-  const char *fingerprint; /* precondition: what the live state looked like, or NULL */
-} relish_effect;
+  const char *describe;    /* one line for people; NULL: the target */
+  const char *detail;      /* optional multi-line detail for plans (a diff) */
+  const char *fingerprint; /* the live state it was computed from, or NULL */
+  int record;              /* stack index of the undo record table; 0: none */
+  int arg;                 /* stack index of the value apply/plan get; 0: nil */
+} relish_action;
 
-enum { RELISH_GATE_ACT = 1, RELISH_GATE_PLANNED = 2 };
+/* Runs the action through the gate and returns the number of results on the
+ * stack (apply's or plan's). Call it last: `return relish_effect_run(L, &a);`
+ * (it may yield, and it raises apply's error after marking the action
+ * failed). Everything the action points at must stay alive on the stack. */
+int relish_effect_run(lua_State *L, const relish_action *a);
 
-int relish_gate_begin(lua_State *L, const relish_effect *e, lua_Integer *id);
-void relish_gate_done(lua_State *L, lua_Integer id, const char *result_json);
-void relish_gate_failed(lua_State *L, lua_Integer id, const char *message);
 /* True while a dry-run is in progress. */
 int relish_gate_dry_run(lua_State *L);
 /* Changes at the start of every run (and test capture): state a module keeps
  * for one run is stale once it differs from what the module saw. */
 lua_Integer relish_gate_session(void);
+
+/* TRANSITIONAL, removed once fs, sh, git move onto providers: the old
+ * hand-coded protocol (begin, act, done/failed). Do not use in new code. */
+typedef struct {
+  const char *kind, *target, *describe, *detail, *undo, *fingerprint;
+} relish_effect;
+enum { RELISH_GATE_ACT = 1, RELISH_GATE_PLANNED = 2 };
+int relish_gate_begin(lua_State *L, const relish_effect *e, lua_Integer *id);
+void relish_gate_done(lua_State *L, lua_Integer id, const char *result_json);
+void relish_gate_failed(lua_State *L, lua_Integer id, const char *message);
 
 /* ---- secrets -------------------------------------------------------------
  * Secrets are userdata ("relish.Secret") that print as "***". Modules accept

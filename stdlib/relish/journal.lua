@@ -70,6 +70,8 @@ local MIGRATIONS = {
     expires_at REAL NOT NULL       -- unix time
   );
   ]],
+  -- the module that registered an action's effect kind, loaded to undo it
+  [[ ALTER TABLE actions ADD COLUMN provider TEXT; ]],
 }
 
 -- Turns a state URL into a path: sqlite:PATH or a plain path.
