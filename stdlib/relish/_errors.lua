@@ -33,4 +33,29 @@ function M.invalid(msg)
   error({ kind = "usage", exit = 2, message = msg }, 0)
 end
 
+-- Failures try never swallows: a stop (Ctrl-C, a deadline, a cancelled
+-- task), a saved plan that no longer matches, a journal that cannot be
+-- written, and bad input from a user.
+local PASS = { interrupted = true, cancelled = true, timeout = true, deadlock = true, drift = true,
+  journal = true, usage = true }
+
+local function caught(ok, ...)
+  if ok then return ... end
+  local e = ...
+  if type(e) == "table" and type(e.kind) == "string" and not PASS[e.kind] then return nil, e end
+  error(e, 0)
+end
+
+-- try(fn, ...) -> fn's results, or nil, err when fn fails with a structured
+-- error: the one non-raising form, the same for every module
+-- (`local r, err = try(fs.read, path)`, `try(repo.push, repo, "origin")`).
+-- Misuse (a plain error) and stops are raised again.
+function M.try(fn, ...)
+  if type(fn) ~= "function" then
+    local mt = getmetatable(fn)
+    if not (mt and mt.__call) then error("try: expected a function, got " .. type(fn), 2) end
+  end
+  return caught(pcall(fn, ...))
+end
+
 return M

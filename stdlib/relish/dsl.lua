@@ -341,6 +341,7 @@ function M.load(file)
   rawset(env, "param", M.param)
   rawset(env, "secret", M.secret)
   rawset(env, "effect", require("relish.effect").door)
+  rawset(env, "try", require("relish._errors").try)
   local ok, r = xpcall(fn, function(e)
     if type(e) == "table" then return e end
     return { kind = "usage", exit = 2, message = tostring(e) }

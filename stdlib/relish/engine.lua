@@ -300,7 +300,7 @@ function M.rollback(E)
       else
         local a = it.a
         local record = json.decode(a.undo)
-        ok, err = pcall(effect.undo, a.kind, record)
+        ok, err = pcall(effect.undo, a.kind, record, a.provider)
         if ok then
           journal:exec("UPDATE actions SET status = 'undone', error = NULL WHERE run_id = ? AND seq = ?", run.id, a.seq)
         else
