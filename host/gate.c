@@ -21,6 +21,7 @@ static struct {
   int capture_ref; /* capture: list of effect records */
   int journal_ref, sink_ref, expect_ref, touched_ref;
   int providers_ref, encode_ref; /* kind -> provider table; relish.json.encode */
+  int acting_ref;                /* thread -> depth of applies and undos running in it */
   char closed_why[256];
   relish_journal *journal;
   char run_id[64];
@@ -32,7 +33,8 @@ static struct {
        .expect_ref = LUA_NOREF,
        .touched_ref = LUA_NOREF,
        .providers_ref = LUA_NOREF,
-       .encode_ref = LUA_NOREF};
+       .encode_ref = LUA_NOREF,
+       .acting_ref = LUA_NOREF};
 
 static void parse_faults(void) {
   G.crash_before = G.crash_after = 0;
@@ -342,10 +344,35 @@ static int error_text(lua_State *L, int idx, const char **out) {
   return 1;
 }
 
+/* The threads (coroutines) inside a provider's apply or undo: the recipe
+ * sandbox lets its functions act there, and only there. */
+static void acting(lua_State *L, int delta) {
+  if (G.acting_ref == LUA_NOREF) {
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    G.acting_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, G.acting_ref);
+  lua_pushthread(L);
+  lua_pushvalue(L, -1);
+  lua_Integer n = (lua_rawget(L, -3) == LUA_TNUMBER ? lua_tointeger(L, -1) : 0) + delta;
+  lua_pop(L, 1);
+  if (n > 0)
+    lua_pushinteger(L, n);
+  else
+    lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
 /* After apply: done with its results, or failed and its error raised again. */
 static int run_k(lua_State *L, int status, lua_KContext ctx) {
   int base = (int)ctx;
   lua_Integer id = lua_tointeger(L, base);
+  acting(L, -1);
   if (status == LUA_OK || status == LUA_YIELD) {
     gate_done(L, id);
     return lua_gettop(L) - base;
@@ -397,6 +424,7 @@ int relish_effect_run(lua_State *L, const relish_action *a) {
   }
   lua_pushinteger(L, id);
   int base = lua_gettop(L);
+  acting(L, 1);
   lua_getfield(L, prov, "apply");
   if (arg)
     lua_pushvalue(L, arg);
@@ -548,7 +576,22 @@ static int l_gate_undo(lua_State *L) {
   const char *missing = missing_field(L, prov, 2);
   if (missing) return relish_raise(L, "undo", "malformed %s undo record: no '%s'", kind, missing);
   lua_pushvalue(L, 2);
-  lua_call(L, 1, 1);
+  acting(L, 1);
+  int st = lua_pcall(L, 1, 1, 0);
+  acting(L, -1);
+  if (st != LUA_OK) return lua_error(L);
+  return 1;
+}
+
+/* acting() -> true inside a provider's apply or undo (in this coroutine) */
+static int l_gate_acting(lua_State *L) {
+  int on = 0;
+  if (G.acting_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, G.acting_ref);
+    lua_pushthread(L);
+    on = lua_rawget(L, -2) != LUA_TNIL;
+  }
+  lua_pushboolean(L, on);
   return 1;
 }
 
@@ -738,6 +781,7 @@ int luaopen_relish__gate(lua_State *L) {
                                  {"run", l_gate_run},
                                  {"undo", l_gate_undo},
                                  {"registered", l_gate_registered},
+                                 {"acting", l_gate_acting},
                                  {"close", l_gate_close},
                                  {"begin", l_gate_begin},
                                  {"done", l_gate_done},

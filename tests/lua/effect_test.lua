@@ -168,3 +168,122 @@ describe("relish lua", function()
     assert_eq(read(d .. "/out"), "direct")
   end)
 end)
+
+-- A provider written only from docs/internals.md ("The same from Lua"): a
+-- module of the recipe's own, registered once, run through the gate.
+describe("a new provider from the internals guide", function()
+  local DEMOFLAG = [[
+local effect = require "relish.effect"
+local M = {}
+
+local function read_flag(path)
+  local f = io.open(path, "rb")
+  if not f then return "absent" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function put(path, text)
+  if text == "absent" then os.remove(path) return end
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+effect.register {
+  kind = "demo.flag", module = "demoflag", fields = { "path", "was" },
+  apply = function(a)
+    if a.on == "explode" then error({ kind = "demo", message = "the flag store refused" }, 0) end
+    put(a.path, a.on)
+    return "applied"
+  end,
+  plan = function(a) return "planned" end,
+  undo = function(rec) put(rec.path, rec.was) end,
+}
+
+function M.flag(path, on)
+  local was = read_flag(path)
+  return effect.run("demo.flag", {
+    target = path, describe = ("set %s to %s"):format(path, on),
+    fingerprint = was, record = { path = path, was = was },
+  }, { path = path, on = on })
+end
+
+return M
+]]
+  local RECIPE = [[
+local demoflag = require "demoflag"
+return recipe "flags" {
+  params = { dir = param.string { required = true }, second = param.string { default = "off" } },
+  step "first" { run = function(ctx) ctx.log("first: %s", demoflag.flag(ctx.params.dir .. "/a", "on")) end },
+  step "second" { run = function(ctx)
+    demoflag.flag(ctx.params.dir .. "/b", ctx.params.second)
+    if os.getenv("CRASH") then require("relish.sh").run { argv = { "kill", "-9", tostring(require("relish._host").getpid()) }, readonly = true } end
+  end },
+}
+]]
+
+  local function world()
+    local d = tmpdir()
+    write(d .. "/demoflag.lua", DEMOFLAG)
+    local f = recipe(d, "flags.lua", RECIPE)
+    write(d .. "/b", "was-b")
+    return d, f
+  end
+
+  test("is planned in a dry-run and journaled with its provider and record", function()
+    local d, f = world()
+    local r = relish { "run", f, "-p", "dir=" .. d, "--dry-run", "--state", support.state(d), cwd = d }
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    assert_match(r.stdout, "%+ set [^\n]*/a to on")
+    assert_match(r.stdout, "first: planned")
+    assert_nil(read(d .. "/a"), "a dry-run changes nothing")
+    r = relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d), cwd = d }
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    assert_match(r.stdout, "first: applied")
+    assert_eq(read(d .. "/a"), "on")
+    local j = require("relish._journal").open(d .. "/journal.db")
+    local rows = j:query("SELECT kind, provider, undo, fingerprint, status FROM actions WHERE run_id = " ..
+      "(SELECT id FROM runs WHERE dry_run = 0) ORDER BY seq")
+    j:close()
+    assert_eq(#rows, 2)
+    assert_eq(rows[1].kind, "demo.flag")
+    assert_eq(rows[1].provider, "demoflag")
+    assert_eq(rows[1].status, "done")
+    assert_eq(rows[2].fingerprint, "was-b")
+    assert_eq(json.decode(rows[2].undo).was, "was-b")
+  end)
+
+  test("a failing apply fails the step, and the run is rolled back by the registered undo", function()
+    local d, f = world()
+    local r = relish { "run", f, "-p", "dir=" .. d, "-p", "second=explode", "--state", support.state(d), cwd = d }
+    assert_eq(r.code, 1, r.stderr .. r.stdout)
+    assert_match(r.stdout .. r.stderr, "the flag store refused")
+    assert_nil(read(d .. "/a"), "the first flag was undone")
+    assert_eq(read(d .. "/b"), "was-b")
+    local s = json.decode(relish { "show", "last", "--format", "json", "--state", support.state(d) }.stdout)
+    assert_eq(s.actions[1].status, "undone")
+    -- a failed action may have acted in part: it is undone too, from its record
+    assert_eq(s.actions[2].status, "undone")
+    local j = require("relish._journal").open(d .. "/journal.db")
+    local row = j:query("SELECT error FROM actions WHERE kind = 'demo.flag' AND target LIKE '%/b'")[1]
+    j:close()
+    assert_match(row.error, "the flag store refused")
+  end)
+
+  test("relish rollback in another process loads the provider module to undo", function()
+    local d, f = world()
+    local r = relish { "run", f, "-p", "dir=" .. d, "-p", "second=on", "--state", support.state(d), cwd = d,
+      env = { CRASH = "1" } }
+    assert_eq(r.signal, "KILL")
+    assert_eq(read(d .. "/a"), "on")
+    assert_eq(read(d .. "/b"), "on")
+    -- the recipe file is gone: only the journal's provider name leads to the undo
+    os.remove(f)
+    r = relish { "rollback", "last", "--state", support.state(d), cwd = d }
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    assert_nil(read(d .. "/a"))
+    assert_eq(read(d .. "/b"), "was-b")
+  end)
+end)
