@@ -156,43 +156,6 @@ static const cli_command commands[] = {
      0, run_help},
     {0}};
 
-/* ---- suggestions -------------------------------------------------------- */
-
-static size_t edit_distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > 64 || lb > 64) return 99;
-  size_t row[65];
-  for (size_t j = 0; j <= lb; j++)
-    row[j] = j;
-  for (size_t i = 1; i <= la; i++) {
-    size_t prev = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= lb; j++) {
-      size_t cur = row[j];
-      size_t best = prev + (a[i - 1] != b[j - 1]);
-      if (row[j] + 1 < best) best = row[j] + 1;
-      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-      row[j] = best;
-      prev = cur;
-    }
-  }
-  return row[lb];
-}
-
-static const char *suggest(const char *word, const char *const *cands, size_t n) {
-  const char *best = NULL;
-  size_t bestd = 3;
-  for (size_t i = 0; i < n; i++) {
-    size_t d = edit_distance(word, cands[i]);
-    if (strncmp(word, cands[i], strlen(word)) == 0 && strlen(word) >= 2) d = 1;
-    if (d < bestd) {
-      bestd = d;
-      best = cands[i];
-    }
-  }
-  return best;
-}
-
 /* ---- help --------------------------------------------------------------- */
 
 static void print_general_help(FILE *out) {
@@ -235,7 +198,7 @@ static int unknown_command(lua_State *L, const char *name) {
   size_t n = 0;
   for (const cli_command *c = commands; c->name && n < 64; c++)
     names[n++] = c->name;
-  const char *hint = suggest(name, names, n);
+  const char *hint = relish_nearest(name, names, n);
   if (hint)
     return relish_raise(L, "usage", "unknown command '%s' (did you mean '%s'?); see 'relish help'",
                         name, hint);
@@ -276,7 +239,7 @@ static int unknown_flag(lua_State *L, const cli_command *c, const char *arg) {
   snprintf(word, sizeof word, "%s", arg);
   char *eq = strchr(word, '=');
   if (eq) *eq = '\0';
-  const char *hint = suggest(word, names, n);
+  const char *hint = relish_nearest(word, names, n);
   if (hint)
     return relish_raise(L, "usage", "%s: unknown flag '%s' (did you mean '%s'?)", c->name, word,
                         hint);

@@ -251,6 +251,28 @@ static int l_host_versions(lua_State *L) {
   return 1;
 }
 
+/* nearest(word, names) -> the name closest to word ("did you mean"), or nil:
+ * the CLI's rule (relish_nearest) for the Lua side. */
+static int l_host_nearest(lua_State *L) {
+  const char *word = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  size_t n = (size_t)luaL_len(L, 2);
+  const char **names = lua_newuserdatauv(L, (n ? n : 1) * sizeof *names, 0);
+  for (size_t i = 0; i < n; i++) {
+    if (lua_geti(L, 2, (lua_Integer)i + 1) != LUA_TSTRING)
+      return luaL_error(L, "nearest: names[%d] must be a string, got %s", (int)i + 1,
+                        luaL_typename(L, -1));
+    names[i] = lua_tostring(L, -1); /* the table keeps it alive */
+    lua_pop(L, 1);
+  }
+  const char *best = relish_nearest(word, names, n);
+  if (best != NULL)
+    lua_pushstring(L, best);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
 int luaopen_relish__host(lua_State *L) {
   static const luaL_Reg fns[] = {{"exe", l_host_exe},
                                  {"listdir", l_host_listdir},
@@ -272,6 +294,7 @@ int luaopen_relish__host(lua_State *L) {
                                  {"pid_alive", l_host_pid_alive},
                                  {"set_deadline", l_host_set_deadline},
                                  {"interrupt_reset", l_host_interrupt_reset},
+                                 {"nearest", l_host_nearest},
                                  {NULL, NULL}};
   luaL_newlib(L, fns);
   relish_progress_register(L);

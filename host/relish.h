@@ -71,6 +71,79 @@ void relish_need_git(void);
 /* Path of the running relish executable. */
 const char *relish_exe_path(void);
 
+/* ---- one set of helpers for every module (util.c) ------------------------
+ * The resource box: every C resource a Lua-called function holds lives in
+ * one box, a userdata whose __gc/__close frees it, so a Lua error at any
+ * point leaks nothing. Resources are freed in the reverse order of adding.
+ * A box raises (out of memory) only from the thread that made it: add to it
+ * from the function that made it (or its continuation), never from a loop
+ * callback. */
+typedef void (*relish_freefn)(void *);
+typedef struct relish_box relish_box;
+/* Pushes a new, empty box (metatable "relish.Box"). */
+relish_box *relish_box_new(lua_State *L);
+/* Hands p to the box, freed with fn; returns p (NULL p is fine: nothing is
+ * added). Raises a memory error, after fn(p), only when the box cannot grow. */
+void *relish_box_add(relish_box *b, void *p, relish_freefn fn);
+/* A descriptor closed with the box; returns fd (a negative fd is ignored). */
+int relish_box_fd(relish_box *b, int fd);
+/* Closes fd now and takes it out of the box. */
+void relish_box_fd_close(relish_box *b, int fd);
+/* Frees p now and takes it out of the box. */
+void relish_box_drop(relish_box *b, void *p);
+/* Takes p out without freeing it (its ownership moved elsewhere). */
+void relish_box_forget(relish_box *b, void *p);
+/* Frees everything now; idempotent, and the box stays usable. */
+void relish_box_release(relish_box *b);
+
+/* A runtime failure found in C: kind (or an errno to derive it from) and a
+ * one-line message; turned into a structured error by relish_status_push. */
+typedef struct {
+  int code;         /* errno value, or 0 */
+  const char *kind; /* NULL: derived from code (relish_status_kind) */
+  char msg[4352];
+} relish_status;
+/* Sets kind and the message (code is left as it is). Returns -1. */
+int relish_status_set(relish_status *st, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* code, and the message "where: strerror(code)" (or strerror alone when
+ * where is NULL); kind is derived from code. Returns -1. */
+int relish_status_errno(relish_status *st, int code, const char *where);
+/* st->kind, or from st->code: "not_found" (ENOENT, ENOTDIR), "permission"
+ * (EACCES, EPERM, EROFS), "exists" (EEXIST, ENOTEMPTY), "too_large" (EFBIG),
+ * "io" (everything else). */
+const char *relish_status_kind(const relish_status *st);
+/* Pushes the error {kind, message = what .. ": " .. msg} (msg alone when
+ * what is NULL), on one line and redacted. */
+void relish_status_push(lua_State *L, const char *what, const relish_status *st);
+/* relish_status_push, then raises it. */
+int relish_status_raise(lua_State *L, const char *what, const relish_status *st);
+
+/* A growable byte buffer, always NUL-terminated once anything was added;
+ * start it zeroed, with max set to cap it (0: no cap). */
+typedef struct {
+  char *data;
+  size_t len, cap, max;
+} relish_buf;
+/* Appends n bytes; 0, or -1 (buffer untouched) when it would pass max or
+ * memory runs out. */
+int relish_buf_add(relish_buf *b, const void *p, size_t n);
+/* Frees the data; len and cap back to 0, max kept. */
+void relish_buf_free(relish_buf *b);
+/* Room for one more element in the array v of n elements of size bytes and
+ * capacity *cap (doubled when full; first when nothing is allocated yet):
+ * returns v or where realloc moved it, with *cap updated; NULL when out of
+ * memory, v untouched. */
+void *relish_grow(void *v, size_t n, size_t *cap, size_t size, size_t first);
+
+/* Checks the options table at idx against known (NULL-terminated): nil or
+ * none is fine; raises at the caller (luaL_error) "FNAME: options must be a
+ * table, got T" or "FNAME: unknown option 'k' (did you mean 'x'?)". */
+void relish_checkopts(lua_State *L, int idx, const char *fname, const char *const *known);
+/* The candidate closest to word, for "did you mean": within edit distance 2,
+ * or one that word (2 characters or more) begins; NULL when none is. */
+const char *relish_nearest(const char *word, const char *const *cands, size_t n);
+
 /* ---- effects: providers run by the gate ---------------------------------
  * Every operation that changes the world is an effect of a registered kind.
  * A module registers each kind once (at luaopen) with what only it knows:
