@@ -304,12 +304,13 @@ void relish_effect_register(lua_State *L, const char *module, const relish_provi
  * NULL (the name stays alive in the provider's fields list). */
 static const char *missing_field(lua_State *L, int prov, int rec) {
   const char *missing = NULL;
+  int top = lua_gettop(L);
   lua_getfield(L, prov, "fields");
-  for (lua_Integer i = 1; missing == NULL && lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
+  for (lua_Integer i = 1; missing == NULL && lua_rawgeti(L, top + 1, i) == LUA_TSTRING; i++) {
     if (lua_getfield(L, rec, lua_tostring(L, -1)) == LUA_TNIL) missing = lua_tostring(L, -2);
-    lua_pop(L, 2);
+    lua_settop(L, top + 1);
   }
-  lua_pop(L, 2);
+  lua_settop(L, top);
   return missing;
 }
 
