@@ -1,7 +1,11 @@
-/* effects.c: the fs functions that change the world. Each one resolves what
- * it acts on, captures the pre-image into an undo record (capped), describes
- * itself, asks the gate, and only then acts. An effect that would change
- * nothing is not an effect: it returns true without asking the gate. */
+/* effects.c: the fs functions that change the world, and the providers the
+ * gate runs for them. Each Lua-called function resolves what it acts on,
+ * captures the pre-image into an undo record (a Lua table, capped),
+ * describes itself, prepares an fs_op, and ends with relish_effect_run: the
+ * gate journals the action and then calls the kind's apply (which acts and
+ * raises on failure) or, in a dry-run, its plan (which updates the overlay
+ * of plan.c). An effect that would change nothing is not an effect: it
+ * returns true without going through the gate. */
 #define _GNU_SOURCE
 #include "fsint.h"
 
@@ -15,46 +19,50 @@
 
 /* ---- shared steps ---- */
 
-static int planned(lua_State *L) {
+static int done(lua_State *L) {
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* Ask the gate (which redacts all it keeps or shows); an empty detail is none. */
-static int ask_gate(lua_State *L, const char *kind, const char *target, const char *describe,
-                    const char *detail, const char *undo, const char *fp, lua_Integer *id) {
-  const char *dt = detail != NULL && detail[0] != '\0' ? detail : NULL;
-  relish_effect e = {.kind = kind,
-                     .target = target,
-                     .describe = describe,
-                     .detail = dt,
-                     .undo = undo,
-                     .fingerprint = fp};
-  return relish_gate_begin(L, &e, id);
+/* Pushes a new op for verb (with room for nends directories), path as given. */
+static fs_op *op_new(lua_State *L, const char *verb, const char *path, size_t nends) {
+  fs_op *op = lua_newuserdatauv(L, sizeof *op + nends * sizeof op->ends[0], 1);
+  memset(op, 0, sizeof *op);
+  snprintf(op->verb, sizeof op->verb, "%s", verb);
+  snprintf(op->path, sizeof op->path, "%s", path);
+  op->uid = op->gid = -1;
+  op->nends = nends;
+  luaL_setmetatable(L, FS_OP_MT);
+  return op;
 }
 
-/* The action was allowed but failed: tell the gate, return nil, err. */
-static int acted_fail(lua_State *L, lua_Integer id, const char *verb, const char *path,
-                      const fs_status *st) {
-  fs_fail(L, verb, path, st);
-  lua_getfield(L, -1, "message");
-  relish_gate_failed(L, id, lua_tostring(L, -1));
-  lua_pop(L, 1);
-  return 2;
+static fs_op *check_op(lua_State *L) { return luaL_checkudata(L, 1, FS_OP_MT); }
+
+/* Raises the failure of an op while acting (the gate marks it failed). */
+static int op_raise(lua_State *L, const fs_op *op, const fs_status *st) {
+  return fs_raise(L, op->verb, op->path, st);
 }
 
-static cJSON *new_record(lua_State *L, fs_box *b, const char *path) {
-  cJSON *rec = fs_box_json(b, cJSON_CreateObject());
-  if (rec == NULL || cJSON_AddNumberToObject(rec, "v", 1) == NULL ||
-      fs_json_bytes(rec, "path", path, strlen(path)) != 0)
-    luaL_error(L, "not enough memory");
-  return rec;
+/* Pushes a new undo record {v = 1, path = real}. */
+static int new_record(lua_State *L, const char *real) {
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, 1);
+  lua_setfield(L, -2, "v");
+  fs_set_bytes(L, -1, "path", real, strlen(real));
+  return lua_gettop(L);
 }
 
-static const char *record_text(lua_State *L, fs_box *b, const cJSON *rec) {
-  char *t = fs_box_text(b, cJSON_PrintUnformatted(rec));
-  if (t == NULL) luaL_error(L, "not enough memory");
-  return t;
+/* Pushes a boxed C string (the box lets go of it) and returns the copy;
+ * NULL or "" gives NULL with nil pushed. */
+static const char *push_text(lua_State *L, fs_box *b, char *text) {
+  if (text == NULL || text[0] == '\0') {
+    fs_box_free(b, text);
+    lua_pushnil(L);
+    return NULL;
+  }
+  lua_pushstring(L, text);
+  fs_box_free(b, text);
+  return lua_tostring(L, -1);
 }
 
 /* Real path of an effect's target. In a dry-run a missing parent (that an
@@ -102,10 +110,44 @@ struct put_req {
   const char *src;  /* copy: the source, absolute */
   const char *data; /* NULL: not known yet (dry-run copy of a missing source) */
   size_t len;
+  int content; /* stack index of the content (a string or a secret), or 0 */
   int secret, has_mode;
   mode_t mode;
   size_t cap;
 };
+
+/* The content of a put op (its user value), or NULL. Pushes one value. */
+static const char *op_content(lua_State *L, int op, size_t *len) {
+  *len = 0;
+  lua_getiuservalue(L, op, 1);
+  if (lua_type(L, -1) == LUA_TSTRING) return lua_tolstring(L, -1, len);
+  return relish_tosecret(L, -1, len);
+}
+
+int fs_apply_put(lua_State *L) {
+  fs_op *op = check_op(L);
+  fs_status st = {0};
+  size_t len;
+  const char *data = op_content(L, 1, &len);
+  if (op->later || data == NULL) { /* only a dry-run plans these */
+    fs_set_errno(&st, ENOENT, NULL);
+    return op_raise(L, op, &st);
+  }
+  fs_box *b = fs_box_new(L);
+  if (fs_put_file(b, op->real, data, len, op->mode, op->uid, op->gid, &st) != 0)
+    return op_raise(L, op, &st);
+  fs_box_release(b);
+  return done(L);
+}
+
+int fs_plan_put(lua_State *L) {
+  fs_op *op = check_op(L);
+  size_t len;
+  const char *data = op_content(L, 1, &len);
+  fs_plan_open(L);
+  fs_plan_set(L, op->real, "file", op->mode, data, len, NULL, 1);
+  return done(L);
+}
 
 static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
   fs_status st = {0};
@@ -113,29 +155,29 @@ static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
   int later;
   if (r->path[strlen(r->path) - 1] == '/') { /* names a directory */
     fs_set_errno(&st, EISDIR, NULL);
-    return fs_fail(L, r->verb, r->path, &st);
+    return fs_raise(L, r->verb, r->path, &st);
   }
   if (fs_abspath(r->path, abs, &st) != 0 || target_path(L, r->path, 1, real, &later, &st) != 0)
-    return fs_fail(L, r->verb, r->path, &st);
+    return fs_raise(L, r->verb, r->path, &st);
   fs_pre pre;
-  if (fs_pre_stat(L, real, &pre, &st) != 0) return fs_fail(L, r->verb, r->path, &st);
+  if (fs_pre_stat(L, real, &pre, &st) != 0) return fs_raise(L, r->verb, r->path, &st);
   if (pre.planned && pre.exists && !S_ISREG(pre.sb.st_mode) && fs_live_stat(real, &pre, &st) != 0)
-    return fs_fail(L, r->verb, r->path, &st);
+    return fs_raise(L, r->verb, r->path, &st);
   const char *old = NULL;
   size_t oldlen = 0;
   if (pre.exists) {
     if (S_ISDIR(pre.sb.st_mode)) {
       fs_set_errno(&st, EISDIR, NULL);
-      return fs_fail(L, r->verb, r->path, &st);
+      return fs_raise(L, r->verb, r->path, &st);
     }
     if (!S_ISREG(pre.sb.st_mode)) {
       fs_set(&st, 0, "%s exists and is not a regular file", real);
-      return fs_fail(L, r->verb, r->path, &st);
+      return fs_raise(L, r->verb, r->path, &st);
     }
     if ((size_t)pre.sb.st_size > r->cap) {
       fs_budget bud = {.cap = r->cap, .used = (size_t)pre.sb.st_size};
       fs_set_too_large(&st, &bud);
-      return fs_fail(L, r->verb, r->path, &st);
+      return fs_raise(L, r->verb, r->path, &st);
     }
     if (pre.fresh) {
       old = pre.content != NULL ? pre.content : "";
@@ -147,7 +189,7 @@ static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
           fs_budget bud = {.cap = r->cap, .used = r->cap + 1};
           fs_set_too_large(&st, &bud);
         }
-        return fs_fail(L, r->verb, r->path, &st);
+        return fs_raise(L, r->verb, r->path, &st);
       }
       old = buf;
     }
@@ -157,16 +199,19 @@ static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
   mode_t mode = r->has_mode ? r->mode : present ? oldmode : 0644;
   if (present && r->data != NULL && oldlen == r->len && oldmode == mode &&
       memcmp(old, r->data, oldlen) == 0)
-    return planned(L); /* already so: nothing to do */
+    return done(L); /* already so: nothing to do */
 
-  cJSON *rec = new_record(L, b, real);
-  cJSON *before = cJSON_AddObjectToObject(rec, "before");
-  if (before == NULL || (present ? fs_node_file(L, before, old, oldlen, &pre.sb)
-                                 : cJSON_AddStringToObject(before, "type", "absent") == NULL))
-    return luaL_error(L, "not enough memory");
-  const char *undo = record_text(L, b, rec);
+  int rec = new_record(L, real);
+  lua_createtable(L, 0, 8);
+  if (present)
+    fs_node_file(L, -1, old, oldlen, &pre.sb);
+  else {
+    lua_pushliteral(L, "absent");
+    lua_setfield(L, -2, "type");
+  }
   char fp[160];
-  fs_fingerprint(before, fp, sizeof fp);
+  fs_fingerprint(L, -1, fp, sizeof fp);
+  lua_setfield(L, rec, "before");
 
   char size[32], modes[32], note[PATH_MAX + 32], desc[3 * PATH_MAX + 160];
   fs_human(r->len, size);
@@ -185,28 +230,30 @@ static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
     snprintf(secretline, sizeof secretline, "secret content: %zu bytes, not shown", r->len);
     detail = secretline;
   } else if (r->data != NULL) {
-    detail = fs_box_mem(b, fs_detail(abs, old, oldlen, present, r->data, r->len, 1));
-    if (detail == NULL) return luaL_error(L, "not enough memory");
+    char *d = fs_box_mem(b, fs_detail(abs, old, oldlen, present, r->data, r->len, 1));
+    if (d == NULL) return luaL_error(L, "not enough memory");
+    detail = push_text(L, b, d);
   }
 
-  lua_Integer id;
-  if (ask_gate(L, r->kind, abs, desc, detail, undo, fp, &id) == RELISH_GATE_PLANNED) {
-    fs_plan_note_id(L, id);
-    fs_plan_set(L, real, "file", mode, r->data, r->len, NULL, 1);
-    return planned(L);
+  fs_op *op = op_new(L, r->verb, r->path, 0);
+  int arg = lua_gettop(L);
+  snprintf(op->real, sizeof op->real, "%s", real);
+  op->mode = mode;
+  op->later = later;
+  if (present && pre.sb.st_uid != geteuid()) op->uid = pre.sb.st_uid;
+  if (present && pre.sb.st_gid != getegid()) op->gid = pre.sb.st_gid;
+  if (r->content != 0) {
+    lua_pushvalue(L, r->content);
+    lua_setiuservalue(L, arg, 1);
   }
-  if (later || r->data == NULL) { /* only a dry-run gets this far with these */
-    fs_set_errno(&st, ENOENT, NULL);
-    return acted_fail(L, id, r->verb, r->path, &st);
-  }
-  long long uid = -1, gid = -1;
-  if (present && pre.sb.st_uid != geteuid()) uid = pre.sb.st_uid;
-  if (present && pre.sb.st_gid != getegid()) gid = pre.sb.st_gid;
-  if (fs_put_file(b, real, r->data, r->len, mode, uid, gid, &st) != 0)
-    return acted_fail(L, id, r->verb, r->path, &st);
-  relish_gate_done(L, id, NULL);
-  fs_box_release(b);
-  return planned(L);
+  fs_box_release(b); /* what the action needs is on the stack now */
+  return relish_effect_run(L, &(relish_action){.kind = r->kind,
+                                               .target = abs,
+                                               .describe = desc,
+                                               .detail = detail,
+                                               .fingerprint = fp,
+                                               .record = rec,
+                                               .arg = arg});
 }
 
 static const char *const put_opts[] = {"mode", "max_undo", NULL};
@@ -223,9 +270,9 @@ static void put_options(lua_State *L, int idx, const char *fname, struct put_req
   }
 }
 
-/* fs.write(path, content, {mode=, max_undo=}) -> true | nil, err */
+/* fs.write(path, content, {mode=, max_undo=}) -> true */
 int l_fs_write(lua_State *L) {
-  struct put_req r = {.verb = "write", .kind = "fs.write"};
+  struct put_req r = {.verb = "write", .kind = "fs.write", .content = 2};
   r.path = fs_checkpath(L, 1, "fs.write");
   if (lua_type(L, 2) == LUA_TSTRING) {
     r.data = lua_tolstring(L, 2, &r.len);
@@ -239,8 +286,8 @@ int l_fs_write(lua_State *L) {
   return fs_put(L, fs_box_new(L), &r);
 }
 
-/* fs.copy(src, dst, {mode=, max_undo=}) -> true | nil, err: write(dst, the
- * content of src, {mode = src's mode}). */
+/* fs.copy(src, dst, {mode=, max_undo=}) -> true: write(dst, the content of
+ * src, {mode = src's mode}). */
 int l_fs_copy(lua_State *L) {
   struct put_req r = {.verb = "copy", .kind = "fs.copy"};
   const char *src = fs_checkpath(L, 1, "fs.copy");
@@ -252,34 +299,37 @@ int l_fs_copy(lua_State *L) {
   char srcabs[PATH_MAX], srcreal[PATH_MAX];
   int later;
   if (fs_abspath(src, srcabs, &st) != 0 || target_path(L, src, 1, srcreal, &later, &st) != 0)
-    return fs_fail(L, "copy", src, &st);
+    return fs_raise(L, "copy", src, &st);
   r.src = srcabs;
   fs_pre pre;
-  if (fs_pre_stat(L, srcreal, &pre, &st) != 0) return fs_fail(L, "copy", src, &st);
+  if (fs_pre_stat(L, srcreal, &pre, &st) != 0) return fs_raise(L, "copy", src, &st);
   if (pre.planned && !(pre.exists && S_ISREG(pre.sb.st_mode)) &&
       fs_live_stat(srcreal, &pre, &st) != 0)
-    return fs_fail(L, "copy", src, &st);
+    return fs_raise(L, "copy", src, &st);
   if (!pre.exists) {
     if (fs_plan_active(L)) return fs_put(L, b, &r); /* made by something the plan cannot see */
     fs_set_errno(&st, ENOENT, NULL);
-    return fs_fail(L, "copy", src, &st);
+    return fs_raise(L, "copy", src, &st);
   }
   if (!S_ISREG(pre.sb.st_mode)) {
     if (S_ISDIR(pre.sb.st_mode))
       fs_set_errno(&st, EISDIR, NULL);
     else
       fs_set(&st, 0, "not a regular file");
-    return fs_fail(L, "copy", src, &st);
+    return fs_raise(L, "copy", src, &st);
   }
   if (pre.fresh) {
     /* a copy on the stack: the overlay may let go of its own while planning */
     lua_pushlstring(L, pre.content ? pre.content : "", pre.len);
-    r.data = lua_tolstring(L, -1, &r.len);
   } else {
     char *data;
-    if (slurp(b, srcreal, SIZE_MAX, &data, &r.len, &st) != 0) return fs_fail(L, "copy", src, &st);
-    r.data = data;
+    size_t len;
+    if (slurp(b, srcreal, SIZE_MAX, &data, &len, &st) != 0) return fs_raise(L, "copy", src, &st);
+    lua_pushlstring(L, data, len);
+    fs_box_free(b, data);
   }
+  r.content = lua_gettop(L);
+  r.data = lua_tolstring(L, -1, &r.len);
   if (!r.has_mode) r.mode = pre.sb.st_mode & 07777;
   r.has_mode = 1;
   return fs_put(L, b, &r);
@@ -302,10 +352,49 @@ static int is_dir(lua_State *L, const char *path, fs_status *st) {
   return fs_set(st, EEXIST, "%s exists and is not a directory", path);
 }
 
+/* The i-th directory a mkdir op makes, into p. */
+static void op_dir(const fs_op *op, size_t i, char p[PATH_MAX]) {
+  memcpy(p, op->real, op->ends[i]);
+  p[op->ends[i]] = '\0';
+}
+
+int fs_apply_mkdir(lua_State *L) {
+  fs_op *op = check_op(L);
+  fs_status st = {0};
+  for (size_t i = 0; i < op->nends; i++) {
+    char p[PATH_MAX];
+    struct stat sb;
+    op_dir(op, i, p);
+    if (mkdir(p, 0700) != 0) {
+      int e = errno;
+      if (e == EEXIST && stat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
+        continue; /* made meanwhile by someone else: leave its mode alone */
+      fs_set_errno(&st, e, strcmp(p, op->real) == 0 ? NULL : p);
+      return op_raise(L, op, &st);
+    }
+    if (chmod(p, i + 1 == op->nends ? op->mode : 0755) != 0 || fs_sync_parent(p, &st) != 0) {
+      if (st.msg[0] == '\0') fs_set_errno(&st, errno, p);
+      return op_raise(L, op, &st);
+    }
+  }
+  return done(L);
+}
+
+int fs_plan_mkdir(lua_State *L) {
+  fs_op *op = check_op(L);
+  fs_plan_open(L);
+  for (size_t i = 0; i < op->nends; i++) {
+    char p[PATH_MAX];
+    op_dir(op, i, p);
+    fs_plan_set(L, p, "dir", i + 1 == op->nends ? op->mode : 0755, NULL, 0, NULL, 1);
+  }
+  return done(L);
+}
+
 static const char *const mkdir_opts[] = {"mode", "parents", NULL};
 
-/* fs.mkdir(path, {mode=, parents=}) -> true | nil, err. An existing
- * directory is left as it is. */
+/* fs.mkdir(path, {mode=, parents=}) -> true. An existing directory is left
+ * as it is. */
 int l_fs_mkdir(lua_State *L) {
   const char *path = fs_checkpath(L, 1, "fs.mkdir");
   fs_checkopts(L, 2, "fs.mkdir", mkdir_opts);
@@ -318,19 +407,18 @@ int l_fs_mkdir(lua_State *L) {
     lua_pop(L, 2);
   }
   lua_settop(L, 2);
-  fs_box *b = fs_box_new(L);
   fs_status st = {0};
   char abs[PATH_MAX], leaf[PATH_MAX];
-  if (fs_abspath(path, abs, &st) != 0) return fs_fail(L, "mkdir", path, &st);
+  if (fs_abspath(path, abs, &st) != 0) return fs_raise(L, "mkdir", path, &st);
   if (fs_resolve(path, 0, leaf, &st) != 0) {
-    if (st.code != ENOENT) return fs_fail(L, "mkdir", path, &st);
+    if (st.code != ENOENT) return fs_raise(L, "mkdir", path, &st);
     memset(&st, 0, sizeof st);
-    if (fs_resolve_partial(path, leaf, &st) != 0) return fs_fail(L, "mkdir", path, &st);
+    if (fs_resolve_partial(path, leaf, &st) != 0) return fs_raise(L, "mkdir", path, &st);
   }
   int d = is_dir(L, leaf, &st);
   if (d != 0) {
-    if (d < 0) return fs_fail(L, "mkdir", path, &st);
-    return planned(L); /* already a directory */
+    if (d < 0) return fs_raise(L, "mkdir", path, &st);
+    return done(L); /* already a directory */
   }
   /* The directories to make are leaf[0..ends[i]), outermost first. */
   size_t ends[PATH_MAX / 2], nends = 0;
@@ -343,7 +431,7 @@ int l_fs_mkdir(lua_State *L) {
     char anc[PATH_MAX];
     memcpy(anc, leaf, cut);
     anc[cut] = '\0';
-    if ((d = is_dir(L, anc, &st)) < 0) return fs_fail(L, "mkdir", path, &st);
+    if ((d = is_dir(L, anc, &st)) < 0) return fs_raise(L, "mkdir", path, &st);
     if (d == 1) break;
     ends[nends++] = cut;
   }
@@ -358,19 +446,18 @@ int l_fs_mkdir(lua_State *L) {
     fs_split(leaf, dir, base);
     if (stat(dir, &sb) != 0) {
       fs_set_errno(&st, errno, NULL);
-      return fs_fail(L, "mkdir", path, &st);
+      return fs_raise(L, "mkdir", path, &st);
     }
   }
 
-  cJSON *rec = new_record(L, b, leaf);
-  cJSON *created = cJSON_AddArrayToObject(rec, "created");
-  if (created == NULL) return luaL_error(L, "not enough memory");
+  int rec = new_record(L, leaf);
+  lua_createtable(L, (int)nends, 0);
   for (size_t i = 0; i < nends; i++) {
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL || !cJSON_AddItemToArray(created, o) || fs_json_bytes(o, "path", leaf, ends[i]))
-      return luaL_error(L, "not enough memory");
+    lua_createtable(L, 0, 1);
+    fs_set_bytes(L, -1, "path", leaf, ends[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  const char *undo = record_text(L, b, rec);
+  lua_setfield(L, rec, "created");
   char fp[PATH_MAX + 16], desc[3 * PATH_MAX], note[PATH_MAX + 32];
   if (nends == 1)
     snprintf(fp, sizeof fp, "absent");
@@ -382,37 +469,16 @@ int l_fs_mkdir(lua_State *L) {
                    nends - 1, nends > 2 ? "s" : "", (int)ends[0], leaf);
   snprintf(desc + dl, sizeof desc - (size_t)dl, ")%s", resolves_note(abs, leaf, note));
 
-  lua_Integer id;
-  if (ask_gate(L, "fs.mkdir", abs, desc, NULL, undo, fp, &id) == RELISH_GATE_PLANNED) {
-    fs_plan_note_id(L, id);
-    for (size_t i = 0; i < nends; i++) {
-      char p[PATH_MAX];
-      memcpy(p, leaf, ends[i]);
-      p[ends[i]] = '\0';
-      fs_plan_set(L, p, "dir", i + 1 == nends ? mode : 0755, NULL, 0, NULL, 1);
-    }
-    return planned(L);
-  }
-  for (size_t i = 0; i < nends; i++) {
-    char p[PATH_MAX];
-    struct stat sb;
-    memcpy(p, leaf, ends[i]);
-    p[ends[i]] = '\0';
-    if (mkdir(p, 0700) != 0) {
-      int e = errno;
-      if (e == EEXIST && stat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
-        continue; /* made meanwhile by someone else: leave its mode alone */
-      fs_set_errno(&st, e, strcmp(p, leaf) == 0 ? NULL : p);
-      return acted_fail(L, id, "mkdir", path, &st);
-    }
-    if (chmod(p, i + 1 == nends ? mode : 0755) != 0 || fs_sync_parent(p, &st) != 0) {
-      if (st.msg[0] == '\0') fs_set_errno(&st, errno, p);
-      return acted_fail(L, id, "mkdir", path, &st);
-    }
-  }
-  relish_gate_done(L, id, NULL);
-  fs_box_release(b);
-  return planned(L);
+  fs_op *op = op_new(L, "mkdir", path, nends);
+  snprintf(op->real, sizeof op->real, "%s", leaf);
+  op->mode = mode;
+  memcpy(op->ends, ends, nends * sizeof ends[0]);
+  return relish_effect_run(L, &(relish_action){.kind = "fs.mkdir",
+                                               .target = abs,
+                                               .describe = desc,
+                                               .fingerprint = fp,
+                                               .record = rec,
+                                               .arg = lua_gettop(L)});
 }
 
 /* ---- remove ---- */
@@ -485,81 +551,112 @@ static int dir_is_empty(const char *path, fs_status *st) {
 
 /* Lines naming what a tree removal takes away, at most FS_LIST_MAX of them. */
 #define FS_LIST_MAX 200
-static void list_tree(fs_buf *o, const cJSON *node, char path[PATH_MAX], int *lines) {
-  const cJSON *type = cJSON_GetObjectItemCaseSensitive(node, "type");
-  const char *t = cJSON_IsString(type) ? type->valuestring : "?";
+static void list_tree(lua_State *L, fs_buf *o, int node, char path[PATH_MAX], int *lines) {
+  luaL_checkstack(L, 6, "directory tree too deep");
+  lua_getfield(L, node, "type");
+  const char *t = lua_isstring(L, -1) ? lua_tostring(L, -1) : "?";
+  int dir = strcmp(t, "dir") == 0;
   if ((*lines)++ < FS_LIST_MAX) {
-    const cJSON *size = cJSON_GetObjectItemCaseSensitive(node, "size");
     char hs[32] = "";
-    if (cJSON_IsNumber(size)) fs_human((size_t)size->valuedouble, hs);
-    fs_buf_printf(o, "- %s%s (%s%s%s)\n", path, strcmp(t, "dir") == 0 ? "/" : "",
-                  strcmp(t, "dir") == 0 ? "directory" : t, hs[0] ? ", " : "", hs);
+    lua_getfield(L, node, "size");
+    if (lua_isinteger(L, -1)) fs_human((size_t)lua_tointeger(L, -1), hs);
+    lua_pop(L, 1);
+    fs_buf_printf(o, "- %s%s (%s%s%s)\n", path, dir ? "/" : "", dir ? "directory" : t,
+                  hs[0] ? ", " : "", hs);
   }
-  const cJSON *entries = cJSON_GetObjectItemCaseSensitive(node, "entries"), *child;
-  size_t plen = strlen(path);
-  cJSON_ArrayForEach(child, entries) {
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(child, "name");
-    snprintf(path + plen, PATH_MAX - plen, "/%s",
-             cJSON_IsString(name) ? name->valuestring : "(binary name)");
-    list_tree(o, child, path, lines);
-    path[plen] = '\0';
+  lua_pop(L, 1);
+  if (lua_getfield(L, node, "entries") == LUA_TTABLE) {
+    int entries = lua_gettop(L);
+    size_t plen = strlen(path);
+    for (lua_Integer i = 1, n = (lua_Integer)lua_rawlen(L, entries); i <= n; i++) {
+      lua_rawgeti(L, entries, i);
+      lua_getfield(L, -1, "name");
+      const char *name = lua_isstring(L, -1) ? lua_tostring(L, -1) : "(binary name)";
+      snprintf(path + plen, PATH_MAX - plen, "/%s", name);
+      lua_pop(L, 1);
+      list_tree(L, o, lua_gettop(L), path, lines);
+      path[plen] = '\0';
+      lua_settop(L, entries);
+    }
   }
+  lua_pop(L, 1);
 }
 
-static char *remove_detail(const char *abs, const cJSON *node, int isdir) {
+static char *remove_detail(lua_State *L, const char *abs, int node, int isdir) {
   fs_buf o = {0};
   if (isdir) {
     char path[PATH_MAX];
     int lines = 0;
     snprintf(path, sizeof path, "%s", abs);
-    list_tree(&o, node, path, &lines);
+    list_tree(L, &o, node, path, &lines);
     if (lines > FS_LIST_MAX) fs_buf_printf(&o, "… and %d more\n", lines - FS_LIST_MAX);
     return fs_buf_finish(&o);
   }
-  const cJSON *content = cJSON_GetObjectItemCaseSensitive(node, "content");
-  const cJSON *size = cJSON_GetObjectItemCaseSensitive(node, "size");
-  const cJSON *hash = cJSON_GetObjectItemCaseSensitive(node, "sha256");
-  if (cJSON_IsString(content) && strlen(content->valuestring) <= FS_DIFF_MAX)
-    return fs_diff(content->valuestring, strlen(content->valuestring), abs, "", 0, "/dev/null");
-  if (!cJSON_IsNumber(size) || !cJSON_IsString(hash)) return NULL;
-  char hs[32];
-  fs_human((size_t)size->valuedouble, hs);
-  fs_buf_printf(&o, "binary or large content removed: %s, sha256 %.16s…", hs, hash->valuestring);
-  return fs_buf_finish(&o);
+  int top = lua_gettop(L);
+  lua_getfield(L, node, "content");
+  lua_getfield(L, node, "size");
+  lua_getfield(L, node, "sha256");
+  size_t clen;
+  const char *content =
+      lua_type(L, top + 1) == LUA_TSTRING ? lua_tolstring(L, top + 1, &clen) : NULL;
+  char *text = NULL;
+  if (content != NULL && clen <= FS_DIFF_MAX) {
+    text = fs_diff(content, clen, abs, "", 0, "/dev/null");
+  } else if (lua_isinteger(L, top + 2) && lua_type(L, top + 3) == LUA_TSTRING) {
+    char hs[32];
+    fs_human((size_t)lua_tointeger(L, top + 2), hs);
+    fs_buf_printf(&o, "binary or large content removed: %s, sha256 %.16s…", hs,
+                  lua_tostring(L, top + 3));
+    text = fs_buf_finish(&o);
+  }
+  lua_settop(L, top);
+  return text;
 }
 
-/* The pre-image of something a dry-run planned to create. */
-static cJSON *planned_node(lua_State *L, cJSON *rec, const fs_pre *pre, fs_budget *bud,
-                           fs_status *st) {
-  cJSON *node = cJSON_AddObjectToObject(rec, "before");
-  int bad = node == NULL;
-  if (!bad && S_ISREG(pre->sb.st_mode)) {
+/* Pushes the pre-image of something a dry-run planned to create. */
+static int planned_node(lua_State *L, const fs_pre *pre, fs_budget *bud, fs_status *st) {
+  if (S_ISREG(pre->sb.st_mode)) {
     bud->files++;
     bud->used = pre->len;
-    if (pre->len > bud->cap) {
-      fs_set_too_large(st, bud);
-      return NULL;
-    }
-    bad = fs_node_file(L, node, pre->content ? pre->content : "", pre->len, &pre->sb);
-  } else if (!bad && S_ISLNK(pre->sb.st_mode)) {
-    bad = fs_node_link(node, pre->target ? pre->target : "");
-  } else if (!bad) {
-    bad = cJSON_AddStringToObject(node, "type", "dir") == NULL ||
-          cJSON_AddNumberToObject(node, "mode", pre->sb.st_mode & 07777) == NULL ||
-          cJSON_AddNumberToObject(node, "uid", pre->sb.st_uid) == NULL ||
-          cJSON_AddNumberToObject(node, "gid", pre->sb.st_gid) == NULL;
+    if (pre->len > bud->cap) return fs_set_too_large(st, bud);
   }
-  if (bad) {
-    fs_set_errno(st, ENOMEM, NULL);
-    return NULL;
+  lua_createtable(L, 0, 8);
+  if (S_ISREG(pre->sb.st_mode)) {
+    fs_node_file(L, -1, pre->content ? pre->content : "", pre->len, &pre->sb);
+  } else if (S_ISLNK(pre->sb.st_mode)) {
+    fs_node_link(L, -1, pre->target ? pre->target : "");
+  } else {
+    lua_pushliteral(L, "dir");
+    lua_setfield(L, -2, "type");
+    lua_pushinteger(L, pre->sb.st_mode & 07777);
+    lua_setfield(L, -2, "mode");
+    lua_pushinteger(L, (lua_Integer)pre->sb.st_uid);
+    lua_setfield(L, -2, "uid");
+    lua_pushinteger(L, (lua_Integer)pre->sb.st_gid);
+    lua_setfield(L, -2, "gid");
   }
-  return node;
+  return 0;
+}
+
+int fs_apply_remove(lua_State *L) {
+  fs_op *op = check_op(L);
+  fs_status st = {0};
+  if (remove_path(op->real, op->isdir, &st) != 0 || fs_sync_parent(op->real, &st) != 0)
+    return op_raise(L, op, &st);
+  return done(L);
+}
+
+int fs_plan_remove(lua_State *L) {
+  fs_op *op = check_op(L);
+  fs_plan_open(L);
+  fs_plan_set(L, op->real, "absent", 0, NULL, 0, NULL, 1);
+  return done(L);
 }
 
 static const char *const remove_opts[] = {"recursive", "max_undo", NULL};
 
-/* fs.remove(path, {recursive=, max_undo=}) -> true | nil, err. Nothing there
- * is success. Links are removed, never followed. */
+/* fs.remove(path, {recursive=, max_undo=}) -> true. Nothing there is
+ * success. Links are removed, never followed. */
 int l_fs_remove(lua_State *L) {
   const char *path = fs_checkpath(L, 1, "fs.remove");
   fs_checkopts(L, 2, "fs.remove", remove_opts);
@@ -575,38 +672,42 @@ int l_fs_remove(lua_State *L) {
   fs_status st = {0};
   char abs[PATH_MAX], real[PATH_MAX], note[PATH_MAX + 32];
   int later;
-  if (fs_abspath(path, abs, &st) != 0) return fs_fail(L, "remove", path, &st);
+  if (fs_abspath(path, abs, &st) != 0) return fs_raise(L, "remove", path, &st);
   if (target_path(L, path, 0, real, &later, &st) != 0) {
-    if (st.code == ENOENT || st.code == ENOTDIR) return planned(L); /* nothing there */
-    return fs_fail(L, "remove", path, &st);
+    if (st.code == ENOENT || st.code == ENOTDIR) return done(L); /* nothing there */
+    return fs_raise(L, "remove", path, &st);
   }
   fs_pre pre;
   if (strcmp(real, "/") == 0) return luaL_error(L, "fs.remove: refusing to remove /");
-  if (fs_pre_stat(L, real, &pre, &st) != 0) return fs_fail(L, "remove", path, &st);
-  if (!pre.exists) return planned(L);
+  if (fs_pre_stat(L, real, &pre, &st) != 0) return fs_raise(L, "remove", path, &st);
+  if (!pre.exists) return done(L);
   int isdir = S_ISDIR(pre.sb.st_mode);
   if (isdir && !recursive && !pre.fresh) {
     int empty = dir_is_empty(real, &st);
     if (empty <= 0) {
       if (empty == 0)
         fs_set(&st, ENOTEMPTY, "%s (use recursive = true for a tree)", strerror(ENOTEMPTY));
-      return fs_fail(L, "remove", path, &st);
+      return fs_raise(L, "remove", path, &st);
     }
   }
-  cJSON *rec = new_record(L, b, real);
-  cJSON *node = pre.fresh ? planned_node(L, rec, &pre, &bud, &st)
-                          : fs_capture(L, b, rec, "before", real, 1, &bud, &st);
-  if (node == NULL) return fs_fail(L, "remove", path, &st);
-  if (pre.planned && !pre.fresh) /* a planned chmod of it */
-    cJSON_ReplaceItemInObject(node, "mode", cJSON_CreateNumber(pre.sb.st_mode & 07777));
-  const char *undo = record_text(L, b, rec);
+  int rec = new_record(L, real);
+  if ((pre.fresh ? planned_node(L, &pre, &bud, &st) : fs_capture(L, b, real, 1, &bud, &st)) != 0)
+    return fs_raise(L, "remove", path, &st);
+  int node = lua_gettop(L);
+  if (pre.planned && !pre.fresh) { /* a planned chmod of it */
+    lua_pushinteger(L, pre.sb.st_mode & 07777);
+    lua_setfield(L, node, "mode");
+  }
+  lua_pushvalue(L, node);
+  lua_setfield(L, rec, "before");
   char fp[PATH_MAX + 16], desc[2 * PATH_MAX + 200], size[32];
-  fs_fingerprint(node, fp, sizeof fp);
+  fs_fingerprint(L, node, fp, sizeof fp);
   fs_human(bud.used, size);
   if (S_ISLNK(pre.sb.st_mode)) {
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(node, "target");
+    lua_getfield(L, node, "target");
     snprintf(desc, sizeof desc, "remove %s (link to %s)%s", abs,
-             cJSON_IsString(t) ? t->valuestring : "?", resolves_note(abs, real, note));
+             lua_isstring(L, -1) ? lua_tostring(L, -1) : "?", resolves_note(abs, real, note));
+    lua_pop(L, 1);
   } else if (!isdir) {
     snprintf(desc, sizeof desc, "remove %s (file, %s, mode %04o)%s", abs, size,
              (unsigned)(pre.sb.st_mode & 07777), resolves_note(abs, real, note));
@@ -619,25 +720,45 @@ int l_fs_remove(lua_State *L) {
              bud.files, bud.files == 1 ? "" : "s", bud.dirs, bud.dirs == 1 ? "y" : "ies", bud.links,
              bud.links == 1 ? "" : "s", size, resolves_note(abs, real, note));
   }
-  const char *detail = fs_box_mem(b, remove_detail(abs, node, isdir));
+  const char *detail = push_text(L, b, fs_box_mem(b, remove_detail(L, abs, node, isdir)));
 
-  lua_Integer id;
-  if (ask_gate(L, "fs.remove", abs, desc, detail, undo, fp, &id) == RELISH_GATE_PLANNED) {
-    fs_plan_note_id(L, id);
-    fs_plan_set(L, real, "absent", 0, NULL, 0, NULL, 1);
-    return planned(L);
-  }
-  if (remove_path(real, isdir, &st) != 0 || fs_sync_parent(real, &st) != 0)
-    return acted_fail(L, id, "remove", path, &st);
-  relish_gate_done(L, id, NULL);
+  fs_op *op = op_new(L, "remove", path, 0);
+  snprintf(op->real, sizeof op->real, "%s", real);
+  op->isdir = isdir;
   fs_box_release(b);
-  return planned(L);
+  return relish_effect_run(L, &(relish_action){.kind = "fs.remove",
+                                               .target = abs,
+                                               .describe = desc,
+                                               .detail = detail,
+                                               .fingerprint = fp,
+                                               .record = rec,
+                                               .arg = lua_gettop(L)});
 }
 
 /* ---- symlink ---- */
 
-/* fs.symlink(target, path) -> true | nil, err: creates the link, or
- * atomically replaces an existing link; any other file there is an error. */
+int fs_apply_symlink(lua_State *L) {
+  fs_op *op = check_op(L);
+  fs_status st = {0};
+  if (op->later) {
+    fs_set_errno(&st, ENOENT, NULL);
+    return op_raise(L, op, &st);
+  }
+  fs_box *b = fs_box_new(L);
+  if (fs_put_link(b, op->real, op->target, &st) != 0) return op_raise(L, op, &st);
+  fs_box_release(b);
+  return done(L);
+}
+
+int fs_plan_symlink(lua_State *L) {
+  fs_op *op = check_op(L);
+  fs_plan_open(L);
+  fs_plan_set(L, op->real, "link", 0777, NULL, 0, op->target, 1);
+  return done(L);
+}
+
+/* fs.symlink(target, path) -> true: creates the link, or atomically
+ * replaces an existing link; any other file there is an error. */
 int l_fs_symlink(lua_State *L) {
   size_t tlen;
   const char *target = luaL_checklstring(L, 1, &tlen);
@@ -645,20 +766,19 @@ int l_fs_symlink(lua_State *L) {
     return luaL_error(L, "fs.symlink: target must be a non-empty string without NUL bytes");
   const char *path = fs_checkpath(L, 2, "fs.symlink");
   lua_settop(L, 2);
-  fs_box *b = fs_box_new(L);
   fs_status st = {0};
   char abs[PATH_MAX], real[PATH_MAX], old[PATH_MAX];
   int later;
   if (fs_abspath(path, abs, &st) != 0 || target_path(L, path, 0, real, &later, &st) != 0)
-    return fs_fail(L, "symlink", path, &st);
+    return fs_raise(L, "symlink", path, &st);
   fs_pre pre;
-  if (fs_pre_stat(L, real, &pre, &st) != 0) return fs_fail(L, "symlink", path, &st);
+  if (fs_pre_stat(L, real, &pre, &st) != 0) return fs_raise(L, "symlink", path, &st);
   if (pre.planned && pre.exists && !S_ISLNK(pre.sb.st_mode) && fs_live_stat(real, &pre, &st) != 0)
-    return fs_fail(L, "symlink", path, &st);
+    return fs_raise(L, "symlink", path, &st);
   if (pre.exists) {
     if (!S_ISLNK(pre.sb.st_mode)) {
       fs_set(&st, EEXIST, "exists and is not a symlink");
-      return fs_fail(L, "symlink", path, &st);
+      return fs_raise(L, "symlink", path, &st);
     }
     if (pre.fresh) {
       snprintf(old, sizeof old, "%s", pre.target ? pre.target : "");
@@ -666,71 +786,91 @@ int l_fs_symlink(lua_State *L) {
       ssize_t n = readlink(real, old, sizeof old - 1);
       if (n < 0) {
         fs_set_errno(&st, errno, NULL);
-        return fs_fail(L, "symlink", path, &st);
+        return fs_raise(L, "symlink", path, &st);
       }
       old[n] = '\0';
     }
-    if (strcmp(old, target) == 0) return planned(L);
+    if (strcmp(old, target) == 0) return done(L);
   }
-  cJSON *rec = new_record(L, b, real);
-  cJSON *before = cJSON_AddObjectToObject(rec, "before");
-  if (before == NULL || (pre.exists ? fs_node_link(before, old)
-                                    : cJSON_AddStringToObject(before, "type", "absent") == NULL))
-    return luaL_error(L, "not enough memory");
-  const char *undo = record_text(L, b, rec);
+  int rec = new_record(L, real);
+  lua_createtable(L, 0, 2);
+  if (pre.exists) {
+    fs_node_link(L, -1, old);
+  } else {
+    lua_pushliteral(L, "absent");
+    lua_setfield(L, -2, "type");
+  }
   char fp[PATH_MAX + 16], desc[3 * PATH_MAX + 64], note[PATH_MAX + 32];
-  fs_fingerprint(before, fp, sizeof fp);
+  fs_fingerprint(L, -1, fp, sizeof fp);
+  lua_setfield(L, rec, "before");
   snprintf(desc, sizeof desc, "symlink %s → %s (%s%s)%s", abs, target,
            pre.exists ? "was " : "new link", pre.exists ? old : "", resolves_note(abs, real, note));
 
-  lua_Integer id;
-  if (ask_gate(L, "fs.symlink", abs, desc, NULL, undo, fp, &id) == RELISH_GATE_PLANNED) {
-    fs_plan_note_id(L, id);
-    fs_plan_set(L, real, "link", 0777, NULL, 0, target, 1);
-    return planned(L);
-  }
-  if (later) {
-    fs_set_errno(&st, ENOENT, NULL);
-    return acted_fail(L, id, "symlink", path, &st);
-  }
-  if (fs_put_link(b, real, target, &st) != 0) return acted_fail(L, id, "symlink", path, &st);
-  relish_gate_done(L, id, NULL);
-  fs_box_release(b);
-  return planned(L);
+  fs_op *op = op_new(L, "symlink", path, 0);
+  snprintf(op->real, sizeof op->real, "%s", real);
+  snprintf(op->target, sizeof op->target, "%s", target);
+  op->later = later;
+  return relish_effect_run(L, &(relish_action){.kind = "fs.symlink",
+                                               .target = abs,
+                                               .describe = desc,
+                                               .fingerprint = fp,
+                                               .record = rec,
+                                               .arg = lua_gettop(L)});
 }
 
 /* ---- chmod ---- */
 
-/* fs.chmod(path, mode) -> true | nil, err (follows symlinks, as chmod(2)). */
+int fs_apply_chmod(lua_State *L) {
+  fs_op *op = check_op(L);
+  fs_status st = {0};
+  if (op->later) {
+    fs_set_errno(&st, ENOENT, NULL);
+    return op_raise(L, op, &st);
+  }
+  if (chmod(op->real, op->mode) != 0) {
+    fs_set_errno(&st, errno, NULL);
+    return op_raise(L, op, &st);
+  }
+  return done(L);
+}
+
+int fs_plan_chmod(lua_State *L) {
+  fs_op *op = check_op(L);
+  fs_plan_open(L);
+  if (op->exists) fs_plan_set_mode(L, op->real, &op->sb, op->mode);
+  return done(L);
+}
+
+/* fs.chmod(path, mode) -> true (follows symlinks, as chmod(2)). */
 int l_fs_chmod(lua_State *L) {
   const char *path = fs_checkpath(L, 1, "fs.chmod");
   if (lua_isnoneornil(L, 2)) return luaL_error(L, "fs.chmod: mode expected");
   mode_t mode = fs_checkmode(L, 2, "fs.chmod");
   lua_settop(L, 2);
-  fs_box *b = fs_box_new(L);
   fs_status st = {0};
   char abs[PATH_MAX], real[PATH_MAX], note[PATH_MAX + 32];
   int later;
   if (fs_abspath(path, abs, &st) != 0 || target_path(L, path, 1, real, &later, &st) != 0)
-    return fs_fail(L, "chmod", path, &st);
+    return fs_raise(L, "chmod", path, &st);
   fs_pre pre;
-  if (fs_pre_stat(L, real, &pre, &st) != 0) return fs_fail(L, "chmod", path, &st);
+  if (fs_pre_stat(L, real, &pre, &st) != 0) return fs_raise(L, "chmod", path, &st);
   if (pre.planned && !pre.exists && fs_live_stat(real, &pre, &st) != 0)
-    return fs_fail(L, "chmod", path, &st);
+    return fs_raise(L, "chmod", path, &st);
   if (!pre.exists) {
     if (!fs_plan_active(L)) {
       fs_set_errno(&st, ENOENT, NULL);
-      return fs_fail(L, "chmod", path, &st);
+      return fs_raise(L, "chmod", path, &st);
     }
     later = 1; /* made by something the plan cannot see */
   }
   mode_t old = pre.exists ? pre.sb.st_mode & 07777 : 0;
-  if (pre.exists && old == mode) return planned(L);
-  cJSON *rec = new_record(L, b, real);
-  if (!pre.exists ? cJSON_AddTrueToObject(rec, "absent") == NULL
-                  : cJSON_AddNumberToObject(rec, "mode", old) == NULL)
-    return luaL_error(L, "not enough memory");
-  const char *undo = record_text(L, b, rec);
+  if (pre.exists && old == mode) return done(L);
+  int rec = new_record(L, real);
+  if (!pre.exists)
+    lua_pushboolean(L, 1);
+  else
+    lua_pushinteger(L, old);
+  lua_setfield(L, rec, pre.exists ? "mode" : "absent");
   char fp[64], desc[2 * PATH_MAX + 64];
   if (!pre.exists)
     snprintf(fp, sizeof fp, "absent");
@@ -747,21 +887,16 @@ int l_fs_chmod(lua_State *L) {
     snprintf(desc, sizeof desc, "chmod %s %04o → %04o%s", abs, (unsigned)old, (unsigned)mode,
              resolves_note(abs, real, note));
 
-  lua_Integer id;
-  if (ask_gate(L, "fs.chmod", abs, desc, NULL, undo, fp, &id) == RELISH_GATE_PLANNED) {
-    fs_plan_note_id(L, id);
-    if (pre.exists) fs_plan_chmod(L, real, &pre.sb, mode);
-    return planned(L);
-  }
-  if (later) {
-    fs_set_errno(&st, ENOENT, NULL);
-    return acted_fail(L, id, "chmod", path, &st);
-  }
-  if (chmod(real, mode) != 0) {
-    fs_set_errno(&st, errno, NULL);
-    return acted_fail(L, id, "chmod", path, &st);
-  }
-  relish_gate_done(L, id, NULL);
-  fs_box_release(b);
-  return planned(L);
+  fs_op *op = op_new(L, "chmod", path, 0);
+  snprintf(op->real, sizeof op->real, "%s", real);
+  op->mode = mode;
+  op->later = later;
+  op->exists = pre.exists;
+  op->sb = pre.sb;
+  return relish_effect_run(L, &(relish_action){.kind = "fs.chmod",
+                                               .target = abs,
+                                               .describe = desc,
+                                               .fingerprint = fp,
+                                               .record = rec,
+                                               .arg = lua_gettop(L)});
 }

@@ -1,6 +1,7 @@
 /* fs.c: relish.fs, files with undo. This file holds the reads (never gated),
  * the shared plumbing (errors, the resource box, path resolution, atomic
- * puts) and luaopen; effects.c acts through the gate, undo.c reverses. */
+ * puts) and luaopen, which registers the effect providers: effects.c builds
+ * and acts, plan.c is the dry-run view, undo.c reverses. */
 #define _GNU_SOURCE
 #include "fsint.h"
 
@@ -59,12 +60,6 @@ static void fs_push_err(lua_State *L, const char *verb, const char *path, const 
   lua_setfield(L, -2, "path");
 }
 
-int fs_fail(lua_State *L, const char *verb, const char *path, const fs_status *st) {
-  lua_pushnil(L);
-  fs_push_err(L, verb, path, st);
-  return 2;
-}
-
 int fs_raise(lua_State *L, const char *verb, const char *path, const fs_status *st) {
   fs_push_err(L, verb, path, st);
   return lua_error(L);
@@ -80,10 +75,6 @@ static void fs_box_clear(fs_box *b) {
   for (int i = 0; i < FS_BOX_SLOTS; i++) {
     free(b->mem[i]);
     b->mem[i] = NULL;
-    if (b->text[i] != NULL) cJSON_free(b->text[i]);
-    b->text[i] = NULL;
-    cJSON_Delete(b->json[i]);
-    b->json[i] = NULL;
   }
   if (b->tmp[0] != '\0') {
     unlink(b->tmp);
@@ -117,20 +108,6 @@ void fs_box_free(fs_box *b, void *p) {
   for (int i = 0; p != NULL && i < FS_BOX_SLOTS; i++)
     if (b->mem[i] == p) b->mem[i] = NULL;
   free(p);
-}
-
-char *fs_box_text(fs_box *b, char *p) {
-  if (p == NULL) return NULL;
-  for (int i = 0; i < FS_BOX_SLOTS; i++)
-    if (b->text[i] == NULL) return b->text[i] = p;
-  abort();
-}
-
-cJSON *fs_box_json(fs_box *b, cJSON *p) {
-  if (p == NULL) return NULL;
-  for (int i = 0; i < FS_BOX_SLOTS; i++)
-    if (b->json[i] == NULL) return b->json[i] = p;
-  abort();
 }
 
 /* ---- paths ---- */
@@ -520,42 +497,37 @@ const char *fs_checkpath(lua_State *L, int idx, const char *fname) {
 
 /* ---- reads ---- */
 
-static int fs_open_read(lua_State *L, fs_box *b, const char *verb, const char *path) {
+static void fs_open_read(lua_State *L, fs_box *b, const char *verb, const char *path) {
   fs_status st = {0};
-  b->fd[0] = open(path, O_RDONLY | O_CLOEXEC);
-  if (b->fd[0] < 0) {
-    fs_set_errno(&st, errno, NULL);
-    return fs_fail(L, verb, path, &st);
-  }
   struct stat sb;
-  if (fstat(b->fd[0], &sb) != 0) {
+  b->fd[0] = open(path, O_RDONLY | O_CLOEXEC);
+  if (b->fd[0] < 0 || fstat(b->fd[0], &sb) != 0) {
     fs_set_errno(&st, errno, NULL);
-    return fs_fail(L, verb, path, &st);
+    fs_raise(L, verb, path, &st);
   }
   if (S_ISDIR(sb.st_mode)) {
     fs_set_errno(&st, EISDIR, NULL);
-    return fs_fail(L, verb, path, &st);
+    fs_raise(L, verb, path, &st);
   }
-  return 0;
 }
 
-/* fs.read(path) -> content | nil, err */
+/* fs.read(path) -> content; raises (not_found, ...) when it cannot */
 static int l_fs_read(lua_State *L) {
   const char *path = fs_checkpath(L, 1, "fs.read");
   fs_box *b = fs_box_new(L);
   fs_status st = {0};
-  int r = fs_open_read(L, b, "read", path);
-  if (r != 0) return r;
+  fs_open_read(L, b, "read", path);
   char *buf;
   size_t len;
-  if (fs_read_fd(b->fd[0], SIZE_MAX, &buf, &len, &st) != 0) return fs_fail(L, "read", path, &st);
+  if (fs_read_fd(b->fd[0], SIZE_MAX, &buf, &len, &st) != 0) return fs_raise(L, "read", path, &st);
   fs_box_mem(b, buf);
   lua_pushlstring(L, buf, len);
   fs_box_release(b);
   return 1;
 }
 
-/* fs.exists(path) -> bool: anything at path, a dangling link included. */
+/* fs.exists(path) -> bool: anything at path, a dangling link included. A
+ * probe: only a failure to look (permission) raises. */
 static int l_fs_exists(lua_State *L) {
   const char *path = fs_checkpath(L, 1, "fs.exists");
   struct stat sb;
@@ -569,23 +541,25 @@ static int l_fs_exists(lua_State *L) {
   }
   fs_status st = {0};
   fs_set_errno(&st, errno, NULL);
-  return fs_fail(L, "exists", path, &st);
+  return fs_raise(L, "exists", path, &st);
 }
 
-/* fs.stat(path) -> {type, mode, size, mtime, uid, gid, target} | nil, err */
+/* fs.stat(path) -> {type, mode, size, mtime, uid, gid, target}; a missing
+ * path raises not_found (fs.exists is the probe, try(fs.stat, p) the form
+ * that returns nil, err). */
 static int l_fs_stat(lua_State *L) {
   const char *path = fs_checkpath(L, 1, "fs.stat");
   fs_status st = {0};
   struct stat sb;
   if (lstat(path, &sb) != 0) {
     fs_set_errno(&st, errno, NULL);
-    return fs_fail(L, "stat", path, &st);
+    return fs_raise(L, "stat", path, &st);
   }
   char target[PATH_MAX];
   ssize_t tl = -1;
   if (S_ISLNK(sb.st_mode) && (tl = readlink(path, target, sizeof target - 1)) < 0) {
     fs_set_errno(&st, errno, NULL);
-    return fs_fail(L, "stat", path, &st);
+    return fs_raise(L, "stat", path, &st);
   }
   lua_createtable(L, 0, 7);
   lua_pushstring(L, S_ISREG(sb.st_mode)   ? "file"
@@ -673,7 +647,7 @@ char **fs_read_names(const char *dir, size_t *count, int *err) {
   return block;
 }
 
-/* fs.list(dir) -> sorted names (without "." and "..") | nil, err */
+/* fs.list(dir) -> sorted names (without "." and "..") */
 static int l_fs_list(lua_State *L) {
   const char *path = fs_checkpath(L, 1, "fs.list");
   fs_box *b = fs_box_new(L);
@@ -683,7 +657,7 @@ static int l_fs_list(lua_State *L) {
   char **names = fs_box_mem(b, fs_read_names(path, &n, &err));
   if (names == NULL) {
     fs_set_errno(&st, err, NULL);
-    return fs_fail(L, "list", path, &st);
+    return fs_raise(L, "list", path, &st);
   }
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
@@ -694,13 +668,12 @@ static int l_fs_list(lua_State *L) {
   return 1;
 }
 
-/* fs.hash(path) -> sha256 hex | nil, err */
+/* fs.hash(path) -> sha256 hex */
 static int l_fs_hash(lua_State *L) {
   const char *path = fs_checkpath(L, 1, "fs.hash");
   fs_box *b = fs_box_new(L);
   fs_status st = {0};
-  int r = fs_open_read(L, b, "hash", path);
-  if (r != 0) return r;
+  fs_open_read(L, b, "hash", path);
   char *buf = fs_box_mem(b, malloc(FS_CHUNK));
   if (buf == NULL) return luaL_error(L, "not enough memory");
   fs_sha256_ctx c;
@@ -710,7 +683,7 @@ static int l_fs_hash(lua_State *L) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       fs_set_errno(&st, errno, NULL);
-      return fs_fail(L, "hash", path, &st);
+      return fs_raise(L, "hash", path, &st);
     }
     if (n == 0) break;
     fs_sha256_update(&c, buf, (size_t)n);
@@ -734,16 +707,38 @@ static int l_fs_sha256(lua_State *L) {
   return 1;
 }
 
+/* The effects, registered once: the gate journals, plans and undoes them. */
+static const char *const node_fields[] = {"v", "path", "before", NULL};
+static const char *const mkdir_fields[] = {"v", "path", "created", NULL};
+static const char *const chmod_fields[] = {"v", "path", NULL};
+static const relish_provider providers[] = {
+    /* kind, apply, plan, undo, fields */
+    {"fs.write", fs_apply_put, fs_plan_put, fs_undo_write, node_fields},
+    {"fs.copy", fs_apply_put, fs_plan_put, fs_undo_copy, node_fields},
+    {"fs.mkdir", fs_apply_mkdir, fs_plan_mkdir, fs_undo_mkdir, mkdir_fields},
+    {"fs.remove", fs_apply_remove, fs_plan_remove, fs_undo_remove, node_fields},
+    {"fs.symlink", fs_apply_symlink, fs_plan_symlink, fs_undo_symlink, node_fields},
+    {"fs.chmod", fs_apply_chmod, fs_plan_chmod, fs_undo_chmod, chmod_fields},
+    {NULL}};
+
 int luaopen_relish_fs(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"read", l_fs_read},     {"exists", l_fs_exists},
-                                   {"stat", l_fs_stat},     {"list", l_fs_list},
-                                   {"hash", l_fs_hash},     {"write", l_fs_write},
-                                   {"copy", l_fs_copy},     {"mkdir", l_fs_mkdir},
-                                   {"remove", l_fs_remove}, {"symlink", l_fs_symlink},
-                                   {"chmod", l_fs_chmod},   {"undo", l_fs_undo},
-                                   {"sha256", l_fs_sha256}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"read", l_fs_read},
+                                   {"exists", l_fs_exists},
+                                   {"stat", l_fs_stat},
+                                   {"list", l_fs_list},
+                                   {"hash", l_fs_hash},
+                                   {"write", l_fs_write},
+                                   {"copy", l_fs_copy},
+                                   {"mkdir", l_fs_mkdir},
+                                   {"remove", l_fs_remove},
+                                   {"symlink", l_fs_symlink},
+                                   {"chmod", l_fs_chmod},
+                                   {"sha256", l_fs_sha256},
+                                   {NULL, NULL}};
   relish_resource_metatable(L, FS_BOX_MT, fs_box_gc, NULL);
-  lua_pop(L, 1);
+  luaL_newmetatable(L, FS_OP_MT); /* plain memory: nothing to release */
+  lua_pop(L, 2);
+  relish_effect_register(L, "relish.fs", providers);
   luaL_newlib(L, funcs);
   lua_pushinteger(L, (lua_Integer)FS_DEFAULT_UNDO_CAP);
   lua_setfield(L, -2, "UNDO_CAP");

@@ -5,7 +5,6 @@
 
 #include "relish.h"
 
-#include <cjson/cJSON.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,7 +40,7 @@ char **fs_read_names(const char *dir, size_t *count, int *err);
 /* Unlinks the temp files (.NAME.relish-XXXXXX) a killed write of path left. */
 void fs_remove_leftovers(const char *path);
 
-/* A runtime failure found in C, turned into a relish error by fs_fail. */
+/* A runtime failure found in C, raised as a relish error by fs_raise. */
 typedef struct {
   int code;         /* errno value; 0 when msg says everything */
   const char *kind; /* overrides the kind derived from code (e.g. "too_large") */
@@ -52,9 +51,8 @@ int fs_set(fs_status *st, int code, const char *fmt, ...) __attribute__((format(
 /* fs_set with strerror(code) after "where: ". Returns -1. */
 int fs_set_errno(fs_status *st, int code, const char *where);
 const char *fs_kind_of(const fs_status *st);
-/* return nil, {kind, message = "fs.VERB PATH: msg", path = PATH}. */
-int fs_fail(lua_State *L, const char *verb, const char *path, const fs_status *st);
-/* Raise the same error (for undo). */
+/* Raises {kind, message = "fs.VERB PATH: msg", path = PATH}: every runtime
+ * failure of relish.fs (kinds: not_found, permission, exists, too_large, io). */
 int fs_raise(lua_State *L, const char *verb, const char *path, const fs_status *st);
 
 /* Every C resource a Lua-called function holds lives in one box, a userdata
@@ -62,18 +60,14 @@ int fs_raise(lua_State *L, const char *verb, const char *path, const fs_status *
 #define FS_BOX_SLOTS 8
 typedef struct {
   int fd[2];
-  void *mem[FS_BOX_SLOTS];  /* free() */
-  char *text[FS_BOX_SLOTS]; /* cJSON_free() */
-  cJSON *json[FS_BOX_SLOTS];
-  char tmp[PATH_MAX]; /* a temporary file or link to unlink unless renamed */
+  void *mem[FS_BOX_SLOTS]; /* free() */
+  char tmp[PATH_MAX];      /* a temporary file or link to unlink unless renamed */
 } fs_box;
 
 fs_box *fs_box_new(lua_State *L);
 void fs_box_release(fs_box *b);
 /* Hand p to the box (freed with it); returns p. NULL p is fine. */
 void *fs_box_mem(fs_box *b, void *p);
-char *fs_box_text(fs_box *b, char *p);
-cJSON *fs_box_json(fs_box *b, cJSON *p);
 /* Free p now and take it out of the box. */
 void fs_box_free(fs_box *b, void *p);
 
@@ -114,7 +108,7 @@ size_t fs_optcap(lua_State *L, int idx, const char *fname);
 /* A path argument: a non-empty string without NUL bytes; raises otherwise. */
 const char *fs_checkpath(lua_State *L, int idx, const char *fname);
 
-/* ---- preimage.c: what an action changes, as JSON ---- */
+/* ---- preimage.c: what an action changes, as a Lua table ---- */
 
 /* How many content bytes a pre-image may still take. */
 typedef struct {
@@ -123,25 +117,28 @@ typedef struct {
   size_t files, dirs, links;
 } fs_budget;
 
-/* Capture the pre-image of path (lstat: links are not followed) as a JSON
- * node {type = "absent"|"file"|"link"|"dir", ...}; directories with their
+/* Pushes the pre-image of path (lstat: links are not followed) as a node
+ * table {type = "absent"|"file"|"link"|"dir", ...}; directories with their
  * entries when recursive. Content holding a secret in use is not recorded
- * (redacted = true) so secrets never reach the journal. Returns NULL on
- * failure. The node is added to into under key as soon as it exists. */
-cJSON *fs_capture(lua_State *L, fs_box *b, cJSON *into, const char *key, const char *path,
-                  int recursive, fs_budget *bud, fs_status *st);
-/* Node fields for a file with this content (data[len] must be NUL) and for a
- * symlink. -1 when out of memory. */
-int fs_node_file(lua_State *L, cJSON *node, const char *data, size_t len, const struct stat *sb);
-int fs_node_link(cJSON *node, const char *target);
-/* Store bytes under key, as a string when UTF-8 text, else base64 in key_b64. */
-int fs_json_bytes(cJSON *obj, const char *key, const char *data, size_t len);
+ * (redacted = true) so secrets never reach the journal. Returns 0, or -1
+ * with st set and nothing pushed. */
+int fs_capture(lua_State *L, fs_box *b, const char *path, int recursive, fs_budget *bud,
+               fs_status *st);
+/* Set the fields of a file with this content, or of a symlink, in the node
+ * table at idx. */
+void fs_node_file(lua_State *L, int node, const char *data, size_t len, const struct stat *sb);
+void fs_node_link(lua_State *L, int node, const char *target);
+/* t[key] = bytes when UTF-8 text, else t[key_b64] = base64 (relish.json,
+ * which journals the record, encodes only valid UTF-8). */
+void fs_set_bytes(lua_State *L, int t, const char *key, const char *data, size_t len);
 /* Fingerprint of a pre-image node: "absent", "file:<sha256>:0644",
- * "link:<target>", "dir:0755", or "dir:0755:<tree sha256>" for a tree. */
-void fs_fingerprint(const cJSON *node, char *out, size_t outlen);
+ * "link:<target>", "dir:0755", or "dir:0755:<tree sha256>" for a tree (the
+ * digest of the tree as compact JSON, keys in capture order). */
+void fs_fingerprint(lua_State *L, int node, char *out, size_t outlen);
 /* too_large failure naming the sizes. */
 int fs_set_too_large(fs_status *st, const fs_budget *bud);
-char *fs_base64(const char *data, size_t len, size_t *outlen);
+/* Base64 of data into out, room for (len + 2) / 3 * 4 bytes (no NUL). */
+void fs_base64(const char *data, size_t len, char *out);
 /* Decode into out (room for 3*len/4 bytes); -1 on malformed input. */
 long fs_unbase64(const char *in, size_t len, char *out);
 
@@ -166,13 +163,14 @@ int fs_pre_stat(lua_State *L, const char *path, fs_pre *p, fs_status *st);
 int fs_live_stat(const char *path, fs_pre *p, fs_status *st);
 /* True in a dry-run; outside one, forgets what the last one planned. */
 int fs_plan_active(lua_State *L);
-/* Call with the gate's id of each planned effect, before fs_plan_set. */
-void fs_plan_note_id(lua_State *L, lua_Integer id);
+/* Each provider's plan calls it first: what an earlier dry-run (another gate
+ * session) planned never happened, so its overlay is forgotten. */
+void fs_plan_open(lua_State *L);
 /* Record what a planned effect leaves at path: type "file" (data), "dir",
  * "link" (target) or "absent". */
 void fs_plan_set(lua_State *L, const char *path, const char *type, mode_t mode, const char *data,
                  size_t len, const char *target, int fresh);
-void fs_plan_chmod(lua_State *L, const char *path, const struct stat *live, mode_t mode);
+void fs_plan_set_mode(lua_State *L, const char *path, const struct stat *live, mode_t mode);
 
 /* ---- diff.c ---- */
 
@@ -197,13 +195,51 @@ char *fs_diff(const char *a, size_t alen, const char *alabel, const char *b, siz
 char *fs_detail(const char *path, const char *old, size_t oldlen, int old_present, const char *new,
                 size_t newlen, int new_present);
 
-/* ---- effects.c, undo.c, fs.c: the functions Lua calls ---- */
+/* ---- effects.c: the functions Lua calls, and the providers the gate runs ---- */
+
+/* What apply and plan get (the action's arg): the prepared request, made by
+ * the Lua-called function after it read the live state. A write's content
+ * (a string or a secret) is its user value. */
+#define FS_OP_MT "relish.fs.Op"
+typedef struct {
+  char verb[8];          /* "write", "copy", ...: for messages */
+  char path[PATH_MAX];   /* as the recipe gave it */
+  char real[PATH_MAX];   /* what it acts on */
+  char target[PATH_MAX]; /* symlink: the new link's target */
+  mode_t mode;
+  long long uid, gid; /* write: the owner to keep, or -1 */
+  int later;          /* the parent does not exist yet (a dry-run planned it) */
+  int isdir;          /* remove: a directory (tree) */
+  int exists;         /* chmod: something is there */
+  struct stat sb;     /* chmod: what it changes */
+  size_t nends;       /* mkdir: the directories to make are real[0..ends[i]) */
+  size_t ends[];
+} fs_op;
+
 int l_fs_write(lua_State *L);
 int l_fs_copy(lua_State *L);
 int l_fs_mkdir(lua_State *L);
 int l_fs_remove(lua_State *L);
 int l_fs_symlink(lua_State *L);
 int l_fs_chmod(lua_State *L);
-int l_fs_undo(lua_State *L);
+
+int fs_apply_put(lua_State *L); /* fs.write, fs.copy */
+int fs_plan_put(lua_State *L);
+int fs_apply_mkdir(lua_State *L);
+int fs_plan_mkdir(lua_State *L);
+int fs_apply_remove(lua_State *L);
+int fs_plan_remove(lua_State *L);
+int fs_apply_symlink(lua_State *L);
+int fs_plan_symlink(lua_State *L);
+int fs_apply_chmod(lua_State *L);
+int fs_plan_chmod(lua_State *L);
+
+/* ---- undo.c: each kind's undo(record), called by the gate ---- */
+int fs_undo_write(lua_State *L);
+int fs_undo_copy(lua_State *L);
+int fs_undo_symlink(lua_State *L);
+int fs_undo_remove(lua_State *L);
+int fs_undo_mkdir(lua_State *L);
+int fs_undo_chmod(lua_State *L);
 
 #endif

@@ -1,7 +1,8 @@
 /* plan.c: what earlier planned effects of a dry-run leave behind. A dry-run
  * does not act, so a chmod planned after a planned write would see no file;
  * effects (never reads: reads see the live world) consult this overlay so
- * their pre-images and fingerprints are what apply will meet. */
+ * their pre-images and fingerprints are what apply will meet. The providers'
+ * plan functions (effects.c) write it; the effects' pre-stat reads it. */
 #define _GNU_SOURCE
 #include "fsint.h"
 
@@ -36,9 +37,8 @@ int fs_plan_active(lua_State *L) {
   return 0;
 }
 
-void fs_plan_note_id(lua_State *L, lua_Integer id) {
+void fs_plan_open(lua_State *L) {
   /* What an earlier dry-run (another gate session) planned never happened. */
-  (void)id;
   lua_Integer now = relish_gate_session();
   plan_table(L, 1);
   int isint;
@@ -90,7 +90,7 @@ void fs_plan_set(lua_State *L, const char *path, const char *type, mode_t mode, 
   lua_settop(L, t - 1);
 }
 
-void fs_plan_chmod(lua_State *L, const char *path, const struct stat *live, mode_t mode) {
+void fs_plan_set_mode(lua_State *L, const char *path, const struct stat *live, mode_t mode) {
   plan_table(L, 1);
   if (lua_getfield(L, -1, path) == LUA_TTABLE) {
     lua_pushinteger(L, (lua_Integer)mode);

@@ -1,5 +1,5 @@
-/* preimage.c: the state an action is about to change, captured as a JSON
- * node for its undo record (content, mode, owner, link target, whole trees
+/* preimage.c: the state an action is about to change, captured as a Lua
+ * table for its undo record (content, mode, owner, link target, whole trees
  * within a byte budget), and the fingerprint a saved plan checks. */
 #define _GNU_SOURCE
 #include "fsint.h"
@@ -14,11 +14,9 @@
 
 static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-char *fs_base64(const char *data, size_t len, size_t *outlen) {
+void fs_base64(const char *data, size_t len, char *out) {
   const unsigned char *s = (const unsigned char *)data;
-  size_t n = (len + 2) / 3 * 4;
-  char *out = malloc(n + 1), *o = out;
-  if (out == NULL) return NULL;
+  char *o = out;
   size_t i = 0;
   for (; i + 2 < len; i += 3) {
     unsigned v = (unsigned)s[i] << 16 | (unsigned)s[i + 1] << 8 | s[i + 2];
@@ -34,9 +32,6 @@ char *fs_base64(const char *data, size_t len, size_t *outlen) {
     *o++ = i + 1 < len ? b64chars[v >> 6 & 63] : '=';
     *o++ = '=';
   }
-  *o = '\0';
-  if (outlen != NULL) *outlen = n;
-  return out;
 }
 
 long fs_unbase64(const char *in, size_t len, char *out) {
@@ -62,31 +57,31 @@ long fs_unbase64(const char *in, size_t len, char *out) {
   return n;
 }
 
-int fs_json_bytes(cJSON *obj, const char *key, const char *data, size_t len) {
+void fs_set_bytes(lua_State *L, int t, const char *key, const char *data, size_t len) {
+  t = lua_absindex(L, t);
   if (fs_is_text(data, len)) {
-    /* cJSON wants a C string; data may be a slice, so copy. */
-    char *s = malloc(len + 1);
-    if (s == NULL) return -1;
-    memcpy(s, data, len);
-    s[len] = '\0';
-    cJSON *item = cJSON_CreateString(s);
-    free(s);
-    return item != NULL && cJSON_AddItemToObject(obj, key, item) ? 0 : (cJSON_Delete(item), -1);
+    lua_pushlstring(L, data, len);
+    lua_setfield(L, t, key);
+    return;
   }
+  /* the buffer owns the stack top until pushresult: nothing else in between */
+  luaL_Buffer B;
+  size_t n = (len + 2) / 3 * 4;
+  fs_base64(data, len, luaL_buffinitsize(L, &B, n));
+  luaL_pushresultsize(&B, n);
   char k[64];
   snprintf(k, sizeof k, "%s_b64", key);
-  char *enc = fs_base64(data, len, NULL);
-  cJSON *item = enc != NULL ? cJSON_CreateString(enc) : NULL;
-  free(enc);
-  return item != NULL && cJSON_AddItemToObject(obj, k, item) ? 0 : (cJSON_Delete(item), -1);
+  lua_setfield(L, t, k);
 }
 
-static int add_num(cJSON *o, const char *k, double v) {
-  return cJSON_AddNumberToObject(o, k, v) != NULL ? 0 : -1;
+static void set_int(lua_State *L, int t, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, t, k);
 }
 
-static int add_str(cJSON *o, const char *k, const char *v) {
-  return cJSON_AddStringToObject(o, k, v) != NULL ? 0 : -1;
+static void set_str(lua_State *L, int t, const char *k, const char *v) {
+  lua_pushstring(L, v);
+  lua_setfield(L, t, k);
 }
 
 static int holds_secret(lua_State *L, const char *data, size_t len) {
@@ -98,76 +93,82 @@ static int holds_secret(lua_State *L, const char *data, size_t len) {
 }
 
 /* Fields shared by files and directories: owner and permission bits. */
-static int node_meta(cJSON *node, const char *type, const struct stat *sb) {
-  return add_str(node, "type", type) || add_num(node, "mode", sb->st_mode & 07777) ||
-                 add_num(node, "uid", sb->st_uid) || add_num(node, "gid", sb->st_gid)
-             ? -1
-             : 0;
+static void node_meta(lua_State *L, int node, const char *type, const struct stat *sb) {
+  set_str(L, node, "type", type);
+  set_int(L, node, "mode", sb->st_mode & 07777);
+  set_int(L, node, "uid", (lua_Integer)sb->st_uid);
+  set_int(L, node, "gid", (lua_Integer)sb->st_gid);
 }
 
-int fs_node_file(lua_State *L, cJSON *node, const char *data, size_t len, const struct stat *sb) {
+void fs_node_file(lua_State *L, int node, const char *data, size_t len, const struct stat *sb) {
   char hex[65];
+  node = lua_absindex(L, node);
   fs_sha256_hex(data, len, hex);
-  if (node_meta(node, "file", sb) || add_num(node, "size", (double)len) ||
-      add_str(node, "sha256", hex))
-    return -1;
-  if (holds_secret(L, data, len)) return cJSON_AddTrueToObject(node, "redacted") != NULL ? 0 : -1;
-  return fs_json_bytes(node, "content", data, len);
+  node_meta(L, node, "file", sb);
+  set_int(L, node, "size", (lua_Integer)len);
+  set_str(L, node, "sha256", hex);
+  if (holds_secret(L, data, len)) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, node, "redacted");
+    return;
+  }
+  fs_set_bytes(L, node, "content", data, len);
 }
 
-int fs_node_link(cJSON *node, const char *target) {
-  if (add_str(node, "type", "link")) return -1;
-  return fs_json_bytes(node, "target", target, strlen(target));
+void fs_node_link(lua_State *L, int node, const char *target) {
+  node = lua_absindex(L, node);
+  set_str(L, node, "type", "link");
+  fs_set_bytes(L, node, "target", target, strlen(target));
 }
 
-static int node_fail(fs_status *st) { return fs_set_errno(st, ENOMEM, NULL); }
-
-/* The entries of a directory, sorted, as {name = ...} objects in arr. */
-static int list_entries(const char *path, cJSON *arr, fs_status *st) {
+/* Pushes the entries of a directory, sorted, as a list of {name = ...}. */
+static int list_entries(lua_State *L, fs_box *b, const char *path, fs_status *st) {
   size_t n;
   int err;
-  char **names = fs_read_names(path, &n, &err);
+  char **names = fs_box_mem(b, fs_read_names(path, &n, &err));
   if (names == NULL) return fs_set_errno(st, err, path);
-  for (size_t i = 0; i < n && err == 0; i++) {
-    cJSON *child = cJSON_CreateObject();
-    if (child == NULL || !cJSON_AddItemToArray(arr, child)) {
-      cJSON_Delete(child);
-      err = ENOMEM;
-    } else if (fs_json_bytes(child, "name", names[i], strlen(names[i])) != 0) {
-      err = ENOMEM;
-    }
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_createtable(L, 0, 8);
+    fs_set_bytes(L, -1, "name", names[i], strlen(names[i]));
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  free(names);
-  return err ? fs_set_errno(st, err, path) : 0;
+  fs_box_free(b, names);
+  return 0;
 }
 
-/* The raw name of an entry object built by list_entries. */
-static int entry_name(const cJSON *child, char out[NAME_MAX + 1]) {
-  const cJSON *s = cJSON_GetObjectItemCaseSensitive(child, "name");
-  if (cJSON_IsString(s)) {
-    snprintf(out, NAME_MAX + 1, "%s", s->valuestring);
+/* The raw name of an entry table made by list_entries. */
+static int entry_name(lua_State *L, int child, char out[NAME_MAX + 1]) {
+  size_t l;
+  if (lua_getfield(L, child, "name") == LUA_TSTRING) {
+    snprintf(out, NAME_MAX + 1, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
     return 0;
   }
-  s = cJSON_GetObjectItemCaseSensitive(child, "name_b64");
+  lua_pop(L, 1);
+  lua_getfield(L, child, "name_b64");
+  const char *s = lua_tolstring(L, -1, &l);
   char buf[NAME_MAX + 8];
-  size_t l = cJSON_IsString(s) ? strlen(s->valuestring) : 0;
-  long n = l > 0 && l / 4 * 3 <= sizeof buf ? fs_unbase64(s->valuestring, l, buf) : -1;
+  long n = s != NULL && l > 0 && l / 4 * 3 <= sizeof buf ? fs_unbase64(s, l, buf) : -1;
+  lua_pop(L, 1);
   if (n < 0 || n > NAME_MAX) return -1;
   memcpy(out, buf, (size_t)n);
   out[n] = '\0';
   return 0;
 }
 
-static __attribute__((noinline)) int capture_link(cJSON *node, const char *path, fs_status *st) {
+static __attribute__((noinline)) int capture_link(lua_State *L, int node, const char *path,
+                                                  fs_status *st) {
   char target[PATH_MAX];
   ssize_t n = readlink(path, target, sizeof target - 1);
   if (n < 0) return fs_set_errno(st, errno, path);
   target[n] = '\0';
-  return fs_node_link(node, target) ? node_fail(st) : 0;
+  fs_node_link(L, node, target);
+  return 0;
 }
 
-static int capture_file(lua_State *L, fs_box *b, cJSON *node, const char *path,
-                        const struct stat *sb, fs_budget *bud, fs_status *st) {
+static int capture_file(lua_State *L, fs_box *b, int node, const char *path, const struct stat *sb,
+                        fs_budget *bud, fs_status *st) {
   size_t size = (size_t)sb->st_size;
   int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return fs_set_errno(st, errno, path);
@@ -186,16 +187,21 @@ static int capture_file(lua_State *L, fs_box *b, cJSON *node, const char *path,
   }
   bud->used += len;
   fs_box_mem(b, data);
-  rc = fs_node_file(L, node, data, len, sb);
+  fs_node_file(L, node, data, len, sb);
   fs_box_free(b, data);
-  return rc ? node_fail(st) : 0;
+  return 0;
 }
 
-static int capture_into(lua_State *L, fs_box *b, cJSON *node, char path[PATH_MAX], int recursive,
+/* Fills the node table at node with what is at path. */
+static int capture_into(lua_State *L, fs_box *b, int node, char path[PATH_MAX], int recursive,
                         int depth, fs_budget *bud, fs_status *st) {
   struct stat sb;
+  luaL_checkstack(L, 8, "directory tree too deep");
   if (lstat(path, &sb) != 0) {
-    if (errno == ENOENT && depth == 0) return add_str(node, "type", "absent") ? node_fail(st) : 0;
+    if (errno == ENOENT && depth == 0) {
+      set_str(L, node, "type", "absent");
+      return 0;
+    }
     return fs_set_errno(st, errno, path);
   }
   if (S_ISREG(sb.st_mode)) {
@@ -210,50 +216,57 @@ static int capture_into(lua_State *L, fs_box *b, cJSON *node, char path[PATH_MAX
   }
   if (S_ISLNK(sb.st_mode)) {
     bud->links++;
-    return capture_link(node, path, st);
+    return capture_link(L, node, path, st);
   }
   if (!S_ISDIR(sb.st_mode)) {
     const char *what = S_ISFIFO(sb.st_mode) ? "fifo" : S_ISSOCK(sb.st_mode) ? "socket" : "device";
     return fs_set(st, 0, "%s is a %s, which cannot be recorded for undo", path, what);
   }
   if (depth > 0) bud->dirs++;
-  if (node_meta(node, "dir", &sb)) return node_fail(st);
+  node_meta(L, node, "dir", &sb);
   if (!recursive) return 0;
   if (depth >= FS_MAX_DEPTH)
     return fs_set(st, ELOOP, "%s: deeper than %d levels", path, FS_MAX_DEPTH);
-  cJSON *arr = cJSON_AddArrayToObject(node, "entries");
-  if (arr == NULL) return node_fail(st);
-  if (list_entries(path, arr, st) != 0) return -1;
+  if (list_entries(L, b, path, st) != 0) return -1;
+  int entries = lua_gettop(L);
+  lua_pushvalue(L, entries);
+  lua_setfield(L, node, "entries");
   size_t plen = strlen(path);
-  cJSON *child;
-  cJSON_ArrayForEach(child, arr) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, entries);
+  int rc = 0;
+  for (lua_Integer i = 1; rc == 0 && i <= n; i++) {
     char name[NAME_MAX + 1];
-    if (entry_name(child, name) != 0) return node_fail(st);
-    char *end = path + plen;
-    if (plen + 1 + strlen(name) >= PATH_MAX) return fs_set_errno(st, ENAMETOOLONG, path);
-    snprintf(end, PATH_MAX - plen, "%s%s", plen == 1 ? "" : "/", name);
-    int rc = capture_into(L, b, child, path, recursive, depth + 1, bud, st);
-    path[plen] = '\0';
-    if (rc != 0) return -1;
+    lua_rawgeti(L, entries, i);
+    int child = lua_gettop(L);
+    if (entry_name(L, child, name) != 0) {
+      rc = fs_set_errno(st, ENOMEM, path);
+    } else if (plen + 1 + strlen(name) >= PATH_MAX) {
+      rc = fs_set_errno(st, ENAMETOOLONG, path);
+    } else {
+      snprintf(path + plen, PATH_MAX - plen, "%s%s", plen == 1 ? "" : "/", name);
+      rc = capture_into(L, b, child, path, recursive, depth + 1, bud, st);
+      path[plen] = '\0';
+    }
+    lua_settop(L, entries);
   }
-  return 0;
+  lua_settop(L, entries - 1);
+  return rc;
 }
 
-cJSON *fs_capture(lua_State *L, fs_box *b, cJSON *into, const char *key, const char *path,
-                  int recursive, fs_budget *bud, fs_status *st) {
+int fs_capture(lua_State *L, fs_box *b, const char *path, int recursive, fs_budget *bud,
+               fs_status *st) {
   char buf[PATH_MAX];
-  cJSON *node = cJSON_AddObjectToObject(into, key);
-  if (node == NULL) {
-    node_fail(st);
-    return NULL;
-  }
+  lua_createtable(L, 0, 8);
   snprintf(buf, sizeof buf, "%s", path);
-  if (capture_into(L, b, node, buf, recursive, 0, bud, st) != 0) return NULL;
-  if (bud->over) {
-    fs_set_too_large(st, bud);
-    return NULL;
+  if (capture_into(L, b, lua_gettop(L), buf, recursive, 0, bud, st) != 0) {
+    lua_pop(L, 1);
+    return -1;
   }
-  return node;
+  if (bud->over) {
+    lua_pop(L, 1);
+    return fs_set_too_large(st, bud);
+  }
+  return 0;
 }
 
 int fs_set_too_large(fs_status *st, const fs_budget *bud) {
@@ -267,33 +280,146 @@ int fs_set_too_large(fs_status *st, const fs_budget *bud) {
                 bud->used, have, bud->cap, cap);
 }
 
-static const char *str_field(const cJSON *node, const char *key) {
-  const cJSON *s = cJSON_GetObjectItemCaseSensitive(node, key);
-  return cJSON_IsString(s) ? s->valuestring : NULL;
+/* ---- fingerprints ---- */
+
+/* The keys a node can have, in the order capture adds them: a tree's digest
+ * is over the tree as compact JSON with its keys in this order, so the same
+ * live tree always gives the same fingerprint. */
+static const char *const node_keys[] = {
+    "name",     "name_b64", "type",        "mode",   "uid",        "gid",     "size", "sha256",
+    "redacted", "content",  "content_b64", "target", "target_b64", "entries", NULL};
+
+static void hash_str(fs_sha256_ctx *c, const char *s, size_t len) {
+  fs_sha256_update(c, "\"", 1);
+  for (size_t i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    char esc[8];
+    const char *e = NULL;
+    switch (ch) {
+    case '"':
+      e = "\\\"";
+      break;
+    case '\\':
+      e = "\\\\";
+      break;
+    case '\b':
+      e = "\\b";
+      break;
+    case '\f':
+      e = "\\f";
+      break;
+    case '\n':
+      e = "\\n";
+      break;
+    case '\r':
+      e = "\\r";
+      break;
+    case '\t':
+      e = "\\t";
+      break;
+    default:
+      if (ch < 32) {
+        snprintf(esc, sizeof esc, "\\u%04x", ch);
+        e = esc;
+      }
+    }
+    if (e != NULL)
+      fs_sha256_update(c, e, strlen(e));
+    else
+      fs_sha256_update(c, &s[i], 1);
+  }
+  fs_sha256_update(c, "\"", 1);
 }
 
-void fs_fingerprint(const cJSON *node, char *out, size_t outlen) {
-  const char *type = str_field(node, "type");
-  const cJSON *m = cJSON_GetObjectItemCaseSensitive(node, "mode");
-  unsigned mode = cJSON_IsNumber(m) ? (unsigned)m->valueint : 0;
+static void hash_value(lua_State *L, int v, fs_sha256_ctx *c, int depth);
+
+static void hash_node(lua_State *L, int node, fs_sha256_ctx *c, int depth) {
+  luaL_checkstack(L, 4, "directory tree too deep");
+  int first = 1;
+  fs_sha256_update(c, "{", 1);
+  for (const char *const *k = node_keys; *k != NULL; k++) {
+    if (lua_getfield(L, node, *k) != LUA_TNIL) {
+      if (!first) fs_sha256_update(c, ",", 1);
+      first = 0;
+      hash_str(c, *k, strlen(*k));
+      fs_sha256_update(c, ":", 1);
+      hash_value(L, lua_gettop(L), c, depth);
+    }
+    lua_pop(L, 1);
+  }
+  fs_sha256_update(c, "}", 1);
+}
+
+static void hash_value(lua_State *L, int v, fs_sha256_ctx *c, int depth) {
+  char num[32];
+  size_t len;
+  switch (lua_type(L, v)) {
+  case LUA_TSTRING: {
+    const char *s = lua_tolstring(L, v, &len);
+    hash_str(c, s, len);
+    break;
+  }
+  case LUA_TNUMBER:
+    snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, v));
+    fs_sha256_update(c, num, strlen(num));
+    break;
+  case LUA_TBOOLEAN:
+    if (lua_toboolean(L, v))
+      fs_sha256_update(c, "true", 4);
+    else
+      fs_sha256_update(c, "false", 5);
+    break;
+  case LUA_TTABLE:
+    if (depth > FS_MAX_DEPTH + 1) luaL_error(L, "directory tree too deep");
+    fs_sha256_update(c, "[", 1); /* only entries is a table: a list of nodes */
+    for (lua_Integer i = 1, n = (lua_Integer)lua_rawlen(L, v); i <= n; i++) {
+      if (i > 1) fs_sha256_update(c, ",", 1);
+      lua_rawgeti(L, v, i);
+      hash_node(L, lua_gettop(L), c, depth + 1);
+      lua_pop(L, 1);
+    }
+    fs_sha256_update(c, "]", 1);
+    break;
+  default:
+    fs_sha256_update(c, "null", 4);
+  }
+}
+
+static const char *str_field(lua_State *L, int node, const char *key) {
+  lua_getfield(L, node, key);
+  const char *s = lua_tostring(L, -1);
+  lua_pop(L, 1); /* still anchored by the node */
+  return s;
+}
+
+void fs_fingerprint(lua_State *L, int node, char *out, size_t outlen) {
+  node = lua_absindex(L, node);
+  const char *type = str_field(L, node, "type");
+  lua_getfield(L, node, "mode");
+  unsigned mode = (unsigned)lua_tointeger(L, -1);
+  lua_pop(L, 1);
   if (type == NULL || strcmp(type, "absent") == 0) {
     snprintf(out, outlen, "absent");
   } else if (strcmp(type, "file") == 0) {
-    const char *h = str_field(node, "sha256");
+    const char *h = str_field(L, node, "sha256");
     snprintf(out, outlen, "file:%s:%04o", h ? h : "?", mode);
   } else if (strcmp(type, "link") == 0) {
-    const char *t = str_field(node, "target");
+    const char *t = str_field(L, node, "target");
     if (t != NULL)
       snprintf(out, outlen, "link:%s", t);
     else
-      snprintf(out, outlen, "link:b64:%s", str_field(node, "target_b64"));
+      snprintf(out, outlen, "link:b64:%s", str_field(L, node, "target_b64"));
   } else {
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(node, "entries");
-    char *text = cJSON_GetArraySize(e) > 0 ? cJSON_PrintUnformatted(node) : NULL;
-    if (text != NULL) {
+    int tree = lua_getfield(L, node, "entries") == LUA_TTABLE && lua_rawlen(L, -1) > 0;
+    lua_pop(L, 1);
+    if (tree) {
+      fs_sha256_ctx c;
+      unsigned char d[32];
       char hex[65];
-      fs_sha256_hex(text, strlen(text), hex);
-      cJSON_free(text);
+      fs_sha256_init(&c);
+      hash_node(L, node, &c, 0);
+      fs_sha256_final(&c, d);
+      fs_hex(d, 32, hex);
       snprintf(out, outlen, "dir:%04o:%s", mode, hex);
     } else {
       snprintf(out, outlen, "dir:%04o", mode);

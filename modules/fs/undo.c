@@ -1,4 +1,5 @@
-/* undo.c: fs.undo(kind, record), the automatic undo of fs effects. It puts the
+/* undo.c: the automatic undo of fs effects, each kind's undo(record) as the
+ * gate calls it (the record is the table the effect journaled). It puts the
  * pre-image back whether or not the action took effect (an action can be left
  * in doubt by a crash), so running it twice is running it once. It acts
  * directly, never through the gate: rollback is not a new plan. */
@@ -19,7 +20,7 @@ typedef struct {
 } undo_ctx;
 
 static int malformed(undo_ctx *u, const char *what) {
-  return luaL_error(u->L, "fs.undo: malformed %s undo record: %s", u->kind, what);
+  return luaL_error(u->L, "fs undo of %s: malformed undo record: %s", u->kind, what);
 }
 
 /* Bytes stored under key (a string) or key_b64 (base64); the value stays on
@@ -274,71 +275,30 @@ static int undo_chmod(undo_ctx *u, int rec, const char *path, fs_status *st) {
   return 0;
 }
 
-/* A record given as JSON text becomes the table the engine would pass. */
-static void push_json(lua_State *L, const cJSON *j, int depth) {
-  luaL_checkstack(L, 4, "undo record too deep");
-  if (depth > FS_MAX_DEPTH + 8) luaL_error(L, "fs.undo: undo record too deep");
-  if (cJSON_IsString(j)) {
-    lua_pushstring(L, j->valuestring);
-  } else if (cJSON_IsNumber(j)) {
-    if (j->valuedouble == (double)(lua_Integer)j->valuedouble)
-      lua_pushinteger(L, (lua_Integer)j->valuedouble);
-    else
-      lua_pushnumber(L, j->valuedouble);
-  } else if (cJSON_IsBool(j)) {
-    lua_pushboolean(L, cJSON_IsTrue(j));
-  } else if (cJSON_IsArray(j) || cJSON_IsObject(j)) {
-    lua_newtable(L);
-    lua_Integer i = 1;
-    const cJSON *c;
-    cJSON_ArrayForEach(c, j) {
-      push_json(L, c, depth + 1);
-      if (cJSON_IsArray(j))
-        lua_rawseti(L, -2, i++);
-      else
-        lua_setfield(L, -2, c->string);
-    }
-  } else {
-    lua_pushnil(L);
-  }
-}
-
-/* fs.undo(kind, record) -> true; raises naming the path when it cannot. */
-int l_fs_undo(lua_State *L) {
-  const char *kind = luaL_checkstring(L, 1);
-  if (lua_type(L, 2) == LUA_TSTRING) {
-    fs_box *jb = fs_box_new(L);
-    cJSON *j = fs_box_json(jb, cJSON_Parse(lua_tostring(L, 2)));
-    if (!cJSON_IsObject(j))
-      return luaL_error(L, "fs.undo: the %s undo record is not a JSON object", kind);
-    push_json(L, j, 0);
-    lua_replace(L, 2);
-    fs_box_release(jb);
-  }
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
+/* The undo of kind from the record at 1 -> true; raises naming the path
+ * when it cannot. */
+static int undo_kind(lua_State *L, const char *kind) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
   undo_ctx u = {.L = L, .b = fs_box_new(L), .kind = kind};
   fs_status st = {0};
   char path[PATH_MAX];
-  rec_path(&u, 2, "path", path);
+  rec_path(&u, 1, "path", path);
   char verb[64];
   snprintf(verb, sizeof verb, "undo of %s", kind);
   int rc;
-  if (strcmp(kind, "fs.write") == 0 || strcmp(kind, "fs.copy") == 0 ||
-      strcmp(kind, "fs.remove") == 0 || strcmp(kind, "fs.symlink") == 0) {
+  if (strcmp(kind, "fs.mkdir") == 0) {
+    rc = undo_mkdir(&u, 1, &st);
+  } else if (strcmp(kind, "fs.chmod") == 0) {
+    rc = undo_chmod(&u, 1, path, &st);
+  } else {
     /* an action in doubt may have died between its temp file and the rename */
     if (strcmp(kind, "fs.remove") != 0) fs_remove_leftovers(path);
-    lua_getfield(L, 2, "before");
+    lua_getfield(L, 1, "before");
     rc = restore_node(&u, path, lua_gettop(L), 0, &st);
-  } else if (strcmp(kind, "fs.mkdir") == 0) {
-    rc = undo_mkdir(&u, 2, &st);
-  } else if (strcmp(kind, "fs.chmod") == 0) {
-    rc = undo_chmod(&u, 2, path, &st);
-  } else {
-    return luaL_error(L, "fs.undo: unknown kind %s", kind);
   }
   if (rc != 0) {
-    rec_path(&u, 2, "path", path); /* restore_node wrote below it */
+    rec_path(&u, 1, "path", path); /* restore_node wrote below it */
     size_t pl = strlen(path);
     if (strncmp(st.msg, path, pl) == 0 && st.msg[pl] == ':' && st.msg[pl + 1] == ' ')
       memmove(st.msg, st.msg + pl + 2, strlen(st.msg + pl + 2) + 1);
@@ -349,3 +309,10 @@ int l_fs_undo(lua_State *L) {
   lua_pushboolean(L, 1);
   return 1;
 }
+
+int fs_undo_write(lua_State *L) { return undo_kind(L, "fs.write"); }
+int fs_undo_copy(lua_State *L) { return undo_kind(L, "fs.copy"); }
+int fs_undo_symlink(lua_State *L) { return undo_kind(L, "fs.symlink"); }
+int fs_undo_remove(lua_State *L) { return undo_kind(L, "fs.remove"); }
+int fs_undo_mkdir(lua_State *L) { return undo_kind(L, "fs.mkdir"); }
+int fs_undo_chmod(lua_State *L) { return undo_kind(L, "fs.chmod"); }
