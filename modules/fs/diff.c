@@ -23,22 +23,7 @@ typedef struct {
 enum { OP_EQ, OP_DEL, OP_INS };
 
 void fs_buf_add(fs_buf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->n + n + 1 > b->cap) {
-    size_t ncap = b->cap ? b->cap : 256;
-    while (ncap < b->n + n + 1)
-      ncap *= 2;
-    char *np = realloc(b->p, ncap);
-    if (np == NULL) {
-      b->oom = 1;
-      return;
-    }
-    b->p = np;
-    b->cap = ncap;
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = '\0';
+  if (!b->oom && relish_buf_add(&b->b, s, n) != 0) b->oom = 1;
 }
 
 void fs_buf_printf(fs_buf *b, const char *fmt, ...) {
@@ -52,11 +37,11 @@ void fs_buf_printf(fs_buf *b, const char *fmt, ...) {
 
 char *fs_buf_finish(fs_buf *b) {
   if (b->oom) {
-    free(b->p);
+    relish_buf_free(&b->b);
     return NULL;
   }
-  if (b->p == NULL) return strdup("");
-  return b->p;
+  if (b->b.data == NULL) return strdup("");
+  return b->b.data;
 }
 
 static size_t split_lines(const char *s, size_t len, line_t **out) {
@@ -263,7 +248,7 @@ oom:
   free(ops);
   free(apos);
   free(bpos);
-  free(o.p);
+  relish_buf_free(&o.b);
   return NULL;
 }
 

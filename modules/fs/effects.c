@@ -39,7 +39,7 @@ static fs_op *op_new(lua_State *L, const char *verb, const char *path, size_t ne
 static fs_op *check_op(lua_State *L) { return luaL_checkudata(L, 1, FS_OP_MT); }
 
 /* Raises the failure of an op while acting (the gate marks it failed). */
-static int op_raise(lua_State *L, const fs_op *op, const fs_status *st) {
+static int op_raise(lua_State *L, const fs_op *op, const relish_status *st) {
   return fs_raise(L, op->verb, op->path, st);
 }
 
@@ -54,14 +54,14 @@ static int new_record(lua_State *L, const char *real) {
 
 /* Pushes a boxed C string (the box lets go of it) and returns the copy;
  * NULL or "" gives NULL with nil pushed. */
-static const char *push_text(lua_State *L, fs_box *b, char *text) {
+static const char *push_text(lua_State *L, relish_box *b, char *text) {
   if (text == NULL || text[0] == '\0') {
-    fs_box_free(b, text);
+    relish_box_drop(b, text);
     lua_pushnil(L);
     return NULL;
   }
   lua_pushstring(L, text);
-  fs_box_free(b, text);
+  relish_box_drop(b, text);
   return lua_tostring(L, -1);
 }
 
@@ -69,7 +69,7 @@ static const char *push_text(lua_State *L, fs_box *b, char *text) {
  * earlier planned step may create) is no failure: the deepest existing
  * ancestor's real path with the rest appended stands in, and *later is set. */
 static int target_path(lua_State *L, const char *path, int follow, char real[PATH_MAX], int *later,
-                       fs_status *st) {
+                       relish_status *st) {
   *later = 0;
   if (fs_resolve(path, follow, real, st) == 0) return 0;
   if (st->code != ENOENT || !fs_plan_active(L)) return -1;
@@ -79,13 +79,13 @@ static int target_path(lua_State *L, const char *path, int follow, char real[PAT
 }
 
 /* Whole content of the regular file at path, boxed. */
-static int slurp(fs_box *b, const char *path, size_t max, char **out, size_t *len, fs_status *st) {
-  b->fd[0] = open(path, O_RDONLY | O_CLOEXEC);
-  if (b->fd[0] < 0) return fs_set_errno(st, errno, NULL);
-  int rc = fs_read_fd(b->fd[0], max, out, len, st);
-  close(b->fd[0]);
-  b->fd[0] = -1;
-  if (rc == 0) fs_box_mem(b, *out);
+static int slurp(relish_box *b, const char *path, size_t max, char **out, size_t *len,
+                 relish_status *st) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return relish_status_errno(st, errno, NULL);
+  int rc = fs_read_fd(fd, max, out, len, st);
+  close(fd);
+  if (rc == 0) relish_box_add(b, *out, free);
   return rc;
 }
 
@@ -126,17 +126,15 @@ static const char *op_content(lua_State *L, int op, size_t *len) {
 
 int fs_apply_put(lua_State *L) {
   fs_op *op = check_op(L);
-  fs_status st = {0};
+  relish_status st = {0};
   size_t len;
   const char *data = op_content(L, 1, &len);
   if (op->later || data == NULL) { /* only a dry-run plans these */
-    fs_set_errno(&st, ENOENT, NULL);
+    relish_status_errno(&st, ENOENT, NULL);
     return op_raise(L, op, &st);
   }
-  fs_box *b = fs_box_new(L);
-  if (fs_put_file(b, op->real, data, len, op->mode, op->uid, op->gid, &st) != 0)
+  if (fs_put_file(op->real, data, len, op->mode, op->uid, op->gid, &st) != 0)
     return op_raise(L, op, &st);
-  fs_box_release(b);
   return done(L);
 }
 
@@ -149,12 +147,12 @@ int fs_plan_put(lua_State *L) {
   return done(L);
 }
 
-static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
-  fs_status st = {0};
+static int fs_put(lua_State *L, relish_box *b, const struct put_req *r) {
+  relish_status st = {0};
   char abs[PATH_MAX], real[PATH_MAX];
   int later;
   if (r->path[strlen(r->path) - 1] == '/') { /* names a directory */
-    fs_set_errno(&st, EISDIR, NULL);
+    relish_status_errno(&st, EISDIR, NULL);
     return fs_raise(L, r->verb, r->path, &st);
   }
   if (fs_abspath(r->path, abs, &st) != 0 || target_path(L, r->path, 1, real, &later, &st) != 0)
@@ -167,11 +165,11 @@ static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
   size_t oldlen = 0;
   if (pre.exists) {
     if (S_ISDIR(pre.sb.st_mode)) {
-      fs_set_errno(&st, EISDIR, NULL);
+      relish_status_errno(&st, EISDIR, NULL);
       return fs_raise(L, r->verb, r->path, &st);
     }
     if (!S_ISREG(pre.sb.st_mode)) {
-      fs_set(&st, 0, "%s exists and is not a regular file", real);
+      relish_status_set(&st, "io", "%s exists and is not a regular file", real);
       return fs_raise(L, r->verb, r->path, &st);
     }
     if ((size_t)pre.sb.st_size > r->cap) {
@@ -230,7 +228,7 @@ static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
     snprintf(secretline, sizeof secretline, "secret content: %zu bytes, not shown", r->len);
     detail = secretline;
   } else if (r->data != NULL) {
-    char *d = fs_box_mem(b, fs_detail(abs, old, oldlen, present, r->data, r->len, 1));
+    char *d = relish_box_add(b, fs_detail(abs, old, oldlen, present, r->data, r->len, 1), free);
     if (d == NULL) return luaL_error(L, "not enough memory");
     detail = push_text(L, b, d);
   }
@@ -246,7 +244,7 @@ static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
     lua_pushvalue(L, r->content);
     lua_setiuservalue(L, arg, 1);
   }
-  fs_box_release(b); /* what the action needs is on the stack now */
+  relish_box_release(b); /* what the action needs is on the stack now */
   return relish_effect_run(L, &(relish_action){.kind = r->kind,
                                                .target = abs,
                                                .describe = desc,
@@ -259,7 +257,7 @@ static int fs_put(lua_State *L, fs_box *b, const struct put_req *r) {
 static const char *const put_opts[] = {"mode", "max_undo", NULL};
 
 static void put_options(lua_State *L, int idx, const char *fname, struct put_req *r) {
-  fs_checkopts(L, idx, fname, put_opts);
+  relish_checkopts(L, idx, fname, put_opts);
   r->cap = fs_optcap(L, idx, fname);
   if (lua_type(L, idx) == LUA_TTABLE) {
     if (lua_getfield(L, idx, "mode") != LUA_TNIL) {
@@ -283,7 +281,7 @@ int l_fs_write(lua_State *L) {
   }
   put_options(L, 3, "fs.write", &r);
   lua_settop(L, 3);
-  return fs_put(L, fs_box_new(L), &r);
+  return fs_put(L, relish_box_new(L), &r);
 }
 
 /* fs.copy(src, dst, {mode=, max_undo=}) -> true: write(dst, the content of
@@ -294,8 +292,8 @@ int l_fs_copy(lua_State *L) {
   r.path = fs_checkpath(L, 2, "fs.copy");
   put_options(L, 3, "fs.copy", &r);
   lua_settop(L, 3);
-  fs_box *b = fs_box_new(L);
-  fs_status st = {0};
+  relish_box *b = relish_box_new(L);
+  relish_status st = {0};
   char srcabs[PATH_MAX], srcreal[PATH_MAX];
   int later;
   if (fs_abspath(src, srcabs, &st) != 0 || target_path(L, src, 1, srcreal, &later, &st) != 0)
@@ -308,14 +306,14 @@ int l_fs_copy(lua_State *L) {
     return fs_raise(L, "copy", src, &st);
   if (!pre.exists) {
     if (fs_plan_active(L)) return fs_put(L, b, &r); /* made by something the plan cannot see */
-    fs_set_errno(&st, ENOENT, NULL);
+    relish_status_errno(&st, ENOENT, NULL);
     return fs_raise(L, "copy", src, &st);
   }
   if (!S_ISREG(pre.sb.st_mode)) {
     if (S_ISDIR(pre.sb.st_mode))
-      fs_set_errno(&st, EISDIR, NULL);
+      relish_status_errno(&st, EISDIR, NULL);
     else
-      fs_set(&st, 0, "not a regular file");
+      relish_status_set(&st, "io", "not a regular file");
     return fs_raise(L, "copy", src, &st);
   }
   if (pre.fresh) {
@@ -326,7 +324,7 @@ int l_fs_copy(lua_State *L) {
     size_t len;
     if (slurp(b, srcreal, SIZE_MAX, &data, &len, &st) != 0) return fs_raise(L, "copy", src, &st);
     lua_pushlstring(L, data, len);
-    fs_box_free(b, data);
+    relish_box_drop(b, data);
   }
   r.content = lua_gettop(L);
   r.data = lua_tolstring(L, -1, &r.len);
@@ -339,7 +337,7 @@ int l_fs_copy(lua_State *L) {
 
 /* 1 when path is (or, in a dry-run, will be) a directory, 0 when nothing is
  * there, -1 with st set otherwise. */
-static int is_dir(lua_State *L, const char *path, fs_status *st) {
+static int is_dir(lua_State *L, const char *path, relish_status *st) {
   fs_pre pre;
   if (fs_pre_stat(L, path, &pre, st) != 0) return -1;
   if (pre.planned && pre.exists && !S_ISDIR(pre.sb.st_mode) && fs_live_stat(path, &pre, st) != 0)
@@ -347,9 +345,9 @@ static int is_dir(lua_State *L, const char *path, fs_status *st) {
   if (!pre.exists) return 0;
   struct stat sb = pre.sb;
   if (S_ISLNK(sb.st_mode) && !pre.fresh && stat(path, &sb) != 0)
-    return fs_set(st, EEXIST, "%s is a dangling symlink", path);
+    return relish_status_set(st, "exists", "%s is a dangling symlink", path);
   if (S_ISDIR(sb.st_mode)) return 1;
-  return fs_set(st, EEXIST, "%s exists and is not a directory", path);
+  return relish_status_set(st, "exists", "%s exists and is not a directory", path);
 }
 
 /* The i-th directory a mkdir op makes, into p. */
@@ -360,7 +358,7 @@ static void op_dir(const fs_op *op, size_t i, char p[PATH_MAX]) {
 
 int fs_apply_mkdir(lua_State *L) {
   fs_op *op = check_op(L);
-  fs_status st = {0};
+  relish_status st = {0};
   for (size_t i = 0; i < op->nends; i++) {
     char p[PATH_MAX];
     struct stat sb;
@@ -369,11 +367,11 @@ int fs_apply_mkdir(lua_State *L) {
       int e = errno;
       if (e == EEXIST && stat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
         continue; /* made meanwhile by someone else: leave its mode alone */
-      fs_set_errno(&st, e, strcmp(p, op->real) == 0 ? NULL : p);
+      relish_status_errno(&st, e, strcmp(p, op->real) == 0 ? NULL : p);
       return op_raise(L, op, &st);
     }
     if (chmod(p, i + 1 == op->nends ? op->mode : 0755) != 0 || fs_sync_parent(p, &st) != 0) {
-      if (st.msg[0] == '\0') fs_set_errno(&st, errno, p);
+      if (st.msg[0] == '\0') relish_status_errno(&st, errno, p);
       return op_raise(L, op, &st);
     }
   }
@@ -397,7 +395,7 @@ static const char *const mkdir_opts[] = {"mode", "parents", NULL};
  * as it is. */
 int l_fs_mkdir(lua_State *L) {
   const char *path = fs_checkpath(L, 1, "fs.mkdir");
-  fs_checkopts(L, 2, "fs.mkdir", mkdir_opts);
+  relish_checkopts(L, 2, "fs.mkdir", mkdir_opts);
   mode_t mode = 0755;
   int parents = 0;
   if (lua_type(L, 2) == LUA_TTABLE) {
@@ -407,7 +405,7 @@ int l_fs_mkdir(lua_State *L) {
     lua_pop(L, 2);
   }
   lua_settop(L, 2);
-  fs_status st = {0};
+  relish_status st = {0};
   char abs[PATH_MAX], leaf[PATH_MAX];
   if (fs_abspath(path, abs, &st) != 0) return fs_raise(L, "mkdir", path, &st);
   if (fs_resolve(path, 0, leaf, &st) != 0) {
@@ -445,7 +443,7 @@ int l_fs_mkdir(lua_State *L) {
     struct stat sb;
     fs_split(leaf, dir, base);
     if (stat(dir, &sb) != 0) {
-      fs_set_errno(&st, errno, NULL);
+      relish_status_errno(&st, errno, NULL);
       return fs_raise(L, "mkdir", path, &st);
     }
   }
@@ -483,21 +481,24 @@ int l_fs_mkdir(lua_State *L) {
 
 /* ---- remove ---- */
 
-static int rm_tree(int parent, const char *name, char path[PATH_MAX], int depth, fs_status *st) {
+static int rm_tree(int parent, const char *name, char path[PATH_MAX], int depth,
+                   relish_status *st) {
   if (depth > FS_MAX_DEPTH)
-    return fs_set(st, ELOOP, "%s: deeper than %d levels", path, FS_MAX_DEPTH);
+    return relish_status_set(st, "io", "%s: deeper than %d levels", path, FS_MAX_DEPTH);
   int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return 0;
     if (errno == ENOTDIR || errno == ELOOP) /* no longer a directory */
-      return unlinkat(parent, name, 0) == 0 || errno == ENOENT ? 0 : fs_set_errno(st, errno, path);
-    return fs_set_errno(st, errno, path);
+      return unlinkat(parent, name, 0) == 0 || errno == ENOENT
+                 ? 0
+                 : relish_status_errno(st, errno, path);
+    return relish_status_errno(st, errno, path);
   }
   DIR *d = fdopendir(fd);
   if (d == NULL) {
     int e = errno;
     close(fd);
-    return fs_set_errno(st, e, path);
+    return relish_status_errno(st, e, path);
   }
   size_t plen = strlen(path);
   int rc = 0;
@@ -505,7 +506,7 @@ static int rm_tree(int parent, const char *name, char path[PATH_MAX], int depth,
   while (rc == 0 && (e = readdir(d)) != NULL) {
     if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
     if (plen + 1 + strlen(e->d_name) >= PATH_MAX) {
-      rc = fs_set_errno(st, ENAMETOOLONG, path);
+      rc = relish_status_errno(st, ENAMETOOLONG, path);
       break;
     }
     snprintf(path + plen, PATH_MAX - plen, "/%s", e->d_name);
@@ -516,31 +517,32 @@ static int rm_tree(int parent, const char *name, char path[PATH_MAX], int depth,
     if (isdir)
       rc = rm_tree(dirfd(d), e->d_name, path, depth + 1, st);
     else if (unlinkat(dirfd(d), e->d_name, 0) != 0 && errno != ENOENT)
-      rc = fs_set_errno(st, errno, path);
+      rc = relish_status_errno(st, errno, path);
     path[plen] = '\0';
   }
   closedir(d);
   if (rc != 0) return rc;
   if (unlinkat(parent, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
-    return fs_set_errno(st, errno, path);
+    return relish_status_errno(st, errno, path);
   return 0;
 }
 
-static int remove_path(const char *real, int isdir, fs_status *st) {
-  if (!isdir) return unlink(real) == 0 || errno == ENOENT ? 0 : fs_set_errno(st, errno, NULL);
+static int remove_path(const char *real, int isdir, relish_status *st) {
+  if (!isdir)
+    return unlink(real) == 0 || errno == ENOENT ? 0 : relish_status_errno(st, errno, NULL);
   char dir[PATH_MAX], base[PATH_MAX], buf[PATH_MAX];
   fs_split(real, dir, base);
   int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return fs_set_errno(st, errno, dir);
+  if (dfd < 0) return relish_status_errno(st, errno, dir);
   snprintf(buf, sizeof buf, "%s", real);
   int rc = rm_tree(dfd, base, buf, 0, st);
   close(dfd);
   return rc;
 }
 
-static int dir_is_empty(const char *path, fs_status *st) {
+static int dir_is_empty(const char *path, relish_status *st) {
   DIR *d = opendir(path);
-  if (d == NULL) return fs_set_errno(st, errno, NULL);
+  if (d == NULL) return relish_status_errno(st, errno, NULL);
   struct dirent *e;
   int empty = 1;
   while (empty && (e = readdir(d)) != NULL)
@@ -614,7 +616,7 @@ static char *remove_detail(lua_State *L, const char *abs, int node, int isdir) {
 }
 
 /* Pushes the pre-image of something a dry-run planned to create. */
-static int planned_node(lua_State *L, const fs_pre *pre, fs_budget *bud, fs_status *st) {
+static int planned_node(lua_State *L, const fs_pre *pre, fs_budget *bud, relish_status *st) {
   if (S_ISREG(pre->sb.st_mode)) {
     bud->files++;
     bud->used = pre->len;
@@ -640,7 +642,7 @@ static int planned_node(lua_State *L, const fs_pre *pre, fs_budget *bud, fs_stat
 
 int fs_apply_remove(lua_State *L) {
   fs_op *op = check_op(L);
-  fs_status st = {0};
+  relish_status st = {0};
   if (remove_path(op->real, op->isdir, &st) != 0 || fs_sync_parent(op->real, &st) != 0)
     return op_raise(L, op, &st);
   return done(L);
@@ -659,7 +661,7 @@ static const char *const remove_opts[] = {"recursive", "max_undo", NULL};
  * success. Links are removed, never followed. */
 int l_fs_remove(lua_State *L) {
   const char *path = fs_checkpath(L, 1, "fs.remove");
-  fs_checkopts(L, 2, "fs.remove", remove_opts);
+  relish_checkopts(L, 2, "fs.remove", remove_opts);
   int recursive = 0;
   fs_budget bud = {.cap = fs_optcap(L, 2, "fs.remove")};
   if (lua_type(L, 2) == LUA_TTABLE) {
@@ -668,8 +670,8 @@ int l_fs_remove(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_settop(L, 2);
-  fs_box *b = fs_box_new(L);
-  fs_status st = {0};
+  relish_box *b = relish_box_new(L);
+  relish_status st = {0};
   char abs[PATH_MAX], real[PATH_MAX], note[PATH_MAX + 32];
   int later;
   if (fs_abspath(path, abs, &st) != 0) return fs_raise(L, "remove", path, &st);
@@ -686,7 +688,8 @@ int l_fs_remove(lua_State *L) {
     int empty = dir_is_empty(real, &st);
     if (empty <= 0) {
       if (empty == 0)
-        fs_set(&st, ENOTEMPTY, "%s (use recursive = true for a tree)", strerror(ENOTEMPTY));
+        relish_status_set(&st, "exists", "%s (use recursive = true for a tree)",
+                          strerror(ENOTEMPTY));
       return fs_raise(L, "remove", path, &st);
     }
   }
@@ -720,12 +723,12 @@ int l_fs_remove(lua_State *L) {
              bud.files, bud.files == 1 ? "" : "s", bud.dirs, bud.dirs == 1 ? "y" : "ies", bud.links,
              bud.links == 1 ? "" : "s", size, resolves_note(abs, real, note));
   }
-  const char *detail = push_text(L, b, fs_box_mem(b, remove_detail(L, abs, node, isdir)));
+  const char *detail = push_text(L, b, relish_box_add(b, remove_detail(L, abs, node, isdir), free));
 
   fs_op *op = op_new(L, "remove", path, 0);
   snprintf(op->real, sizeof op->real, "%s", real);
   op->isdir = isdir;
-  fs_box_release(b);
+  relish_box_release(b);
   return relish_effect_run(L, &(relish_action){.kind = "fs.remove",
                                                .target = abs,
                                                .describe = desc,
@@ -739,14 +742,12 @@ int l_fs_remove(lua_State *L) {
 
 int fs_apply_symlink(lua_State *L) {
   fs_op *op = check_op(L);
-  fs_status st = {0};
+  relish_status st = {0};
   if (op->later) {
-    fs_set_errno(&st, ENOENT, NULL);
+    relish_status_errno(&st, ENOENT, NULL);
     return op_raise(L, op, &st);
   }
-  fs_box *b = fs_box_new(L);
-  if (fs_put_link(b, op->real, op->target, &st) != 0) return op_raise(L, op, &st);
-  fs_box_release(b);
+  if (fs_put_link(op->real, op->target, &st) != 0) return op_raise(L, op, &st);
   return done(L);
 }
 
@@ -766,7 +767,7 @@ int l_fs_symlink(lua_State *L) {
     return luaL_error(L, "fs.symlink: target must be a non-empty string without NUL bytes");
   const char *path = fs_checkpath(L, 2, "fs.symlink");
   lua_settop(L, 2);
-  fs_status st = {0};
+  relish_status st = {0};
   char abs[PATH_MAX], real[PATH_MAX], old[PATH_MAX];
   int later;
   if (fs_abspath(path, abs, &st) != 0 || target_path(L, path, 0, real, &later, &st) != 0)
@@ -777,7 +778,7 @@ int l_fs_symlink(lua_State *L) {
     return fs_raise(L, "symlink", path, &st);
   if (pre.exists) {
     if (!S_ISLNK(pre.sb.st_mode)) {
-      fs_set(&st, EEXIST, "exists and is not a symlink");
+      relish_status_set(&st, "exists", "exists and is not a symlink");
       return fs_raise(L, "symlink", path, &st);
     }
     if (pre.fresh) {
@@ -785,7 +786,7 @@ int l_fs_symlink(lua_State *L) {
     } else {
       ssize_t n = readlink(real, old, sizeof old - 1);
       if (n < 0) {
-        fs_set_errno(&st, errno, NULL);
+        relish_status_errno(&st, errno, NULL);
         return fs_raise(L, "symlink", path, &st);
       }
       old[n] = '\0';
@@ -822,13 +823,13 @@ int l_fs_symlink(lua_State *L) {
 
 int fs_apply_chmod(lua_State *L) {
   fs_op *op = check_op(L);
-  fs_status st = {0};
+  relish_status st = {0};
   if (op->later) {
-    fs_set_errno(&st, ENOENT, NULL);
+    relish_status_errno(&st, ENOENT, NULL);
     return op_raise(L, op, &st);
   }
   if (chmod(op->real, op->mode) != 0) {
-    fs_set_errno(&st, errno, NULL);
+    relish_status_errno(&st, errno, NULL);
     return op_raise(L, op, &st);
   }
   return done(L);
@@ -847,7 +848,7 @@ int l_fs_chmod(lua_State *L) {
   if (lua_isnoneornil(L, 2)) return luaL_error(L, "fs.chmod: mode expected");
   mode_t mode = fs_checkmode(L, 2, "fs.chmod");
   lua_settop(L, 2);
-  fs_status st = {0};
+  relish_status st = {0};
   char abs[PATH_MAX], real[PATH_MAX], note[PATH_MAX + 32];
   int later;
   if (fs_abspath(path, abs, &st) != 0 || target_path(L, path, 1, real, &later, &st) != 0)
@@ -858,7 +859,7 @@ int l_fs_chmod(lua_State *L) {
     return fs_raise(L, "chmod", path, &st);
   if (!pre.exists) {
     if (!fs_plan_active(L)) {
-      fs_set_errno(&st, ENOENT, NULL);
+      relish_status_errno(&st, ENOENT, NULL);
       return fs_raise(L, "chmod", path, &st);
     }
     later = 1; /* made by something the plan cannot see */

@@ -15,118 +15,36 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FS_BOX_MT "relish.fs.Box"
 #define FS_CHUNK 65536
 
 /* ---- failures ---- */
 
-int fs_set(fs_status *st, int code, const char *fmt, ...) {
-  va_list ap;
-  st->code = code;
-  va_start(ap, fmt);
-  vsnprintf(st->msg, sizeof st->msg, fmt, ap);
-  va_end(ap);
-  return -1;
-}
-
-int fs_set_errno(fs_status *st, int code, const char *where) {
-  if (where != NULL) return fs_set(st, code, "%s: %s", where, strerror(code));
-  return fs_set(st, code, "%s", strerror(code));
-}
-
-const char *fs_kind_of(const fs_status *st) {
-  if (st->kind != NULL) return st->kind;
-  switch (st->code) {
-  case ENOENT:
-  case ENOTDIR:
-    return "not_found";
-  case EACCES:
-  case EPERM:
-  case EROFS:
-    return "permission";
-  case EEXIST:
-  case ENOTEMPTY:
-    return "exists";
-  case EFBIG:
-    return "too_large";
-  default:
-    return "io";
-  }
-}
-
-static void fs_push_err(lua_State *L, const char *verb, const char *path, const fs_status *st) {
-  relish_push_error(L, fs_kind_of(st), "fs.%s %s: %s", verb, path, st->msg);
+int fs_raise(lua_State *L, const char *verb, const char *path, const relish_status *st) {
+  char what[PATH_MAX + 64];
+  snprintf(what, sizeof what, "fs.%s %s", verb, path);
+  relish_status_push(L, what, st);
   lua_pushstring(L, path);
   lua_setfield(L, -2, "path");
-}
-
-int fs_raise(lua_State *L, const char *verb, const char *path, const fs_status *st) {
-  fs_push_err(L, verb, path, st);
   return lua_error(L);
-}
-
-/* ---- the box ---- */
-
-static void fs_box_clear(fs_box *b) {
-  for (int i = 0; i < 2; i++) {
-    if (b->fd[i] >= 0) close(b->fd[i]);
-    b->fd[i] = -1;
-  }
-  for (int i = 0; i < FS_BOX_SLOTS; i++) {
-    free(b->mem[i]);
-    b->mem[i] = NULL;
-  }
-  if (b->tmp[0] != '\0') {
-    unlink(b->tmp);
-    b->tmp[0] = '\0';
-  }
-}
-
-static int fs_box_gc(lua_State *L) {
-  fs_box_clear(luaL_checkudata(L, 1, FS_BOX_MT));
-  return 0;
-}
-
-fs_box *fs_box_new(lua_State *L) {
-  fs_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-  memset(b, 0, sizeof *b);
-  b->fd[0] = b->fd[1] = -1;
-  luaL_setmetatable(L, FS_BOX_MT);
-  return b;
-}
-
-void fs_box_release(fs_box *b) { fs_box_clear(b); }
-
-void *fs_box_mem(fs_box *b, void *p) {
-  if (p == NULL) return NULL;
-  for (int i = 0; i < FS_BOX_SLOTS; i++)
-    if (b->mem[i] == NULL) return b->mem[i] = p;
-  abort(); /* a programming error: more slots than any function uses */
-}
-
-void fs_box_free(fs_box *b, void *p) {
-  for (int i = 0; p != NULL && i < FS_BOX_SLOTS; i++)
-    if (b->mem[i] == p) b->mem[i] = NULL;
-  free(p);
 }
 
 /* ---- paths ---- */
 
-int fs_join(char out[PATH_MAX], const char *dir, const char *name, fs_status *st) {
+int fs_join(char out[PATH_MAX], const char *dir, const char *name, relish_status *st) {
   int n = strcmp(dir, "/") == 0 ? snprintf(out, PATH_MAX, "/%s", name)
                                 : snprintf(out, PATH_MAX, "%s/%s", dir, name);
-  if (n < 0 || n >= PATH_MAX) return fs_set_errno(st, ENAMETOOLONG, NULL);
+  if (n < 0 || n >= PATH_MAX) return relish_status_errno(st, ENAMETOOLONG, NULL);
   return 0;
 }
 
-int fs_abspath(const char *in, char out[PATH_MAX], fs_status *st) {
+int fs_abspath(const char *in, char out[PATH_MAX], relish_status *st) {
   char raw[PATH_MAX];
   if (in[0] == '/') {
-    if (strlen(in) >= PATH_MAX) return fs_set_errno(st, ENAMETOOLONG, NULL);
+    if (strlen(in) >= PATH_MAX) return relish_status_errno(st, ENAMETOOLONG, NULL);
     strcpy(raw, in);
   } else {
     char cwd[PATH_MAX];
-    if (getcwd(cwd, sizeof cwd) == NULL) return fs_set_errno(st, errno, "current directory");
+    if (getcwd(cwd, sizeof cwd) == NULL) return relish_status_errno(st, errno, "current directory");
     if (fs_join(raw, cwd, in, st) != 0) return -1;
   }
   /* Clean lexically: drop empty and "." components, let ".." pop one. */
@@ -167,10 +85,10 @@ void fs_split(const char *path, char dir[PATH_MAX], char base[PATH_MAX]) {
   }
 }
 
-int fs_resolve(const char *in, int follow, char out[PATH_MAX], fs_status *st) {
+int fs_resolve(const char *in, int follow, char out[PATH_MAX], relish_status *st) {
   char cur[PATH_MAX], dir[PATH_MAX], base[PATH_MAX], rdir[PATH_MAX];
-  if (in[0] == '\0') return fs_set_errno(st, ENOENT, NULL);
-  if (strlen(in) >= PATH_MAX) return fs_set_errno(st, ENAMETOOLONG, NULL);
+  if (in[0] == '\0') return relish_status_errno(st, ENOENT, NULL);
+  if (strlen(in) >= PATH_MAX) return relish_status_errno(st, ENAMETOOLONG, NULL);
   strcpy(cur, in);
   for (int hops = 0; hops <= 40; hops++) {
     size_t n = strlen(cur);
@@ -182,28 +100,28 @@ int fs_resolve(const char *in, int follow, char out[PATH_MAX], fs_status *st) {
       return 0;
     }
     if (strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
-      if (realpath(cur, out) == NULL) return fs_set_errno(st, errno, NULL);
+      if (realpath(cur, out) == NULL) return relish_status_errno(st, errno, NULL);
       return 0;
     }
-    if (realpath(dir, rdir) == NULL) return fs_set_errno(st, errno, NULL);
+    if (realpath(dir, rdir) == NULL) return relish_status_errno(st, errno, NULL);
     if (fs_join(out, rdir, base, st) != 0) return -1;
     if (!follow) return 0;
     struct stat sb;
-    if (lstat(out, &sb) != 0) return errno == ENOENT ? 0 : fs_set_errno(st, errno, NULL);
+    if (lstat(out, &sb) != 0) return errno == ENOENT ? 0 : relish_status_errno(st, errno, NULL);
     if (!S_ISLNK(sb.st_mode)) return 0;
     char target[PATH_MAX];
     ssize_t tl = readlink(out, target, sizeof target - 1);
-    if (tl < 0) return fs_set_errno(st, errno, out);
+    if (tl < 0) return relish_status_errno(st, errno, out);
     target[tl] = '\0';
     if (target[0] == '/')
       strcpy(cur, target);
     else if (fs_join(cur, rdir, target, st) != 0)
       return -1;
   }
-  return fs_set_errno(st, ELOOP, NULL);
+  return relish_status_errno(st, ELOOP, NULL);
 }
 
-int fs_resolve_partial(const char *in, char out[PATH_MAX], fs_status *st) {
+int fs_resolve_partial(const char *in, char out[PATH_MAX], relish_status *st) {
   char abs[PATH_MAX], real[PATH_MAX];
   if (fs_abspath(in, abs, st) != 0) return -1;
   size_t cl = strlen(abs);
@@ -217,30 +135,33 @@ int fs_resolve_partial(const char *in, char out[PATH_MAX], fs_status *st) {
     memcpy(cur, abs, cl);
     cur[cl] = '\0';
     if (stat(cur, &sb) == 0) {
-      if (!S_ISDIR(sb.st_mode)) return fs_set(st, ENOTDIR, "%s is not a directory", cur);
-      if (realpath(cur, real) == NULL) return fs_set_errno(st, errno, cur);
+      if (!S_ISDIR(sb.st_mode)) {
+        st->code = ENOTDIR;
+        return relish_status_set(st, NULL, "%s is not a directory", cur);
+      }
+      if (realpath(cur, real) == NULL) return relish_status_errno(st, errno, cur);
       break;
     }
-    if (errno != ENOENT) return fs_set_errno(st, errno, cur);
+    if (errno != ENOENT) return relish_status_errno(st, errno, cur);
   }
   const char *rest = cl == 1 ? abs : abs + cl;
   int n = snprintf(out, PATH_MAX, "%s%s", strcmp(real, "/") == 0 ? "" : real, rest);
-  if (n < 0 || n >= PATH_MAX) return fs_set_errno(st, ENAMETOOLONG, NULL);
+  if (n < 0 || n >= PATH_MAX) return relish_status_errno(st, ENAMETOOLONG, NULL);
   return 0;
 }
 
-int fs_sync_parent(const char *path, fs_status *st) {
+int fs_sync_parent(const char *path, relish_status *st) {
   char dir[PATH_MAX], base[PATH_MAX];
   fs_split(path, dir, base);
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return fs_set_errno(st, errno, dir);
+  if (fd < 0) return relish_status_errno(st, errno, dir);
   /* Some file systems cannot sync a directory; the rename is still done. */
   int rc = fsync(fd) != 0 && errno != EINVAL && errno != EROFS ? errno : 0;
   close(fd);
-  return rc ? fs_set_errno(st, rc, dir) : 0;
+  return rc ? relish_status_errno(st, rc, dir) : 0;
 }
 
-int fs_read_fd(int fd, size_t max, char **out, size_t *len, fs_status *st) {
+int fs_read_fd(int fd, size_t max, char **out, size_t *len, relish_status *st) {
   struct stat sb;
   size_t cap = FS_CHUNK;
   if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (size_t)sb.st_size + 1 > cap)
@@ -248,7 +169,7 @@ int fs_read_fd(int fd, size_t max, char **out, size_t *len, fs_status *st) {
   if (max != SIZE_MAX && cap > max + 1) cap = max + 1;
   char *buf = malloc(cap + 1);
   size_t n = 0;
-  if (buf == NULL) return fs_set_errno(st, ENOMEM, NULL);
+  if (buf == NULL) return relish_status_errno(st, ENOMEM, NULL);
   for (;;) {
     if (n == cap) {
       if (n > max) break;
@@ -257,7 +178,7 @@ int fs_read_fd(int fd, size_t max, char **out, size_t *len, fs_status *st) {
       char *nb = realloc(buf, ncap + 1);
       if (nb == NULL) {
         free(buf);
-        return fs_set_errno(st, ENOMEM, NULL);
+        return relish_status_errno(st, ENOMEM, NULL);
       }
       buf = nb;
       cap = ncap;
@@ -267,15 +188,15 @@ int fs_read_fd(int fd, size_t max, char **out, size_t *len, fs_status *st) {
     if (r < 0) {
       int e = errno;
       free(buf);
-      return fs_set_errno(st, e, NULL);
+      return relish_status_errno(st, e, NULL);
     }
     if (r == 0) break;
     n += (size_t)r;
   }
   if (n > max) {
     free(buf);
-    st->kind = "too_large";
-    return fs_set(st, EFBIG, "larger than %zu bytes", max);
+    st->code = EFBIG;
+    return relish_status_set(st, "too_large", "larger than %zu bytes", max);
   }
   buf[n] = '\0';
   *out = buf;
@@ -295,7 +216,7 @@ static int fs_write_all(int fd, const char *data, size_t len) {
 }
 
 /* dir/.NAME.relish-XXXXXX, the name cut short to stay within NAME_MAX. */
-static int fs_tmpname(char out[PATH_MAX], const char *path, const char *suffix, fs_status *st) {
+static int fs_tmpname(char out[PATH_MAX], const char *path, const char *suffix, relish_status *st) {
   char dir[PATH_MAX], base[PATH_MAX], name[NAME_MAX + 1];
   fs_split(path, dir, base);
   snprintf(name, sizeof name, ".%.200s.relish-%s", base, suffix);
@@ -324,17 +245,16 @@ void fs_remove_leftovers(const char *path) {
   free(names);
 }
 
-int fs_put_file(fs_box *b, const char *path, const char *data, size_t len, mode_t mode,
-                long long uid, long long gid, fs_status *st) {
+/* Pure C from the temp file to the rename: nothing can raise in between, so
+ * the temp file is cleaned up here on every failure (a killed process leaves
+ * it to fs_remove_leftovers). */
+int fs_put_file(const char *path, const char *data, size_t len, mode_t mode, long long uid,
+                long long gid, relish_status *st) {
+  char tmp[PATH_MAX];
   int e;
-  if (fs_tmpname(b->tmp, path, "XXXXXX", st) != 0) return -1;
-  int fd = mkostemp(b->tmp, O_CLOEXEC);
-  if (fd < 0) {
-    e = errno;
-    b->tmp[0] = '\0';
-    return fs_set_errno(st, e, NULL);
-  }
-  b->fd[1] = fd;
+  if (fs_tmpname(tmp, path, "XXXXXX", st) != 0) return -1;
+  int fd = mkostemp(tmp, O_CLOEXEC);
+  if (fd < 0) return relish_status_errno(st, errno, NULL);
   if ((e = fs_write_all(fd, data, len)) != 0) goto fail;
   /* Owner first: chown clears set-id bits that fchmod then puts back. Keeping
    * another user's ownership needs privilege; without it the file becomes
@@ -347,47 +267,41 @@ int fs_put_file(fs_box *b, const char *path, const char *data, size_t len, mode_
     e = errno;
     goto fail;
   }
-  b->fd[1] = -1;
   if (close(fd) != 0) {
     fd = -1;
     e = errno;
     goto fail;
   }
   fd = -1;
-  if (rename(b->tmp, path) != 0) {
+  if (rename(tmp, path) != 0) {
     e = errno;
     goto fail;
   }
-  b->tmp[0] = '\0';
   return fs_sync_parent(path, st);
 fail:
   if (fd >= 0) close(fd);
-  b->fd[1] = -1;
-  unlink(b->tmp);
-  b->tmp[0] = '\0';
-  return fs_set_errno(st, e, NULL);
+  unlink(tmp);
+  return relish_status_errno(st, e, NULL);
 }
 
-int fs_put_link(fs_box *b, const char *path, const char *target, fs_status *st) {
+int fs_put_link(const char *path, const char *target, relish_status *st) {
   static unsigned counter;
+  char tmp[PATH_MAX];
   for (int attempt = 0;; attempt++) {
     char suffix[32];
     snprintf(suffix, sizeof suffix, "%06x",
              ((unsigned)getpid() * 2654435761u + counter++ * 40503u + (unsigned)time(NULL)) &
                  0xffffff);
-    if (fs_tmpname(b->tmp, path, suffix, st) != 0) return -1;
-    if (symlink(target, b->tmp) == 0) break;
+    if (fs_tmpname(tmp, path, suffix, st) != 0) return -1;
+    if (symlink(target, tmp) == 0) break;
     int e = errno;
-    b->tmp[0] = '\0';
-    if (e != EEXIST || attempt == 100) return fs_set_errno(st, e, NULL);
+    if (e != EEXIST || attempt == 100) return relish_status_errno(st, e, NULL);
   }
-  if (rename(b->tmp, path) != 0) {
+  if (rename(tmp, path) != 0) {
     int e = errno;
-    unlink(b->tmp);
-    b->tmp[0] = '\0';
-    return fs_set_errno(st, e, NULL);
+    unlink(tmp);
+    return relish_status_errno(st, e, NULL);
   }
-  b->tmp[0] = '\0';
   return fs_sync_parent(path, st);
 }
 
@@ -459,21 +373,6 @@ mode_t fs_checkmode(lua_State *L, int idx, const char *fname) {
   return 0;
 }
 
-void fs_checkopts(lua_State *L, int idx, const char *fname, const char *const *known) {
-  if (lua_isnoneornil(L, idx)) return;
-  if (lua_type(L, idx) != LUA_TTABLE)
-    luaL_error(L, "%s: options must be a table, got %s", fname, luaL_typename(L, idx));
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    lua_pop(L, 1);
-    int found = 0;
-    if (lua_type(L, -1) == LUA_TSTRING)
-      for (const char *const *k = known; *k != NULL && !found; k++)
-        found = strcmp(lua_tostring(L, -1), *k) == 0;
-    if (!found) luaL_error(L, "%s: unknown option %s", fname, luaL_tolstring(L, -1, NULL));
-  }
-}
-
 size_t fs_optcap(lua_State *L, int idx, const char *fname) {
   size_t cap = FS_DEFAULT_UNDO_CAP;
   if (lua_type(L, idx) != LUA_TTABLE) return cap;
@@ -497,32 +396,34 @@ const char *fs_checkpath(lua_State *L, int idx, const char *fname) {
 
 /* ---- reads ---- */
 
-static void fs_open_read(lua_State *L, fs_box *b, const char *verb, const char *path) {
-  fs_status st = {0};
+/* A descriptor open for reading a file (not a directory), in the box. */
+static int fs_open_read(lua_State *L, relish_box *b, const char *verb, const char *path) {
+  relish_status st = {0};
   struct stat sb;
-  b->fd[0] = open(path, O_RDONLY | O_CLOEXEC);
-  if (b->fd[0] < 0 || fstat(b->fd[0], &sb) != 0) {
-    fs_set_errno(&st, errno, NULL);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fstat(relish_box_fd(b, fd), &sb) != 0) {
+    relish_status_errno(&st, errno, NULL);
     fs_raise(L, verb, path, &st);
   }
   if (S_ISDIR(sb.st_mode)) {
-    fs_set_errno(&st, EISDIR, NULL);
+    relish_status_errno(&st, EISDIR, NULL);
     fs_raise(L, verb, path, &st);
   }
+  return fd;
 }
 
 /* fs.read(path) -> content; raises (not_found, ...) when it cannot */
 static int l_fs_read(lua_State *L) {
   const char *path = fs_checkpath(L, 1, "fs.read");
-  fs_box *b = fs_box_new(L);
-  fs_status st = {0};
-  fs_open_read(L, b, "read", path);
+  relish_box *b = relish_box_new(L);
+  relish_status st = {0};
+  int fd = fs_open_read(L, b, "read", path);
   char *buf;
   size_t len;
-  if (fs_read_fd(b->fd[0], SIZE_MAX, &buf, &len, &st) != 0) return fs_raise(L, "read", path, &st);
-  fs_box_mem(b, buf);
+  if (fs_read_fd(fd, SIZE_MAX, &buf, &len, &st) != 0) return fs_raise(L, "read", path, &st);
+  relish_box_add(b, buf, free);
   lua_pushlstring(L, buf, len);
-  fs_box_release(b);
+  relish_box_release(b);
   return 1;
 }
 
@@ -539,8 +440,8 @@ static int l_fs_exists(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  fs_status st = {0};
-  fs_set_errno(&st, errno, NULL);
+  relish_status st = {0};
+  relish_status_errno(&st, errno, NULL);
   return fs_raise(L, "exists", path, &st);
 }
 
@@ -549,16 +450,16 @@ static int l_fs_exists(lua_State *L) {
  * that returns nil, err). */
 static int l_fs_stat(lua_State *L) {
   const char *path = fs_checkpath(L, 1, "fs.stat");
-  fs_status st = {0};
+  relish_status st = {0};
   struct stat sb;
   if (lstat(path, &sb) != 0) {
-    fs_set_errno(&st, errno, NULL);
+    relish_status_errno(&st, errno, NULL);
     return fs_raise(L, "stat", path, &st);
   }
   char target[PATH_MAX];
   ssize_t tl = -1;
   if (S_ISLNK(sb.st_mode) && (tl = readlink(path, target, sizeof target - 1)) < 0) {
-    fs_set_errno(&st, errno, NULL);
+    relish_status_errno(&st, errno, NULL);
     return fs_raise(L, "stat", path, &st);
   }
   lua_createtable(L, 0, 7);
@@ -650,13 +551,13 @@ char **fs_read_names(const char *dir, size_t *count, int *err) {
 /* fs.list(dir) -> sorted names (without "." and "..") */
 static int l_fs_list(lua_State *L) {
   const char *path = fs_checkpath(L, 1, "fs.list");
-  fs_box *b = fs_box_new(L);
-  fs_status st = {0};
+  relish_box *b = relish_box_new(L);
+  relish_status st = {0};
   size_t n;
   int err;
-  char **names = fs_box_mem(b, fs_read_names(path, &n, &err));
+  char **names = relish_box_add(b, fs_read_names(path, &n, &err), free);
   if (names == NULL) {
-    fs_set_errno(&st, err, NULL);
+    relish_status_errno(&st, err, NULL);
     return fs_raise(L, "list", path, &st);
   }
   lua_createtable(L, (int)n, 0);
@@ -664,25 +565,25 @@ static int l_fs_list(lua_State *L) {
     lua_pushstring(L, names[i]);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  fs_box_release(b);
+  relish_box_release(b);
   return 1;
 }
 
 /* fs.hash(path) -> sha256 hex */
 static int l_fs_hash(lua_State *L) {
   const char *path = fs_checkpath(L, 1, "fs.hash");
-  fs_box *b = fs_box_new(L);
-  fs_status st = {0};
-  fs_open_read(L, b, "hash", path);
-  char *buf = fs_box_mem(b, malloc(FS_CHUNK));
+  relish_box *b = relish_box_new(L);
+  relish_status st = {0};
+  int fd = fs_open_read(L, b, "hash", path);
+  char *buf = relish_box_add(b, malloc(FS_CHUNK), free);
   if (buf == NULL) return luaL_error(L, "not enough memory");
   fs_sha256_ctx c;
   fs_sha256_init(&c);
   for (;;) {
-    ssize_t n = read(b->fd[0], buf, FS_CHUNK);
+    ssize_t n = read(fd, buf, FS_CHUNK);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      fs_set_errno(&st, errno, NULL);
+      relish_status_errno(&st, errno, NULL);
       return fs_raise(L, "hash", path, &st);
     }
     if (n == 0) break;
@@ -693,7 +594,7 @@ static int l_fs_hash(lua_State *L) {
   fs_sha256_final(&c, d);
   fs_hex(d, 32, hex);
   lua_pushstring(L, hex);
-  fs_box_release(b);
+  relish_box_release(b);
   return 1;
 }
 
@@ -735,9 +636,8 @@ int luaopen_relish_fs(lua_State *L) {
                                    {"chmod", l_fs_chmod},
                                    {"sha256", l_fs_sha256},
                                    {NULL, NULL}};
-  relish_resource_metatable(L, FS_BOX_MT, fs_box_gc, NULL);
   luaL_newmetatable(L, FS_OP_MT); /* plain memory: nothing to release */
-  lua_pop(L, 2);
+  lua_pop(L, 1);
   relish_effect_register(L, "relish.fs", providers);
   luaL_newlib(L, funcs);
   lua_pushinteger(L, (lua_Integer)FS_DEFAULT_UNDO_CAP);

@@ -1,5 +1,5 @@
 /* fsint.h: what the files of relish.fs share (path resolution, pre-images,
- * diffs, SHA-256, the resource box); nothing here is seen by other modules. */
+ * diffs, SHA-256); nothing here is seen by other modules. */
 #ifndef RELISH_FSINT_H
 #define RELISH_FSINT_H
 
@@ -32,7 +32,7 @@ void fs_sha256_final(fs_sha256_ctx *c, unsigned char out[32]);
 void fs_sha256_hex(const void *data, size_t n, char out[65]);
 void fs_hex(const unsigned char *d, size_t n, char *out);
 
-/* ---- fs.c: failures, the box, paths ---- */
+/* ---- fs.c: failures, paths ---- */
 
 /* The sorted names of a directory in one malloc'd block (NULL-terminated
  * pointers, then the strings): free() it once. NULL with *err on failure. */
@@ -40,70 +40,41 @@ char **fs_read_names(const char *dir, size_t *count, int *err);
 /* Unlinks the temp files (.NAME.relish-XXXXXX) a killed write of path left. */
 void fs_remove_leftovers(const char *path);
 
-/* A runtime failure found in C, raised as a relish error by fs_raise. */
-typedef struct {
-  int code;         /* errno value; 0 when msg says everything */
-  const char *kind; /* overrides the kind derived from code (e.g. "too_large") */
-  char msg[PATH_MAX + 256];
-} fs_status;
-
-int fs_set(fs_status *st, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* fs_set with strerror(code) after "where: ". Returns -1. */
-int fs_set_errno(fs_status *st, int code, const char *where);
-const char *fs_kind_of(const fs_status *st);
-/* Raises {kind, message = "fs.VERB PATH: msg", path = PATH}: every runtime
- * failure of relish.fs (kinds: not_found, permission, exists, too_large, io). */
-int fs_raise(lua_State *L, const char *verb, const char *path, const fs_status *st);
-
-/* Every C resource a Lua-called function holds lives in one box, a userdata
- * whose __gc/__close frees it, so a Lua error at any point leaks nothing. */
-#define FS_BOX_SLOTS 8
-typedef struct {
-  int fd[2];
-  void *mem[FS_BOX_SLOTS]; /* free() */
-  char tmp[PATH_MAX];      /* a temporary file or link to unlink unless renamed */
-} fs_box;
-
-fs_box *fs_box_new(lua_State *L);
-void fs_box_release(fs_box *b);
-/* Hand p to the box (freed with it); returns p. NULL p is fine. */
-void *fs_box_mem(fs_box *b, void *p);
-/* Free p now and take it out of the box. */
-void fs_box_free(fs_box *b, void *p);
+/* Raises {kind, message = "fs.VERB PATH: msg", path = PATH} from a failure
+ * found in C: every runtime failure of relish.fs (kinds: not_found,
+ * permission, exists, too_large, io). */
+int fs_raise(lua_State *L, const char *verb, const char *path, const relish_status *st);
 
 /* Path of up to PATH_MAX bytes; overlong ones fail with ENAMETOOLONG. */
-int fs_join(char out[PATH_MAX], const char *dir, const char *name, fs_status *st);
+int fs_join(char out[PATH_MAX], const char *dir, const char *name, relish_status *st);
 /* Absolute, lexically cleaned path (no symlink resolution). */
-int fs_abspath(const char *in, char out[PATH_MAX], fs_status *st);
+int fs_abspath(const char *in, char out[PATH_MAX], relish_status *st);
 /* The real path an effect acts on: the parent's realpath joined with the last
  * component, following symlinks at the last component when follow is set
  * (what open(2) would act on). Fails when the parent does not exist. */
-int fs_resolve(const char *in, int follow, char out[PATH_MAX], fs_status *st);
+int fs_resolve(const char *in, int follow, char out[PATH_MAX], relish_status *st);
 /* For a path whose parent does not exist (yet): the deepest existing
  * ancestor's real path with the rest appended, cleaned lexically. */
-int fs_resolve_partial(const char *in, char out[PATH_MAX], fs_status *st);
+int fs_resolve_partial(const char *in, char out[PATH_MAX], relish_status *st);
 /* Split a resolved path into directory and last component (in place copies). */
 void fs_split(const char *path, char dir[PATH_MAX], char base[PATH_MAX]);
 /* fsync the directory holding path (after a rename or unlink in it). */
-int fs_sync_parent(const char *path, fs_status *st);
+int fs_sync_parent(const char *path, relish_status *st);
 /* Read a whole open file into malloc'd memory, at most max bytes: more is
  * EFBIG. *out is NUL-terminated. */
-int fs_read_fd(int fd, size_t max, char **out, size_t *len, fs_status *st);
+int fs_read_fd(int fd, size_t max, char **out, size_t *len, relish_status *st);
 /* Atomically put content at path: temp file in the same directory, exact
- * mode, owner if given (uid >= 0), fsync, rename, fsync of the directory. The
- * temporary name lives in b->tmp while it exists. */
-int fs_put_file(fs_box *b, const char *path, const char *data, size_t len, mode_t mode,
-                long long uid, long long gid, fs_status *st);
+ * mode, owner if given (uid >= 0), fsync, rename, fsync of the directory. */
+int fs_put_file(const char *path, const char *data, size_t len, mode_t mode, long long uid,
+                long long gid, relish_status *st);
 /* Atomically make path a symlink to target (temp link + rename). */
-int fs_put_link(fs_box *b, const char *path, const char *target, fs_status *st);
+int fs_put_link(const char *path, const char *target, relish_status *st);
 /* 1 when data is UTF-8 text without NUL bytes. */
 int fs_is_text(const char *data, size_t len);
 /* "1.2 kB", "12.0 MB": human sizes in decimal units. */
 void fs_human(size_t n, char out[32]);
 /* Mode argument: an integer or an octal string like "0755"; raises on misuse. */
 mode_t fs_checkmode(lua_State *L, int idx, const char *fname);
-/* Options table at idx (or none): raises on unknown keys. */
-void fs_checkopts(lua_State *L, int idx, const char *fname, const char *const *known);
 size_t fs_optcap(lua_State *L, int idx, const char *fname);
 /* A path argument: a non-empty string without NUL bytes; raises otherwise. */
 const char *fs_checkpath(lua_State *L, int idx, const char *fname);
@@ -122,8 +93,8 @@ typedef struct {
  * entries when recursive. Content holding a secret in use is not recorded
  * (redacted = true) so secrets never reach the journal. Returns 0, or -1
  * with st set and nothing pushed. */
-int fs_capture(lua_State *L, fs_box *b, const char *path, int recursive, fs_budget *bud,
-               fs_status *st);
+int fs_capture(lua_State *L, relish_box *b, const char *path, int recursive, fs_budget *bud,
+               relish_status *st);
 /* Set the fields of a file with this content, or of a symlink, in the node
  * table at idx. */
 void fs_node_file(lua_State *L, int node, const char *data, size_t len, const struct stat *sb);
@@ -136,7 +107,7 @@ void fs_set_bytes(lua_State *L, int t, const char *key, const char *data, size_t
  * digest of the tree as compact JSON, keys in capture order). */
 void fs_fingerprint(lua_State *L, int node, char *out, size_t outlen);
 /* too_large failure naming the sizes. */
-int fs_set_too_large(fs_status *st, const fs_budget *bud);
+int fs_set_too_large(relish_status *st, const fs_budget *bud);
 /* Base64 of data into out, room for (len + 2) / 3 * 4 bytes (no NUL). */
 void fs_base64(const char *data, size_t len, char *out);
 /* Decode into out (room for 3*len/4 bytes); -1 on malformed input. */
@@ -156,11 +127,11 @@ typedef struct {
   const char *target; /* planned link target */
 } fs_pre;
 
-int fs_pre_stat(lua_State *L, const char *path, fs_pre *p, fs_status *st);
+int fs_pre_stat(lua_State *L, const char *path, fs_pre *p, relish_status *st);
 /* The same from disk only. Effects fall back to it when what the plan left
  * is something they cannot act on: the recipe's reads see the live world, so
  * it may have skipped a step (a remove) that its real run takes. */
-int fs_live_stat(const char *path, fs_pre *p, fs_status *st);
+int fs_live_stat(const char *path, fs_pre *p, relish_status *st);
 /* True in a dry-run; outside one, forgets what the last one planned. */
 int fs_plan_active(lua_State *L);
 /* Each provider's plan calls it first: what an earlier dry-run (another gate
@@ -174,10 +145,10 @@ void fs_plan_set_mode(lua_State *L, const char *path, const struct stat *live, m
 
 /* ---- diff.c ---- */
 
-/* A growing text buffer; out of memory is remembered and reported at the end. */
+/* Text in a relish_buf; running out of memory is remembered and reported at
+ * the end (by fs_buf_finish), so building code checks once. */
 typedef struct {
-  char *p;
-  size_t n, cap;
+  relish_buf b;
   int oom;
 } fs_buf;
 

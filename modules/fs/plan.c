@@ -111,7 +111,7 @@ static int type_bits(const char *t) {
 }
 
 /* Fill p from the overlay entry on the stack top (popped). */
-static int from_entry(lua_State *L, const char *path, fs_pre *p, fs_status *st) {
+static int from_entry(lua_State *L, const char *path, fs_pre *p, relish_status *st) {
   lua_getfield(L, -1, "t");
   const char *t = lua_tostring(L, -1);
   lua_getfield(L, -2, "fresh");
@@ -127,7 +127,7 @@ static int from_entry(lua_State *L, const char *path, fs_pre *p, fs_status *st) 
   if (!fresh) { /* a planned chmod of something live */
     if (lstat(path, &p->sb) != 0) {
       lua_pop(L, 1);
-      return errno == ENOENT || errno == ENOTDIR ? 0 : fs_set_errno(st, errno, NULL);
+      return errno == ENOENT || errno == ENOTDIR ? 0 : relish_status_errno(st, errno, NULL);
     }
     p->exists = 1;
     p->sb.st_mode = (p->sb.st_mode & ~(mode_t)07777) | mode;
@@ -149,7 +149,7 @@ static int from_entry(lua_State *L, const char *path, fs_pre *p, fs_status *st) 
   return 0;
 }
 
-int fs_pre_stat(lua_State *L, const char *path, fs_pre *p, fs_status *st) {
+int fs_pre_stat(lua_State *L, const char *path, fs_pre *p, relish_status *st) {
   memset(p, 0, sizeof *p);
   if (fs_plan_active(L) && plan_table(L, 0)) {
     int t = lua_gettop(L);
@@ -182,12 +182,12 @@ int fs_pre_stat(lua_State *L, const char *path, fs_pre *p, fs_status *st) {
   return fs_live_stat(path, p, st);
 }
 
-int fs_live_stat(const char *path, fs_pre *p, fs_status *st) {
+int fs_live_stat(const char *path, fs_pre *p, relish_status *st) {
   memset(p, 0, sizeof *p);
   if (lstat(path, &p->sb) == 0) {
     p->exists = 1;
     return 0;
   }
   if (errno == ENOENT || errno == ENOTDIR) return 0;
-  return fs_set_errno(st, errno, NULL);
+  return relish_status_errno(st, errno, NULL);
 }

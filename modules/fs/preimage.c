@@ -122,18 +122,18 @@ void fs_node_link(lua_State *L, int node, const char *target) {
 }
 
 /* Pushes the entries of a directory, sorted, as a list of {name = ...}. */
-static int list_entries(lua_State *L, fs_box *b, const char *path, fs_status *st) {
+static int list_entries(lua_State *L, relish_box *b, const char *path, relish_status *st) {
   size_t n;
   int err;
-  char **names = fs_box_mem(b, fs_read_names(path, &n, &err));
-  if (names == NULL) return fs_set_errno(st, err, path);
+  char **names = relish_box_add(b, fs_read_names(path, &n, &err), free);
+  if (names == NULL) return relish_status_errno(st, err, path);
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     lua_createtable(L, 0, 8);
     fs_set_bytes(L, -1, "name", names[i], strlen(names[i]));
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  fs_box_free(b, names);
+  relish_box_drop(b, names);
   return 0;
 }
 
@@ -158,23 +158,23 @@ static int entry_name(lua_State *L, int child, char out[NAME_MAX + 1]) {
 }
 
 static __attribute__((noinline)) int capture_link(lua_State *L, int node, const char *path,
-                                                  fs_status *st) {
+                                                  relish_status *st) {
   char target[PATH_MAX];
   ssize_t n = readlink(path, target, sizeof target - 1);
-  if (n < 0) return fs_set_errno(st, errno, path);
+  if (n < 0) return relish_status_errno(st, errno, path);
   target[n] = '\0';
   fs_node_link(L, node, target);
   return 0;
 }
 
-static int capture_file(lua_State *L, fs_box *b, int node, const char *path, const struct stat *sb,
-                        fs_budget *bud, fs_status *st) {
+static int capture_file(lua_State *L, relish_box *b, int node, const char *path,
+                        const struct stat *sb, fs_budget *bud, relish_status *st) {
   size_t size = (size_t)sb->st_size;
   int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return fs_set_errno(st, errno, path);
+  if (fd < 0) return relish_status_errno(st, errno, path);
   char *data;
   size_t len;
-  fs_status rst = {0};
+  relish_status rst = {0};
   int rc = fs_read_fd(fd, bud->cap - bud->used, &data, &len, &rst);
   close(fd);
   if (rc != 0) {
@@ -183,18 +183,19 @@ static int capture_file(lua_State *L, fs_box *b, int node, const char *path, con
       bud->used += size;
       return 0;
     }
-    return fs_set(st, rst.code, "%s: %s", path, rst.msg);
+    st->code = rst.code;
+    return relish_status_set(st, rst.kind, "%s: %s", path, rst.msg);
   }
   bud->used += len;
-  fs_box_mem(b, data);
+  relish_box_add(b, data, free);
   fs_node_file(L, node, data, len, sb);
-  fs_box_free(b, data);
+  relish_box_drop(b, data);
   return 0;
 }
 
 /* Fills the node table at node with what is at path. */
-static int capture_into(lua_State *L, fs_box *b, int node, char path[PATH_MAX], int recursive,
-                        int depth, fs_budget *bud, fs_status *st) {
+static int capture_into(lua_State *L, relish_box *b, int node, char path[PATH_MAX], int recursive,
+                        int depth, fs_budget *bud, relish_status *st) {
   struct stat sb;
   luaL_checkstack(L, 8, "directory tree too deep");
   if (lstat(path, &sb) != 0) {
@@ -202,7 +203,7 @@ static int capture_into(lua_State *L, fs_box *b, int node, char path[PATH_MAX], 
       set_str(L, node, "type", "absent");
       return 0;
     }
-    return fs_set_errno(st, errno, path);
+    return relish_status_errno(st, errno, path);
   }
   if (S_ISREG(sb.st_mode)) {
     bud->files++;
@@ -220,13 +221,13 @@ static int capture_into(lua_State *L, fs_box *b, int node, char path[PATH_MAX], 
   }
   if (!S_ISDIR(sb.st_mode)) {
     const char *what = S_ISFIFO(sb.st_mode) ? "fifo" : S_ISSOCK(sb.st_mode) ? "socket" : "device";
-    return fs_set(st, 0, "%s is a %s, which cannot be recorded for undo", path, what);
+    return relish_status_set(st, "io", "%s is a %s, which cannot be recorded for undo", path, what);
   }
   if (depth > 0) bud->dirs++;
   node_meta(L, node, "dir", &sb);
   if (!recursive) return 0;
   if (depth >= FS_MAX_DEPTH)
-    return fs_set(st, ELOOP, "%s: deeper than %d levels", path, FS_MAX_DEPTH);
+    return relish_status_set(st, "io", "%s: deeper than %d levels", path, FS_MAX_DEPTH);
   if (list_entries(L, b, path, st) != 0) return -1;
   int entries = lua_gettop(L);
   lua_pushvalue(L, entries);
@@ -239,9 +240,9 @@ static int capture_into(lua_State *L, fs_box *b, int node, char path[PATH_MAX], 
     lua_rawgeti(L, entries, i);
     int child = lua_gettop(L);
     if (entry_name(L, child, name) != 0) {
-      rc = fs_set_errno(st, ENOMEM, path);
+      rc = relish_status_errno(st, ENOMEM, path);
     } else if (plen + 1 + strlen(name) >= PATH_MAX) {
-      rc = fs_set_errno(st, ENAMETOOLONG, path);
+      rc = relish_status_errno(st, ENAMETOOLONG, path);
     } else {
       snprintf(path + plen, PATH_MAX - plen, "%s%s", plen == 1 ? "" : "/", name);
       rc = capture_into(L, b, child, path, recursive, depth + 1, bud, st);
@@ -253,8 +254,8 @@ static int capture_into(lua_State *L, fs_box *b, int node, char path[PATH_MAX], 
   return rc;
 }
 
-int fs_capture(lua_State *L, fs_box *b, const char *path, int recursive, fs_budget *bud,
-               fs_status *st) {
+int fs_capture(lua_State *L, relish_box *b, const char *path, int recursive, fs_budget *bud,
+               relish_status *st) {
   char buf[PATH_MAX];
   lua_createtable(L, 0, 8);
   snprintf(buf, sizeof buf, "%s", path);
@@ -269,15 +270,16 @@ int fs_capture(lua_State *L, fs_box *b, const char *path, int recursive, fs_budg
   return 0;
 }
 
-int fs_set_too_large(fs_status *st, const fs_budget *bud) {
+int fs_set_too_large(relish_status *st, const fs_budget *bud) {
   char have[32], cap[32];
   fs_human(bud->used, have);
   fs_human(bud->cap, cap);
-  st->kind = "too_large";
-  return fs_set(st, EFBIG,
-                "the undo record would hold %zu bytes (%s), over the cap of %zu bytes (%s); "
-                "raise it with the max_undo option",
-                bud->used, have, bud->cap, cap);
+  st->code = EFBIG;
+  return relish_status_set(
+      st, "too_large",
+      "the undo record would hold %zu bytes (%s), over the cap of %zu bytes (%s); "
+      "raise it with the max_undo option",
+      bud->used, have, bud->cap, cap);
 }
 
 /* ---- fingerprints ---- */

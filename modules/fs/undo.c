@@ -15,7 +15,6 @@
 
 typedef struct {
   lua_State *L;
-  fs_box *b;
   const char *kind;
 } undo_ctx;
 
@@ -61,10 +60,10 @@ static void rec_path(undo_ctx *u, int t, const char *key, char out[PATH_MAX]) {
 }
 
 /* Put "path: " in front of a failure's message. */
-static int at_path(fs_status *st, const char *path) {
+static int at_path(relish_status *st, const char *path) {
   char msg[sizeof st->msg];
   snprintf(msg, sizeof msg, "%s", st->msg);
-  return fs_set(st, st->code, "%s: %s", path, msg);
+  return relish_status_set(st, st->kind, "%s: %s", path, msg);
 }
 
 static void fix_owner(const char *path, const struct stat *sb, lua_Integer uid, lua_Integer gid) {
@@ -74,11 +73,12 @@ static void fix_owner(const char *path, const struct stat *sb, lua_Integer uid, 
     return;
 }
 
-static int restore_absent(const char *path, int present, const struct stat *sb, fs_status *st) {
+static int restore_absent(const char *path, int present, const struct stat *sb, relish_status *st) {
   if (!present) return 0;
   if (S_ISDIR(sb->st_mode))
-    return fs_set(st, EEXIST, "%s is a directory now; undo expected nothing there", path);
-  if (unlink(path) != 0 && errno != ENOENT) return fs_set_errno(st, errno, path);
+    return relish_status_set(st, "exists", "%s is a directory now; undo expected nothing there",
+                             path);
+  if (unlink(path) != 0 && errno != ENOENT) return relish_status_errno(st, errno, path);
   return fs_sync_parent(path, st);
 }
 
@@ -88,7 +88,7 @@ static int same_content(const char *path, const char *data, size_t len) {
   if (fd < 0) return 0;
   char *have;
   size_t hlen;
-  fs_status st = {0};
+  relish_status st = {0};
   int rc = fs_read_fd(fd, len, &have, &hlen, &st);
   close(fd);
   if (rc != 0) return 0;
@@ -98,16 +98,16 @@ static int same_content(const char *path, const char *data, size_t len) {
 }
 
 static int restore_file(undo_ctx *u, const char *path, int node, int present, const struct stat *sb,
-                        fs_status *st) {
+                        relish_status *st) {
   lua_State *L = u->L;
   lua_getfield(L, node, "redacted");
   int redacted = lua_toboolean(L, -1);
   lua_pop(L, 1);
   if (redacted)
-    return fs_set(st, 0,
-                  "%s: its earlier content held a secret, which is never journaled; "
-                  "restore it by hand",
-                  path);
+    return relish_status_set(st, "io",
+                             "%s: its earlier content held a secret, which is never journaled; "
+                             "restore it by hand",
+                             path);
   size_t len;
   const char *data = rec_bytes(L, node, "content", &len);
   lua_Integer mode, uid = -1, gid = -1;
@@ -120,45 +120,44 @@ static int restore_file(undo_ctx *u, const char *path, int node, int present, co
     char hex[65];
     fs_sha256_hex(data, len, hex);
     if (strcmp(hex, lua_tostring(L, -1)) != 0)
-      return fs_set(st, 0, "%s: the undo record is corrupt (content does not match its sha256)",
-                    path);
+      return relish_status_set(
+          st, "io", "%s: the undo record is corrupt (content does not match its sha256)", path);
   }
   lua_pop(L, 1);
   if (present) {
     if (S_ISDIR(sb->st_mode))
-      return fs_set(st, EEXIST, "%s is a directory now; undo expected a file", path);
+      return relish_status_set(st, "exists", "%s is a directory now; undo expected a file", path);
     if (S_ISREG(sb->st_mode) && (sb->st_mode & 07777) == (mode_t)mode &&
         (size_t)sb->st_size == len && same_content(path, data, len)) {
       fix_owner(path, sb, uid, gid);
       return 0;
     }
   }
-  return fs_put_file(u->b, path, data, len, (mode_t)mode, uid, gid, st) != 0 ? at_path(st, path)
-                                                                             : 0;
+  return fs_put_file(path, data, len, (mode_t)mode, uid, gid, st) != 0 ? at_path(st, path) : 0;
 }
 
 static int restore_link(undo_ctx *u, const char *path, int node, int present, const struct stat *sb,
-                        fs_status *st) {
+                        relish_status *st) {
   size_t len;
   const char *target = rec_bytes(u->L, node, "target", &len);
   if (target == NULL || len == 0 || strlen(target) != len || len >= PATH_MAX)
     return malformed(u, "link without target");
   if (present) {
     if (S_ISDIR(sb->st_mode))
-      return fs_set(st, EEXIST, "%s is a directory now; undo expected a link", path);
+      return relish_status_set(st, "exists", "%s is a directory now; undo expected a link", path);
     if (S_ISLNK(sb->st_mode)) {
       char have[PATH_MAX];
       ssize_t n = readlink(path, have, sizeof have - 1);
       if (n >= 0 && (size_t)n == len && memcmp(have, target, len) == 0) return 0;
     }
   }
-  return fs_put_link(u->b, path, target, st) != 0 ? at_path(st, path) : 0;
+  return fs_put_link(path, target, st) != 0 ? at_path(st, path) : 0;
 }
 
-static int restore_node(undo_ctx *u, char path[PATH_MAX], int node, int depth, fs_status *st);
+static int restore_node(undo_ctx *u, char path[PATH_MAX], int node, int depth, relish_status *st);
 
 static int restore_dir(undo_ctx *u, char path[PATH_MAX], int node, int depth, int present,
-                       const struct stat *sb, fs_status *st) {
+                       const struct stat *sb, relish_status *st) {
   lua_State *L = u->L;
   lua_Integer mode, uid = -1, gid = -1;
   if (!rec_int(L, node, "mode", &mode) || mode < 0 || mode > 07777)
@@ -166,15 +165,15 @@ static int restore_dir(undo_ctx *u, char path[PATH_MAX], int node, int depth, in
   rec_int(L, node, "uid", &uid);
   rec_int(L, node, "gid", &gid);
   if (depth >= FS_MAX_DEPTH)
-    return fs_set(st, ELOOP, "%s: deeper than %d levels", path, FS_MAX_DEPTH);
+    return relish_status_set(st, "io", "%s: deeper than %d levels", path, FS_MAX_DEPTH);
   if (present && !S_ISDIR(sb->st_mode))
-    return fs_set(st, EEXIST, "%s is not a directory now; undo expected one", path);
+    return relish_status_set(st, "exists", "%s is not a directory now; undo expected one", path);
   if (!present) {
-    if (mkdir(path, 0700) != 0) return fs_set_errno(st, errno, path);
+    if (mkdir(path, 0700) != 0) return relish_status_errno(st, errno, path);
     if (fs_sync_parent(path, st) != 0) return -1;
   } else if ((sb->st_mode & 0700) != 0700 && sb->st_uid == geteuid()) {
     /* room to put entries back; the recorded mode comes last */
-    if (chmod(path, (sb->st_mode & 07777) | 0700) != 0) return fs_set_errno(st, errno, path);
+    if (chmod(path, (sb->st_mode & 07777) | 0700) != 0) return relish_status_errno(st, errno, path);
   }
   lua_getfield(L, node, "entries");
   int entries = lua_gettop(L);
@@ -190,7 +189,7 @@ static int restore_dir(undo_ctx *u, char path[PATH_MAX], int node, int depth, in
     if (name == NULL || nlen == 0 || strlen(name) != nlen || strchr(name, '/') != NULL ||
         strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
       return malformed(u, "entry with a bad name");
-    if (plen + 1 + nlen >= PATH_MAX) return fs_set_errno(st, ENAMETOOLONG, path);
+    if (plen + 1 + nlen >= PATH_MAX) return relish_status_errno(st, ENAMETOOLONG, path);
     snprintf(path + plen, PATH_MAX - plen, "/%s", name);
     int rc = restore_node(u, path, child, depth + 1, st);
     path[plen] = '\0';
@@ -199,15 +198,15 @@ static int restore_dir(undo_ctx *u, char path[PATH_MAX], int node, int depth, in
   }
   lua_pop(L, 1);
   struct stat now;
-  if (lstat(path, &now) != 0) return fs_set_errno(st, errno, path);
+  if (lstat(path, &now) != 0) return relish_status_errno(st, errno, path);
   fix_owner(path, &now, uid, gid);
   /* chown can drop set-id bits, so the mode goes last */
   if ((now.st_mode & 07777) != (mode_t)mode || uid >= 0 || gid >= 0)
-    if (chmod(path, (mode_t)mode) != 0) return fs_set_errno(st, errno, path);
+    if (chmod(path, (mode_t)mode) != 0) return relish_status_errno(st, errno, path);
   return 0;
 }
 
-static int restore_node(undo_ctx *u, char path[PATH_MAX], int node, int depth, fs_status *st) {
+static int restore_node(undo_ctx *u, char path[PATH_MAX], int node, int depth, relish_status *st) {
   lua_State *L = u->L;
   int top = lua_gettop(L);
   luaL_checkstack(L, 10, "undo record too deep");
@@ -217,7 +216,7 @@ static int restore_node(undo_ctx *u, char path[PATH_MAX], int node, int depth, f
   if (type == NULL) return malformed(u, "pre-image without type");
   struct stat sb;
   int present = lstat(path, &sb) == 0;
-  if (!present && errno != ENOENT && errno != ENOTDIR) return fs_set_errno(st, errno, path);
+  if (!present && errno != ENOENT && errno != ENOTDIR) return relish_status_errno(st, errno, path);
   int rc;
   if (strcmp(type, "absent") == 0)
     rc = restore_absent(path, present, &sb, st);
@@ -233,7 +232,7 @@ static int restore_node(undo_ctx *u, char path[PATH_MAX], int node, int depth, f
   return rc;
 }
 
-static int undo_mkdir(undo_ctx *u, int rec, fs_status *st) {
+static int undo_mkdir(undo_ctx *u, int rec, relish_status *st) {
   lua_State *L = u->L;
   if (lua_getfield(L, rec, "created") != LUA_TTABLE) return malformed(u, "no created list");
   int list = lua_gettop(L);
@@ -246,16 +245,17 @@ static int undo_mkdir(undo_ctx *u, int rec, fs_status *st) {
     struct stat sb;
     if (lstat(p, &sb) != 0) {
       if (errno == ENOENT || errno == ENOTDIR) continue; /* never made, or already undone */
-      return fs_set_errno(st, errno, p);
+      return relish_status_errno(st, errno, p);
     }
-    if (!S_ISDIR(sb.st_mode)) return fs_set(st, EEXIST, "%s is no longer a directory", p);
+    if (!S_ISDIR(sb.st_mode))
+      return relish_status_set(st, "exists", "%s is no longer a directory", p);
     if (rmdir(p) != 0) {
       if (errno == ENOTEMPTY || errno == EEXIST)
-        return fs_set(st, ENOTEMPTY,
-                      "%s is not empty: it holds files this run did not create; "
-                      "move them away and undo again",
-                      p);
-      return fs_set_errno(st, errno, p);
+        return relish_status_set(st, "exists",
+                                 "%s is not empty: it holds files this run did not create; "
+                                 "move them away and undo again",
+                                 p);
+      return relish_status_errno(st, errno, p);
     }
     if (fs_sync_parent(p, st) != 0) return -1;
   }
@@ -263,7 +263,7 @@ static int undo_mkdir(undo_ctx *u, int rec, fs_status *st) {
   return 0;
 }
 
-static int undo_chmod(undo_ctx *u, int rec, const char *path, fs_status *st) {
+static int undo_chmod(undo_ctx *u, int rec, const char *path, relish_status *st) {
   lua_State *L = u->L;
   lua_getfield(L, rec, "absent");
   int absent = lua_toboolean(L, -1);
@@ -271,7 +271,8 @@ static int undo_chmod(undo_ctx *u, int rec, const char *path, fs_status *st) {
   if (absent) return 0; /* only ever planned */
   lua_Integer mode;
   if (!rec_int(L, rec, "mode", &mode) || mode < 0 || mode > 07777) return malformed(u, "no mode");
-  if (chmod(path, (mode_t)mode) != 0 && errno != ENOENT) return fs_set_errno(st, errno, NULL);
+  if (chmod(path, (mode_t)mode) != 0 && errno != ENOENT)
+    return relish_status_errno(st, errno, NULL);
   return 0;
 }
 
@@ -280,8 +281,8 @@ static int undo_chmod(undo_ctx *u, int rec, const char *path, fs_status *st) {
 static int undo_kind(lua_State *L, const char *kind) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  undo_ctx u = {.L = L, .b = fs_box_new(L), .kind = kind};
-  fs_status st = {0};
+  undo_ctx u = {.L = L, .kind = kind};
+  relish_status st = {0};
   char path[PATH_MAX];
   rec_path(&u, 1, "path", path);
   char verb[64];
@@ -302,10 +303,8 @@ static int undo_kind(lua_State *L, const char *kind) {
     size_t pl = strlen(path);
     if (strncmp(st.msg, path, pl) == 0 && st.msg[pl] == ':' && st.msg[pl + 1] == ' ')
       memmove(st.msg, st.msg + pl + 2, strlen(st.msg + pl + 2) + 1);
-    fs_box_release(u.b);
     return fs_raise(L, verb, path, &st);
   }
-  fs_box_release(u.b);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -191,14 +191,14 @@ describe("misuse raises", function()
     assert_error(function() fs.read(nil) end, "string expected")
     assert_error(function() fs.read("") end, "non%-empty")
     assert_error(function() fs.write(d .. "/x", 42) end, "string or secret")
-    assert_error(function() fs.write(d .. "/x", "x", { mdoe = 420 }) end, "unknown option mdoe")
+    assert_error(function() fs.write(d .. "/x", "x", { mdoe = 420 }) end, "unknown option 'mdoe' %(did you mean 'mode'%?%)")
     assert_error(function() fs.write(d .. "/x", "x", "0644") end, "options must be a table")
     assert_error(function() fs.write(d .. "/x", "x", { mode = "rw-r--r--" }) end, "octal string")
     assert_error(function() fs.chmod(d, "0999") end, "mode must be")
     assert_error(function() fs.chmod(d, 0x10000) end, "mode must be")
     assert_error(function() fs.chmod(d, 1.5) end, "mode must be")
     assert_error(function() fs.chmod(d) end, "mode expected")
-    assert_error(function() fs.mkdir(d .. "/x", { parent = true }) end, "unknown option parent")
+    assert_error(function() fs.mkdir(d .. "/x", { parent = true }) end, "unknown option 'parent' %(did you mean 'parents'%?%)")
     assert_error(function() fs.remove(d .. "/x", { max_undo = -1 }) end, "max_undo")
     assert_error(function() fs.symlink("", d .. "/x") end, "target must be")
     assert_error(function() fs.remove("/", { recursive = true }) end, "refusing to remove /")
@@ -674,6 +674,25 @@ describe("remove", function()
     assert_match(e.describe, "directory tree: 3 files, 4 directories, 2 links, 10 B%)$")
     assert_match(e.fingerprint, "^dir:0755:%x+$")
     assert_match(e.detail, "%- " .. t:gsub("%p", "%%%0") .. "/etc/app%.yml %(file, 5 B%)\n")
+  end)
+
+  test("a tree's fingerprint is the digest of the tree as compact JSON, keys in capture order", function()
+    -- saved plans compare fingerprints: this is the form they were made with
+    local d = tmpdir()
+    local t = d .. "/t"
+    run("mkdir", "-m", "755", t)
+    run("mkdir", "-m", "700", t .. "/s")
+    put(t .. "/a", 'x"\n\1', mode "600")
+    run("ln", "-s", "a", t .. "/l")
+    local u, g = run("id", "-u"):match("%d+"), run("id", "-g"):match("%d+")
+    local meta = function(m) return ('"mode":%d,"uid":%s,"gid":%s'):format(tonumber(m, 8), u, g) end
+    local text = '{"type":"dir",' .. meta "755" .. ',"entries":['
+      .. '{"name":"a","type":"file",' .. meta "600" .. ',"size":4,"sha256":"' .. fs.sha256('x"\n\1')
+      .. '","content":"x\\"\\n\\u0001"},'
+      .. '{"name":"l","type":"link","target":"a"},'
+      .. '{"name":"s","type":"dir",' .. meta "700" .. ',"entries":[]}]}'
+    local effects = capture(function() return fs.remove(t, { recursive = true }) end, true)
+    assert_eq(effects[1].fingerprint, "dir:0755:" .. fs.sha256(text))
   end)
 
   test("undo finishes a removal that was cut short", function()
