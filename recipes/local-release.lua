@@ -26,24 +26,24 @@ return recipe "local-release" {
   step "build release" {
     run = function(ctx)
       local p = ctx.params
-      local st = fs.stat(p.source)
+      local st = try(fs.stat, p.source)
       if not st or st.type ~= "dir" then error("source " .. p.source .. " is not a directory") end
       local release = p.deploy_to .. "/releases/" .. p.version
       if fs.exists(release) then error("release " .. release .. " already exists: choose another version") end
-      assert(fs.mkdir(release, { parents = true }))
+      fs.mkdir(release, { parents = true })
       local function copy_tree(from, to)
-        for _, name in ipairs(assert(fs.list(from))) do
-          local s = assert(fs.stat(from .. "/" .. name))
+        for _, name in ipairs(fs.list(from)) do
+          local s = fs.stat(from .. "/" .. name)
           if s.type == "dir" then
-            assert(fs.mkdir(to .. "/" .. name, { mode = s.mode }))
+            fs.mkdir(to .. "/" .. name, { mode = s.mode })
             copy_tree(from .. "/" .. name, to .. "/" .. name)
           elseif s.type == "file" then
-            assert(fs.copy(from .. "/" .. name, to .. "/" .. name))
+            fs.copy(from .. "/" .. name, to .. "/" .. name)
           end
         end
       end
       copy_tree(p.source, release)
-      assert(fs.write(release .. "/REVISION", p.version .. "\n"))
+      fs.write(release .. "/REVISION", p.version .. "\n")
       ctx.state.release = release
       ctx.log("built %s from %s", release, p.source)
     end,
@@ -55,16 +55,16 @@ return recipe "local-release" {
       for _, file in ipairs(p.shared) do
         local shared = p.deploy_to .. "/shared/" .. file
         local dir = shared:match("^(.*)/[^/]*$")
-        if not fs.exists(dir) then assert(fs.mkdir(dir, { parents = true })) end
+        if not fs.exists(dir) then fs.mkdir(dir, { parents = true }) end
         if not fs.exists(shared) then
           -- first release: the shared copy starts from the source's default
           local default = p.source .. "/" .. file
-          if fs.exists(default) then assert(fs.copy(default, shared))
-          else assert(fs.write(shared, "")) end
+          if fs.exists(default) then fs.copy(default, shared)
+          else fs.write(shared, "") end
         end
         local target = ctx.state.release .. "/" .. file
-        if fs.exists(target) then assert(fs.remove(target)) end
-        assert(fs.symlink(shared, target))
+        if fs.exists(target) then fs.remove(target) end
+        fs.symlink(shared, target)
       end
     end,
   },
@@ -72,9 +72,9 @@ return recipe "local-release" {
   step "switch current" {
     run = function(ctx)
       local p = ctx.params
-      local cur = fs.stat(p.deploy_to .. "/current")
+      local cur = try(fs.stat, p.deploy_to .. "/current")
       ctx.state.previous = cur and cur.target or nil
-      assert(fs.symlink(ctx.state.release, p.deploy_to .. "/current"))
+      fs.symlink(ctx.state.release, p.deploy_to .. "/current")
       ctx.log("current -> %s (was %s)", ctx.state.release, ctx.state.previous or "nothing")
     end,
   },
@@ -83,8 +83,8 @@ return recipe "local-release" {
     retries = 1,
     run = function(ctx)
       if ctx.dry_run then return end -- the release does not exist yet
-      local r = assert(sh.run { argv = { "sh", "-c", ctx.params.health }, cwd = ctx.params.deploy_to .. "/current",
-        readonly = true, timeout = 60 })
+      local r = sh.run { argv = { "sh", "-c", ctx.params.health }, cwd = ctx.params.deploy_to .. "/current",
+        readonly = true, timeout = 60 }
       if r.code ~= 0 then
         error(string.format("health check failed (exit %s): %s", tostring(r.code), (r.stderr .. r.stdout):sub(1, 200)))
       end
@@ -94,7 +94,7 @@ return recipe "local-release" {
   step "clean up old releases" {
     run = function(ctx)
       local p = ctx.params
-      local releases = fs.list(p.deploy_to .. "/releases") or {}
+      local releases = try(fs.list, p.deploy_to .. "/releases") or {}
       local current = ctx.state.release:match("[^/]+$")
       if ctx.dry_run and not fs.exists(ctx.state.release) then releases[#releases + 1] = current end
       table.sort(releases)
@@ -102,7 +102,7 @@ return recipe "local-release" {
       for _, name in ipairs(releases) do
         if excess <= 0 then break end
         if name ~= current then
-          assert(fs.remove(p.deploy_to .. "/releases/" .. name, { recursive = true }))
+          fs.remove(p.deploy_to .. "/releases/" .. name, { recursive = true })
           ctx.log("removed old release %s", name)
           excess = excess - 1
         end
