@@ -402,7 +402,8 @@ int relish_effect_run(lua_State *L, const relish_action *a) {
   lua_getfield(L, prov, "module");
   row.provider = lua_tostring(L, -1);
   if (rec) {
-    if (!lua_istable(L, rec)) return luaL_error(L, "effect %s: the undo record must be a table", a->kind);
+    if (!lua_istable(L, rec))
+      return luaL_error(L, "effect %s: the undo record must be a table", a->kind);
     const char *missing = missing_field(L, prov, rec);
     if (missing) return luaL_error(L, "effect %s: the undo record has no '%s'", a->kind, missing);
     if (lua_getfield(L, prov, "undo") == LUA_TNIL) rec = 0; /* an irreversible kind */
@@ -534,7 +535,8 @@ static int l_gate_run(lua_State *L) {
   a.fingerprint = opt_field(L, 2, "fingerprint");
   if (a.target == NULL) return luaL_error(L, "effect %s: target is required", kind);
   int t = lua_getfield(L, 2, "record");
-  if (t != LUA_TNIL && t != LUA_TTABLE) return luaL_error(L, "effect %s: record must be a table", kind);
+  if (t != LUA_TNIL && t != LUA_TTABLE)
+    return luaL_error(L, "effect %s: record must be a table", kind);
   if (t == LUA_TTABLE) a.record = lua_gettop(L);
   return relish_effect_run(L, &a);
 }
@@ -778,22 +780,14 @@ static int l_gate_state(lua_State *L) {
 }
 
 int luaopen_relish__gate(lua_State *L) {
-  static const luaL_Reg fns[] = {{"register", l_gate_register},
-                                 {"run", l_gate_run},
-                                 {"undo", l_gate_undo},
-                                 {"registered", l_gate_registered},
-                                 {"acting", l_gate_acting},
-                                 {"close", l_gate_close},
-                                 {"begin", l_gate_begin},
-                                 {"done", l_gate_done},
-                                 {"failed", l_gate_failed},
-                                 {"capture", l_gate_capture},
-                                 {"set_run", l_gate_set_run},
-                                 {"clear_run", l_gate_clear_run},
-                                 {"set_step", l_gate_set_step},
-                                 {"expect_left", l_gate_expect_left},
-                                 {"state", l_gate_state},
-                                 {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"register", l_gate_register}, {"run", l_gate_run},
+                                 {"undo", l_gate_undo},         {"registered", l_gate_registered},
+                                 {"acting", l_gate_acting},     {"close", l_gate_close},
+                                 {"begin", l_gate_begin},       {"done", l_gate_done},
+                                 {"failed", l_gate_failed},     {"capture", l_gate_capture},
+                                 {"set_run", l_gate_set_run},   {"clear_run", l_gate_clear_run},
+                                 {"set_step", l_gate_set_step}, {"expect_left", l_gate_expect_left},
+                                 {"state", l_gate_state},       {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;
 }
