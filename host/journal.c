@@ -1,6 +1,7 @@
-/* journal.c: the SQLite journal. A thin binding (exec/query with bound
- * parameters) serves the engine's Lua side, which owns the schema; the gate's
- * two hot writes are prepared statements here. WAL; an action's "pending" row
+/* journal.c: the SQLite journal's native side. A thin binding (exec/query
+ * with bound parameters) serves the SQLite backend in stdlib/relish/journal.lua,
+ * which owns the schema and all other SQL; the gate's two hot writes (an
+ * action's row and its mark) are prepared statements here. WAL; an action's "pending" row
  * is committed with synchronous=FULL, so it is on disk before the action
  * starts; other commits (step status, events) use NORMAL and ride along. */
 #define _GNU_SOURCE
@@ -282,12 +283,64 @@ int relish_journal_action_end(relish_journal *j, const char *run_id, lua_Integer
   return rc == SQLITE_DONE ? 0 : fail_with(j, err);
 }
 
+/* The gate's two writes for the Lua side (journal:action_begin/action_end):
+ * the same prepared statements the gate uses. */
+static const char *optfield(lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  const char *s = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
+  lua_pop(L, 1); /* the string stays alive in the table */
+  return s;
+}
+
+/* db:action_begin(run_id, step, seq, {kind=, target=, describe=, ...}, status, durable) */
+static int l_journal_action_begin(lua_State *L) {
+  relish_journal *j = relish_journal_check(L, 1);
+  const char *run_id = luaL_checkstring(L, 2);
+  lua_Integer step = luaL_checkinteger(L, 3), seq = luaL_checkinteger(L, 4);
+  luaL_checktype(L, 5, LUA_TTABLE);
+  const char *status = luaL_checkstring(L, 6);
+  relish_action_row r = {.kind = optfield(L, 5, "kind"),
+                         .provider = optfield(L, 5, "provider"),
+                         .target = optfield(L, 5, "target"),
+                         .describe = optfield(L, 5, "describe"),
+                         .detail = optfield(L, 5, "detail"),
+                         .fingerprint = optfield(L, 5, "fingerprint"),
+                         .undo = optfield(L, 5, "undo")};
+  if (!r.kind || !r.target || !r.describe)
+    return luaL_error(L, "action_begin: kind, target and describe are required");
+  char *err = NULL;
+  if (relish_journal_action_begin(j, run_id, step, seq, &r, status, lua_toboolean(L, 7), &err)) {
+    lua_pushstring(L, err ? err : "?");
+    free(err);
+    return relish_raise(L, "journal", "journal: %s", lua_tostring(L, -1));
+  }
+  return 0;
+}
+
+/* db:action_end(run_id, seq, status [, result [, error]]) */
+static int l_journal_action_end(lua_State *L) {
+  relish_journal *j = relish_journal_check(L, 1);
+  const char *run_id = luaL_checkstring(L, 2);
+  lua_Integer seq = luaL_checkinteger(L, 3);
+  const char *status = luaL_checkstring(L, 4);
+  const char *result = luaL_optstring(L, 5, NULL), *error = luaL_optstring(L, 6, NULL);
+  char *err = NULL;
+  if (relish_journal_action_end(j, run_id, seq, status, result, error, &err)) {
+    lua_pushstring(L, err ? err : "?");
+    free(err);
+    return relish_raise(L, "journal", "journal: %s", lua_tostring(L, -1));
+  }
+  return 0;
+}
+
 int luaopen_relish__journal(lua_State *L) {
   static const luaL_Reg methods[] = {{"exec", l_journal_exec},
                                      {"query", l_journal_query},
                                      {"script", l_journal_script},
                                      {"last_id", l_journal_last_id},
                                      {"durable", l_journal_durable},
+                                     {"action_begin", l_journal_action_begin},
+                                     {"action_end", l_journal_action_end},
                                      {"close", l_journal_close},
                                      {NULL, NULL}};
   if (relish_resource_metatable(L, JOURNAL_MT, l_journal_close, methods)) {

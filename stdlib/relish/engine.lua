@@ -88,23 +88,11 @@ end
 local function save_state(E)
   local ok, text = pcall(json.encode, E.state, { sort_keys = true })
   if not ok then error("ctx.state cannot be saved: " .. tostring(text), 0) end
-  E.journal:exec("UPDATE runs SET state = ? WHERE id = ?", secret.redact(text), E.run_id)
+  E.journal:set_run_state(E.run_id, secret.redact(text))
 end
 
 local function set_step(E, idx, fields)
-  local cols, vals = {}, {}
-  for k, v in pairs(fields) do
-    if v == json.null then
-      cols[#cols + 1] = k .. " = NULL"
-    else
-      cols[#cols + 1] = k .. " = ?"
-      vals[#vals + 1] = v
-    end
-  end
-  vals[#vals + 1] = E.run_id
-  vals[#vals + 1] = idx
-  E.journal:exec("UPDATE steps SET " .. table.concat(cols, ", ") .. " WHERE run_id = ? AND idx = ?",
-    table.unpack(vals))
+  E.journal:set_step(E.run_id, idx, fields)
 end
 
 -- Runs one attempt of fn(ctx) under the step's and the run's deadlines.
@@ -173,7 +161,7 @@ local function run_steps(E, ctx)
       local started = host.now()
       local ok, err
       for try = 1, s.retries + 1 do
-        E.journal:exec("UPDATE steps SET attempts = ? WHERE run_id = ? AND idx = ?", try, E.run_id, i)
+        E.journal:step_attempt(E.run_id, i, try)
         ok, err = attempt(E, s, ctx)
         if ok or errkind(err) == "interrupted" or host.interrupted() then break end
         if try <= s.retries then
@@ -200,8 +188,7 @@ local UNDOABLE = { done = true, pending = true, failed = true }
 -- What a rollback has to do, newest first: a list of items
 -- {type = "step", idx=, name=} (the step's own undo) or {type = "action", a=}.
 local function rollback_items(journal, run, recipe)
-  local actions = journal:query(
-    "SELECT * FROM actions WHERE run_id = ? AND step > 0 ORDER BY seq DESC", run.id)
+  local actions = journal:actions(run.id, { undoable = true })
   local steps = {}
   for _, s in ipairs(journal:steps(run.id)) do steps[s.idx] = s end
   local items, seen_step = {}, {}
@@ -276,7 +263,7 @@ function M.rollback(E)
       if it.type == "step" then
         -- what a step's undo changes is journaled too, as actions of the
         -- rollback (negative step numbers), never undone by a later rollback
-        local maxseq = journal:query("SELECT COALESCE(MAX(seq), 0) AS m FROM actions WHERE run_id = ?", run.id)[1].m
+        local maxseq = journal:max_seq(run.id)
         gate.set_run { journal = journal.db, run_id = run.id, dry_run = false, seq = maxseq, faults = false,
           on_event = function(ev, a) out:event(ev, a) end }
         gate.set_step(-it.idx)
@@ -288,12 +275,9 @@ function M.rollback(E)
         loop.reset()
         gate.clear_run()
         if ok then
-          journal:exec("UPDATE steps SET status = 'undone' WHERE run_id = ? AND idx = ?", run.id, it.idx)
-          journal:exec("UPDATE actions SET status = 'undone' WHERE run_id = ? AND step = ? AND status IN ('done','pending','failed','undo_failed')",
-            run.id, it.idx)
+          journal:step_undone(run.id, it.idx)
         else
-          journal:exec("UPDATE steps SET status = 'undo_failed', error = ? WHERE run_id = ? AND idx = ?",
-            secret.redact(errmsg(err)), run.id, it.idx)
+          journal:set_step(run.id, it.idx, { status = "undo_failed", error = secret.redact(errmsg(err)) })
         end
         out:event("undo", { kind = "step", target = it.name, status = ok and "undone" or "undo_failed",
           error = not ok and first_line(secret.redact(errmsg(err))) or nil })
@@ -302,10 +286,9 @@ function M.rollback(E)
         local record = json.decode(a.undo)
         ok, err = pcall(effect.undo, a.kind, record, a.provider)
         if ok then
-          journal:exec("UPDATE actions SET status = 'undone', error = NULL WHERE run_id = ? AND seq = ?", run.id, a.seq)
+          journal:mark_action(run.id, a.seq, "undone", nil)
         else
-          journal:exec("UPDATE actions SET status = 'undo_failed', error = ? WHERE run_id = ? AND seq = ?",
-            secret.redact(errmsg(err)), run.id, a.seq)
+          journal:mark_action(run.id, a.seq, "undo_failed", secret.redact(errmsg(err)))
         end
         out:event("undo", { kind = a.kind, target = a.target, describe = a.describe,
           status = ok and "undone" or "undo_failed", error = not ok and first_line(secret.redact(errmsg(err))) or nil })
@@ -330,8 +313,7 @@ end
 -- ---- running ------------------------------------------------------------------
 
 local function finish_run(E, status, code, err)
-  E.journal:exec("UPDATE runs SET status = ?, exit_code = ?, error = ?, finished_at = ? WHERE id = ?",
-    status, code, err and secret.redact(err) or nil, J.now_iso(), E.run_id)
+  E.journal:finish_run(E.run_id, status, code, err and secret.redact(err) or nil)
 end
 
 -- An action without an undo of its own is irreversible, unless its step has
@@ -400,7 +382,7 @@ local function execute(E)
   if E.dry_run then
     for _, a in ipairs(E.journal:actions(E.run_id)) do
       planned = planned + 1
-      if irreversible(E.recipe, a.step, a.irreversible == 1) then nirreversible = nirreversible + 1 end
+      if irreversible(E.recipe, a.step, a.irreversible) then nirreversible = nirreversible + 1 end
     end
   end
 
@@ -472,15 +454,10 @@ function M.run(opts)
   E.lock_name = lock_name_of(recipe, params)
   if E.lock_name and not E.dry_run then lock.acquire(journal, E.lock_name, E.run_id) end
   local hash = sha256_text(source)
-  journal:tx(function()
-    journal:exec("INSERT INTO runs (id, recipe, file, recipe_hash, params, dry_run, status, user, host, pid," ..
-      " lock_name, started_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-      E.run_id, recipe.name, path, hash, storable_params(params), E.dry_run, J.actor(), host.hostname(),
-      host.getpid(), E.lock_name, J.now_iso())
-    for i, s in ipairs(recipe.steps) do
-      journal:exec("INSERT INTO steps (run_id, idx, name, status) VALUES (?, ?, ?, 'pending')", E.run_id, i, s.name)
-    end
-  end)
+  local names = {}
+  for i, s in ipairs(recipe.steps) do names[i] = s.name end
+  journal:create_run({ id = E.run_id, recipe = recipe.name, file = path, recipe_hash = hash,
+    params = storable_params(params), dry_run = E.dry_run, lock_name = E.lock_name }, names)
   out:event("run_started", { recipe = recipe.name, file = path, params = json.decode(storable_params(params)),
     dry_run = E.dry_run, run_id = E.run_id })
   local code = execute(E)
@@ -530,7 +507,7 @@ function M.save_plan(journal, run_id, file, recipe, path, hash, params)
   for _, a in ipairs(journal:actions(run_id)) do
     actions[#actions + 1] = { seq = a.seq, step = a.step, kind = a.kind, target = a.target,
       describe = a.describe, fingerprint = a.fingerprint or json.null,
-      irreversible = irreversible(recipe, a.step, a.irreversible == 1) }
+      irreversible = irreversible(recipe, a.step, a.irreversible) }
   end
   local plan = { relish_plan = 1, recipe = recipe.name, file = path, recipe_hash = hash,
     params = json.decode(storable_params(params)), created_at = J.now_iso(), run_id = run_id,
@@ -569,9 +546,7 @@ end
 
 -- ---- rollback and resume of a past run -------------------------------------------
 
-local function crashed(run)
-  return run.status == "running" and run.host == host.hostname() and not host.pid_alive(run.pid)
-end
+local crashed = J.crashed
 
 local function load_recipe_for(run, out)
   local ok, recipe, _, source = pcall(dsl.load, run.file)
@@ -598,7 +573,7 @@ function M.rollback_cmd(opts)
   local out = output.new { format = opts.output }
   local run = journal:find_run(opts.run_id)
   out.run_id = run.id
-  if run.dry_run == 1 then
+  if run.dry_run then
     invalid("run " .. run.id .. " was a dry-run: nothing to roll back")
   end
   check_not_running(run)
@@ -611,8 +586,7 @@ function M.rollback_cmd(opts)
   local status, left = M.rollback { journal = journal, out = out, run = run, recipe = recipe, params = params,
     state = state, budget = recipe and recipe.rollback_timeout, dry_run = opts.dry_run, reason = "requested" }
   if not opts.dry_run then
-    journal:exec("UPDATE runs SET status = ?, finished_at = COALESCE(finished_at, ?) WHERE id = ?",
-      status == "complete" and "rolled_back" or "rollback_failed", J.now_iso(), run.id)
+    journal:set_run_status(run.id, status == "complete" and "rolled_back" or "rollback_failed")
     if run.lock_name then lock.release(journal, run.lock_name, run.id) end
   end
   journal:close()
@@ -641,13 +615,12 @@ function M.resume(opts)
     if s.status ~= "done" and s.status ~= "skipped" then start = s.idx break end
   end
   start = start or (#recipe.steps + 1)
-  local maxseq = journal:query("SELECT COALESCE(MAX(seq), 0) AS m FROM actions WHERE run_id = ?", run.id)[1].m
+  local maxseq = journal:max_seq(run.id)
   local E = { recipe = recipe, params = params, journal = journal, out = out, run_id = run.id,
     dry_run = false, state = json.decode(run.state) or {}, start = start, seq = maxseq,
     lock_name = run.lock_name }
   if E.lock_name then lock.acquire(journal, E.lock_name, run.id, true) end
-  journal:exec("UPDATE runs SET status = 'running', pid = ?, host = ?, finished_at = NULL, exit_code = NULL WHERE id = ?",
-    host.getpid(), host.hostname(), run.id)
+  journal:resume_run(run.id)
   journal:event(run.id, "note", string.format("resumed by %s from step %d", J.actor(), start))
   out:event("run_started", { recipe = recipe.name, file = run.file, resumed = true, from_step = start, run_id = run.id })
   local code = execute(E)

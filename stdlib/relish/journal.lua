@@ -1,11 +1,101 @@
--- relish.journal: where runs are remembered. Opens the SQLite journal
--- ($RELISH_STATE, $XDG_STATE_HOME/relish/journal.db or --state sqlite:PATH),
--- migrates its schema, and answers the engine's and the CLI's questions.
+-- relish.journal: where runs are remembered, behind one storage interface.
+-- open(url) picks a backend from the state URL; the engine, locks and the
+-- commands call only the methods listed here, never the storage itself.
+--
+-- A backend is an object with these methods. Records are plain tables; times
+-- are UTC text from now_iso() except a lease's expires_at (unix seconds);
+-- params, state, undo and result are JSON text; dry_run and irreversible are
+-- booleans. Reads return copies the caller may keep.
+--   close()                   tx(fn, ...) -> fn's results; all or none of fn's
+--                             writes happen (nested calls join the outer one)
+--   create_run(run, names)    run = {id, recipe, file, recipe_hash, params,
+--                             dry_run, lock_name [, user, host, pid]}: status
+--                             "running" and one "pending" step per name
+--   find_run(id)              "last" (newest non-dry-run), an exact id, or a
+--                             unique id prefix; raises a usage error otherwise
+--   list_runs{recipe=, limit=}  newest first
+--   set_run_state(id, json)   ctx.state after a step
+--   finish_run(id, status, exit_code, error)   the run ended (finished_at now)
+--   set_run_status(id, status)  a past run's new status (after a rollback)
+--   resume_run(id)            running again, in this process
+--   steps(run_id)             by index
+--   set_step(run_id, idx, fields)  status, error, started_at, finished_at
+--                             (json.null or false clears one)
+--   step_attempt(run_id, idx, n)
+--   step_undone(run_id, idx)  the step and its undoable actions are undone
+--   actions(run_id [, {undoable=true}])  by seq; undoable: the actions of
+--                             steps (not of a rollback), newest first
+--   max_seq(run_id)           0 when there are none
+--   action_begin(run_id, step, seq, action, status, durable)  action = {kind,
+--                             provider, target, describe, detail, fingerprint,
+--                             undo}; with durable, on disk before it returns
+--   action_end(run_id, seq, status, result, error)
+--   mark_action(run_id, seq, status, error)   after its undo
+--   event(run_id, type, text [, actor])   events(run_id)   in order
+--   lock_acquire(name, run_id, {ttl=, reclaim=}) -> takeover text or nil;
+--                             raises {kind="locked", exit=4} when held
+--   lock_renew(name, run_id, ttl)   lock_release(name, run_id)
+--   lock_list()               by name     lock_break(name) -> holder or nil
+--   db                        the handle gate.set_run{journal=} writes action
+--                             rows through (SQLite: the native relish.Journal,
+--                             whose action_begin/action_end are the gate's)
+-- The rules every backend shares live here once: crashed(run) and
+-- shown_status(run) (running, but its process is gone from this host), and
+-- lease_stale(lock) (expired, or its process is gone from this host).
 local native = require "relish._journal"
 local host = require "relish._host"
+local json = require "relish.json"
 local invalid = require("relish._errors").invalid
 
 local M = {}
+
+function M.now_iso()
+  local t = host.time()
+  return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(t)) .. string.format(".%03dZ", math.floor((t % 1) * 1000))
+end
+
+function M.actor()
+  return os.getenv("USER") or os.getenv("LOGNAME") or host.username()
+end
+
+-- ---- rules shared by every backend ------------------------------------------
+
+-- A process recorded on this host that no longer exists. On another host
+-- nothing can be told: the run or lease is trusted until it expires.
+local function gone(h, pid)
+  return h == host.hostname() and pid ~= nil and not host.pid_alive(pid)
+end
+
+-- A run still marked running whose process is gone crashed: show, history,
+-- rollback and resume all treat it so.
+function M.crashed(run)
+  return run.status == "running" and gone(run.host, run.pid)
+end
+
+function M.shown_status(run)
+  return M.crashed(run) and "crashed" or run.status
+end
+
+function M.holder_text(l)
+  return string.format("run %s (user %s, host %s, pid %s, since %s)", l.run_id, l.user or "?",
+    l.host or "?", tostring(l.pid or "?"), l.acquired_at)
+end
+
+-- A lease may be taken over when it expired or its process is gone.
+function M.lease_stale(l)
+  if l.expires_at < host.time() then return true, "its lease expired" end
+  if gone(l.host, l.pid) then return true, string.format("its process %d is gone", l.pid) end
+  return false
+end
+
+local function locked_error(name, l)
+  error({ kind = "locked", exit = 4,
+    message = string.format("lock '%s' is held by %s", name, M.holder_text(l)) }, 0)
+end
+
+-- ---- the SQLite backend -------------------------------------------------------
+-- WAL; an action's pending row is committed with synchronous=FULL before the
+-- action starts (host/journal.c), everything else rides along with NORMAL.
 
 -- Each migration moves the schema one version up; never edit a released one.
 local MIGRATIONS = {
@@ -74,6 +164,237 @@ local MIGRATIONS = {
   [[ ALTER TABLE actions ADD COLUMN provider TEXT; ]],
 }
 
+local Sqlite = {}
+Sqlite.__index = Sqlite
+
+local function open_sqlite(path, create)
+  local db, err = native.open(path, create)
+  if not db then error({ kind = "journal", exit = 2, message = tostring(err) }, 0) end
+  local j = setmetatable({ db = db, path = path, depth = 0 }, Sqlite)
+  j:migrate()
+  return j
+end
+
+function Sqlite:migrate()
+  local function version() return self.db:query("PRAGMA user_version")[1].user_version end
+  if version() == #MIGRATIONS then return end
+  -- another process may be migrating too: decide inside the write lock
+  self:tx(function()
+    local v = version()
+    if v > #MIGRATIONS then
+      error({ kind = "journal", exit = 2, message = string.format(
+        "journal %s has schema version %d, newer than this relish (%d): upgrade relish", self.path, v, #MIGRATIONS) }, 0)
+    end
+    for i = v + 1, #MIGRATIONS do
+      self.db:script(MIGRATIONS[i])
+      self.db:exec(string.format("PRAGMA user_version = %d", i))
+    end
+  end)
+end
+
+function Sqlite:close() self.db:close() end
+
+-- BEGIN IMMEDIATE ... COMMIT, rolled back on error; a nested call joins.
+function Sqlite:tx(fn, ...)
+  if self.depth > 0 then return fn(...) end
+  self.db:exec("BEGIN IMMEDIATE")
+  self.depth = 1
+  local r = table.pack(pcall(fn, ...))
+  self.depth = 0
+  if r[1] then
+    local ok, err = pcall(self.db.exec, self.db, "COMMIT")
+    if ok then return table.unpack(r, 2, r.n) end
+    r[2] = err
+  end
+  pcall(self.db.exec, self.db, "ROLLBACK")
+  error(r[2], 0)
+end
+
+local function run_record(r)
+  if r then r.dry_run = r.dry_run == 1 end
+  return r
+end
+
+function Sqlite:create_run(run, names)
+  self:tx(function()
+    self.db:exec("INSERT INTO runs (id, recipe, file, recipe_hash, params, dry_run, status, user, host, pid," ..
+      " lock_name, started_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+      run.id, run.recipe, run.file, run.recipe_hash, run.params or "{}", run.dry_run and 1 or 0,
+      run.user or M.actor(), run.host or host.hostname(), run.pid or host.getpid(), run.lock_name, M.now_iso())
+    for i, name in ipairs(names) do
+      self.db:exec("INSERT INTO steps (run_id, idx, name, status) VALUES (?, ?, ?, 'pending')", run.id, i, name)
+    end
+  end)
+end
+
+function Sqlite:find_run(id)
+  local rows
+  if id == "last" then
+    rows = self.db:query("SELECT * FROM runs WHERE dry_run = 0 ORDER BY started_at DESC, rowid DESC LIMIT 1")
+  else
+    rows = self.db:query("SELECT * FROM runs WHERE id = ?", id)
+    if #rows == 0 then rows = self.db:query("SELECT * FROM runs WHERE id LIKE ? || '%' LIMIT 2", id) end
+    if #rows > 1 then
+      invalid("run id '" .. id .. "' is ambiguous")
+    end
+  end
+  if #rows == 0 then
+    invalid((id == "last" and "no runs in the journal " .. self.path)
+      or ("no run '" .. id .. "' in the journal " .. self.path))
+  end
+  return run_record(rows[1])
+end
+
+function Sqlite:list_runs(opts)
+  opts = opts or {}
+  local limit = opts.limit or -1 -- no limit
+  local rows
+  if opts.recipe then
+    rows = self.db:query("SELECT * FROM runs WHERE recipe = ? ORDER BY started_at DESC, rowid DESC LIMIT ?",
+      opts.recipe, limit)
+  else
+    rows = self.db:query("SELECT * FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?", limit)
+  end
+  for _, r in ipairs(rows) do run_record(r) end
+  return rows
+end
+
+function Sqlite:set_run_state(id, text)
+  self.db:exec("UPDATE runs SET state = ? WHERE id = ?", text, id)
+end
+
+function Sqlite:finish_run(id, status, exit_code, err)
+  self.db:exec("UPDATE runs SET status = ?, exit_code = ?, error = ?, finished_at = ? WHERE id = ?",
+    status, exit_code, err, M.now_iso(), id)
+end
+
+function Sqlite:set_run_status(id, status)
+  self.db:exec("UPDATE runs SET status = ?, finished_at = COALESCE(finished_at, ?) WHERE id = ?",
+    status, M.now_iso(), id)
+end
+
+function Sqlite:resume_run(id)
+  self.db:exec("UPDATE runs SET status = 'running', pid = ?, host = ?, finished_at = NULL, exit_code = NULL" ..
+    " WHERE id = ?", host.getpid(), host.hostname(), id)
+end
+
+function Sqlite:steps(run_id)
+  return self.db:query("SELECT * FROM steps WHERE run_id = ? ORDER BY idx", run_id)
+end
+
+local STEP_FIELDS = { status = true, error = true, started_at = true, finished_at = true }
+
+function Sqlite:set_step(run_id, idx, fields)
+  local cols, vals = {}, {}
+  for k, v in pairs(fields) do
+    if not STEP_FIELDS[k] then error("set_step: unknown field '" .. tostring(k) .. "'", 2) end
+    if v == json.null or v == false then
+      cols[#cols + 1] = k .. " = NULL"
+    else
+      cols[#cols + 1] = k .. " = ?"
+      vals[#vals + 1] = v
+    end
+  end
+  if #cols == 0 then return end
+  vals[#vals + 1] = run_id
+  vals[#vals + 1] = idx
+  self.db:exec("UPDATE steps SET " .. table.concat(cols, ", ") .. " WHERE run_id = ? AND idx = ?",
+    table.unpack(vals))
+end
+
+function Sqlite:step_attempt(run_id, idx, n)
+  self.db:exec("UPDATE steps SET attempts = ? WHERE run_id = ? AND idx = ?", n, run_id, idx)
+end
+
+function Sqlite:step_undone(run_id, idx)
+  self:tx(function()
+    self.db:exec("UPDATE steps SET status = 'undone' WHERE run_id = ? AND idx = ?", run_id, idx)
+    self.db:exec("UPDATE actions SET status = 'undone' WHERE run_id = ? AND step = ?" ..
+      " AND status IN ('done', 'pending', 'failed', 'undo_failed')", run_id, idx)
+  end)
+end
+
+function Sqlite:actions(run_id, opts)
+  local rows
+  if opts and opts.undoable then
+    rows = self.db:query("SELECT * FROM actions WHERE run_id = ? AND step > 0 ORDER BY seq DESC", run_id)
+  else
+    rows = self.db:query("SELECT * FROM actions WHERE run_id = ? ORDER BY seq", run_id)
+  end
+  for _, a in ipairs(rows) do a.irreversible = a.irreversible == 1 end
+  return rows
+end
+
+function Sqlite:max_seq(run_id)
+  return self.db:query("SELECT COALESCE(MAX(seq), 0) AS m FROM actions WHERE run_id = ?", run_id)[1].m
+end
+
+function Sqlite:action_begin(run_id, step, seq, action, status, durable)
+  self.db:action_begin(run_id, step, seq, action, status, durable)
+end
+
+function Sqlite:action_end(run_id, seq, status, result, err)
+  self.db:action_end(run_id, seq, status, result, err)
+end
+
+function Sqlite:mark_action(run_id, seq, status, err)
+  self.db:exec("UPDATE actions SET status = ?, error = ? WHERE run_id = ? AND seq = ?", status, err, run_id, seq)
+end
+
+function Sqlite:event(run_id, type_, text, actor)
+  self.db:exec("INSERT INTO events (run_id, ts, type, actor, text) VALUES (?, ?, ?, ?, ?)",
+    run_id, M.now_iso(), type_, actor or M.actor(), text)
+end
+
+function Sqlite:events(run_id)
+  return self.db:query("SELECT * FROM events WHERE run_id = ? ORDER BY id", run_id)
+end
+
+function Sqlite:lock_acquire(name, run_id, opts)
+  local ttl = opts and opts.ttl
+  if type(ttl) ~= "number" then error("lock_acquire: opts.ttl must be a number of seconds", 2) end
+  local took_over
+  self:tx(function()
+    local cur = self.db:query("SELECT * FROM locks WHERE name = ?", name)[1]
+    if cur and not (opts.reclaim and cur.run_id == run_id) then
+      local stale, why = M.lease_stale(cur)
+      if not stale then locked_error(name, cur) end
+      took_over = string.format("took over stale lock '%s' from %s: %s", name, M.holder_text(cur), why)
+    end
+    self.db:exec("INSERT OR REPLACE INTO locks (name, run_id, user, host, pid, acquired_at, expires_at)" ..
+      " VALUES (?, ?, ?, ?, ?, ?, ?)", name, run_id, M.actor(), host.hostname(), host.getpid(),
+      M.now_iso(), host.time() + ttl)
+    if took_over then self:event(run_id, "lock", took_over) end
+  end)
+  return took_over
+end
+
+function Sqlite:lock_renew(name, run_id, ttl)
+  self.db:exec("UPDATE locks SET expires_at = ?, pid = ? WHERE name = ? AND run_id = ?",
+    host.time() + ttl, host.getpid(), name, run_id)
+end
+
+function Sqlite:lock_release(name, run_id)
+  self.db:exec("DELETE FROM locks WHERE name = ? AND run_id = ?", name, run_id)
+end
+
+function Sqlite:lock_list()
+  return self.db:query("SELECT * FROM locks ORDER BY name")
+end
+
+function Sqlite:lock_break(name)
+  return self:tx(function()
+    local cur = self.db:query("SELECT * FROM locks WHERE name = ?", name)[1]
+    if not cur then return nil end
+    self.db:exec("DELETE FROM locks WHERE name = ?", name)
+    self:event(cur.run_id, "lock", string.format("lock '%s' broken by %s (was held by %s)", name,
+      M.actor(), M.holder_text(cur)))
+    return cur
+  end)
+end
+
+-- ---- opening ------------------------------------------------------------------
+
 -- Turns a state URL into a path: sqlite:PATH or a plain path.
 local function url_path(url, what)
   local path = url
@@ -96,9 +417,6 @@ function M.resolve(url)
   return base .. "/relish/journal.db", true
 end
 
-local Journal = {}
-Journal.__index = Journal
-
 function M.open(url)
   local path, create = M.resolve(url)
   if not create then
@@ -107,98 +425,7 @@ function M.open(url)
       invalid(string.format("journal %s: the directory %s does not exist", path, dir))
     end
   end
-  local db, err = native.open(path, create)
-  if not db then error({ kind = "journal", exit = 2, message = tostring(err) }, 0) end
-  local j = setmetatable({ db = db, path = path }, Journal)
-  j:migrate()
-  return j
-end
-
-function Journal:migrate()
-  local function version() return self.db:query("PRAGMA user_version")[1].user_version end
-  if version() == #MIGRATIONS then return end
-  -- another process may be migrating too: decide inside the write lock
-  self:tx(function()
-    local v = version()
-    if v > #MIGRATIONS then
-      error({ kind = "journal", exit = 2, message = string.format(
-        "journal %s has schema version %d, newer than this relish (%d): upgrade relish", self.path, v, #MIGRATIONS) }, 0)
-    end
-    for i = v + 1, #MIGRATIONS do
-      self.db:script(MIGRATIONS[i])
-      self.db:exec(string.format("PRAGMA user_version = %d", i))
-    end
-  end)
-end
-
-function Journal:close() self.db:close() end
-function Journal:exec(sql, ...) return self.db:exec(sql, ...) end
-function Journal:query(sql, ...) return self.db:query(sql, ...) end
-
--- Runs fn inside BEGIN IMMEDIATE ... COMMIT (rolled back on error).
-function Journal:tx(fn, ...)
-  self.db:exec("BEGIN IMMEDIATE")
-  local ok, a, b = pcall(fn, ...)
-  if ok then
-    self.db:exec("COMMIT")
-    return a, b
-  end
-  pcall(self.db.exec, self.db, "ROLLBACK")
-  error(a, 0)
-end
-
-function M.now_iso()
-  local t = host.time()
-  return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(t)) .. string.format(".%03dZ", math.floor((t % 1) * 1000))
-end
-
-function Journal:event(run_id, type_, text, actor)
-  self.db:exec("INSERT INTO events (run_id, ts, type, actor, text) VALUES (?, ?, ?, ?, ?)",
-    run_id, M.now_iso(), type_, actor or M.actor(), text)
-end
-
-function M.actor()
-  return os.getenv("USER") or os.getenv("LOGNAME") or host.username()
-end
-
--- Resolves "last" (the newest run that acted, not a dry-run) or an id prefix.
-function Journal:find_run(id)
-  local rows
-  if id == "last" then
-    rows = self:query("SELECT * FROM runs WHERE dry_run = 0 ORDER BY started_at DESC, rowid DESC LIMIT 1")
-  else
-    rows = self:query("SELECT * FROM runs WHERE id = ?", id)
-    if #rows == 0 then rows = self:query("SELECT * FROM runs WHERE id LIKE ? || '%' LIMIT 2", id) end
-    if #rows > 1 then
-      invalid("run id '" .. id .. "' is ambiguous")
-    end
-  end
-  if #rows == 0 then
-    invalid((id == "last" and "no runs in the journal " .. self.path)
-      or ("no run '" .. id .. "' in the journal " .. self.path))
-  end
-  return rows[1]
-end
-
--- The status to show: a run still marked running whose process is gone from
--- this host crashed (rollback and resume treat it so).
-function M.shown_status(run)
-  if run.status == "running" and run.host == host.hostname() and not host.pid_alive(run.pid) then
-    return "crashed"
-  end
-  return run.status
-end
-
-function Journal:steps(run_id)
-  return self:query("SELECT * FROM steps WHERE run_id = ? ORDER BY idx", run_id)
-end
-
-function Journal:actions(run_id)
-  return self:query("SELECT * FROM actions WHERE run_id = ? ORDER BY seq", run_id)
-end
-
-function Journal:events(run_id)
-  return self:query("SELECT * FROM events WHERE run_id = ? ORDER BY id", run_id)
+  return open_sqlite(path, create)
 end
 
 return M

@@ -302,7 +302,7 @@ describe("locks", function()
     assert_match(s.events[1].text, "took over stale lock")
     -- break
     local journal = require("relish.journal").open(support.state(d))
-    journal:exec("INSERT INTO locks (name, run_id, user, host, pid, acquired_at, expires_at) VALUES ('manual', 'r1', 'u', 'elsewhere', 1, 'now', 9e12)")
+    journal.db:exec("INSERT INTO locks (name, run_id, user, host, pid, acquired_at, expires_at) VALUES ('manual', 'r1', 'u', 'elsewhere', 1, 'now', 9e12)")
     journal:close()
     l = relish { "lock", "list", "--state", support.state(d) }
     assert_match(l.stdout, "manual  held by run r1 %(user u, host elsewhere, pid 1")

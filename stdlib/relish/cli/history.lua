@@ -14,17 +14,12 @@ return {
       end
     end
     local journal = J.open(f.state)
-    local rows
-    if f.recipe then
-      rows = journal:query("SELECT * FROM runs WHERE recipe = ? ORDER BY started_at DESC, rowid DESC LIMIT ?", f.recipe, limit)
-    else
-      rows = journal:query("SELECT * FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?", limit)
-    end
+    local rows = journal:list_runs { recipe = f.recipe, limit = limit }
     journal:close()
     if f.output == "json" then
       for _, r in ipairs(rows) do
         io.write(json.encode({ run_id = r.id, recipe = r.recipe, status = J.shown_status(r), exit_code = r.exit_code or json.null,
-          dry_run = r.dry_run == 1, user = r.user, started_at = r.started_at, finished_at = r.finished_at or json.null,
+          dry_run = r.dry_run, user = r.user, started_at = r.started_at, finished_at = r.finished_at or json.null,
           params = json.decode(r.params) }, { sort_keys = true }), "\n")
       end
       return 0
@@ -36,7 +31,7 @@ return {
     io.write(string.format("%-24s  %-20s  %-16s  %-9s  %s\n", "RUN", "RECIPE", "STATUS", "USER", "STARTED"))
     for _, r in ipairs(rows) do
       io.write(string.format("%-24s  %-20s  %-16s  %-9s  %s\n", r.id, r.recipe:sub(1, 20),
-        J.shown_status(r) .. (r.dry_run == 1 and " (dry)" or ""), (r.user or "?"):sub(1, 9), r.started_at))
+        J.shown_status(r) .. (r.dry_run and " (dry)" or ""), (r.user or "?"):sub(1, 9), r.started_at))
     end
     return 0
   end,

@@ -16,7 +16,7 @@ local function as_json(d)
   local r = d.run
   local out = {
     run_id = r.id, recipe = r.recipe, file = r.file, status = J.shown_status(r), exit_code = r.exit_code or json.null,
-    dry_run = r.dry_run == 1, user = r.user, host = r.host, pid = r.pid, lock = r.lock_name or json.null,
+    dry_run = r.dry_run, user = r.user, host = r.host, pid = r.pid, lock = r.lock_name or json.null,
     started_at = r.started_at, finished_at = r.finished_at or json.null, error = r.error or json.null,
     params = json.decode(r.params), state = json.decode(r.state), steps = json.array {}, actions = json.array {},
     events = json.array {},
@@ -27,7 +27,7 @@ local function as_json(d)
   end
   for _, a in ipairs(d.actions) do
     table.insert(out.actions, { seq = a.seq, step = a.step, kind = a.kind, target = a.target, describe = a.describe,
-      status = a.status, irreversible = a.irreversible == 1, fingerprint = a.fingerprint or json.null,
+      status = a.status, irreversible = a.irreversible, fingerprint = a.fingerprint or json.null,
       error = a.error or json.null, started_at = a.started_at or json.null, finished_at = a.finished_at or json.null })
   end
   for _, e in ipairs(d.events) do
@@ -62,7 +62,7 @@ local function as_text(d, md)
     add("|---|---|---|---|---|")
     for _, a in ipairs(d.actions) do
       add(string.format("| %d | %d | %s | `%s` | %s%s |", a.seq, a.step, a.kind, a.target, a.status,
-        a.irreversible == 1 and " (irreversible)" or ""))
+        a.irreversible and " (irreversible)" or ""))
     end
     if #d.events > 0 then
       add("")
@@ -85,7 +85,7 @@ local function as_text(d, md)
     add("actions:")
     for _, a in ipairs(d.actions) do
       add(string.format("  %3d [step %d] %-10s %-11s %s%s", a.seq, a.step, a.kind, a.status, a.describe,
-        a.irreversible == 1 and " (irreversible)" or ""))
+        a.irreversible and " (irreversible)" or ""))
     end
     if #d.events > 0 then
       add("timeline:")
