@@ -222,9 +222,9 @@ static struct sh_proc *sh_proc_new(lua_State *L) {
 
 /* ---- options ---- */
 
-static const char *const sh_run_options[] = {
-    "argv", "env", "cwd", "input", "timeout", "grace", "max_output", "readonly", "undo", "ok_codes",
-    "check", NULL};
+static const char *const sh_run_options[] = {"argv",    "env",      "cwd",        "input",
+                                             "timeout", "grace",    "max_output", "readonly",
+                                             "undo",    "ok_codes", "check",      NULL};
 
 static void sh_check_keys(lua_State *L, int opts) {
   lua_pushnil(L);
@@ -840,7 +840,8 @@ static int sh_raise_failed(lua_State *L, struct sh_proc *p) {
   } else if (p->status_known) {
     char buf[16];
     kind = "signal";
-    snprintf(what, sizeof what, "was killed by SIG%s", sh_signame(WTERMSIG(p->status), buf, sizeof buf));
+    snprintf(what, sizeof what, "was killed by SIG%s",
+             sh_signame(WTERMSIG(p->status), buf, sizeof buf));
   } else {
     kind = "signal";
     snprintf(what, sizeof what, "ended with an unknown status");
@@ -1153,10 +1154,8 @@ static int l_sh_quote(lua_State *L) {
 }
 
 int luaopen_relish_sh(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"run", l_sh_run},
-                                   {"which", l_sh_which},
-                                   {"quote", l_sh_quote},
-                                   {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"run", l_sh_run}, {"which", l_sh_which}, {"quote", l_sh_quote}, {NULL, NULL}};
   static const char *const fields[] = {"argv", NULL};
   static const relish_provider providers[] = {
       {.kind = "sh.run", .apply = sh_apply, .plan = sh_plan, .undo = sh_undo, .fields = fields},

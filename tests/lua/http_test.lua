@@ -650,6 +650,24 @@ describe("effects", function()
   end)
 end)
 
+describe("text values", function()
+  -- issue 8's audit: a number's string form in a text list lived only in a
+  -- stack slot popped before the buffer copied it
+  test("a list of pieces may hold numbers, whatever the collector does", function()
+    local _http = require "relish._http"
+    local old = collectgarbage("generational")
+    for _ = 1, 300 do
+      local parts = {}
+      for k = 1, 40 do parts[k] = k % 2 == 0 and k + 0.5 or ("p" .. k) end
+      local shown = _http.display(parts, "x")
+      assert_eq(shown:sub(1, 15), "p12.5p34.5p56.5")
+      assert_eq(shown:sub(-7), "p3940.5")
+    end
+    collectgarbage(old)
+    assert_eq(_http.display({ "a", secret.value("sec-piece-1"), 7 }, "x"), "a***7")
+  end)
+end)
+
 describe("binary bodies", function()
   test("a body that is not UTF-8 text is shown in the plan as its size and sha256", function()
     local fx <close> = fixture.start()
