@@ -179,13 +179,21 @@ static const char *push_text(lua_State *L, int idx, const char *what, int displa
     if (!isstr && !issec)
       luaL_error(L, "http: %s[%d] must be a string or a secret, got %s", what, (int)i,
                  luaL_typename(L, -1));
+    char num[64]; /* a number's string form is far shorter */
     if (display && issec) {
       s = "***";
       n = 3;
+    } else if (lua_type(L, -1) == LUA_TNUMBER) {
+      /* its string form lives only in this stack slot: copy it out before
+       * the pop, as nothing else keeps it alive */
+      s = lua_tolstring(L, -1, &n);
+      n = n < sizeof num ? n : sizeof num;
+      memcpy(num, s, n);
+      s = num;
     } else {
       s = issec ? relish_tosecret(L, -1, &n) : lua_tolstring(L, -1, &n);
     }
-    lua_pop(L, 1); /* the buffer needs the stack balanced; the list keeps the piece */
+    lua_pop(L, 1); /* the buffer owns the stack top; the list keeps a string or secret alive */
     luaL_addlstring(&b, s, n);
   }
   luaL_pushresult(&b);

@@ -34,6 +34,8 @@ extern char **environ;
 #define SH_CHUNK 65536
 /* Poll period when the kernel offers no pidfd. */
 #define SH_TICK 0.02
+/* An undo command's time limit when the step gives none. */
+#define SH_UNDO_TIMEOUT 600.0
 
 enum { SH_IN, SH_OUT, SH_ERR, SH_NFD };
 
@@ -76,6 +78,10 @@ struct sh_proc {
   int timed_out, sent_kill;
   double start, end, kill_at, linger_until;
   struct sh_report spawn;
+
+  /* what counts as success */
+  int check;                  /* 0: return the result whatever happened */
+  unsigned char ok_codes[32]; /* bitmap of the accepted exit codes */
 };
 
 /* ---- small helpers ---- */
@@ -207,6 +213,8 @@ static struct sh_proc *sh_proc_new(lua_State *L) {
     p->fd[i] = -1;
   p->grace = SH_DEFAULT_GRACE;
   p->out.max = p->err.max = SH_DEFAULT_MAX_OUTPUT;
+  p->check = 1;
+  p->ok_codes[0] = 1; /* exit code 0 */
   relish_resource_metatable(L, SH_PROCESS_MT, sh_proc_gc, NULL);
   lua_setmetatable(L, -2);
   return p;
@@ -214,8 +222,9 @@ static struct sh_proc *sh_proc_new(lua_State *L) {
 
 /* ---- options ---- */
 
-static const char *const sh_run_options[] = {"argv",  "env",        "cwd",      "input", "timeout",
-                                             "grace", "max_output", "readonly", "undo",  NULL};
+static const char *const sh_run_options[] = {"argv",    "env",      "cwd",        "input",
+                                             "timeout", "grace",    "max_output", "readonly",
+                                             "undo",    "ok_codes", "check",      NULL};
 
 static void sh_check_keys(lua_State *L, int opts) {
   lua_pushnil(L);
@@ -713,9 +722,16 @@ static int sh_w_cancel(relish_waiter *w, double now) {
 
 static const relish_waiter_ops sh_waiter_ops = {sh_w_interest, sh_w_advance, sh_w_cancel};
 
-/* ---- Lua functions ---- */
+/* ---- results and errors ---- */
 
-static int sh_fail_spawn(lua_State *L, struct sh_proc *p) {
+/* An error value of sh: kind only (an exit code goes in `code`). */
+static void sh_error_fields(lua_State *L) {
+  lua_pushnil(L);
+  lua_setfield(L, -2, "code");
+}
+
+/* Raises the structured error of a command that could not start. */
+static int sh_raise_spawn(lua_State *L, struct sh_proc *p) {
   int e = p->spawn.err;
   const char *kind = sh_errno_kind(e);
   const char *argv0 = p->argv[0];
@@ -733,10 +749,9 @@ static int sh_fail_spawn(lua_State *L, struct sh_proc *p) {
     relish_push_error(L, "spawn", "sh.run: cannot start '%s': %s", argv0, strerror(e));
     break;
   }
+  sh_error_fields(L);
   sh_proc_free(L, p);
-  lua_pushnil(L);
-  lua_insert(L, -2);
-  return 2;
+  return lua_error(L);
 }
 
 static void sh_set_bool(lua_State *L, const char *k, int v) {
@@ -744,8 +759,9 @@ static void sh_set_bool(lua_State *L, const char *k, int v) {
   lua_setfield(L, -2, k);
 }
 
-static void sh_push_result(lua_State *L, const struct sh_proc *p) {
-  lua_createtable(L, 0, 10);
+/* Sets the fields of a finished command on the table on top: code or
+ * signal, stdout, stderr, duration and the flags. */
+static void sh_set_result(lua_State *L, const struct sh_proc *p) {
   if (p->status_known && WIFEXITED(p->status)) {
     lua_pushinteger(L, WEXITSTATUS(p->status));
     lua_setfield(L, -2, "code");
@@ -766,103 +782,145 @@ static void sh_push_result(lua_State *L, const struct sh_proc *p) {
   sh_set_bool(L, "timed_out", p->timed_out);
 }
 
-/* ---- the effect gate ---- */
-
 static void sh_quote_one(luaL_Buffer *b, const char *s, size_t len);
 
-/* Appends argv quoted for a shell, for plans and output. */
-static void sh_add_command(luaL_Buffer *b, char **argv) {
+/* Appends argv quoted for a shell, for plans and messages; at most max
+ * bytes of it (0: all). */
+static void sh_add_command(luaL_Buffer *b, char **argv, size_t max) {
+  size_t before = luaL_bufflen(b);
   for (char **a = argv; *a; a++) {
+    if (max && luaL_bufflen(b) - before > max) {
+      luaL_addstring(b, " ...");
+      return;
+    }
     if (a != argv) luaL_addchar(b, ' ');
     sh_quote_one(b, *a, strlen(*a));
   }
 }
 
-/* The undo record {argv = [...], cwd = ...} as JSON text, pushed. */
-static void sh_push_undo_json(lua_State *L, int opts, int undo) {
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  luaL_addstring(&b, "{\"argv\":[");
-  lua_Integer n = (lua_Integer)lua_rawlen(L, undo);
-  if (n == 0) luaL_error(L, "sh.run: undo must be a non-empty argv list");
-  for (lua_Integer i = 1; i <= n; i++) {
-    if (lua_rawgeti(L, undo, i) != LUA_TSTRING)
-      luaL_error(L, "sh.run: undo[%d] must be a string", (int)i);
-    size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
-    lua_pop(L, 1);
-    if (i > 1) luaL_addchar(&b, ',');
-    luaL_addchar(&b, '"');
-    for (size_t k = 0; k < len; k++) {
-      unsigned char c = (unsigned char)s[k];
-      if (c == '"' || c == '\\') {
-        luaL_addchar(&b, '\\');
-        luaL_addchar(&b, (char)c);
-      } else if (c < 0x20) {
-        char esc[8];
-        snprintf(esc, sizeof esc, "\\u%04x", c);
-        luaL_addstring(&b, esc);
-      } else {
-        luaL_addchar(&b, (char)c);
-      }
-    }
-    luaL_addchar(&b, '"');
-  }
-  luaL_addchar(&b, ']');
-  if (lua_getfield(L, opts, "cwd") == LUA_TSTRING) {
-    /* the cwd went through the same checks in sh_opt_rest */
-    luaL_addstring(&b, ",\"cwd\":\"");
-    const char *c = lua_tostring(L, -1);
-    for (; *c; c++) {
-      if (*c == '"' || *c == '\\') luaL_addchar(&b, '\\');
-      luaL_addchar(&b, *c);
-    }
-    luaL_addchar(&b, '"');
-  }
-  lua_pop(L, 1);
-  luaL_addchar(&b, '}');
-  luaL_pushresult(&b);
+/* Whether the command's outcome is one the call accepts. */
+static int sh_accepted(const struct sh_proc *p) {
+  if (!p->check) return 1;
+  if (p->timed_out || !p->status_known || !WIFEXITED(p->status)) return 0;
+  int code = WEXITSTATUS(p->status);
+  return (p->ok_codes[code / 8] >> (code % 8)) & 1;
 }
 
-/* A command that is not readonly is an effect: journaled, planned in a
- * dry-run, irreversible unless undo = argv is given. */
-static int sh_gate(lua_State *L, int opts, struct sh_proc *p, lua_Integer *action) {
-  *action = 0;
-  lua_getfield(L, opts, "readonly");
-  int readonly = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  if (readonly) return RELISH_GATE_ACT;
-  int top = lua_gettop(L);
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  luaL_addstring(&b, "run ");
-  sh_add_command(&b, p->argv);
-  if (p->cwd) {
-    luaL_addstring(&b, " (in ");
-    luaL_addstring(&b, p->cwd);
-    luaL_addchar(&b, ')');
+/* The last lines of stderr (at most 5 lines, 400 bytes), trailing blanks
+ * trimmed: what a failure message quotes. */
+static const char *sh_stderr_tail(const struct sh_proc *p, size_t *len) {
+  const char *s = p->err.data ? p->err.data : "";
+  size_t n = p->err.len;
+  while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+    n--;
+  size_t start = n > 400 ? n - 400 : 0;
+  int lines = 0;
+  for (size_t i = n; i > start; i--) {
+    if (s[i - 1] == '\n' && ++lines == 5) {
+      start = i;
+      break;
+    }
   }
-  luaL_pushresult(&b);
-  const char *undo = NULL;
-  int utype = lua_getfield(L, opts, "undo");
-  if (utype == LUA_TTABLE) {
-    sh_push_undo_json(L, opts, lua_gettop(L));
-    undo = lua_tostring(L, -1);
-  } else if (utype != LUA_TNIL) {
-    luaL_error(L, "sh.run: undo must be an argv list, got %s", luaL_typename(L, -1));
-  }
-  relish_effect e = {.kind = "sh.run",
-                     .target = p->argv[0],
-                     .describe = lua_tostring(L, top + 1),
-                     .detail = NULL,
-                     .undo = undo,
-                     .fingerprint = NULL};
-  int r = relish_gate_begin(L, &e, action);
-  lua_settop(L, top);
-  return r;
+  *len = n - start;
+  return s + start;
 }
 
-static int sh_push_planned(lua_State *L) {
+/* Raises the structured error of a command that ran and failed: kind exit,
+ * signal or timeout, with the result's fields and argv; the message names
+ * the command, what happened and the end of its stderr, redacted. */
+static int sh_raise_failed(lua_State *L, struct sh_proc *p) {
+  const char *kind;
+  char what[96];
+  if (p->timed_out) {
+    kind = "timeout";
+    snprintf(what, sizeof what, "timed out after %.3gs", p->timeout);
+  } else if (p->status_known && WIFEXITED(p->status)) {
+    kind = "exit";
+    snprintf(what, sizeof what, "exited with code %d", WEXITSTATUS(p->status));
+  } else if (p->status_known) {
+    char buf[16];
+    kind = "signal";
+    snprintf(what, sizeof what, "was killed by SIG%s",
+             sh_signame(WTERMSIG(p->status), buf, sizeof buf));
+  } else {
+    kind = "signal";
+    snprintf(what, sizeof what, "ended with an unknown status");
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "sh.run: `");
+  sh_add_command(&b, p->argv, 200);
+  luaL_addstring(&b, "` ");
+  luaL_addstring(&b, what);
+  size_t tlen;
+  const char *tail = sh_stderr_tail(p, &tlen);
+  if (tlen > 0) {
+    luaL_addstring(&b, ": ");
+    luaL_addlstring(&b, tail, tlen);
+  }
+  luaL_pushresult(&b);
+  size_t mlen;
+  const char *msg = lua_tolstring(L, -1, &mlen);
+  relish_redact(L, msg, mlen, NULL);
+  relish_push_error(L, kind, "%s", lua_tostring(L, -1));
+  sh_error_fields(L);
+  sh_set_result(L, p);
+  lua_createtable(L, 0, 0);
+  for (int i = 0; p->argv[i] != NULL; i++) {
+    lua_pushstring(L, p->argv[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "argv");
+  sh_proc_free(L, p);
+  return lua_error(L);
+}
+
+/* ---- running: spawn, wait, then the result or a raised error ---- */
+
+/* After the wait: the command is done, or the wait was stopped. The box is
+ * at stack index ctx. */
+static int sh_wait_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  struct sh_proc *p = lua_touserdata(L, (int)ctx);
+  if (p->w.outcome != RELISH_WAIT_READY) {
+    /* a cancelled command may still be between TERM and KILL: the loop
+     * keeps driving it, and the box frees it once reaped */
+    if (p->w.finished) sh_proc_free(L, p);
+    return relish_loop_raise(L, &p->w);
+  }
+  if (!sh_accepted(p)) return sh_raise_failed(L, p);
+  lua_createtable(L, 0, 10);
+  sh_set_result(L, p);
+  sh_proc_free(L, p);
+  return 1;
+}
+
+/* Starts the prepared command in the box at idx and waits for it (yielding
+ * inside a task). */
+static int sh_start(lua_State *L, int idx) {
+  struct sh_proc *p = luaL_checkudata(L, idx, SH_PROCESS_MT);
+  if (p->argv == NULL) return luaL_error(L, "sh.run: this command was already run");
+  if (relish_task_cancelled(L)) {
+    sh_proc_free(L, p);
+    return relish_raise(L, "cancelled", "cancelled");
+  }
+  if (sh_spawn(p) < 0) return sh_raise_spawn(L, p);
+  p->w.ops = &sh_waiter_ops;
+  relish_loop_add(L, &p->w, idx);
+  return relish_loop_wait(L, &p->w, (lua_KContext)idx, sh_wait_k);
+}
+
+/* ---- the effect: provider "sh.run" ---- */
+
+/* apply(box): runs the command. */
+static int sh_apply(lua_State *L) {
+  lua_settop(L, 1);
+  return sh_start(L, 1);
+}
+
+/* plan(box): a dry-run runs nothing and answers as a command that succeeded. */
+static int sh_plan(lua_State *L) {
+  sh_proc_free(L, luaL_checkudata(L, 1, SH_PROCESS_MT));
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, 0);
   lua_setfield(L, -2, "code");
@@ -877,45 +935,96 @@ static int sh_push_planned(lua_State *L) {
   return 1;
 }
 
-static const char *sh_outcome_text(int outcome) {
-  switch (outcome) {
-  case RELISH_WAIT_INTERRUPTED:
-    return "interrupted";
-  case RELISH_WAIT_TIMEOUT:
-    return "timed out";
-  default:
-    return "cancelled";
-  }
+/* undo(record): runs the journaled undo argv {argv = {...}, cwd = ...} with
+ * relish's environment; raises (kind exit, signal, timeout, not_found ...)
+ * when it fails. Acts directly, never through the gate. */
+static int sh_undo(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  struct sh_proc *p = sh_proc_new(L); /* 2 */
+  sh_opt_argv(L, 1, p);
+  sh_opt_rest(L, 1, 2, p);
+  if (p->timeout <= 0) p->timeout = SH_UNDO_TIMEOUT;
+  sh_build_paths(L, p);
+  return sh_start(L, 2);
 }
 
-/* After the wait: the command is done, or the wait was stopped. */
-static int sh_run_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  struct sh_proc *p = lua_touserdata(L, 2);
-  lua_Integer action = (lua_Integer)ctx;
-  if (p->w.outcome != RELISH_WAIT_READY) {
-    relish_gate_failed(L, action, sh_outcome_text(p->w.outcome));
-    /* a cancelled command may still be between TERM and KILL: the loop
-     * keeps driving it, and the box frees it once reaped */
-    if (p->w.finished) sh_proc_free(L, p);
-    return relish_loop_raise(L, &p->w);
+/* The undo record {argv = undo, cwd = cwd} of a command, pushed. Records are
+ * journaled as they are (never redacted), so an undo argv holding a secret
+ * is refused: the undo command must find the credential itself. */
+static void sh_push_record(lua_State *L, int opts, int undo) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, undo);
+  if (n == 0) luaL_error(L, "sh.run: undo must be a non-empty argv list");
+  lua_createtable(L, 0, 2);
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    int type = lua_rawgeti(L, undo, i);
+    if (relish_issecret(L, -1))
+      luaL_error(L,
+                 "sh.run: undo[%d] is a secret; undo commands are journaled as they are, so "
+                 "they cannot hold secrets (let the undo command read the credential itself)",
+                 (int)i);
+    if (type != LUA_TSTRING)
+      luaL_error(L, "sh.run: undo[%d] must be a string, got %s", (int)i, luaL_typename(L, -1));
+    size_t len, rlen;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (strlen(s) != len) luaL_error(L, "sh.run: undo[%d] contains a NUL byte", (int)i);
+    relish_redact(L, s, len, &rlen);
+    if (rlen != len || memcmp(lua_tostring(L, -1), s, len) != 0)
+      luaL_error(L,
+                 "sh.run: undo[%d] holds a secret value; undo commands are journaled as they "
+                 "are, so they cannot hold secrets (let the undo command read the credential "
+                 "itself)",
+                 (int)i);
+    lua_pop(L, 1);
+    lua_rawseti(L, -2, i);
   }
-  if (p->status_known && WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0) {
-    relish_gate_done(L, action, NULL);
-  } else {
-    char why[64];
-    if (p->status_known && WIFEXITED(p->status))
-      snprintf(why, sizeof why, "exit %d", WEXITSTATUS(p->status));
-    else
-      snprintf(why, sizeof why, "%s", p->timed_out ? "timed out" : "killed by a signal");
-    relish_gate_failed(L, action, why);
+  lua_pushnil(L);
+  while (lua_next(L, undo) != 0) {
+    lua_pop(L, 1);
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n)
+      luaL_error(L, "sh.run: undo must be a list of strings without holes");
   }
-  sh_push_result(L, p);
-  sh_proc_free(L, p);
-  return 1;
+  lua_setfield(L, -2, "argv");
+  if (lua_getfield(L, opts, "cwd") == LUA_TSTRING) /* checked by sh_opt_rest */
+    lua_setfield(L, -2, "cwd");
+  else
+    lua_pop(L, 1);
 }
 
-/* sh.run{argv=, env=, cwd=, input=, timeout=, grace=, max_output=, readonly=, undo=} */
+/* ---- options of the outcome: check and ok_codes ---- */
+
+static void sh_opt_check(lua_State *L, int opts, struct sh_proc *p) {
+  int ctype = lua_getfield(L, opts, "check");
+  if (ctype != LUA_TNIL && ctype != LUA_TBOOLEAN)
+    luaL_error(L, "sh.run: check must be a boolean, got %s", luaL_typename(L, -1));
+  if (ctype == LUA_TBOOLEAN) p->check = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  int type = lua_getfield(L, opts, "ok_codes");
+  if (type != LUA_TNIL) {
+    if (!p->check) luaL_error(L, "sh.run: give ok_codes or check = false, not both");
+    if (type != LUA_TTABLE || lua_rawlen(L, -1) == 0)
+      luaL_error(L, "sh.run: ok_codes must be a non-empty list of exit codes");
+    memset(p->ok_codes, 0, sizeof p->ok_codes);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      int isint;
+      lua_Integer c = lua_tointegerx(L, -1, &isint);
+      if (lua_type(L, -1) != LUA_TNUMBER || !isint || c < 0 || c > 255)
+        luaL_error(L, "sh.run: ok_codes[%d] must be an exit code (0 to 255)", (int)i);
+      p->ok_codes[c / 8] |= (unsigned char)(1u << (c % 8));
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+/* sh.run{argv=, env=, cwd=, input=, timeout=, grace=, max_output=, readonly=,
+ * undo=, ok_codes=, check=} -> {code, signal, stdout, stderr, ...}; raises
+ * when the command fails (unless ok_codes or check say it is fine). A command
+ * that is not readonly is the effect "sh.run": journaled, planned in a
+ * dry-run, irreversible unless undo = argv is given. */
 static int l_sh_run(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -924,54 +1033,39 @@ static int l_sh_run(lua_State *L) {
   sh_opt_argv(L, 1, p);
   sh_opt_env(L, 1, p);
   sh_opt_rest(L, 1, 2, p);
-  sh_build_paths(L, p);
-  if (relish_task_cancelled(L)) {
-    sh_proc_free(L, p);
-    return relish_raise(L, "cancelled", "cancelled");
-  }
-
-  lua_Integer action = 0;
-  if (sh_gate(L, 1, p, &action) == RELISH_GATE_PLANNED) {
-    sh_proc_free(L, p);
-    return sh_push_planned(L);
-  }
-  if (sh_spawn(p) < 0) {
-    relish_gate_failed(L, action, "could not start");
-    return sh_fail_spawn(L, p);
-  }
-  p->w.ops = &sh_waiter_ops;
-  relish_loop_add(L, &p->w, 2);
-  return relish_loop_wait(L, &p->w, (lua_KContext)action, sh_run_k);
-}
-
-/* sh.undo(kind, record): run the undo argv of a journaled sh.run; raises if it
- * fails. Undo acts directly, never through the gate. */
-static int l_sh_undo(lua_State *L) {
-  luaL_checkstring(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
+  sh_opt_check(L, 1, p);
+  lua_getfield(L, 1, "readonly");
+  int readonly = lua_toboolean(L, -1);
+  int utype = lua_getfield(L, 1, "undo");
   lua_settop(L, 2);
-  lua_pushcfunction(L, l_sh_run);
-  lua_createtable(L, 0, 4);
-  lua_getfield(L, 2, "argv");
-  lua_setfield(L, -2, "argv");
-  if (lua_getfield(L, 2, "cwd") == LUA_TSTRING)
-    lua_setfield(L, -2, "cwd");
-  else
-    lua_pop(L, 1);
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "readonly");
-  lua_pushnumber(L, 600);
-  lua_setfield(L, -2, "timeout");
-  lua_call(L, 1, 2);
-  if (lua_isnil(L, -2)) return lua_error(L);
-  lua_getfield(L, -2, "code");
-  if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) != 0) {
-    lua_getfield(L, -3, "stderr");
-    return luaL_error(L, "undo command exited with %s: %s",
-                      lua_isnil(L, -2) ? "a signal" : lua_tostring(L, -2), lua_tostring(L, -1));
+  if (utype != LUA_TNIL && utype != LUA_TTABLE)
+    return luaL_error(L, "sh.run: undo must be an argv list, got %s", lua_typename(L, utype));
+  if (readonly && utype != LUA_TNIL)
+    return luaL_error(L, "sh.run: a readonly command changes nothing, so it has no undo");
+  sh_build_paths(L, p);
+  if (readonly) return sh_start(L, 2); /* not an effect: the gate never sees it */
+
+  int record = 0;
+  if (utype == LUA_TTABLE) {
+    lua_getfield(L, 1, "undo");
+    sh_push_record(L, 1, lua_gettop(L));
+    record = lua_gettop(L);
   }
-  lua_pushboolean(L, 1);
-  return 1;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "run ");
+  sh_add_command(&b, p->argv, 0);
+  if (p->cwd) {
+    luaL_addstring(&b, " (in ");
+    luaL_addstring(&b, p->cwd);
+    luaL_addchar(&b, ')');
+  }
+  luaL_pushresult(&b);
+  return relish_effect_run(L, &(relish_action){.kind = "sh.run",
+                                               .target = p->argv[0],
+                                               .describe = lua_tostring(L, -1),
+                                               .record = record,
+                                               .arg = 2});
 }
 
 static int sh_executable(const char *path) {
@@ -1060,11 +1154,13 @@ static int l_sh_quote(lua_State *L) {
 }
 
 int luaopen_relish_sh(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"run", l_sh_run},
-                                   {"which", l_sh_which},
-                                   {"quote", l_sh_quote},
-                                   {"undo", l_sh_undo},
-                                   {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"run", l_sh_run}, {"which", l_sh_which}, {"quote", l_sh_quote}, {NULL, NULL}};
+  static const char *const fields[] = {"argv", NULL};
+  static const relish_provider providers[] = {
+      {.kind = "sh.run", .apply = sh_apply, .plan = sh_plan, .undo = sh_undo, .fields = fields},
+      {NULL}};
+  relish_effect_register(L, "relish.sh", providers);
   luaL_newlib(L, funcs);
   return 1;
 }

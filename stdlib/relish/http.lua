@@ -1,11 +1,12 @@
 -- relish.http: HTTP for recipes. The transfer itself is C (relish._http, on
 -- the host's event loop, so requests inside tasks run at once); here is the
 -- policy: fields and defaults, query strings and JSON bodies, retries with
--- backoff and Retry-After, expect, clients, many, and the effect gate for
--- writes (POST, PUT, PATCH, DELETE): journaled, planned in a dry-run.
+-- backoff and Retry-After, expect, clients, many, and the effects of writes
+-- (POST, PUT, PATCH, DELETE: providers "http.post" ... run by the gate,
+-- journaled, planned in a dry-run, irreversible). Failures raise.
 local _http = require "relish._http"
+local effect = require "relish.effect"
 local errors = require "relish._errors"
-local gate = require "relish._gate"
 local json = require "relish.json"
 local secret = require "relish.secret"
 local task = require "relish.task"
@@ -26,7 +27,7 @@ local SENSITIVE = { authorization = true, ["proxy-authorization"] = true, cookie
 
 local function new_error(kind, message, fields)
   local e = fields or {}
-  e.kind, e.code, e.message = kind, kind, message
+  e.kind, e.message = kind, message
   return setmetatable(e, errors.MT)
 end
 
@@ -35,15 +36,15 @@ end
 local Response = { __name = "relish.http.Response" }
 Response.__index = Response
 
--- r:json() -> the body decoded | nil, err
+-- r:json() -> the body decoded; raises (kind json, or planned in a dry-run)
 function Response:json()
   if self.planned then
-    return nil, new_error("planned", "a planned response (dry-run) has no body to decode")
+    error(new_error("planned", "a planned response (dry-run) has no body to decode"), 2)
   end
   local v, err = json.decode(self.body)
   if v == nil and err ~= nil then
-    return nil, new_error("json", string.format("%s %s: the response is not JSON: %s",
-      self.method or "?", self.url or "?", tostring(err)))
+    error(new_error("json", string.format("%s %s: the response is not JSON: %s",
+      self.method or "?", self.url or "?", tostring(err))), 2)
   end
   return v
 end
@@ -382,7 +383,12 @@ local function detail(o)
   if o.auth then lines[#lines + 1] = "Authorization: ***" end
   if o.body ~= nil then
     local b = _http.display(o.body, "body")
-    if #b > 2048 then b = b:sub(1, 2048) .. string.format("\n... (%d bytes in all)", #b) end
+    if not utf8.len(b) then
+      -- bytes that are not text would corrupt the plan and the journal
+      b = string.format("(a binary body: %d bytes, sha256 %s)", #b, require("relish.fs").sha256(b))
+    elseif #b > 2048 then
+      b = b:sub(1, 2048) .. string.format("\n... (%d bytes in all)", #b)
+    end
     if #lines > 0 then lines[#lines + 1] = "" end
     lines[#lines + 1] = b
   end
@@ -499,36 +505,44 @@ local function prepare(who, spec, defaults, level)
   return req, c_options(req, who, level + 1)
 end
 
-local function perform(req, o)
-  local display = _http.display(o.url, "url")
-  local id
-  if WRITES[req.method] and req.effect ~= false then
-    local verdict
-    verdict, id = gate.begin {
-      kind = "http." .. req.method:lower(), target = display,
-      describe = req.method .. " " .. display, detail = detail(o),
-    }
-    if verdict == "planned" then return planned_response(req.method, display) end
+-- The exchange: the response, or a raised error (a transfer that failed, a
+-- status expect does not allow).
+local function exchange(req, o, display)
+  local resp, err = send(req, o)
+  if not resp then
+    err.code = nil -- kind only
+    error(err, 0)
   end
-  local ok, resp, err = pcall(send, req, o)
-  if not ok then
-    if id then gate.failed(id, tostring(resp)) end
-    error(resp, 0)
+  resp.url = resp.url or display
+  if req.expect and not expected(req.expect, resp.status) then
+    err = status_error(req, resp, display)
+    err.attempts = resp.attempts
+    error(err, 0)
   end
-  if resp then
-    resp.url = resp.url or display
-    if req.expect and not expected(req.expect, resp.status) then
-      resp, err = nil, status_error(req, resp, display)
-      err.attempts = err.response.attempts
-    end
-  end
-  if id then
-    if resp then gate.done(id, json.encode({ status = resp.status })) else gate.failed(id, err.message) end
-  end
-  return resp, err
+  return resp
 end
 
--- request{method=, url=, headers=, query=, body=, json=, timeout=, ...} -> response | nil, err
+-- A write is an effect of kind "http.<method>": irreversible (no undo: a
+-- step that needs one gives its own), planned in a dry-run.
+local function apply_write(w) return exchange(w.req, w.o, w.display) end
+local function plan_write(w) return planned_response(w.req.method, w.display) end
+
+for m in pairs(WRITES) do
+  effect.register { kind = "http." .. m:lower(), module = "relish.http", apply = apply_write, plan = plan_write }
+end
+
+local function perform(req, o)
+  local display = _http.display(o.url, "url")
+  if WRITES[req.method] and req.effect ~= false then
+    return effect.run("http." .. req.method:lower(), {
+      target = display, describe = req.method .. " " .. display, detail = detail(o),
+    }, { req = req, o = o, display = display })
+  end
+  return exchange(req, o, display)
+end
+
+-- request{method=, url=, headers=, query=, body=, json=, timeout=, ...} -> response;
+-- raises when the exchange fails or the status is not one `expect` allows
 function M.request(spec)
   return perform(prepare("http.request", spec, nil, 2))
 end
@@ -559,10 +573,12 @@ for _, m in ipairs { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD" } do
   M[m:lower()] = verb(m, false)
 end
 
--- many(requests, {limit=}) -> responses, errors: each request (a table for
+-- many(requests, {limit=}) -> responses: each request (a table for
 -- request(), or a URL to GET) at most `limit` at a time (default 10).
--- responses[i] is the response of requests[i], or nil when it failed and
--- errors[i] says why; errors is nil when nothing failed.
+-- responses[i] is the response of requests[i]. When any failed, every
+-- request still runs to its end, then the first failure is raised, with
+-- err.responses (those that succeeded), err.errors (index -> error) and
+-- err.index (the first that failed).
 -- Misuse raises at the caller of many's caller (http.many, client:many).
 local function many(requests, opts, defaults)
   if type(requests) ~= "table" then error("http.many: requests must be a list", 3) end
@@ -584,27 +600,34 @@ local function many(requests, opts, defaults)
     reqs[i], os[i] = prepare(string.format("http.many: requests[%d]", i), r, defaults, 3)
   end
   local fns = {}
-  for i = 1, n do fns[i] = function() return table.pack(perform(reqs[i], os[i])) end end
+  for i = 1, n do fns[i] = function() return perform(reqs[i], os[i]) end end
   local results = task.parallel(fns, { limit = limit or DEFAULTS.many_limit, settle = true })
-  local responses, errors = {}, nil
+  local responses, failed, first, count = {}, {}, nil, 0
   for i = 1, n do
     local r = results[i]
-    local resp, err
-    if r.ok then resp, err = r.value[1], r.value[2] else err = r.error end
-    if resp then
-      responses[i] = resp
+    if r.ok then
+      responses[i] = r.value
     else
-      errors = errors or {}
-      errors[i] = err
+      failed[i], first, count = r.error, first or i, count + 1
     end
   end
-  return responses, errors
+  if first then
+    local e = failed[first]
+    if type(e) ~= "table" or type(e.kind) ~= "string" then error(e, 0) end -- not a failure: misuse in a reader
+    local out = {}
+    for k, v in pairs(e) do out[k] = v end
+    out.message = string.format("http.many: %d of %d request(s) failed; requests[%d]: %s", count, n, first,
+      tostring(e.message))
+    out.responses, out.errors, out.index = responses, failed, first
+    error(setmetatable(out, getmetatable(e)), 0)
+  end
+  return responses
 end
 
 -- (not tail calls: many's errors are raised two levels up)
 function M.many(requests, opts)
-  local responses, errors = many(requests, opts, nil)
-  return responses, errors
+  local responses = many(requests, opts, nil)
+  return responses
 end
 
 -- ---- clients ----------------------------------------------------------------------------
@@ -632,8 +655,8 @@ for _, m in ipairs { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD" } do
 end
 
 function Client:many(requests, opts)
-  local responses, errors = many(requests, opts, self.defaults)
-  return responses, errors
+  local responses = many(requests, opts, self.defaults)
+  return responses
 end
 
 return M

@@ -1,9 +1,10 @@
 -- relish.notify: telling people and systems what a release is doing: Slack
 -- incoming webhooks and generic JSON webhooks. Each message is an effect
 -- (journaled; planned, not sent, in a dry-run; irreversible) and is retried
--- on connection failures, 429 and 5xx, honouring Retry-After.
+-- on connection failures, 429 and 5xx, honouring Retry-After. A message that
+-- cannot be delivered raises.
 local _http = require "relish._http"
-local gate = require "relish._gate"
+local effect = require "relish.effect"
 local http = require "relish.http"
 local json = require "relish.json"
 local secret = require "relish.secret"
@@ -58,28 +59,35 @@ local function excerpt(s, n)
   return s
 end
 
--- One message: gated, then POSTed with retries. Returns response | nil, err;
--- in a dry-run a planned response {status = 0, planned = true}.
+-- Each message is an effect of a registered kind ("notify.slack",
+-- "notify.webhook"): irreversible, planned in a dry-run. apply sends it with
+-- effect = false (the message is the effect, not the request) and raises when
+-- delivery fails.
+local function apply_send(m)
+  local o = m.opts
+  return http.request {
+    method = o.method or "POST", url = m.url, json = m.payload, headers = o.headers,
+    timeout = o.timeout or 30, retries = o.retries or 3, idempotent = true,
+    expect = o.expect or OK, effect = false, ca = o.ca,
+  }
+end
+
+local function plan_send()
+  return setmetatable({ status = 0, planned = true, ok = true, headers = {}, body = "" },
+    { __index = { json = function() return nil end } })
+end
+
+for _, kind in ipairs { "notify.slack", "notify.webhook" } do
+  effect.register { kind = kind, module = "relish.notify", apply = apply_send, plan = plan_send }
+end
+
+-- One message through the gate: the response, a planned response
+-- {status = 0, planned = true} in a dry-run, or a raised error.
 local function send(kind, url, payload, opts, describe)
   local target = _http.display(url, "url")
   local ok, text = pcall(json.encode, shown(payload), { sort_keys = true })
-  local verdict, id = gate.begin { kind = kind, target = target, describe = describe,
-    detail = ok and text or nil }
-  if verdict == "planned" then
-    return setmetatable({ status = 0, planned = true, ok = true, headers = {}, body = "" },
-      { __index = { json = function() return nil end } })
-  end
-  local done, r, err = pcall(http.request, {
-    method = opts.method or "POST", url = url, json = payload, headers = opts.headers,
-    timeout = opts.timeout or 30, retries = opts.retries or 3, idempotent = true,
-    expect = opts.expect or OK, effect = false, ca = opts.ca,
-  })
-  if not done then
-    gate.failed(id, tostring(r))
-    error(r, 0)
-  end
-  if r then gate.done(id, json.encode({ status = r.status })) else gate.failed(id, err.message) end
-  return r, err
+  return effect.run(kind, { target = target, describe = describe, detail = ok and text or nil },
+    { url = url, payload = payload, opts = opts })
 end
 
 local SLACK = { webhook = "text", text = "string", blocks = "table", attachments = "table",
@@ -87,7 +95,7 @@ local SLACK = { webhook = "text", text = "string", blocks = "table", attachments
   username = "string", icon_emoji = "string", icon_url = "string", channel = "string",
   timeout = "seconds", retries = "count", ca = "text" }
 
--- slack{webhook=, text=, blocks=, ...} -> response | nil, err: a message to a
+-- slack{webhook=, text=, blocks=, ...} -> response (raises when it fails): a message to a
 -- Slack incoming webhook (https://api.slack.com/messaging/webhooks). The
 -- webhook URL is a credential: give it as a secret.
 function M.slack(spec)
@@ -107,7 +115,7 @@ end
 local WEBHOOK = { url = "text", json = "any", headers = "table", method = "string",
   timeout = "seconds", retries = "count", expect = "any", ca = "text" }
 
--- webhook{url=, json=, headers=, method = "POST"} -> response | nil, err: a
+-- webhook{url=, json=, headers=, method = "POST"} -> response (raises when it fails): a
 -- JSON document to any endpoint; a status other than 200, 201, 202 or 204
 -- (or those of `expect`) is an error of kind "http_status".
 function M.webhook(spec)

@@ -468,7 +468,7 @@ return recipe "sec" {
     for i, o in ipairs(outs) do
       assert_nil(o:find(token, 1, true), "secret leaked in output " .. i)
     end
-    assert(sh.run { argv = { "sqlite3", "-version" }, timeout = 5 } or true)
+    pcall(sh.run, { argv = { "sqlite3", "-version" }, timeout = 5 }) -- sh.run raises now; sqlite3 may be missing
     for _, file in ipairs { "journal.db", "journal.db-wal" } do
       local bytes = read(d .. "/" .. file) or ""
       assert_nil(bytes:find(token, 1, true), "secret in " .. file)

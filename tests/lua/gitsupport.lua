@@ -51,7 +51,7 @@ end
 -- try(dir, args...) -> sh.run result of `git -C dir args...` (no assertion)
 function M.try(dir, ...)
   local argv = { "git", "-C", dir, ... }
-  return assert(sh.run { argv = argv, env = M.env(), timeout = 120 })
+  return sh.run { argv = argv, env = M.env(), timeout = 120, check = false }
 end
 
 -- git(dir, args...) -> stdout without its final newline; raises on failure
@@ -170,7 +170,8 @@ end
 
 local function port_open(port)
   local r = sh.run { argv = { "python3", "-c", string.format(
-    "import socket, sys\ntry:\n  socket.create_connection(('127.0.0.1', %d), 1).close()\nexcept OSError:\n  sys.exit(1)", port) } }
+    "import socket, sys\ntry:\n  socket.create_connection(('127.0.0.1', %d), 1).close()\nexcept OSError:\n  sys.exit(1)", port) },
+    check = false }
   return r and r.code == 0
 end
 
@@ -182,12 +183,12 @@ function Daemon:stop()
   if not self.pid then return end
   local pid = self.pid
   self.pid = nil
-  sh.run { argv = { "kill", tostring(pid) } }
+  sh.run { argv = { "kill", tostring(pid) }, check = false }
   for _ = 1, 100 do
-    if sh.run { argv = { "kill", "-0", tostring(pid) } }.code ~= 0 then return end
+    if sh.run { argv = { "kill", "-0", tostring(pid) }, check = false }.code ~= 0 then return end
     task.sleep(0.05)
   end
-  sh.run { argv = { "kill", "-9", tostring(pid) } }
+  sh.run { argv = { "kill", "-9", tostring(pid) }, check = false }
 end
 
 -- daemon(base) -> { url = "git://127.0.0.1:PORT/", port =, pid =, stop = } serving
@@ -207,7 +208,7 @@ function M.daemon(base)
       if pid and port_open(port) then
         return setmetatable({ url = string.format("git://127.0.0.1:%d/", port), port = port, pid = pid }, Daemon)
       end
-      if pid and sh.run { argv = { "kill", "-0", tostring(pid) } }.code ~= 0 then break end -- lost the port race
+      if pid and sh.run { argv = { "kill", "-0", tostring(pid) }, check = false }.code ~= 0 then break end -- lost the port race
       task.sleep(0.05)
     end
     if pid then setmetatable({ pid = pid }, Daemon):stop() end
@@ -267,7 +268,7 @@ function M.http(base, user, password, certs)
 end
 
 local function run(argv, env)
-  return assert(sh.run { argv = argv, env = env or M.env(), timeout = 60 })
+  return sh.run { argv = argv, env = env or M.env(), timeout = 60, check = false }
 end
 
 -- keygen(path, passphrase) -> path: an ed25519 key pair (path and path.pub)

@@ -8,6 +8,17 @@ local gate = require "relish._gate"
 local loop = require "relish._loop"
 local fixture = require "http_fixture"
 local support = require "support"
+local try = require("relish._errors").try
+
+-- The structured error fn(...) raises (try gives back every kind but the
+-- stops, such as timeout, which it raises again).
+local function failure(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert_false(ok, "expected an error")
+  assert_eq(type(err) == "table" and type(err.kind), "string", "a structured error: " .. tostring(err))
+  assert_nil(rawget(err, "code"), "kind only")
+  return err
+end
 
 -- Connections this process holds open to a local port (client side), from
 -- /proc/net/tcp: ESTABLISHED sockets whose remote port is `port`.
@@ -42,7 +53,7 @@ end
 describe("requests", function()
   test("GET sends the query and headers; the response has status, headers, body, json()", function()
     local fx <close> = fixture.start()
-    local r, err = http.get(fx.url "/echo", { query = { b = { "x", "y z" }, a = 1, flag = true },
+    local r, err = try(http.get, fx.url "/echo", { query = { b = { "x", "y z" }, a = 1, flag = true },
       headers = { ["X-Custom"] = "v1", Accept = "text/plain" } })
     assert_nil(err)
     assert_eq(r.status, 200)
@@ -85,13 +96,15 @@ describe("requests", function()
     assert_eq(echo(p).headers["content-length"], "0")
   end)
 
-  test("a body that is not JSON: json() returns nil, err", function()
+  test("a body that is not JSON: json() raises a json error", function()
     local fx <close> = fixture.start()
     local r = assert(http.get(fx.url "/status/200"))
-    local v, err = r:json()
-    assert_nil(v)
+    local err = failure(r.json, r)
     assert_eq(err.kind, "json")
     assert_match(tostring(err), "not JSON")
+    local v, terr = try(r.json, r)
+    assert_nil(v)
+    assert_eq(terr.kind, "json")
   end)
 
   test("misuse raises at the caller, naming the field", function()
@@ -169,12 +182,12 @@ describe("requests", function()
 
   test("the body is capped: max_body, and 64 MiB by default", function()
     local fx <close> = fixture.start()
-    local r, err = http.get(fx.url "/large?bytes=5000", { max_body = 4096 })
+    local r, err = try(http.get, fx.url "/large?bytes=5000", { max_body = 4096 })
     assert_nil(r)
     assert_eq(err.kind, "too_large")
     assert_match(err.message, "larger than max_body %(4096 bytes%)")
     assert(http.get(fx.url "/large?bytes=4096", { max_body = 4096 }))
-    r, err = http.get(fx.url "/large?bytes=" .. (64 * 1024 * 1024 + 1))
+    r, err = try(http.get, fx.url "/large?bytes=" .. (64 * 1024 * 1024 + 1))
     assert_eq(err and err.kind, "too_large")
     r = assert(http.get(fx.url "/large?bytes=" .. (64 * 1024 * 1024)))
     assert_eq(#r.body, 64 * 1024 * 1024)
@@ -185,7 +198,7 @@ describe("requests", function()
     local r = assert(http.get(fx.url "/redirect?n=3"))
     assert_eq(r.status, 200)
     assert_match(r.url, "/redirect%?n=0$")
-    local _, err = http.get(fx.url "/redirect?n=3", { max_redirects = 2 })
+    local err = failure(http.get, fx.url "/redirect?n=3", { max_redirects = 2 })
     assert_eq(err.kind, "redirect")
     r = assert(http.get(fx.url "/redirect?n=1", { max_redirects = 0 }))
     assert_eq({ r.status, r.headers.location }, { 302, "/redirect?n=0" })
@@ -210,15 +223,18 @@ print(require("relish.json").decode(r.body).path)
 
   test("connection failures and timeouts are errors with a kind", function()
     local fx <close> = fixture.start()
-    local r, err = http.get("http://127.0.0.1:1/nothing", { retries = 0 })
+    local r, err = try(http.get, "http://127.0.0.1:1/nothing", { retries = 0 })
     assert_nil(r)
     assert_eq(err.kind, "connect")
     assert_match(err.message, "^GET http://127%.0%.0%.1:1/nothing: ")
-    r, err = http.get(fx.url "/reset", { retries = 0 })
+    assert_nil(rawget(err, "code"), "kind only")
+    err = failure(http.get, "http://127.0.0.1:1/nothing", { retries = 0 })
+    assert_eq(err.kind, "connect")
+    err = failure(http.get, fx.url "/reset", { retries = 0 })
     assert_eq(err.kind, "connection")
-    r, err = http.get(fx.url "/delay?ms=3000", { timeout = 0.2, retries = 0 })
+    err = failure(http.get, fx.url "/delay?ms=3000", { timeout = 0.2, retries = 0 })
     assert_eq(err.kind, "timeout")
-    r, err = http.get("ftp://127.0.0.1/x")
+    err = failure(http.get, "ftp://127.0.0.1/x")
     assert_eq(err.kind, "url")
   end)
 
@@ -227,9 +243,8 @@ print(require("relish.json").decode(r.body).path)
     for _, method in ipairs { "GET", "POST" } do
       fx:reset()
       assert(http.get(fx.url "/echo")) -- leaves a keep-alive connection
-      local r, err = http.request { method = method, url = fx.url "/delay?ms=5000", timeout = 0.3,
-        body = method == "POST" and "x" or nil }
-      assert_nil(r)
+      local err = failure(http.request, { method = method, url = fx.url "/delay?ms=5000", timeout = 0.3,
+        body = method == "POST" and "x" or nil })
       assert_eq({ err.kind, err.attempts }, { "timeout", 1 }, method)
       local seen = fx:requests()
       assert_eq(#seen, 2, method .. ": /echo, then /delay once")
@@ -244,18 +259,18 @@ print(require("relish.json").decode(r.body).path)
     for _, url in ipairs { "127.0.0.1:" .. port .. "/echo", "localhost:" .. port .. "/echo",
       "//127.0.0.1:" .. port .. "/echo", "http:127.0.0.1:" .. port .. "/echo", " http://127.0.0.1:" .. port .. "/echo",
       "not a url", "ftp://127.0.0.1/x" } do
-      local r, err = http.get(url, { auth = { bearer = "no-scheme-token" } })
+      local r, err = try(http.get, url, { auth = { bearer = "no-scheme-token" } })
       assert_nil(r, url)
       assert_eq({ err.kind, err.attempts, err.method }, { "url", 1, "GET" }, url)
       assert_match(err.message, "^GET ", url)
     end
-    local _, err = http.post({ "127.0.0.1:" .. port, "/echo" }, { json = { a = 1 } })
+    local err = failure(http.post, { "127.0.0.1:" .. port, "/echo" }, { json = { a = 1 } })
     assert_eq(err.kind, "url")
     assert_eq(err.message, "POST 127.0.0.1:" .. port .. "/echo: the URL must start with http:// or https://")
     local c = http.client { base_url = "127.0.0.1:" .. port, auth = { bearer = "no-scheme-token" } }
-    _, err = c:get("echo")
+    err = failure(c.get, c, "echo")
     assert_eq(err.kind, "url")
-    _, err = require("relish.notify").webhook { url = "nope", retries = 0 }
+    err = failure(require("relish.notify").webhook, { url = "nope", retries = 0 })
     assert_eq(err.kind, "url")
     assert_eq(#fx:requests(), 0)
     assert(http.get("HTTP://127.0.0.1:" .. port .. "/echo")) -- the scheme in any case
@@ -273,11 +288,11 @@ describe("TLS", function()
 
   test("a wrong CA is a clear tls error; insecure only when asked", function()
     local fx <close> = fixture.start { tls = true }
-    local r, err = http.get(fx.https "/status/200", { ca = fx.other_ca, retries = 0 })
+    local r, err = try(http.get, fx.https "/status/200", { ca = fx.other_ca, retries = 0 })
     assert_nil(r)
     assert_eq(err.kind, "tls")
     assert_match(err.message, "certificate")
-    r, err = http.get(fx.https "/status/200", { retries = 0 }) -- the system's CAs do not know ours
+    err = failure(http.get, fx.https "/status/200", { retries = 0 }) -- the system's CAs do not know ours
     assert_eq(err.kind, "tls")
     assert_eq(assert(http.get(fx.https "/status/200", { ca = fx.other_ca, insecure = true })).status, 200)
     assert_eq(#fx:requests "/status/200", 1) -- the refused ones never got to send anything
@@ -285,7 +300,7 @@ describe("TLS", function()
 
   test("client certificates, as files or as PEM text (the key a secret)", function()
     local fx <close> = fixture.start { tls = true }
-    local r, err = http.get(fx.mtls "/client-cert", { ca = fx.ca, retries = 0 })
+    local r, err = try(http.get, fx.mtls "/client-cert", { ca = fx.ca, retries = 0 })
     assert_nil(r)
     assert_true(err.kind == "tls" or err.kind == "connection", err.kind)
     r = assert(http.get(fx.mtls "/client-cert", { ca = fx.ca, cert = fx.client_cert, key = fx.client_key }))
@@ -350,7 +365,7 @@ describe("retries", function()
     local fx <close> = fixture.start()
     -- first, on a fresh connection (libcurl itself resends once a request
     -- whose reused keep-alive connection turns out to be closed)
-    local r, err = http.post(fx.url "/flaky?key=f&fail=1&status=reset", { retries = 5, backoff = 0.01 })
+    local r, err = try(http.post, fx.url "/flaky?key=f&fail=1&status=reset", { retries = 5, backoff = 0.01 })
     assert_nil(r)
     assert_eq({ err.kind, err.attempts }, { "connection", 1 })
     r = assert(http.post(fx.url "/flaky?key=e&fail=1", { retries = 5, backoff = 0.01 }))
@@ -368,14 +383,15 @@ end)
 describe("expect", function()
   test("another status is an error carrying the status and a body excerpt", function()
     local fx <close> = fixture.start()
-    local r, err = http.get(fx.url "/status/404", { expect = 200 })
+    local r, err = try(http.get, fx.url "/status/404", { expect = 200 })
     assert_nil(r)
     assert_eq({ err.kind, err.status, err.body, err.attempts }, { "http_status", 404, "status 404", 1 })
     assert_match(tostring(err), "^GET http://127%.0%.0%.1:%d+/status/404: expected status 200, got 404: status 404$")
     assert_eq(err.response.status, 404)
     r = assert(http.get(fx.url "/status/201", { expect = { 200, 201 } }))
     assert_eq(r.status, 201)
-    r, err = http.get(fx.url "/status/503", { expect = 200, backoff = 0.01 })
+    err = failure(http.get, fx.url "/status/503", { expect = 200, backoff = 0.01 })
+    assert_eq(err.kind, "http_status")
     assert_eq({ err.status, err.response.attempts }, { 503, 3 }) -- retried first
   end)
 end)
@@ -432,17 +448,25 @@ describe("at once", function()
     for i = 1, 12 do reqs[i] = fx.url("/delay?ms=200&i=" .. i) end
     reqs[13] = { url = fx.url "/status/404", expect = 200 }
     reqs[14] = { method = "POST", url = fx.url "/echo", json = { n = 14 } }
-    local rs, errs = http.many(reqs, { limit = 4 })
+    local none, err = try(http.many, reqs, { limit = 4 })
+    assert_nil(none)
+    assert_eq({ err.kind, err.index, err.status }, { "http_status", 13, 404 })
+    assert_match(err.message, "^http%.many: 1 of 14 request%(s%) failed; requests%[13%]: GET [^ ]*/status/404: expected status 200, got 404")
+    local rs, errs = err.responses, err.errors
     for i = 1, 12 do assert_eq(rs[i].status, 200, "request " .. i) end
     assert_match(rs[1].url, "i=1$")
     assert_match(rs[12].url, "i=12$")
     assert_nil(rs[13])
     assert_eq(errs[13].kind, "http_status")
+    assert_nil(errs[1])
     assert_eq(json.decode(rs[14]:json().body), { n = 14 })
     local peak = fx:stats().peak
     assert_true(peak <= 4 and peak >= 2, "peak in flight " .. peak)
-    rs, errs = http.many({ fx.url "/status/200" })
-    assert_eq({ rs[1].status, errs }, { 200, nil })
+    assert_eq(#fx:requests "/echo", 1, "every request ran to its end")
+    rs = http.many({ fx.url "/status/200" })
+    assert_eq(rs[1].status, 200)
+    assert_error(function() http.many({ fx.url "/status/200", fx.url "/status/500", { url = "http://127.0.0.1:1/", retries = 0 } }) end,
+      "http%.many: 1 of 3 request%(s%) failed; requests%[3%]: GET http://127%.0%.0%.1:1/")
     assert_error(function() http.many(reqs, { limt = 2 }) end, "unknown option 'limt'")
     assert_error(function() http.many({ { url = fx.url "/", hedaers = 1 } }) end, "requests%[1%]: unknown field")
     assert_error(function() http.many({ fx.url "/", { url = fx.url "/", headers = { ["a b"] = "x" } } }) end,
@@ -558,7 +582,7 @@ describe("secrets", function()
       assert_nil(shown:find(form, 1, true), "visible: " .. form)
     end
     assert_eq(r.url, "http://***@127.0.0.1:" .. fx.ports.http .. "/echo?t=***")
-    local _, err = http.get({ "http://bot:", http.escape(tok), "@127.0.0.1:1/x" }, { retries = 0, headers = { A = tok } })
+    local _, err = try(http.get, { "http://bot:", http.escape(tok), "@127.0.0.1:1/x" }, { retries = 0, headers = { A = tok } })
     assert_eq(err.message, "GET http://***@127.0.0.1:1/x: " .. err.message:match(": (.*)$"))
     assert_nil(tostring(err):find("9Zq", 1, true))
   end)
@@ -611,14 +635,84 @@ describe("effects", function()
     local effects = gate.capture(function()
       assert(http.put(fx.url "/echo", { body = "x" }))
       assert(http.delete(fx.url "/echo"))
-      assert_nil(http.patch(fx.url "/status/409", { body = "x", expect = 200 }))
+      assert_nil(try(http.patch, fx.url "/status/409", { body = "x", expect = 200 }))
+      local err = failure(http.post, "http://127.0.0.1:1/refused", { retries = 0 })
+      assert_eq(err.kind, "connect")
       assert(http.get(fx.url "/echo"))
     end)
-    assert_eq(#effects, 3)
+    assert_eq(#effects, 4)
     assert_eq({ effects[1].kind, effects[1].status }, { "http.put", "done" })
     assert_eq({ effects[2].kind, effects[2].status }, { "http.delete", "done" })
     assert_eq({ effects[3].kind, effects[3].status }, { "http.patch", "failed" })
     assert_match(effects[3].error, "expected status 200, got 409")
+    assert_eq({ effects[4].kind, effects[4].status }, { "http.post", "failed" })
+    assert_match(effects[4].error, "^POST http://127%.0%.0%.1:1/refused: ")
+  end)
+end)
+
+describe("text values", function()
+  -- issue 8's audit: a number's string form in a text list lived only in a
+  -- stack slot popped before the buffer copied it
+  test("a list of pieces may hold numbers, whatever the collector does", function()
+    local _http = require "relish._http"
+    local old = collectgarbage("generational")
+    for _ = 1, 300 do
+      local parts = {}
+      for k = 1, 40 do parts[k] = k % 2 == 0 and k + 0.5 or ("p" .. k) end
+      local shown = _http.display(parts, "x")
+      assert_eq(shown:sub(1, 15), "p12.5p34.5p56.5")
+      assert_eq(shown:sub(-7), "p3940.5")
+    end
+    collectgarbage(old)
+    assert_eq(_http.display({ "a", secret.value("sec-piece-1"), 7 }, "x"), "a***7")
+  end)
+end)
+
+describe("binary bodies", function()
+  test("a body that is not UTF-8 text is shown in the plan as its size and sha256", function()
+    local fx <close> = fixture.start()
+    local bin = "\0\255\254binary\128"
+    local effects = gate.capture(function()
+      http.put(fx.url "/echo", { body = bin, headers = { ["Content-Type"] = "application/octet-stream" } })
+      http.post(fx.url "/echo", { body = "caf\u{e9} text" })
+    end, { dry_run = true })
+    assert_eq(effects[1].detail, "Content-Type: application/octet-stream\n\n(a binary body: 10 bytes, sha256 "
+      .. require("relish.fs").sha256(bin) .. ")")
+    assert_eq(effects[2].detail, "caf\u{e9} text")
+    assert_eq(#fx:requests(), 0)
+  end)
+end)
+
+describe("a refused write in a recipe", function()
+  test("fails the step and rolls back what the run did before", function()
+    local fx <close> = fixture.start()
+    local d = tmpdir()
+    local f = support.recipe(d, "refused.lua", string.format([[
+local fs = require "relish.fs"
+local http = require "relish.http"
+return recipe "refused" {
+  step "write" { run = function() fs.write(%q, "x") end },
+  step "post" { run = function(ctx)
+    local r, err = try(http.post, %q, { json = { probe = true }, expect = 200 })
+    ctx.log("try gave %%s: %%s", tostring(r), err.kind)
+    http.post(%q, { json = { release = "v1" }, expect = 200 })
+    fs.write(%q, "x")
+  end },
+}
+]], d .. "/written", fx.url "/status/500", fx.url "/status/500", d .. "/never"))
+    local r = support.relish { "run", f, "--state", support.state(d) }
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    local out = r.stdout .. r.stderr
+    assert_match(out, "try gave nil: http_status")
+    assert_match(out, "POST [^\n]*/status/500: expected status 200, got 500")
+    assert_nil(out:find("Succeeded", 1, true))
+    assert_nil(support.read(d .. "/written"), "rolled back")
+    assert_nil(support.read(d .. "/never"))
+    assert_eq(#fx:requests "/status/500", 2)
+    local s = json.decode(support.relish { "show", "last", "--format", "json", "--state", support.state(d) }.stdout)
+    local statuses = {}
+    for _, a in ipairs(s.actions) do statuses[#statuses + 1] = a.kind .. " " .. a.status end
+    assert_eq(statuses, { "fs.write undone", "http.post failed", "http.post failed" })
   end)
 end)
 
@@ -662,7 +756,7 @@ return recipe "secret-http" {
       ctx.log("echo: %s", r.body)
       local e = sh.run { argv = { "sh", "-c", 'echo "env: $TOKEN"' }, env = { TOKEN = tok }, readonly = true }
       ctx.log("sh: %s", e.stdout)
-      local _, err = http.get({ "http://bot:", http.escape(tok), "@127.0.0.1:1/x" }, { retries = 0 })
+      local _, err = try(http.get, { "http://bot:", http.escape(tok), "@127.0.0.1:1/x" }, { retries = 0 })
       ctx.log("error: %s", tostring(err))
       ctx.state.note = "saw " .. require("relish.secret").reveal(tok)
       if ctx.params.fail then error("failing with " .. require("relish.secret").reveal(tok)) end

@@ -6,6 +6,7 @@ local secret = require "relish.secret"
 local gate = require "relish._gate"
 local fixture = require "http_fixture"
 local support = require "support"
+local try = require("relish._errors").try
 
 describe("slack", function()
   test("posts Slack's incoming-webhook JSON; the webhook stays a secret", function()
@@ -31,9 +32,16 @@ describe("slack", function()
 
   test("a payload Slack refuses is an http_status error", function()
     local fx <close> = fixture.start()
-    local r, err = notify.slack { webhook = fx.url "/slack/x", blocks = {} }
+    local r, err = try(notify.slack, { webhook = fx.url "/slack/x", blocks = {} })
     assert_nil(r)
     assert_eq({ err.kind, err.status, err.body }, { "http_status", 400, "invalid_payload" })
+    local effects, ok, raised = gate.capture(function()
+      return pcall(notify.slack, { webhook = fx.url "/slack/x", blocks = {} })
+    end)
+    assert_false(ok)
+    assert_eq({ raised.kind, raised.status }, { "http_status", 400 })
+    assert_eq({ effects[1].kind, effects[1].status }, { "notify.slack", "failed" })
+    assert_match(effects[1].error, "expected status 200 or 201 or 202 or 204, got 400: invalid_payload")
   end)
 
   test("misuse raises", function()
@@ -61,11 +69,11 @@ describe("webhook", function()
 
   test("a status it does not accept is an error after the retries", function()
     local fx <close> = fixture.start()
-    local r, err = notify.webhook { url = fx.url "/status/503", retries = 1 }
-    assert_nil(r)
+    local msg, err = assert_error(function() notify.webhook { url = fx.url "/status/503", retries = 1 } end)
     assert_eq({ err.kind, err.status }, { "http_status", 503 })
+    assert_match(msg, "^POST [^ ]*/status/503: expected status 200 or 201 or 202 or 204, got 503")
     assert_eq(#fx:requests "/status/503", 2)
-    r = assert(notify.webhook { url = fx.url "/status/418", expect = { 418 } })
+    local r = notify.webhook { url = fx.url "/status/418", expect = { 418 } }
     assert_eq(r.status, 418)
   end)
 
@@ -88,8 +96,8 @@ local notify = require "relish.notify"
 local fs = require "relish.fs"
 local function tell(event)
   return function(ctx, o)
-    assert(notify.webhook { url = ctx.params.hook, json = { event = event, status = o.status,
-      exit_code = o.exit_code, rollback = o.rollback, step = o.step, run_id = o.run_id } })
+    notify.webhook { url = ctx.params.hook, json = { event = event, status = o.status,
+      exit_code = o.exit_code, rollback = o.rollback, step = o.step, run_id = o.run_id } }
     if ctx.params.broken == event then error("the " .. event .. " handler broke") end
   end
 end
@@ -163,7 +171,9 @@ return recipe "notified" {
     r = support.relish { "run", f, "-p", "hook=http://127.0.0.1:1/nothing", "-p", "dir=" .. d,
       "--state", support.state(d) }
     assert_eq(r.code, 0, r.stdout .. r.stderr)
-    assert_match(r.stdout, "notify on_start failed")
+    assert_match(r.stdout, "notify on_start: POST http://127%.0%.0%.1:1/nothing %(failed: POST http://127%.0%.0%.1:1/nothing: [^\n]*%)")
+    assert_match(r.stdout, "notify on_start failed: POST http://127%.0%.0%.1:1/nothing: ")
+    assert_match(r.stdout, "Succeeded")
   end)
 
   test("a wrong notify field is exit 2 naming it", function()

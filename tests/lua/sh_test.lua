@@ -1,5 +1,8 @@
 -- Tests for relish.sh: running real processes and checking what they saw and did.
 local sh = require "relish.sh"
+local effect = require "relish.effect"
+local gate = require "relish._gate"
+local try = require("relish._errors").try
 
 local support = require "support"
 local read_file = support.read
@@ -28,13 +31,77 @@ end
 
 describe("run", function()
   test("reports the exit code", function()
-    local r = sh.run{ argv = { "sh", "-c", "exit 3" } }
+    local r = sh.run{ argv = { "sh", "-c", "exit 3" }, check = false }
     assert_eq(r.code, 3)
     assert_nil(r.signal)
     assert_false(r.timed_out)
     assert_false(r.truncated)
     assert_eq(sh.run{ argv = { "true" } }.code, 0)
-    assert_eq(sh.run{ argv = { "false" } }.code, 1)
+    assert_eq(sh.run{ argv = { "false" }, check = false }.code, 1)
+  end)
+
+  test("a non-zero exit raises an exit error with the result, naming the command", function()
+    local script = "echo out; printf 'l1\\nl2\\nl3\\nl4\\nl5\\nl6\\nlast\\n' >&2; exit 3"
+    local msg, err = assert_error(function() sh.run{ argv = { "sh", "-c", script } } end)
+    assert_eq(getmetatable(err).__name, "relish.Error")
+    assert_eq({ err.kind, err.code, err.stdout, err.signal, err.timed_out }, { "exit", 3, "out\n", nil, false })
+    assert_eq(err.stderr, "l1\nl2\nl3\nl4\nl5\nl6\nlast\n")
+    assert_eq(err.argv, { "sh", "-c", script })
+    assert_match(msg, "^sh%.run: `sh %-c '[^`]*exit 3'` exited with code 3: l3\nl4\nl5\nl6\nlast$")
+    assert_eq(tostring(err), msg)
+    assert_eq(assert_error(function() sh.run{ argv = { "false" } } end), "sh.run: `false` exited with code 1")
+  end)
+
+  test("the failure message is redacted; a long command is cut", function()
+    local s = require("relish.secret").value("hunter2-sh-token")
+    local msg, err = assert_error(function()
+      sh.run{ argv = { "sh", "-c", 'echo "auth failed for $T" >&2; exit 2' }, env = { T = s } }
+    end)
+    assert_eq(err.kind, "exit")
+    assert_match(msg, "auth failed for %*%*%*$")
+    assert_nil(msg:find("hunter2", 1, true))
+    msg = assert_error(function() sh.run{ argv = { "sh", "-c", "exit 1", string.rep("a", 300), "b" } } end)
+    assert_match(msg, "^sh%.run: `sh %-c 'exit 1' a+ %.%.%.` exited with code 1$")
+  end)
+
+  test("ok_codes lists the exit codes that are fine", function()
+    local r = sh.run{ argv = { "sh", "-c", "echo found; exit 1" }, ok_codes = { 0, 1 } }
+    assert_eq({ r.code, r.stdout }, { 1, "found\n" })
+    assert_eq(sh.run{ argv = { "true" }, ok_codes = { 0, 1 } }.code, 0)
+    local _, err = assert_error(function() sh.run{ argv = { "sh", "-c", "exit 2" }, ok_codes = { 0, 1 } } end,
+      "exited with code 2")
+    assert_eq(err.code, 2)
+    -- a list without 0 makes success a failure
+    _, err = assert_error(function() sh.run{ argv = { "true" }, ok_codes = { 1 } } end, "exited with code 0")
+    assert_eq(err.kind, "exit")
+    -- a signal is never an accepted code
+    _, err = assert_error(function() sh.run{ argv = { "sh", "-c", "kill -TERM $$" }, ok_codes = { 0, 143 } } end)
+    assert_eq({ err.kind, err.signal }, { "signal", "TERM" })
+  end)
+
+  test("check = false returns the result whatever happened", function()
+    local r = sh.run{ argv = { "sh", "-c", "echo e >&2; exit 7" }, check = false }
+    assert_eq({ r.code, r.stderr }, { 7, "e\n" })
+    r = sh.run{ argv = { "sh", "-c", "kill -KILL $$" }, check = false }
+    assert_eq(r.signal, "KILL")
+    r = sh.run{ argv = { "sleep", "5" }, timeout = 0.2, check = false }
+    assert_true(r.timed_out)
+    -- a command that cannot start has no result: it still raises
+    local _, err = assert_error(function() sh.run{ argv = { "relish-no-such-command-xyz" }, check = false } end)
+    assert_eq(err.kind, "not_found")
+  end)
+
+  test("try returns nil and the error instead of raising", function()
+    local r, err = try(sh.run, { argv = { "sh", "-c", "echo no >&2; exit 5" } })
+    assert_nil(r)
+    assert_eq({ err.kind, err.code, err.stderr }, { "exit", 5, "no\n" })
+    r, err = try(sh.run, { argv = { "relish-no-such-command-xyz" } })
+    assert_nil(r)
+    assert_eq(err.kind, "not_found")
+    r = try(sh.run, { argv = { "echo", "fine" } })
+    assert_eq(r.stdout, "fine\n")
+    -- misuse is not a failure: try raises it again
+    assert_error(function() try(sh.run, { argv = { 1 } }) end, "argv%[1%] must be a string")
   end)
 
   test("keeps stdout and stderr apart", function()
@@ -63,12 +130,14 @@ describe("run", function()
     assert_true(r.duration < 5, "duration " .. r.duration)
   end)
 
-  test("reports the signal that killed the command", function()
-    local r = sh.run{ argv = { "sh", "-c", "kill -KILL $$" } }
+  test("a signal that killed the command raises a signal error", function()
+    local msg, r = assert_error(function() sh.run{ argv = { "sh", "-c", "kill -KILL $$" } } end)
+    assert_eq(r.kind, "signal")
     assert_nil(r.code)
     assert_eq(r.signal, "KILL")
     assert_false(r.timed_out)
-    r = sh.run{ argv = { "sh", "-c", "kill -USR1 $$" } }
+    assert_eq(msg, "sh.run: `sh -c 'kill -KILL $$'` was killed by SIGKILL")
+    r = sh.run{ argv = { "sh", "-c", "kill -USR1 $$" }, check = false }
     assert_eq(r.signal, "USR1")
   end)
 end)
@@ -180,7 +249,7 @@ describe("cwd", function()
 
   test("a missing cwd is a not_found error naming it", function()
     local dir = tmpdir() .. "/missing"
-    local r, err = sh.run{ argv = { "true" }, cwd = dir }
+    local r, err = try(sh.run, { argv = { "true" }, cwd = dir })
     assert_nil(r)
     assert_eq(err.kind, "not_found")
     assert_true(err.message:find(dir, 1, true) ~= nil, err.message)
@@ -190,7 +259,7 @@ describe("cwd", function()
   test("a file as cwd is not_found too", function()
     local file = tmpdir() .. "/f"
     write_file(file, "")
-    local r, err = sh.run{ argv = { "true" }, cwd = file }
+    local r, err = try(sh.run, { argv = { "true" }, cwd = file })
     assert_nil(r)
     assert_eq(err.kind, "not_found")
   end)
@@ -198,11 +267,13 @@ end)
 
 describe("start failures", function()
   test("a missing command is not_found, naming it", function()
-    local r, err = sh.run{ argv = { "relish-no-such-command-xyz", "arg" } }
+    local r, err = try(sh.run, { argv = { "relish-no-such-command-xyz", "arg" } })
     assert_nil(r)
     assert_eq(err.kind, "not_found")
     assert_match(err.message, "relish%-no%-such%-command%-xyz")
-    r, err = sh.run{ argv = { "/nonexistent/bin/tool" } }
+    local _, raised = assert_error(function() sh.run{ argv = { "relish-no-such-command-xyz" } } end)
+    assert_eq(raised.kind, "not_found")
+    r, err = try(sh.run, { argv = { "/nonexistent/bin/tool" } })
     assert_nil(r)
     assert_eq(err.kind, "not_found")
     assert_match(err.message, "/nonexistent/bin/tool")
@@ -211,7 +282,7 @@ describe("start failures", function()
   test("a file that is not executable is a permission error", function()
     local file = tmpdir() .. "/script"
     write_file(file, "#!/bin/sh\necho no\n", "644")
-    local r, err = sh.run{ argv = { file } }
+    local r, err = try(sh.run, { argv = { file } })
     assert_nil(r)
     assert_eq(err.kind, "permission")
     assert_true(err.message:find(file, 1, true) ~= nil, err.message)
@@ -220,14 +291,14 @@ describe("start failures", function()
   test("a script without #! is not handed to /bin/sh", function()
     local file = tmpdir() .. "/noshebang"
     write_file(file, "echo hi\n", "755")
-    local r, err = sh.run{ argv = { file } }
+    local r, err = try(sh.run, { argv = { file } })
     assert_nil(r)
     assert_eq(err.kind, "spawn")
     assert_match(err.message, "format")
   end)
 
   test("a directory is a permission error", function()
-    local r, err = sh.run{ argv = { tmpdir() } }
+    local r, err = try(sh.run, { argv = { tmpdir() } })
     assert_nil(r)
     assert_eq(err.kind, "permission")
   end)
@@ -259,6 +330,16 @@ describe("argument checks", function()
     assert_error(function() sh.run{ argv = { "true" }, max_output = 1.5 } end, "max_output")
     assert_error(function() sh.run{ argv = { "true" }, cwd = 1 } end, "cwd must be a string")
     assert_error(function() sh.run{ argv = { "true" }, input = 5 } end, "input must be a string")
+    assert_error(function() sh.run{ argv = { "true" }, check = 0 } end, "check must be a boolean, got number")
+    assert_error(function() sh.run{ argv = { "true" }, ok_codes = 1 } end, "ok_codes must be a non%-empty list")
+    assert_error(function() sh.run{ argv = { "true" }, ok_codes = {} } end, "ok_codes must be a non%-empty list")
+    assert_error(function() sh.run{ argv = { "true" }, ok_codes = { 0, 256 } } end, "ok_codes%[2%] must be an exit code")
+    assert_error(function() sh.run{ argv = { "true" }, ok_codes = { "1" } } end, "ok_codes%[1%] must be an exit code")
+    assert_error(function() sh.run{ argv = { "true" }, ok_codes = { 1 }, check = false } end, "not both")
+    assert_error(function() sh.run{ argv = { "true" }, undo = "rm x" } end, "undo must be an argv list, got string")
+    assert_error(function() sh.run{ argv = { "true" }, undo = {} } end, "undo must be a non%-empty argv list")
+    assert_error(function() sh.run{ argv = { "true" }, undo = { "rm", 1 } } end, "undo%[2%] must be a string, got number")
+    assert_error(function() sh.run{ argv = { "true" }, readonly = true, undo = { "rm" } } end, "readonly command")
   end)
 
   test("errors point at the caller's line", function()
@@ -272,10 +353,11 @@ describe("timeout", function()
   test("kills the whole process group", function()
     local dir = tmpdir()
     local pidfile = dir .. "/pid"
-    local r = sh.run{
-      argv = { "sh", "-c", 'sleep 100 & echo $! > "$1"; sleep 100', "sh", pidfile },
-      timeout = 0.5,
-    }
+    local msg, r = assert_error(function()
+      sh.run{ argv = { "sh", "-c", 'sleep 100 & echo $! > "$1"; sleep 100', "sh", pidfile }, timeout = 0.5 }
+    end)
+    assert_eq(r.kind, "timeout")
+    assert_match(msg, "^sh%.run: `sh %-c [^`]*` timed out after 0%.5s$")
     assert_true(r.timed_out)
     assert_nil(r.code)
     assert_eq(r.signal, "TERM")
@@ -289,6 +371,7 @@ describe("timeout", function()
       argv = { "sh", "-c", 'trap "" TERM; echo ready; sleep 100; echo never' },
       timeout = 0.3,
       grace = 0.4,
+      check = false,
     }
     assert_true(r.timed_out)
     assert_nil(r.code)
@@ -298,7 +381,10 @@ describe("timeout", function()
   end)
 
   test("keeps the output produced before the timeout", function()
-    local r = sh.run{ argv = { "sh", "-c", "echo partial; exec sleep 100" }, timeout = 0.3 }
+    local _, r = assert_error(function()
+      sh.run{ argv = { "sh", "-c", "echo partial; exec sleep 100" }, timeout = 0.3 }
+    end)
+    assert_eq(r.kind, "timeout")
     assert_true(r.timed_out)
     assert_eq(r.stdout, "partial\n")
   end)
@@ -400,5 +486,132 @@ describe("quote", function()
       local r = sh.run{ argv = { "sh", "-c", "printf %s " .. sh.quote(w) } }
       assert_eq(r.stdout, w)
     end
+  end)
+end)
+
+describe("sh.run as an effect", function()
+  local support = require "support"
+  local json = require "relish.json"
+
+  -- issue 8: the undo record was written with a luaL_Buffer open while the
+  -- stack was used, which crashed at these lengths
+  test("undo argv of any length is recorded whole (no crash)", function()
+    for _, n in ipairs { 1000, 2000, 2020, 2048, 5000, 100000 } do
+      local long = string.rep("x", n)
+      assert_eq(sh.run{ argv = { "true" }, cwd = "/tmp", undo = { "echo", long } }.code, 0)
+      local effects, r = gate.capture(function()
+        return sh.run{ argv = { "true" }, cwd = "/tmp", undo = { "echo", long, 'q"\\\n' } }
+      end)
+      assert_eq(r.code, 0)
+      assert_eq(#effects, 1)
+      assert_eq(effects[1].kind, "sh.run")
+      assert_eq(effects[1].status, "done")
+      assert_eq(effects[1].undo, { argv = { "echo", long, 'q"\\\n' }, cwd = "/tmp" }, "length " .. n)
+      local back = json.decode(json.encode(effects[1].undo))
+      assert_eq(back.argv[2], long)
+    end
+  end)
+
+  test("a dry-run runs nothing and answers as a success", function()
+    local d = tmpdir()
+    local effects, r = gate.capture(function()
+      return sh.run{ argv = { "touch", d .. "/made" }, undo = { "rm", d .. "/made" } }
+    end, { dry_run = true })
+    assert_nil(read_file(d .. "/made"))
+    assert_eq({ r.code, r.stdout, r.planned }, { 0, "", true })
+    assert_eq(#effects, 1)
+    assert_match(effects[1].describe, "^run touch .*/made$")
+  end)
+
+  test("a failed command is a failed action; its error is raised", function()
+    local effects, ok, err = gate.capture(function()
+      return pcall(sh.run, { argv = { "sh", "-c", "echo bad >&2; exit 3" } })
+    end)
+    assert_false(ok)
+    assert_eq({ err.kind, err.code }, { "exit", 3 })
+    assert_eq(effects[1].status, "failed")
+    assert_match(effects[1].error, "exited with code 3: bad")
+    effects = gate.capture(function() sh.run{ argv = { "sh", "-c", "exit 3" }, ok_codes = { 3 } } end)
+    assert_eq(effects[1].status, "done")
+    effects = gate.capture(function() pcall(sh.run, { argv = { "relish-no-such-command-xyz" } }) end)
+    assert_eq(effects[1].status, "failed")
+    assert_match(effects[1].error, "not found")
+  end)
+
+  test("readonly commands are not effects and run while the gate is closed", function()
+    local effects, r = gate.capture(function() return sh.run{ argv = { "echo", "hi" }, readonly = true } end)
+    assert_eq(#effects, 0)
+    assert_eq(r.stdout, "hi\n")
+    gate.close("a recipe is being loaded")
+    local ok, ro = pcall(sh.run, { argv = { "echo", "ro" }, readonly = true })
+    local bad, err = pcall(sh.run, { argv = { "echo", "effect" } })
+    gate.close(nil)
+    assert_true(ok, tostring(ro))
+    assert_eq(ro.stdout, "ro\n")
+    assert_false(bad)
+    assert_match(tostring(err), "a recipe is being loaded")
+    -- a readonly command still fails closed
+    assert_error(function() sh.run{ argv = { "false" }, readonly = true } end, "exited with code 1")
+  end)
+
+  test("effect.undo runs the recorded argv in its cwd, and raises when it fails", function()
+    local d = tmpdir()
+    local effects = gate.capture(function()
+      sh.run{ argv = { "touch", "made" }, cwd = d, undo = { "rm", "made" } }
+    end)
+    assert_eq(read_file(d .. "/made"), "")
+    local r = effect.undo("sh.run", effects[1].undo)
+    assert_eq(r.code, 0)
+    assert_nil(read_file(d .. "/made"))
+    local _, err = assert_error(function() effect.undo("sh.run", effects[1].undo) end, "exited with code 1")
+    assert_eq(err.kind, "exit")
+    assert_match(err.stderr, "made")
+    _, err = assert_error(function() effect.undo("sh.run", { cwd = d }) end, "no 'argv'")
+    assert_eq(err.kind, "undo")
+    assert_nil(sh.undo, "undo goes through the registry")
+  end)
+
+  test("an undo argv holding a secret is refused: records are journaled as they are", function()
+    local s = require("relish.secret").value("undo-secret-value-1")
+    assert_error(function() sh.run{ argv = { "true" }, undo = { "revoke", s } } end, "undo%[2%] is a secret")
+    assert_error(function()
+      sh.run{ argv = { "true" }, undo = { "revoke", "--token=" .. require("relish.secret").reveal(s) } }
+    end, "undo%[2%] holds a secret value")
+    assert_error(function() sh.run{ argv = { "true" }, undo = { "curl", "https://u:pw@example.com/x" } } end,
+      "undo%[2%] holds a secret value")
+  end)
+
+  test("a recipe step whose command exits 3 fails, and earlier effects are undone", function()
+    local d = tmpdir()
+    local f = support.recipe(d, "fails.lua", [[
+local fs = require "relish.fs"
+local sh = require "relish.sh"
+return recipe "fails" {
+  params = { dir = param.string { required = true } },
+  step "prepare" { run = function(ctx)
+    fs.write(ctx.params.dir .. "/written", "x")
+    sh.run { argv = { "touch", ctx.params.dir .. "/touched" }, undo = { "rm", ctx.params.dir .. "/touched" } }
+  end },
+  step "deploy" { run = function(ctx)
+    local r = sh.run { argv = { "sh", "-c", "exit 1" }, ok_codes = { 0, 1 } }
+    ctx.log("probe exited %d", r.code)
+    sh.run { argv = { "sh", "-c", "echo deploy broke >&2; exit 3" } }
+    fs.write(ctx.params.dir .. "/never", "x")
+  end },
+}
+]])
+    local r = support.relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d) }
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    local out = r.stdout .. r.stderr
+    assert_match(out, "probe exited 1")
+    assert_match(out, "exited with code 3: deploy broke")
+    assert_nil(out:find("Succeeded", 1, true))
+    assert_nil(read_file(d .. "/written"), "the fs effect was undone")
+    assert_nil(read_file(d .. "/touched"), "the undo argv ran")
+    assert_nil(read_file(d .. "/never"))
+    local s = json.decode(support.relish { "show", "last", "--format", "json", "--state", support.state(d) }.stdout)
+    local statuses = {}
+    for _, a in ipairs(s.actions) do statuses[#statuses + 1] = a.kind .. " " .. a.status end
+    assert_eq(statuses, { "fs.write undone", "sh.run undone", "sh.run done", "sh.run failed" })
   end)
 end)

@@ -27,7 +27,8 @@ function M.relish(args, opts)
   for _, a in ipairs(args) do argv[#argv + 1] = a end
   local env = { NO_COLOR = "1" }
   for k, v in pairs(opts.env or {}) do env[k] = v end
-  return assert(sh.run { argv = argv, env = env, cwd = opts.cwd, input = opts.input, timeout = opts.timeout or 120 })
+  return sh.run { argv = argv, env = env, cwd = opts.cwd, input = opts.input, timeout = opts.timeout or 120,
+    check = false }
 end
 
 -- snapshot(dir) -> { ["rel/path"] = "file 644 <content>" | "link -> target" | "dir 755" }
