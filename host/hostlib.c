@@ -218,6 +218,14 @@ static int l_host_set_deadline(lua_State *L) {
   return 0;
 }
 
+/* deadline_passed() -> true once the running step's (or rollback's) deadline
+ * has passed: a "timeout" then is the step's, not an operation's own */
+static int l_host_deadline_passed(lua_State *L) {
+  double d = relish_deadline();
+  lua_pushboolean(L, d > 0 && relish_now() >= d);
+  return 1;
+}
+
 static int l_host_interrupt_reset(lua_State *L) {
   (void)L;
   relish_interrupt_reset();
@@ -293,6 +301,7 @@ int luaopen_relish__host(lua_State *L) {
                                  {"username", l_host_username},
                                  {"pid_alive", l_host_pid_alive},
                                  {"set_deadline", l_host_set_deadline},
+                                 {"deadline_passed", l_host_deadline_passed},
                                  {"interrupt_reset", l_host_interrupt_reset},
                                  {"nearest", l_host_nearest},
                                  {NULL, NULL}};

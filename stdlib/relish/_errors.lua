@@ -33,16 +33,20 @@ function M.invalid(msg)
   error({ kind = "usage", exit = 2, message = msg }, 0)
 end
 
--- Failures try never swallows: a stop (Ctrl-C, a deadline, a cancelled
--- task), a saved plan that no longer matches, a journal that cannot be
+-- Failures try never swallows: a stop (Ctrl-C, the step's deadline, a
+-- cancelled task), a saved plan that no longer matches, a journal that cannot be
 -- written, and bad input from a user.
-local PASS = { interrupted = true, cancelled = true, timeout = true, deadlock = true, drift = true,
+local PASS = { interrupted = true, cancelled = true, deadlock = true, drift = true,
   journal = true, usage = true }
 
 local function caught(ok, ...)
   if ok then return ... end
   local e = ...
-  if type(e) == "table" and type(e.kind) == "string" and not PASS[e.kind] then return nil, e end
+  if type(e) == "table" and type(e.kind) == "string" and not PASS[e.kind]
+    -- an operation's own timeout is its failure; the step's deadline is a stop
+    and not (e.kind == "timeout" and require("relish._host").deadline_passed()) then
+    return nil, e
+  end
   error(e, 0)
 end
 
