@@ -377,6 +377,22 @@ describe("encode", function()
       'json%.encode: cannot encode function at %$%.x%["3"%]$')
   end)
 
+  test("a long path in an error is whole (its text is built in a luaL_Buffer)", function()
+    local t, keys = {}, {}
+    local at = t
+    for i = 1, 40 do
+      keys[i] = "k" .. i .. string.rep("x", 100)
+      at[keys[i]] = {}
+      at = at[keys[i]]
+    end
+    at["a b"] = { print }
+    assert_eq(assert_error(function() try(json.encode, t) end),
+      "json.encode: cannot encode function at $." .. table.concat(keys, ".") .. '["a b"][0]')
+    at["a b"] = t
+    assert_eq(assert_error(function() try(json.encode, t) end),
+      "json.encode: cycle at $." .. table.concat(keys, ".") .. '["a b"] (same table as $)')
+  end)
+
   test("cycles raise with both paths; shared tables are fine", function()
     local t = { a = { b = {} } }
     t.a.b.c = t.a
