@@ -183,6 +183,7 @@ end
 
 -- compare(a, b) -> -1 | 0 | 1 by precedence (build metadata ignored)
 local function compare_as(fname, a, b)
+  need(a, Version, "version", fname)
   need(b, Version, "version", fname, "b")
   return compare(check(a, fname), check(b, fname, "b"))
 end
