@@ -1064,21 +1064,14 @@ static int opt_boolean(lua_State *L, const char *name, int def) {
 }
 
 static int l_json_encode(lua_State *L) {
+  static const char *const options[] = {"pretty", "sort_keys", NULL};
   encoder e;
 
   if (lua_isnone(L, 1)) return luaL_error(L, "json.encode: expected a value, got no value");
   e.pretty = 0;
   e.sort_keys = 1;
+  relish_checkopts(L, 2, "json.encode", options);
   if (!lua_isnoneornil(L, 2)) {
-    if (!lua_istable(L, 2))
-      return luaL_error(L, "json.encode: options must be a table, got %s", luaL_typename(L, 2));
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-      lua_pop(L, 1);
-      if (strcmp(k, "pretty") != 0 && strcmp(k, "sort_keys") != 0)
-        return luaL_error(L, "json.encode: unknown option '%s'", k);
-    }
     e.pretty = opt_boolean(L, "pretty", 0);
     e.sort_keys = opt_boolean(L, "sort_keys", 1);
   }

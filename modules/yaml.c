@@ -1015,12 +1015,12 @@ static int enc_value(encoder *e, int idx) {
 
 /* Options are checked before anything is allocated (misuse raises). */
 static void enc_options(lua_State *L, int arg, encoder *e) {
+  static const char *const options[] = {"sort_keys", "indent", NULL};
   const char *fname = e->fname;
   e->sort_keys = 1;
   e->indent = 2;
+  relish_checkopts(L, arg, fname, options);
   if (lua_isnoneornil(L, arg)) return;
-  if (!lua_istable(L, arg))
-    luaL_error(L, "%s: options must be a table, got %s", fname, luaL_typename(L, arg));
   lua_pushnil(L);
   while (lua_next(L, arg)) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
@@ -1034,8 +1034,6 @@ static void enc_options(lua_State *L, int arg, encoder *e) {
       if (!isnum || v < 2 || v > 9)
         luaL_error(L, "%s: indent must be an integer from 2 to 9", fname);
       e->indent = (int)v;
-    } else {
-      luaL_error(L, "%s: unknown option '%s'", fname, k);
     }
     lua_pop(L, 1);
   }
@@ -1403,6 +1401,7 @@ static lua_Integer loc_check_path(lua_State *L) {
 /* yaml.locate(s, path [, {document = n}]) -> start, stop, info, or raises:
  * where the scalar at path is written in s (bytes start .. stop - 1). */
 static int l_yaml_locate(lua_State *L) {
+  static const char *const locate_options[] = {"document", NULL};
   decoder d;
   locator_box *b;
   lua_Integer n, want = 0, doc = 0, depth, best = -1, best_doc = 0;
@@ -1410,16 +1409,8 @@ static int l_yaml_locate(lua_State *L) {
   if (lua_type(L, 1) != LUA_TSTRING)
     return luaL_error(L, "yaml.locate: expected a string, got %s", luaL_typename(L, 1));
   n = loc_check_path(L);
+  relish_checkopts(L, 3, "yaml.locate", locate_options);
   if (!lua_isnoneornil(L, 3)) {
-    if (!lua_istable(L, 3))
-      return luaL_error(L, "yaml.locate: options must be a table, got %s", luaL_typename(L, 3));
-    lua_pushnil(L);
-    while (lua_next(L, 3)) {
-      lua_pop(L, 1);
-      if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "document") != 0)
-        return luaL_error(L, "yaml.locate: unknown option '%s'",
-                          lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
-    }
     if (lua_getfield(L, 3, "document") != LUA_TNIL) {
       want = lua_tointeger(L, -1);
       if (!lua_isinteger(L, -1) || want <= 0)

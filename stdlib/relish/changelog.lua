@@ -26,12 +26,7 @@ end
 
 -- The options table of fname: a table (or nil) whose keys are all known.
 local function check_opts(fname, opts, known)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then usage(fname, "options must be a table, got " .. type(opts)) end
-  for k in pairs(opts) do
-    if not known[k] then usage(fname, string.format("unknown option '%s'", tostring(k))) end
-  end
-  return opts
+  return errors.check_options(usage, fname, opts, known)
 end
 
 local byte, find, sub, match = string.byte, string.find, string.sub, string.match

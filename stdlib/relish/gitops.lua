@@ -12,10 +12,8 @@ local usage = errors.usage_for(debug.getinfo(1, "S").source)
 -- opts must be a table of known keys; within names the keys of an option
 -- that is itself a table ("push.").
 local function check_fields(fname, opts, known, within)
-  if type(opts) ~= "table" then usage(fname, "options must be a table, got " .. type(opts)) end
-  for k in pairs(opts) do
-    if not known[k] then usage(fname, string.format("unknown option '%s%s'", within or "", tostring(k))) end
-  end
+  if opts == nil then usage(fname, "options must be a table, got nil") end
+  errors.check_options(usage, fname, opts, known, within)
 end
 
 -- Raises the error value of a failure: the step fails (try returns it).

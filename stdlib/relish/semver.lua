@@ -18,12 +18,7 @@ end
 
 -- opts must be nil or a table of known keys.
 local function check_opts(fname, opts, known)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then usage(fname, "options must be a table, got " .. type(opts)) end
-  for k in pairs(opts) do
-    if not known[k] then usage(fname, string.format("unknown option '%s'", tostring(k))) end
-  end
-  return opts
+  return errors.check_options(usage, fname, opts, known)
 end
 
 -- A numeric identifier: digits without a leading zero (except "0" itself).

@@ -234,18 +234,18 @@ describe("release notes", function()
   end)
 
   test("an unknown option or options that are not a table raise at the caller's line, naming it", function()
-    assert_misuse(function() changelog.notes(list, { verison = "1" }) end, "changelog.notes: unknown option 'verison'")
+    assert_misuse(function() changelog.notes(list, { verison = "1" }) end, "changelog.notes: unknown option 'verison' (did you mean 'version'?)")
     assert_misuse(function() changelog.notes(list, "v1") end, "changelog.notes: options must be a table, got string")
     assert_misuse(function() changelog.notes(nil) end, "changelog.notes: expected a list of commits, got nil")
     assert_misuse(function() changelog.next_version(nil, {}, { inital = "1.0.0" }) end,
-      "changelog.next_version: unknown option 'inital'")
+      "changelog.next_version: unknown option 'inital' (did you mean 'initial'?)")
     -- checked before the repository is read
     local repo = {}
     assert_misuse(function() changelog.release(repo, { verison = "1.0.0" }) end,
-      "changelog.release: unknown option 'verison'")
-    assert_misuse(function() changelog.commits(repo, { form = "v1" }) end, "changelog.commits: unknown option 'form'")
+      "changelog.release: unknown option 'verison' (did you mean 'version'?)")
+    assert_misuse(function() changelog.commits(repo, { form = "v1" }) end, "changelog.commits: unknown option 'form' (did you mean 'from'?)")
     assert_misuse(function() changelog.last_tag(repo, { perfix = "v" }) end,
-      "changelog.last_tag: unknown option 'perfix'")
+      "changelog.last_tag: unknown option 'perfix' (did you mean 'prefix'?)")
     assert_misuse(function() changelog.release(repo, { version = 2 }) end,
       "changelog.release: version must be a version or a string, got number")
     assert_misuse(function() changelog.release(repo, { from = 2 }) end, "changelog.release: from must be a string, got number")

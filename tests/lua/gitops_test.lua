@@ -158,7 +158,7 @@ describe("yaml.locate", function()
       "yaml.locate: path element 2 must be a string or a positive integer")
     assert_misuse(function() yaml.locate("a: 1", { "a" }, { document = 0 }) end,
       "yaml.locate: document must be a positive integer")
-    assert_misuse(function() yaml.locate("a: 1", { "a" }, { docment = 1 }) end, "yaml.locate: unknown option 'docment'")
+    assert_misuse(function() yaml.locate("a: 1", { "a" }, { docment = 1 }) end, "yaml.locate: unknown option 'docment' (did you mean 'document'?)")
     assert_misuse(function() yaml.locate("a: 1", { "a" }, 1) end, "yaml.locate: options must be a table, got number")
   end)
 end)
@@ -275,7 +275,7 @@ describe("set", function()
     assert_misuse(function() gitops.set("a: 1\n", "a", 0 / 0) end, "gitops.set: value must not be NaN")
     assert_misuse(function() gitops.set("a: 1\n", "a", "x", { document = 0 }) end,
       "gitops.set: document must be a positive integer, got integer")
-    assert_misuse(function() gitops.set("a: 1\n", "a", "x", { doc = 1 }) end, "gitops.set: unknown option 'doc'")
+    assert_misuse(function() gitops.set("a: 1\n", "a", "x", { doc = 1 }) end, "gitops.set: unknown option 'doc' (did you mean 'document'?)")
     assert_misuse(function() gitops.get(5, "a") end, "gitops.get: expected a string, got number")
     assert_misuse(function() gitops.get("a: 1\n", "a", "1") end, "gitops.get: options must be a table, got string")
   end)
@@ -330,7 +330,7 @@ describe("the three shapes", function()
     assert_misuse(function() gitops.set_image(text, { container = "api", tag = "v 1" }) end,
       'gitops.set_image: tag "v 1" is malformed')
     assert_misuse(function() gitops.set_image(text, { container = "api", tga = "v1" }) end,
-      "gitops.set_image: unknown option 'tga'")
+      "gitops.set_image: unknown option 'tga' (did you mean 'tag'?)")
     assert_misuse(function() gitops.set_image(text, { container = 5, tag = "v1" }) end,
       "gitops.set_image: container must be a non-empty string, got number")
     assert_misuse(function() gitops.set_image(text, "api") end, "gitops.set_image: options must be a table, got string")
@@ -529,9 +529,9 @@ describe("update: commit and push", function()
     assert_misuse(function() gitops.update { repo = work, file = "a.yaml", path = "a", value = 1, push = 3 } end,
       "gitops.update: push must be a table {remote=, branch=} or false, got number")
     assert_misuse(function() gitops.update { repo = work, file = "a.yaml", path = "a", value = 1, pushh = {} } end,
-      "gitops.update: unknown option 'pushh'")
+      "gitops.update: unknown option 'pushh' (did you mean 'push'?)")
     assert_misuse(function() gitops.update { repo = work, file = "a.yaml", path = "a", value = 1, push = { remot = "o" } } end,
-      "gitops.update: unknown option 'push.remot'")
+      "gitops.update: unknown option 'push.remot' (did you mean 'push.remote'?)")
     assert_misuse(function() gitops.update { repo = 42, file = "a.yaml", path = "a", value = 1 } end,
       "gitops.update: repo must be a path or a repository from git.open, got number")
     assert_misuse(function() gitops.update { repo = work, file = "a.yaml", path = "a..b", value = 1 } end,

@@ -438,7 +438,7 @@ describe("encode", function()
   end)
 
   test("bad arguments and options are misuse, raised at the caller's line", function()
-    assert_misuse(function() yaml.encode({}, { sortkeys = true }) end, "yaml.encode: unknown option 'sortkeys'")
+    assert_misuse(function() yaml.encode({}, { sortkeys = true }) end, "yaml.encode: unknown option 'sortkeys' (did you mean 'sort_keys'?)")
     assert_misuse(function() yaml.encode({}, { sort_keys = 1 }) end, "yaml.encode: sort_keys must be a boolean, got number")
     assert_misuse(function() yaml.encode({}, { indent = 1 }) end, "yaml.encode: indent must be an integer from 2 to 9")
     assert_misuse(function() yaml.encode({}, "x") end, "yaml.encode: options must be a table, got string")
