@@ -369,7 +369,7 @@ function M.set_image(text, opts)
     local repo = M.split_image(old)
     image = opts.tag and (repo .. ":" .. opts.tag) or (repo .. "@" .. opts.digest)
   end
-  return M.set(text, where.path, image, { document = where.document })
+  return set("gitops.set_image", text, where.path, image, { document = where.document })
 end
 
 local KUSTOMIZE_FIELDS = { name = true, tag = true, new_name = true, digest = true }
@@ -389,7 +389,8 @@ function M.set_kustomize_image(text, opts)
   if n ~= 1 then usage("gitops.set_kustomize_image", "give exactly one of tag, new_name and digest") end
   local field = opts.tag and "newTag" or opts.new_name and "newName" or "digest"
   local value = opts.tag or opts.new_name or opts.digest
-  local out, old, info = errors.try(M.set, text, { "images", "name=" .. opts.name, field }, value)
+  local out, old, info = errors.try(set, "gitops.set_kustomize_image", text,
+    { "images", "name=" .. opts.name, field }, value)
   if not out then
     if old.kind == "not_found" then
       fail("not_found", "gitops.set_kustomize_image: no images entry named %q with a %s field " ..
