@@ -521,8 +521,8 @@ static int dec_value(decoder *d, int depth) {
   }
 }
 
-/* Pushes nil and the parse error {kind="parse", message=, line=, column=};
- * the column counts characters (UTF-8 sequences), both are 1-based. */
+/* Raises the parse error {kind="parse", message=, line=, column=}; the
+ * column counts characters (UTF-8 sequences), both are 1-based. */
 static int dec_error(decoder *d) {
   lua_Integer line = 1, column = 1;
   const char *line_start = d->start;
@@ -542,16 +542,16 @@ static int dec_error(decoder *d) {
   lua_setfield(d->L, -2, "line");
   lua_pushinteger(d->L, column);
   lua_setfield(d->L, -2, "column");
-  lua_pushnil(d->L);
-  lua_insert(d->L, -2);
-  return 2;
+  return lua_error(d->L);
 }
 
 static int l_json_decode(lua_State *L) {
   decoder d;
   size_t len;
 
-  if (lua_type(L, 1) != LUA_TSTRING) return luaL_typeerror(L, 1, "string");
+  /* text only: luaL_checklstring would turn a number into its digits */
+  if (lua_type(L, 1) != LUA_TSTRING)
+    return luaL_error(L, "json.decode: expected a string, got %s", luaL_typename(L, 1));
   d.start = d.p = lua_tolstring(L, 1, &len);
   d.end = d.start + len;
   d.L = L;
@@ -570,7 +570,7 @@ static int l_json_decode(lua_State *L) {
     if (d.p == d.end) return 1;
     dec_fail(&d, d.p, "unexpected character");
   }
-  lua_settop(L, 2);
+  lua_settop(L, 2); /* closes the collector pause */
   return dec_error(&d);
 }
 
@@ -1058,26 +1058,20 @@ static int opt_boolean(lua_State *L, const char *name, int def) {
   if (t == LUA_TBOOLEAN)
     v = lua_toboolean(L, -1);
   else if (t != LUA_TNIL)
-    luaL_argerror(L, 2, lua_pushfstring(L, "option '%s' must be a boolean", name));
+    luaL_error(L, "json.encode: %s must be a boolean, got %s", name, luaL_typename(L, -1));
   lua_pop(L, 1);
   return v;
 }
 
 static int l_json_encode(lua_State *L) {
+  static const char *const options[] = {"pretty", "sort_keys", NULL};
   encoder e;
 
-  luaL_checkany(L, 1);
+  if (lua_isnone(L, 1)) return luaL_error(L, "json.encode: expected a value, got no value");
   e.pretty = 0;
   e.sort_keys = 1;
+  relish_checkopts(L, 2, "json.encode", options);
   if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-      lua_pop(L, 1);
-      if (strcmp(k, "pretty") != 0 && strcmp(k, "sort_keys") != 0)
-        return luaL_argerror(L, 2, lua_pushfstring(L, "unknown option '%s'", k));
-    }
     e.pretty = opt_boolean(L, "pretty", 0);
     e.sort_keys = opt_boolean(L, "sort_keys", 1);
   }
@@ -1105,16 +1099,17 @@ static int l_json_encode(lua_State *L) {
 }
 
 /* array(t) / object(t): mark t (or a new table) and return it. */
-static int json_mark(lua_State *L, int mt) {
+static int json_mark(lua_State *L, int mt, const char *fname) {
   if (lua_isnoneornil(L, 1)) {
     lua_settop(L, 0);
     lua_newtable(L);
   } else {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    if (!lua_istable(L, 1))
+      return luaL_error(L, "%s: expected a table, got %s", fname, luaL_typename(L, 1));
     lua_settop(L, 1);
     if (lua_getmetatable(L, 1)) {
       if (!lua_rawequal(L, -1, UP_ARRAY_MT) && !lua_rawequal(L, -1, UP_OBJECT_MT))
-        return luaL_argerror(L, 1, "table already has another metatable");
+        return luaL_error(L, "%s: the table already has another metatable", fname);
       lua_pop(L, 1);
     }
   }
@@ -1123,9 +1118,9 @@ static int json_mark(lua_State *L, int mt) {
   return 1;
 }
 
-static int l_json_array(lua_State *L) { return json_mark(L, UP_ARRAY_MT); }
+static int l_json_array(lua_State *L) { return json_mark(L, UP_ARRAY_MT, "json.array"); }
 
-static int l_json_object(lua_State *L) { return json_mark(L, UP_OBJECT_MT); }
+static int l_json_object(lua_State *L) { return json_mark(L, UP_OBJECT_MT, "json.object"); }
 
 int luaopen_relish_json(lua_State *L) {
   static const luaL_Reg funcs[] = {

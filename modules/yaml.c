@@ -559,11 +559,12 @@ static int dec_document(decoder *d, int *empty) {
 
 /* Leaves the input at 1, the parser box at 2 and the anchor tables at 3..5;
  * the stream start has been read. */
-static int dec_begin(lua_State *L, decoder *d) {
+static int dec_begin(lua_State *L, decoder *d, const char *fname) {
   memset(d, 0, sizeof *d);
   d->L = L;
   /* text only: luaL_checklstring would turn a number into its digits */
-  if (lua_type(L, 1) != LUA_TSTRING) luaL_typeerror(L, 1, "string");
+  if (lua_type(L, 1) != LUA_TSTRING)
+    luaL_error(L, "%s: expected a string, got %s", fname, luaL_typename(L, 1));
   d->input = lua_tolstring(L, 1, &d->input_len);
   lua_settop(L, 1);
   d->box = lua_newuserdatauv(L, sizeof *d->box, 0);
@@ -582,23 +583,29 @@ static int dec_begin(lua_State *L, decoder *d) {
   return dec_next(d);
 }
 
-static int dec_finish(decoder *d, int ok) {
+/* Raises the parse error {kind="parse", message=, line=, column=} of d. */
+static int dec_raise(decoder *d) {
   lua_State *L = d->L;
-  parser_box_free(d->box);
-  if (ok) return 1;
-  lua_settop(L, 1);
-  relish_fail(L, "parse", "yaml: line %d, column %d: %s", (int)d->line, (int)d->column, d->msg);
+  relish_push_error(L, "parse", "yaml: line %d, column %d: %s", (int)d->line, (int)d->column,
+                    d->msg);
   lua_pushinteger(L, (lua_Integer)d->line);
   lua_setfield(L, -2, "line");
   lua_pushinteger(L, (lua_Integer)d->column);
   lua_setfield(L, -2, "column");
-  return 2;
+  return lua_error(L);
+}
+
+static int dec_finish(decoder *d, int ok) {
+  parser_box_free(d->box);
+  if (ok) return 1;
+  lua_settop(d->L, 1);
+  return dec_raise(d);
 }
 
 /* yaml.decode(s): the first document of s (null when there is none). */
 static int l_yaml_decode(lua_State *L) {
   decoder d;
-  int ok = dec_begin(L, &d), empty;
+  int ok = dec_begin(L, &d, "yaml.decode"), empty;
   if (ok) ok = dec_next(&d);
   if (ok && d.ev->type == YAML_STREAM_END_EVENT)
     lua_pushvalue(L, UV_NULL);
@@ -610,7 +617,7 @@ static int l_yaml_decode(lua_State *L) {
 /* yaml.decode_all(s): every document, skipping empty ones (as kubectl does). */
 static int l_yaml_decode_all(lua_State *L) {
   decoder d;
-  int ok = dec_begin(L, &d), list, empty;
+  int ok = dec_begin(L, &d, "yaml.decode_all"), list, empty;
   lua_Integer n = 0;
   lua_newtable(L);
   lua_pushvalue(L, UV_ARRAY);
@@ -681,6 +688,7 @@ typedef struct {
 
 typedef struct {
   lua_State *L;
+  const char *fname; /* "yaml.encode" or "yaml.encode_all", for messages */
   emitter_box *box;
   int sort_keys;
   int indent;
@@ -726,7 +734,7 @@ static int enc_fail(encoder *e, const char *fmt, ...) {
     p += (size_t)w;
   }
   va_start(ap, fmt);
-  p = (size_t)snprintf(e->msg, sizeof e->msg, "yaml.encode: ");
+  p = (size_t)snprintf(e->msg, sizeof e->msg, "%s: ", e->fname);
   vsnprintf(e->msg + p, sizeof e->msg - p, fmt, ap);
   va_end(ap);
   p = strlen(e->msg);
@@ -1007,23 +1015,25 @@ static int enc_value(encoder *e, int idx) {
 
 /* Options are checked before anything is allocated (misuse raises). */
 static void enc_options(lua_State *L, int arg, encoder *e) {
+  static const char *const options[] = {"sort_keys", "indent", NULL};
+  const char *fname = e->fname;
   e->sort_keys = 1;
   e->indent = 2;
+  relish_checkopts(L, arg, fname, options);
   if (lua_isnoneornil(L, arg)) return;
-  luaL_checktype(L, arg, LUA_TTABLE);
   lua_pushnil(L);
   while (lua_next(L, arg)) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
     if (strcmp(k, "sort_keys") == 0) {
-      luaL_argexpected(L, lua_isboolean(L, -1), arg, "boolean sort_keys");
+      if (!lua_isboolean(L, -1))
+        luaL_error(L, "%s: sort_keys must be a boolean, got %s", fname, luaL_typename(L, -1));
       e->sort_keys = lua_toboolean(L, -1);
     } else if (strcmp(k, "indent") == 0) {
       int isnum;
       lua_Integer v = lua_tointegerx(L, -1, &isnum);
-      luaL_argcheck(L, isnum && v >= 2 && v <= 9, arg, "indent must be an integer from 2 to 9");
+      if (!isnum || v < 2 || v > 9)
+        luaL_error(L, "%s: indent must be an integer from 2 to 9", fname);
       e->indent = (int)v;
-    } else {
-      luaL_error(L, "yaml.encode: unknown option '%s'", k);
     }
     lua_pop(L, 1);
   }
@@ -1037,17 +1047,20 @@ static int enc_run(lua_State *L, int all) {
   yaml_event_t ev;
   lua_Integer n = 1;
   int ok;
-  luaL_checkany(L, 1);
-  if (all) luaL_checktype(L, 1, LUA_TTABLE);
+  const char *fname = all ? "yaml.encode_all" : "yaml.encode";
+  if (lua_isnone(L, 1)) return luaL_error(L, "%s: expected a value, got no value", fname);
+  if (all && !lua_istable(L, 1))
+    return luaL_error(L, "%s: expected a list of documents, got %s", fname, luaL_typename(L, 1));
   lua_settop(L, 2);
   e = lua_newuserdatauv(L, sizeof *e, 0); /* collected with the stack */
   memset(e, 0, sizeof *e);
+  e->fname = fname;
   enc_options(L, 2, e);
   if (all) n = (lua_Integer)lua_rawlen(L, 1);
   b = lua_newuserdatauv(L, sizeof *b, 0);
   memset(b, 0, sizeof *b);
   luaL_setmetatable(L, EMITTER_MT);
-  if (!yaml_emitter_initialize(&b->emitter)) return luaL_error(L, "yaml.encode: out of memory");
+  if (!yaml_emitter_initialize(&b->emitter)) return luaL_error(L, "%s: out of memory", fname);
   b->live = 1;
   e->L = L;
   e->box = b;
@@ -1291,7 +1304,7 @@ static void loc_push_path(lua_State *L, lua_Integer from, lua_Integer to) {
     const char *s;
     lua_rawgeti(L, 2, i);
     if (lua_isinteger(L, -1)) {
-      lua_pushfstring(L, "[%d]", (int)lua_tointeger(L, -1));
+      lua_pushfstring(L, "[%I]", (LUAI_UACINT)lua_tointeger(L, -1));
     } else {
       s = lua_tolstring(L, -1, &len);
       if (len > 0 && all_of(s, len, is_ident_char))
@@ -1371,9 +1384,11 @@ static const char *const loc_kinds[] = {"a scalar", "a sequence", "a mapping", "
  * integers; checked before anything is allocated. */
 static lua_Integer loc_check_path(lua_State *L) {
   lua_Integer n;
-  luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_istable(L, 2))
+    luaL_error(L, "yaml.locate: path must be a list of keys and indices, got %s",
+               luaL_typename(L, 2));
   n = (lua_Integer)lua_rawlen(L, 2);
-  luaL_argcheck(L, n > 0, 2, "the path must be a non-empty list of keys and indices");
+  if (n == 0) luaL_error(L, "yaml.locate: path must be a non-empty list of keys and indices");
   for (lua_Integer i = 1; i <= n; i++) {
     int t = lua_rawgeti(L, 2, i);
     if (!(t == LUA_TSTRING || (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0)))
@@ -1383,20 +1398,23 @@ static lua_Integer loc_check_path(lua_State *L) {
   return n;
 }
 
-/* yaml.locate(s, path [, {document = n}]) -> start, stop, info | nil, err:
+/* yaml.locate(s, path [, {document = n}]) -> start, stop, info, or raises:
  * where the scalar at path is written in s (bytes start .. stop - 1). */
 static int l_yaml_locate(lua_State *L) {
+  static const char *const locate_options[] = {"document", NULL};
   decoder d;
   locator_box *b;
   lua_Integer n, want = 0, doc = 0, depth, best = -1, best_doc = 0;
   int ok, empty, best_type = LN_SCALAR;
-  luaL_checkstring(L, 1);
+  if (lua_type(L, 1) != LUA_TSTRING)
+    return luaL_error(L, "yaml.locate: expected a string, got %s", luaL_typename(L, 1));
   n = loc_check_path(L);
+  relish_checkopts(L, 3, "yaml.locate", locate_options);
   if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
     if (lua_getfield(L, 3, "document") != LUA_TNIL) {
       want = lua_tointeger(L, -1);
-      luaL_argcheck(L, lua_isinteger(L, -1) && want > 0, 3, "document must be a positive integer");
+      if (!lua_isinteger(L, -1) || want <= 0)
+        return luaL_error(L, "yaml.locate: document must be a positive integer");
     }
     lua_pop(L, 1);
   }
@@ -1407,7 +1425,8 @@ static int l_yaml_locate(lua_State *L) {
   b = lua_newuserdatauv(L, sizeof *b, 0);
   memset(b, 0, sizeof *b);
   luaL_setmetatable(L, LOCATOR_MT);
-  if (!yaml_parser_initialize(&b->parser.parser)) return luaL_error(L, "yaml: out of memory");
+  if (!yaml_parser_initialize(&b->parser.parser))
+    return luaL_error(L, "yaml.locate: out of memory");
   b->parser.parser_live = 1;
   yaml_parser_set_input_string(&b->parser.parser, (const unsigned char *)d.input, d.input_len);
   d.box = &b->parser;
@@ -1441,36 +1460,30 @@ static int l_yaml_locate(lua_State *L) {
   }
   locator_box_free(b);
   lua_settop(L, 2);
-  if (!ok) {
-    relish_fail(L, "parse", "yaml: line %d, column %d: %s", (int)d.line, (int)d.column, d.msg);
-    lua_pushinteger(L, (lua_Integer)d.line);
-    lua_setfield(L, -2, "line");
-    lua_pushinteger(L, (lua_Integer)d.column);
-    lua_setfield(L, -2, "column");
-    return 2;
-  }
+  if (!ok) return dec_raise(&d);
   if (best < 0) {
-    if (want) return relish_fail(L, "not_found", "yaml.locate: there is no document %d", (int)want);
-    return relish_fail(L, "not_found", "yaml.locate: the text has no document");
+    if (want)
+      return relish_raise(L, "not_found", "yaml.locate: there is no document %d", (int)want);
+    return relish_raise(L, "not_found", "yaml.locate: the text has no document");
   }
   loc_push_path(L, 1, n);
   if (best == n) {
-    relish_fail(L, "invalid", "yaml.locate: %s is %s, not a scalar (document %d)",
-                lua_tostring(L, -1), loc_kinds[best_type], (int)best_doc);
+    relish_push_error(L, "invalid", "yaml.locate: %s is %s, not a scalar (document %d)",
+                      lua_tostring(L, -1), loc_kinds[best_type], (int)best_doc);
   } else if (best_type == LN_ALIAS) {
     loc_push_path(L, 1, best);
-    relish_fail(L, "invalid", "yaml.locate: %s passes through an alias at %s (document %d)",
-                lua_tostring(L, -2), lua_tostring(L, -1), (int)best_doc);
+    relish_push_error(L, "invalid", "yaml.locate: %s passes through an alias at %s (document %d)",
+                      lua_tostring(L, -2), lua_tostring(L, -1), (int)best_doc);
   } else {
     loc_push_path(L, best + 1, best + 1);
     loc_push_path(L, 1, best);
-    relish_fail(L, "not_found", "yaml.locate: no %s: %s%s has no %s (document %d)",
-                lua_tostring(L, -3), best ? "" : "the document", lua_tostring(L, -1),
-                lua_tostring(L, -2), (int)best_doc);
+    relish_push_error(L, "not_found", "yaml.locate: no %s: %s%s has no %s (document %d)",
+                      lua_tostring(L, -3), best ? "" : "the document", lua_tostring(L, -1),
+                      lua_tostring(L, -2), (int)best_doc);
   }
   lua_pushvalue(L, 3);
   lua_setfield(L, -2, "path");
-  return 2;
+  return lua_error(L);
 }
 
 /* ---- module ------------------------------------------------------------ */

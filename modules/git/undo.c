@@ -122,10 +122,8 @@ int l_git_undo(lua_State *L) {
     lua_call(L, 1, 1);
     lua_getfield(L, -1, "decode");
     lua_pushvalue(L, 2);
-    lua_call(L, 1, 2);
-    if (!lua_istable(L, -2))
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) /* decode raises */
       return luaL_error(L, "git.undo: the %s undo record is not a JSON object", kind);
-    lua_pop(L, 1);
     lua_replace(L, 2);
   }
   luaL_checktype(L, 2, LUA_TTABLE);

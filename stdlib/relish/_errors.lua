@@ -11,20 +11,47 @@ function M.value(kind, fmt, ...)
   return setmetatable({ kind = kind, code = kind, message = string.format(fmt, ...) }, M.MT)
 end
 
+local SELF = debug.getinfo(1, "S").source
+
 -- usage_for(source) -> usage(fname, msg), which raises "fname: msg" located
 -- at the first caller outside the file of that chunk source (a module passes
 -- its own, debug.getinfo(1, "S").source, so calls between its functions are
--- skipped).
+-- skipped, and so are those of this file: check_options).
 function M.usage_for(source)
   return function(fname, msg)
     local level = 2
     while true do
       local info = debug.getinfo(level, "S")
-      if not info or info.source ~= source then break end
+      if not info or (info.source ~= source and info.source ~= SELF) then break end
       level = level + 1
     end
     error(fname .. ": " .. msg, level)
   end
+end
+
+-- check_options(usage, fname, opts, known [, within]) -> opts ({} for nil):
+-- the options of fname must be a table whose keys are all in the set known,
+-- else a usage error worded as the host's relish_checkopts: "fname: options
+-- must be a table, got T", "fname: unknown option 'k' (did you mean 'x'?)".
+-- within prefixes the keys of an option that is itself a table ("push.").
+function M.check_options(usage, fname, opts, known, within)
+  within = within or ""
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    usage(fname, (within == "" and "options" or within:sub(1, -2)) .. " must be a table, got " .. type(opts))
+  end
+  for k in pairs(opts) do
+    if not known[k] then
+      if type(k) ~= "string" then usage(fname, "unknown option " .. within .. tostring(k)) end
+      local names = {}
+      for name in pairs(known) do names[#names + 1] = name end
+      table.sort(names)
+      local near = require("relish._host").nearest(k, names)
+      usage(fname, string.format("unknown option '%s%s'%s", within, k,
+        near and string.format(" (did you mean '%s%s'?)", within, near) or ""))
+    end
+  end
+  return opts
 end
 
 -- invalid(msg): raises the error of bad input from a user (a recipe, a param,

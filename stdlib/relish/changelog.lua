@@ -8,14 +8,25 @@ local M = {}
 -- Raises a usage error located at the first caller outside this file.
 local usage = errors.usage_for(debug.getinfo(1, "S").source)
 
+-- Raises the error value of a failure: the step fails (try returns it).
+local function fail(kind, fmt, ...)
+  error(errors.value(kind, fmt, ...), 0)
+end
+
+-- The version of v (a version or a string, else misuse) for fname's option
+-- or argument `what`; text that is not a version raises "invalid".
+local function version_of(fname, what, v)
+  if getmetatable(v) ~= semver.Version and type(v) ~= "string" then
+    usage(fname, what .. " must be a version or a string, got " .. type(v))
+  end
+  local ok = errors.try(semver.parse, v)
+  if not ok then fail("invalid", "%s: %s %q is not a semantic version", fname, what, tostring(v)) end
+  return ok
+end
+
 -- The options table of fname: a table (or nil) whose keys are all known.
 local function check_opts(fname, opts, known)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then usage(fname, "options must be a table, got " .. type(opts)) end
-  for k in pairs(opts) do
-    if not known[k] then usage(fname, string.format("unknown option '%s'", tostring(k))) end
-  end
-  return opts
+  return errors.check_options(usage, fname, opts, known)
 end
 
 local byte, find, sub, match = string.byte, string.find, string.sub, string.match
@@ -164,7 +175,8 @@ end
 -- false and its first line as description (a git revert's "Revert \"...\""
 -- gets type "revert").
 function M.parse(message, into)
-  if type(message) ~= "string" then usage("changelog.parse", "message must be a string") end
+  if type(message) ~= "string" then usage("changelog.parse", "expected a string, got " .. type(message)) end
+  if into ~= nil and type(into) ~= "table" then usage("changelog.parse", "into must be a table, got " .. type(into)) end
   local c = into
   if c == nil then
     c = { message = message }
@@ -246,12 +258,9 @@ end
 -- bump(commits [, current]) -> "major" | "minor" | "patch" | nil. While the
 -- major version is 0 (initial development, semver §4) a breaking change
 -- bumps the minor version: going to 1.0.0 is a decision, not a side effect.
-function M.bump(commits, current)
-  if type(commits) ~= "table" then usage("changelog.bump", "commits must be a list") end
-  local v = current and semver.parse(current)
-  if current and not v then
-    usage("changelog.bump", string.format("%q is not a semantic version", tostring(current)))
-  end
+local function bump(fname, commits, current)
+  if type(commits) ~= "table" then usage(fname, "commits must be a list, got " .. type(commits)) end
+  local v = current ~= nil and version_of(fname, "current", current)
   local top = 0
   for _, c in ipairs(commits) do
     if c.type == nil and c.conventional == nil and c.message then M.parse(c.message, c) end
@@ -264,22 +273,34 @@ function M.bump(commits, current)
   return NAMES[top]
 end
 
+function M.bump(commits, current)
+  return bump("changelog.bump", commits, current)
+end
+
 -- next_version(current, commits [, {initial=, prefix=}]) -> version | nil:
 -- current bumped as the commits say (nil when none is releasable); without a
 -- current version, the initial one (default 0.1.0).
 local NEXT_OPTS = { initial = true, prefix = true }
 
-function M.next_version(current, commits, opts)
-  opts = check_opts("changelog.next_version", opts, NEXT_OPTS)
+local function next_version(fname, current, commits, opts)
+  if opts.prefix ~= nil and type(opts.prefix) ~= "string" then
+    usage(fname, "prefix must be a string, got " .. type(opts.prefix))
+  end
   if current == nil then
-    local v = semver.parse(opts.initial or "0.1.0")
-    if not v then usage("changelog.next_version", "initial must be a semantic version") end
+    if type(commits) ~= "table" then usage(fname, "commits must be a list, got " .. type(commits)) end
+    -- a fresh copy: the prefix is set on it
+    local v = semver.parse(tostring(version_of(fname, "initial", opts.initial or "0.1.0")))
     if opts.prefix then v.prefix = opts.prefix end
     return v, "initial"
   end
-  local part = M.bump(commits, current)
+  local part = bump(fname, commits, current)
   if not part then return nil end
   return semver.bump(current, part), part
+end
+
+function M.next_version(current, commits, opts)
+  return next_version("changelog.next_version", current, commits,
+    check_opts("changelog.next_version", opts, NEXT_OPTS))
 end
 
 -- ---- release notes -------------------------------------------------------------
@@ -331,7 +352,7 @@ local NOTES_OPTS = { version = true, previous = true, date = true, title = true,
   compare_url = true, merges = true, other = true }
 
 function M.notes(commits, opts)
-  if type(commits) ~= "table" then usage("changelog.notes", "commits must be a list") end
+  if type(commits) ~= "table" then usage("changelog.notes", "expected a list of commits, got " .. type(commits)) end
   opts = check_opts("changelog.notes", opts, NOTES_OPTS)
   local version = opts.version and tostring(opts.version) or nil
   if opts.version and getmetatable(opts.version) == semver.Version then version = opts.version:tag() end
@@ -371,8 +392,8 @@ end
 -- prepend(changelog_text, section) -> the text with section as its newest
 -- entry: after the title and introduction, before the first "## " heading.
 function M.prepend(text, section)
-  if text ~= nil and type(text) ~= "string" then usage("changelog.prepend", "text must be a string or nil") end
-  if type(section) ~= "string" then usage("changelog.prepend", "section must be a string") end
+  if text ~= nil and type(text) ~= "string" then usage("changelog.prepend", "expected a string or nil, got " .. type(text)) end
+  if type(section) ~= "string" then usage("changelog.prepend", "section must be a string, got " .. type(section)) end
   section = section:gsub("\n*$", "") .. "\n"
   if text == nil or not text:find("%S") then
     return "# Changelog\n\n" .. section
@@ -390,20 +411,22 @@ end
 
 local function check_repo(repo, fname)
   if type(repo) ~= "userdata" and type(repo) ~= "table" then
-    usage(fname, "repo must be a repository from relish.git (git.open)")
+    usage(fname, "expected a repository from relish.git (git.open), got " .. type(repo))
   end
 end
 
--- commits(repo [, {from=, to=, paths=, merges=}]) -> list | nil, err: the
--- commits in from..to (newest first), each the git log record with the
--- parsed fields added. Merge commits are left out unless merges = true.
+-- commits(repo [, {from=, to=, paths=, merges=}]) -> list: the commits in
+-- from..to (newest first), each the git log record with the parsed fields
+-- added. Merge commits are left out unless merges = true. relish.git's
+-- errors (an unknown ref: not_found) are raised as they are.
 local COMMITS_OPTS = { from = true, to = true, paths = true, merges = true }
 
 function M.commits(repo, opts)
   check_repo(repo, "changelog.commits")
   opts = check_opts("changelog.commits", opts, COMMITS_OPTS)
+  -- (the nil, err check: for a relish.git that does not raise yet)
   local log, err = repo:log { from = opts.from, to = opts.to, paths = opts.paths }
-  if not log then return nil, err end
+  if not log then error(err, 0) end
   local out = {}
   -- parsing adds fields to thousands of records that all stay reachable:
   -- the collector is paused meanwhile (as relish.json and repo:log do), else
@@ -423,22 +446,26 @@ function M.commits(repo, opts)
   return out
 end
 
--- last_tag(repo [, {prefix=, prerelease=}]) -> tag record | nil: the highest
--- semantic version among the tags named prefix .. version (prefix "v" by
--- default; pre-releases only with prerelease = true).
+-- last_tag(repo [, {prefix=, prerelease=}]) -> tag record, version | nil:
+-- the highest semantic version among the tags named prefix .. version
+-- (prefix "v" by default; pre-releases only with prerelease = true); nil
+-- when there is none (not a failure).
 local LAST_TAG_OPTS = { prefix = true, prerelease = true }
 
 function M.last_tag(repo, opts)
   check_repo(repo, "changelog.last_tag")
   opts = check_opts("changelog.last_tag", opts, LAST_TAG_OPTS)
   local prefix = opts.prefix or "v"
+  if type(prefix) ~= "string" then usage("changelog.last_tag", "prefix must be a string, got " .. type(prefix)) end
+  -- (the nil, err check: for a relish.git that does not raise yet)
   local tags, err = repo:tags()
-  if not tags then return nil, err end
+  if not tags then error(err, 0) end
   local best, best_v
   for _, t in ipairs(tags) do
-    if t.name:sub(1, #prefix) == prefix then
-      local v = semver.parse(t.name:sub(#prefix + 1))
-      if v and v.prefix == "" and (opts.prerelease or not v:is_prerelease()) then
+    local name = t.name
+    if name:sub(1, #prefix) == prefix and semver.valid(name:sub(#prefix + 1)) then
+      local v = semver.parse(name:sub(#prefix + 1))
+      if v.prefix == "" and (opts.prerelease or not v:is_prerelease()) then
         if not best_v or semver.compare(v, best_v) > 0 then best, best_v = t, v end
       end
     end
@@ -446,7 +473,7 @@ function M.last_tag(repo, opts)
   return best, best_v
 end
 
--- release(repo [, opts]) -> plan | nil, err. What the next release would be:
+-- release(repo [, opts]) -> plan. What the next release would be:
 --   opts: to (default "HEAD"), from (default: the last tag), prefix ("v"),
 --         initial ("0.1.0"), bump (force "major" | "minor" | "patch"),
 --         version (force an exact version), date, commit_url, compare_url
@@ -464,42 +491,40 @@ function M.release(repo, opts)
   if opts.bump ~= nil and not LEVEL[opts.bump] then
     usage("changelog.release", "bump must be \"major\", \"minor\" or \"patch\"")
   end
-  local forced
-  if opts.version ~= nil then
-    local v = semver.parse(opts.version)
-    if not v then
-      return nil, errors.value("invalid", "changelog.release: version %q is not a semantic version", tostring(opts.version))
-    end
-    forced = v -- copied, prefix-free, with the other versions below
+  if opts.from ~= nil and type(opts.from) ~= "string" then
+    usage("changelog.release", "from must be a string, got " .. type(opts.from))
   end
+  -- the versions given are read before the repository is
+  local forced = opts.version ~= nil and version_of("changelog.release", "version", opts.version)
+  local initial = version_of("changelog.release", "initial", opts.initial or "0.1.0")
   local prev_tag, prev_v, from = nil, nil, opts.from
   if from == nil then
     prev_tag, prev_v = M.last_tag(repo, { prefix = prefix })
-    if not prev_tag and prev_v then return nil, prev_v end -- an error value
     if prev_tag then from = prev_tag.target end
   else
-    prev_v = semver.parse((tostring(from):gsub("^" .. prefix:gsub("%p", "%%%0"), "")))
+    -- a from that is not a version tag (a commit id) has no version
+    local text = from:gsub("^" .. prefix:gsub("%p", "%%%0"), "")
+    prev_v = semver.valid(text) and semver.parse(text) or nil
     prev_tag = { name = from }
   end
-  local commits, err = M.commits(repo, { from = from, to = opts.to, merges = opts.merges })
-  if not commits then return nil, err end
+  local commits = M.commits(repo, { from = from, to = opts.to, merges = opts.merges })
   local version, how
   if forced then
-    version, how = forced, "forced"
+    version, how = forced, "forced" -- copied, prefix-free, with the other versions below
   elseif opts.bump then
-    version = prev_v and semver.bump(prev_v, opts.bump) or semver.parse(opts.initial or "0.1.0")
+    version = prev_v and semver.bump(prev_v, opts.bump) or initial
     how = "forced"
   elseif prev_v then
-    version, how = M.next_version(prev_v, commits)
+    version, how = next_version("changelog.release", prev_v, commits, {})
   elseif #commits > 0 then
-    version, how = M.next_version(nil, commits, { initial = opts.initial })
+    version, how = next_version("changelog.release", nil, commits, { initial = initial })
   end
   local plan = { previous = prev_tag and prev_tag.name or nil, previous_version = prev_v,
     commits = commits, bump = how, releasable = version ~= nil }
   if version then
     version = semver.parse(tostring(version)) -- a fresh copy, prefix-free
     if prev_v and semver.compare(version, prev_v) <= 0 then
-      return nil, errors.value("invalid", "changelog.release: version %s is not above the last release %s",
+      fail("invalid", "changelog.release: version %s is not above the last release %s",
         tostring(version), tostring(prev_v))
     end
     plan.version = version

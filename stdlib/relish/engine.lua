@@ -523,7 +523,7 @@ function M.apply(opts)
   if not fh then invalid("cannot open plan " .. opts.plan) end
   local text = fh:read("a")
   fh:close()
-  local plan, err = json.decode(text)
+  local plan, err = require("relish._errors").try(json.decode, text)
   if not plan or type(plan) ~= "table" or plan.relish_plan ~= 1 or type(plan.actions) ~= "table" then
     invalid(opts.plan .. ": not a relish plan" .. (err and (" (" .. tostring(err) .. ")") or ""))
   end

@@ -9,25 +9,33 @@ local M = {}
 -- Raises a usage error located at the first caller outside this file.
 local usage = errors.usage_for(debug.getinfo(1, "S").source)
 
+-- opts must be a table of known keys; within names the keys of an option
+-- that is itself a table ("push.").
+local function check_fields(fname, opts, known, within)
+  if opts == nil then usage(fname, "options must be a table, got nil") end
+  errors.check_options(usage, fname, opts, known, within)
+end
+
+-- Raises the error value of a failure: the step fails (try returns it).
 local function fail(kind, fmt, ...)
-  return nil, errors.value(kind, fmt, ...)
+  error(errors.value(kind, fmt, ...), 0)
 end
 
 -- ---- paths ------------------------------------------------------------------
 
--- parse_path("spec.template.spec.containers[name=app].image") -> list of
--- keys, 1-based indices and "key=value" selectors; ["a.b"] quotes a key.
-function M.parse_path(s)
+-- parse(s) -> list of keys, 1-based indices and "key=value" selectors |
+-- nil, why: the path is the recipe's own text, so a bad one is misuse.
+local function parse(s)
   if type(s) == "table" then
     if #s == 0 then return nil, "the path is empty" end
     for i, e in ipairs(s) do
-      if type(e) ~= "string" and math.type(e) ~= "integer" then
-        return nil, string.format("path element %d must be a string or an integer", i)
+      if type(e) ~= "string" and not (math.type(e) == "integer" and e > 0) then
+        return nil, string.format("path element %d must be a string or a positive integer", i)
       end
     end
     return s
   end
-  if type(s) ~= "string" then return nil, "the path must be a string or a list" end
+  if type(s) ~= "string" then return nil, "path must be a string or a list, got " .. type(s) end
   local out, i, n = {}, 1, #s
   while i <= n do
     local c = s:sub(i, i)
@@ -69,9 +77,16 @@ function M.parse_path(s)
 end
 
 local function check_path(fname, path)
-  local p, err = M.parse_path(path)
+  local p, err = parse(path)
   if not p then usage(fname, err) end
   return p
+end
+
+-- parse_path("spec.template.spec.containers[name=app].image") -> list of
+-- keys, 1-based indices and "key=value" selectors; ["a.b"] quotes a key.
+-- A malformed path is misuse.
+function M.parse_path(s)
+  return check_path("gitops.parse_path", s)
 end
 
 local function path_text(path)
@@ -191,26 +206,42 @@ local function same_value(decoded, value)
   return decoded == value
 end
 
--- get(text, path [, {document=}]) -> value (the scalar's text), info | nil, err
+local LOCATE_FIELDS = { document = true }
+
+-- The {document=} options of get and set, checked here so that misuse is
+-- reported at the caller, not inside yaml.locate.
+local function check_locate_opts(fname, opts)
+  if opts == nil then return nil end
+  check_fields(fname, opts, LOCATE_FIELDS)
+  local d = opts.document
+  if d ~= nil and not (math.type(d) == "integer" and d > 0) then
+    usage(fname, "document must be a positive integer, got " .. (math.type(d) or type(d)))
+  end
+  return opts
+end
+
+-- get(text, path [, {document=}]) -> value (the scalar's text), info; raises
+-- not_found, invalid or parse (yaml.locate's errors).
 function M.get(text, path, opts)
-  if type(text) ~= "string" then usage("gitops.get", "text must be a string") end
+  if type(text) ~= "string" then usage("gitops.get", "expected a string, got " .. type(text)) end
   local p = check_path("gitops.get", path)
+  opts = check_locate_opts("gitops.get", opts)
   local start, stop, info = yaml.locate(text, p, opts)
-  if not start then return nil, stop end
   info.start, info.stop = start, stop
   return info.value, info
 end
 
--- set(text, path, value [, {document=}]) -> new_text, old_value, info | nil, err.
+-- set(text, path, value [, {document=}]) -> new_text, old_value, info; raises
+-- like get, and invalid when the value cannot be written in place.
 -- Only the bytes of that value change; everything else stays as it was.
-function M.set(text, path, value, opts)
-  if type(text) ~= "string" then usage("gitops.set", "text must be a string") end
-  local p = check_path("gitops.set", path)
-  check_value("gitops.set", value)
+local function set(fname, text, path, value, opts)
+  if type(text) ~= "string" then usage(fname, "expected a string, got " .. type(text)) end
+  local p = check_path(fname, path)
+  check_value(fname, value)
+  opts = check_locate_opts(fname, opts)
   local start, stop, info = yaml.locate(text, p, opts)
-  if not start then return nil, stop end
   if info.style == "literal" or info.style == "folded" then
-    return fail("invalid", "gitops.set: %s is a block scalar (%s); only one-line values can be set",
+    fail("invalid", "gitops.set: %s is a block scalar (%s); only one-line values can be set",
       path_text(p), info.style == "literal" and "|" or ">")
   end
   local new_text = render(value, info.style)
@@ -226,24 +257,28 @@ function M.set(text, path, value, opts)
   end
   local out = before .. new_text .. after
   -- the edit must read back as the value asked for, in a document that parses
-  local s2, e2, info2 = yaml.locate(out, p, { document = info.document })
+  local s2, e2 = errors.try(yaml.locate, out, p, { document = info.document })
   if not s2 then
-    return fail("invalid", "gitops.set: writing %s at %s would break the document: %s", new_text,
+    fail("invalid", "gitops.set: writing %s at %s would break the document: %s", new_text,
       path_text(p), tostring(e2))
   end
-  local docs, derr = yaml.decode_all(out)
+  local docs, derr = errors.try(yaml.decode_all, out)
   if not docs then
-    return fail("invalid", "gitops.set: writing %s at %s would break the file: %s", new_text, path_text(p),
+    fail("invalid", "gitops.set: writing %s at %s would break the file: %s", new_text, path_text(p),
       tostring(derr))
   end
   if not same_value(walk(docs[info.document], p), value) then
-    return fail("invalid", "gitops.set: %s at %s would not read back as %s", new_text, path_text(p),
+    fail("invalid", "gitops.set: %s at %s would not read back as %s", new_text, path_text(p),
       tostring(value))
   end
   info.start, info.stop, info.text = start, stop, text:sub(start, stop - 1)
   info.new_text, info.new_value = new_text, value
   info.path = path_text(p)
   return out, info.value, info
+end
+
+function M.set(text, path, value, opts)
+  return set("gitops.set", text, path, value, opts)
 end
 
 -- ---- the three shapes --------------------------------------------------------
@@ -273,8 +308,7 @@ end
 -- Finds the one document and path of container `name` (containers first,
 -- then initContainers) in a workload; kind and resource narrow the search.
 local function find_container(text, opts)
-  local docs, err = yaml.decode_all(text)
-  if not docs then return nil, err end
+  local docs = yaml.decode_all(text)
   local found = {}
   for d, doc in ipairs(docs) do
     if type(doc) == "table" and (not opts.kind or doc.kind == opts.kind) and
@@ -294,38 +328,33 @@ local function find_container(text, opts)
   end
   local what = string.format("container %q%s%s", opts.container, opts.kind and (" in a " .. opts.kind) or "",
     opts.name and (" of " .. opts.name) or "")
-  if #found == 0 then return fail("not_found", "gitops.set_image: no %s with an image", what) end
+  if #found == 0 then fail("not_found", "gitops.set_image: no %s with an image", what) end
   if #found > 1 then
-    return fail("invalid", "gitops.set_image: %d documents have a %s: pass kind= or name= to pick one", #found, what)
+    fail("invalid", "gitops.set_image: %d documents have a %s: pass kind= or name= to pick one", #found, what)
   end
   return found[1]
 end
 
 local IMAGE_FIELDS = { container = true, image = true, tag = true, digest = true, kind = true, name = true }
 
-local function check_fields(fname, opts, known)
-  if type(opts) ~= "table" then usage(fname, "takes a table of options") end
-  for k in pairs(opts) do
-    if not known[k] then usage(fname, string.format("unknown option '%s'", tostring(k))) end
-  end
-end
-
 local function check_string(fname, opts, key, pattern)
   local v = opts[key]
   if v == nil then return end
-  if type(v) ~= "string" or v == "" then usage(fname, key .. " must be a non-empty string") end
+  if type(v) ~= "string" or v == "" then
+    usage(fname, key .. " must be a non-empty string, got " .. (v == "" and '""' or type(v)))
+  end
   if pattern and not v:match(pattern) then usage(fname, string.format("%s %q is malformed", key, v)) end
 end
 
 -- set_image(text, {container=, image= | tag= | digest=, kind=, name=}) ->
--- new_text, old_image, info | nil, err: the image of a container in a
+-- new_text, old_image, info (raises not_found, invalid, parse): the image of a container in a
 -- Deployment (StatefulSet, DaemonSet, Job, CronJob, Pod). tag and digest
 -- keep the image's repository.
 function M.set_image(text, opts)
-  if type(text) ~= "string" then usage("gitops.set_image", "text must be a string") end
+  if type(text) ~= "string" then usage("gitops.set_image", "expected a string, got " .. type(text)) end
   check_fields("gitops.set_image", opts, IMAGE_FIELDS)
   check_string("gitops.set_image", opts, "container")
-  if not opts.container then usage("gitops.set_image", "container is required") end
+  if opts.container == nil then usage("gitops.set_image", "container is required") end
   check_string("gitops.set_image", opts, "image", "^[^%s]+$")
   check_string("gitops.set_image", opts, "tag", "^[%w_][%w_.%-]*$")
   check_string("gitops.set_image", opts, "digest", "^[%w+._-]+:%x+$")
@@ -333,27 +362,26 @@ function M.set_image(text, opts)
   check_string("gitops.set_image", opts, "name")
   local n = (opts.image and 1 or 0) + (opts.tag and 1 or 0) + (opts.digest and 1 or 0)
   if n ~= 1 then usage("gitops.set_image", "give exactly one of image, tag and digest") end
-  local where, err = find_container(text, opts)
-  if not where then return nil, err end
+  local where = find_container(text, opts)
   local old = M.get(text, where.path, { document = where.document })
   local image = opts.image
   if not image then
     local repo = M.split_image(old)
     image = opts.tag and (repo .. ":" .. opts.tag) or (repo .. "@" .. opts.digest)
   end
-  return M.set(text, where.path, image, { document = where.document })
+  return set("gitops.set_image", text, where.path, image, { document = where.document })
 end
 
 local KUSTOMIZE_FIELDS = { name = true, tag = true, new_name = true, digest = true }
 
 -- set_kustomize_image(text, {name=, tag= | new_name= | digest=}) -> new_text,
--- old_value, info | nil, err: newTag, newName or digest of the images: entry
+-- old_value, info (raises not_found, invalid, parse): newTag, newName or digest of the images: entry
 -- named name in a kustomization.yaml. The field must be written already.
 function M.set_kustomize_image(text, opts)
-  if type(text) ~= "string" then usage("gitops.set_kustomize_image", "text must be a string") end
+  if type(text) ~= "string" then usage("gitops.set_kustomize_image", "expected a string, got " .. type(text)) end
   check_fields("gitops.set_kustomize_image", opts, KUSTOMIZE_FIELDS)
   check_string("gitops.set_kustomize_image", opts, "name")
-  if not opts.name then usage("gitops.set_kustomize_image", "name is required") end
+  if opts.name == nil then usage("gitops.set_kustomize_image", "name is required") end
   check_string("gitops.set_kustomize_image", opts, "tag", "^[%w_][%w_.%-]*$")
   check_string("gitops.set_kustomize_image", opts, "new_name", "^[^%s]+$")
   check_string("gitops.set_kustomize_image", opts, "digest", "^[%w+._-]+:%x+$")
@@ -361,22 +389,26 @@ function M.set_kustomize_image(text, opts)
   if n ~= 1 then usage("gitops.set_kustomize_image", "give exactly one of tag, new_name and digest") end
   local field = opts.tag and "newTag" or opts.new_name and "newName" or "digest"
   local value = opts.tag or opts.new_name or opts.digest
-  local out, old, info = M.set(text, { "images", "name=" .. opts.name, field }, value)
+  local out, old, info = errors.try(set, "gitops.set_kustomize_image", text,
+    { "images", "name=" .. opts.name, field }, value)
   if not out then
     if old.kind == "not_found" then
-      return fail("not_found", "gitops.set_kustomize_image: no images entry named %q with a %s field " ..
+      fail("not_found", "gitops.set_kustomize_image: no images entry named %q with a %s field " ..
         "(add `%s:` to it once by hand; relish changes values, it does not add fields)", opts.name, field, field)
     end
-    return nil, old
+    error(old, 0)
   end
   return out, old, info
 end
 
--- set_helm_value(text, key, value) -> new_text, old_value, info | nil, err:
--- key is a dotted path into values.yaml ("image.tag").
+-- set_helm_value(text, key, value) -> new_text, old_value, info (raises as
+-- set): key is a dotted path into values.yaml ("image.tag").
 function M.set_helm_value(text, key, value)
-  if type(key) ~= "string" or key == "" then usage("gitops.set_helm_value", "key must be a dotted path like \"image.tag\"") end
-  return M.set(text, key, value)
+  if type(key) ~= "string" or key == "" then
+    usage("gitops.set_helm_value", "key must be a dotted path like \"image.tag\", got " ..
+      (key == "" and '""' or type(key)))
+  end
+  return set("gitops.set_helm_value", text, key, value)
 end
 
 -- The change an update or a plan makes to one text: a function of the text.
@@ -392,15 +424,20 @@ local function edit_of(fname, opts)
   if opts.path ~= nil then
     check_path(fname, opts.path)
     check_value(fname, opts.value)
+    check_locate_opts(fname, { document = opts.document })
     return function(text) return M.set(text, opts.path, opts.value, { document = opts.document }) end,
       path_text(opts.path), opts.value
   elseif opts.image ~= nil then
-    if type(opts.image) ~= "table" then usage(fname, "image must be a table {container=, tag=|image=|digest=}") end
+    if type(opts.image) ~= "table" then
+      usage(fname, "image must be a table {container=, tag=|image=|digest=}, got " .. type(opts.image))
+    end
     local what = opts.image.image or opts.image.tag or opts.image.digest
     return function(text) return M.set_image(text, opts.image) end,
       string.format("image of container %s", tostring(opts.image.container)), what
   elseif opts.kustomize ~= nil then
-    if type(opts.kustomize) ~= "table" then usage(fname, "kustomize must be a table {name=, tag=|new_name=|digest=}") end
+    if type(opts.kustomize) ~= "table" then
+      usage(fname, "kustomize must be a table {name=, tag=|new_name=|digest=}, got " .. type(opts.kustomize))
+    end
     local what = opts.kustomize.tag or opts.kustomize.new_name or opts.kustomize.digest
     return function(text) return M.set_kustomize_image(text, opts.kustomize) end,
       string.format("image %s", tostring(opts.kustomize.name)), what
@@ -412,7 +449,7 @@ local function edit_of(fname, opts)
     return function(text) return M.set_helm_value(text, opts.helm.key, opts.helm.value) end,
       opts.helm.key, opts.helm.value
   end
-  if type(opts.edit) ~= "function" then usage(fname, "edit must be a function(text) -> new_text") end
+  if type(opts.edit) ~= "function" then usage(fname, "edit must be a function(text) -> new_text, got " .. type(opts.edit)) end
   return opts.edit, "edit", nil
 end
 
@@ -422,16 +459,23 @@ local UPDATE_FIELDS = { repo = true, file = true, message = true, author = true,
 for k in pairs(EDIT_FIELDS) do UPDATE_FIELDS[k] = true end
 local PUSH_FIELDS = { remote = true, branch = true, auth = true }
 
-local function read_file(path)
+local function open_repo(git, path)
+  local repo, err = git.open(path) -- (the nil, err check: for a relish.git that does not raise yet)
+  if not repo then error(err, 0) end
+  return repo
+end
+
+local function read_file(fname, path, rel)
   local f, err = io.open(path, "rb")
-  if not f then return nil, err end
+  if not f then fail("not_found", "%s: cannot read %s: %s", fname, rel, tostring(err)) end
   local s = f:read("a")
   f:close()
   return s
 end
 
 -- update{repo=, file=, <edit>, message=, author=, push = {remote=, branch=, auth=} | false}
---   -> result | nil, err
+--   -> result; raises the edit's errors, not_found for a file it cannot read,
+--   and relish.git's (non_fast_forward, auth, network, ...)
 -- <edit> is one of: path= and value= (and document=), image = {...} (as
 -- set_image), kustomize = {...} (as set_kustomize_image), helm = {key=, value=},
 -- or edit = function(text) return new_text end.
@@ -445,51 +489,45 @@ function M.update(opts)
   if type(opts.file) ~= "string" or opts.file == "" or opts.file:match("^/") or opts.file:find("%.%.") then
     usage(fname, "file must be a path relative to the repository's work tree")
   end
-  if opts.message ~= nil and type(opts.message) ~= "string" then usage(fname, "message must be a string") end
+  if opts.message ~= nil and type(opts.message) ~= "string" then
+    usage(fname, "message must be a string, got " .. type(opts.message))
+  end
   local push = opts.push
   if push == nil then push = {} end
   if push ~= false then
-    if type(push) ~= "table" then usage(fname, "push must be a table {remote=, branch=} or false") end
-    check_fields(fname .. " push", push, PUSH_FIELDS)
+    if type(push) ~= "table" then usage(fname, "push must be a table {remote=, branch=} or false, got " .. type(push)) end
+    check_fields(fname, push, PUSH_FIELDS, "push.")
   end
   local edit, what, value = edit_of(fname, opts)
   local git = require "relish.git"
-  local repo, rerr = opts.repo, nil
-  local owned
-  if type(repo) == "string" then
-    repo, rerr = git.open(repo)
-    if not repo then return nil, rerr end
-    owned = repo
-  elseif type(repo) ~= "userdata" then
-    usage(fname, "repo must be a path or a repository from git.open")
+  local repo = opts.repo
+  if type(repo) ~= "string" and type(repo) ~= "userdata" then
+    usage(fname, "repo must be a path or a repository from git.open, got " .. type(repo))
   end
-  local function finish(...)
-    if owned then owned:close() end
-    return ...
-  end
+  -- a repository opened here is closed on every way out, errors included
+  local owned <close> = type(repo) == "string" and open_repo(git, repo) or nil
+  if owned then repo = owned end
   local root = repo:path():gsub("/$", "")
-  local text, ferr = read_file(root .. "/" .. opts.file)
-  if not text then return finish(fail("not_found", "%s: cannot read %s: %s", fname, opts.file, tostring(ferr))) end
+  local text = read_file(fname, root .. "/" .. opts.file, opts.file)
   local new_text, old, info = edit(text)
-  if not new_text then return finish(nil, old) end
-  if type(new_text) ~= "string" then usage(fname, "edit must return the new text") end
+  if type(new_text) ~= "string" then usage(fname, "edit must return the new text, got " .. type(new_text)) end
   local branch = repo:branch()
   local result = { file = opts.file, old = old, new = info and info.new_value or value,
     changed = new_text ~= text, branch = push and push.branch or branch, path = info and info.path or what }
-  if not result.changed then return finish(result) end
+  if not result.changed then return result end
   local message = opts.message or string.format("chore(gitops): set %s in %s to %s", result.path, opts.file,
     tostring(value or "new content"))
   local id, cerr = repo:commit { files = { [opts.file] = new_text }, message = message, author = opts.author }
-  if not id then return finish(nil, cerr) end
+  if not id then error(cerr, 0) end
   result.commit = id
   if push then
-    if not branch then return finish(fail("invalid", "%s: HEAD is detached: no branch to push", fname)) end
+    if not branch then fail("invalid", "%s: HEAD is detached: no branch to push", fname) end
     local spec = "refs/heads/" .. branch .. ":refs/heads/" .. result.branch
     local pushed, perr = repo:push { remote = push.remote or "origin", refspecs = { spec }, auth = push.auth }
-    if not pushed then return finish(nil, perr) end
+    if not pushed then error(perr, 0) end
     result.pushed = pushed
   end
-  return finish(result)
+  return result
 end
 
 return M

@@ -41,7 +41,7 @@ function Response:json()
   if self.planned then
     error(new_error("planned", "a planned response (dry-run) has no body to decode"), 2)
   end
-  local v, err = json.decode(self.body)
+  local v, err = errors.try(json.decode, self.body)
   if v == nil and err ~= nil then
     error(new_error("json", string.format("%s %s: the response is not JSON: %s",
       self.method or "?", self.url or "?", tostring(err))), 2)

@@ -7,8 +7,18 @@ local M = {}
 local Version = { __name = "relish.semver.Version" }
 Version.__index = Version
 
-local function fail(fmt, ...)
-  return nil, errors.value("invalid", fmt, ...)
+-- Raises a usage error located at the first caller outside this file.
+local usage = errors.usage_for(debug.getinfo(1, "S").source)
+
+-- Raises the error value of text that is not a version or a range: data
+-- (a tag, a parameter), so a failure of the step that try can catch.
+local function invalid(fname, why)
+  error(errors.value("invalid", "%s: %s", fname, why), 0)
+end
+
+-- opts must be nil or a table of known keys.
+local function check_opts(fname, opts, known)
+  return errors.check_options(usage, fname, opts, known)
 end
 
 -- A numeric identifier: digits without a leading zero (except "0" itself).
@@ -49,17 +59,15 @@ local function core_number(s, text, what)
   return n
 end
 
--- parse(s) -> version | nil, err: MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD], with
--- an optional leading "v" or "V" (as in tags), kept as version.prefix.
-function M.parse(s)
-  if getmetatable(s) == Version then return s end
-  if type(s) ~= "string" then return fail("semver.parse: expected a string, got %s", type(s)) end
+-- parse(s) -> version | nil, why: MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD],
+-- with an optional leading "v" or "V" (as in tags), kept as version.prefix.
+local function parse(s)
   local text = s
   local prefix = ""
   if s:match("^[vV]%d") then prefix, s = s:sub(1, 1), s:sub(2) end
   local core, rest = s:match("^(%d+%.%d+%.%d+)(.*)$")
   if not core then
-    return fail("%q is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.4.2)", text)
+    return nil, string.format("%q is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.4.2)", text)
   end
   local nums, err = {}, nil
   local names = { "major", "minor", "patch" }
@@ -67,35 +75,56 @@ function M.parse(s)
   for part in core:gmatch("%d+") do
     i = i + 1
     nums[i], err = core_number(part, text, names[i])
-    if not nums[i] then return fail("%s", err) end
+    if not nums[i] then return nil, err end
   end
   local pre, build = {}, {}
   local pre_text, build_text = rest:match("^%-([^+]*)(.*)$")
   if pre_text then
     pre, err = split_ids(pre_text, "pre-release", text, false)
-    if not pre then return fail("%s", err) end
+    if not pre then return nil, err end
     rest = build_text
   end
   if rest ~= "" then
     local b = rest:match("^%+(.*)$")
-    if not b then return fail("%q is not a semantic version: unexpected %q", text, rest) end
+    if not b then return nil, string.format("%q is not a semantic version: unexpected %q", text, rest) end
     build, err = split_ids(b, "build metadata", text, true)
-    if not build then return fail("%s", err) end
+    if not build then return nil, err end
   end
   return new(nums[1], nums[2], nums[3], pre, build, prefix)
 end
 
--- valid(s) -> boolean
-function M.valid(s)
-  return M.parse(s) ~= nil
+-- v must be a string or a value of metatable mt (what: "version",
+-- "range"), else misuse; which names the argument when it is not fname's
+-- first. Every argument's type is checked before any text is read.
+local function need(v, mt, what, fname, which)
+  if getmetatable(v) ~= mt and type(v) ~= "string" then
+    usage(fname, (which and (which .. " must be") or "expected") .. " a " .. what .. " or a string, got " .. type(v))
+  end
 end
 
--- The version of v (a version or a string); raises on anything else (misuse).
-local function check(v, fname)
+-- The version of v (a version or a string) for fname: text that is not a
+-- version raises "invalid"; any other type is misuse.
+local function check(v, fname, which)
   if getmetatable(v) == Version then return v end
-  local r, err = M.parse(v)
-  if not r then error(fname .. ": " .. err.message, 3) end
+  need(v, Version, "version", fname, which)
+  local r, why = parse(v)
+  if not r then invalid(fname, why) end
   return r
+end
+
+-- parse(s) -> version; raises "invalid" when s is not a semantic version.
+function M.parse(s)
+  if getmetatable(s) == Version then return s end
+  if type(s) ~= "string" then usage("semver.parse", "expected a string, got " .. type(s)) end
+  return check(s, "semver.parse")
+end
+
+-- valid(s) -> boolean: whether the string s is a semantic version. A
+-- predicate: it never raises on a string.
+function M.valid(s)
+  if getmetatable(s) == Version then return true end
+  if type(s) ~= "string" then usage("semver.valid", "expected a string, got " .. type(s)) end
+  return parse(s) ~= nil
 end
 
 function Version.__tostring(v)
@@ -148,13 +177,17 @@ local function compare(a, b)
 end
 
 -- compare(a, b) -> -1 | 0 | 1 by precedence (build metadata ignored)
-function M.compare(a, b)
-  return compare(check(a, "semver.compare"), check(b, "semver.compare"))
+local function compare_as(fname, a, b)
+  need(a, Version, "version", fname)
+  need(b, Version, "version", fname, "b")
+  return compare(check(a, fname), check(b, fname, "b"))
 end
 
+function M.compare(a, b) return compare_as("semver.compare", a, b) end
+
 function Version.__eq(a, b) return compare(a, b) == 0 end
-function Version.__lt(a, b) return compare(check(a, "semver <"), check(b, "semver <")) < 0 end
-function Version.__le(a, b) return compare(check(a, "semver <="), check(b, "semver <=")) <= 0 end
+function Version.__lt(a, b) return compare_as("semver <", a, b) < 0 end
+function Version.__le(a, b) return compare_as("semver <=", a, b) <= 0 end
 
 function Version:is_prerelease() return #self.prerelease > 0 end
 
@@ -168,19 +201,20 @@ end
 -- git tags: key = "name") or is a function of the entry. Entries that are not
 -- versions ("latest", "nightly") are left out; ties (build metadata) keep
 -- their order by text.
-function M.sort(list, opts)
-  if type(list) ~= "table" then error("semver.sort: list must be a table", 2) end
-  opts = opts or {}
+local SORT_OPTS = { key = true, descending = true }
+
+local function sort(fname, list, opts)
+  if type(list) ~= "table" then usage(fname, "expected a list, got " .. type(list)) end
   local key = opts.key
   if key ~= nil and type(key) ~= "string" and type(key) ~= "function" then
-    error("semver.sort: key must be a field name or a function", 2)
+    usage(fname, "key must be a field name or a function, got " .. type(key))
   end
   local items = {}
   for i, e in ipairs(list) do
     local k = e
     if type(key) == "string" then k = type(e) == "table" and e[key] or nil
     elseif key then k = key(e) end
-    local v = (type(k) == "string" or getmetatable(k) == Version) and M.parse(k) or nil
+    local v = getmetatable(k) == Version and k or (type(k) == "string" and parse(k)) or nil
     if v then items[#items + 1] = { e = e, v = v, text = tostring(k), i = i } end
   end
   table.sort(items, function(x, y)
@@ -197,35 +231,46 @@ function M.sort(list, opts)
   return out
 end
 
+function M.sort(list, opts)
+  return sort("semver.sort", list, check_opts("semver.sort", opts, SORT_OPTS))
+end
+
+-- The version of entry e of a list sorted by sort (so a version).
+local function version_in(e, key)
+  local k = e
+  if type(key) == "string" then k = e[key] elseif key then k = key(e) end
+  return getmetatable(k) == Version and k or parse(k)
+end
+
 -- max(list [, {key=, prerelease=}]) -> the highest version entry, or nil.
 -- Pre-releases count only with prerelease = true.
+local MAX_OPTS = { key = true, prerelease = true }
+
 function M.max(list, opts)
-  opts = opts or {}
-  local sorted = M.sort(list, { key = opts.key, descending = true })
-  for _, e in ipairs(sorted) do
-    local k = e
-    if type(opts.key) == "string" then k = e[opts.key] elseif opts.key then k = opts.key(e) end
-    if opts.prerelease or not M.parse(k):is_prerelease() then return e end
+  opts = check_opts("semver.max", opts, MAX_OPTS)
+  for _, e in ipairs(sort("semver.max", list, { key = opts.key, descending = true })) do
+    if opts.prerelease or not version_in(e, opts.key):is_prerelease() then return e end
   end
   return nil
 end
 
 local BUMPS = { major = true, minor = true, patch = true, prerelease = true, release = true }
+local BUMP_OPTS = { pre = true }
 
 -- bump(v, part [, {pre = "rc"}]) -> new version. part: "major", "minor",
 -- "patch", "prerelease" or "release". Bumping a pre-release to the release it
 -- leads to gives that release (1.3.0-rc.2 bumped "minor" is 1.3.0); build
 -- metadata is dropped; the prefix is kept.
 function M.bump(v, part, opts)
-  v = check(v, "semver.bump")
   if not BUMPS[part] then
-    error(string.format("semver.bump: part must be major, minor, patch, prerelease or release, got %s",
-      tostring(part)), 2)
+    usage("semver.bump", "part must be major, minor, patch, prerelease or release, got " ..
+      (type(part) == "string" and string.format("%q", part) or type(part)))
   end
-  opts = opts or {}
+  opts = check_opts("semver.bump", opts, BUMP_OPTS)
   if opts.pre ~= nil and (type(opts.pre) ~= "string" or not opts.pre:match("^[0-9A-Za-z-]+$")) then
-    error("semver.bump: pre must be an identifier like \"rc\"", 2)
+    usage("semver.bump", "pre must be an identifier like \"rc\"")
   end
+  v = check(v, "semver.bump")
   local ma, mi, pa = v.major, v.minor, v.patch
   local pre = v.prerelease
   local is_pre = #pre > 0
@@ -289,8 +334,8 @@ local function partial(s, text)
   end
   if rest ~= "" then
     if wild then return nil, string.format("range %q: %q: a pre-release needs a full version", text, s) end
-    local v, err = M.parse(string.format("%d.%d.%d%s", out.major, out.minor, out.patch, rest))
-    if not v then return nil, string.format("range %q: %s", text, err.message) end
+    local v, err = parse(string.format("%d.%d.%d%s", out.major, out.minor, out.patch, rest))
+    if not v then return nil, string.format("range %q: %s", text, err) end
     out.prerelease = v.prerelease
   end
   return out
@@ -355,12 +400,10 @@ local function comparators(tok, text)
   return out
 end
 
--- range(s) -> range | nil, err. Alternatives separated by "||"; within one,
+-- range(s) -> range | nil, why. Alternatives separated by "||"; within one,
 -- comparators separated by blanks (or commas) must all hold; "A - B" is
 -- ">=A <=B".
-function M.range(s)
-  if getmetatable(s) == Range then return s end
-  if type(s) ~= "string" then return fail("semver.range: expected a string, got %s", type(s)) end
+local function range(s)
   local text = s
   local sets = {}
   for alt in (s .. "||"):gmatch("(.-)||") do
@@ -376,13 +419,27 @@ function M.range(s)
     else
       for tok in alt:gmatch("%S+") do
         local cs, err = comparators(tok, text)
-        if not cs then return fail("%s", err) end
+        if not cs then return nil, err end
         for _, c in ipairs(cs) do set[#set + 1] = c end
       end
     end
     sets[#sets + 1] = set
   end
   return setmetatable({ sets = sets, text = text }, Range)
+end
+
+-- The range of r (a range or a string) for fname, as check is for versions.
+local function check_range(r, fname, which)
+  if getmetatable(r) == Range then return r end
+  need(r, Range, "range", fname, which)
+  local rr, why = range(r)
+  if not rr then invalid(fname, why) end
+  return rr
+end
+
+-- range(s) -> range; raises "invalid" when s is not a range.
+function M.range(s)
+  return check_range(s, "semver.range")
 end
 
 local function holds(c, v)
@@ -413,10 +470,13 @@ local function set_allows(set, v, include_pre)
   return false
 end
 
+local TEST_OPTS = { prerelease = true }
+
 -- range:test(v [, {prerelease = true}]) -> boolean
 function Range:test(v, opts)
+  if getmetatable(self) ~= Range then usage("range:test", "call it as range:test(v), with a colon") end
   v = check(v, "range:test")
-  local pre = opts and opts.prerelease
+  local pre = check_opts("range:test", opts, TEST_OPTS).prerelease
   for _, set in ipairs(self.sets) do
     if set_allows(set, v, pre) then return true end
   end
@@ -433,27 +493,24 @@ function Range.__tostring(r)
   return table.concat(alts, " || ")
 end
 
-local function check_range(r, fname)
-  local rr, err = M.range(r)
-  if not rr then error(fname .. ": " .. err.message, 3) end
-  return rr
-end
-
--- satisfies(v, range [, {prerelease=}]) -> boolean; raises on a malformed
--- version or range (use semver.parse / semver.range to check input first).
-function M.satisfies(v, range, opts)
-  return check_range(range, "semver.satisfies"):test(check(v, "semver.satisfies"), opts)
+-- satisfies(v, range [, {prerelease=}]) -> boolean; raises "invalid" on a
+-- malformed version or range (try(semver.satisfies, ...) returns it).
+function M.satisfies(v, r, opts)
+  need(r, Range, "range", "semver.satisfies", "range")
+  local v1 = check(v, "semver.satisfies")
+  local r1 = check_range(r, "semver.satisfies", "range")
+  local pre = check_opts("semver.satisfies", opts, TEST_OPTS).prerelease
+  return r1:test(v1, { prerelease = pre })
 end
 
 -- max_satisfying(list, range [, {key=, prerelease=}]) -> the highest entry
 -- of list whose version satisfies range, or nil.
-function M.max_satisfying(list, range, opts)
-  opts = opts or {}
-  local r = check_range(range, "semver.max_satisfying")
-  for _, e in ipairs(M.sort(list, { key = opts.key, descending = true })) do
-    local k = e
-    if type(opts.key) == "string" then k = e[opts.key] elseif opts.key then k = opts.key(e) end
-    if r:test(M.parse(k), opts) then return e end
+function M.max_satisfying(list, r, opts)
+  opts = check_opts("semver.max_satisfying", opts, MAX_OPTS)
+  if type(list) ~= "table" then usage("semver.max_satisfying", "expected a list, got " .. type(list)) end
+  local r1 = check_range(r, "semver.max_satisfying", "range")
+  for _, e in ipairs(sort("semver.max_satisfying", list, { key = opts.key, descending = true })) do
+    if r1:test(version_in(e, opts.key), { prerelease = opts.prerelease }) then return e end
   end
   return nil
 end

@@ -176,6 +176,42 @@ function M.assert_error(fn, pattern, msg)
   return text, err
 end
 
+-- assert_raises(fn, kind, pattern?) -> the error value: fn must fail with a
+-- structured error (a table with a kind, as every module raises at run time)
+-- of that kind, its message matching the Lua pattern when given.
+function M.assert_raises(fn, kind, pattern, msg)
+  local ok, err = pcall(fn)
+  if ok then fail("expected a " .. tostring(kind) .. " error, but the function returned", msg) end
+  if type(err) ~= "table" or type(err.kind) ~= "string" then
+    fail(string.format("expected a %s error value, got %s", tostring(kind), typed(err)), msg)
+  end
+  if err.kind ~= kind then
+    fail(string.format("expected a %s error, got a %s error: %s", tostring(kind), err.kind, tostring(err.message)), msg)
+  end
+  if pattern and not (type(err.message) == "string" and err.message:find(pattern)) then
+    fail(string.format("error message %s does not match pattern %s", M.show(err.message), M.show(pattern)), msg)
+  end
+  return err
+end
+
+-- assert_misuse(fn, message) -> the error text: fn must raise a misuse
+-- error, a plain string located in fn's own lines (at the caller of the
+-- misused function, not inside the module), reading "FILE:LINE: message".
+function M.assert_misuse(fn, message, msg)
+  local info = debug.getinfo(fn, "S")
+  local ok, err = pcall(fn)
+  if ok then fail("expected a misuse error, but the function returned", msg) end
+  if type(err) ~= "string" then fail("expected a misuse error (a string), got " .. typed(err), msg) end
+  local prefix = info.short_src .. ":"
+  local line, text = err:sub(#prefix + 1):match("^(%d+): (.*)$")
+  line = tonumber(line)
+  if err:sub(1, #prefix) ~= prefix or not line or line < info.linedefined or line > info.lastlinedefined then
+    fail(string.format("error %s is not located at the caller (%s%d)", M.show(err), prefix, info.linedefined), msg)
+  end
+  if text ~= message then fail(string.format("expected the message %s, got %s", M.show(message), M.show(text)), msg) end
+  return err
+end
+
 function M.assert_near(actual, expected, eps, msg)
   eps = eps or 1e-9
   if type(actual) ~= "number" or math.abs(actual - expected) > eps then

@@ -3,6 +3,7 @@
 -- same against real repositories made with the git CLI.
 local changelog = require "relish.changelog"
 local semver = require "relish.semver"
+local try = require("relish._errors").try
 
 local parse = changelog.parse
 
@@ -95,8 +96,9 @@ describe("parse", function()
     assert_eq(c.breaking_note, "colours moved")
   end)
 
-  test("misuse raises", function()
-    assert_error(function() parse(nil) end, "changelog.parse: message must be a string")
+  test("misuse raises at the caller's line", function()
+    assert_misuse(function() parse(nil) end, "changelog.parse: expected a string, got nil")
+    assert_misuse(function() parse("fix: x", "c") end, "changelog.parse: into must be a table, got string")
   end)
 end)
 
@@ -139,9 +141,26 @@ describe("the version commits imply", function()
     assert_eq(changelog.next_version(nil, {}, { initial = "1.0.0", prefix = "v" }):tag(), "v1.0.0")
   end)
 
-  test("misuse raises", function()
-    assert_error(function() changelog.bump("feat: x") end, "commits must be a list")
-    assert_error(function() changelog.bump({}, "one") end, "\"one\" is not a semantic version")
+  test("a current or initial version that is not one raises an invalid error value (try returns it)", function()
+    local e = assert_raises(function() changelog.bump({}, "one") end, "invalid")
+    assert_eq(e.message, 'changelog.bump: current "one" is not a semantic version')
+    assert_raises(function() changelog.next_version("1.2", commits { "feat: x" }) end, "invalid",
+      '^changelog%.next_version: current "1%.2" is not')
+    assert_raises(function() changelog.next_version(nil, {}, { initial = "1" }) end, "invalid",
+      '^changelog%.next_version: initial "1" is not')
+    local v, err = try(changelog.bump, {}, "one")
+    assert_nil(v)
+    assert_eq(err.kind, "invalid")
+  end)
+
+  test("misuse raises at the caller's line", function()
+    assert_misuse(function() changelog.bump("feat: x") end, "changelog.bump: commits must be a list, got string")
+    assert_misuse(function() changelog.bump({}, 1.5) end, "changelog.bump: current must be a version or a string, got number")
+    assert_misuse(function() changelog.next_version("1.0.0", nil) end, "changelog.next_version: commits must be a list, got nil")
+    assert_misuse(function() changelog.next_version(nil, {}, { prefix = 1 }) end,
+      "changelog.next_version: prefix must be a string, got number")
+    assert_misuse(function() changelog.next_version(nil, {}, { initial = {} }) end,
+      "changelog.next_version: initial must be a version or a string, got table")
   end)
 end)
 
@@ -214,18 +233,27 @@ describe("release notes", function()
     assert_eq(changelog.notes({}, { version = "1.0.1", date = "2026-01-02" }), "## 1.0.1 (2026-01-02)\n\nNo changes.\n")
   end)
 
-  test("an unknown option or options that are not a table raise, naming it", function()
-    assert_error(function() changelog.notes(list, { verison = "1" }) end, "changelog%.notes: unknown option 'verison'")
-    assert_error(function() changelog.notes(list, "v1") end, "changelog%.notes: options must be a table")
-    assert_error(function() changelog.next_version(nil, {}, { inital = "1.0.0" }) end,
-      "changelog%.next_version: unknown option 'inital'")
+  test("an unknown option or options that are not a table raise at the caller's line, naming it", function()
+    assert_misuse(function() changelog.notes(list, { verison = "1" }) end, "changelog.notes: unknown option 'verison' (did you mean 'version'?)")
+    assert_misuse(function() changelog.notes(list, "v1") end, "changelog.notes: options must be a table, got string")
+    assert_misuse(function() changelog.notes(nil) end, "changelog.notes: expected a list of commits, got nil")
+    assert_misuse(function() changelog.next_version(nil, {}, { inital = "1.0.0" }) end,
+      "changelog.next_version: unknown option 'inital' (did you mean 'initial'?)")
     -- checked before the repository is read
     local repo = {}
-    assert_error(function() changelog.release(repo, { verison = "1.0.0" }) end,
-      "changelog%.release: unknown option 'verison'")
-    assert_error(function() changelog.commits(repo, { form = "v1" }) end, "changelog%.commits: unknown option 'form'")
-    assert_error(function() changelog.last_tag(repo, { perfix = "v" }) end,
-      "changelog%.last_tag: unknown option 'perfix'")
+    assert_misuse(function() changelog.release(repo, { verison = "1.0.0" }) end,
+      "changelog.release: unknown option 'verison' (did you mean 'version'?)")
+    assert_misuse(function() changelog.commits(repo, { form = "v1" }) end, "changelog.commits: unknown option 'form' (did you mean 'from'?)")
+    assert_misuse(function() changelog.last_tag(repo, { perfix = "v" }) end,
+      "changelog.last_tag: unknown option 'perfix' (did you mean 'prefix'?)")
+    assert_misuse(function() changelog.release(repo, { version = 2 }) end,
+      "changelog.release: version must be a version or a string, got number")
+    assert_misuse(function() changelog.release(repo, { from = 2 }) end, "changelog.release: from must be a string, got number")
+    assert_misuse(function() changelog.release(nil) end,
+      "changelog.release: expected a repository from relish.git (git.open), got nil")
+    -- the versions given are read before the repository too
+    assert_raises(function() changelog.release(repo, { version = "2.0" }) end, "invalid",
+      '^changelog%.release: version "2%.0" is not a semantic version$')
   end)
 
   test("a version object is shown with its prefix", function()
@@ -250,5 +278,70 @@ describe("CHANGELOG.md", function()
   test("a file that starts with a section, or has none yet", function()
     assert_eq(changelog.prepend("## v1.0.0\n\n- first\n", section), section .. "\n## v1.0.0\n\n- first\n")
     assert_eq(changelog.prepend("# Changelog\n", section), "# Changelog\n\n" .. section)
+  end)
+
+  test("misuse raises at the caller's line", function()
+    assert_misuse(function() changelog.prepend(5, section) end, "changelog.prepend: expected a string or nil, got number")
+    assert_misuse(function() changelog.prepend("", nil) end, "changelog.prepend: section must be a string, got nil")
+  end)
+end)
+
+describe("from a repository", function()
+  local G = require "gitsupport"
+  local git = require "relish.git"
+
+  -- a repository tagged v1.2.0 (and "latest", not a version), with a
+  -- feature and a fix after the tag
+  local function history(d)
+    local work = G.repo(d, "work", { message = "feat: start" })
+    G.git(work, "tag", "v1.2.0")
+    G.git(work, "tag", "latest")
+    G.commit(work, { a = "a\n" }, "feat(api): orders")
+    G.commit(work, { b = "b\n" }, "fix: rounding")
+    return work
+  end
+
+  test("release: the next version, the commits since the last tag and the notes", function()
+    local d = tmpdir()
+    local repo <close> = git.open(history(d))
+    local last, v = changelog.last_tag(repo)
+    assert_eq({ last.name, tostring(v) }, { "v1.2.0", "1.2.0" })
+    local plan = changelog.release(repo, { date = false })
+    assert_eq({ plan.previous, tostring(plan.version), plan.tag, plan.bump, plan.releasable, #plan.commits },
+      { "v1.2.0", "1.3.0", "v1.3.0", "minor", true, 2 })
+    assert_match(plan.notes, "^## v1%.3%.0\n\n### Features\n\n%- %*%*api:%*%* orders")
+    plan = changelog.release(repo, { from = plan.commits[2].id, date = false })
+    assert_eq({ plan.previous_version, #plan.commits }, { nil, 1 }, "a from that is no version tag")
+  end)
+
+  test("a forced version that is not above the last release raises invalid", function()
+    local d = tmpdir()
+    local repo <close> = git.open(history(d))
+    local e = assert_raises(function() changelog.release(repo, { version = "1.1.0" }) end, "invalid")
+    assert_eq(e.message, "changelog.release: version 1.1.0 is not above the last release 1.2.0")
+    local plan, err = try(changelog.release, repo, { version = "1.2.0" })
+    assert_nil(plan)
+    assert_match(err.message, "is not above the last release")
+    assert_eq(tostring(changelog.release(repo, { version = "v2.0.0" }).version), "2.0.0")
+  end)
+
+  test("a ref that is not there fails with relish.git's error, as it is", function()
+    local d = tmpdir()
+    local repo <close> = git.open(history(d))
+    local ok, err = pcall(changelog.commits, repo, { from = "v9.9.9" })
+    assert_false(ok)
+    assert_eq(type(err), "table")
+    assert_match(err.message, "v9%.9%.9")
+    assert_raises(function() changelog.release(repo, { from = "v9.9.9" }) end, err.kind, "v9%.9%.9")
+  end)
+
+  test("no version tag: last_tag is nil, release proposes the initial version", function()
+    local d = tmpdir()
+    local work = G.repo(d, "fresh", { message = "feat: start" })
+    G.git(work, "tag", "nightly")
+    local repo <close> = git.open(work)
+    assert_nil(changelog.last_tag(repo))
+    local plan = changelog.release(repo, { date = false, initial = "1.0.0" })
+    assert_eq({ plan.previous, tostring(plan.version), plan.bump }, { nil, "1.0.0", "initial" })
   end)
 end)

@@ -384,6 +384,14 @@ describe("saved plans", function()
     assert_eq(a.code, 2)
     assert_match(a.stderr, "changed since the plan was made")
   end)
+
+  test("a file that is not JSON is not a plan: a usage error naming the fault", function()
+    local d = tmpdir()
+    write(d .. "/plan.json", '{"relish_plan": 1,\n  oops}\n')
+    local a = relish { "apply", d .. "/plan.json", "--state", support.state(d) }
+    assert_eq(a.code, 2, a.stderr .. a.stdout)
+    assert_match(a.stderr, "plan%.json: not a relish plan %(json: unexpected character at line 2, column 3%)")
+  end)
 end)
 
 describe("output", function()

@@ -4,6 +4,7 @@
 -- committing and pushing to real repositories with revert on rollback.
 local yaml = require "relish.yaml"
 local gitops = require "relish.gitops"
+local try = require("relish._errors").try
 
 local function fixture(name)
   local f = assert(io.open(fixture_path("gitops/" .. name), "rb"))
@@ -61,14 +62,10 @@ describe("yaml.locate", function()
     assert_eq(info.document, 2)
     assert_eq(info.style, "single")
     assert_eq(text:sub(s, e - 1), "'registry.example.com/shop/report:v2.14.0'")
-    local n, err = yaml.locate(text, path, { document = 1 })
-    assert_nil(n)
-    assert_eq(err.kind, "not_found")
+    local err = assert_raises(function() yaml.locate(text, path, { document = 1 }) end, "not_found")
     assert_match(err.message, "no spec%.jobTemplate%.spec%.template%.spec%.containers%[name=report%]%.image: " ..
       "spec has no jobTemplate %(document 1%)")
-    n, err = yaml.locate(text, path, { document = 3 })
-    assert_nil(n)
-    assert_match(err.message, "there is no document 3")
+    assert_raises(function() yaml.locate(text, path, { document = 3 }) end, "not_found", "there is no document 3")
     -- documents count as decode_all counts them: empty ones are skipped
     s, e, info = yaml.locate("---\n# nothing\n---\nx: 1\n", { "x" })
     assert_eq(info.document, 1)
@@ -95,50 +92,74 @@ describe("yaml.locate", function()
 
   test("what is not a scalar, or only reached through an alias, is refused", function()
     local text = fixture("deployment.yaml")
-    local s, err = yaml.locate(text, { "spec", "template" })
-    assert_nil(s)
-    assert_eq(err.kind, "invalid")
+    local err = assert_raises(function() yaml.locate(text, { "spec", "template" }) end, "invalid")
     assert_eq(err.message, "yaml.locate: spec.template is a mapping, not a scalar (document 1)")
     assert_eq(err.path, "spec.template")
-    s, err = yaml.locate(text, { "spec", "template", "spec", "containers", "name=api", "env", "name=RELEASE_COPY", "value" })
-    assert_nil(s)
-    assert_eq(err.kind, "invalid")
-    assert_match(err.message, "is an alias, not a scalar")
-    s, err = yaml.locate("a: &m {b: 1}\nc: *m\n", { "c", "b" })
-    assert_match(err.message, "c%.b passes through an alias at c")
+    assert_raises(function()
+      yaml.locate(text, { "spec", "template", "spec", "containers", "name=api", "env", "name=RELEASE_COPY", "value" })
+    end, "invalid", "is an alias, not a scalar")
+    assert_raises(function() yaml.locate("a: &m {b: 1}\nc: *m\n", { "c", "b" }) end, "invalid",
+      "c%.b passes through an alias at c")
     -- merged keys are not where they are written
-    s, err = yaml.locate("base: &b {x: 1}\nd:\n  <<: *b\n", { "d", "x" })
-    assert_eq(err.kind, "not_found")
+    assert_raises(function() yaml.locate("base: &b {x: 1}\nd:\n  <<: *b\n", { "d", "x" }) end, "not_found")
   end)
 
   test("a missing key, index or selector names where the path stopped", function()
     local text = fixture("deployment.yaml")
-    local s, err = yaml.locate(text, { "spec", "template", "spec", "containers", "name=web", "image" })
-    assert_nil(s)
+    local err = assert_raises(function()
+      yaml.locate(text, { "spec", "template", "spec", "containers", "name=web", "image" })
+    end, "not_found")
     assert_eq(err.message, "yaml.locate: no spec.template.spec.containers[name=web].image: " ..
       "spec.template.spec.containers has no [name=web] (document 1)")
-    s, err = yaml.locate(text, { "spec", "template", "spec", "containers", 9 })
-    assert_match(err.message, "containers has no %[9%]")
-    s, err = yaml.locate("a: 1\n", { "b" })
+    assert_eq(err.path, "spec.template.spec.containers[name=web].image")
+    assert_raises(function() yaml.locate(text, { "spec", "template", "spec", "containers", 9 }) end, "not_found",
+      "containers has no %[9%]")
+    err = assert_raises(function() yaml.locate("a: 1\n", { "b" }) end, "not_found")
     assert_eq(err.message, "yaml.locate: no b: the document has no b (document 1)")
-    s, err = yaml.locate("", { "a" })
-    assert_eq(err.kind, "not_found")
+    assert_raises(function() yaml.locate("", { "a" }) end, "not_found", "the text has no document")
+  end)
+
+  test("a long path in an error is whole (its text is built in a luaL_Buffer)", function()
+    -- 40 keys of 100 bytes and more: the buffer moves to the heap while
+    -- path elements are pushed and added
+    local path, text = {}, {}
+    for i = 1, 40 do path[i] = "k" .. i .. string.rep("x", 100) end
+    path[41] = "a.b"
+    path[42] = "name=x"
+    path[43] = 12
+    for i = 1, 40 do text[i] = string.rep("  ", i - 1) .. path[i] .. ":" end
+    text[41] = string.rep("  ", 40) .. "z: 1"
+    local err = assert_raises(function() yaml.locate(table.concat(text, "\n") .. "\n", path) end, "not_found")
+    local want = table.concat(path, ".", 1, 40) .. '["a.b"][name=x][12]'
+    assert_eq(err.path, want)
+    assert_eq(err.message, "yaml.locate: no " .. want .. ": " .. table.concat(path, ".", 1, 40) ..
+      ' has no ["a.b"] (document 1)')
+  end)
+
+  test("try(yaml.locate, ...) returns nil, err for a value that may be absent", function()
+    local s, err = try(yaml.locate, "a: 1\n", { "b" })
+    assert_nil(s)
+    assert_eq({ err.kind, err.path }, { "not_found", "b" })
+    local start, stop, info = try(yaml.locate, "a: 1\n", { "a" })
+    assert_eq({ start, stop, info.value }, { 4, 5, "1" })
   end)
 
   test("invalid YAML is a parse error with a position", function()
-    local s, err = yaml.locate("a: [1, 2\nb: 3\n", { "a" })
-    assert_nil(s)
-    assert_eq(err.kind, "parse")
+    local err = assert_raises(function() yaml.locate("a: [1, 2\nb: 3\n", { "a" }) end, "parse", "^yaml: line 2")
     assert_eq(err.line, 2)
-    assert_match(err.message, "^yaml: line 2")
   end)
 
-  test("misuse raises", function()
-    assert_error(function() yaml.locate(nil, { "a" }) end, "string expected")
-    assert_error(function() yaml.locate("a: 1", {}) end, "non%-empty list")
-    assert_error(function() yaml.locate("a: 1", "a") end, "table expected")
-    assert_error(function() yaml.locate("a: 1", { "a", 0 }) end, "path element 2 must be a string or a positive integer")
-    assert_error(function() yaml.locate("a: 1", { "a" }, { document = 0 }) end, "document must be a positive integer")
+  test("misuse raises at the caller's line", function()
+    assert_misuse(function() yaml.locate(nil, { "a" }) end, "yaml.locate: expected a string, got nil")
+    assert_misuse(function() yaml.locate(5, { "a" }) end, "yaml.locate: expected a string, got number")
+    assert_misuse(function() yaml.locate("a: 1", {}) end, "yaml.locate: path must be a non-empty list of keys and indices")
+    assert_misuse(function() yaml.locate("a: 1", "a") end, "yaml.locate: path must be a list of keys and indices, got string")
+    assert_misuse(function() yaml.locate("a: 1", { "a", 0 }) end,
+      "yaml.locate: path element 2 must be a string or a positive integer")
+    assert_misuse(function() yaml.locate("a: 1", { "a" }, { document = 0 }) end,
+      "yaml.locate: document must be a positive integer")
+    assert_misuse(function() yaml.locate("a: 1", { "a" }, { docment = 1 }) end, "yaml.locate: unknown option 'docment' (did you mean 'document'?)")
+    assert_misuse(function() yaml.locate("a: 1", { "a" }, 1) end, "yaml.locate: options must be a table, got number")
   end)
 end)
 
@@ -156,13 +177,17 @@ describe("paths", function()
   end)
 
   test("malformed paths say what is wrong", function()
-    for s, why in pairs { [""] = "empty", ["a..b"] = "empty key", ["a."] = "ends with a dot",
-      ["a[0]"] = "1 or more", ["a[x]"] = "neither an index", ["a[name=x"] = "not closed" } do
-      local p, err = gitops.parse_path(s)
-      assert_nil(p, s)
-      assert_match(err, why, s)
+    for s, why in pairs { [""] = "the path is empty", ["a..b"] = 'path "a..b": empty key at 3',
+      ["a."] = 'path "a." ends with a dot', ["a[0]"] = 'path "a[0]": index 0 must be 1 or more',
+      ["a[x]"] = 'path "a[x]": [x] is neither an index, a key=value selector nor a "quoted key"',
+      ["a[name=x"] = 'path "a[name=x": [ at 2 is not closed' } do
+      assert_misuse(function() gitops.parse_path(s) end, "gitops.parse_path: " .. why, s)
     end
-    assert_error(function() gitops.set("a: 1\n", "a..b", "x") end, "gitops.set: path \"a..b\": empty key")
+    assert_misuse(function() gitops.parse_path({ "a", 0 }) end,
+      "gitops.parse_path: path element 2 must be a string or a positive integer")
+    assert_misuse(function() gitops.parse_path(5) end, "gitops.parse_path: path must be a string or a list, got number")
+    assert_misuse(function() gitops.set("a: 1\n", "a..b", "x") end, 'gitops.set: path "a..b": empty key at 3')
+    assert_misuse(function() gitops.get("a: 1\n", "a.") end, 'gitops.get: path "a." ends with a dot')
   end)
 end)
 
@@ -222,15 +247,11 @@ describe("set", function()
 
   test("block scalars, aliases and collections are refused", function()
     local text = fixture("values.yaml")
-    local out, err = gitops.set(text, "extra.note", "x")
-    assert_nil(out)
-    assert_eq(err.kind, "invalid")
-    assert_match(err.message, "extra%.note is a block scalar")
-    out, err = gitops.set(text, "image", "x")
-    assert_match(err.message, "image is a mapping, not a scalar")
-    out, err = gitops.set(fixture("deployment.yaml"),
-      "spec.template.spec.containers[name=api].env[name=RELEASE_COPY].value", "v3")
-    assert_match(err.message, "is an alias")
+    assert_raises(function() gitops.set(text, "extra.note", "x") end, "invalid", "extra%.note is a block scalar")
+    assert_raises(function() gitops.set(text, "image", "x") end, "invalid", "image is a mapping, not a scalar")
+    assert_raises(function()
+      gitops.set(fixture("deployment.yaml"), "spec.template.spec.containers[name=api].env[name=RELEASE_COPY].value", "v3")
+    end, "invalid", "is an alias")
   end)
 
   test("the anchored value can be set; its aliases follow", function()
@@ -242,13 +263,21 @@ describe("set", function()
     assert_match(out, 'value: &release "v2%.15%.0"\n')
   end)
 
-  test("a missing path is not_found; bad arguments raise", function()
-    local out, err = gitops.set("a: 1\n", "b.c", "x")
+  test("a missing path is not_found (try returns it); bad arguments are misuse at the caller's line", function()
+    assert_raises(function() gitops.set("a: 1\n", "b.c", "x") end, "not_found", "the document has no b")
+    local out, err = try(gitops.set, "a: 1\n", "b.c", "x")
     assert_nil(out)
     assert_eq(err.kind, "not_found")
-    assert_error(function() gitops.set("a: 1\n", "a", {}) end, "value must be a string, a number or a boolean")
-    assert_error(function() gitops.set(nil, "a", "x") end, "gitops.set: text must be a string")
-    assert_error(function() gitops.set("a: 1\n", "a", 0 / 0) end, "NaN")
+    assert_raises(function() gitops.set("a: [1\n", "a", "x") end, "parse")
+    assert_misuse(function() gitops.set("a: 1\n", "a", {}) end,
+      "gitops.set: value must be a string, a number or a boolean, got table")
+    assert_misuse(function() gitops.set(nil, "a", "x") end, "gitops.set: expected a string, got nil")
+    assert_misuse(function() gitops.set("a: 1\n", "a", 0 / 0) end, "gitops.set: value must not be NaN")
+    assert_misuse(function() gitops.set("a: 1\n", "a", "x", { document = 0 }) end,
+      "gitops.set: document must be a positive integer, got integer")
+    assert_misuse(function() gitops.set("a: 1\n", "a", "x", { doc = 1 }) end, "gitops.set: unknown option 'doc' (did you mean 'document'?)")
+    assert_misuse(function() gitops.get(5, "a") end, "gitops.get: expected a string, got number")
+    assert_misuse(function() gitops.get("a: 1\n", "a", "1") end, "gitops.get: options must be a table, got string")
   end)
 
   test("get reads the value as written", function()
@@ -284,23 +313,29 @@ describe("the three shapes", function()
 
   test("a container that is not there, or in two documents", function()
     local text = fixture("deployment.yaml")
-    local out, err = gitops.set_image(text, { container = "web", tag = "v1" })
-    assert_nil(out)
-    assert_eq(err.kind, "not_found")
-    assert_match(err.message, 'no container "web"')
-    out, err = gitops.set_image(text .. "---\n" .. text, { container = "api", tag = "v1" })
-    assert_eq(err.kind, "invalid")
-    assert_match(err.message, "2 documents have a container \"api\": pass kind= or name=")
-    out, err = gitops.set_image(text, { container = "api", tag = "v1", kind = "CronJob" })
-    assert_eq(err.kind, "not_found")
+    assert_raises(function() gitops.set_image(text, { container = "web", tag = "v1" }) end, "not_found",
+      'no container "web"')
+    assert_raises(function() gitops.set_image(text .. "---\n" .. text, { container = "api", tag = "v1" }) end,
+      "invalid", "2 documents have a container \"api\": pass kind= or name=")
+    assert_raises(function() gitops.set_image(text, { container = "api", tag = "v1", kind = "CronJob" }) end,
+      "not_found")
+    assert_raises(function() gitops.set_image("a: [\n", { container = "api", tag = "v1" }) end, "parse")
   end)
 
   test("set_image checks its options", function()
     local text = fixture("deployment.yaml")
-    assert_error(function() gitops.set_image(text, { tag = "v1" }) end, "container is required")
-    assert_error(function() gitops.set_image(text, { container = "api" }) end, "exactly one of image, tag and digest")
-    assert_error(function() gitops.set_image(text, { container = "api", tag = "v 1" }) end, "tag \"v 1\" is malformed")
-    assert_error(function() gitops.set_image(text, { container = "api", tga = "v1" }) end, "unknown option 'tga'")
+    assert_misuse(function() gitops.set_image(text, { tag = "v1" }) end, "gitops.set_image: container is required")
+    assert_misuse(function() gitops.set_image(text, { container = "api" }) end,
+      "gitops.set_image: give exactly one of image, tag and digest")
+    assert_misuse(function() gitops.set_image(text, { container = "api", tag = "v 1" }) end,
+      'gitops.set_image: tag "v 1" is malformed')
+    assert_misuse(function() gitops.set_image(text, { container = "api", tga = "v1" }) end,
+      "gitops.set_image: unknown option 'tga' (did you mean 'tag'?)")
+    assert_misuse(function() gitops.set_image(text, { container = 5, tag = "v1" }) end,
+      "gitops.set_image: container must be a non-empty string, got number")
+    assert_misuse(function() gitops.set_image(text, "api") end, "gitops.set_image: options must be a table, got string")
+    assert_misuse(function() gitops.set_image(nil, { container = "api", tag = "v1" }) end,
+      "gitops.set_image: expected a string, got nil")
   end)
 
   test("an images: entry of a kustomization", function()
@@ -315,9 +350,12 @@ describe("the three shapes", function()
     local digest = "sha256:" .. string.rep("fe", 32)
     out = assert(gitops.set_kustomize_image(text, { name = "redis", digest = digest }))
     assert_match(out, "digest: " .. digest .. "\n")
-    local _, err = gitops.set_kustomize_image(text, { name = "redis", tag = "7" })
-    assert_eq(err.kind, "not_found")
-    assert_match(err.message, 'no images entry named "redis" with a newTag field')
+    assert_raises(function() gitops.set_kustomize_image(text, { name = "redis", tag = "7" }) end, "not_found",
+      'no images entry named "redis" with a newTag field')
+    -- other failures pass through as they are
+    assert_raises(function() gitops.set_kustomize_image("images: [\n", { name = "redis", tag = "7" }) end, "parse")
+    assert_misuse(function() gitops.set_kustomize_image(text, { tag = "7" }) end,
+      "gitops.set_kustomize_image: name is required")
   end)
 
   test("a Helm values key", function()
@@ -406,13 +444,17 @@ describe("update: commit and push", function()
     local d = tmpdir()
     local remote, work = manifests(d)
     local before, local_before = G.refs(remote), G.refs(work)
-    local r, err = gitops.update { repo = work, file = "apps/api/deployment.yaml", image = { container = "web", tag = "v1" } }
+    assert_raises(function()
+      gitops.update { repo = work, file = "apps/api/deployment.yaml", image = { container = "web", tag = "v1" } }
+    end, "not_found", 'no container "web"')
+    assert_raises(function() gitops.update { repo = work, file = "apps/api/missing.yaml", path = "a", value = "b" } end,
+      "not_found", "^gitops%.update: cannot read apps/api/missing%.yaml")
+    assert_raises(function()
+      gitops.update { repo = work, file = "apps/api/deployment.yaml", edit = function() error({ kind = "mine", message = "no" }) end }
+    end, "mine", "^no$")
+    local r, err = try(gitops.update, { repo = work, file = "charts/shop/values.yaml", path = "image.nope", value = "x" })
     assert_nil(r)
     assert_eq(err.kind, "not_found")
-    r, err = gitops.update { repo = work, file = "apps/api/missing.yaml", path = "a", value = "b" }
-    assert_nil(r)
-    assert_eq(err.kind, "not_found")
-    assert_match(err.message, "cannot read apps/api/missing%.yaml")
     assert_eq(G.refs(remote), before)
     assert_eq(G.refs(work), local_before)
   end)
@@ -424,9 +466,9 @@ describe("update: commit and push", function()
     G.commit(other, { ["README.md"] = "someone else\n" }, "docs: readme")
     G.git(other, "push", "-q", "origin", "main")
     local theirs = G.rev(remote, "main")
-    local r, err = gitops.update { repo = work, file = "charts/shop/values.yaml", helm = { key = "image.tag", value = "3.0.0" } }
-    assert_nil(r)
-    assert_eq(err.kind, "non_fast_forward")
+    assert_raises(function()
+      gitops.update { repo = work, file = "charts/shop/values.yaml", helm = { key = "image.tag", value = "3.0.0" } }
+    end, "non_fast_forward")
     assert_eq(G.rev(remote, "main"), theirs)
   end)
 
@@ -468,14 +510,38 @@ describe("update: commit and push", function()
     assert_eq(G.git(work, "status", "--porcelain"), "")
   end)
 
-  test("misuse raises", function()
+  test("a repository that is not there fails with relish.git's error", function()
+    local d = tmpdir()
+    local e = assert_raises(function() gitops.update { repo = d .. "/nothing", file = "a.yaml", path = "a", value = 1 } end,
+      "not_found")
+    assert_match(e.message, "nothing")
+  end)
+
+  test("misuse raises at the caller's line", function()
     local d = tmpdir()
     local _, work = manifests(d)
-    assert_error(function() gitops.update { repo = work, file = "/abs.yaml", path = "a", value = 1 } end, "file must be a path relative")
-    assert_error(function() gitops.update { repo = work, file = "a.yaml" } end, "exactly one of path")
-    assert_error(function() gitops.update { repo = work, file = "a.yaml", path = "a", value = 1, helm = {} } end, "exactly one of path")
-    assert_error(function() gitops.update { repo = work, file = "a.yaml", path = "a", value = 1, push = 3 } end, "push must be")
-    assert_error(function() gitops.update { repo = work, file = "a.yaml", path = "a", value = 1, pushh = {} } end, "unknown option 'pushh'")
-    assert_error(function() gitops.update { repo = 42, file = "a.yaml", path = "a", value = 1 } end, "repo must be a path")
+    assert_misuse(function() gitops.update { repo = work, file = "/abs.yaml", path = "a", value = 1 } end,
+      "gitops.update: file must be a path relative to the repository's work tree")
+    assert_misuse(function() gitops.update { repo = work, file = "a.yaml" } end,
+      "gitops.update: give exactly one of path (with value), image, kustomize, helm and edit")
+    assert_misuse(function() gitops.update { repo = work, file = "a.yaml", path = "a", value = 1, helm = {} } end,
+      "gitops.update: give exactly one of path (with value), image, kustomize, helm and edit")
+    assert_misuse(function() gitops.update { repo = work, file = "a.yaml", path = "a", value = 1, push = 3 } end,
+      "gitops.update: push must be a table {remote=, branch=} or false, got number")
+    assert_misuse(function() gitops.update { repo = work, file = "a.yaml", path = "a", value = 1, pushh = {} } end,
+      "gitops.update: unknown option 'pushh' (did you mean 'push'?)")
+    assert_misuse(function() gitops.update { repo = work, file = "a.yaml", path = "a", value = 1, push = { remot = "o" } } end,
+      "gitops.update: unknown option 'push.remot' (did you mean 'push.remote'?)")
+    assert_misuse(function() gitops.update { repo = 42, file = "a.yaml", path = "a", value = 1 } end,
+      "gitops.update: repo must be a path or a repository from git.open, got number")
+    assert_misuse(function() gitops.update { repo = work, file = "a.yaml", path = "a..b", value = 1 } end,
+      'gitops.update: path "a..b": empty key at 3')
+    assert_misuse(function() gitops.update { repo = work, file = "a.yaml", path = "a", value = 1, document = 0 } end,
+      "gitops.update: document must be a positive integer, got integer")
+    assert_misuse(function() gitops.update { repo = work, file = "a.yaml", edit = "x" } end,
+      "gitops.update: edit must be a function(text) -> new_text, got string")
+    assert_misuse(function() gitops.update "x" end, "gitops.update: options must be a table, got string")
+    assert_misuse(function() gitops.update { repo = work, file = "charts/shop/values.yaml", edit = function() end } end,
+      "gitops.update: edit must return the new text, got nil")
   end)
 end)

@@ -15,11 +15,13 @@ local function nested_tables(n)
   return root
 end
 
--- decode must fail: returns the error table after checking its shape.
+local try = require("relish._errors").try
+
+-- decode must raise a parse error: returns it after checking its shape.
 local function decode_error(text)
-  local v, err = json.decode(text)
-  assert_nil(v, "decode of " .. string.format("%q", text) .. " should fail")
-  assert_eq(err.kind, "parse")
+  local err = assert_raises(function() json.decode(text) end, "parse", nil,
+    "decode of " .. string.format("%q", text) .. " should fail")
+  assert_eq(getmetatable(err).__name, "relish.Error")
   assert_eq(tostring(err), err.message)
   return err
 end
@@ -212,10 +214,20 @@ describe("decode", function()
     decode_error(string.rep("[", 100000))
   end)
 
-  test("wrong argument types raise", function()
-    assert_error(function() json.decode() end, "bad argument #1 to 'decode' %(string expected, got no value%)")
-    assert_error(function() json.decode(12) end, "bad argument #1 to 'decode' %(string expected, got number%)")
-    assert_error(function() json.decode({}) end, "string expected, got table")
+  test("try(json.decode, text) returns nil and the parse error instead of raising", function()
+    local v, err = try(json.decode, '{"a": [1,\n  ]}')
+    assert_nil(v)
+    assert_eq({ err.kind, err.line, err.column }, { "parse", 2, 3 })
+    assert_eq(err.message, "json: unexpected character at line 2, column 3")
+    assert_eq({ try(json.decode, '{"a": 1}') }, { { a = 1 } })
+  end)
+
+  test("wrong argument types are misuse, raised at the caller's line", function()
+    assert_misuse(function() json.decode() end, "json.decode: expected a string, got no value")
+    assert_misuse(function() json.decode(12) end, "json.decode: expected a string, got number")
+    assert_misuse(function() json.decode({}) end, "json.decode: expected a string, got table")
+    -- try does not swallow misuse (called from pcall, there is no Lua line to name)
+    assert_eq(assert_error(function() try(json.decode, 12) end), "json.decode: expected a string, got number")
   end)
 end)
 
@@ -365,6 +377,22 @@ describe("encode", function()
       'json%.encode: cannot encode function at %$%.x%["3"%]$')
   end)
 
+  test("a long path in an error is whole (its text is built in a luaL_Buffer)", function()
+    local t, keys = {}, {}
+    local at = t
+    for i = 1, 40 do
+      keys[i] = "k" .. i .. string.rep("x", 100)
+      at[keys[i]] = {}
+      at = at[keys[i]]
+    end
+    at["a b"] = { print }
+    assert_eq(assert_error(function() try(json.encode, t) end),
+      "json.encode: cannot encode function at $." .. table.concat(keys, ".") .. '["a b"][0]')
+    at["a b"] = t
+    assert_eq(assert_error(function() try(json.encode, t) end),
+      "json.encode: cycle at $." .. table.concat(keys, ".") .. '["a b"] (same table as $)')
+  end)
+
   test("cycles raise with both paths; shared tables are fine", function()
     local t = { a = { b = {} } }
     t.a.b.c = t.a
@@ -385,13 +413,21 @@ describe("encode", function()
     assert_eq(msg:match("json%.encode: .*"), "json.encode: nesting deeper than 512 at $" .. string.rep("[0]", 512))
   end)
 
-  test("wrong arguments raise", function()
-    assert_error(function() json.encode() end, "bad argument #1 to 'encode' %(value expected%)")
-    assert_error(function() json.encode(1, 5) end, "bad argument #2 to 'encode' %(table expected, got number%)")
-    assert_error(function() json.encode(1, { pritty = true }) end, "bad argument #2 to 'encode' %(unknown option 'pritty'%)")
-    assert_error(function() json.encode(1, { pretty = "yes" }) end, "option 'pretty' must be a boolean")
-    assert_error(function() json.array(5) end, "bad argument #1 to 'array' %(table expected, got number%)")
-    assert_error(function() json.object(setmetatable({}, {})) end, "table already has another metatable")
+  test("wrong arguments are misuse, raised at the caller's line", function()
+    assert_misuse(function() json.encode() end, "json.encode: expected a value, got no value")
+    assert_misuse(function() json.encode(1, 5) end, "json.encode: options must be a table, got number")
+    assert_misuse(function() json.encode(1, { pritty = true }) end, "json.encode: unknown option 'pritty' (did you mean 'pretty'?)")
+    assert_misuse(function() json.encode(1, { zzz = true }) end, "json.encode: unknown option 'zzz'")
+    assert_misuse(function() json.encode(1, { pretty = "yes" }) end, "json.encode: pretty must be a boolean, got string")
+    assert_misuse(function() json.encode(1, { sort_keys = 0 }) end, "json.encode: sort_keys must be a boolean, got number")
+    assert_misuse(function() json.array(5) end, "json.array: expected a table, got number")
+    assert_misuse(function() json.object("x") end, "json.object: expected a table, got string")
+    assert_misuse(function() json.object(setmetatable({}, {})) end,
+      "json.object: the table already has another metatable")
+  end)
+
+  test("a value that cannot be encoded is misuse too: try raises it again", function()
+    assert_eq(assert_error(function() try(json.encode, { f = print }) end), "json.encode: cannot encode function at $.f")
   end)
 end)
 

@@ -1,6 +1,7 @@
 -- relish.semver: parsing per Semantic Versioning 2.0.0, precedence (§11),
 -- sorting, bumps and npm-style ranges.
 local semver = require "relish.semver"
+local try = require("relish._errors").try
 
 describe("parse", function()
   test("a full version with pre-release and build metadata", function()
@@ -31,13 +32,10 @@ describe("parse", function()
       "2.0.0+build.1848", "2.0.1-alpha.1227", "1.0.0-alpha+beta", "1.2.3----RC-SNAPSHOT.12.9.1--.12+788",
       "1.2.3----R-S.12.9.1--.12+meta", "1.0.0+0.build.1-rc.10000aaa-kk-0.1", "1.0.0-0A.is.legal",
       "99999999999999999999999.999999999.99999999" } do
-      local v, err = semver.parse(s)
       if s:match("^9999") then
-        assert_nil(v, s)
-        assert_match(err.message, "too large")
+        assert_raises(function() semver.parse(s) end, "invalid", "too large", s)
       else
-        assert_true(v ~= nil, s .. ": " .. tostring(err))
-        assert_eq(tostring(v), s)
+        assert_eq(tostring(semver.parse(s)), s)
       end
     end
   end)
@@ -57,16 +55,29 @@ describe("parse", function()
       ["vv1.2.3"] = "not a semantic version",
     }
     for s, why in pairs(cases) do
-      local v, err = semver.parse(s)
-      assert_nil(v, s)
-      assert_eq(err.kind, "invalid")
-      assert_match(err.message, why, s)
+      local err = assert_raises(function() semver.parse(s) end, "invalid", why, s)
+      assert_eq(err.message:sub(1, 14), "semver.parse: ", s)
+      assert_false(semver.valid(s), s)
     end
     assert_false(semver.valid("1.2"))
     assert_true(semver.valid("v1.2.0"))
-    local v, err = semver.parse(12)
+    assert_true(semver.valid(semver.parse("1.2.0")))
+  end)
+
+  test("try(semver.parse, s) returns nil and the error value for text that is not a version", function()
+    local v, err = try(semver.parse, "1.2")
     assert_nil(v)
-    assert_match(tostring(err), "expected a string")
+    assert_eq(err.kind, "invalid")
+    assert_eq(err.message, 'semver.parse: "1.2" is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.4.2)')
+    assert_eq(tostring(err), err.message)
+    assert_eq(tostring(try(semver.parse, "v1.2.3")), "1.2.3")
+  end)
+
+  test("a value that is not text is misuse, raised at the caller's line", function()
+    assert_misuse(function() semver.parse(12) end, "semver.parse: expected a string, got number")
+    assert_misuse(function() semver.parse() end, "semver.parse: expected a string, got nil")
+    assert_misuse(function() semver.valid(12) end, "semver.valid: expected a string, got number")
+    assert_eq(assert_error(function() try(semver.parse, {}) end), "semver.parse: expected a string, got table")
   end)
 end)
 
@@ -108,9 +119,15 @@ describe("precedence", function()
     assert_true(semver.parse("1.0.0-rc.1") < semver.parse("1.0.0"))
   end)
 
-  test("comparing something that is not a version raises, naming it", function()
-    assert_error(function() semver.compare("1.2", "1.2.0") end, "semver.compare: \"1.2\" is not a semantic version")
-    assert_error(function() return semver.parse("1.0.0") < "nope" end, "\"nope\"")
+  test("comparing text that is not a version raises an error value naming it; other types are misuse", function()
+    local e = assert_raises(function() semver.compare("1.2", "1.2.0") end, "invalid")
+    assert_eq(e.message, 'semver.compare: "1.2" is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.4.2)')
+    assert_raises(function() return semver.parse("1.0.0") < "nope" end, "invalid", '^semver <: "nope"')
+    assert_raises(function() return "1.0" <= semver.parse("1.0.0") end, "invalid", '^semver <=: "1%.0"')
+    assert_misuse(function() semver.compare(1, "1.0.0") end, "semver.compare: expected a version or a string, got number")
+    assert_misuse(function() semver.compare("1.2", {}) end, "semver.compare: b must be a version or a string, got table")
+    assert_misuse(function() semver.compare(1, {}) end, "semver.compare: expected a version or a string, got number")
+    assert_misuse(function() return semver.parse("1.0.0") < {} end, "semver <: b must be a version or a string, got table")
   end)
 end)
 
@@ -143,9 +160,15 @@ describe("sort and max", function()
     assert_nil(semver.max {})
   end)
 
-  test("misuse raises", function()
-    assert_error(function() semver.sort("1.0.0") end, "list must be a table")
-    assert_error(function() semver.sort({}, { key = 3 }) end, "key must be")
+  test("misuse raises at the caller's line", function()
+    assert_misuse(function() semver.sort("1.0.0") end, "semver.sort: expected a list, got string")
+    assert_misuse(function() semver.sort({}, { key = 3 }) end, "semver.sort: key must be a field name or a function, got number")
+    assert_misuse(function() semver.sort({}, { decending = true }) end, "semver.sort: unknown option 'decending' (did you mean 'descending'?)")
+    assert_misuse(function() semver.sort({}, "name") end, "semver.sort: options must be a table, got string")
+    assert_misuse(function() semver.max(nil) end, "semver.max: expected a list, got nil")
+    assert_misuse(function() semver.max({}, { pre = true }) end, "semver.max: unknown option 'pre' (did you mean 'prerelease'?)")
+    assert_misuse(function() semver.max({}, { zzz = true }) end, "semver.max: unknown option 'zzz'")
+    assert_misuse(function() semver.max({}, { true }) end, "semver.max: unknown option 1")
   end)
 end)
 
@@ -182,10 +205,16 @@ describe("bump", function()
     assert_eq(tostring(v), "1.2.3")
   end)
 
-  test("misuse raises", function()
-    assert_error(function() semver.bump("1.2.3", "huge") end, "part must be major, minor, patch")
-    assert_error(function() semver.bump("1.2", "patch") end, "semver.bump: \"1.2\" is not")
-    assert_error(function() semver.bump("1.2.3", "prerelease", { pre = "r c" }) end, "pre must be")
+  test("text that is not a version raises an error value; misuse raises at the caller's line", function()
+    assert_raises(function() semver.bump("1.2", "patch") end, "invalid", '^semver%.bump: "1%.2" is not')
+    assert_misuse(function() semver.bump("1.2.3", "huge") end,
+      'semver.bump: part must be major, minor, patch, prerelease or release, got "huge"')
+    assert_misuse(function() semver.bump("1.2.3") end,
+      "semver.bump: part must be major, minor, patch, prerelease or release, got nil")
+    assert_misuse(function() semver.bump("1.2.3", "prerelease", { pre = "r c" }) end,
+      'semver.bump: pre must be an identifier like "rc"')
+    assert_misuse(function() semver.bump("1.2.3", "patch", { per = "rc" }) end, "semver.bump: unknown option 'per' (did you mean 'pre'?)")
+    assert_misuse(function() semver.bump(123, "patch") end, "semver.bump: expected a version or a string, got number")
   end)
 end)
 
@@ -270,14 +299,28 @@ describe("ranges", function()
     assert_eq(semver.max_satisfying(recs, "~1.0", { key = "name" }).name, "v1.0.0")
   end)
 
-  test("a malformed range is an error value from range() and raises in satisfies()", function()
+  test("a malformed range or version raises an error value (try returns it)", function()
     for _, bad in ipairs { "^1.2.3.4", ">=x.1", "1.x.3", "^", "1.2.x-rc.1", "=>1.0", "abc" } do
-      local r, err = semver.range(bad)
+      assert_raises(function() semver.range(bad) end, "invalid", "^semver%.range: range ", bad)
+      local r, err = try(semver.range, bad)
       assert_nil(r, bad)
-      assert_eq(err.kind, "invalid")
-      assert_match(err.message, "range", bad)
+      assert_eq(err.kind, "invalid", bad)
     end
-    assert_error(function() semver.satisfies("1.0.0", "^1.2.3.4") end, "semver.satisfies: range")
-    assert_error(function() semver.satisfies("1.0", "^1") end, "semver.satisfies: \"1.0\" is not")
+    assert_raises(function() semver.satisfies("1.0.0", "^1.2.3.4") end, "invalid", '^semver%.satisfies: range "%^1%.2%.3%.4"')
+    assert_raises(function() semver.satisfies("1.0", "^1") end, "invalid", '^semver%.satisfies: "1%.0" is not')
+    assert_raises(function() semver.range("^1"):test("x") end, "invalid", '^range:test: "x" is not')
+    assert_raises(function() semver.max_satisfying({ "1.0.0" }, "^1.x.3") end, "invalid", "^semver%.max_satisfying: range")
+  end)
+
+  test("ranges: misuse raises at the caller's line", function()
+    assert_misuse(function() semver.range(5) end, "semver.range: expected a range or a string, got number")
+    assert_misuse(function() semver.satisfies("1.0.0", 1) end, "semver.satisfies: range must be a range or a string, got number")
+    -- the types of both arguments are checked before either text is read
+    assert_misuse(function() semver.satisfies("x", 1) end, "semver.satisfies: range must be a range or a string, got number")
+    assert_misuse(function() semver.satisfies("1.0.0", "^1", { prerelase = true }) end,
+      "semver.satisfies: unknown option 'prerelase' (did you mean 'prerelease'?)")
+    assert_misuse(function() semver.range("^1"):test(1) end, "range:test: expected a version or a string, got number")
+    assert_misuse(function() semver.range("^1").test("1.0.0") end, "range:test: call it as range:test(v), with a colon")
+    assert_misuse(function() semver.max_satisfying("v1", "^1") end, "semver.max_satisfying: expected a list, got string")
   end)
 end)

@@ -43,6 +43,32 @@ describe("deep equality", function()
     assert_match(msg, "kaboom 42")
     assert_error(function() assert_error(function() end) end, "expected an error")
   end)
+
+  test("assert_raises wants an error value of the kind named", function()
+    local errors = require "relish._errors"
+    local e = assert_raises(function() error(errors.value("parse", "bad at %d", 3), 0) end, "parse", "bad at %d")
+    assert_eq({ e.kind, e.message }, { "parse", "bad at 3" })
+    assert_error(function() assert_raises(function() end, "parse") end, "expected a parse error, but the function returned")
+    assert_error(function() assert_raises(function() error("plain") end, "parse") end,
+      "expected a parse error value, got \"[^\"]*plain\" %(string%)")
+    assert_error(function() assert_raises(function() error(errors.value("io", "x"), 0) end, "parse") end,
+      "expected a parse error, got a io error: x")
+    assert_error(function() assert_raises(function() error(errors.value("parse", "x"), 0) end, "parse", "y") end,
+      "error message \"x\" does not match pattern \"y\"")
+  end)
+
+  test("assert_misuse wants a plain message located at the caller", function()
+    local function misused(level) error("m.f: expected a string, got number", level) end
+    local text = assert_misuse(function() misused(2) end, "m.f: expected a string, got number")
+    assert_match(text, "testing_test%.lua:%d+: m%.f: expected")
+    -- located inside the function that raised, not at the caller
+    assert_error(function() assert_misuse(function() misused(1) end, "m.f: expected a string, got number") end,
+      "is not located at the caller")
+    assert_error(function() assert_misuse(function() misused(2) end, "m.f: other") end,
+      "expected the message \"m%.f: other\"")
+    assert_error(function() assert_misuse(function() error({ kind = "x" }) end, "m") end, "a misuse error %(a string%)")
+    assert_error(function() assert_misuse(function() end, "m") end, "expected a misuse error, but the function returned")
+  end)
 end)
 
 describe("the runner", function()

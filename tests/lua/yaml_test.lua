@@ -1,6 +1,7 @@
 -- Tests for relish.yaml: the core schema, anchors and merges, errors with
 -- positions, multi-document streams, safe quoting, and Kubernetes round trips.
 local yaml = require "relish.yaml"
+local try = require("relish._errors").try
 
 local function read_fixture(rel)
   local f = assert(io.open(fixture_path(rel), "rb"))
@@ -10,15 +11,16 @@ local function read_fixture(rel)
 end
 
 local function decode_ok(s)
-  local v, err = yaml.decode(s)
-  assert_nil(err, "decode failed: " .. tostring(err))
+  local v, extra = yaml.decode(s)
+  assert_nil(extra, "decode returns one value")
   return v
 end
 
-local function decode_err(s)
-  local v, err = yaml.decode(s)
-  assert_nil(v, "expected a decode error")
-  assert_eq(err.kind, "parse")
+-- decode must raise a parse error value: returns it.
+local function decode_err(s, pattern)
+  local err = assert_raises(function() yaml.decode(s) end, "parse", pattern, "expected a decode error")
+  assert_eq(getmetatable(err).__name, "relish.Error")
+  assert_eq(tostring(err), err.message)
   return err
 end
 
@@ -169,9 +171,7 @@ m: *n
   end)
 
   test("anchors do not cross documents", function()
-    local v, err = yaml.decode_all("a: &x 1\n---\nb: *x\n")
-    assert_nil(v)
-    assert_match(err.message, "unknown anchor 'x'")
+    assert_raises(function() yaml.decode_all("a: &x 1\n---\nb: *x\n") end, "parse", "unknown anchor 'x'")
   end)
 
   test("billion laughs is refused quickly", function()
@@ -182,9 +182,7 @@ m: *n
       lines[#lines + 1] = string.format("a%d: &a%d [%s]", i, i, table.concat(refs, ", "))
     end
     local t0 = os.clock()
-    local v, err = yaml.decode(table.concat(lines, "\n"))
-    assert_nil(v)
-    assert_match(err.message, "aliases expand to more than 1000000 nodes")
+    decode_err(table.concat(lines, "\n"), "aliases expand to more than 1000000 nodes")
     assert_true(os.clock() - t0 < 1, "refused without expanding")
   end)
 
@@ -275,11 +273,22 @@ describe("errors", function()
     decode_err(table.concat(lines, "\n"))
   end)
 
-  test("misuse raises", function()
-    assert_error(function() yaml.decode() end, "bad argument #1")
-    assert_error(function() yaml.decode({}) end, "bad argument #1")
-    assert_error(function() yaml.decode(42) end, "bad argument #1 to .-decode.- %(string expected, got number%)")
-    assert_error(function() yaml.decode_all(42) end, "string expected, got number")
+  test("try(yaml.decode, text) returns nil and the parse error instead of raising", function()
+    local v, err = try(yaml.decode, "a: 1\nb: *missing\n")
+    assert_nil(v)
+    assert_eq({ err.kind, err.line, err.column }, { "parse", 2, 4 })
+    assert_match(err.message, "^yaml: line 2, column 4: .*unknown anchor 'missing'")
+    assert_eq({ try(yaml.decode, "a: 1\n") }, { { a = 1 } })
+    v, err = try(yaml.decode_all, "a: 1\n---\nb: [\n")
+    assert_nil(v)
+    assert_eq(err.kind, "parse")
+  end)
+
+  test("misuse raises at the caller's line", function()
+    assert_misuse(function() yaml.decode() end, "yaml.decode: expected a string, got no value")
+    assert_misuse(function() yaml.decode({}) end, "yaml.decode: expected a string, got table")
+    assert_misuse(function() yaml.decode(42) end, "yaml.decode: expected a string, got number")
+    assert_misuse(function() yaml.decode_all(42) end, "yaml.decode_all: expected a string, got number")
   end)
 end)
 
@@ -314,9 +323,7 @@ describe("documents", function()
   end)
 
   test("a syntax error in a later document fails decode_all", function()
-    local v, err = yaml.decode_all("a: 1\n---\nb: [\n")
-    assert_nil(v)
-    assert_eq(err.kind, "parse")
+    local err = assert_raises(function() yaml.decode_all("a: 1\n---\nb: [\n") end, "parse")
     assert_eq(err.line, 4)
   end)
 end)
@@ -430,13 +437,16 @@ describe("encode", function()
     assert_eq(type(decode_ok(out)), "table")
   end)
 
-  test("bad options raise", function()
-    assert_error(function() yaml.encode({}, { sortkeys = true }) end, "unknown option 'sortkeys'")
-    assert_error(function() yaml.encode({}, { sort_keys = 1 }) end, "sort_keys")
-    assert_error(function() yaml.encode({}, { indent = 1 }) end, "indent")
-    assert_error(function() yaml.encode({}, "x") end, "bad argument #2")
-    assert_error(function() yaml.encode() end, "bad argument #1")
-    assert_error(function() yaml.encode_all("x") end, "bad argument #1")
+  test("bad arguments and options are misuse, raised at the caller's line", function()
+    assert_misuse(function() yaml.encode({}, { sortkeys = true }) end, "yaml.encode: unknown option 'sortkeys' (did you mean 'sort_keys'?)")
+    assert_misuse(function() yaml.encode({}, { sort_keys = 1 }) end, "yaml.encode: sort_keys must be a boolean, got number")
+    assert_misuse(function() yaml.encode({}, { indent = 1 }) end, "yaml.encode: indent must be an integer from 2 to 9")
+    assert_misuse(function() yaml.encode({}, "x") end, "yaml.encode: options must be a table, got string")
+    assert_misuse(function() yaml.encode() end, "yaml.encode: expected a value, got no value")
+    assert_misuse(function() yaml.encode_all("x") end, "yaml.encode_all: expected a list of documents, got string")
+    assert_misuse(function() yaml.encode_all({}, { indent = 10 }) end, "yaml.encode_all: indent must be an integer from 2 to 9")
+    assert_misuse(function() yaml.encode_all({ { a = 1 }, { b = print } }) end,
+      "yaml.encode_all: cannot encode a function at $[2].b")
   end)
 end)
 
