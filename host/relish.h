@@ -140,6 +140,12 @@ void *relish_grow(void *v, size_t n, size_t *cap, size_t size, size_t first);
  * none is fine; raises at the caller (luaL_error) "FNAME: options must be a
  * table, got T" or "FNAME: unknown option 'k' (did you mean 'x'?)". */
 void relish_checkopts(lua_State *L, int idx, const char *fname, const char *const *known);
+/* Misuse of an argument in the one wording of every module, raised at the
+ * caller's line: "FNAME: expected WHAT, got TYPE". */
+int relish_argexpected(lua_State *L, int idx, const char *fname, const char *what);
+/* The string at idx (not a number: a number where text goes is misuse), or
+ * relish_argexpected(..., "a string"). */
+const char *relish_checktext(lua_State *L, int idx, const char *fname, size_t *len);
 /* The candidate closest to word, for "did you mean": within edit distance 2,
  * or one that word (2 characters or more) begins; NULL when none is. */
 const char *relish_nearest(const char *word, const char *const *cands, size_t n);

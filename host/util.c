@@ -244,6 +244,16 @@ void relish_checkopts(lua_State *L, int idx, const char *fname, const char *cons
   }
 }
 
+int relish_argexpected(lua_State *L, int idx, const char *fname, const char *what) {
+  return luaL_error(L, "%s: expected %s, got %s", fname, what,
+                    lua_isnone(L, idx) ? "no value" : luaL_typename(L, idx));
+}
+
+const char *relish_checktext(lua_State *L, int idx, const char *fname, size_t *len) {
+  if (lua_type(L, idx) != LUA_TSTRING) relish_argexpected(L, idx, fname, "a string");
+  return lua_tolstring(L, idx, len);
+}
+
 static size_t edit_distance(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
   if (la > 64 || lb > 64) return 99;

@@ -1026,7 +1026,7 @@ static void sh_opt_check(lua_State *L, int opts, struct sh_proc *p) {
  * that is not readonly is the effect "sh.run": journaled, planned in a
  * dry-run, irreversible unless undo = argv is given. */
 static int l_sh_run(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!lua_istable(L, 1)) return relish_argexpected(L, 1, "sh.run", "a table {argv = {...}, ...}");
   lua_settop(L, 1);
   sh_check_keys(L, 1);
   struct sh_proc *p = sh_proc_new(L); /* index 2: owns all C memory from here */

@@ -276,7 +276,7 @@ int l_fs_write(lua_State *L) {
     r.data = lua_tolstring(L, 2, &r.len);
   } else {
     r.data = relish_tosecret(L, 2, &r.len);
-    if (r.data == NULL) return luaL_typeerror(L, 2, "string or secret");
+    if (r.data == NULL) return relish_argexpected(L, 2, "fs.write", "content as a string or secret");
     r.secret = 1;
   }
   put_options(L, 3, "fs.write", &r);
@@ -762,7 +762,7 @@ int fs_plan_symlink(lua_State *L) {
  * replaces an existing link; any other file there is an error. */
 int l_fs_symlink(lua_State *L) {
   size_t tlen;
-  const char *target = luaL_checklstring(L, 1, &tlen);
+  const char *target = relish_checktext(L, 1, "fs.symlink", &tlen);
   if (tlen == 0 || strlen(target) != tlen || tlen >= PATH_MAX)
     return luaL_error(L, "fs.symlink: target must be a non-empty string without NUL bytes");
   const char *path = fs_checkpath(L, 2, "fs.symlink");

@@ -388,7 +388,7 @@ size_t fs_optcap(lua_State *L, int idx, const char *fname) {
 
 const char *fs_checkpath(lua_State *L, int idx, const char *fname) {
   size_t len;
-  const char *p = luaL_checklstring(L, idx, &len);
+  const char *p = relish_checktext(L, idx, fname, &len);
   if (len == 0 || strlen(p) != len)
     luaL_error(L, "%s: path must be a non-empty string without NUL bytes", fname);
   return p;
@@ -601,7 +601,7 @@ static int l_fs_hash(lua_State *L) {
 /* fs.sha256(data) -> hex digest of a string */
 static int l_fs_sha256(lua_State *L) {
   size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
+  const char *s = relish_checktext(L, 1, "fs.sha256", &len);
   char hex[65];
   fs_sha256_hex(s, len, hex);
   lua_pushstring(L, hex);

@@ -320,7 +320,7 @@ describe("argument checks", function()
   end)
 
   test("options are checked", function()
-    assert_error(function() sh.run("ls") end, "table expected")
+    assert_error(function() sh.run("ls") end, "sh_test%.lua:%d+: sh%.run: expected a table {argv = {...}, ...}, got string")
     assert_error(function() sh.run{ "ls" } end, "pass the command as argv")
     assert_error(function() sh.run{ argv = { "true" }, timout = 1 } end, "unknown option 'timout'")
     assert_error(function() sh.run{ argv = { "true" }, timeout = -1 } end, "timeout must be a positive")
