@@ -39,51 +39,39 @@ rg_change *rg_changes_add(rg_changes *c, const char *path) {
   return ch;
 }
 
-static cJSON *side_json(const rg_side *s) {
-  char hex[GIT_OID_HEXSZ + 1], mode[16];
-  cJSON *o = cJSON_CreateObject();
-  rg_hex(&s->id, hex);
+static void push_side(lua_State *L, const rg_side *s) {
+  char mode[16];
   snprintf(mode, sizeof mode, "%06o", (unsigned)s->mode);
-  if (o == NULL || cJSON_AddStringToObject(o, "id", hex) == NULL ||
-      cJSON_AddStringToObject(o, "mode", mode) == NULL) {
-    cJSON_Delete(o);
-    return NULL;
-  }
-  return o;
+  lua_createtable(L, 0, 2);
+  rg_rec_set_oid(L, "id", &s->id);
+  rg_rec_set(L, "mode", mode);
 }
 
-/* {before = side, after = side}, an absent side left out */
-static int add_pair(cJSON *into, const char *key, const rg_side *before, const rg_side *after) {
-  cJSON *pair = cJSON_AddObjectToObject(into, key);
-  if (pair == NULL) return -1;
+/* key = {before = side, after = side}, an absent side left out */
+static void set_pair(lua_State *L, const char *key, const rg_side *before, const rg_side *after) {
+  lua_createtable(L, 0, 2);
   if (before->present) {
-    cJSON *s = side_json(before);
-    if (s == NULL) return -1;
-    cJSON_AddItemToObject(pair, "before", s);
+    push_side(L, before);
+    lua_setfield(L, -2, "before");
   }
   if (after->present) {
-    cJSON *s = side_json(after);
-    if (s == NULL) return -1;
-    cJSON_AddItemToObject(pair, "after", s);
+    push_side(L, after);
+    lua_setfield(L, -2, "after");
   }
-  return 0;
+  lua_setfield(L, -2, key);
 }
 
-cJSON *rg_changes_json(const rg_changes *c) {
-  cJSON *list = cJSON_CreateArray();
-  for (size_t i = 0; list != NULL && i < c->n; i++) {
+void rg_changes_push(lua_State *L, const rg_changes *c) {
+  luaL_checkstack(L, 8, "git changes");
+  lua_createtable(L, c->n < INT_MAX ? (int)c->n : 0, 0);
+  for (size_t i = 0; i < c->n; i++) {
     const rg_change *ch = &c->v[i];
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL || cJSON_AddStringToObject(o, "path", ch->path) == NULL ||
-        (ch->wt && add_pair(o, "wt", &ch->wt_before, &ch->wt_after) != 0) ||
-        (ch->ix && add_pair(o, "ix", &ch->ix_before, &ch->ix_after) != 0)) {
-      cJSON_Delete(o);
-      cJSON_Delete(list);
-      return NULL;
-    }
-    cJSON_AddItemToArray(list, o);
+    lua_createtable(L, 0, 3);
+    rg_rec_set(L, "path", ch->path);
+    if (ch->wt) set_pair(L, "wt", &ch->wt_before, &ch->wt_after);
+    if (ch->ix) set_pair(L, "ix", &ch->ix_before, &ch->ix_after);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  return list;
 }
 
 static void malformed(lua_State *L, const char *kind, const char *what) {

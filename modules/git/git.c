@@ -2,7 +2,9 @@
  * resource box, errors, revisions and identities, the small reads (head,
  * branch, resolve, remote_url), open and init, and luaopen; read.c has the
  * larger reads, refs.c and commit.c the local effects, remote.c the network,
- * undo.c the undo of every effect. */
+ * push.c the push, undo.c the undo of every effect. Every effect kind is a
+ * provider the gate runs (registered here); every runtime failure raises a
+ * structured error (rg_raise), misuse a plain one at the caller. */
 #define _GNU_SOURCE
 #include "gitint.h"
 
@@ -72,8 +74,6 @@ void rg_free_diff(void *p) { git_diff_free(p); }
 void rg_free_remote(void *p) { git_remote_free(p); }
 void rg_free_walk(void *p) { git_revwalk_free(p); }
 void rg_free_sig(void *p) { git_signature_free(p); }
-void rg_free_json(void *p) { cJSON_Delete(p); }
-void rg_free_text(void *p) { cJSON_free(p); }
 void rg_free_mem(void *p) { free(p); }
 void rg_free_buf(void *p) {
   git_buf_dispose(p);
@@ -175,21 +175,56 @@ void rg_push_error(lua_State *L, const char *verb, const char *target, const rg_
   lua_remove(L, -2);
 }
 
-int rg_fail(lua_State *L, const char *verb, const char *target, const rg_status *st) {
-  lua_pushnil(L);
-  rg_push_error(L, verb, target, st);
-  return 2;
-}
-
-int rg_fail_git(lua_State *L, const char *verb, const char *target, int code) {
-  rg_status st;
-  rg_set_git(&st, code, NULL);
-  return rg_fail(L, verb, target, &st);
-}
-
 int rg_raise(lua_State *L, const char *verb, const char *target, const rg_status *st) {
   rg_push_error(L, verb, target, st);
   return lua_error(L);
+}
+
+int rg_raise_git(lua_State *L, const char *verb, const char *target, int code) {
+  rg_status st;
+  rg_set_git(&st, code, NULL);
+  return rg_raise(L, verb, target, &st);
+}
+
+/* ---- effects ---- */
+
+#define RG_ACTION_MT "relish.git.Action"
+
+void *rg_action_new(lua_State *L, size_t size, const char *kind, int box_idx, int repo_idx) {
+  box_idx = box_idx ? lua_absindex(L, box_idx) : 0;
+  repo_idx = repo_idx ? lua_absindex(L, repo_idx) : 0;
+  rg_action *a = lua_newuserdatauv(L, size, 2);
+  memset(a, 0, size);
+  a->kind = kind;
+  if (box_idx) {
+    a->box = luaL_checkudata(L, box_idx, RG_BOX_MT);
+    lua_pushvalue(L, box_idx);
+    lua_setiuservalue(L, -2, 1);
+  }
+  if (repo_idx) {
+    a->repo = rg_checkrepo(L, repo_idx);
+    lua_pushvalue(L, repo_idx);
+    lua_setiuservalue(L, -2, 2);
+  }
+  luaL_setmetatable(L, RG_ACTION_MT);
+  return a;
+}
+
+void *rg_action_check(lua_State *L, int idx, const char *kind) {
+  rg_action *a = luaL_checkudata(L, idx, RG_ACTION_MT);
+  if (strcmp(a->kind, kind) != 0) luaL_error(L, "%s: the action is a %s", kind, a->kind);
+  return a;
+}
+
+void rg_rec_set(lua_State *L, const char *key, const char *value) {
+  lua_pushstring(L, value);
+  lua_setfield(L, -2, key);
+}
+
+void rg_rec_set_oid(lua_State *L, const char *key, const git_oid *id) {
+  char hex[GIT_OID_HEXSZ + 1];
+  rg_hex(id, hex);
+  rg_rec_set(L, key, hex);
 }
 
 /* ---- argument checks ---- */
@@ -442,7 +477,7 @@ static int l_repo_head(lua_State *L) {
   int rc = git_reference_name_to_id(&id, repo, "HEAD");
   if (rc < 0 && rc != GIT_ENOTFOUND && rc != GIT_EUNBORNBRANCH) {
     free(ref);
-    return rg_fail_git(L, "head", NULL, rc);
+    return rg_raise_git(L, "head", NULL, rc);
   }
   git_error_clear();
   lua_createtable(L, 0, 5);
@@ -480,7 +515,7 @@ static int l_repo_branch(lua_State *L) {
 }
 
 /* repo:resolve(rev) -> full id (peeled to a commit when it is a tag or a
- * commit) | nil, err. A read: in a dry-run it sees the live refs. */
+ * commit). A read: in a dry-run it sees the live refs. */
 static int l_repo_resolve(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   const char *rev = rg_checkstr(L, 2);
@@ -493,7 +528,7 @@ static int l_repo_resolve(lua_State *L) {
       rg_set(&st, "not_found", "revision '%s' not found", rev);
     else if (rc == GIT_EAMBIGUOUS)
       rg_set(&st, "invalid", "revision '%s' is ambiguous", rev);
-    return rg_fail(L, "resolve", rev, &st);
+    return rg_raise(L, "resolve", rev, &st);
   }
   git_oid id;
   git_oid_cpy(&id, git_object_id(obj));
@@ -510,7 +545,7 @@ static int l_repo_resolve(lua_State *L) {
   return 1;
 }
 
-/* repo:remote_url(name) -> url (a password in it is left out) | nil, err */
+/* repo:remote_url(name) -> url (a password in it is left out) */
 static int l_repo_remote_url(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   const char *name = rg_optstr(L, 2, "origin");
@@ -518,7 +553,7 @@ static int l_repo_remote_url(lua_State *L) {
   if (rg_remote_config_url(repo, name, clean, sizeof clean) != 0) {
     rg_status st;
     rg_set(&st, "not_found", "no remote named '%s'", name);
-    return rg_fail(L, "remote_url", name, &st);
+    return rg_raise(L, "remote_url", name, &st);
   }
   lua_pushstring(L, clean);
   return 1;
@@ -526,7 +561,7 @@ static int l_repo_remote_url(lua_State *L) {
 
 /* ---- open and init ---- */
 
-/* git.open(path) -> repo | nil, err: discovers upwards like git does. */
+/* git.open(path) -> repo: discovers upwards like git does. */
 int l_git_open(lua_State *L) {
   const char *path = rg_optstr(L, 1, ".");
   relish_need_git();
@@ -534,21 +569,21 @@ int l_git_open(lua_State *L) {
   rg_status st;
   if (stat(path, &sb) != 0) {
     rg_set(&st, errno == ENOENT ? "not_found" : "io", "%s", strerror(errno));
-    return rg_fail(L, "open", path, &st);
+    return rg_raise(L, "open", path, &st);
   }
   rg_repo *r = rg_newrepo(L);
   int rc = git_repository_open_ext(&r->repo, path, 0, NULL);
   if (rc < 0) {
     rg_set_git(&st, rc, NULL);
     if (rc == GIT_ENOTFOUND) rg_set(&st, "not_a_repo", "not a git repository (or any parent)");
-    return rg_fail(L, "open", path, &st);
+    return rg_raise(L, "open", path, &st);
   }
   return 1;
 }
 
 static const char *const init_opts[] = {"bare", "branch", NULL};
 
-/* git.init(path, {bare=, branch=}) -> repo | nil, err. Not an effect: like
+/* git.init(path, {bare=, branch=}) -> repo. Not an effect: like
  * clone it makes a new repository for the run to work in. */
 int l_git_init(lua_State *L) {
   const char *path = rg_checkstr(L, 1);
@@ -563,7 +598,7 @@ int l_git_init(lua_State *L) {
   o.initial_head = branch;
   rg_repo *r = rg_newrepo(L);
   int rc = git_repository_init_ext(&r->repo, path, &o);
-  if (rc < 0) return rg_fail_git(L, "init", path, rc);
+  if (rc < 0) return rg_raise_git(L, "init", path, rc);
   return 1;
 }
 
@@ -589,18 +624,19 @@ int luaopen_relish_git(lua_State *L) {
                                      {"fetch", l_repo_fetch},
                                      {"push", l_repo_push},
                                      {NULL, NULL}};
-  static const luaL_Reg funcs[] = {{"open", l_git_open},
-                                   {"init", l_git_init},
-                                   {"clone", l_git_clone},
-                                   {"undo", l_git_undo},
-                                   {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"open", l_git_open}, {"init", l_git_init}, {"clone", l_git_clone}, {NULL, NULL}};
   relish_resource_metatable(L, RG_BOX_MT, box_gc, NULL);
-  lua_pop(L, 1);
+  luaL_newmetatable(L, RG_ACTION_MT); /* no __gc: the box it keeps owns the resources */
+  lua_pop(L, 2);
   if (relish_resource_metatable(L, RG_REPO_MT, repo_close, methods)) {
     lua_pushcfunction(L, repo_tostring);
     lua_setfield(L, -2, "__tostring");
   }
   lua_pop(L, 1);
+  relish_effect_register(L, "relish.git", rg_ref_providers);
+  relish_effect_register(L, "relish.git", rg_commit_providers);
+  relish_effect_register(L, "relish.git", rg_push_providers);
   luaL_newlib(L, funcs);
   return 1;
 }

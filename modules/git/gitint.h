@@ -7,7 +7,6 @@
 
 #include "relish.h"
 
-#include <cjson/cJSON.h>
 #include <git2.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,8 +55,6 @@ void rg_free_remote(void *p);
 void rg_free_walk(void *p);
 void rg_free_sig(void *p);
 void rg_free_buf(void *p); /* a malloc'd git_buf */
-void rg_free_json(void *p);
-void rg_free_text(void *p); /* cJSON_Print output */
 void rg_free_mem(void *p);
 
 /* Room for one more element in the array v of n elements of size bytes and
@@ -80,11 +77,10 @@ int rg_set(rg_status *st, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Push an error value {kind, message = "git.VERB TARGET: msg"} (redacted). */
 void rg_push_error(lua_State *L, const char *verb, const char *target, const rg_status *st);
-/* return nil, err */
-int rg_fail(lua_State *L, const char *verb, const char *target, const rg_status *st);
-/* rg_fail for a libgit2 code */
-int rg_fail_git(lua_State *L, const char *verb, const char *target, int code);
+/* Raise that error value (a runtime failure: the caller's step fails). */
 int rg_raise(lua_State *L, const char *verb, const char *target, const rg_status *st);
+/* rg_raise for a libgit2 code */
+int rg_raise_git(lua_State *L, const char *verb, const char *target, int code);
 
 /* Options table at idx (or none): raises on unknown keys and wrong types. */
 void rg_checkopts(lua_State *L, int idx, const char *fname, const char *const *known);
@@ -116,6 +112,30 @@ int rg_signature(git_repository *repo, int author, git_signature **out, rg_statu
  * spaces and blank lines go, one final newline. malloc'd; NULL when out of
  * memory or when libgit2 refuses it. */
 char *rg_clean_message(const char *msg);
+
+/* ---- effects (git.c) ----
+ * A Lua-called effect prepares everything (objects written, values before
+ * and after, the undo record as a Lua table) and hands the gate an action
+ * whose argument is an rg_action userdata: the struct of the effect (which
+ * starts with an rg_action) and, as user values, the box that owns its C
+ * resources and the Repository handle its repo belongs to. The providers'
+ * apply and plan get it back with rg_action_check. */
+typedef struct {
+  const char *kind; /* the registered kind, checked by rg_action_check */
+  git_repository *repo;
+  rg_box *box;
+} rg_action;
+
+/* Pushes an action userdata of size bytes (at least an rg_action), its box
+ * and repo set from the values at box_idx and repo_idx (0: none). */
+void *rg_action_new(lua_State *L, size_t size, const char *kind, int box_idx, int repo_idx);
+/* The action at idx (raises unless it is one of kind). */
+void *rg_action_check(lua_State *L, int idx, const char *kind);
+
+/* Undo records are Lua tables: set a string or a full hex id on the table
+ * at the stack top. */
+void rg_rec_set(lua_State *L, const char *key, const char *value);
+void rg_rec_set_oid(lua_State *L, const char *key, const git_oid *id);
 
 /* ---- plan.c: the dry-run overlay ---- */
 
@@ -168,8 +188,9 @@ typedef struct {
 int rg_side_eq(const rg_side *a, const rg_side *b);
 void rg_changes_free(void *p); /* for the box: frees the list and its paths */
 rg_change *rg_changes_add(rg_changes *c, const char *path);
-/* As an undo record field: [{path, wt = {before=, after=}, ix = {...}}]. */
-cJSON *rg_changes_json(const rg_changes *c);
+/* Pushes the list as an undo record field:
+ * {{path=, wt = {before=, after=}, ix = {...}}, ...}. */
+void rg_changes_push(lua_State *L, const rg_changes *c);
 /* From the decoded record (a Lua list at idx); raises when malformed. */
 void rg_changes_from_lua(lua_State *L, int idx, rg_changes *c, const char *kind);
 
@@ -230,7 +251,9 @@ typedef struct rg_net rg_net;
 /* Parse auth (a secret, "agent", or {ssh_key=, passphrase=, username=}) at
  * idx; raises on misuse. The auth is boxed. */
 rg_auth *rg_auth_check(lua_State *L, rg_box *b, int idx, const char *fname);
-cJSON *rg_auth_json(const rg_auth *a);
+/* Pushes where the auth comes from, for an undo record: its type, user, key
+ * file and the source of its secret, never the secret itself. */
+void rg_auth_push(lua_State *L, const rg_auth *a);
 /* From an undo record's auth: the secret is read again from its source. */
 int rg_auth_from_lua(lua_State *L, rg_box *b, int idx, rg_auth **out, rg_status *st);
 
@@ -273,15 +296,14 @@ void rg_net_fetch_options(rg_net *n, git_fetch_options *fo);
 /* After a failed libgit2 network call: interruption, timeout, auth or the
  * libgit2 error, into st. */
 int rg_net_status(rg_net *n, int code, const char *what, rg_status *st);
-/* True when the last failure was an interruption or a timeout (the caller
- * raises those rather than returning nil, err). */
+/* True when the last failure was an interruption or a timeout (raised as
+ * kinds of their own, "interrupted" and "timeout"). */
 int rg_net_stopped(const rg_net *n);
 
 /* ---- the functions Lua calls ---- */
 int l_git_open(lua_State *L);
 int l_git_init(lua_State *L);
 int l_git_clone(lua_State *L);
-int l_git_undo(lua_State *L);
 
 int l_repo_status(lua_State *L);
 int l_repo_is_dirty(lua_State *L);
@@ -299,8 +321,19 @@ int l_repo_revert(lua_State *L);
 int l_repo_fetch(lua_State *L);
 int l_repo_push(lua_State *L);
 
-/* undo of each kind (undo.c dispatches; remote.c does the push) */
-int rg_undo_push(lua_State *L, int rec);
+/* The providers of every git effect kind, registered by luaopen: the apply
+ * and plan of each next to its Lua-called function (refs.c, commit.c,
+ * push.c), the undos in undo.c and push.c. */
+extern const relish_provider rg_ref_providers[];    /* tag, delete_tag, branch, delete_branch */
+extern const relish_provider rg_commit_providers[]; /* commit, revert */
+extern const relish_provider rg_push_providers[];   /* push */
+int rg_undo_tag(lua_State *L);
+int rg_undo_delete_tag(lua_State *L);
+int rg_undo_branch(lua_State *L);
+int rg_undo_delete_branch(lua_State *L);
+int rg_undo_commit(lua_State *L);
+int rg_undo_revert(lua_State *L);
+int rg_undo_push(lua_State *L);
 
 /* Undo records (undo.c): field key of the record at t as a string (raises
  * "malformed <kind> undo record" when required and missing), or as a full

@@ -508,7 +508,7 @@ int l_repo_log(lua_State *L) {
     dopt.pathspec.strings = list;
     dopt.pathspec.count = (size_t)n;
     int rc = git_pathspec_new(&ps, &dopt.pathspec);
-    if (rc < 0) return rg_fail_git(L, "log", NULL, rc);
+    if (rc < 0) return rg_raise_git(L, "log", NULL, rc);
     rg_box_add(b, ps, free_pathspec);
   }
   if (to == NULL && git_repository_head_unborn(repo) == 1) { /* no commits yet */
@@ -518,26 +518,26 @@ int l_repo_log(lua_State *L) {
   git_object *obj = NULL;
   git_oid to_id, from_id;
   if (rg_resolve(L, repo, repo, to ? to : "HEAD", GIT_OBJECT_COMMIT, &obj, &st) != 0)
-    return rg_fail(L, "log", to ? to : "HEAD", &st);
+    return rg_raise(L, "log", to ? to : "HEAD", &st);
   git_oid_cpy(&to_id, git_object_id(obj));
   git_object_free(obj);
   if (from != NULL) {
     if (rg_resolve(L, repo, repo, from, GIT_OBJECT_COMMIT, &obj, &st) != 0)
-      return rg_fail(L, "log", from, &st);
+      return rg_raise(L, "log", from, &st);
     git_oid_cpy(&from_id, git_object_id(obj));
     git_object_free(obj);
   }
   walker *w = rg_box_add(b, calloc(1, sizeof *w), walker_free);
   if (w == NULL) return luaL_error(L, "not enough memory");
   int rc = git_repository_odb(&w->odb, repo);
-  if (rc < 0) return rg_fail_git(L, "log", NULL, rc);
+  if (rc < 0) return rg_raise_git(L, "log", NULL, rc);
   /* like git, which does not hash every object it reads either */
   git_libgit2_opts(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION, 0);
   rc = walk(w, &to_id, from ? &from_id : NULL, first_parent, ps == NULL ? max : -1);
   git_libgit2_opts(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION, 1);
   if (rc == GIT_EUSER) return relish_raise_interrupted(L);
   if (rc == -2) return luaL_error(L, "not enough memory");
-  if (rc < 0) return rg_fail_git(L, "log", NULL, rc);
+  if (rc < 0) return rg_raise_git(L, "log", NULL, rc);
   relish_gc_pause(L); /* thousands of commit tables, all returned */
   lua_createtable(L, (int)(max >= 0 && (size_t)max < w->nout ? (size_t)max : w->nout), 0);
   lua_Integer k = 0;

@@ -1,7 +1,8 @@
 /* push.c: the push effect and its undo. A push connects first and reads the
  * remote's refs (a read, also in a dry-run), checks leases and fast-forwards
- * against them, then asks the gate with an undo record that says, per ref,
- * how a rollback takes it back:
+ * against them, then hands the gate the action (apply uploads, plan returns
+ * the planned values) with an undo record that says, per ref, how a
+ * rollback takes it back:
  *   delete   the ref was new: delete it (tags, new branches)
  *   restore  put the old value back (a deleted ref, a moved tag, a forced
  *            rewrite): only while the remote still has what relish pushed
@@ -234,14 +235,14 @@ static void push_result(lua_State *L, const updates *us, int planned) {
   }
 }
 
-/* Raise interruption and timeouts; return nil, err for the rest. */
+/* Raises the failure: interruption and timeouts as kinds of their own. */
 static int push_fail(lua_State *L, rg_net *n, const char *target, const rg_status *st) {
   if (n != NULL && rg_net_stopped(n)) {
     if (strcmp(st->kind, "timeout") == 0)
       return relish_raise(L, "timeout", "git.push %s: timed out", target);
     return relish_raise_interrupted(L);
   }
-  return rg_fail(L, "push", target, st);
+  return rg_raise(L, "push", target, st);
 }
 
 /* Refuses what a plain push would: a branch that is not an ancestor of the
@@ -290,42 +291,81 @@ static void describe_update(char *out, size_t size, const rg_update *u) {
     snprintf(out, size, "%s %s → %s%s", u->dst, a, z, u->force ? " (forced)" : "");
 }
 
-static cJSON *push_record(git_repository *repo, const char *name, const char *url, const rg_auth *a,
-                          const char *ca, const updates *us) {
-  char hex[GIT_OID_HEXSZ + 1];
-  cJSON *rec = cJSON_CreateObject(), *refs = NULL, *auth = rg_auth_json(a);
-  if (rec == NULL || auth == NULL) goto fail;
-  cJSON_AddItemToObject(rec, "auth", auth);
-  auth = NULL;
-  if (cJSON_AddNumberToObject(rec, "v", 1) == NULL ||
-      cJSON_AddStringToObject(rec, "repo", git_repository_path(repo)) == NULL ||
-      cJSON_AddStringToObject(rec, "remote", name) == NULL ||
-      cJSON_AddStringToObject(rec, "url", url) == NULL ||
-      (ca != NULL && cJSON_AddStringToObject(rec, "ca", ca) == NULL) ||
-      (refs = cJSON_AddArrayToObject(rec, "refs")) == NULL)
-    goto fail;
+/* Pushes the undo record: where to push again (repository, remote, URL, CA
+ * file), where the auth comes from (never a secret), and each ref with its
+ * rule and values. */
+static void push_record(lua_State *L, git_repository *repo, const char *name, const char *url,
+                        const rg_auth *a, const char *ca, const updates *us) {
+  lua_createtable(L, 0, 7);
+  lua_pushinteger(L, 1);
+  lua_setfield(L, -2, "v");
+  rg_rec_set(L, "repo", git_repository_path(repo));
+  rg_rec_set(L, "remote", name);
+  rg_rec_set(L, "url", url);
+  if (ca != NULL) rg_rec_set(L, "ca", ca);
+  rg_auth_push(L, a);
+  lua_setfield(L, -2, "auth");
+  lua_createtable(L, (int)us->n, 0);
   for (size_t i = 0; i < us->n; i++) {
     const rg_update *u = &us->v[i];
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL) goto fail;
-    cJSON_AddItemToArray(refs, o);
-    if (cJSON_AddStringToObject(o, "ref", u->dst) == NULL ||
-        cJSON_AddStringToObject(o, "rule", u->rule) == NULL)
-      goto fail;
-    if (u->has_old && (rg_hex(&u->old, hex), cJSON_AddStringToObject(o, "old", hex) == NULL))
-      goto fail;
-    if (u->has_new && (rg_hex(&u->new, hex), cJSON_AddStringToObject(o, "new", hex) == NULL))
-      goto fail;
+    lua_createtable(L, 0, 4);
+    rg_rec_set(L, "ref", u->dst);
+    rg_rec_set(L, "rule", u->rule);
+    if (u->has_old) rg_rec_set_oid(L, "old", &u->old);
+    if (u->has_new) rg_rec_set_oid(L, "new", &u->new);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  return rec;
-fail:
-  cJSON_Delete(auth);
-  cJSON_Delete(rec);
-  return NULL;
+  lua_setfield(L, -2, "refs");
 }
 
+/* The prepared request of a push (its action's struct): connected, with the
+ * updates checked against what the remote has. */
+typedef struct {
+  rg_action a;
+  rg_net *net;
+  git_remote *remote;
+  updates *us;
+  char url[4096], describe[2048], fingerprint[4096], detail[4096];
+} push_job;
+
+/* apply: the upload; every lease is checked again right before it. */
+static int apply_push(lua_State *L) {
+  push_job *p = rg_action_check(L, 1, "git.push");
+  rg_status st = {0};
+  if (relish_interrupted()) return relish_raise_interrupted(L);
+  if (rg_net_push(p->net, p->a.repo, p->remote, p->us->v, p->us->n, &st) != 0) {
+    if (rg_net_stopped(p->net)) return push_fail(L, p->net, p->url, &st);
+    rg_push_error(L, "push", p->url, &st);
+    if (strcmp(st.kind, "non_fast_forward") == 0 && strstr(st.msg, "lease") != NULL) {
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "lease");
+    }
+    rg_box_release(p->a.box); /* the connection goes now, not at the next collection */
+    return lua_error(L);
+  }
+  push_result(L, p->us, 0);
+  rg_box_release(p->a.box);
+  return 1;
+}
+
+static int plan_push(lua_State *L) {
+  push_job *p = rg_action_check(L, 1, "git.push");
+  push_result(L, p->us, 1);
+  rg_box_release(p->a.box);
+  return 1;
+}
+
+static const char *const push_fields[] = {"repo", "remote", "url", "auth", "refs", NULL};
+
+const relish_provider rg_push_providers[] = {{.kind = "git.push",
+                                              .apply = apply_push,
+                                              .plan = plan_push,
+                                              .undo = rg_undo_push,
+                                              .fields = push_fields},
+                                             {NULL}};
+
 /* repo:push{remote=, refspecs=, force_with_lease=, auth=, rollback=, ca=}
- *   -> {[ref] = {old=, new=}} | nil, err */
+ *   -> {[ref] = {old=, new=}} */
 int l_repo_push(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   rg_checkopts_table(L, 2, "repo:push", push_opts);
@@ -353,13 +393,13 @@ int l_repo_push(lua_State *L) {
   char url[4096];
   rg_url_clean(name, url, sizeof url);
   git_remote *remote = NULL;
-  if (rg_remote_open(repo, name, &remote, &st) != 0) return rg_fail(L, "push", url, &st);
+  if (rg_remote_open(repo, name, &remote, &st) != 0) return rg_raise(L, "push", url, &st);
   rg_box_add(b, remote, rg_free_remote);
   rg_url_clean(git_remote_pushurl(remote) ? git_remote_pushurl(remote) : git_remote_url(remote),
                url, sizeof url);
   git_repository *look = repo;
   if (rg_plan_active(L) && (look = rg_plan_scratch(L, repo, &st)) == NULL)
-    return rg_fail(L, "push", url, &st);
+    return rg_raise(L, "push", url, &st);
   rg_net *n = rg_net_new(b, auth, ca);
   updates *us = rg_box_add(b, calloc(1, sizeof *us), updates_free);
   if (n == NULL || us == NULL) return luaL_error(L, "not enough memory");
@@ -370,14 +410,14 @@ int l_repo_push(lua_State *L) {
   if (lua_isstring(L, -1)) {
     nspecs = 1;
     if (parse_spec(L, repo, look, remote, n, lua_tostring(L, -1), us, &st) != 0)
-      return rg_fail(L, "push", url, &st);
+      return rg_raise(L, "push", url, &st);
   } else if (lua_istable(L, -1)) {
     nspecs = (size_t)luaL_len(L, -1);
     for (size_t i = 1; i <= nspecs; i++) {
       if (lua_geti(L, -1, (lua_Integer)i) != LUA_TSTRING)
         luaL_error(L, "repo:push: refspecs[%d] must be a string", (int)i);
       if (parse_spec(L, repo, look, remote, n, lua_tostring(L, -1), us, &st) != 0)
-        return rg_fail(L, "push", url, &st);
+        return rg_raise(L, "push", url, &st);
       lua_pop(L, 1);
     }
   }
@@ -390,11 +430,11 @@ int l_repo_push(lua_State *L) {
     else
       rg_set(&st, "invalid", "HEAD is detached: give refspecs");
     free(h);
-    if (!ok) return rg_fail(L, "push", url, &st);
+    if (!ok) return rg_raise(L, "push", url, &st);
   }
   for (size_t i = 0; i < us->n; i++)
     us->v[i].has_old = rg_net_remote_value(n, remote, us->v[i].dst, &us->v[i].old);
-  if (set_leases(L, repo, remote, 3, us, &st) != 0) return rg_fail(L, "push", url, &st);
+  if (set_leases(L, repo, remote, 3, us, &st) != 0) return rg_raise(L, "push", url, &st);
 
   /* leases and fast-forwards, before anything is journaled */
   for (size_t i = 0; i < us->n; i++) {
@@ -405,18 +445,18 @@ int l_repo_push(lua_State *L) {
       if (u->has_old) rg_short(&u->old, have);
       rg_set(&st, "non_fast_forward", "lease check failed: %s on the remote is at %s, expected %s",
              u->dst, have, want);
-      rg_fail(L, "push", url, &st);
+      rg_push_error(L, "push", url, &st);
       lua_pushboolean(L, 1);
       lua_setfield(L, -2, "lease");
       lua_pushstring(L, u->dst);
       lua_setfield(L, -2, "ref");
-      return 2;
+      return lua_error(L);
     }
     if (check_forward(look, u, &st) != 0) {
-      rg_fail(L, "push", url, &st);
+      rg_push_error(L, "push", url, &st);
       lua_pushstring(L, u->dst);
       lua_setfield(L, -2, "ref");
-      return 2;
+      return lua_error(L);
     }
   }
   /* refs already there are no update */
@@ -438,54 +478,35 @@ int l_repo_push(lua_State *L) {
     us->v[i].rule = rule_of(look, &us->v[i], rollback);
 
   /* describe, record, gate */
-  char describe[2048], fp[4096] = "", detail[4096] = "";
-  int dn = snprintf(describe, sizeof describe, "push to %s (%s):", name, url);
+  push_job *p = rg_action_new(L, sizeof *p, "git.push", 4, 1); /* 5 */
+  p->net = n;
+  p->remote = remote;
+  p->us = us;
+  snprintf(p->url, sizeof p->url, "%s", url);
+  int dn = snprintf(p->describe, sizeof p->describe, "push to %s (%s):", name, url);
   for (size_t i = 0; i < us->n; i++) {
     const rg_update *u = &us->v[i];
     char one[1200], hex[GIT_OID_HEXSZ + 1] = "absent";
     describe_update(one, sizeof one, u);
-    if (dn < (int)sizeof describe)
-      dn += snprintf(describe + dn, sizeof describe - dn, "%s %s", i ? "," : "", one);
+    if (dn < (int)sizeof p->describe)
+      dn += snprintf(p->describe + dn, sizeof p->describe - dn, "%s %s", i ? "," : "", one);
     if (u->has_old) rg_hex(&u->old, hex);
-    size_t fl = strlen(fp);
-    snprintf(fp + fl, sizeof fp - fl, "%s%s=%s", i ? " " : "", u->dst, hex);
-    size_t dl = strlen(detail);
+    size_t fl = strlen(p->fingerprint);
+    snprintf(p->fingerprint + fl, sizeof p->fingerprint - fl, "%s%s=%s", i ? " " : "", u->dst, hex);
+    size_t dl = strlen(p->detail);
     const char *how = strcmp(u->rule, "delete") == 0   ? "delete it"
                       : strcmp(u->rule, "revert") == 0 ? "push a revert of the pushed commits"
                                                        : "put the old value back";
-    snprintf(detail + dl, sizeof detail - dl, "%s%s (rollback: %s)", i ? "\n" : "", one, how);
+    snprintf(p->detail + dl, sizeof p->detail - dl, "%s%s (rollback: %s)", i ? "\n" : "", one, how);
   }
-  cJSON *rec = rg_box_add(b, push_record(repo, name, url, auth, rg_net_ca(n), us), rg_free_json);
-  char *undo = rec != NULL ? rg_box_add(b, cJSON_PrintUnformatted(rec), rg_free_text) : NULL;
-  if (undo == NULL) return luaL_error(L, "not enough memory");
-  relish_effect e = {.kind = "git.push",
-                     .target = url,
-                     .describe = describe,
-                     .detail = detail,
-                     .undo = undo,
-                     .fingerprint = fp};
-  lua_Integer id;
-  if (relish_gate_begin(L, &e, &id) == RELISH_GATE_PLANNED) {
-    push_result(L, us, 1);
-    return 1;
-  }
-  if (relish_interrupted()) {
-    relish_gate_failed(L, id, "interrupted");
-    return relish_raise_interrupted(L);
-  }
-  if (rg_net_push(n, repo, remote, us->v, us->n, &st) != 0) {
-    relish_gate_failed(L, id, st.msg);
-    int r = push_fail(L, n, url, &st);
-    if (strcmp(st.kind, "non_fast_forward") == 0 && strstr(st.msg, "lease") != NULL) {
-      lua_pushboolean(L, 1);
-      lua_setfield(L, -2, "lease");
-    }
-    return r;
-  }
-  relish_gate_done(L, id, NULL);
-  push_result(L, us, 0);
-  rg_box_release(b);
-  return 1;
+  push_record(L, repo, name, url, auth, rg_net_ca(n), us); /* 6 */
+  return relish_effect_run(L, &(relish_action){.kind = "git.push",
+                                               .target = p->url,
+                                               .describe = p->describe,
+                                               .detail = p->detail,
+                                               .fingerprint = p->fingerprint,
+                                               .record = 6,
+                                               .arg = 5});
 }
 
 /* ---- undo ---- */
@@ -608,9 +629,14 @@ static void add_note(char *buf, size_t size, const char *fmt, const char *ref, c
   if (n < size) snprintf(buf + n, size - n, fmt, ref, now);
 }
 
-/* git.undo("git.push", record): takes each pushed ref back by its rule, with
- * a lease on the value the remote has now; refs already back are left. */
-int rg_undo_push(lua_State *L, int rec) {
+/* The undo of git.push (record at 1): takes each pushed ref back by its
+ * rule, with a lease on the value the remote has now; refs already back are
+ * left. */
+int rg_undo_push(lua_State *L) {
+  const int rec = 1;
+  luaL_checktype(L, rec, LUA_TTABLE);
+  lua_settop(L, rec);
+  relish_need_git();
   rg_box *b = rg_box_new(L);
   rg_status st = {0};
   const char *path = rg_rec_str(L, rec, "git.push", "repo", 1),

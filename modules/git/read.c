@@ -36,7 +36,7 @@ static int status_list(lua_State *L, rg_box *b, git_repository *repo, int untrac
   rg_status st;
   if (git_repository_is_bare(repo)) {
     rg_set(&st, "invalid", "a bare repository has no work tree");
-    return rg_fail(L, verb, NULL, &st);
+    return rg_raise(L, verb, NULL, &st);
   }
   git_status_options o;
   git_status_options_init(&o, GIT_STATUS_OPTIONS_VERSION);
@@ -45,7 +45,7 @@ static int status_list(lua_State *L, rg_box *b, git_repository *repo, int untrac
   if (untracked)
     o.flags |= GIT_STATUS_OPT_INCLUDE_UNTRACKED | GIT_STATUS_OPT_RECURSE_UNTRACKED_DIRS;
   int rc = git_status_list_new(out, repo, &o);
-  if (rc < 0) return rg_fail_git(L, verb, NULL, rc);
+  if (rc < 0) return rg_raise_git(L, verb, NULL, rc);
   rg_box_add(b, *out, free_status);
   return 0;
 }
@@ -127,7 +127,7 @@ int l_repo_is_dirty(lua_State *L) {
 
 static const char *const describe_opts[] = {"tags", "always", "dirty", "abbrev", "match", NULL};
 
-/* repo:describe({tags=, always=, dirty=, abbrev=, match=}) -> "v1.2.0-3-gabc1234" | nil, err */
+/* repo:describe({tags=, always=, dirty=, abbrev=, match=}) -> "v1.2.0-3-gabc1234" */
 int l_repo_describe(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   rg_checkopts(L, 2, "repo:describe", describe_opts);
@@ -171,12 +171,12 @@ int l_repo_describe(lua_State *L) {
     rg_set_git(&st, rc, NULL);
     const git_error *e = git_error_last();
     if (rc == GIT_ENOTFOUND || (e != NULL && e->klass == GIT_ERROR_DESCRIBE)) st.kind = "not_found";
-    return rg_fail(L, "describe", NULL, &st);
+    return rg_raise(L, "describe", NULL, &st);
   }
   rg_box_add(b, res, free_describe);
   git_buf *buf = rg_box_add(b, calloc(1, sizeof *buf), rg_free_buf);
   if (buf == NULL) return luaL_error(L, "not enough memory");
-  if ((rc = git_describe_format(buf, res, &f)) < 0) return rg_fail_git(L, "describe", NULL, rc);
+  if ((rc = git_describe_format(buf, res, &f)) < 0) return rg_raise_git(L, "describe", NULL, rc);
   lua_pushstring(L, buf->ptr);
   rg_box_release(b);
   return 1;
@@ -202,9 +202,9 @@ int l_repo_diff_stat(lua_State *L) {
   rg_box *b = rg_box_new(L);
   rg_status st = {0};
   git_tree *ta = NULL, *tz = NULL;
-  if (tree_of(L, repo, a, &ta, &st) != 0) return rg_fail(L, "diff_stat", a, &st);
+  if (tree_of(L, repo, a, &ta, &st) != 0) return rg_raise(L, "diff_stat", a, &st);
   rg_box_add(b, ta, rg_free_object);
-  if (tree_of(L, repo, z, &tz, &st) != 0) return rg_fail(L, "diff_stat", z, &st);
+  if (tree_of(L, repo, z, &tz, &st) != 0) return rg_raise(L, "diff_stat", z, &st);
   rg_box_add(b, tz, rg_free_object);
   git_diff *diff = NULL;
   git_diff_find_options fo;
@@ -215,7 +215,7 @@ int l_repo_diff_stat(lua_State *L) {
     rg_box_add(b, diff, rg_free_diff);
     rc = git_diff_find_similar(diff, &fo);
   }
-  if (rc < 0) return rg_fail_git(L, "diff_stat", a, rc);
+  if (rc < 0) return rg_raise_git(L, "diff_stat", a, rc);
   size_t n = git_diff_num_deltas(diff);
   lua_createtable(L, 0, 4);
   lua_createtable(L, (int)n, 0);
@@ -223,7 +223,7 @@ int l_repo_diff_stat(lua_State *L) {
   for (size_t i = 0; i < n; i++) {
     git_patch *patch = NULL;
     size_t adds = 0, dels = 0;
-    if ((rc = git_patch_from_diff(&patch, diff, i)) < 0) return rg_fail_git(L, "diff_stat", a, rc);
+    if ((rc = git_patch_from_diff(&patch, diff, i)) < 0) return rg_raise_git(L, "diff_stat", a, rc);
     rg_box_add(b, patch, free_patch);
     const git_diff_delta *d = git_diff_get_delta(diff, i);
     int binary = (d->flags & GIT_DIFF_FLAG_BINARY) != 0;

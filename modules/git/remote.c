@@ -147,25 +147,15 @@ rg_auth *rg_auth_check(lua_State *L, rg_box *b, int idx, const char *fname) {
   return a;
 }
 
-cJSON *rg_auth_json(const rg_auth *a) {
+void rg_auth_push(lua_State *L, const rg_auth *a) {
   static const char *const types[] = {"none", "token", "agent", "ssh_key"};
-  cJSON *o = cJSON_CreateObject();
-  if (o == NULL || cJSON_AddStringToObject(o, "type", types[a ? a->type : 0]) == NULL) {
-    cJSON_Delete(o);
-    return NULL;
-  }
-  if (a == NULL) return o;
-  int bad = 0;
-  if (a->user != NULL) bad |= cJSON_AddStringToObject(o, "username", a->user) == NULL;
-  if (a->key != NULL) bad |= cJSON_AddStringToObject(o, "ssh_key", a->key) == NULL;
-  if (a->source_env != NULL) bad |= cJSON_AddStringToObject(o, "secret_env", a->source_env) == NULL;
-  if (a->source_file != NULL)
-    bad |= cJSON_AddStringToObject(o, "secret_file", a->source_file) == NULL;
-  if (bad) {
-    cJSON_Delete(o);
-    return NULL;
-  }
-  return o;
+  lua_createtable(L, 0, 4);
+  rg_rec_set(L, "type", types[a ? a->type : 0]);
+  if (a == NULL) return;
+  if (a->user != NULL) rg_rec_set(L, "username", a->user);
+  if (a->key != NULL) rg_rec_set(L, "ssh_key", a->key);
+  if (a->source_env != NULL) rg_rec_set(L, "secret_env", a->source_env);
+  if (a->source_file != NULL) rg_rec_set(L, "secret_file", a->source_file);
 }
 
 /* Reads a secret back through relish.secret, so it is redacted like any other. */
@@ -929,12 +919,12 @@ size_t rg_net_tips(rg_net *n, const char **ref, const git_oid **old, const git_o
 
 /* ---- fetch and clone ---- */
 
-/* Raise interruption and timeouts; return nil, err for the rest. */
+/* Raises the failure: interruption and timeouts as kinds of their own. */
 static int net_fail(lua_State *L, rg_net *n, const char *verb, const char *target,
                     const rg_status *st) {
   if (n->interrupted) return relish_raise_interrupted(L);
   if (n->timed_out) return relish_raise(L, "timeout", "git.%s %s: timed out", verb, target);
-  return rg_fail(L, verb, target, st);
+  return rg_raise(L, verb, target, st);
 }
 
 static const char *const fetch_opts[] = {"refspecs", "auth", "ca", NULL};
@@ -968,7 +958,7 @@ static const char **string_list(lua_State *L, rg_box *b, int t, const char *fnam
   return v;
 }
 
-/* repo:fetch(remote, {refspecs=, auth=, ca=}) -> {[ref] = {old=, new=}} | nil, err.
+/* repo:fetch(remote, {refspecs=, auth=, ca=}) -> {[ref] = {old=, new=}}.
  * Not an effect: it only updates remote-tracking refs, like git fetch. */
 int l_repo_fetch(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
@@ -990,7 +980,7 @@ int l_repo_fetch(lua_State *L) {
   git_remote *remote = NULL;
   char clean[4096];
   rg_url_clean(name, clean, sizeof clean);
-  if (rg_remote_open(repo, name, &remote, &st) != 0) return rg_fail(L, "fetch", clean, &st);
+  if (rg_remote_open(repo, name, &remote, &st) != 0) return rg_raise(L, "fetch", clean, &st);
   rg_box_add(b, remote, rg_free_remote);
   rg_net *n = rg_net_new(b, auth, ca);
   if (n == NULL) return luaL_error(L, "not enough memory");
@@ -1033,7 +1023,7 @@ static int clone_remote(git_remote **out, git_repository *repo, const char *name
   return git_remote_create_with_opts(out, url, &o);
 }
 
-/* git.clone(url, path, {branch=, depth=, auth=, bare=, ca=}) -> repo | nil, err.
+/* git.clone(url, path, {branch=, depth=, auth=, bare=, ca=}) -> repo.
  * Not an effect: it makes a new directory for the run to work in. depth is
  * accepted but libgit2 1.5 clones whole histories. */
 int l_git_clone(lua_State *L) {

@@ -1,4 +1,5 @@
-/* undo.c: git.undo(kind, record), the automatic undo of relish.git effects.
+/* undo.c: the automatic undo of relish.git effects, the providers' undo
+ * (the gate dispatches to them by kind; effect.undo(kind, record) too).
  * Each one compares what is there now with what the action left and what
  * was there before: already as before means nothing to do (the action never
  * happened, or the undo ran already); as the action left it means put it
@@ -113,34 +114,30 @@ static int undo_commit(lua_State *L, const char *kind, int t) {
   return 0;
 }
 
-/* git.undo(kind, record | record JSON text) -> true; raises when it cannot undo */
-int l_git_undo(lua_State *L) {
-  const char *kind = rg_checkstr(L, 1);
-  if (lua_type(L, 2) == LUA_TSTRING) { /* the record as its JSON text */
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "relish.json");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "decode");
-    lua_pushvalue(L, 2);
-    lua_call(L, 1, 2);
-    if (!lua_istable(L, -2))
-      return luaL_error(L, "git.undo: the %s undo record is not a JSON object", kind);
-    lua_pop(L, 1);
-    lua_replace(L, 2);
-  }
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
+/* The providers' undo(record) -> true; each raises when it cannot undo. */
+static int undo_ref_kind(lua_State *L, const char *kind) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
   relish_need_git();
-  if (strcmp(kind, "git.tag") == 0 || strcmp(kind, "git.delete_tag") == 0 ||
-      strcmp(kind, "git.branch") == 0 || strcmp(kind, "git.delete_branch") == 0)
-    undo_ref(L, kind, 2);
-  else if (strcmp(kind, "git.commit") == 0 || strcmp(kind, "git.revert") == 0)
-    undo_commit(L, kind, 2);
-  else if (strcmp(kind, "git.push") == 0)
-    rg_undo_push(L, 2);
-  else
-    return luaL_error(L, "git.undo: unknown effect kind '%s'", kind);
-  lua_settop(L, 2);
+  undo_ref(L, kind, 1);
+  lua_settop(L, 1);
   lua_pushboolean(L, 1);
   return 1;
 }
+
+static int undo_commit_kind(lua_State *L, const char *kind) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  relish_need_git();
+  undo_commit(L, kind, 1);
+  lua_settop(L, 1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int rg_undo_tag(lua_State *L) { return undo_ref_kind(L, "git.tag"); }
+int rg_undo_delete_tag(lua_State *L) { return undo_ref_kind(L, "git.delete_tag"); }
+int rg_undo_branch(lua_State *L) { return undo_ref_kind(L, "git.branch"); }
+int rg_undo_delete_branch(lua_State *L) { return undo_ref_kind(L, "git.delete_branch"); }
+int rg_undo_commit(lua_State *L) { return undo_commit_kind(L, "git.commit"); }
+int rg_undo_revert(lua_State *L) { return undo_commit_kind(L, "git.revert"); }

@@ -424,7 +424,8 @@ describe("update: commit and push", function()
     G.commit(other, { ["README.md"] = "someone else\n" }, "docs: readme")
     G.git(other, "push", "-q", "origin", "main")
     local theirs = G.rev(remote, "main")
-    local r, err = gitops.update { repo = work, file = "charts/shop/values.yaml", helm = { key = "image.tag", value = "3.0.0" } }
+    local r, err = require("relish._errors").try(gitops.update,
+      { repo = work, file = "charts/shop/values.yaml", helm = { key = "image.tag", value = "3.0.0" } })
     assert_nil(r)
     assert_eq(err.kind, "non_fast_forward")
     assert_eq(G.rev(remote, "main"), theirs)
@@ -444,7 +445,7 @@ describe("update: commit and push", function()
     local other = G.clone(remote, d .. "/other")
     G.commit(other, { ["README.md"] = "later\n" }, "docs: later")
     G.git(other, "push", "-q", "origin", "main")
-    for i = #effects, 1, -1 do git.undo(effects[i].kind, effects[i].undo) end
+    for i = #effects, 1, -1 do require("relish.effect").undo(effects[i].kind, effects[i].undo) end
     assert_eq(G.git(remote, "show", "main:charts/shop/values.yaml") .. "\n", original)
     assert_eq(G.git(remote, "show", "main:README.md"), "later")
     assert_match(G.git(remote, "log", "-1", "--format=%s", "main"), '^Revert "chore%(gitops%): set image%.tag')
