@@ -205,6 +205,22 @@ describe("reads of what git wrote", function()
     assert_eq(repo:log { max = 1 }[1].summary, G.git(w, "log", "-1", "--format=%s"))
   end)
 
+  -- the joined summary is built in a luaL_Buffer: past LUAL_BUFFERSIZE the
+  -- buffer moves to a box on the stack, where touching the stack would break it
+  test("log: a wrapped subject of any length is joined as git joins it", function()
+    local d = tmpdir()
+    local w = G.repo(d, "w")
+    local repo <close> = assert(git.open(w))
+    for _, n in ipairs { 1000, 1020, 2020, 4096, 8200, 70000 } do
+      local a, b = string.rep("a", n), string.rep("b", n // 3 + 1)
+      G.commit(w, { x = tostring(n) }, a .. "\n" .. b .. "\nc\n\nbody " .. n)
+      local s = repo:log { max = 1 }[1].summary
+      assert_eq(#s, n + 1 + #b + 2, "length " .. n)
+      assert_eq(s, a .. " " .. b .. " c", "length " .. n)
+      assert_eq(s, G.git(w, "log", "-1", "--format=%s"), "length " .. n)
+    end
+  end)
+
   test("log from..to, max, paths and first_parent", function()
     local d = tmpdir()
     local w = G.repo(d, "w")
