@@ -39,14 +39,14 @@ static void field_hex(lua_State *L, const char *k, const git_oid *id) {
 }
 
 /* A full ref name under prefix for name, or a failure when git would refuse it. */
-static int ref_name(const char *prefix, const char *name, char out[1024], rg_status *st) {
+static int ref_name(const char *prefix, const char *name, char out[1024], relish_status *st) {
   int valid = 0;
   if (strncmp(name, prefix, strlen(prefix)) == 0) name += strlen(prefix);
   if (name[0] == '\0' || snprintf(out, 1024, "%s%s", prefix, name) >= 1024 ||
       git_reference_name_is_valid(&valid, out) < 0 || !valid) {
     git_error_clear();
-    return rg_set(st, "invalid", "'%s' is not a valid %s name", name,
-                  strcmp(prefix, "refs/tags/") == 0 ? "tag" : "branch");
+    return relish_status_set(st, "invalid", "'%s' is not a valid %s name", name,
+                             strcmp(prefix, "refs/tags/") == 0 ? "tag" : "branch");
   }
   return 0;
 }
@@ -57,7 +57,7 @@ static int ref_name(const char *prefix, const char *name, char out[1024], rg_sta
 static ref_effect *effect_start(lua_State *L, const char *verb, const char *kind, int box_idx,
                                 const char *prefix, const char **name) {
   char label[4096];
-  rg_status st = {0};
+  relish_status st = {0};
   ref_effect *e = rg_action_new(L, sizeof *e, kind, box_idx, 1);
   e->verb = verb;
   if (ref_name(prefix, *name, e->ref, &st) != 0) rg_raise(L, verb, *name, &st);
@@ -103,7 +103,7 @@ static int push_result(lua_State *L, ref_effect *e, int planned) {
   else
     lua_pushboolean(L, 1);
   e->tag = NULL;
-  rg_box_release(e->a.box);
+  relish_box_release(e->a.box);
   return 1;
 }
 
@@ -111,7 +111,7 @@ static int push_result(lua_State *L, ref_effect *e, int planned) {
  * changed meanwhile is never overwritten. */
 static int apply_ref(lua_State *L, const char *kind) {
   ref_effect *e = rg_action_check(L, 1, kind);
-  rg_status st = {0};
+  relish_status st = {0};
   char reflog[2100];
   snprintf(reflog, sizeof reflog, "relish: %s", e->describe);
   if (relish_interrupted()) return relish_raise_interrupted(L);
@@ -165,14 +165,14 @@ const relish_provider rg_ref_providers[] = {{.kind = "git.tag",
                                             {NULL}};
 
 /* The repository objects are looked up in: the scratch one in a dry-run. */
-static git_repository *lookup_repo(lua_State *L, git_repository *repo, rg_status *st) {
+static git_repository *lookup_repo(lua_State *L, git_repository *repo, relish_status *st) {
   if (!rg_plan_active(L)) return repo;
   return rg_plan_scratch(L, repo, st);
 }
 
 /* The object a tag or branch points at: commits peeled from tags. */
 static int target_object(lua_State *L, git_repository *repo, git_repository *look, const char *rev,
-                         git_object **out, rg_status *st) {
+                         git_object **out, relish_status *st) {
   if (rg_resolve(L, repo, look, rev, GIT_OBJECT_ANY, out, st) != 0) return -1;
   if (git_object_type(*out) == GIT_OBJECT_TAG) {
     git_object *p = NULL;
@@ -240,13 +240,13 @@ static void free_strarray(void *p) {
 
 int l_repo_tags(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
-  rg_box *b = rg_box_new(L);
-  git_strarray *names = rg_box_add(b, calloc(1, sizeof *names), free_strarray);
+  relish_box *b = relish_box_new(L);
+  git_strarray *names = relish_box_add(b, calloc(1, sizeof *names), free_strarray);
   if (names == NULL) return luaL_error(L, "not enough memory");
   int rc = git_tag_list(names, repo);
   if (rc < 0) return rg_raise_git(L, "tags", NULL, rc);
   size_t n = names->count;
-  char **list = rg_box_add(b, calloc(n + 1, sizeof *list), rg_free_mem);
+  char **list = relish_box_add(b, calloc(n + 1, sizeof *list), rg_free_mem);
   if (list == NULL) return luaL_error(L, "not enough memory");
   memcpy(list, names->strings, n * sizeof *list);
   qsort(list, n, sizeof *list, tag_cmp);
@@ -262,7 +262,7 @@ int l_repo_tags(lua_State *L) {
       git_error_clear();
       continue;
     }
-    rg_box_add(b, obj, rg_free_object);
+    relish_box_add(b, obj, rg_free_object);
     const git_oid *target = &id;
     if (git_object_type(obj) == GIT_OBJECT_TAG) {
       /* through tags of tags to what is not a tag */
@@ -275,17 +275,17 @@ int l_repo_tags(lua_State *L) {
       }
       git_error_clear();
       if (cur != obj) {
-        peeled = rg_box_add(b, cur, rg_free_object);
+        peeled = relish_box_add(b, cur, rg_free_object);
         target = git_object_id(cur);
       }
     }
     push_tag_info(L, list[i], target,
                   git_object_type(obj) == GIT_OBJECT_TAG ? (const git_tag *)obj : NULL, 0);
     lua_rawseti(L, -2, ++k);
-    rg_box_drop(b, obj);
-    rg_box_drop(b, peeled);
+    relish_box_drop(b, obj);
+    relish_box_drop(b, peeled);
   }
-  rg_box_release(b);
+  relish_box_release(b);
   return 1;
 }
 
@@ -295,20 +295,20 @@ static const char *const tag_opts[] = {"message", "target", "force", NULL};
 int l_repo_tag(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   const char *name = rg_checkstr(L, 2);
-  rg_checkopts(L, 3, "repo:tag", tag_opts);
+  relish_checkopts(L, 3, "repo:tag", tag_opts);
   const char *message = rg_optfield(L, 3, "repo:tag", "message");
   const char *rev = rg_optfield(L, 3, "repo:tag", "target");
   int force = rg_optbool(L, 3, "force", 0);
   lua_settop(L, 3);
-  rg_box *b = rg_box_new(L); /* 4 */
-  rg_status st = {0};
+  relish_box *b = relish_box_new(L); /* 4 */
+  relish_status st = {0};
   ref_effect *e = effect_start(L, "tag", "git.tag", 4, "refs/tags/", &name); /* 5 */
   git_repository *look = lookup_repo(L, repo, &st);
   git_object *target = NULL;
   if (look == NULL || target_object(L, repo, look, rev ? rev : "HEAD", &target, &st) != 0)
     return rg_raise(L, "tag", name, &st);
-  rg_box_add(b, target, rg_free_object);
-  char *msg = message != NULL ? rg_box_add(b, rg_clean_message(message), rg_free_mem) : NULL;
+  relish_box_add(b, target, rg_free_object);
+  char *msg = message != NULL ? relish_box_add(b, rg_clean_message(message), rg_free_mem) : NULL;
   if (message != NULL && msg == NULL) return luaL_error(L, "not enough memory");
 
   int rc = rg_ref_value(L, repo, e->ref, &e->before);
@@ -319,7 +319,7 @@ int l_repo_tag(lua_State *L) {
     /* the same tag again is no effect; another one needs force */
     git_object *old = NULL, *peeled = NULL;
     if (git_object_lookup(&old, look, &e->before, GIT_OBJECT_ANY) == 0) {
-      rg_box_add(b, old, rg_free_object);
+      relish_box_add(b, old, rg_free_object);
       int annotated = git_object_type(old) == GIT_OBJECT_TAG;
       const git_tag *t = annotated ? (const git_tag *)old : NULL;
       const git_oid *points = annotated ? git_tag_target_id(t) : &e->before;
@@ -330,7 +330,7 @@ int l_repo_tag(lua_State *L) {
       if (git_oid_equal(points, git_object_id(target)) && annotated == (msg != NULL) &&
           (!annotated || strcmp(git_tag_message(t) ? git_tag_message(t) : "", msg) == 0)) {
         push_tag_info(L, name, points, t, 0);
-        rg_box_release(b);
+        relish_box_release(b);
         return 1;
       }
     }
@@ -338,7 +338,8 @@ int l_repo_tag(lua_State *L) {
     if (!force) {
       char was[8];
       rg_short(&at, was);
-      rg_set(&st, "exists", "tag already exists (at %s); give force = true to move it", was);
+      relish_status_set(&st, "exists", "tag already exists (at %s); give force = true to move it",
+                        was);
       return rg_raise(L, "tag", name, &st);
     }
   }
@@ -349,13 +350,13 @@ int l_repo_tag(lua_State *L) {
     git_signature *tagger = NULL;
     git_tag *tag = NULL;
     if (rg_signature(repo, 0, &tagger, &st) != 0) return rg_raise(L, "tag", name, &st);
-    rg_box_add(b, tagger, rg_free_sig);
+    relish_box_add(b, tagger, rg_free_sig);
     /* the tag object is written before the gate (in a dry-run to memory):
      * an object no ref points at changes nothing */
     rc = git_tag_annotation_create(&e->after, look, name, target, tagger, msg);
     if (rc < 0) return rg_raise_git(L, "tag", name, rc);
     if ((rc = git_tag_lookup(&tag, look, &e->after)) < 0) return rg_raise_git(L, "tag", name, rc);
-    e->tag = rg_box_add(b, tag, rg_free_object);
+    e->tag = relish_box_add(b, tag, rg_free_object);
     first_line(msg, line, sizeof line);
     snprintf(e->describe, sizeof e->describe, "tag %.900s → %s (annotated: \"%s\")", name, tgt,
              line);
@@ -406,8 +407,8 @@ int l_repo_delete_tag(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   const char *name = rg_checkstr(L, 2);
   lua_settop(L, 2);
-  rg_box *b = rg_box_new(L); /* 3 */
-  rg_status st = {0};
+  relish_box *b = relish_box_new(L); /* 3 */
+  relish_status st = {0};
   ref_effect *e = effect_start(L, "delete_tag", "git.delete_tag", 3, "refs/tags/", &name); /* 4 */
   int rc = rg_ref_value(L, repo, e->ref, &e->before);
   if (rc < 0) return rg_raise_git(L, "delete_tag", name, rc);
@@ -424,7 +425,7 @@ int l_repo_delete_tag(lua_State *L) {
   rg_rec_set(L, "name", name);
   git_object *old = NULL;
   if (git_object_lookup(&old, look, &e->before, GIT_OBJECT_ANY) == 0) {
-    rg_box_add(b, old, rg_free_object);
+    relish_box_add(b, old, rg_free_object);
     if (git_object_type(old) == GIT_OBJECT_TAG) {
       add_raw_tag(L, look, &e->before);
       rg_short(git_tag_target_id((git_tag *)old), was);
@@ -450,19 +451,19 @@ static int is_head(git_repository *repo, const char *ref) {
 int l_repo_create_branch(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   const char *name = rg_checkstr(L, 2);
-  rg_checkopts(L, 3, "repo:create_branch", branch_opts);
+  relish_checkopts(L, 3, "repo:create_branch", branch_opts);
   const char *rev = rg_optfield(L, 3, "repo:create_branch", "target");
   int force = rg_optbool(L, 3, "force", 0);
   lua_settop(L, 3);
-  rg_box *b = rg_box_new(L); /* 4 */
-  rg_status st = {0};
+  relish_box *b = relish_box_new(L); /* 4 */
+  relish_status st = {0};
   ref_effect *e = effect_start(L, "create_branch", "git.branch", 4, "refs/heads/", &name); /* 5 */
   git_repository *look = lookup_repo(L, repo, &st);
   git_object *target = NULL;
   if (look == NULL ||
       rg_resolve(L, repo, look, rev ? rev : "HEAD", GIT_OBJECT_COMMIT, &target, &st) != 0)
     return rg_raise(L, "create_branch", name, &st);
-  rg_box_add(b, target, rg_free_object);
+  relish_box_add(b, target, rg_free_object);
   git_oid_cpy(&e->after, git_object_id(target));
   e->has_after = 1;
   e->result = RESULT_ID;
@@ -478,11 +479,12 @@ int l_repo_create_branch(lua_State *L) {
     }
     rg_short(&e->before, was);
     if (!force) {
-      rg_set(&st, "exists", "branch already exists (at %s); give force = true to move it", was);
+      relish_status_set(&st, "exists",
+                        "branch already exists (at %s); give force = true to move it", was);
       return rg_raise(L, "create_branch", name, &st);
     }
     if (is_head(repo, e->ref)) {
-      rg_set(&st, "invalid", "cannot move the checked-out branch");
+      relish_status_set(&st, "invalid", "cannot move the checked-out branch");
       return rg_raise(L, "create_branch", name, &st);
     }
     snprintf(e->describe, sizeof e->describe, "move branch %.900s %s → %s", name, was, to);
@@ -499,12 +501,12 @@ int l_repo_delete_branch(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   const char *name = rg_checkstr(L, 2);
   lua_settop(L, 2);
-  rg_box_new(L); /* 3 */
-  rg_status st = {0};
+  relish_box_new(L); /* 3 */
+  relish_status st = {0};
   ref_effect *e =
       effect_start(L, "delete_branch", "git.delete_branch", 3, "refs/heads/", &name); /* 4 */
   if (is_head(repo, e->ref)) {
-    rg_set(&st, "invalid", "cannot delete the checked-out branch");
+    relish_status_set(&st, "invalid", "cannot delete the checked-out branch");
     return rg_raise(L, "delete_branch", name, &st);
   }
   int rc = rg_ref_value(L, repo, e->ref, &e->before);
