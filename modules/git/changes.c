@@ -29,7 +29,7 @@ void rg_changes_free(void *p) {
 }
 
 rg_change *rg_changes_add(rg_changes *c, const char *path) {
-  rg_change *v = rg_grow(c->v, c->n, &c->cap, sizeof *v, 16);
+  rg_change *v = relish_grow(c->v, c->n, &c->cap, sizeof *v, 16);
   if (v == NULL) return NULL;
   c->v = v;
   rg_change *ch = &c->v[c->n];
@@ -39,51 +39,39 @@ rg_change *rg_changes_add(rg_changes *c, const char *path) {
   return ch;
 }
 
-static cJSON *side_json(const rg_side *s) {
-  char hex[GIT_OID_HEXSZ + 1], mode[16];
-  cJSON *o = cJSON_CreateObject();
-  rg_hex(&s->id, hex);
+static void push_side(lua_State *L, const rg_side *s) {
+  char mode[16];
   snprintf(mode, sizeof mode, "%06o", (unsigned)s->mode);
-  if (o == NULL || cJSON_AddStringToObject(o, "id", hex) == NULL ||
-      cJSON_AddStringToObject(o, "mode", mode) == NULL) {
-    cJSON_Delete(o);
-    return NULL;
-  }
-  return o;
+  lua_createtable(L, 0, 2);
+  rg_rec_set_oid(L, "id", &s->id);
+  rg_rec_set(L, "mode", mode);
 }
 
-/* {before = side, after = side}, an absent side left out */
-static int add_pair(cJSON *into, const char *key, const rg_side *before, const rg_side *after) {
-  cJSON *pair = cJSON_AddObjectToObject(into, key);
-  if (pair == NULL) return -1;
+/* key = {before = side, after = side}, an absent side left out */
+static void set_pair(lua_State *L, const char *key, const rg_side *before, const rg_side *after) {
+  lua_createtable(L, 0, 2);
   if (before->present) {
-    cJSON *s = side_json(before);
-    if (s == NULL) return -1;
-    cJSON_AddItemToObject(pair, "before", s);
+    push_side(L, before);
+    lua_setfield(L, -2, "before");
   }
   if (after->present) {
-    cJSON *s = side_json(after);
-    if (s == NULL) return -1;
-    cJSON_AddItemToObject(pair, "after", s);
+    push_side(L, after);
+    lua_setfield(L, -2, "after");
   }
-  return 0;
+  lua_setfield(L, -2, key);
 }
 
-cJSON *rg_changes_json(const rg_changes *c) {
-  cJSON *list = cJSON_CreateArray();
-  for (size_t i = 0; list != NULL && i < c->n; i++) {
+void rg_changes_push(lua_State *L, const rg_changes *c) {
+  luaL_checkstack(L, 8, "git changes");
+  lua_createtable(L, c->n < INT_MAX ? (int)c->n : 0, 0);
+  for (size_t i = 0; i < c->n; i++) {
     const rg_change *ch = &c->v[i];
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL || cJSON_AddStringToObject(o, "path", ch->path) == NULL ||
-        (ch->wt && add_pair(o, "wt", &ch->wt_before, &ch->wt_after) != 0) ||
-        (ch->ix && add_pair(o, "ix", &ch->ix_before, &ch->ix_after) != 0)) {
-      cJSON_Delete(o);
-      cJSON_Delete(list);
-      return NULL;
-    }
-    cJSON_AddItemToArray(list, o);
+    lua_createtable(L, 0, 3);
+    rg_rec_set(L, "path", ch->path);
+    if (ch->wt) set_pair(L, "wt", &ch->wt_before, &ch->wt_after);
+    if (ch->ix) set_pair(L, "ix", &ch->ix_before, &ch->ix_after);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  return list;
 }
 
 static void malformed(lua_State *L, const char *kind, const char *what) {
@@ -143,22 +131,22 @@ int rg_side_eq(const rg_side *a, const rg_side *b) {
 
 /* ---- the work tree ---- */
 
-static int wt_path(git_repository *repo, const char *path, char out[PATH_MAX], rg_status *st) {
+static int wt_path(git_repository *repo, const char *path, char out[PATH_MAX], relish_status *st) {
   const char *wd = git_repository_workdir(repo);
-  if (wd == NULL) return rg_set(st, "invalid", "a bare repository has no work tree");
+  if (wd == NULL) return relish_status_set(st, "invalid", "a bare repository has no work tree");
   if (snprintf(out, PATH_MAX, "%s%s", wd, path) >= PATH_MAX)
-    return rg_set(st, "invalid", "%s: path too long", path);
+    return relish_status_set(st, "invalid", "%s: path too long", path);
   return 0;
 }
 
-int rg_wt_read(git_repository *repo, const char *path, rg_side *out, rg_status *st) {
+int rg_wt_read(git_repository *repo, const char *path, rg_side *out, relish_status *st) {
   char full[PATH_MAX];
   struct stat sb;
   memset(out, 0, sizeof *out);
   if (wt_path(repo, path, full, st) != 0) return -1;
   if (lstat(full, &sb) != 0) {
     if (errno == ENOENT || errno == ENOTDIR) return 0;
-    return rg_set(st, "io", "%s: %s", path, strerror(errno));
+    return relish_status_set(st, "io", "%s: %s", path, strerror(errno));
   }
   out->present = 1;
   int rc = 0;
@@ -167,14 +155,14 @@ int rg_wt_read(git_repository *repo, const char *path, rg_side *out, rg_status *
   } else if (S_ISLNK(sb.st_mode)) {
     char target[PATH_MAX];
     ssize_t n = readlink(full, target, sizeof target);
-    if (n < 0) return rg_set(st, "io", "%s: %s", path, strerror(errno));
+    if (n < 0) return relish_status_set(st, "io", "%s: %s", path, strerror(errno));
     out->mode = 0120000;
     rc = git_odb_hash(&out->id, target, (size_t)n, GIT_OBJECT_BLOB);
   } else if (S_ISREG(sb.st_mode)) {
     out->mode = (sb.st_mode & 0100) ? 0100755 : 0100644;
     rc = git_odb_hashfile(&out->id, full, GIT_OBJECT_BLOB);
   } else {
-    return rg_set(st, "conflict", "%s is not a regular file", path);
+    return relish_status_set(st, "conflict", "%s is not a regular file", path);
   }
   if (rc < 0) return rg_set_git(st, rc, path);
   return 1;
@@ -187,17 +175,17 @@ static mode_t current_umask(void) {
 }
 
 /* mkdir -p of the directories above full (inside the work tree). */
-static int make_parents(const char *full, size_t wdlen, rg_status *st) {
+static int make_parents(const char *full, size_t wdlen, relish_status *st) {
   char buf[PATH_MAX];
   snprintf(buf, sizeof buf, "%s", full);
   for (char *p = buf + wdlen; *p; p++) {
     if (*p != '/') continue;
     *p = '\0';
     if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-      return rg_set(st, "io", "%s: %s", buf, strerror(errno));
+      return relish_status_set(st, "io", "%s: %s", buf, strerror(errno));
     struct stat sb;
     if (lstat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
-      return rg_set(st, "conflict", "%s is in the way (not a directory)", buf + wdlen);
+      return relish_status_set(st, "conflict", "%s is in the way (not a directory)", buf + wdlen);
     *p = '/';
   }
   return 0;
@@ -229,23 +217,25 @@ static int write_all(int fd, const char *p, size_t n) {
 /* Atomically put content (or a symlink) at full: a temporary name in the same
  * directory, then rename over. */
 static int put_file(const char *full, const char *rel, const char *data, size_t len, uint32_t mode,
-                    rg_status *st) {
+                    relish_status *st) {
   char tmp[PATH_MAX];
   const char *base = strrchr(full, '/');
   int dirlen = (int)(base - full);
   if (snprintf(tmp, sizeof tmp, "%.*s/.%s.relish-XXXXXX", dirlen, full, base + 1) >= PATH_MAX)
-    return rg_set(st, "invalid", "%s: path too long", rel);
+    return relish_status_set(st, "invalid", "%s: path too long", rel);
   int fd = mkstemp(tmp);
-  if (fd < 0) return rg_set(st, "io", "%s: %s", rel, strerror(errno));
+  if (fd < 0) return relish_status_set(st, "io", "%s: %s", rel, strerror(errno));
   int bad = 0;
   if (mode == 0120000) {
     close(fd);
     unlink(tmp);
     char target[PATH_MAX];
-    if (len >= sizeof target) return rg_set(st, "invalid", "%s: link target too long", rel);
+    if (len >= sizeof target)
+      return relish_status_set(st, "invalid", "%s: link target too long", rel);
     memcpy(target, data, len);
     target[len] = '\0';
-    if (symlink(target, tmp) != 0) return rg_set(st, "io", "%s: %s", rel, strerror(errno));
+    if (symlink(target, tmp) != 0)
+      return relish_status_set(st, "io", "%s: %s", rel, strerror(errno));
   } else {
     mode_t m = (mode == 0100755 ? 0777 : 0666) & ~current_umask();
     bad = write_all(fd, data, len) != 0 || fchmod(fd, m) != 0 || fsync(fd) != 0;
@@ -256,36 +246,37 @@ static int put_file(const char *full, const char *rel, const char *data, size_t 
     }
     if (bad) {
       unlink(tmp);
-      return rg_set(st, "io", "%s: %s", rel, strerror(e));
+      return relish_status_set(st, "io", "%s: %s", rel, strerror(e));
     }
   }
   struct stat sb;
   if (lstat(full, &sb) == 0 && S_ISDIR(sb.st_mode)) {
     unlink(tmp);
-    return rg_set(st, "conflict", "%s is a directory", rel);
+    return relish_status_set(st, "conflict", "%s is a directory", rel);
   }
   if (rename(tmp, full) != 0) {
     int e = errno;
     unlink(tmp);
-    return rg_set(st, "io", "%s: %s", rel, strerror(e));
+    return relish_status_set(st, "io", "%s: %s", rel, strerror(e));
   }
   return 0;
 }
 
-int rg_wt_write(git_repository *repo, const char *path, const rg_side *side, rg_status *st) {
+int rg_wt_write(git_repository *repo, const char *path, const rg_side *side, relish_status *st) {
   char full[PATH_MAX];
   if (wt_path(repo, path, full, st) != 0) return -1;
   size_t wdlen = strlen(git_repository_workdir(repo));
   struct stat sb;
   if (!side->present) {
     if (lstat(full, &sb) != 0) return 0;
-    if (S_ISDIR(sb.st_mode)) return rg_set(st, "conflict", "%s is a directory", path);
+    if (S_ISDIR(sb.st_mode)) return relish_status_set(st, "conflict", "%s is a directory", path);
     if (unlink(full) != 0 && errno != ENOENT)
-      return rg_set(st, "io", "%s: %s", path, strerror(errno));
+      return relish_status_set(st, "io", "%s: %s", path, strerror(errno));
     prune_parents(full, wdlen);
     return 0;
   }
-  if (side->mode == 0160000) return rg_set(st, "invalid", "%s: submodules are not supported", path);
+  if (side->mode == 0160000)
+    return relish_status_set(st, "invalid", "%s: submodules are not supported", path);
   git_blob *blob = NULL;
   int rc = git_blob_lookup(&blob, repo, &side->id);
   if (rc < 0) return rg_set_git(st, rc, path);
@@ -300,7 +291,7 @@ int rg_wt_write(git_repository *repo, const char *path, const rg_side *side, rg_
 /* ---- refs ---- */
 
 int rg_ref_cas(git_repository *repo, const char *ref, const git_oid *from, const git_oid *to,
-               const char *reflog, rg_status *st) {
+               const char *reflog, relish_status *st) {
   char *branch = strcmp(ref, "HEAD") == 0 ? rg_head_ref(repo) : NULL;
   const char *name = branch != NULL ? branch : ref;
   git_reference *cur = NULL, *out = NULL;
@@ -309,12 +300,15 @@ int rg_ref_cas(git_repository *repo, const char *ref, const git_oid *from, const
     rc = git_reference_lookup(&cur, repo, name);
     if (rc == GIT_ENOTFOUND) {
       git_error_clear();
-      rc = from == NULL ? 0 : rg_set(st, "conflict", "%s is gone (expected it at a value)", name);
+      rc = from == NULL
+               ? 0
+               : relish_status_set(st, "conflict", "%s is gone (expected it at a value)", name);
     } else if (rc < 0) {
       rc = rg_set_git(st, rc, name);
     } else if (from == NULL || git_reference_target(cur) == NULL ||
                !git_oid_equal(git_reference_target(cur), from)) {
-      rc = rg_set(st, "conflict", "%s moved (it no longer has the expected value)", name);
+      rc =
+          relish_status_set(st, "conflict", "%s moved (it no longer has the expected value)", name);
     } else if ((rc = git_reference_delete(cur)) < 0) {
       rg_set_git(st, rc, name);
       if (rc == GIT_EMODIFIED) st->kind = "conflict";
@@ -322,7 +316,7 @@ int rg_ref_cas(git_repository *repo, const char *ref, const git_oid *from, const
   } else {
     rc = git_reference_create_matching(&out, repo, name, to, from != NULL, from, reflog);
     if (rc == GIT_EEXISTS || rc == GIT_EMODIFIED || (rc == GIT_ENOTFOUND && from != NULL))
-      rg_set(st, "conflict", "%s moved (it no longer has the expected value)", name);
+      relish_status_set(st, "conflict", "%s moved (it no longer has the expected value)", name);
     else if (rc < 0)
       rg_set_git(st, rc, name);
   }
@@ -334,15 +328,15 @@ int rg_ref_cas(git_repository *repo, const char *ref, const git_oid *from, const
 
 /* ---- acting and undoing ---- */
 
-static int stopped(rg_status *st) {
+static int stopped(relish_status *st) {
   if (!relish_interrupted()) return 0;
-  return rg_set(st, "interrupted", "interrupted");
+  return relish_status_set(st, "interrupted", "interrupted");
 }
 
 /* Set the index entry of path to side (or remove it); stat data from the
  * work tree when the file there is what the entry says. */
 static int index_set(git_repository *repo, git_index *idx, const char *path, const rg_side *side,
-                     int fresh_file, rg_status *st) {
+                     int fresh_file, relish_status *st) {
   int rc;
   if (!side->present) {
     rc = git_index_remove(idx, path, 0);
@@ -380,7 +374,7 @@ static int fresh(const rg_change *ch, const rg_side *ix) {
 
 int rg_changes_apply(git_repository *repo, const rg_changes *c, const char *ref,
                      const git_oid *before, const git_oid *after, const char *reflog,
-                     rg_status *st) {
+                     relish_status *st) {
   for (size_t i = 0; i < c->n; i++) {
     if (!c->v[i].wt) continue;
     if (stopped(st) || rg_wt_write(repo, c->v[i].path, &c->v[i].wt_after, st) != 0) return -1;
@@ -415,7 +409,7 @@ static void note(char *buf, size_t size, const char *path) {
 }
 
 int rg_changes_revert(git_repository *repo, const rg_changes *c, const char *ref,
-                      const git_oid *before, const git_oid *after, rg_status *st) {
+                      const git_oid *before, const git_oid *after, relish_status *st) {
   /* the ref first: if it moved on, later work builds on the commit and
    * nothing else may be taken away */
   char *branch = strcmp(ref, "HEAD") == 0 ? rg_head_ref(repo) : NULL;
@@ -434,9 +428,10 @@ int rg_changes_revert(git_repository *repo, const rg_changes *c, const char *ref
     char a[8], now[8];
     rg_short(after, a);
     if (present) rg_short(&cur, now);
-    rc = rg_set(st, "conflict",
-                "%s moved on since (now %s): commit %s stays; revert it instead of rolling back",
-                name, present ? now : "deleted", a);
+    rc = relish_status_set(
+        st, "conflict",
+        "%s moved on since (now %s): commit %s stays; revert it instead of rolling back", name,
+        present ? now : "deleted", a);
   }
   free(branch);
   if (rc < 0) return -1;
@@ -490,7 +485,8 @@ int rg_changes_revert(git_repository *repo, const rg_changes *c, const char *ref
   if (dirty && (rc = git_index_write(idx)) < 0) rg_set_git(st, rc, "index");
   git_index_free(idx);
   if (rc < 0) return -1;
-  if (left[0] != '\0') return rg_set(st, "conflict", "changed since, left as is: %s", left);
+  if (left[0] != '\0')
+    return relish_status_set(st, "conflict", "changed since, left as is: %s", left);
   return 0;
 }
 

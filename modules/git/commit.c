@@ -2,10 +2,10 @@
  * whole result first in a repository handle of their own (in a dry-run the
  * plan's scratch repository, whose objects stay in memory): the new tree,
  * the commit object, and the change set (work tree files, index entries,
- * the branch) with every value before and after. Then they ask the gate,
- * with that change set as the undo record, and only then touch the work
- * tree, the index and the branch, in that order (changes.c). A revert that
- * conflicts stops before the gate: nothing is half applied. */
+ * the branch) with every value before and after. Then they hand the gate the
+ * action, with that change set as the undo record; only its apply touches
+ * the work tree, the index and the branch, in that order (changes.c). A
+ * revert that conflicts stops before the gate: nothing is half applied. */
 #define _GNU_SOURCE
 #include "gitint.h"
 
@@ -17,39 +17,42 @@
 
 /* ---- shared ---- */
 
+/* The prepared request of a commit or revert (its action's struct); a.repo
+ * is the user's handle, its C resources are in a.box. */
 typedef struct {
-  const char *verb, *kind;
-  git_repository *repo, *work; /* the user's handle; where the result is computed */
-  char *ref;                   /* "refs/heads/main", or "HEAD" when detached */
-  int has_before;
+  rg_action a;
+  const char *verb;
+  git_repository *work; /* where the result is computed */
+  char *ref;            /* "refs/heads/main", or "HEAD" when detached */
+  int has_before, reverting;
   git_oid before, after;
   git_tree *before_tree, *after_tree;
   rg_changes *changes;
-  cJSON *rec;
+  char target[4096 + 1100], describe[1024], fingerprint[1200], reflog[1200];
 } commit_job;
 
 /* The work handle: in a dry-run the plan's scratch repository, else a new
  * handle on the same repository (its index is private until acting). */
-static int open_work(lua_State *L, rg_box *b, commit_job *j, rg_status *st) {
-  if (git_repository_is_bare(j->repo))
-    return rg_set(st, "invalid", "a bare repository has no work tree to %s in", j->verb);
+static int open_work(lua_State *L, relish_box *b, commit_job *j, relish_status *st) {
+  if (git_repository_is_bare(j->a.repo))
+    return relish_status_set(st, "invalid", "a bare repository has no work tree to %s in", j->verb);
   if (rg_plan_active(L)) {
-    j->work = rg_plan_scratch(L, j->repo, st);
+    j->work = rg_plan_scratch(L, j->a.repo, st);
     return j->work != NULL ? 0 : -1;
   }
-  int rc = git_repository_open_ext(&j->work, git_repository_workdir(j->repo),
+  int rc = git_repository_open_ext(&j->work, git_repository_workdir(j->a.repo),
                                    GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
   if (rc < 0) return rg_set_git(st, rc, "open");
-  rg_box_add(b, j->work, rg_free_repo);
+  relish_box_add(b, j->work, rg_free_repo);
   return 0;
 }
 
 /* The branch the new commit goes on and its current value. */
-static int find_branch(lua_State *L, rg_box *b, commit_job *j, rg_status *st) {
-  char *head = rg_head_ref(j->repo);
-  j->ref = rg_box_add(b, head != NULL ? head : strdup("HEAD"), rg_free_mem);
-  if (j->ref == NULL) return rg_set(st, "io", "not enough memory");
-  int rc = rg_ref_value(L, j->repo, j->ref, &j->before);
+static int find_branch(lua_State *L, relish_box *b, commit_job *j, relish_status *st) {
+  char *head = rg_head_ref(j->a.repo);
+  j->ref = relish_box_add(b, head != NULL ? head : strdup("HEAD"), rg_free_mem);
+  if (j->ref == NULL) return relish_status_set(st, "io", "not enough memory");
+  int rc = rg_ref_value(L, j->a.repo, j->ref, &j->before);
   if (rc < 0) return rg_set_git(st, rc, j->ref);
   j->has_before = rc;
   if (j->has_before) {
@@ -59,9 +62,15 @@ static int find_branch(lua_State *L, rg_box *b, commit_job *j, rg_status *st) {
       git_commit_free(c);
     }
     if (rc < 0) return rg_set_git(st, rc, j->ref);
-    rg_box_add(b, j->before_tree, rg_free_object);
+    relish_box_add(b, j->before_tree, rg_free_object);
   }
   return 0;
+}
+
+static void push_hex_id(lua_State *L, const git_oid *id) {
+  char hex[GIT_OID_HEXSZ + 1];
+  rg_hex(id, hex);
+  lua_pushstring(L, hex);
 }
 
 static const char *branch_label(const char *ref) {
@@ -69,11 +78,62 @@ static const char *branch_label(const char *ref) {
   return strcmp(ref, "HEAD") == 0 ? "detached HEAD" : ref;
 }
 
-/* Record, describe, gate, act. Pushes the result (the commit id) or nil, err. */
-static int finish(lua_State *L, rg_box *b, commit_job *j, const char *message, const char *what) {
-  char hex[GIT_OID_HEXSZ + 1], from[8], to[8], summary[160], line[80], label[4096];
-  rg_status st = {0};
-  char *detail = rg_box_add(
+/* apply: the work tree, the index, then the branch (changes.c). */
+static int apply_commit_job(lua_State *L, const char *kind) {
+  commit_job *j = rg_action_check(L, 1, kind);
+  relish_status st = {0};
+  if (rg_changes_apply(j->work, j->changes, j->ref, j->has_before ? &j->before : NULL, &j->after,
+                       j->reflog, &st) != 0) {
+    if (strcmp(st.kind, "interrupted") == 0) return relish_raise_interrupted(L);
+    return rg_raise(L, j->verb, branch_label(j->ref), &st);
+  }
+  push_hex_id(L, &j->after);
+  relish_box_release(j->a.box);
+  return 1;
+}
+
+/* plan: the dry-run view has the branch at the new commit; after a revert
+ * the scratch index holds its tree, so later planned commits build on it
+ * (a commit staged its own on the scratch index already). */
+static int plan_commit_job(lua_State *L, const char *kind) {
+  commit_job *j = rg_action_check(L, 1, kind);
+  rg_plan_set_ref(L, j->a.repo, j->ref, &j->after);
+  if (j->reverting) {
+    git_index *sidx = NULL;
+    if (git_repository_index(&sidx, j->work) == 0) git_index_read_tree(sidx, j->after_tree);
+    git_index_free(sidx);
+    git_error_clear();
+  }
+  push_hex_id(L, &j->after);
+  relish_box_release(j->a.box);
+  return 1;
+}
+
+static int apply_commit(lua_State *L) { return apply_commit_job(L, "git.commit"); }
+static int plan_commit(lua_State *L) { return plan_commit_job(L, "git.commit"); }
+static int apply_revert(lua_State *L) { return apply_commit_job(L, "git.revert"); }
+static int plan_revert(lua_State *L) { return plan_commit_job(L, "git.revert"); }
+
+static const char *const commit_fields[] = {"repo", "ref", "after", "changes", NULL};
+
+const relish_provider rg_commit_providers[] = {{.kind = "git.commit",
+                                                .apply = apply_commit,
+                                                .plan = plan_commit,
+                                                .undo = rg_undo_commit,
+                                                .fields = commit_fields},
+                                               {.kind = "git.revert",
+                                                .apply = apply_revert,
+                                                .plan = plan_revert,
+                                                .undo = rg_undo_revert,
+                                                .fields = commit_fields},
+                                               {NULL}};
+
+/* Describe, record (the change set), and hand the action at act to the
+ * gate: the result is the commit id. */
+static int finish(lua_State *L, relish_box *b, commit_job *j, int act, const char *message,
+                  const char *what) {
+  char from[8], to[8], summary[160], line[80], label[4096];
+  char *detail = relish_box_add(
       b, rg_diffstat_text(j->work, j->before_tree, j->after_tree, summary, sizeof summary),
       rg_free_mem);
   if (detail == NULL) return luaL_error(L, "not enough memory");
@@ -84,71 +144,48 @@ static int finish(lua_State *L, rg_box *b, commit_job *j, const char *message, c
     snprintf(line, sizeof line, "%.*s", (int)n, message);
   rg_short(&j->after, to);
   if (j->has_before) rg_short(&j->before, from);
-  char describe[1024];
-  snprintf(describe, sizeof describe, "%s on %s %s → %s \"%s\" (%s)", what, branch_label(j->ref),
-           j->has_before ? from : "(no commits yet)", to, line, summary);
+  snprintf(j->describe, sizeof j->describe, "%s on %s %s → %s \"%s\" (%s)", what,
+           branch_label(j->ref), j->has_before ? from : "(no commits yet)", to, line, summary);
+  snprintf(j->reflog, sizeof j->reflog, "%s: %s", j->verb, line);
 
-  cJSON *rec = rg_box_add(b, cJSON_CreateObject(), rg_free_json);
-  cJSON *changes = rec != NULL ? rg_changes_json(j->changes) : NULL;
-  rg_hex(&j->after, hex);
-  if (changes == NULL || cJSON_AddNumberToObject(rec, "v", 1) == NULL ||
-      cJSON_AddStringToObject(rec, "repo", git_repository_path(j->repo)) == NULL ||
-      cJSON_AddStringToObject(rec, "ref", j->ref) == NULL ||
-      cJSON_AddStringToObject(rec, "after", hex) == NULL) {
-    cJSON_Delete(changes);
-    return luaL_error(L, "not enough memory");
-  }
-  cJSON_AddItemToObject(rec, "changes", changes);
+  lua_createtable(L, 0, 6);
+  int rec = lua_gettop(L);
+  lua_pushinteger(L, 1);
+  lua_setfield(L, rec, "v");
+  rg_rec_set(L, "repo", git_repository_path(j->a.repo));
+  rg_rec_set(L, "ref", j->ref);
+  rg_rec_set_oid(L, "after", &j->after);
+  if (j->has_before) rg_rec_set_oid(L, "before", &j->before);
+  rg_changes_push(L, j->changes);
+  lua_setfield(L, rec, "changes");
   char before[GIT_OID_HEXSZ + 1];
-  if (j->has_before) {
-    rg_hex(&j->before, before);
-    if (cJSON_AddStringToObject(rec, "before", before) == NULL)
-      return luaL_error(L, "not enough memory");
-  }
-  char *undo = rg_box_add(b, cJSON_PrintUnformatted(rec), rg_free_text);
-  if (undo == NULL) return luaL_error(L, "not enough memory");
-  char fp[1200], target[4096 + 1100];
-  snprintf(fp, sizeof fp, "%s=%s", j->ref, j->has_before ? before : "absent");
-  snprintf(target, sizeof target, "%s:%s", rg_label(j->repo, label, sizeof label), j->ref);
-  relish_effect e = {.kind = j->kind,
-                     .target = target,
-                     .describe = describe,
-                     .detail = detail[0] != '\0' ? detail : NULL,
-                     .undo = undo,
-                     .fingerprint = fp};
-  lua_Integer id;
-  if (relish_gate_begin(L, &e, &id) == RELISH_GATE_PLANNED) {
-    rg_plan_set_ref(L, j->repo, j->ref, &j->after);
-    lua_pushstring(L, hex);
-    return 1;
-  }
-  char reflog[1200];
-  snprintf(reflog, sizeof reflog, "%s: %s", j->verb, line);
-  if (rg_changes_apply(j->work, j->changes, j->ref, j->has_before ? &j->before : NULL, &j->after,
-                       reflog, &st) != 0) {
-    relish_gate_failed(L, id, st.msg);
-    if (strcmp(st.kind, "interrupted") == 0) return relish_raise_interrupted(L);
-    return rg_fail(L, j->verb, branch_label(j->ref), &st);
-  }
-  relish_gate_done(L, id, NULL);
-  lua_pushstring(L, hex);
-  return 1;
+  if (j->has_before) rg_hex(&j->before, before);
+  snprintf(j->fingerprint, sizeof j->fingerprint, "%s=%s", j->ref,
+           j->has_before ? before : "absent");
+  snprintf(j->target, sizeof j->target, "%s:%s", rg_label(j->a.repo, label, sizeof label), j->ref);
+  return relish_effect_run(L, &(relish_action){.kind = j->a.kind,
+                                               .target = j->target,
+                                               .describe = j->describe,
+                                               .detail = detail[0] != '\0' ? detail : NULL,
+                                               .fingerprint = j->fingerprint,
+                                               .record = rec,
+                                               .arg = act});
 }
 
-static int make_commit(commit_job *j, rg_box *b, const git_signature *author,
-                       const git_signature *committer, const char *message, rg_status *st) {
+static int make_commit(commit_job *j, relish_box *b, const git_signature *author,
+                       const git_signature *committer, const char *message, relish_status *st) {
   const git_commit *parents[1];
   git_commit *parent = NULL;
   int rc = 0;
   if (j->has_before) {
     if ((rc = git_commit_lookup(&parent, j->work, &j->before)) < 0)
       return rg_set_git(st, rc, "parent");
-    rg_box_add(b, parent, rg_free_object);
+    relish_box_add(b, parent, rg_free_object);
     parents[0] = parent;
   }
   rc = git_commit_create(&j->after, j->work, NULL, author, committer, NULL, message, j->after_tree,
                          j->has_before ? 1 : 0, parents);
-  rg_box_drop(b, parent);
+  relish_box_drop(b, parent);
   return rc < 0 ? rg_set_git(st, rc, "commit") : 0;
 }
 
@@ -284,7 +321,7 @@ static void check_commit_args(lua_State *L) {
 }
 
 /* Stages add= on the work index: like `git add -A PATHS` (true: everything). */
-static int stage_add(lua_State *L, rg_box *b, git_index *idx, rg_status *st) {
+static int stage_add(lua_State *L, relish_box *b, git_index *idx, relish_status *st) {
   int t = lua_getfield(L, 2, "add");
   if (t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))) {
     lua_pop(L, 1);
@@ -294,7 +331,7 @@ static int stage_add(lua_State *L, rg_box *b, git_index *idx, rg_status *st) {
   char **paths = NULL;
   if (t != LUA_TBOOLEAN) {
     lua_Integer n = t == LUA_TSTRING ? 1 : luaL_len(L, -1);
-    paths = rg_box_add(b, calloc((size_t)n + 1, sizeof *paths), rg_free_mem);
+    paths = relish_box_add(b, calloc((size_t)n + 1, sizeof *paths), rg_free_mem);
     if (paths == NULL) return luaL_error(L, "not enough memory");
     for (lua_Integer i = 1; i <= n; i++) {
       if (t == LUA_TTABLE) lua_geti(L, -1, i);
@@ -307,33 +344,34 @@ static int stage_add(lua_State *L, rg_box *b, git_index *idx, rg_status *st) {
   lua_pop(L, 1);
   int rc = git_index_add_all(idx, &spec, GIT_INDEX_ADD_DEFAULT, NULL, NULL);
   if (rc == 0) rc = git_index_update_all(idx, &spec, NULL, NULL);
-  rg_box_drop(b, paths);
+  relish_box_drop(b, paths);
   return rc < 0 ? rg_set_git(st, rc, "add") : 0;
 }
 
 /* The file files= replaces, kept as a blob so an undo can put it back (it
  * may be untracked or hold local changes no object has). */
-static int keep_preimage(commit_job *j, const char *path, const rg_side *now, rg_status *st) {
+static int keep_preimage(commit_job *j, const char *path, const rg_side *now, relish_status *st) {
   char full[4096];
   git_oid id;
   int rc;
-  snprintf(full, sizeof full, "%s%s", git_repository_workdir(j->repo), path);
+  snprintf(full, sizeof full, "%s%s", git_repository_workdir(j->a.repo), path);
   if (now->mode == 0120000) {
     char target[4096];
     ssize_t n = readlink(full, target, sizeof target);
-    if (n < 0) return rg_set(st, "io", "%s: %s", path, strerror(errno));
+    if (n < 0) return relish_status_set(st, "io", "%s: %s", path, strerror(errno));
     rc = git_blob_create_from_buffer(&id, j->work, target, (size_t)n);
   } else {
     rc = git_blob_create_from_disk(&id, j->work, full);
   }
   if (rc < 0) return rg_set_git(st, rc, path);
   if (!git_oid_equal(&id, &now->id))
-    return rg_set(st, "conflict", "%s changed while committing", path);
+    return relish_status_set(st, "conflict", "%s changed while committing", path);
   return 0;
 }
 
 /* Stages files= on the work index and records their work tree changes. */
-static int stage_files(lua_State *L, commit_job *j, git_index *idx, rg_changes *wt, rg_status *st) {
+static int stage_files(lua_State *L, commit_job *j, git_index *idx, rg_changes *wt,
+                       relish_status *st) {
   if (lua_getfield(L, 2, "files") != LUA_TTABLE) {
     lua_pop(L, 1);
     return 0;
@@ -343,9 +381,10 @@ static int stage_files(lua_State *L, commit_job *j, git_index *idx, rg_changes *
     size_t len;
     const char *path = lua_tostring(L, -2), *data = lua_tolstring(L, -1, &len);
     rg_side now;
-    int rc = rg_wt_read(j->repo, path, &now, st);
+    int rc = rg_wt_read(j->a.repo, path, &now, st);
     if (rc < 0) return -1;
-    if (now.present && now.mode == 040000) return rg_set(st, "invalid", "%s is a directory", path);
+    if (now.present && now.mode == 040000)
+      return relish_status_set(st, "invalid", "%s is a directory", path);
     if (now.present && keep_preimage(j, path, &now, st) != 0) return -1;
     rg_change *ch = rg_changes_add(wt, path);
     if (ch == NULL) return luaL_error(L, "not enough memory");
@@ -368,8 +407,8 @@ static int stage_files(lua_State *L, commit_job *j, git_index *idx, rg_changes *
 }
 
 /* author = {name=, email=} or the configured identity */
-static int author_of(lua_State *L, rg_box *b, git_repository *repo, git_signature **out,
-                     rg_status *st) {
+static int author_of(lua_State *L, relish_box *b, git_repository *repo, git_signature **out,
+                     relish_status *st) {
   const char *name = NULL, *email = NULL;
   if (lua_getfield(L, 2, "author") == LUA_TTABLE) {
     name = rg_optfield(L, lua_gettop(L), "repo:commit author", "name");
@@ -378,81 +417,80 @@ static int author_of(lua_State *L, rg_box *b, git_repository *repo, git_signatur
   lua_pop(L, 1);
   git_signature *dflt = NULL;
   if ((name == NULL || email == NULL) && rg_signature(repo, 1, &dflt, st) != 0) return -1;
-  rg_box_add(b, dflt, rg_free_sig);
+  relish_box_add(b, dflt, rg_free_sig);
   int rc = git_signature_now(out, name ? name : dflt->name, email ? email : dflt->email);
-  rg_box_drop(b, dflt);
+  relish_box_drop(b, dflt);
   if (rc < 0) return rg_set_git(st, rc, "author");
-  rg_box_add(b, *out, rg_free_sig);
+  relish_box_add(b, *out, rg_free_sig);
   return 0;
 }
 
-/* repo:commit{files=, add=, message=, author=, allow_empty=} -> id | nil, err */
+/* repo:commit{files=, add=, message=, author=, allow_empty=} -> id */
 int l_repo_commit(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
-  rg_checkopts(L, 2, "repo:commit", commit_opts);
+  relish_checkopts(L, 2, "repo:commit", commit_opts);
   const char *message = rg_optfield(L, 2, "repo:commit", "message");
   if (message == NULL || message[0] == '\0')
     return luaL_error(L, "repo:commit: field 'message' is required");
   check_commit_args(L);
   int allow_empty = rg_optbool(L, 2, "allow_empty", 0);
   lua_settop(L, 2);
-  rg_box *b = rg_box_new(L);
-  rg_status st = {0};
-  commit_job j = {.verb = "commit", .kind = "git.commit", .repo = repo};
+  relish_box *b = relish_box_new(L); /* 3 */
+  relish_status st = {0};
+  commit_job *j = rg_action_new(L, sizeof *j, "git.commit", 3, 1); /* 4 */
+  j->verb = "commit";
   git_index *idx = NULL;
-  if (open_work(L, b, &j, &st) != 0 || find_branch(L, b, &j, &st) != 0)
-    return rg_fail(L, "commit", NULL, &st);
-  int rc = git_repository_index(&idx, j.work);
-  if (rc < 0) return rg_fail_git(L, "commit", "index", rc);
-  rg_box_add(b, idx, rg_free_index);
+  if (open_work(L, b, j, &st) != 0 || find_branch(L, b, j, &st) != 0)
+    return rg_raise(L, "commit", NULL, &st);
+  int rc = git_repository_index(&idx, j->work);
+  if (rc < 0) return rg_raise_git(L, "commit", "index", rc);
+  relish_box_add(b, idx, rg_free_index);
   if (git_index_has_conflicts(idx)) {
-    rg_set(&st, "conflict", "the index has unmerged paths: resolve them first");
-    return rg_fail(L, "commit", branch_label(j.ref), &st);
+    relish_status_set(&st, "conflict", "the index has unmerged paths: resolve them first");
+    return rg_raise(L, "commit", branch_label(j->ref), &st);
   }
-  snapshot *pre = rg_box_add(b, take_snapshot(idx), snapshot_free);
-  rg_changes *wt = rg_box_add(b, calloc(1, sizeof *wt), rg_changes_free);
-  j.changes = rg_box_add(b, calloc(1, sizeof *j.changes), rg_changes_free);
-  if (pre == NULL || wt == NULL || j.changes == NULL) return luaL_error(L, "not enough memory");
+  snapshot *pre = relish_box_add(b, take_snapshot(idx), snapshot_free);
+  rg_changes *wt = relish_box_add(b, calloc(1, sizeof *wt), rg_changes_free);
+  j->changes = relish_box_add(b, calloc(1, sizeof *j->changes), rg_changes_free);
+  if (pre == NULL || wt == NULL || j->changes == NULL) return luaL_error(L, "not enough memory");
   /* add= first: files= then overrides what the work tree holds for its paths */
-  if (stage_add(L, b, idx, &st) != 0 || stage_files(L, &j, idx, wt, &st) != 0)
-    return rg_fail(L, "commit", branch_label(j.ref), &st);
-  snapshot *post = rg_box_add(b, take_snapshot(idx), snapshot_free);
-  if (post == NULL || diff_snapshots(pre, post, j.changes) != 0)
+  if (stage_add(L, b, idx, &st) != 0 || stage_files(L, j, idx, wt, &st) != 0)
+    return rg_raise(L, "commit", branch_label(j->ref), &st);
+  snapshot *post = relish_box_add(b, take_snapshot(idx), snapshot_free);
+  if (post == NULL || diff_snapshots(pre, post, j->changes) != 0)
     return luaL_error(L, "not enough memory");
   for (size_t i = 0; i < wt->n; i++) {
     if (rg_side_eq(&wt->v[i].wt_before, &wt->v[i].wt_after)) continue; /* already there */
-    rg_change *ch = find_change(j.changes, wt->v[i].path);
-    if (ch == NULL && (ch = rg_changes_add(j.changes, wt->v[i].path)) == NULL)
+    rg_change *ch = find_change(j->changes, wt->v[i].path);
+    if (ch == NULL && (ch = rg_changes_add(j->changes, wt->v[i].path)) == NULL)
       return luaL_error(L, "not enough memory");
     ch->wt = 1;
     ch->wt_before = wt->v[i].wt_before;
     ch->wt_after = wt->v[i].wt_after;
   }
   git_oid tree_id;
-  if ((rc = git_index_write_tree(&tree_id, idx)) < 0) return rg_fail_git(L, "commit", "tree", rc);
-  if ((rc = git_tree_lookup(&j.after_tree, j.work, &tree_id)) < 0)
-    return rg_fail_git(L, "commit", "tree", rc);
-  rg_box_add(b, j.after_tree, rg_free_object);
-  if (!allow_empty && (j.before_tree != NULL ? git_oid_equal(&tree_id, git_tree_id(j.before_tree))
-                                             : git_index_entrycount(idx) == 0)) {
-    rg_set(&st, "invalid", "nothing to commit");
-    rg_fail(L, "commit", branch_label(j.ref), &st);
+  if ((rc = git_index_write_tree(&tree_id, idx)) < 0) return rg_raise_git(L, "commit", "tree", rc);
+  if ((rc = git_tree_lookup(&j->after_tree, j->work, &tree_id)) < 0)
+    return rg_raise_git(L, "commit", "tree", rc);
+  relish_box_add(b, j->after_tree, rg_free_object);
+  if (!allow_empty && (j->before_tree != NULL ? git_oid_equal(&tree_id, git_tree_id(j->before_tree))
+                                              : git_index_entrycount(idx) == 0)) {
+    relish_status_set(&st, "invalid", "nothing to commit");
+    rg_push_error(L, "commit", branch_label(j->ref), &st);
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "empty");
-    return 2;
+    return lua_error(L);
   }
   git_signature *author = NULL, *committer = NULL;
   if (author_of(L, b, repo, &author, &st) != 0 || rg_signature(repo, 0, &committer, &st) != 0)
-    return rg_fail(L, "commit", branch_label(j.ref), &st);
-  rg_box_add(b, committer, rg_free_sig);
-  char *msg = rg_box_add(b, rg_clean_message(message), rg_free_mem);
+    return rg_raise(L, "commit", branch_label(j->ref), &st);
+  relish_box_add(b, committer, rg_free_sig);
+  char *msg = relish_box_add(b, rg_clean_message(message), rg_free_mem);
   if (msg == NULL) return luaL_error(L, "not enough memory");
-  if (make_commit(&j, b, author, committer, msg, &st) != 0)
-    return rg_fail(L, "commit", branch_label(j.ref), &st);
-  int n = finish(L, b, &j, msg, "commit");
-  if (n == 1) rg_box_release(b);
-  return n;
+  if (make_commit(j, b, author, committer, msg, &st) != 0)
+    return rg_raise(L, "commit", branch_label(j->ref), &st);
+  return finish(L, b, j, 4, msg, "commit");
 }
 
 /* ---- revert ---- */
@@ -482,7 +520,7 @@ static void pathlist_free(void *p) {
 
 static int pathlist_add(pathlist *l, const char *path) {
   if (l->n > 0 && strcmp(l->v[l->n - 1], path) == 0) return 0;
-  char **v = rg_grow(l->v, l->n, &l->cap, sizeof *v, 8);
+  char **v = relish_grow(l->v, l->n, &l->cap, sizeof *v, 8);
   if (v == NULL) return -1;
   l->v = v;
   if ((l->v[l->n] = strdup(path)) == NULL) return -1;
@@ -490,11 +528,11 @@ static int pathlist_add(pathlist *l, const char *path) {
   return 0;
 }
 
-/* nil, err{kind = "conflict", files = {...}} */
-static int fail_files(lua_State *L, const char *target, rg_status *st, pathlist *l) {
-  rg_fail(L, "revert", target, st);
+/* Raises {kind = "conflict", files = {...}}. */
+static int fail_files(lua_State *L, const char *target, relish_status *st, pathlist *l) {
+  rg_push_error(L, "revert", target, st);
   set_files(L, l->v, l->n);
-  return 2;
+  return lua_error(L);
 }
 
 static int conflicted_paths(git_index *idx, pathlist *l) {
@@ -512,7 +550,7 @@ static int conflicted_paths(git_index *idx, pathlist *l) {
 }
 
 /* Changes from the tree diff before -> after: work tree and index alike. */
-static int tree_changes(commit_job *j, rg_status *st) {
+static int tree_changes(commit_job *j, relish_status *st) {
   git_diff *diff = NULL;
   git_diff_options o;
   git_diff_options_init(&o, GIT_DIFF_OPTIONS_VERSION);
@@ -523,12 +561,12 @@ static int tree_changes(commit_job *j, rg_status *st) {
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const git_diff_delta *d = git_diff_get_delta(diff, i);
     if (d->old_file.mode == GIT_FILEMODE_COMMIT || d->new_file.mode == GIT_FILEMODE_COMMIT) {
-      rc = rg_set(st, "invalid", "%s: submodules are not supported", d->new_file.path);
+      rc = relish_status_set(st, "invalid", "%s: submodules are not supported", d->new_file.path);
       break;
     }
     rg_change *ch = rg_changes_add(j->changes, d->new_file.path);
     if (ch == NULL) {
-      rc = rg_set(st, "io", "not enough memory");
+      rc = relish_status_set(st, "io", "not enough memory");
       break;
     }
     rg_side a = {0}, z = {0};
@@ -544,9 +582,9 @@ static int tree_changes(commit_job *j, rg_status *st) {
 
 /* Every path the revert writes must hold the branch's version in the work
  * tree and the index, or local work would be overwritten. */
-static int check_clean(commit_job *j, pathlist *dirty, rg_status *st) {
+static int check_clean(commit_job *j, pathlist *dirty, relish_status *st) {
   git_index *idx = NULL;
-  int rc = git_repository_index(&idx, j->repo);
+  int rc = git_repository_index(&idx, j->a.repo);
   if (rc == 0) rc = git_index_read(idx, 0);
   if (rc < 0) {
     git_index_free(idx);
@@ -555,7 +593,7 @@ static int check_clean(commit_job *j, pathlist *dirty, rg_status *st) {
   for (size_t i = 0; rc == 0 && i < j->changes->n; i++) {
     const rg_change *ch = &j->changes->v[i];
     rg_side now;
-    if (rg_wt_read(j->repo, ch->path, &now, st) < 0) {
+    if (rg_wt_read(j->a.repo, ch->path, &now, st) < 0) {
       rc = -1;
       break;
     }
@@ -567,7 +605,7 @@ static int check_clean(commit_job *j, pathlist *dirty, rg_status *st) {
     }
     if ((!rg_side_eq(&now, &ch->wt_before) || !rg_side_eq(&in, &ch->ix_before)) &&
         pathlist_add(dirty, ch->path) != 0)
-      rc = rg_set(st, "io", "not enough memory");
+      rc = relish_status_set(st, "io", "not enough memory");
   }
   git_index_free(idx);
   return rc;
@@ -575,12 +613,12 @@ static int check_clean(commit_job *j, pathlist *dirty, rg_status *st) {
 
 static const char *const revert_opts[] = {"message", "mainline", NULL};
 
-/* repo:revert(rev, {message=, mainline=}) -> id | nil, err (a conflict:
- * kind "conflict" with files, and nothing touched) */
+/* repo:revert(rev, {message=, mainline=}) -> id; a conflict raises kind
+ * "conflict" with files, and nothing is touched */
 int l_repo_revert(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   const char *rev = rg_checkstr(L, 2);
-  rg_checkopts(L, 3, "repo:revert", revert_opts);
+  relish_checkopts(L, 3, "repo:revert", revert_opts);
   const char *message = rg_optfield(L, 3, "repo:revert", "message");
   lua_Integer mainline = 0;
   if (lua_istable(L, 3)) {
@@ -593,93 +631,90 @@ int l_repo_revert(lua_State *L) {
     }
   }
   lua_settop(L, 3);
-  rg_box *b = rg_box_new(L);
-  rg_status st = {0};
-  commit_job j = {.verb = "revert", .kind = "git.revert", .repo = repo};
-  if (open_work(L, b, &j, &st) != 0 || find_branch(L, b, &j, &st) != 0)
-    return rg_fail(L, "revert", rev, &st);
-  if (!j.has_before) {
-    rg_set(&st, "invalid", "%s has no commits to revert on", branch_label(j.ref));
-    return rg_fail(L, "revert", rev, &st);
+  relish_box *b = relish_box_new(L); /* 4 */
+  relish_status st = {0};
+  commit_job *j = rg_action_new(L, sizeof *j, "git.revert", 4, 1); /* 5 */
+  j->verb = "revert";
+  j->reverting = 1;
+  if (open_work(L, b, j, &st) != 0 || find_branch(L, b, j, &st) != 0)
+    return rg_raise(L, "revert", rev, &st);
+  if (!j->has_before) {
+    relish_status_set(&st, "invalid", "%s has no commits to revert on", branch_label(j->ref));
+    return rg_raise(L, "revert", rev, &st);
   }
   git_object *obj = NULL;
-  if (rg_resolve(L, repo, j.work, rev, GIT_OBJECT_COMMIT, &obj, &st) != 0)
-    return rg_fail(L, "revert", rev, &st);
-  git_commit *theirs = rg_box_add(b, obj, rg_free_object), *ours = NULL;
+  if (rg_resolve(L, repo, j->work, rev, GIT_OBJECT_COMMIT, &obj, &st) != 0)
+    return rg_raise(L, "revert", rev, &st);
+  git_commit *theirs = relish_box_add(b, obj, rg_free_object), *ours = NULL;
   if (git_commit_parentcount(theirs) > 1 && mainline == 0) {
-    rg_set(&st, "invalid", "is a merge commit: give mainline = the parent number to keep");
-    return rg_fail(L, "revert", rev, &st);
+    relish_status_set(&st, "invalid",
+                      "is a merge commit: give mainline = the parent number to keep");
+    return rg_raise(L, "revert", rev, &st);
   }
-  int rc = git_commit_lookup(&ours, j.work, &j.before);
-  if (rc < 0) return rg_fail_git(L, "revert", rev, rc);
-  rg_box_add(b, ours, rg_free_object);
+  int rc = git_commit_lookup(&ours, j->work, &j->before);
+  if (rc < 0) return rg_raise_git(L, "revert", rev, rc);
+  relish_box_add(b, ours, rg_free_object);
   git_merge_options mo;
   git_merge_options_init(&mo, GIT_MERGE_OPTIONS_VERSION);
   git_index *ridx = NULL;
-  if ((rc = git_revert_commit(&ridx, j.work, theirs, ours, (unsigned)mainline, &mo)) < 0)
-    return rg_fail_git(L, "revert", rev, rc);
-  rg_box_add(b, ridx, rg_free_index);
-  pathlist *files = rg_box_add(b, calloc(1, sizeof *files), pathlist_free);
-  j.changes = rg_box_add(b, calloc(1, sizeof *j.changes), rg_changes_free);
-  if (files == NULL || j.changes == NULL) return luaL_error(L, "not enough memory");
+  if ((rc = git_revert_commit(&ridx, j->work, theirs, ours, (unsigned)mainline, &mo)) < 0)
+    return rg_raise_git(L, "revert", rev, rc);
+  relish_box_add(b, ridx, rg_free_index);
+  pathlist *files = relish_box_add(b, calloc(1, sizeof *files), pathlist_free);
+  j->changes = relish_box_add(b, calloc(1, sizeof *j->changes), rg_changes_free);
+  if (files == NULL || j->changes == NULL) return luaL_error(L, "not enough memory");
   if (git_index_has_conflicts(ridx)) {
     if (conflicted_paths(ridx, files) != 0) return luaL_error(L, "not enough memory");
-    rg_set(&st, "conflict",
-           "reverting it conflicts with later changes in %zu file%s; nothing changed", files->n,
-           files->n == 1 ? "" : "s");
+    relish_status_set(&st, "conflict",
+                      "reverting it conflicts with later changes in %zu file%s; nothing changed",
+                      files->n, files->n == 1 ? "" : "s");
     return fail_files(L, rev, &st, files);
   }
   git_oid tree_id;
-  if ((rc = git_index_write_tree_to(&tree_id, ridx, j.work)) < 0)
-    return rg_fail_git(L, "revert", rev, rc);
-  if ((rc = git_tree_lookup(&j.after_tree, j.work, &tree_id)) < 0)
-    return rg_fail_git(L, "revert", rev, rc);
-  rg_box_add(b, j.after_tree, rg_free_object);
-  if (git_oid_equal(&tree_id, git_tree_id(j.before_tree))) {
-    rg_set(&st, "invalid", "nothing to revert: its changes are not in %s", branch_label(j.ref));
-    rg_fail(L, "revert", rev, &st);
+  if ((rc = git_index_write_tree_to(&tree_id, ridx, j->work)) < 0)
+    return rg_raise_git(L, "revert", rev, rc);
+  if ((rc = git_tree_lookup(&j->after_tree, j->work, &tree_id)) < 0)
+    return rg_raise_git(L, "revert", rev, rc);
+  relish_box_add(b, j->after_tree, rg_free_object);
+  if (git_oid_equal(&tree_id, git_tree_id(j->before_tree))) {
+    relish_status_set(&st, "invalid", "nothing to revert: its changes are not in %s",
+                      branch_label(j->ref));
+    rg_push_error(L, "revert", rev, &st);
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "empty");
-    return 2;
+    return lua_error(L);
   }
-  if (tree_changes(&j, &st) != 0) return rg_fail(L, "revert", rev, &st);
+  if (tree_changes(j, &st) != 0) return rg_raise(L, "revert", rev, &st);
   git_oid planned_head;
   int dry = rg_plan_active(L);
-  if (!dry || rg_plan_ref(L, repo, j.ref, &planned_head) == 0) {
-    if (check_clean(&j, files, &st) != 0) return rg_fail(L, "revert", rev, &st);
+  if (!dry || rg_plan_ref(L, repo, j->ref, &planned_head) == 0) {
+    if (check_clean(j, files, &st) != 0) return rg_raise(L, "revert", rev, &st);
     if (files->n > 0) {
-      rg_set(&st, "conflict", "local changes would be overwritten (%s%s); nothing changed",
-             files->v[0], files->n > 1 ? ", ..." : "");
+      relish_status_set(&st, "conflict",
+                        "local changes would be overwritten (%s%s); nothing changed", files->v[0],
+                        files->n > 1 ? ", ..." : "");
       return fail_files(L, rev, &st, files);
     }
   }
   char *msg;
   if (message != NULL) {
-    msg = rg_box_add(b, rg_clean_message(message), rg_free_mem);
+    msg = relish_box_add(b, rg_clean_message(message), rg_free_mem);
   } else {
     char hex[GIT_OID_HEXSZ + 1], buf[2048];
     const char *sum = git_commit_summary(theirs);
     rg_hex(git_commit_id(theirs), hex);
     snprintf(buf, sizeof buf, "Revert \"%s\"\n\nThis reverts commit %s.\n", sum ? sum : "", hex);
-    msg = rg_box_add(b, strdup(buf), rg_free_mem);
+    msg = relish_box_add(b, strdup(buf), rg_free_mem);
   }
   if (msg == NULL) return luaL_error(L, "not enough memory");
   git_signature *author = NULL, *committer = NULL;
-  if (rg_signature(repo, 1, &author, &st) != 0) return rg_fail(L, "revert", rev, &st);
-  rg_box_add(b, author, rg_free_sig);
-  if (rg_signature(repo, 0, &committer, &st) != 0) return rg_fail(L, "revert", rev, &st);
-  rg_box_add(b, committer, rg_free_sig);
-  if (make_commit(&j, b, author, committer, msg, &st) != 0) return rg_fail(L, "revert", rev, &st);
-  if (dry) { /* later planned commits build on the reverted tree */
-    git_index *sidx = NULL;
-    if (git_repository_index(&sidx, j.work) == 0) git_index_read_tree(sidx, j.after_tree);
-    git_index_free(sidx);
-    git_error_clear();
-  }
+  if (rg_signature(repo, 1, &author, &st) != 0) return rg_raise(L, "revert", rev, &st);
+  relish_box_add(b, author, rg_free_sig);
+  if (rg_signature(repo, 0, &committer, &st) != 0) return rg_raise(L, "revert", rev, &st);
+  relish_box_add(b, committer, rg_free_sig);
+  if (make_commit(j, b, author, committer, msg, &st) != 0) return rg_raise(L, "revert", rev, &st);
   char what[64], sh[8];
   rg_short(git_commit_id(theirs), sh);
   snprintf(what, sizeof what, "revert %s", sh);
-  int n = finish(L, b, &j, msg, what);
-  if (n == 1) rg_box_release(b);
-  return n;
+  return finish(L, b, j, 5, msg, what);
 }

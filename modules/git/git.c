@@ -1,8 +1,11 @@
-/* git.c: relish.git on libgit2. This file holds the Repository handle, the
- * resource box, errors, revisions and identities, the small reads (head,
- * branch, resolve, remote_url), open and init, and luaopen; read.c has the
- * larger reads, refs.c and commit.c the local effects, remote.c the network,
- * undo.c the undo of every effect. */
+/* git.c: relish.git on libgit2. This file holds the Repository handle,
+ * errors, revisions and identities, the small reads (head, branch, resolve,
+ * remote_url), open and init, and luaopen; read.c has the larger reads,
+ * refs.c and commit.c the local effects, remote.c the network, push.c the
+ * push, undo.c the undo of every effect. Every effect kind is a provider the
+ * gate runs (registered here); every runtime failure raises a structured
+ * error (rg_raise), misuse a plain one at the caller. C resources live in
+ * relish boxes. */
 #define _GNU_SOURCE
 #include "gitint.h"
 
@@ -14,55 +17,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#define RG_BOX_MT "relish.git.Box"
-
-/* ---- the box ---- */
-
-static void box_clear(rg_box *b) {
-  for (int i = RG_BOX_SLOTS - 1; i >= 0; i--) {
-    if (b->p[i] != NULL) b->fn[i](b->p[i]);
-    b->p[i] = NULL;
-  }
-}
-
-static int box_gc(lua_State *L) {
-  box_clear(luaL_checkudata(L, 1, RG_BOX_MT));
-  return 0;
-}
-
-rg_box *rg_box_new(lua_State *L) {
-  rg_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-  memset(b, 0, sizeof *b);
-  luaL_setmetatable(L, RG_BOX_MT);
-  return b;
-}
-
-void *rg_box_add(rg_box *b, void *p, rg_freefn fn) {
-  if (p == NULL) return NULL;
-  for (int i = 0; i < RG_BOX_SLOTS; i++)
-    if (b->p[i] == NULL) {
-      b->p[i] = p;
-      b->fn[i] = fn;
-      return p;
-    }
-  abort(); /* a programming error: more slots than any function uses */
-}
-
-void rg_box_drop(rg_box *b, void *p) {
-  for (int i = 0; p != NULL && i < RG_BOX_SLOTS; i++)
-    if (b->p[i] == p) {
-      b->p[i] = NULL;
-      b->fn[i](p);
-      return;
-    }
-}
-
-void rg_box_forget(rg_box *b, void *p) {
-  for (int i = 0; p != NULL && i < RG_BOX_SLOTS; i++)
-    if (b->p[i] == p) b->p[i] = NULL;
-}
-
-void rg_box_release(rg_box *b) { box_clear(b); }
+/* ---- free functions for the box ---- */
 
 void rg_free_object(void *p) { git_object_free(p); }
 void rg_free_ref(void *p) { git_reference_free(p); }
@@ -72,20 +27,10 @@ void rg_free_diff(void *p) { git_diff_free(p); }
 void rg_free_remote(void *p) { git_remote_free(p); }
 void rg_free_walk(void *p) { git_revwalk_free(p); }
 void rg_free_sig(void *p) { git_signature_free(p); }
-void rg_free_json(void *p) { cJSON_Delete(p); }
-void rg_free_text(void *p) { cJSON_free(p); }
 void rg_free_mem(void *p) { free(p); }
 void rg_free_buf(void *p) {
   git_buf_dispose(p);
   free(p);
-}
-
-void *rg_grow(void *v, size_t n, size_t *cap, size_t size, size_t first) {
-  if (n < *cap) return v;
-  size_t c = *cap ? *cap * 2 : first;
-  void *p = realloc(v, c * size);
-  if (p != NULL) *cap = c;
-  return p;
 }
 
 /* ---- errors ---- */
@@ -139,16 +84,7 @@ const char *rg_kind_of(int code) {
   }
 }
 
-int rg_set(rg_status *st, const char *kind, const char *fmt, ...) {
-  va_list ap;
-  st->kind = kind;
-  va_start(ap, fmt);
-  vsnprintf(st->msg, sizeof st->msg, fmt, ap);
-  va_end(ap);
-  return -1;
-}
-
-int rg_set_git(rg_status *st, int code, const char *what) {
+int rg_set_git(relish_status *st, int code, const char *what) {
   const git_error *e = git_error_last();
   const char *m = e != NULL && e->message != NULL ? e->message : "unknown libgit2 error";
   st->kind = rg_kind_of(code);
@@ -159,59 +95,68 @@ int rg_set_git(rg_status *st, int code, const char *what) {
   return -1;
 }
 
-void rg_push_error(lua_State *L, const char *verb, const char *target, const rg_status *st) {
-  char line[sizeof st->msg + 512];
+void rg_push_error(lua_State *L, const char *verb, const char *target, const relish_status *st) {
+  char what[4200];
   if (target != NULL && target[0] != '\0')
-    snprintf(line, sizeof line, "git.%s %s: %s", verb, target, st->msg);
+    snprintf(what, sizeof what, "git.%s %s", verb, target);
   else
-    snprintf(line, sizeof line, "git.%s: %s", verb, st->msg);
-  for (char *p = line; *p; p++) /* one line */
-    if (*p == '\n' || *p == '\r') *p = ' ';
-  size_t n = strlen(line);
-  while (n > 0 && line[n - 1] == ' ')
-    line[--n] = '\0';
-  const char *red = relish_redact(L, line, n, NULL);
-  relish_push_error(L, st->kind != NULL ? st->kind : "io", "%s", red);
-  lua_remove(L, -2);
+    snprintf(what, sizeof what, "git.%s", verb);
+  relish_status_push(L, what, st);
 }
 
-int rg_fail(lua_State *L, const char *verb, const char *target, const rg_status *st) {
-  lua_pushnil(L);
-  rg_push_error(L, verb, target, st);
-  return 2;
-}
-
-int rg_fail_git(lua_State *L, const char *verb, const char *target, int code) {
-  rg_status st;
-  rg_set_git(&st, code, NULL);
-  return rg_fail(L, verb, target, &st);
-}
-
-int rg_raise(lua_State *L, const char *verb, const char *target, const rg_status *st) {
+int rg_raise(lua_State *L, const char *verb, const char *target, const relish_status *st) {
   rg_push_error(L, verb, target, st);
   return lua_error(L);
 }
 
-/* ---- argument checks ---- */
-
-void rg_checkopts(lua_State *L, int idx, const char *fname, const char *const *known) {
-  if (lua_isnoneornil(L, idx)) return;
-  if (lua_type(L, idx) != LUA_TTABLE)
-    luaL_error(L, "%s: options must be a table, got %s", fname, luaL_typename(L, idx));
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    int ok = 0;
-    if (lua_type(L, -2) == LUA_TSTRING) {
-      const char *k = lua_tostring(L, -2);
-      for (int i = 0; known[i] != NULL && !ok; i++)
-        ok = strcmp(k, known[i]) == 0;
-      if (!ok) luaL_error(L, "%s: unknown option '%s'", fname, k);
-    } else {
-      luaL_error(L, "%s: option keys must be strings", fname);
-    }
-    lua_pop(L, 1);
-  }
+int rg_raise_git(lua_State *L, const char *verb, const char *target, int code) {
+  relish_status st = {0};
+  rg_set_git(&st, code, NULL);
+  return rg_raise(L, verb, target, &st);
 }
+
+/* ---- effects ---- */
+
+#define RG_ACTION_MT "relish.git.Action"
+
+void *rg_action_new(lua_State *L, size_t size, const char *kind, int box_idx, int repo_idx) {
+  box_idx = box_idx ? lua_absindex(L, box_idx) : 0;
+  repo_idx = repo_idx ? lua_absindex(L, repo_idx) : 0;
+  rg_action *a = lua_newuserdatauv(L, size, 2);
+  memset(a, 0, size);
+  a->kind = kind;
+  if (box_idx) {
+    a->box = luaL_checkudata(L, box_idx, "relish.Box");
+    lua_pushvalue(L, box_idx);
+    lua_setiuservalue(L, -2, 1);
+  }
+  if (repo_idx) {
+    a->repo = rg_checkrepo(L, repo_idx);
+    lua_pushvalue(L, repo_idx);
+    lua_setiuservalue(L, -2, 2);
+  }
+  luaL_setmetatable(L, RG_ACTION_MT);
+  return a;
+}
+
+void *rg_action_check(lua_State *L, int idx, const char *kind) {
+  rg_action *a = luaL_checkudata(L, idx, RG_ACTION_MT);
+  if (strcmp(a->kind, kind) != 0) luaL_error(L, "%s: the action is a %s", kind, a->kind);
+  return a;
+}
+
+void rg_rec_set(lua_State *L, const char *key, const char *value) {
+  lua_pushstring(L, value);
+  lua_setfield(L, -2, key);
+}
+
+void rg_rec_set_oid(lua_State *L, const char *key, const git_oid *id) {
+  char hex[GIT_OID_HEXSZ + 1];
+  rg_hex(id, hex);
+  rg_rec_set(L, key, hex);
+}
+
+/* ---- argument checks ---- */
 
 void rg_checkopts_table(lua_State *L, int idx, const char *fname, const char *const *known) {
   if (lua_isnoneornil(L, idx)) {
@@ -219,7 +164,7 @@ void rg_checkopts_table(lua_State *L, int idx, const char *fname, const char *co
     lua_newtable(L);
   }
   luaL_checktype(L, idx, LUA_TTABLE);
-  rg_checkopts(L, idx, fname, known);
+  relish_checkopts(L, idx, fname, known);
 }
 
 const char *rg_checkstr(lua_State *L, int idx) {
@@ -267,7 +212,7 @@ int rg_parse_oid(const char *s, git_oid *out) {
   return git_oid_fromstr(out, s) == 0 ? 0 : -1;
 }
 
-int rg_signature(git_repository *repo, int author, git_signature **out, rg_status *st) {
+int rg_signature(git_repository *repo, int author, git_signature **out, relish_status *st) {
   const char *name = getenv(author ? "GIT_AUTHOR_NAME" : "GIT_COMMITTER_NAME");
   const char *email = getenv(author ? "GIT_AUTHOR_EMAIL" : "GIT_COMMITTER_EMAIL");
   git_config *cfg = NULL;
@@ -283,10 +228,10 @@ int rg_signature(git_repository *repo, int author, git_signature **out, rg_statu
       email = cemail.ptr;
   }
   if (name == NULL || name[0] == '\0' || email == NULL || email[0] == '\0') {
-    rc = rg_set(st, "invalid",
-                "no identity: set user.name and user.email in the git config (or "
-                "GIT_%s_NAME and GIT_%s_EMAIL)",
-                author ? "AUTHOR" : "COMMITTER", author ? "AUTHOR" : "COMMITTER");
+    rc = relish_status_set(st, "invalid",
+                           "no identity: set user.name and user.email in the git config (or "
+                           "GIT_%s_NAME and GIT_%s_EMAIL)",
+                           author ? "AUTHOR" : "COMMITTER", author ? "AUTHOR" : "COMMITTER");
   } else if ((rc = git_signature_now(out, name, email)) < 0) {
     rg_set_git(st, rc, "identity");
   }
@@ -387,14 +332,14 @@ static int planned_rev(lua_State *L, git_repository *repo, const char *rev, git_
 }
 
 int rg_resolve(lua_State *L, git_repository *repo, git_repository *look, const char *rev,
-               git_object_t peel, git_object **out, rg_status *st) {
+               git_object_t peel, git_object **out, relish_status *st) {
   git_object *obj = NULL;
   git_oid id;
   int rc;
   *out = NULL;
   /* planned refs count only where planned objects can be found */
   int planned = look != repo && rg_plan_active(L) ? planned_rev(L, repo, rev, &id) : 0;
-  if (planned < 0) return rg_set(st, "not_found", "%s is planned to be deleted", rev);
+  if (planned < 0) return relish_status_set(st, "not_found", "%s is planned to be deleted", rev);
   if (planned > 0)
     rc = git_object_lookup(&obj, look, &id, GIT_OBJECT_ANY);
   else
@@ -402,8 +347,9 @@ int rg_resolve(lua_State *L, git_repository *repo, git_repository *look, const c
   if (rc < 0) {
     rg_set_git(st, rc, NULL);
     if (rc == GIT_ENOTFOUND || rc == GIT_EINVALIDSPEC)
-      rg_set(st, rc == GIT_ENOTFOUND ? "not_found" : "invalid", "revision '%s' not found", rev);
-    if (rc == GIT_EAMBIGUOUS) rg_set(st, "invalid", "revision '%s' is ambiguous", rev);
+      relish_status_set(st, rc == GIT_ENOTFOUND ? "not_found" : "invalid",
+                        "revision '%s' not found", rev);
+    if (rc == GIT_EAMBIGUOUS) relish_status_set(st, "invalid", "revision '%s' is ambiguous", rev);
     return -1;
   }
   if (peel != GIT_OBJECT_ANY && git_object_type(obj) != peel) {
@@ -412,7 +358,8 @@ int rg_resolve(lua_State *L, git_repository *repo, git_repository *look, const c
     git_object_free(obj);
     if (rc < 0) {
       git_error_clear();
-      return rg_set(st, "invalid", "'%s' is not a %s", rev, git_object_type2string(peel));
+      return relish_status_set(st, "invalid", "'%s' is not a %s", rev,
+                               git_object_type2string(peel));
     }
     obj = p;
   }
@@ -442,7 +389,7 @@ static int l_repo_head(lua_State *L) {
   int rc = git_reference_name_to_id(&id, repo, "HEAD");
   if (rc < 0 && rc != GIT_ENOTFOUND && rc != GIT_EUNBORNBRANCH) {
     free(ref);
-    return rg_fail_git(L, "head", NULL, rc);
+    return rg_raise_git(L, "head", NULL, rc);
   }
   git_error_clear();
   lua_createtable(L, 0, 5);
@@ -480,20 +427,20 @@ static int l_repo_branch(lua_State *L) {
 }
 
 /* repo:resolve(rev) -> full id (peeled to a commit when it is a tag or a
- * commit) | nil, err. A read: in a dry-run it sees the live refs. */
+ * commit). A read: in a dry-run it sees the live refs. */
 static int l_repo_resolve(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   const char *rev = rg_checkstr(L, 2);
   git_object *obj = NULL;
   int rc = git_revparse_single(&obj, repo, rev);
   if (rc < 0) {
-    rg_status st;
+    relish_status st = {0};
     rg_set_git(&st, rc, NULL);
     if (rc == GIT_ENOTFOUND || rc == GIT_EINVALIDSPEC)
-      rg_set(&st, "not_found", "revision '%s' not found", rev);
+      relish_status_set(&st, "not_found", "revision '%s' not found", rev);
     else if (rc == GIT_EAMBIGUOUS)
-      rg_set(&st, "invalid", "revision '%s' is ambiguous", rev);
-    return rg_fail(L, "resolve", rev, &st);
+      relish_status_set(&st, "invalid", "revision '%s' is ambiguous", rev);
+    return rg_raise(L, "resolve", rev, &st);
   }
   git_oid id;
   git_oid_cpy(&id, git_object_id(obj));
@@ -510,15 +457,15 @@ static int l_repo_resolve(lua_State *L) {
   return 1;
 }
 
-/* repo:remote_url(name) -> url (a password in it is left out) | nil, err */
+/* repo:remote_url(name) -> url (a password in it is left out) */
 static int l_repo_remote_url(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   const char *name = rg_optstr(L, 2, "origin");
   char clean[4096];
   if (rg_remote_config_url(repo, name, clean, sizeof clean) != 0) {
-    rg_status st;
-    rg_set(&st, "not_found", "no remote named '%s'", name);
-    return rg_fail(L, "remote_url", name, &st);
+    relish_status st = {0};
+    relish_status_set(&st, "not_found", "no remote named '%s'", name);
+    return rg_raise(L, "remote_url", name, &st);
   }
   lua_pushstring(L, clean);
   return 1;
@@ -526,33 +473,34 @@ static int l_repo_remote_url(lua_State *L) {
 
 /* ---- open and init ---- */
 
-/* git.open(path) -> repo | nil, err: discovers upwards like git does. */
+/* git.open(path) -> repo: discovers upwards like git does. */
 int l_git_open(lua_State *L) {
   const char *path = rg_optstr(L, 1, ".");
   relish_need_git();
   struct stat sb;
-  rg_status st;
+  relish_status st = {0};
   if (stat(path, &sb) != 0) {
-    rg_set(&st, errno == ENOENT ? "not_found" : "io", "%s", strerror(errno));
-    return rg_fail(L, "open", path, &st);
+    relish_status_set(&st, errno == ENOENT ? "not_found" : "io", "%s", strerror(errno));
+    return rg_raise(L, "open", path, &st);
   }
   rg_repo *r = rg_newrepo(L);
   int rc = git_repository_open_ext(&r->repo, path, 0, NULL);
   if (rc < 0) {
     rg_set_git(&st, rc, NULL);
-    if (rc == GIT_ENOTFOUND) rg_set(&st, "not_a_repo", "not a git repository (or any parent)");
-    return rg_fail(L, "open", path, &st);
+    if (rc == GIT_ENOTFOUND)
+      relish_status_set(&st, "not_a_repo", "not a git repository (or any parent)");
+    return rg_raise(L, "open", path, &st);
   }
   return 1;
 }
 
 static const char *const init_opts[] = {"bare", "branch", NULL};
 
-/* git.init(path, {bare=, branch=}) -> repo | nil, err. Not an effect: like
+/* git.init(path, {bare=, branch=}) -> repo. Not an effect: like
  * clone it makes a new repository for the run to work in. */
 int l_git_init(lua_State *L) {
   const char *path = rg_checkstr(L, 1);
-  rg_checkopts(L, 2, "git.init", init_opts);
+  relish_checkopts(L, 2, "git.init", init_opts);
   int bare = rg_optbool(L, 2, "bare", 0);
   const char *branch = rg_optfield(L, 2, "git.init", "branch");
   relish_need_git();
@@ -563,7 +511,7 @@ int l_git_init(lua_State *L) {
   o.initial_head = branch;
   rg_repo *r = rg_newrepo(L);
   int rc = git_repository_init_ext(&r->repo, path, &o);
-  if (rc < 0) return rg_fail_git(L, "init", path, rc);
+  if (rc < 0) return rg_raise_git(L, "init", path, rc);
   return 1;
 }
 
@@ -589,18 +537,18 @@ int luaopen_relish_git(lua_State *L) {
                                      {"fetch", l_repo_fetch},
                                      {"push", l_repo_push},
                                      {NULL, NULL}};
-  static const luaL_Reg funcs[] = {{"open", l_git_open},
-                                   {"init", l_git_init},
-                                   {"clone", l_git_clone},
-                                   {"undo", l_git_undo},
-                                   {NULL, NULL}};
-  relish_resource_metatable(L, RG_BOX_MT, box_gc, NULL);
+  static const luaL_Reg funcs[] = {
+      {"open", l_git_open}, {"init", l_git_init}, {"clone", l_git_clone}, {NULL, NULL}};
+  luaL_newmetatable(L, RG_ACTION_MT); /* no __gc: the box it keeps owns the resources */
   lua_pop(L, 1);
   if (relish_resource_metatable(L, RG_REPO_MT, repo_close, methods)) {
     lua_pushcfunction(L, repo_tostring);
     lua_setfield(L, -2, "__tostring");
   }
   lua_pop(L, 1);
+  relish_effect_register(L, "relish.git", rg_ref_providers);
+  relish_effect_register(L, "relish.git", rg_commit_providers);
+  relish_effect_register(L, "relish.git", rg_push_providers);
   luaL_newlib(L, funcs);
   return 1;
 }

@@ -82,7 +82,7 @@ static node *lookup(walker *w, const git_oid *id, int *fresh) {
     if (git_oid_equal(&x->id, id)) return x;
     k = (k + 1) & (w->nslots - 1);
   }
-  node *v = rg_grow(w->v, w->n, &w->cap, sizeof *v, 1024);
+  node *v = relish_grow(w->v, w->n, &w->cap, sizeof *v, 1024);
   if (v == NULL) return NULL;
   w->v = v;
   node *x = &w->v[w->n];
@@ -207,7 +207,7 @@ static int before(const walker *w, size_t a, size_t b) {
 }
 
 static int push(walker *w, size_t i) {
-  size_t *h = rg_grow(w->heap, w->nheap, &w->capheap, sizeof *h, 256);
+  size_t *h = relish_grow(w->heap, w->nheap, &w->capheap, sizeof *h, 256);
   if (h == NULL) return -1;
   w->heap = h;
   size_t k = w->nheap++;
@@ -281,7 +281,7 @@ static int spread(walker *w, size_t i) {
       git_oid pid;
       node *y = raw_parent(x->c, p, &pid) ? find(w, &pid) : NULL;
       if (y == NULL || (y->flags & UNINTERESTING)) continue;
-      size_t *s = rg_grow(stack, n, &cap, sizeof *s, 64);
+      size_t *s = relish_grow(stack, n, &cap, sizeof *s, 64);
       if (s == NULL) {
         free(stack);
         return -2;
@@ -349,7 +349,7 @@ static int walk(walker *w, const git_oid *to, const git_oid *from, int first_par
       c->c = NULL;
       continue;
     }
-    size_t *o = rg_grow(w->out, w->nout, &w->capout, sizeof *o, 1024);
+    size_t *o = relish_grow(w->out, w->nout, &w->capout, sizeof *o, 1024);
     if (o == NULL) return -2;
     w->out = o;
     w->out[w->nout++] = i;
@@ -490,14 +490,14 @@ int l_repo_log(lua_State *L) {
   } else if (pt != LUA_TNIL && pt != LUA_TTABLE) {
     luaL_error(L, "repo:log: paths must be a list of paths");
   }
-  rg_box *b = rg_box_new(L); /* 4 */
-  rg_status st = {0};
+  relish_box *b = relish_box_new(L); /* 4 */
+  relish_status st = {0};
   git_pathspec *ps = NULL;
   git_diff_options dopt;
   git_diff_options_init(&dopt, GIT_DIFF_OPTIONS_VERSION);
   if (lua_istable(L, 3)) {
     lua_Integer n = luaL_len(L, 3);
-    char **list = rg_box_add(b, calloc((size_t)n + 1, sizeof *list), rg_free_mem);
+    char **list = relish_box_add(b, calloc((size_t)n + 1, sizeof *list), rg_free_mem);
     if (list == NULL) return luaL_error(L, "not enough memory");
     for (lua_Integer i = 1; i <= n; i++) {
       if (lua_geti(L, 3, i) != LUA_TSTRING)
@@ -508,8 +508,8 @@ int l_repo_log(lua_State *L) {
     dopt.pathspec.strings = list;
     dopt.pathspec.count = (size_t)n;
     int rc = git_pathspec_new(&ps, &dopt.pathspec);
-    if (rc < 0) return rg_fail_git(L, "log", NULL, rc);
-    rg_box_add(b, ps, free_pathspec);
+    if (rc < 0) return rg_raise_git(L, "log", NULL, rc);
+    relish_box_add(b, ps, free_pathspec);
   }
   if (to == NULL && git_repository_head_unborn(repo) == 1) { /* no commits yet */
     lua_newtable(L);
@@ -518,26 +518,26 @@ int l_repo_log(lua_State *L) {
   git_object *obj = NULL;
   git_oid to_id, from_id;
   if (rg_resolve(L, repo, repo, to ? to : "HEAD", GIT_OBJECT_COMMIT, &obj, &st) != 0)
-    return rg_fail(L, "log", to ? to : "HEAD", &st);
+    return rg_raise(L, "log", to ? to : "HEAD", &st);
   git_oid_cpy(&to_id, git_object_id(obj));
   git_object_free(obj);
   if (from != NULL) {
     if (rg_resolve(L, repo, repo, from, GIT_OBJECT_COMMIT, &obj, &st) != 0)
-      return rg_fail(L, "log", from, &st);
+      return rg_raise(L, "log", from, &st);
     git_oid_cpy(&from_id, git_object_id(obj));
     git_object_free(obj);
   }
-  walker *w = rg_box_add(b, calloc(1, sizeof *w), walker_free);
+  walker *w = relish_box_add(b, calloc(1, sizeof *w), walker_free);
   if (w == NULL) return luaL_error(L, "not enough memory");
   int rc = git_repository_odb(&w->odb, repo);
-  if (rc < 0) return rg_fail_git(L, "log", NULL, rc);
+  if (rc < 0) return rg_raise_git(L, "log", NULL, rc);
   /* like git, which does not hash every object it reads either */
   git_libgit2_opts(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION, 0);
   rc = walk(w, &to_id, from ? &from_id : NULL, first_parent, ps == NULL ? max : -1);
   git_libgit2_opts(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION, 1);
   if (rc == GIT_EUSER) return relish_raise_interrupted(L);
   if (rc == -2) return luaL_error(L, "not enough memory");
-  if (rc < 0) return rg_fail_git(L, "log", NULL, rc);
+  if (rc < 0) return rg_raise_git(L, "log", NULL, rc);
   relish_gc_pause(L); /* thousands of commit tables, all returned */
   lua_createtable(L, (int)(max >= 0 && (size_t)max < w->nout ? (size_t)max : w->nout), 0);
   lua_Integer k = 0;
@@ -548,6 +548,6 @@ int l_repo_log(lua_State *L) {
     push_commit(L, &x->id, x->c);
     lua_rawseti(L, -2, ++k);
   }
-  rg_box_release(b);
+  relish_box_release(b);
   return 1;
 }

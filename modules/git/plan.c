@@ -69,7 +69,7 @@ static void push_entry(lua_State *L, git_repository *repo) {
   lua_remove(L, -2);
 }
 
-git_repository *rg_plan_scratch(lua_State *L, git_repository *repo, rg_status *st) {
+git_repository *rg_plan_scratch(lua_State *L, git_repository *repo, relish_status *st) {
   push_entry(L, repo);
   if (lua_getfield(L, -1, "scratch") == LUA_TUSERDATA) {
     scratch *s = luaL_checkudata(L, -1, SCRATCH_MT);

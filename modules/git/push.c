@@ -1,7 +1,8 @@
 /* push.c: the push effect and its undo. A push connects first and reads the
  * remote's refs (a read, also in a dry-run), checks leases and fast-forwards
- * against them, then asks the gate with an undo record that says, per ref,
- * how a rollback takes it back:
+ * against them, then hands the gate the action (apply uploads, plan returns
+ * the planned values) with an undo record that says, per ref, how a
+ * rollback takes it back:
  *   delete   the ref was new: delete it (tags, new branches)
  *   restore  put the old value back (a deleted ref, a moved tag, a forced
  *            rewrite): only while the remote still has what relish pushed
@@ -34,7 +35,7 @@ static void updates_free(void *p) {
 static rg_update *updates_add(updates *u, const char *dst) {
   for (size_t i = 0; i < u->n; i++)
     if (strcmp(u->v[i].dst, dst) == 0) return &u->v[i];
-  rg_update *v = rg_grow(u->v, u->n, &u->cap, sizeof *v, 4);
+  rg_update *v = relish_grow(u->v, u->n, &u->cap, sizeof *v, 4);
   if (v == NULL) return NULL;
   u->v = v;
   rg_update *x = &u->v[u->n];
@@ -47,7 +48,7 @@ static rg_update *updates_add(updates *u, const char *dst) {
 /* ---- refspecs ---- */
 
 /* dst for a short name: under the source's kind of ref (tags stay tags). */
-static int full_dst(const char *dst, const char *srcname, char out[1024], rg_status *st) {
+static int full_dst(const char *dst, const char *srcname, char out[1024], relish_status *st) {
   int valid = 0;
   if (strncmp(dst, "refs/", 5) == 0)
     snprintf(out, 1024, "%s", dst);
@@ -57,7 +58,7 @@ static int full_dst(const char *dst, const char *srcname, char out[1024], rg_sta
     snprintf(out, 1024, "refs/heads/%.1000s", dst);
   if (git_reference_name_is_valid(&valid, out) < 0 || !valid) {
     git_error_clear();
-    return rg_set(st, "invalid", "'%s' is not a valid ref on the remote", dst);
+    return relish_status_set(st, "invalid", "'%s' is not a valid ref on the remote", dst);
   }
   return 0;
 }
@@ -65,7 +66,7 @@ static int full_dst(const char *dst, const char *srcname, char out[1024], rg_sta
 /* One refspec "[+]src[:dst]" (":dst" deletes) into an update; the source is
  * resolved here (planned values first in a dry-run). */
 static int parse_spec(lua_State *L, git_repository *repo, git_repository *look, git_remote *remote,
-                      rg_net *n, const char *spec, updates *us, rg_status *st) {
+                      rg_net *n, const char *spec, updates *us, relish_status *st) {
   int force = spec[0] == '+';
   if (force) spec++;
   char src[1024] = "", dst[1024] = "", srcname[1024] = "";
@@ -112,12 +113,12 @@ static int parse_spec(lua_State *L, git_repository *repo, git_repository *look, 
     has_new = 1;
     if (dst[0] == '\0') {
       if (srcname[0] == '\0')
-        return rg_set(st, "invalid", "refspec '%s' needs a destination (src:refs/heads/NAME)",
-                      spec);
+        return relish_status_set(st, "invalid",
+                                 "refspec '%s' needs a destination (src:refs/heads/NAME)", spec);
       snprintf(dst, sizeof dst, "%s", srcname);
     }
   } else if (dst[0] == '\0') {
-    return rg_set(st, "invalid", "refspec '%s' names nothing", spec);
+    return relish_status_set(st, "invalid", "refspec '%s' names nothing", spec);
   } else if (strncmp(dst, "refs/", 5) != 0) {
     /* a deletion by short name: what the remote has */
     char guess[1100];
@@ -130,14 +131,14 @@ static int parse_spec(lua_State *L, git_repository *repo, git_repository *look, 
   char full[1024];
   if (full_dst(dst, srcname[0] ? srcname : NULL, full, st) != 0) return -1;
   rg_update *u = updates_add(us, full);
-  if (u == NULL) return rg_set(st, "io", "not enough memory");
+  if (u == NULL) return relish_status_set(st, "io", "not enough memory");
   u->force = force;
   u->has_new = has_new;
   if (has_new) u->new = id;
   free(u->src);
   u->src = NULL;
   if (srcname[0] != '\0' && (u->src = strdup(srcname)) == NULL)
-    return rg_set(st, "io", "not enough memory");
+    return relish_status_set(st, "io", "not enough memory");
   return 0;
 }
 
@@ -161,7 +162,7 @@ static int tracking_value(git_repository *repo, git_remote *remote, const char *
 
 /* force_with_lease: true (the tracking refs) or {[ref] = id | false}. */
 static int set_leases(lua_State *L, git_repository *repo, git_remote *remote, int lease,
-                      updates *us, rg_status *st) {
+                      updates *us, relish_status *st) {
   int t = lua_type(L, lease);
   if (t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(L, lease))) return 0;
   if (t == LUA_TBOOLEAN) {
@@ -183,8 +184,9 @@ static int set_leases(lua_State *L, git_repository *repo, git_remote *remote, in
         u = &us->v[i];
     }
     if (u == NULL)
-      return rg_set(st, "invalid", "force_with_lease names %s, which this push does not update",
-                    k ? k : "a non-string key");
+      return relish_status_set(st, "invalid",
+                               "force_with_lease names %s, which this push does not update",
+                               k ? k : "a non-string key");
     u->lease = u->force = 1;
     if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
       u->has_expect = 0;
@@ -194,14 +196,15 @@ static int set_leases(lua_State *L, git_repository *repo, git_remote *remote, in
       if (rg_parse_oid(v, &u->expect) != 0) {
         if (git_revparse_single(&obj, repo, v) != 0) {
           git_error_clear();
-          return rg_set(st, "invalid", "force_with_lease[%s]: '%s' is not an id", k, v);
+          return relish_status_set(st, "invalid", "force_with_lease[%s]: '%s' is not an id", k, v);
         }
         git_oid_cpy(&u->expect, git_object_id(obj));
         git_object_free(obj);
       }
       u->has_expect = 1;
     } else {
-      return rg_set(st, "invalid", "force_with_lease[%s] must be an id or false (absent)", k);
+      return relish_status_set(st, "invalid",
+                               "force_with_lease[%s] must be an id or false (absent)", k);
     }
     lua_pop(L, 1);
   }
@@ -234,35 +237,37 @@ static void push_result(lua_State *L, const updates *us, int planned) {
   }
 }
 
-/* Raise interruption and timeouts; return nil, err for the rest. */
-static int push_fail(lua_State *L, rg_net *n, const char *target, const rg_status *st) {
+/* Raises the failure: interruption and timeouts as kinds of their own. */
+static int push_fail(lua_State *L, rg_net *n, const char *target, const relish_status *st) {
   if (n != NULL && rg_net_stopped(n)) {
     if (strcmp(st->kind, "timeout") == 0)
       return relish_raise(L, "timeout", "git.push %s: timed out", target);
     return relish_raise_interrupted(L);
   }
-  return rg_fail(L, "push", target, st);
+  return rg_raise(L, "push", target, st);
 }
 
 /* Refuses what a plain push would: a branch that is not an ancestor of the
  * new value, a tag that already exists elsewhere. */
-static int check_forward(git_repository *look, const rg_update *u, rg_status *st) {
+static int check_forward(git_repository *look, const rg_update *u, relish_status *st) {
   if (u->force || !u->has_old || !u->has_new || git_oid_equal(&u->old, &u->new)) return 0;
   char was[8];
   rg_short(&u->old, was);
   if (strncmp(u->dst, "refs/tags/", 10) == 0)
-    return rg_set(st, "exists", "%s already exists on the remote (at %s)", u->dst, was);
+    return relish_status_set(st, "exists", "%s already exists on the remote (at %s)", u->dst, was);
   git_odb *odb = NULL;
   int have = git_repository_odb(&odb, look) == 0 && git_odb_exists(odb, &u->old);
   git_odb_free(odb);
   if (!have)
-    return rg_set(st, "non_fast_forward",
-                  "%s on the remote (at %s) has commits you do not have: fetch first", u->dst, was);
+    return relish_status_set(st, "non_fast_forward",
+                             "%s on the remote (at %s) has commits you do not have: fetch first",
+                             u->dst, was);
   int desc = git_graph_descendant_of(look, &u->new, &u->old);
   git_error_clear();
   if (desc != 1)
-    return rg_set(st, "non_fast_forward",
-                  "%s on the remote (at %s) is not an ancestor of what you push", u->dst, was);
+    return relish_status_set(st, "non_fast_forward",
+                             "%s on the remote (at %s) is not an ancestor of what you push", u->dst,
+                             was);
   return 0;
 }
 
@@ -290,42 +295,81 @@ static void describe_update(char *out, size_t size, const rg_update *u) {
     snprintf(out, size, "%s %s → %s%s", u->dst, a, z, u->force ? " (forced)" : "");
 }
 
-static cJSON *push_record(git_repository *repo, const char *name, const char *url, const rg_auth *a,
-                          const char *ca, const updates *us) {
-  char hex[GIT_OID_HEXSZ + 1];
-  cJSON *rec = cJSON_CreateObject(), *refs = NULL, *auth = rg_auth_json(a);
-  if (rec == NULL || auth == NULL) goto fail;
-  cJSON_AddItemToObject(rec, "auth", auth);
-  auth = NULL;
-  if (cJSON_AddNumberToObject(rec, "v", 1) == NULL ||
-      cJSON_AddStringToObject(rec, "repo", git_repository_path(repo)) == NULL ||
-      cJSON_AddStringToObject(rec, "remote", name) == NULL ||
-      cJSON_AddStringToObject(rec, "url", url) == NULL ||
-      (ca != NULL && cJSON_AddStringToObject(rec, "ca", ca) == NULL) ||
-      (refs = cJSON_AddArrayToObject(rec, "refs")) == NULL)
-    goto fail;
+/* Pushes the undo record: where to push again (repository, remote, URL, CA
+ * file), where the auth comes from (never a secret), and each ref with its
+ * rule and values. */
+static void push_record(lua_State *L, git_repository *repo, const char *name, const char *url,
+                        const rg_auth *a, const char *ca, const updates *us) {
+  lua_createtable(L, 0, 7);
+  lua_pushinteger(L, 1);
+  lua_setfield(L, -2, "v");
+  rg_rec_set(L, "repo", git_repository_path(repo));
+  rg_rec_set(L, "remote", name);
+  rg_rec_set(L, "url", url);
+  if (ca != NULL) rg_rec_set(L, "ca", ca);
+  rg_auth_push(L, a);
+  lua_setfield(L, -2, "auth");
+  lua_createtable(L, (int)us->n, 0);
   for (size_t i = 0; i < us->n; i++) {
     const rg_update *u = &us->v[i];
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL) goto fail;
-    cJSON_AddItemToArray(refs, o);
-    if (cJSON_AddStringToObject(o, "ref", u->dst) == NULL ||
-        cJSON_AddStringToObject(o, "rule", u->rule) == NULL)
-      goto fail;
-    if (u->has_old && (rg_hex(&u->old, hex), cJSON_AddStringToObject(o, "old", hex) == NULL))
-      goto fail;
-    if (u->has_new && (rg_hex(&u->new, hex), cJSON_AddStringToObject(o, "new", hex) == NULL))
-      goto fail;
+    lua_createtable(L, 0, 4);
+    rg_rec_set(L, "ref", u->dst);
+    rg_rec_set(L, "rule", u->rule);
+    if (u->has_old) rg_rec_set_oid(L, "old", &u->old);
+    if (u->has_new) rg_rec_set_oid(L, "new", &u->new);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  return rec;
-fail:
-  cJSON_Delete(auth);
-  cJSON_Delete(rec);
-  return NULL;
+  lua_setfield(L, -2, "refs");
 }
 
+/* The prepared request of a push (its action's struct): connected, with the
+ * updates checked against what the remote has. */
+typedef struct {
+  rg_action a;
+  rg_net *net;
+  git_remote *remote;
+  updates *us;
+  char url[4096], describe[2048], fingerprint[4096], detail[4096];
+} push_job;
+
+/* apply: the upload; every lease is checked again right before it. */
+static int apply_push(lua_State *L) {
+  push_job *p = rg_action_check(L, 1, "git.push");
+  relish_status st = {0};
+  if (relish_interrupted()) return relish_raise_interrupted(L);
+  if (rg_net_push(p->net, p->a.repo, p->remote, p->us->v, p->us->n, &st) != 0) {
+    if (rg_net_stopped(p->net)) return push_fail(L, p->net, p->url, &st);
+    rg_push_error(L, "push", p->url, &st);
+    if (strcmp(st.kind, "non_fast_forward") == 0 && strstr(st.msg, "lease") != NULL) {
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "lease");
+    }
+    relish_box_release(p->a.box); /* the connection goes now, not at the next collection */
+    return lua_error(L);
+  }
+  push_result(L, p->us, 0);
+  relish_box_release(p->a.box);
+  return 1;
+}
+
+static int plan_push(lua_State *L) {
+  push_job *p = rg_action_check(L, 1, "git.push");
+  push_result(L, p->us, 1);
+  relish_box_release(p->a.box);
+  return 1;
+}
+
+static const char *const push_fields[] = {"repo", "remote", "url", "auth", "refs", NULL};
+
+const relish_provider rg_push_providers[] = {{.kind = "git.push",
+                                              .apply = apply_push,
+                                              .plan = plan_push,
+                                              .undo = rg_undo_push,
+                                              .fields = push_fields},
+                                             {NULL}};
+
 /* repo:push{remote=, refspecs=, force_with_lease=, auth=, rollback=, ca=}
- *   -> {[ref] = {old=, new=}} | nil, err */
+ *   -> {[ref] = {old=, new=}} */
 int l_repo_push(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   rg_checkopts_table(L, 2, "repo:push", push_opts);
@@ -339,7 +383,7 @@ int l_repo_push(lua_State *L) {
   lua_getfield(L, 2, "force_with_lease"); /* 3 */
   if (!lua_isnil(L, 3) && !lua_isboolean(L, 3) && !lua_istable(L, 3))
     luaL_error(L, "repo:push: force_with_lease must be true or {[ref] = id}");
-  rg_box *b = rg_box_new(L); /* 4 */
+  relish_box *b = relish_box_new(L); /* 4 */
   size_t nspecs = 0;
   lua_getfield(L, 2, "refspecs");
   int st_type = lua_type(L, -1);
@@ -349,19 +393,19 @@ int l_repo_push(lua_State *L) {
   lua_getfield(L, 2, "auth");
   rg_auth *auth = rg_auth_check(L, b, lua_gettop(L), "repo:push");
   lua_pop(L, 1);
-  rg_status st = {0};
+  relish_status st = {0};
   char url[4096];
   rg_url_clean(name, url, sizeof url);
   git_remote *remote = NULL;
-  if (rg_remote_open(repo, name, &remote, &st) != 0) return rg_fail(L, "push", url, &st);
-  rg_box_add(b, remote, rg_free_remote);
+  if (rg_remote_open(repo, name, &remote, &st) != 0) return rg_raise(L, "push", url, &st);
+  relish_box_add(b, remote, rg_free_remote);
   rg_url_clean(git_remote_pushurl(remote) ? git_remote_pushurl(remote) : git_remote_url(remote),
                url, sizeof url);
   git_repository *look = repo;
   if (rg_plan_active(L) && (look = rg_plan_scratch(L, repo, &st)) == NULL)
-    return rg_fail(L, "push", url, &st);
+    return rg_raise(L, "push", url, &st);
   rg_net *n = rg_net_new(b, auth, ca);
-  updates *us = rg_box_add(b, calloc(1, sizeof *us), updates_free);
+  updates *us = relish_box_add(b, calloc(1, sizeof *us), updates_free);
   if (n == NULL || us == NULL) return luaL_error(L, "not enough memory");
   if (rg_net_connect(n, remote, GIT_DIRECTION_PUSH, &st) != 0) return push_fail(L, n, url, &st);
 
@@ -370,14 +414,14 @@ int l_repo_push(lua_State *L) {
   if (lua_isstring(L, -1)) {
     nspecs = 1;
     if (parse_spec(L, repo, look, remote, n, lua_tostring(L, -1), us, &st) != 0)
-      return rg_fail(L, "push", url, &st);
+      return rg_raise(L, "push", url, &st);
   } else if (lua_istable(L, -1)) {
     nspecs = (size_t)luaL_len(L, -1);
     for (size_t i = 1; i <= nspecs; i++) {
       if (lua_geti(L, -1, (lua_Integer)i) != LUA_TSTRING)
         luaL_error(L, "repo:push: refspecs[%d] must be a string", (int)i);
       if (parse_spec(L, repo, look, remote, n, lua_tostring(L, -1), us, &st) != 0)
-        return rg_fail(L, "push", url, &st);
+        return rg_raise(L, "push", url, &st);
       lua_pop(L, 1);
     }
   }
@@ -388,13 +432,13 @@ int l_repo_push(lua_State *L) {
     if (ok)
       ok = parse_spec(L, repo, look, remote, n, h, us, &st) == 0;
     else
-      rg_set(&st, "invalid", "HEAD is detached: give refspecs");
+      relish_status_set(&st, "invalid", "HEAD is detached: give refspecs");
     free(h);
-    if (!ok) return rg_fail(L, "push", url, &st);
+    if (!ok) return rg_raise(L, "push", url, &st);
   }
   for (size_t i = 0; i < us->n; i++)
     us->v[i].has_old = rg_net_remote_value(n, remote, us->v[i].dst, &us->v[i].old);
-  if (set_leases(L, repo, remote, 3, us, &st) != 0) return rg_fail(L, "push", url, &st);
+  if (set_leases(L, repo, remote, 3, us, &st) != 0) return rg_raise(L, "push", url, &st);
 
   /* leases and fast-forwards, before anything is journaled */
   for (size_t i = 0; i < us->n; i++) {
@@ -403,20 +447,21 @@ int l_repo_push(lua_State *L) {
       char want[8] = "absent", have[8] = "absent";
       if (u->has_expect) rg_short(&u->expect, want);
       if (u->has_old) rg_short(&u->old, have);
-      rg_set(&st, "non_fast_forward", "lease check failed: %s on the remote is at %s, expected %s",
-             u->dst, have, want);
-      rg_fail(L, "push", url, &st);
+      relish_status_set(&st, "non_fast_forward",
+                        "lease check failed: %s on the remote is at %s, expected %s", u->dst, have,
+                        want);
+      rg_push_error(L, "push", url, &st);
       lua_pushboolean(L, 1);
       lua_setfield(L, -2, "lease");
       lua_pushstring(L, u->dst);
       lua_setfield(L, -2, "ref");
-      return 2;
+      return lua_error(L);
     }
     if (check_forward(look, u, &st) != 0) {
-      rg_fail(L, "push", url, &st);
+      rg_push_error(L, "push", url, &st);
       lua_pushstring(L, u->dst);
       lua_setfield(L, -2, "ref");
-      return 2;
+      return lua_error(L);
     }
   }
   /* refs already there are no update */
@@ -438,54 +483,35 @@ int l_repo_push(lua_State *L) {
     us->v[i].rule = rule_of(look, &us->v[i], rollback);
 
   /* describe, record, gate */
-  char describe[2048], fp[4096] = "", detail[4096] = "";
-  int dn = snprintf(describe, sizeof describe, "push to %s (%s):", name, url);
+  push_job *p = rg_action_new(L, sizeof *p, "git.push", 4, 1); /* 5 */
+  p->net = n;
+  p->remote = remote;
+  p->us = us;
+  snprintf(p->url, sizeof p->url, "%s", url);
+  int dn = snprintf(p->describe, sizeof p->describe, "push to %s (%s):", name, url);
   for (size_t i = 0; i < us->n; i++) {
     const rg_update *u = &us->v[i];
     char one[1200], hex[GIT_OID_HEXSZ + 1] = "absent";
     describe_update(one, sizeof one, u);
-    if (dn < (int)sizeof describe)
-      dn += snprintf(describe + dn, sizeof describe - dn, "%s %s", i ? "," : "", one);
+    if (dn < (int)sizeof p->describe)
+      dn += snprintf(p->describe + dn, sizeof p->describe - dn, "%s %s", i ? "," : "", one);
     if (u->has_old) rg_hex(&u->old, hex);
-    size_t fl = strlen(fp);
-    snprintf(fp + fl, sizeof fp - fl, "%s%s=%s", i ? " " : "", u->dst, hex);
-    size_t dl = strlen(detail);
+    size_t fl = strlen(p->fingerprint);
+    snprintf(p->fingerprint + fl, sizeof p->fingerprint - fl, "%s%s=%s", i ? " " : "", u->dst, hex);
+    size_t dl = strlen(p->detail);
     const char *how = strcmp(u->rule, "delete") == 0   ? "delete it"
                       : strcmp(u->rule, "revert") == 0 ? "push a revert of the pushed commits"
                                                        : "put the old value back";
-    snprintf(detail + dl, sizeof detail - dl, "%s%s (rollback: %s)", i ? "\n" : "", one, how);
+    snprintf(p->detail + dl, sizeof p->detail - dl, "%s%s (rollback: %s)", i ? "\n" : "", one, how);
   }
-  cJSON *rec = rg_box_add(b, push_record(repo, name, url, auth, rg_net_ca(n), us), rg_free_json);
-  char *undo = rec != NULL ? rg_box_add(b, cJSON_PrintUnformatted(rec), rg_free_text) : NULL;
-  if (undo == NULL) return luaL_error(L, "not enough memory");
-  relish_effect e = {.kind = "git.push",
-                     .target = url,
-                     .describe = describe,
-                     .detail = detail,
-                     .undo = undo,
-                     .fingerprint = fp};
-  lua_Integer id;
-  if (relish_gate_begin(L, &e, &id) == RELISH_GATE_PLANNED) {
-    push_result(L, us, 1);
-    return 1;
-  }
-  if (relish_interrupted()) {
-    relish_gate_failed(L, id, "interrupted");
-    return relish_raise_interrupted(L);
-  }
-  if (rg_net_push(n, repo, remote, us->v, us->n, &st) != 0) {
-    relish_gate_failed(L, id, st.msg);
-    int r = push_fail(L, n, url, &st);
-    if (strcmp(st.kind, "non_fast_forward") == 0 && strstr(st.msg, "lease") != NULL) {
-      lua_pushboolean(L, 1);
-      lua_setfield(L, -2, "lease");
-    }
-    return r;
-  }
-  relish_gate_done(L, id, NULL);
-  push_result(L, us, 0);
-  rg_box_release(b);
-  return 1;
+  push_record(L, repo, name, url, auth, rg_net_ca(n), us); /* 6 */
+  return relish_effect_run(L, &(relish_action){.kind = "git.push",
+                                               .target = p->url,
+                                               .describe = p->describe,
+                                               .detail = p->detail,
+                                               .fingerprint = p->fingerprint,
+                                               .record = 6,
+                                               .arg = 5});
 }
 
 /* ---- undo ---- */
@@ -518,7 +544,7 @@ static int already_reverted(git_repository *repo, const git_oid *cur, const char
 }
 
 static int signature_or_relish(git_repository *repo, int author, git_signature **out) {
-  rg_status st;
+  relish_status st = {0};
   if (rg_signature(repo, author, out, &st) == 0) return 0;
   return git_signature_now(out, "relish", "relish@localhost");
 }
@@ -526,7 +552,7 @@ static int signature_or_relish(git_repository *repo, int author, git_signature *
 /* A commit on top of cur whose tree undoes old..new (a three-way merge with
  * new as the base and old as theirs), or a conflict. */
 static int revert_commit(git_repository *repo, const pushed *p, const git_oid *cur, git_oid *out,
-                         rg_status *st) {
+                         relish_status *st) {
   git_commit *cn = NULL, *co = NULL, *cc = NULL;
   git_tree *tn = NULL, *to = NULL, *tc = NULL, *tree = NULL;
   git_index *idx = NULL;
@@ -542,7 +568,8 @@ static int revert_commit(git_repository *repo, const pushed *p, const git_oid *c
     goto done;
   }
   if (git_index_has_conflicts(idx)) {
-    rc = rg_set(st, "conflict", "%s: later commits on the remote conflict with the revert", p->dst);
+    rc = relish_status_set(st, "conflict",
+                           "%s: later commits on the remote conflict with the revert", p->dst);
     goto done;
   }
   git_oid tree_id;
@@ -586,17 +613,17 @@ done:
 }
 
 /* Gets the objects of dst on the remote (for a revert on top of them). */
-static int fetch_ref(rg_box *b, git_remote *remote, const rg_auth *auth, const char *ca,
-                     const char *dst, rg_status *st) {
+static int fetch_ref(relish_box *b, git_remote *remote, const rg_auth *auth, const char *ca,
+                     const char *dst, relish_status *st) {
   git_remote *dup = NULL;
   int rc = git_remote_dup(&dup, remote);
   if (rc < 0) return rg_set_git(st, rc, "fetch");
-  rg_box_add(b, dup, rg_free_remote);
+  relish_box_add(b, dup, rg_free_remote);
   rg_net *n = rg_net_new(b, auth, ca);
-  if (n == NULL) return rg_set(st, "io", "not enough memory");
+  if (n == NULL) return relish_status_set(st, "io", "not enough memory");
   const char *specs[1] = {dst};
   rc = rg_net_fetch(n, dup, specs, 1, st);
-  rg_box_drop(b, dup);
+  relish_box_drop(b, dup);
   return rc;
 }
 
@@ -608,11 +635,16 @@ static void add_note(char *buf, size_t size, const char *fmt, const char *ref, c
   if (n < size) snprintf(buf + n, size - n, fmt, ref, now);
 }
 
-/* git.undo("git.push", record): takes each pushed ref back by its rule, with
- * a lease on the value the remote has now; refs already back are left. */
-int rg_undo_push(lua_State *L, int rec) {
-  rg_box *b = rg_box_new(L);
-  rg_status st = {0};
+/* The undo of git.push (record at 1): takes each pushed ref back by its
+ * rule, with a lease on the value the remote has now; refs already back are
+ * left. */
+int rg_undo_push(lua_State *L) {
+  const int rec = 1;
+  luaL_checktype(L, rec, LUA_TTABLE);
+  lua_settop(L, rec);
+  relish_need_git();
+  relish_box *b = relish_box_new(L);
+  relish_status st = {0};
   const char *path = rg_rec_str(L, rec, "git.push", "repo", 1),
              *name = rg_rec_str(L, rec, "git.push", "remote", 1);
   const char *url = rg_rec_str(L, rec, "git.push", "url", 1);
@@ -622,7 +654,7 @@ int rg_undo_push(lua_State *L, int rec) {
     rg_set_git(&st, rc, path);
     return rg_raise(L, "undo", url, &st);
   }
-  rg_box_add(b, repo, rg_free_repo);
+  relish_box_add(b, repo, rg_free_repo);
   git_remote *remote = NULL;
   char clean[4096];
   /* the named remote when it still goes where the push went (it may hold a
@@ -638,7 +670,7 @@ int rg_undo_push(lua_State *L, int rec) {
   }
   if (remote == NULL && rg_remote_open(repo, url, &remote, &st) != 0)
     return rg_raise(L, "undo", url, &st);
-  rg_box_add(b, remote, rg_free_remote);
+  relish_box_add(b, remote, rg_free_remote);
   rg_auth *auth = NULL;
   if (rg_auth_from_lua(L, b, rec, &auth, &st) != 0) return rg_raise(L, "undo", url, &st);
   const char *ca = rg_rec_str(L, rec, "git.push", "ca", 0); /* the push's CA file */
@@ -647,7 +679,7 @@ int rg_undo_push(lua_State *L, int rec) {
     luaL_error(L, "git.undo: malformed git.push undo record: no refs");
   int refs = lua_gettop(L);
   size_t count = (size_t)luaL_len(L, refs);
-  pushed *ps = rg_box_add(b, calloc(count + 1, sizeof *ps), rg_free_mem);
+  pushed *ps = relish_box_add(b, calloc(count + 1, sizeof *ps), rg_free_mem);
   if (ps == NULL) return luaL_error(L, "not enough memory");
   for (size_t i = 0; i < count; i++) {
     if (lua_geti(L, refs, (lua_Integer)i + 1) != LUA_TTABLE)
@@ -661,7 +693,7 @@ int rg_undo_push(lua_State *L, int rec) {
   }
 
   rg_net *n = rg_net_new(b, auth, ca);
-  updates *us = rg_box_add(b, calloc(1, sizeof *us), updates_free);
+  updates *us = relish_box_add(b, calloc(1, sizeof *us), updates_free);
   if (n == NULL || us == NULL) return luaL_error(L, "not enough memory");
   if (rg_net_connect(n, remote, GIT_DIRECTION_PUSH, &st) != 0) {
     if (rg_net_stopped(n)) return relish_raise_interrupted(L);
@@ -673,7 +705,7 @@ int rg_undo_push(lua_State *L, int rec) {
     rg_set_git(&st, rc, path);
     return rg_raise(L, "undo", url, &st);
   }
-  rg_box_add(b, odb, free_odb);
+  relish_box_add(b, odb, free_odb);
   for (size_t i = 0; i < count; i++) {
     const pushed *p = &ps[i];
     git_oid cur;
@@ -730,10 +762,10 @@ int rg_undo_push(lua_State *L, int rec) {
     return rg_raise(L, "undo", url, &st);
   }
   if (left[0] != '\0') {
-    rg_set(&st, "conflict", "%s", left);
+    relish_status_set(&st, "conflict", "%s", left);
     return rg_raise(L, "undo", url, &st);
   }
-  rg_box_release(b);
+  relish_box_release(b);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -31,12 +31,12 @@ static char worktree_code(unsigned s) {
   return ' ';
 }
 
-static int status_list(lua_State *L, rg_box *b, git_repository *repo, int untracked,
+static int status_list(lua_State *L, relish_box *b, git_repository *repo, int untracked,
                        git_status_list **out, const char *verb) {
-  rg_status st;
+  relish_status st = {0};
   if (git_repository_is_bare(repo)) {
-    rg_set(&st, "invalid", "a bare repository has no work tree");
-    return rg_fail(L, verb, NULL, &st);
+    relish_status_set(&st, "invalid", "a bare repository has no work tree");
+    return rg_raise(L, verb, NULL, &st);
   }
   git_status_options o;
   git_status_options_init(&o, GIT_STATUS_OPTIONS_VERSION);
@@ -45,8 +45,8 @@ static int status_list(lua_State *L, rg_box *b, git_repository *repo, int untrac
   if (untracked)
     o.flags |= GIT_STATUS_OPT_INCLUDE_UNTRACKED | GIT_STATUS_OPT_RECURSE_UNTRACKED_DIRS;
   int rc = git_status_list_new(out, repo, &o);
-  if (rc < 0) return rg_fail_git(L, verb, NULL, rc);
-  rg_box_add(b, *out, free_status);
+  if (rc < 0) return rg_raise_git(L, verb, NULL, rc);
+  relish_box_add(b, *out, free_status);
   return 0;
 }
 
@@ -55,10 +55,10 @@ static const char *const status_opts[] = {"untracked", NULL};
 /* repo:status({untracked=true}) -> list of {path=, index=, worktree=, from=} */
 int l_repo_status(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
-  rg_checkopts(L, 2, "repo:status", status_opts);
+  relish_checkopts(L, 2, "repo:status", status_opts);
   int untracked = rg_optbool(L, 2, "untracked", 1);
   lua_settop(L, 2);
-  rg_box *b = rg_box_new(L);
+  relish_box *b = relish_box_new(L);
   git_status_list *list = NULL;
   int r = status_list(L, b, repo, untracked, &list, "status");
   if (r != 0) return r;
@@ -97,7 +97,7 @@ int l_repo_status(lua_State *L) {
     }
     lua_rawseti(L, -2, ++k);
   }
-  rg_box_release(b);
+  relish_box_release(b);
   return 1;
 }
 
@@ -105,10 +105,10 @@ int l_repo_status(lua_State *L) {
  * staged or not (untracked files count only when asked). */
 int l_repo_is_dirty(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
-  rg_checkopts(L, 2, "repo:is_dirty", status_opts);
+  relish_checkopts(L, 2, "repo:is_dirty", status_opts);
   int untracked = rg_optbool(L, 2, "untracked", 0);
   lua_settop(L, 2);
-  rg_box *b = rg_box_new(L);
+  relish_box *b = relish_box_new(L);
   git_status_list *list = NULL;
   int r = status_list(L, b, repo, untracked, &list, "is_dirty");
   if (r != 0) return r;
@@ -118,7 +118,7 @@ int l_repo_is_dirty(lua_State *L) {
     unsigned s = git_status_byindex(list, i)->status;
     dirty = s != GIT_STATUS_CURRENT && !(s & GIT_STATUS_IGNORED);
   }
-  rg_box_release(b);
+  relish_box_release(b);
   lua_pushboolean(L, dirty);
   return 1;
 }
@@ -127,10 +127,10 @@ int l_repo_is_dirty(lua_State *L) {
 
 static const char *const describe_opts[] = {"tags", "always", "dirty", "abbrev", "match", NULL};
 
-/* repo:describe({tags=, always=, dirty=, abbrev=, match=}) -> "v1.2.0-3-gabc1234" | nil, err */
+/* repo:describe({tags=, always=, dirty=, abbrev=, match=}) -> "v1.2.0-3-gabc1234" */
 int l_repo_describe(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
-  rg_checkopts(L, 2, "repo:describe", describe_opts);
+  relish_checkopts(L, 2, "repo:describe", describe_opts);
   git_describe_options o;
   git_describe_options_init(&o, GIT_DESCRIBE_OPTIONS_VERSION);
   git_describe_format_options f;
@@ -154,7 +154,7 @@ int l_repo_describe(lua_State *L) {
       f.dirty_suffix = "-dirty";
     lua_pop(L, 1);
   }
-  rg_box *b = rg_box_new(L);
+  relish_box *b = relish_box_new(L);
   git_describe_result *res = NULL;
   int rc;
   if (f.dirty_suffix != NULL && !git_repository_is_bare(repo)) {
@@ -162,30 +162,30 @@ int l_repo_describe(lua_State *L) {
   } else {
     git_object *head = NULL;
     if ((rc = git_revparse_single(&head, repo, "HEAD")) == 0) {
-      rg_box_add(b, head, rg_free_object);
+      relish_box_add(b, head, rg_free_object);
       rc = git_describe_commit(&res, head, &o);
     }
   }
   if (rc < 0) {
-    rg_status st;
+    relish_status st = {0};
     rg_set_git(&st, rc, NULL);
     const git_error *e = git_error_last();
     if (rc == GIT_ENOTFOUND || (e != NULL && e->klass == GIT_ERROR_DESCRIBE)) st.kind = "not_found";
-    return rg_fail(L, "describe", NULL, &st);
+    return rg_raise(L, "describe", NULL, &st);
   }
-  rg_box_add(b, res, free_describe);
-  git_buf *buf = rg_box_add(b, calloc(1, sizeof *buf), rg_free_buf);
+  relish_box_add(b, res, free_describe);
+  git_buf *buf = relish_box_add(b, calloc(1, sizeof *buf), rg_free_buf);
   if (buf == NULL) return luaL_error(L, "not enough memory");
-  if ((rc = git_describe_format(buf, res, &f)) < 0) return rg_fail_git(L, "describe", NULL, rc);
+  if ((rc = git_describe_format(buf, res, &f)) < 0) return rg_raise_git(L, "describe", NULL, rc);
   lua_pushstring(L, buf->ptr);
-  rg_box_release(b);
+  relish_box_release(b);
   return 1;
 }
 
 /* ---- diff_stat ---- */
 
 static int tree_of(lua_State *L, git_repository *repo, const char *rev, git_tree **out,
-                   rg_status *st) {
+                   relish_status *st) {
   git_object *obj = NULL;
   if (rg_resolve(L, repo, repo, rev, GIT_OBJECT_TREE, &obj, st) != 0) return -1;
   *out = (git_tree *)obj;
@@ -199,23 +199,23 @@ int l_repo_diff_stat(lua_State *L) {
   const char *a = rg_checkstr(L, 2);
   const char *z = rg_optstr(L, 3, "HEAD");
   lua_settop(L, 3);
-  rg_box *b = rg_box_new(L);
-  rg_status st = {0};
+  relish_box *b = relish_box_new(L);
+  relish_status st = {0};
   git_tree *ta = NULL, *tz = NULL;
-  if (tree_of(L, repo, a, &ta, &st) != 0) return rg_fail(L, "diff_stat", a, &st);
-  rg_box_add(b, ta, rg_free_object);
-  if (tree_of(L, repo, z, &tz, &st) != 0) return rg_fail(L, "diff_stat", z, &st);
-  rg_box_add(b, tz, rg_free_object);
+  if (tree_of(L, repo, a, &ta, &st) != 0) return rg_raise(L, "diff_stat", a, &st);
+  relish_box_add(b, ta, rg_free_object);
+  if (tree_of(L, repo, z, &tz, &st) != 0) return rg_raise(L, "diff_stat", z, &st);
+  relish_box_add(b, tz, rg_free_object);
   git_diff *diff = NULL;
   git_diff_find_options fo;
   git_diff_find_options_init(&fo, GIT_DIFF_FIND_OPTIONS_VERSION);
   fo.flags = GIT_DIFF_FIND_RENAMES;
   int rc = git_diff_tree_to_tree(&diff, repo, ta, tz, NULL);
   if (rc == 0) {
-    rg_box_add(b, diff, rg_free_diff);
+    relish_box_add(b, diff, rg_free_diff);
     rc = git_diff_find_similar(diff, &fo);
   }
-  if (rc < 0) return rg_fail_git(L, "diff_stat", a, rc);
+  if (rc < 0) return rg_raise_git(L, "diff_stat", a, rc);
   size_t n = git_diff_num_deltas(diff);
   lua_createtable(L, 0, 4);
   lua_createtable(L, (int)n, 0);
@@ -223,8 +223,8 @@ int l_repo_diff_stat(lua_State *L) {
   for (size_t i = 0; i < n; i++) {
     git_patch *patch = NULL;
     size_t adds = 0, dels = 0;
-    if ((rc = git_patch_from_diff(&patch, diff, i)) < 0) return rg_fail_git(L, "diff_stat", a, rc);
-    rg_box_add(b, patch, free_patch);
+    if ((rc = git_patch_from_diff(&patch, diff, i)) < 0) return rg_raise_git(L, "diff_stat", a, rc);
+    relish_box_add(b, patch, free_patch);
     const git_diff_delta *d = git_diff_get_delta(diff, i);
     int binary = (d->flags & GIT_DIFF_FLAG_BINARY) != 0;
     if (patch != NULL && !binary) git_patch_line_stats(NULL, &adds, &dels, patch);
@@ -246,7 +246,7 @@ int l_repo_diff_stat(lua_State *L) {
     lua_rawseti(L, -2, (lua_Integer)i + 1);
     added += (lua_Integer)adds;
     deleted += (lua_Integer)dels;
-    rg_box_drop(b, patch);
+    relish_box_drop(b, patch);
   }
   lua_setfield(L, -2, "files");
   lua_pushinteger(L, added);
@@ -255,6 +255,6 @@ int l_repo_diff_stat(lua_State *L) {
   lua_setfield(L, -2, "deleted");
   lua_pushinteger(L, (lua_Integer)n);
   lua_setfield(L, -2, "changed");
-  rg_box_release(b);
+  relish_box_release(b);
   return 1;
 }

@@ -104,10 +104,10 @@ static char *secret_copy(lua_State *L, int idx, const char *fname, const char *f
   return s;
 }
 
-rg_auth *rg_auth_check(lua_State *L, rg_box *b, int idx, const char *fname) {
+rg_auth *rg_auth_check(lua_State *L, relish_box *b, int idx, const char *fname) {
   int t = lua_type(L, idx);
   if (t == LUA_TNIL || t == LUA_TNONE) return NULL;
-  rg_auth *a = rg_box_add(b, calloc(1, sizeof *a), auth_free);
+  rg_auth *a = relish_box_add(b, calloc(1, sizeof *a), auth_free);
   if (a == NULL) luaL_error(L, "not enough memory");
   if (t == LUA_TSTRING) {
     if (strcmp(lua_tostring(L, idx), "agent") != 0)
@@ -118,7 +118,7 @@ rg_auth *rg_auth_check(lua_State *L, rg_box *b, int idx, const char *fname) {
     a->secret = secret_copy(L, idx, fname, "auth", a);
   } else if (t == LUA_TTABLE) {
     static const char *const keys[] = {"token", "username", "ssh_key", "passphrase", NULL};
-    rg_checkopts(L, idx, fname, keys);
+    relish_checkopts(L, idx, fname, keys);
     const char *user = NULL, *key = NULL;
     lua_getfield(L, idx, "username");
     if (!lua_isnil(L, -1) && (user = lua_tostring(L, -1)) == NULL)
@@ -147,25 +147,15 @@ rg_auth *rg_auth_check(lua_State *L, rg_box *b, int idx, const char *fname) {
   return a;
 }
 
-cJSON *rg_auth_json(const rg_auth *a) {
+void rg_auth_push(lua_State *L, const rg_auth *a) {
   static const char *const types[] = {"none", "token", "agent", "ssh_key"};
-  cJSON *o = cJSON_CreateObject();
-  if (o == NULL || cJSON_AddStringToObject(o, "type", types[a ? a->type : 0]) == NULL) {
-    cJSON_Delete(o);
-    return NULL;
-  }
-  if (a == NULL) return o;
-  int bad = 0;
-  if (a->user != NULL) bad |= cJSON_AddStringToObject(o, "username", a->user) == NULL;
-  if (a->key != NULL) bad |= cJSON_AddStringToObject(o, "ssh_key", a->key) == NULL;
-  if (a->source_env != NULL) bad |= cJSON_AddStringToObject(o, "secret_env", a->source_env) == NULL;
-  if (a->source_file != NULL)
-    bad |= cJSON_AddStringToObject(o, "secret_file", a->source_file) == NULL;
-  if (bad) {
-    cJSON_Delete(o);
-    return NULL;
-  }
-  return o;
+  lua_createtable(L, 0, 4);
+  rg_rec_set(L, "type", types[a ? a->type : 0]);
+  if (a == NULL) return;
+  if (a->user != NULL) rg_rec_set(L, "username", a->user);
+  if (a->key != NULL) rg_rec_set(L, "ssh_key", a->key);
+  if (a->source_env != NULL) rg_rec_set(L, "secret_env", a->source_env);
+  if (a->source_file != NULL) rg_rec_set(L, "secret_file", a->source_file);
 }
 
 /* Reads a secret back through relish.secret, so it is redacted like any other. */
@@ -187,7 +177,7 @@ static char *secret_again(lua_State *L, const char *fn, const char *arg) {
   return out;
 }
 
-int rg_auth_from_lua(lua_State *L, rg_box *b, int idx, rg_auth **out, rg_status *st) {
+int rg_auth_from_lua(lua_State *L, relish_box *b, int idx, rg_auth **out, relish_status *st) {
   *out = NULL;
   if (lua_getfield(L, idx, "auth") != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -199,7 +189,7 @@ int rg_auth_from_lua(lua_State *L, rg_box *b, int idx, rg_auth **out, rg_status 
     lua_pop(L, 1);
     return 0;
   }
-  rg_auth *a = rg_box_add(b, calloc(1, sizeof *a), auth_free);
+  rg_auth *a = relish_box_add(b, calloc(1, sizeof *a), auth_free);
   if (a == NULL) return luaL_error(L, "not enough memory");
   const char *user = rg_optfield(L, t, "git.undo", "username");
   const char *key = rg_optfield(L, t, "git.undo", "ssh_key");
@@ -214,19 +204,21 @@ int rg_auth_from_lua(lua_State *L, rg_box *b, int idx, rg_auth **out, rg_status 
   if (env != NULL) {
     if (getenv(env) == NULL) {
       lua_pop(L, 1);
-      return rg_set(st, "auth", "the credentials came from $%s, which is not set now", env);
+      return relish_status_set(st, "auth", "the credentials came from $%s, which is not set now",
+                               env);
     }
     a->secret = secret_again(L, "env", env);
   } else if (file != NULL) {
     a->secret = secret_again(L, "file", file);
     if (a->secret == NULL) {
       lua_pop(L, 1);
-      return rg_set(st, "auth", "the credentials came from %s, which cannot be read now", file);
+      return relish_status_set(st, "auth", "the credentials came from %s, which cannot be read now",
+                               file);
     }
   } else if (a->type == RG_AUTH_TOKEN) {
     lua_pop(L, 1);
-    return rg_set(st, "auth",
-                  "the credentials were a secret value that cannot be read again: undo by hand");
+    return relish_status_set(
+        st, "auth", "the credentials were a secret value that cannot be read again: undo by hand");
   }
   lua_pop(L, 1);
   *out = a;
@@ -361,7 +353,7 @@ int rg_remote_config_url(git_repository *repo, const char *name, char *out, size
   return rc;
 }
 
-int rg_remote_open(git_repository *repo, const char *name, git_remote **out, rg_status *st) {
+int rg_remote_open(git_repository *repo, const char *name, git_remote **out, relish_status *st) {
   git_config *cfg = NULL;
   git_buf url = {0}, pushurl = {0};
   char *fetch = NULL, *u = NULL, *pu = NULL, *ua = NULL, *pa = NULL;
@@ -370,7 +362,7 @@ int rg_remote_open(git_repository *repo, const char *name, git_remote **out, rg_
   if (looks_like_url(name)) {
     rc = git_buf_set(&url, name, strlen(name));
   } else if (config_string(cfg, "remote.%s.url", name, &url) != 0) {
-    rc = rg_set(st, "not_found", "no remote named '%s'", name);
+    rc = relish_status_set(st, "not_found", "no remote named '%s'", name);
   } else {
     char key[1200];
     git_buf first = {0};
@@ -494,7 +486,7 @@ static int cb_push_transfer(unsigned int current, unsigned int total, size_t byt
 static int cb_push_ref(const char *refname, const char *status, void *payload) {
   rg_net *n = payload;
   if (status == NULL) return 0;
-  rg_reject *v = rg_grow(n->rejects, n->nrejects, &n->caprejects, sizeof *v, 4);
+  rg_reject *v = relish_grow(n->rejects, n->nrejects, &n->caprejects, sizeof *v, 4);
   if (v == NULL) {
     n->oom = 1;
     return 0;
@@ -538,7 +530,7 @@ static int cb_negotiation(const git_push_update **updates, size_t len, void *pay
 
 static int cb_tips(const char *refname, const git_oid *a, const git_oid *b, void *payload) {
   rg_net *n = payload;
-  rg_tip *v = rg_grow(n->tips, n->ntips, &n->captips, sizeof *v, 8);
+  rg_tip *v = relish_grow(n->tips, n->ntips, &n->captips, sizeof *v, 8);
   if (v == NULL) {
     n->oom = 1;
     return 0;
@@ -569,8 +561,8 @@ static void net_free(void *p) {
   free(n);
 }
 
-rg_net *rg_net_new(rg_box *b, const rg_auth *auth, const char *ca) {
-  rg_net *n = rg_box_add(b, calloc(1, sizeof *n), net_free);
+rg_net *rg_net_new(relish_box *b, const rg_auth *auth, const char *ca) {
+  rg_net *n = relish_box_add(b, calloc(1, sizeof *n), net_free);
   if (n == NULL) return NULL;
   n->auth = auth;
   /* absolute, so an undo in another directory reads the same file */
@@ -591,7 +583,7 @@ const char *rg_net_ca(const rg_net *n) { return n->ca; }
 
 static int ca_replaced; /* a ca= is in force, not the system bundle */
 
-static int apply_ca(rg_net *n, rg_status *st) {
+static int apply_ca(rg_net *n, relish_status *st) {
   if (n->ca == NULL && !ca_replaced) return 0;
   const char *file = n->ca != NULL ? n->ca : RG_SYSTEM_CA;
   if (n->ca == NULL && access(file, R_OK) != 0) {
@@ -600,14 +592,15 @@ static int apply_ca(rg_net *n, rg_status *st) {
   }
   if (n->ca != NULL) {
     FILE *f = fopen(file, "rb");
-    if (f == NULL) return rg_set(st, "io", "ca: cannot read %s: %s", file, strerror(errno));
+    if (f == NULL)
+      return relish_status_set(st, "io", "ca: cannot read %s: %s", file, strerror(errno));
     fclose(f);
   }
   int rc = git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, file, NULL);
   if (rc < 0) {
     const git_error *e = git_error_last();
-    rg_set(st, "io", "ca: cannot load the certificates in %s: %s", file,
-           e != NULL && e->message != NULL ? e->message : "unknown error");
+    relish_status_set(st, "io", "ca: cannot load the certificates in %s: %s", file,
+                      e != NULL && e->message != NULL ? e->message : "unknown error");
     git_error_clear();
     ca_replaced = 1; /* whatever libgit2 holds now, reload next time */
     return -1;
@@ -631,21 +624,22 @@ static void callbacks(rg_net *n, git_remote_callbacks *cb) {
 
 int rg_net_stopped(const rg_net *n) { return n->interrupted || n->timed_out; }
 
-int rg_net_status(rg_net *n, int code, const char *what, rg_status *st) {
-  if (n->interrupted) return rg_set(st, "interrupted", "interrupted");
-  if (n->timed_out) return rg_set(st, "timeout", "timed out");
+int rg_net_status(rg_net *n, int code, const char *what, relish_status *st) {
+  if (n->interrupted) return relish_status_set(st, "interrupted", "interrupted");
+  if (n->timed_out) return relish_status_set(st, "timeout", "timed out");
   if (n->moved)
-    return rg_set(st, "conflict", "%s changed while pushing: nothing pushed", n->lease_ref);
+    return relish_status_set(st, "conflict", "%s changed while pushing: nothing pushed",
+                             n->lease_ref);
   if (n->lease_failed)
-    return rg_set(st, "non_fast_forward",
-                  "lease check failed: %s on the remote is not at the expected value",
-                  n->lease_ref);
+    return relish_status_set(st, "non_fast_forward",
+                             "lease check failed: %s on the remote is not at the expected value",
+                             n->lease_ref);
   rg_set_git(st, code, what);
   if (strcmp(st->kind, "io") == 0) st->kind = "network"; /* a socket's errors are the OS's */
   if (n->auth_missing || (n->auth_offered && strcmp(st->kind, "network") == 0) || code == GIT_EAUTH)
     st->kind = "auth";
   if (n->auth_missing && n->auth == NULL)
-    rg_set(st, "auth", "%s: the remote asks for credentials: give auth =", what);
+    relish_status_set(st, "auth", "%s: the remote asks for credentials: give auth =", what);
   return -1;
 }
 
@@ -709,7 +703,7 @@ static int behind_proxy(const char *url) {
 
 /* A path or file:// URL must lead to a repository (libgit2 says
  * "unsupported URL protocol" for a path that does not exist). */
-static int local_repo(const char *url, rg_status *st) {
+static int local_repo(const char *url, relish_status *st) {
   const char *path = url;
   if (strncmp(url, "file://", 7) == 0) {
     path = url + 7;
@@ -720,13 +714,13 @@ static int local_repo(const char *url, rg_status *st) {
   }
   int rc = git_repository_open_ext(NULL, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
   git_error_clear();
-  if (rc == GIT_ENOTFOUND) return rg_set(st, "not_found", "no repository at %s", path);
+  if (rc == GIT_ENOTFOUND) return relish_status_set(st, "not_found", "no repository at %s", path);
   return 0; /* there, or there but broken: libgit2 says how */
 }
 
 /* 0 when a TCP connection to the URL's host opens (or it needs none), or a
  * local URL leads to a repository. */
-static int reach(rg_net *n, const char *url, rg_status *st) {
+static int reach(rg_net *n, const char *url, relish_status *st) {
   char host[256], port[16];
   if (local_repo(url, st) != 0) return -1;
   if (!host_port(url, host, sizeof host, port, sizeof port) || behind_proxy(url)) return 0;
@@ -734,7 +728,8 @@ static int reach(rg_net *n, const char *url, rg_status *st) {
   memset(&hints, 0, sizeof hints);
   hints.ai_socktype = SOCK_STREAM;
   int gai = getaddrinfo(host, port, &hints, &res);
-  if (gai != 0) return rg_set(st, "network", "cannot resolve %s: %s", host, gai_strerror(gai));
+  if (gai != 0)
+    return relish_status_set(st, "network", "cannot resolve %s: %s", host, gai_strerror(gai));
   int err = ETIMEDOUT, ok = 0;
   double until = relish_now() + CONNECT_WAIT, d = relish_deadline();
   if (d > 0 && d < until) until = d;
@@ -780,9 +775,10 @@ static int reach(rg_net *n, const char *url, rg_status *st) {
   }
   freeaddrinfo(res);
   if (ok) return 0;
-  if (n->interrupted) return rg_set(st, "interrupted", "interrupted");
-  if (n->timed_out) return rg_set(st, "timeout", "timed out");
-  return rg_set(st, "network", "cannot connect to %s port %s: %s", host, port, strerror(err));
+  if (n->interrupted) return relish_status_set(st, "interrupted", "interrupted");
+  if (n->timed_out) return relish_status_set(st, "timeout", "timed out");
+  return relish_status_set(st, "network", "cannot connect to %s port %s: %s", host, port,
+                           strerror(err));
 }
 
 static void proxy(git_proxy_options *p) {
@@ -790,7 +786,7 @@ static void proxy(git_proxy_options *p) {
   p->type = GIT_PROXY_AUTO;
 }
 
-int rg_net_connect(rg_net *n, git_remote *remote, int direction, rg_status *st) {
+int rg_net_connect(rg_net *n, git_remote *remote, int direction, relish_status *st) {
   const char *url = direction == GIT_DIRECTION_PUSH && git_remote_pushurl(remote) != NULL
                         ? git_remote_pushurl(remote)
                         : git_remote_url(remote);
@@ -844,9 +840,9 @@ static void temp_refs_drop(git_repository *repo, char **tmp, size_t nu) {
 }
 
 int rg_net_push(rg_net *n, git_repository *repo, git_remote *remote, rg_update *u, size_t nu,
-                rg_status *st) {
+                relish_status *st) {
   char **specs = calloc(nu + 1, sizeof *specs), **tmp = calloc(nu + 1, sizeof *tmp);
-  int rc = specs == NULL || tmp == NULL ? rg_set(st, "io", "not enough memory") : 0;
+  int rc = specs == NULL || tmp == NULL ? relish_status_set(st, "io", "not enough memory") : 0;
   for (size_t i = 0; i < nu && rc == 0; i++) {
     const char *src = u[i].src;
     if (u[i].has_new && src == NULL) {
@@ -855,7 +851,7 @@ int rg_net_push(rg_net *n, git_repository *repo, git_remote *remote, rg_update *
       snprintf(name, sizeof name, "refs/relish/push/%ld-%zu", (long)getpid(), i);
       if ((rc = git_reference_create(&r, repo, name, &u[i].new, 1, NULL)) < 0 ||
           (tmp[i] = strdup(name)) == NULL) {
-        rc = rc < 0 ? rg_set_git(st, rc, "push") : rg_set(st, "io", "not enough memory");
+        rc = rc < 0 ? rg_set_git(st, rc, "push") : relish_status_set(st, "io", "not enough memory");
         git_reference_free(r);
         break;
       }
@@ -864,7 +860,7 @@ int rg_net_push(rg_net *n, git_repository *repo, git_remote *remote, rg_update *
     }
     size_t len = strlen(u[i].dst) + (src ? strlen(src) : 0) + 4;
     if ((specs[i] = malloc(len)) == NULL) {
-      rc = rg_set(st, "io", "not enough memory");
+      rc = relish_status_set(st, "io", "not enough memory");
       break;
     }
     if (u[i].has_new)
@@ -890,8 +886,9 @@ int rg_net_push(rg_net *n, git_repository *repo, git_remote *remote, rg_update *
     if (rc < 0)
       rg_net_status(n, rc, "push", st);
     else if (n->nrejects > 0)
-      rc = rg_set(st, reject_kind(n->rejects[0].msg), "the remote refused %s: %s%s",
-                  n->rejects[0].ref, n->rejects[0].msg, n->nrejects > 1 ? " (and more)" : "");
+      rc = relish_status_set(st, reject_kind(n->rejects[0].msg), "the remote refused %s: %s%s",
+                             n->rejects[0].ref, n->rejects[0].msg,
+                             n->nrejects > 1 ? " (and more)" : "");
   }
   if (tmp != NULL) temp_refs_drop(repo, tmp, nu);
   for (size_t i = 0; specs != NULL && i < nu; i++)
@@ -907,7 +904,7 @@ void rg_net_fetch_options(rg_net *n, git_fetch_options *fo) {
 }
 
 int rg_net_fetch(rg_net *n, git_remote *remote, const char *const *refspecs, size_t nspecs,
-                 rg_status *st) {
+                 relish_status *st) {
   if (reach(n, git_remote_url(remote), st) != 0 || apply_ca(n, st) != 0) return -1;
   git_fetch_options fo;
   rg_net_fetch_options(n, &fo);
@@ -929,30 +926,30 @@ size_t rg_net_tips(rg_net *n, const char **ref, const git_oid **old, const git_o
 
 /* ---- fetch and clone ---- */
 
-/* Raise interruption and timeouts; return nil, err for the rest. */
+/* Raises the failure: interruption and timeouts as kinds of their own. */
 static int net_fail(lua_State *L, rg_net *n, const char *verb, const char *target,
-                    const rg_status *st) {
+                    const relish_status *st) {
   if (n->interrupted) return relish_raise_interrupted(L);
   if (n->timed_out) return relish_raise(L, "timeout", "git.%s %s: timed out", verb, target);
-  return rg_fail(L, verb, target, st);
+  return rg_raise(L, verb, target, st);
 }
 
 static const char *const fetch_opts[] = {"refspecs", "auth", "ca", NULL};
 
 /* A string or a list of strings at the field, boxed as a NULL-ended array. */
-static const char **string_list(lua_State *L, rg_box *b, int t, const char *fname, const char *key,
-                                size_t *count) {
+static const char **string_list(lua_State *L, relish_box *b, int t, const char *fname,
+                                const char *key, size_t *count) {
   *count = 0;
   int ty = lua_getfield(L, t, key);
   const char **v = NULL;
   if (ty == LUA_TSTRING) {
-    v = rg_box_add(b, calloc(2, sizeof *v), rg_free_mem);
+    v = relish_box_add(b, calloc(2, sizeof *v), rg_free_mem);
     if (v == NULL) luaL_error(L, "not enough memory");
     v[0] = lua_tostring(L, -1);
     *count = 1;
   } else if (ty == LUA_TTABLE) {
     lua_Integer n = luaL_len(L, -1);
-    v = rg_box_add(b, calloc((size_t)n + 1, sizeof *v), rg_free_mem);
+    v = relish_box_add(b, calloc((size_t)n + 1, sizeof *v), rg_free_mem);
     if (v == NULL) luaL_error(L, "not enough memory");
     for (lua_Integer i = 1; i <= n; i++) {
       if (lua_geti(L, -1, i) != LUA_TSTRING)
@@ -968,30 +965,30 @@ static const char **string_list(lua_State *L, rg_box *b, int t, const char *fnam
   return v;
 }
 
-/* repo:fetch(remote, {refspecs=, auth=, ca=}) -> {[ref] = {old=, new=}} | nil, err.
+/* repo:fetch(remote, {refspecs=, auth=, ca=}) -> {[ref] = {old=, new=}}.
  * Not an effect: it only updates remote-tracking refs, like git fetch. */
 int l_repo_fetch(lua_State *L) {
   git_repository *repo = rg_checkrepo(L, 1);
   const char *name = rg_optstr(L, 2, "origin");
-  rg_checkopts(L, 3, "repo:fetch", fetch_opts);
+  relish_checkopts(L, 3, "repo:fetch", fetch_opts);
   if (lua_isnoneornil(L, 3)) {
     lua_settop(L, 2);
     lua_newtable(L);
   }
   lua_settop(L, 3);
-  rg_box *b = rg_box_new(L); /* 4 */
+  relish_box *b = relish_box_new(L); /* 4 */
   size_t nspecs;
   const char **specs = string_list(L, b, 3, "repo:fetch", "refspecs", &nspecs);
   lua_getfield(L, 3, "auth");
   rg_auth *auth = rg_auth_check(L, b, lua_gettop(L), "repo:fetch");
   lua_pop(L, 1);
   const char *ca = rg_optfield(L, 3, "repo:fetch", "ca"); /* the options table keeps it */
-  rg_status st = {0};
+  relish_status st = {0};
   git_remote *remote = NULL;
   char clean[4096];
   rg_url_clean(name, clean, sizeof clean);
-  if (rg_remote_open(repo, name, &remote, &st) != 0) return rg_fail(L, "fetch", clean, &st);
-  rg_box_add(b, remote, rg_free_remote);
+  if (rg_remote_open(repo, name, &remote, &st) != 0) return rg_raise(L, "fetch", clean, &st);
+  relish_box_add(b, remote, rg_free_remote);
   rg_net *n = rg_net_new(b, auth, ca);
   if (n == NULL) return luaL_error(L, "not enough memory");
   if (rg_net_fetch(n, remote, specs, nspecs, &st) != 0) return net_fail(L, n, "fetch", clean, &st);
@@ -1015,7 +1012,7 @@ int l_repo_fetch(lua_State *L) {
     }
     lua_setfield(L, -2, ref);
   }
-  rg_box_release(b);
+  relish_box_release(b);
   return 1;
 }
 
@@ -1033,13 +1030,13 @@ static int clone_remote(git_remote **out, git_repository *repo, const char *name
   return git_remote_create_with_opts(out, url, &o);
 }
 
-/* git.clone(url, path, {branch=, depth=, auth=, bare=, ca=}) -> repo | nil, err.
+/* git.clone(url, path, {branch=, depth=, auth=, bare=, ca=}) -> repo.
  * Not an effect: it makes a new directory for the run to work in. depth is
  * accepted but libgit2 1.5 clones whole histories. */
 int l_git_clone(lua_State *L) {
   const char *url = rg_checkstr(L, 1);
   const char *path = rg_checkstr(L, 2);
-  rg_checkopts(L, 3, "git.clone", clone_opts);
+  relish_checkopts(L, 3, "git.clone", clone_opts);
   const char *branch = rg_optfield(L, 3, "git.clone", "branch");
   const char *ca = rg_optfield(L, 3, "git.clone", "ca");
   if (lua_istable(L, 3)) {
@@ -1050,7 +1047,7 @@ int l_git_clone(lua_State *L) {
   }
   int bare = rg_optbool(L, 3, "bare", 0);
   lua_settop(L, 3);
-  rg_box *b = rg_box_new(L); /* 4 */
+  relish_box *b = relish_box_new(L); /* 4 */
   rg_auth *auth = NULL;
   if (lua_istable(L, 3)) {
     lua_getfield(L, 3, "auth");
@@ -1069,7 +1066,7 @@ int l_git_clone(lua_State *L) {
   char clean[4096];
   rg_url_clean(url, clean, sizeof clean);
   rg_repo *r = rg_newrepo(L);
-  rg_status st;
+  relish_status st = {0};
   if (reach(n, url, &st) != 0 || apply_ca(n, &st) != 0) return net_fail(L, n, "clone", clean, &st);
   int rc = git_clone(&r->repo, url, path, &co);
   if (rc < 0) {

@@ -1,4 +1,5 @@
-/* undo.c: git.undo(kind, record), the automatic undo of relish.git effects.
+/* undo.c: the automatic undo of relish.git effects, the providers' undo
+ * (the gate dispatches to them by kind; effect.undo(kind, record) too).
  * Each one compares what is there now with what the action left and what
  * was there before: already as before means nothing to do (the action never
  * happened, or the undo ran already); as the action left it means put it
@@ -28,16 +29,16 @@ int rg_rec_oid(lua_State *L, int t, const char *kind, const char *key, git_oid *
   return 1;
 }
 
-static git_repository *open_repo(lua_State *L, rg_box *b, int t, const char *kind) {
+static git_repository *open_repo(lua_State *L, relish_box *b, int t, const char *kind) {
   const char *path = rg_rec_str(L, t, kind, "repo", 1);
   git_repository *repo = NULL;
   int rc = git_repository_open(&repo, path);
   if (rc < 0) {
-    rg_status st;
+    relish_status st = {0};
     rg_set_git(&st, rc, path);
     rg_raise(L, "undo", path, &st);
   }
-  return rg_box_add(b, repo, rg_free_repo);
+  return relish_box_add(b, repo, rg_free_repo);
 }
 
 int rg_same_oid(int pa, const git_oid *a, int pb, const git_oid *b) {
@@ -64,13 +65,13 @@ static void restore_tag_object(lua_State *L, git_repository *repo, int t, const 
 
 /* tag, delete_tag, branch, delete_branch: one ref from after back to before. */
 static int undo_ref(lua_State *L, const char *kind, int t) {
-  rg_box *b = rg_box_new(L);
+  relish_box *b = relish_box_new(L);
   git_repository *repo = open_repo(L, b, t, kind);
   const char *ref = rg_rec_str(L, t, kind, "ref", 1);
   git_oid before, after, cur;
   int hb = rg_rec_oid(L, t, kind, "before", &before), ha = rg_rec_oid(L, t, kind, "after", &after);
   int rc = git_reference_name_to_id(&cur, repo, ref);
-  rg_status st = {0};
+  relish_status st = {0};
   if (rc < 0 && rc != GIT_ENOTFOUND) {
     rg_set_git(&st, rc, ref);
     return rg_raise(L, "undo", ref, &st);
@@ -81,64 +82,62 @@ static int undo_ref(lua_State *L, const char *kind, int t) {
   if (!rg_same_oid(hc, &cur, ha, &after)) {
     char now[8] = "deleted";
     if (hc) rg_short(&cur, now);
-    rg_set(&st, "conflict", "changed since relish set it (now %s): left as is", now);
+    relish_status_set(&st, "conflict", "changed since relish set it (now %s): left as is", now);
     return rg_raise(L, "undo", ref, &st);
   }
   if (hb) restore_tag_object(L, repo, t, &before);
   if (rg_ref_cas(repo, ref, ha ? &after : NULL, hb ? &before : NULL, "relish: undo", &st) != 0)
     return rg_raise(L, "undo", ref, &st);
-  rg_box_release(b);
+  relish_box_release(b);
   return 0;
 }
 
 /* commit, revert: the branch back, then the work tree and index entries that
  * still hold what the action wrote. */
 static int undo_commit(lua_State *L, const char *kind, int t) {
-  rg_box *b = rg_box_new(L);
+  relish_box *b = relish_box_new(L);
   git_repository *repo = open_repo(L, b, t, kind);
   const char *ref = rg_rec_str(L, t, kind, "ref", 1);
   git_oid before, after;
   int hb = rg_rec_oid(L, t, kind, "before", &before);
   if (!rg_rec_oid(L, t, kind, "after", &after))
     luaL_error(L, "git.undo: malformed %s undo record: no after", kind);
-  rg_changes *c = rg_box_add(b, calloc(1, sizeof *c), rg_changes_free);
+  rg_changes *c = relish_box_add(b, calloc(1, sizeof *c), rg_changes_free);
   if (c == NULL) return luaL_error(L, "not enough memory");
   lua_getfield(L, t, "changes");
   rg_changes_from_lua(L, -1, c, kind);
   lua_pop(L, 1);
-  rg_status st = {0};
+  relish_status st = {0};
   if (rg_changes_revert(repo, c, ref, hb ? &before : NULL, &after, &st) != 0)
     return rg_raise(L, "undo", ref, &st);
-  rg_box_release(b);
+  relish_box_release(b);
   return 0;
 }
 
-/* git.undo(kind, record | record JSON text) -> true; raises when it cannot undo */
-int l_git_undo(lua_State *L) {
-  const char *kind = rg_checkstr(L, 1);
-  if (lua_type(L, 2) == LUA_TSTRING) { /* the record as its JSON text */
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "relish.json");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "decode");
-    lua_pushvalue(L, 2);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) /* decode raises */
-      return luaL_error(L, "git.undo: the %s undo record is not a JSON object", kind);
-    lua_replace(L, 2);
-  }
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
+/* The providers' undo(record) -> true; each raises when it cannot undo. */
+static int undo_ref_kind(lua_State *L, const char *kind) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
   relish_need_git();
-  if (strcmp(kind, "git.tag") == 0 || strcmp(kind, "git.delete_tag") == 0 ||
-      strcmp(kind, "git.branch") == 0 || strcmp(kind, "git.delete_branch") == 0)
-    undo_ref(L, kind, 2);
-  else if (strcmp(kind, "git.commit") == 0 || strcmp(kind, "git.revert") == 0)
-    undo_commit(L, kind, 2);
-  else if (strcmp(kind, "git.push") == 0)
-    rg_undo_push(L, 2);
-  else
-    return luaL_error(L, "git.undo: unknown effect kind '%s'", kind);
-  lua_settop(L, 2);
+  undo_ref(L, kind, 1);
+  lua_settop(L, 1);
   lua_pushboolean(L, 1);
   return 1;
 }
+
+static int undo_commit_kind(lua_State *L, const char *kind) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  relish_need_git();
+  undo_commit(L, kind, 1);
+  lua_settop(L, 1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int rg_undo_tag(lua_State *L) { return undo_ref_kind(L, "git.tag"); }
+int rg_undo_delete_tag(lua_State *L) { return undo_ref_kind(L, "git.delete_tag"); }
+int rg_undo_branch(lua_State *L) { return undo_ref_kind(L, "git.branch"); }
+int rg_undo_delete_branch(lua_State *L) { return undo_ref_kind(L, "git.delete_branch"); }
+int rg_undo_commit(lua_State *L) { return undo_commit_kind(L, "git.commit"); }
+int rg_undo_revert(lua_State *L) { return undo_commit_kind(L, "git.revert"); }

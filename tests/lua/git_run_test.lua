@@ -43,6 +43,21 @@ return recipe "git-release" {
 }
 ]]
 
+-- The same release with no assert anywhere: a failure raises by itself.
+local UNCHECKED = [[
+local git = require "relish.git"
+return recipe "git-release-unchecked" {
+  params = { repo = param.string { required = true }, version = param.string { required = true } },
+  step "release" { run = function(ctx)
+    local repo <close> = git.open(ctx.params.repo)
+    repo:commit { files = { ["CHANGELOG.md"] = "## " .. ctx.params.version .. "\n" }, message = "chore(release): " .. ctx.params.version }
+    repo:tag(ctx.params.version, { message = "Release " .. ctx.params.version })
+    repo:push { refspecs = { "main", ctx.params.version } }
+    ctx.log("reached the end of the step")
+  end },
+}
+]]
+
 -- A remote served by a git daemon and a clone that releases to it.
 local function world(d)
   local remote = G.bare(d, "remote.git")
@@ -130,6 +145,30 @@ describe("a release run", function()
       end)
     end
   end
+
+  test("a push refused as non-fast-forward fails its step (no assert needed) and rolls back the commit and the tag", function()
+    local d = tmpdir()
+    local remote, w = world(d)
+    local recipe = support.recipe(d, "unchecked.lua", UNCHECKED)
+    local other = G.clone(remote, d .. "/other")
+    G.commit(other, { ["theirs.txt"] = "t\n" }, "theirs")
+    G.git(other, "push", "-q", "origin", "main")
+    local lb, rb = local_refs(w), G.refs(remote)
+    local r = run(d, { recipe, "-p", "repo=" .. w, "-p", "version=v1.1.0" })
+    assert_eq(r.code, 1, r.stderr .. r.stdout)
+    assert_match(r.stdout, "git%.push [^\n]*: refs/heads/main on the remote %(at %x+%) has commits you do not have: fetch first")
+    assert_nil(r.stdout:find("reached", 1, true), "the step after the push never ran")
+    assert_eq(local_refs(w), lb)
+    assert_eq(G.git(w, "status", "--porcelain"), "")
+    assert_eq(G.read(w .. "/CHANGELOG.md"), "## v1.0.0\n")
+    assert_eq(G.refs(remote), rb)
+    local show = relish { "show", "last", "--format", "json", "--state", support.state(d), env = G.env() }
+    local run_row = json.decode(show.stdout)
+    assert_eq(run_row.status, "rolled_back", show.stdout)
+    local kinds = {}
+    for _, a in ipairs(run_row.actions) do kinds[#kinds + 1] = a.kind .. " " .. a.status end
+    assert_eq(kinds, { "git.commit undone", "git.tag undone" }, show.stdout)
+  end)
 
   test("a dry-run changes nothing in either repository and shows ref → commit with the diffstat", function()
     local d = tmpdir()

@@ -18,6 +18,7 @@ local CLIENT = [[
 local git = require "relish.git"
 local json = require "relish.json"
 local secret = require "relish.secret"
+local try = require("relish._errors").try
 local op, a, b, how, key = ...
 local auth
 if how == "agent" then
@@ -28,15 +29,15 @@ elseif how == "key" then
 end
 local r, err
 if op == "clone" then
-  r, err = git.clone(a, b, { auth = auth })
+  r, err = try(git.clone, a, b, { auth = auth })
   if r then r = r:head().id end
 else
   local repo <close> = assert(git.open(a))
   if op == "fetch" then
-    r, err = repo:fetch("origin", { auth = auth })
+    r, err = try(repo.fetch, repo, "origin", { auth = auth })
     if r then r = repo:resolve("refs/remotes/origin/main") end
   else
-    r, err = repo:push { auth = auth }
+    r, err = try(repo.push, repo, { auth = auth })
     if r then r = repo:head().id end
   end
 end

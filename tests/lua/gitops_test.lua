@@ -486,7 +486,7 @@ describe("update: commit and push", function()
     local other = G.clone(remote, d .. "/other")
     G.commit(other, { ["README.md"] = "later\n" }, "docs: later")
     G.git(other, "push", "-q", "origin", "main")
-    for i = #effects, 1, -1 do git.undo(effects[i].kind, effects[i].undo) end
+    for i = #effects, 1, -1 do require("relish.effect").undo(effects[i].kind, effects[i].undo) end
     assert_eq(G.git(remote, "show", "main:charts/shop/values.yaml") .. "\n", original)
     assert_eq(G.git(remote, "show", "main:README.md"), "later")
     assert_match(G.git(remote, "log", "-1", "--format=%s", "main"), '^Revert "chore%(gitops%): set image%.tag')
