@@ -424,9 +424,7 @@ local COMMITS_OPTS = { from = true, to = true, paths = true, merges = true }
 function M.commits(repo, opts)
   check_repo(repo, "changelog.commits")
   opts = check_opts("changelog.commits", opts, COMMITS_OPTS)
-  -- (the nil, err check: for a relish.git that does not raise yet)
-  local log, err = repo:log { from = opts.from, to = opts.to, paths = opts.paths }
-  if not log then error(err, 0) end
+  local log = repo:log { from = opts.from, to = opts.to, paths = opts.paths }
   local out = {}
   -- parsing adds fields to thousands of records that all stay reachable:
   -- the collector is paused meanwhile (as relish.json and repo:log do), else
@@ -457,9 +455,7 @@ function M.last_tag(repo, opts)
   opts = check_opts("changelog.last_tag", opts, LAST_TAG_OPTS)
   local prefix = opts.prefix or "v"
   if type(prefix) ~= "string" then usage("changelog.last_tag", "prefix must be a string, got " .. type(prefix)) end
-  -- (the nil, err check: for a relish.git that does not raise yet)
-  local tags, err = repo:tags()
-  if not tags then error(err, 0) end
+  local tags = repo:tags()
   local best, best_v
   for _, t in ipairs(tags) do
     local name = t.name

@@ -459,11 +459,6 @@ local UPDATE_FIELDS = { repo = true, file = true, message = true, author = true,
 for k in pairs(EDIT_FIELDS) do UPDATE_FIELDS[k] = true end
 local PUSH_FIELDS = { remote = true, branch = true, auth = true }
 
-local function open_repo(git, path)
-  local repo, err = git.open(path) -- (the nil, err check: for a relish.git that does not raise yet)
-  if not repo then error(err, 0) end
-  return repo
-end
 
 local function read_file(fname, path, rel)
   local f, err = io.open(path, "rb")
@@ -505,7 +500,7 @@ function M.update(opts)
     usage(fname, "repo must be a path or a repository from git.open, got " .. type(repo))
   end
   -- a repository opened here is closed on every way out, errors included
-  local owned <close> = type(repo) == "string" and open_repo(git, repo) or nil
+  local owned <close> = type(repo) == "string" and git.open(repo) or nil
   if owned then repo = owned end
   local root = repo:path():gsub("/$", "")
   local text = read_file(fname, root .. "/" .. opts.file, opts.file)
@@ -517,15 +512,11 @@ function M.update(opts)
   if not result.changed then return result end
   local message = opts.message or string.format("chore(gitops): set %s in %s to %s", result.path, opts.file,
     tostring(value or "new content"))
-  local id, cerr = repo:commit { files = { [opts.file] = new_text }, message = message, author = opts.author }
-  if not id then error(cerr, 0) end
-  result.commit = id
+  result.commit = repo:commit { files = { [opts.file] = new_text }, message = message, author = opts.author }
   if push then
     if not branch then fail("invalid", "%s: HEAD is detached: no branch to push", fname) end
     local spec = "refs/heads/" .. branch .. ":refs/heads/" .. result.branch
-    local pushed, perr = repo:push { remote = push.remote or "origin", refspecs = { spec }, auth = push.auth }
-    if not pushed then error(perr, 0) end
-    result.pushed = pushed
+    result.pushed = repo:push { remote = push.remote or "origin", refspecs = { spec }, auth = push.auth }
   end
   return result
 end
