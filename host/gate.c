@@ -20,8 +20,6 @@ static struct {
   int mode, dry_run;
   int capture_ref; /* capture: list of effect records */
   int journal_ref, sink_ref, expect_ref, touched_ref;
-  int providers_ref, encode_ref; /* kind -> provider table; relish.json.encode */
-  int acting_ref;                /* thread -> depth of applies and undos running in it */
   char closed_why[256];
   relish_journal *journal;
   char run_id[64];
@@ -31,10 +29,26 @@ static struct {
        .journal_ref = LUA_NOREF,
        .sink_ref = LUA_NOREF,
        .expect_ref = LUA_NOREF,
-       .touched_ref = LUA_NOREF,
-       .providers_ref = LUA_NOREF,
-       .encode_ref = LUA_NOREF,
-       .acting_ref = LUA_NOREF};
+       .touched_ref = LUA_NOREF};
+
+/* Per state, in the registry under these addresses: kind -> provider table;
+ * relish.json.encode; thread -> depth of applies and undos running in it. */
+static const char PROVIDERS, ENCODE, ACTING;
+
+/* Pushes the registry's table at key, made (weak-keyed if weak) if missing. */
+static void push_keyed(lua_State *L, const void *key, int weak) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TNIL) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  if (weak) {
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+  }
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
 
 static void parse_faults(void) {
   G.crash_before = G.crash_after = 0;
@@ -257,13 +271,7 @@ static void gate_failed(lua_State *L, lua_Integer id, const char *message) {
 
 /* ---- providers ---------------------------------------------------------- */
 
-static void push_providers(lua_State *L) {
-  if (G.providers_ref == LUA_NOREF) {
-    lua_newtable(L);
-    G.providers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, G.providers_ref);
-}
+static void push_providers(lua_State *L) { push_keyed(L, &PROVIDERS, 0); }
 
 /* Pushes the provider table of kind, or nil. */
 static int push_provider(lua_State *L, const char *kind) {
@@ -317,15 +325,16 @@ static const char *missing_field(lua_State *L, int prov, int rec) {
 /* Encodes the undo record at rec with relish.json (the one codec), pushing
  * the text; raises naming the action when it cannot be encoded. */
 static const char *encode_record(lua_State *L, const relish_action *a, int rec) {
-  if (G.encode_ref == LUA_NOREF) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ENCODE) == LUA_TNIL) {
+    lua_pop(L, 1);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "relish.json");
     lua_call(L, 1, 1);
     lua_getfield(L, -1, "encode");
-    G.encode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 1);
+    lua_remove(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ENCODE);
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, G.encode_ref);
   lua_pushvalue(L, rec);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
     const char *why = lua_tostring(L, -1);
@@ -348,15 +357,7 @@ static int error_text(lua_State *L, int idx, const char **out) {
 /* The threads (coroutines) inside a provider's apply or undo: the recipe
  * sandbox lets its functions act there, and only there. */
 static void acting(lua_State *L, int delta) {
-  if (G.acting_ref == LUA_NOREF) {
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    G.acting_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, G.acting_ref);
+  push_keyed(L, &ACTING, 1);
   lua_pushthread(L);
   lua_pushvalue(L, -1);
   lua_Integer n = (lua_rawget(L, -3) == LUA_TNUMBER ? lua_tointeger(L, -1) : 0) + delta;
@@ -433,39 +434,6 @@ int relish_effect_run(lua_State *L, const relish_action *a) {
   else
     lua_pushnil(L);
   return run_k(L, lua_pcallk(L, 1, LUA_MULTRET, 0, (lua_KContext)base, run_k), (lua_KContext)base);
-}
-
-/* ---- TRANSITIONAL: the old hand-coded protocol, until every module is a
- * provider ---------------------------------------------------------------- */
-
-int relish_gate_begin(lua_State *L, const relish_effect *e, lua_Integer *id) {
-  relish_action_row row = {.kind = e->kind,
-                           .target = e->target ? e->target : "",
-                           .describe = e->describe ? e->describe : (e->target ? e->target : ""),
-                           .detail = e->detail,
-                           .fingerprint = e->fingerprint,
-                           .undo = e->undo};
-  int top = lua_gettop(L), rec = 0;
-  if (G.mode == MODE_CAPTURE && e->undo) {
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "relish.json");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "decode");
-    lua_pushstring(L, e->undo);
-    lua_call(L, 1, 1);
-    rec = lua_gettop(L);
-  }
-  int r = gate_begin(L, &row, rec, id);
-  lua_settop(L, top);
-  return r == GATE_PLANNED ? RELISH_GATE_PLANNED : RELISH_GATE_ACT;
-}
-
-void relish_gate_done(lua_State *L, lua_Integer id, const char *result_json) {
-  finish(L, id, "done", result_json, NULL);
-}
-
-void relish_gate_failed(lua_State *L, lua_Integer id, const char *message) {
-  gate_failed(L, id, message);
 }
 
 /* ---- the Lua door: relish._gate ---------------------------------------- */
@@ -556,24 +524,11 @@ static int l_gate_undo(lua_State *L) {
     push_provider(L, kind);
   }
   int prov = lua_gettop(L);
-  if (!lua_istable(L, prov)) {
-    /* TRANSITIONAL: kinds journaled through the old protocol */
-    const char *dot = strchr(kind, '.');
-    lua_getglobal(L, "require");
-    lua_pushfstring(L, "relish.%s", lua_pushlstring(L, kind, dot ? (size_t)(dot - kind) : 0));
-    lua_remove(L, -2);
-    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1) &&
-        lua_getfield(L, -1, "undo") == LUA_TFUNCTION) {
-      lua_pushvalue(L, 1);
-      lua_pushvalue(L, 2);
-      lua_call(L, 2, 1);
-      return 1;
-    }
+  if (!lua_istable(L, prov))
     return relish_raise(L, "undo",
                         "no undo is registered for effect kind '%s' (a recipe's own kinds "
                         "are registered by effect.define at the top of the recipe)",
                         kind);
-  }
   if (lua_getfield(L, prov, "undo") != LUA_TFUNCTION)
     return relish_raise(L, "undo", "effect kind '%s' is irreversible", kind);
   const char *missing = missing_field(L, prov, 2);
@@ -589,8 +544,7 @@ static int l_gate_undo(lua_State *L) {
 /* acting() -> true inside a provider's apply or undo (in this coroutine) */
 static int l_gate_acting(lua_State *L) {
   int on = 0;
-  if (G.acting_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, G.acting_ref);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ACTING) == LUA_TTABLE) {
     lua_pushthread(L);
     on = lua_rawget(L, -2) != LUA_TNIL;
   }
@@ -620,40 +574,6 @@ static int l_gate_close(lua_State *L) {
   }
   lua_pushboolean(L, was);
   return 1;
-}
-
-/* TRANSITIONAL: begin/done/failed for Lua code not yet on providers. */
-static int l_gate_begin(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  relish_effect e;
-  e.kind = opt_field(L, 1, "kind");
-  e.target = opt_field(L, 1, "target");
-  e.describe = opt_field(L, 1, "describe");
-  e.detail = opt_field(L, 1, "detail");
-  e.undo = opt_field(L, 1, "undo");
-  e.fingerprint = opt_field(L, 1, "fingerprint");
-  if (!e.kind || !strchr(e.kind, '.')) return luaL_error(L, "effect: kind must be 'module.verb'");
-  if (!e.target) return luaL_error(L, "effect: target is required");
-  if (!e.describe) e.describe = e.target;
-  lua_Integer id;
-  int r = relish_gate_begin(L, &e, &id);
-  if (r == RELISH_GATE_PLANNED) {
-    lua_pushliteral(L, "planned");
-    return 1;
-  }
-  lua_pushliteral(L, "act");
-  lua_pushinteger(L, id);
-  return 2;
-}
-
-static int l_gate_done(lua_State *L) {
-  relish_gate_done(L, luaL_checkinteger(L, 1), luaL_optstring(L, 2, NULL));
-  return 0;
-}
-
-static int l_gate_failed(lua_State *L) {
-  relish_gate_failed(L, luaL_checkinteger(L, 1), luaL_optstring(L, 2, NULL));
-  return 0;
 }
 
 static void unref(lua_State *L, int *ref) {
@@ -780,14 +700,19 @@ static int l_gate_state(lua_State *L) {
 }
 
 int luaopen_relish__gate(lua_State *L) {
-  static const luaL_Reg fns[] = {{"register", l_gate_register}, {"run", l_gate_run},
-                                 {"undo", l_gate_undo},         {"registered", l_gate_registered},
-                                 {"acting", l_gate_acting},     {"close", l_gate_close},
-                                 {"begin", l_gate_begin},       {"done", l_gate_done},
-                                 {"failed", l_gate_failed},     {"capture", l_gate_capture},
-                                 {"set_run", l_gate_set_run},   {"clear_run", l_gate_clear_run},
-                                 {"set_step", l_gate_set_step}, {"expect_left", l_gate_expect_left},
-                                 {"state", l_gate_state},       {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"register", l_gate_register},
+                                 {"run", l_gate_run},
+                                 {"undo", l_gate_undo},
+                                 {"registered", l_gate_registered},
+                                 {"acting", l_gate_acting},
+                                 {"close", l_gate_close},
+                                 {"capture", l_gate_capture},
+                                 {"set_run", l_gate_set_run},
+                                 {"clear_run", l_gate_clear_run},
+                                 {"set_step", l_gate_set_step},
+                                 {"expect_left", l_gate_expect_left},
+                                 {"state", l_gate_state},
+                                 {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;
 }

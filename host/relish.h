@@ -217,16 +217,6 @@ int relish_gate_dry_run(lua_State *L);
  * for one run is stale once it differs from what the module saw. */
 lua_Integer relish_gate_session(void);
 
-/* TRANSITIONAL, removed once fs, sh, git move onto providers: the old
- * hand-coded protocol (begin, act, done/failed). Do not use in new code. */
-typedef struct {
-  const char *kind, *target, *describe, *detail, *undo, *fingerprint;
-} relish_effect;
-enum { RELISH_GATE_ACT = 1, RELISH_GATE_PLANNED = 2 };
-int relish_gate_begin(lua_State *L, const relish_effect *e, lua_Integer *id);
-void relish_gate_done(lua_State *L, lua_Integer id, const char *result_json);
-void relish_gate_failed(lua_State *L, lua_Integer id, const char *message);
-
 /* ---- secrets -------------------------------------------------------------
  * Secrets are userdata ("relish.Secret") that print as "***". Modules accept
  * them where credentials go: relish_checksecret returns the plain value of a
