@@ -276,7 +276,8 @@ int l_fs_write(lua_State *L) {
     r.data = lua_tolstring(L, 2, &r.len);
   } else {
     r.data = relish_tosecret(L, 2, &r.len);
-    if (r.data == NULL) return relish_argexpected(L, 2, "fs.write", "content as a string or secret");
+    if (r.data == NULL)
+      return relish_argexpected(L, 2, "fs.write", "content as a string or secret");
     r.secret = 1;
   }
   put_options(L, 3, "fs.write", &r);
