@@ -240,6 +240,20 @@ function M.step(name)
   end
 end
 
+-- Runs fn(...) under xpcall with handler and the gate closed (an effect
+-- raises {kind="effect", message="KIND TARGET: why"}), unless a run or a
+-- capture already governs effects (a recipe loading another); reopens only
+-- what it closed.
+local function gate_closed(why, handler, fn, ...)
+  local closed_here = gate.state().mode == "none" and not gate.close(why)
+  local r = table.pack(xpcall(fn, handler, ...))
+  if closed_here then gate.close(nil) end
+  return table.unpack(r, 1, r.n)
+end
+
+local LOADING = "effects are not allowed while the recipe file loads: move this into a step"
+local LOCKING = "effects are not allowed in a recipe's lock function: it only names the lock"
+
 local RECIPE_FIELDS = { description = true, params = true, lock = true, on_failure = true,
   timeout = true, rollback_timeout = true, notify = true }
 
@@ -286,6 +300,15 @@ function M.recipe(name)
       definition_error(2, string.format("recipe %q: lock must be a string or a function of params", name))
     end
     r.lock = spec.lock
+    if type(spec.lock) == "function" then
+      -- it runs before the run starts, in a dry-run too: it may only read
+      local lock = spec.lock
+      r.lock = function(params)
+        local ok, v = gate_closed(LOCKING, function(e) return e end, lock, params)
+        if not ok then error(v, 0) end
+        return v
+      end
+    end
     local err
     r.timeout, err = M.duration(spec.timeout, "recipe timeout")
     if spec.timeout ~= nil and not r.timeout then definition_error(2, err) end
@@ -369,9 +392,10 @@ local function internal(name)
     or name == "relish.engine" or name == "relish.journal" or name == "relish.lock"
 end
 
--- The user modules loaded into a sandbox: once per process, as require
+-- The chunk sources loaded into a sandbox (to place an error in the user's
+-- file), and the user modules loaded into one: once per process, as require
 -- does, since a module may register effect kinds.
-local sandboxed = {}
+local sources, sandboxed = {}, {}
 
 -- A new sandbox: the table of the names its code reads.
 local function sandbox()
@@ -497,6 +521,7 @@ local function sandbox()
     end
     local fn, lerr = real.loadfile(path, "t", env())
     if not fn then error(string.format("error loading module '%s' from file '%s':\n\t%s", name, path, lerr), 2) end
+    sources["@" .. path] = true
     m = fn(name, path)
     if m == nil then m = loaded[name] == nil and true or loaded[name] end
     loaded[name], sandboxed[name] = m, m
@@ -514,8 +539,21 @@ local function sandbox()
   return base
 end
 
+-- "file:line: " of the innermost frame running code loaded into a sandbox
+local function user_where()
+  for level = 2, 200 do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    if sources[info.source] and info.currentline > 0 then
+      return info.short_src .. ":" .. info.currentline .. ": "
+    end
+  end
+  return ""
+end
+
 -- Loads a recipe file: returns the recipe, its absolute path and its source
--- text; raises usage errors (exit 2) for anything wrong with the file.
+-- text; raises usage errors (exit 2) for anything wrong with the file,
+-- including an effect at its top level (the gate is closed while it loads).
 function M.load(file)
   local fh = io.open(file, "rb")
   if not fh then invalid("cannot open recipe " .. file) end
@@ -524,15 +562,21 @@ function M.load(file)
   local env = host.strict_env(sandbox())
   local fn, err = real.loadfile(file, "t", env)
   if not fn then invalid(tostring(err)) end
+  sources["@" .. file] = true
   rawset(env, "recipe", M.recipe)
   rawset(env, "step", M.step)
   rawset(env, "param", M.param)
   rawset(env, "secret", M.secret)
   rawset(env, "effect", require("relish.effect").door)
-  local ok, r = xpcall(fn, function(e)
-    if type(e) == "table" then return e end
+  local ok, r = gate_closed(LOADING, function(e)
+    if type(e) == "table" then
+      if e.kind == "effect" and gate.state().mode == "none" then
+        return { kind = "usage", exit = 2, message = user_where() .. tostring(e.message) }
+      end
+      return e
+    end
     return { kind = "usage", exit = 2, message = tostring(e) }
-  end)
+  end, fn)
   if not ok then error(r, 0) end
   if type(r) ~= "table" or getmetatable(r) == nil or getmetatable(r).__name ~= "relish.Recipe" then
     invalid(file .. ": a recipe file must return recipe \"name\" { ... }")

@@ -1,6 +1,6 @@
 -- The recipe sandbox: what a recipe may not call (and the gated way each
--- error names), the doors out of it that stay shut, and the full library
--- that `relish lua` and tests keep.
+-- error names), the doors out of it that stay shut, effects refused while a
+-- recipe file loads, and the full library that `relish lua` and tests keep.
 local support = require "support"
 
 local relish, write, read = support.relish, support.write, support.read
@@ -245,6 +245,98 @@ return recipe "e" {
     r = relish { "rollback", "last", "--state", support.state(d) }
     assert_eq(r.code, 0, r.stdout .. r.stderr)
     assert_eq(read(d .. "/flag"), "off\n", "undone by relish rollback in another process")
+  end)
+end)
+
+describe("effects outside a step", function()
+  local function loading_recipe(d, top)
+    return support.recipe(d, "l.lua", string.format([[
+local fs = require "relish.fs"
+local sh = require "relish.sh"
+local dir = %q
+%s
+return recipe "l" {
+  step "a" { run = function() fs.write(dir .. "/stepped", "x") end },
+}
+]], d, top))
+  end
+
+  local TOP = {
+    ["fs.write"] = 'fs.write(dir .. "/loaded", "x")',
+    ["sh.run"] = 'sh.run { argv = { "touch", dir .. "/loaded" } }',
+  }
+  for kind, top in pairs(TOP) do
+    for _, cmd in ipairs { "run", "plan" } do
+      test(kind .. " at the top level under relish " .. cmd .. ": exit 2, the file and line, nothing written",
+        function()
+          local d = tmpdir()
+          local f = loading_recipe(d, top)
+          local r = relish { cmd, f, "--state", support.state(d) }
+          assert_eq(r.code, 2, r.stdout .. r.stderr)
+          assert_match(r.stderr, "l%.lua:4: " .. kind:gsub("%.", "%%.") .. " [^\n]*: effects are not " ..
+            "allowed while the recipe file loads: move this into a step")
+          assert_nil(read(d .. "/loaded"))
+          assert_nil(read(d .. "/stepped"))
+        end)
+    end
+
+    test(kind .. " at the top level under relish rollback: nothing written, the journal's undos still run", function()
+      local d = tmpdir()
+      local f = loading_recipe(d, "")
+      local r = relish { "run", f, "--state", support.state(d) }
+      assert_eq(r.code, 0, r.stdout .. r.stderr)
+      assert_eq(read(d .. "/stepped"), "x")
+      loading_recipe(d, top)
+      r = relish { "rollback", "last", "--state", support.state(d) }
+      assert_match(r.stdout .. r.stderr, "l%.lua:4: " .. kind:gsub("%.", "%%.") .. " [^\n]*: effects are not " ..
+        "allowed while the recipe file loads")
+      assert_nil(read(d .. "/loaded"))
+      assert_nil(read(d .. "/stepped"), "rolled back")
+    end)
+  end
+
+  test("in a module the recipe requires: the module's file and line", function()
+    local d = tmpdir()
+    write(d .. "/mod.lua", string.format('local fs = require "relish.fs"\n\nfs.write(%q, "x")\nreturn {}\n',
+      d .. "/loaded"))
+    local f = loading_recipe(d, 'package.path = dir .. "/?.lua;" .. package.path\nrequire "mod"')
+    local r = relish { "run", f, "--state", support.state(d) }
+    assert_eq(r.code, 2, r.stdout .. r.stderr)
+    assert_match(r.stderr, "mod%.lua:3: fs%.write [^\n]*: effects are not allowed while the recipe file loads")
+    assert_nil(read(d .. "/loaded"))
+  end)
+
+  test("in a lock function, which runs before the run starts: exit 2, nothing written", function()
+    local d = tmpdir()
+    local f = support.recipe(d, "k.lua", string.format([[
+local fs = require "relish.fs"
+return recipe "k" {
+  lock = function() fs.write(%q, "x") return "k" end,
+  step "a" { run = function() end },
+}
+]], d .. "/locked"))
+    for _, cmd in ipairs { "plan", "run" } do
+      local r = relish { cmd, f, "--state", support.state(d) }
+      assert_eq(r.code, 2, r.stdout .. r.stderr)
+      assert_match(r.stderr, "fs%.write [^\n]*/locked: effects are not allowed in a recipe's lock function")
+      assert_nil(read(d .. "/locked"))
+    end
+  end)
+
+  test("reads stay allowed: fs.read, fs.exists, sh.run readonly", function()
+    local d = tmpdir()
+    write(d .. "/in", "hello")
+    local f = loading_recipe(d, [[
+local text = fs.read(dir .. "/in")
+local there = fs.exists(dir .. "/in")
+local echoed = sh.run { argv = { "echo", "hi" }, readonly = true }.stdout
+print("top: " .. text .. " " .. tostring(there) .. " " .. echoed)]])
+    local r = relish { "plan", f, "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "top: hello true hi\n")
+    r = relish { "run", f, "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq(read(d .. "/stepped"), "x", "the gate is open again for the steps")
   end)
 end)
 
