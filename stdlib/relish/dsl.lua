@@ -397,6 +397,21 @@ end
 -- does, since a module may register effect kinds.
 local sources, sandboxed = {}, {}
 
+-- Modules whose undo acts at once, with no journal and no dry-run: only a
+-- rollback runs undos, so a recipe sees these without theirs.
+local UNDO_DOORS = { ["relish.fs"] = true, ["relish.sh"] = true, ["relish.git"] = true, ["relish.effect"] = true }
+
+-- relish.fs as a recipe sees it: a copy whose undo is refused
+local function without_undo(name, m)
+  local view = {}
+  for k, v in pairs(m) do view[k] = v end
+  view.undo = function()
+    error(name .. ".undo is not available in recipes: undos run in a rollback (relish rollback), " ..
+      "from the journal", 2)
+  end
+  return view
+end
+
 -- A new sandbox: the table of the names its code reads.
 local function sandbox()
   local base, loaded = {}, {}
@@ -508,6 +523,7 @@ local function sandbox()
       local ok, v = pcall(real.require, name)
       package.path, package.cpath = path, cpath
       if not ok then error(v, 2) end
+      if UNDO_DOORS[name] and type(v) == "table" and v.undo ~= nil then v = without_undo(name, v) end
       loaded[name] = v
       return v
     end

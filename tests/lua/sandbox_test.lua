@@ -136,6 +136,11 @@ describe("the doors out of the sandbox stay shut", function()
     { "relish.cli.test", "require('relish.cli.test')" },
     { "relish.engine", "require 'relish.engine'" },
     { "relish.journal", "require 'relish.journal'" },
+    { "effect.undo", "require('relish.effect').register { kind = 'probe.rm', apply = function() end, " ..
+      "undo = function(r) os.remove(r.path) end } require('relish.effect').undo('probe.rm', { path = dir .. '/victim' })" },
+    { "fs.undo", "fs.undo('fs.write', { path = dir .. '/victim' })" },
+    { "sh.undo", "sh.undo('sh.run', { argv = { 'rm', dir .. '/victim' } })" },
+    { "git.undo", "require('relish.git').undo('git.tag', { path = dir, name = 'v1' })" },
     { "package.loadlib", "package.loadlib('libc.so.6', 'system')" },
     { "C loaders", "if package.cpath or package.searchers or package.preload then return end error('none')" },
   }
@@ -166,6 +171,8 @@ describe("the doors out of the sandbox stay shut", function()
     -- the messages say why
     assert_match(r.stdout, "\nrequire user module: refused [^\n]*helper%.lua:1: os%.remove is not available in recipes")
     assert_match(r.stdout, "\nrelish%._host: refused [^\n]*relish%._host is internal to relish and not available in recipes")
+    assert_match(r.stdout, "\neffect%.undo: refused [^\n]*relish%.effect%.undo is not available in recipes: undos " ..
+      "run in a rollback")
     assert_match(r.stdout, "\ndebug%.getregistry: refused [^\n]*debug%.getregistry is not available in recipes")
     assert_match(r.stdout, "\nload mode b: refused [^\n]*s%.lua:%d+: bytecode is refused")
     assert_match(r.stdout, "\nrelish%.%* from package%.path: refused [^\n]*module 'relish%.evil' not found")
