@@ -27,6 +27,8 @@ lua_State *relish_newstate(void);
 int relish_load_user(lua_State *L, const char *path);
 /* Push a new strict environment table for user code. */
 void relish_push_strict_env(lua_State *L);
+/* The same, reading the names in the table at base instead of the globals. */
+void relish_push_strict_env_over(lua_State *L, int base);
 /* Message handler for lua_pcall: turns any error into a table
  * {message=, traceback=, kind=}. */
 int relish_msghandler(lua_State *L);

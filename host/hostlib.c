@@ -157,8 +157,12 @@ static int l_host_load_user(lua_State *L) {
   return 3;
 }
 
+/* strict_env([base]): over the globals, or over the table base */
 static int l_host_strict_env(lua_State *L) {
-  relish_push_strict_env(L);
+  if (lua_istable(L, 1))
+    relish_push_strict_env_over(L, 1);
+  else
+    relish_push_strict_env(L);
   return 1;
 }
 

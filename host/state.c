@@ -11,10 +11,38 @@
 
 /* ---- strict environments ---------------------------------------------- */
 
+/* Globals made on first use rather than at start-up: name -> module field. */
+static const struct {
+  const char *name, *module;
+} lazy_globals[] = {{"try", "relish._errors"}, {NULL, NULL}};
+
+/* Looks name (at idx) up in lazy_globals; on a hit requires the module,
+ * stores the field in the table at base and pushes it, else pushes nothing. */
+static int push_lazy_global(lua_State *L, int idx, int base) {
+  if (lua_type(L, idx) != LUA_TSTRING) return 0;
+  const char *name = lua_tostring(L, idx);
+  for (int i = 0; lazy_globals[i].name; i++) {
+    if (strcmp(name, lazy_globals[i].name) != 0) continue;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, lazy_globals[i].module);
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, base);
+    return 1;
+  }
+  return 0;
+}
+
+/* __index of a strict environment: upvalue 1 is the table of the names it
+ * may read (the global table, or a recipe's sandbox). */
 static int strict_index(lua_State *L) {
   lua_settop(L, 2);
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  if (push_lazy_global(L, 2, lua_upvalueindex(1))) return 1;
   luaL_where(L, 1);
   lua_pushfstring(L, "undeclared global '%s' (use 'local')",
                   lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : luaL_typename(L, 2));
@@ -41,6 +69,25 @@ void relish_push_strict_env(lua_State *L) {
     lua_pushliteral(L, "environment");
     lua_setfield(L, -2, "__name");
   }
+  lua_setmetatable(L, -2);
+}
+
+/* A strict environment reading the table at base instead of the globals
+ * (a recipe's sandbox). Its metatable is its own and protected, so code in
+ * it can neither reach the table behind it through getmetatable nor swap it. */
+void relish_push_strict_env_over(lua_State *L, int base) {
+  base = lua_absindex(L, base);
+  lua_newtable(L);
+  lua_createtable(L, 0, 4);
+  lua_pushvalue(L, base);
+  lua_pushcclosure(L, strict_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, strict_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushliteral(L, "environment");
+  lua_setfield(L, -2, "__name");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, -2);
 }
 

@@ -1,7 +1,10 @@
--- relish.dsl: what a recipe file sees: recipe, step, param and secret, and
--- the checks that turn a wrong recipe or wrong params into exit 2 with every
--- problem listed.
-local invalid = require("relish._errors").invalid
+-- relish.dsl: what a recipe file sees: recipe, step, param and secret in a
+-- sandbox that acts only through the gate, and the checks that turn a wrong
+-- recipe or wrong params into exit 2 with every problem listed.
+local errors = require "relish._errors"
+local gate = require "relish._gate"
+local host = require "relish._host"
+local invalid = errors.invalid
 local secret = require "relish.secret"
 
 local M = {}
@@ -237,6 +240,20 @@ function M.step(name)
   end
 end
 
+-- Runs fn(...) under xpcall with handler and the gate closed (an effect
+-- raises {kind="effect", message="KIND TARGET: why"}), unless a run or a
+-- capture already governs effects (a recipe loading another); reopens only
+-- what it closed.
+local function gate_closed(why, handler, fn, ...)
+  local closed_here = gate.state().mode == "none" and not gate.close(why)
+  local r = table.pack(xpcall(fn, handler, ...))
+  if closed_here then gate.close(nil) end
+  return table.unpack(r, 1, r.n)
+end
+
+local LOADING = "effects are not allowed while the recipe file loads: move this into a step"
+local LOCKING = "effects are not allowed in a recipe's lock function: it only names the lock"
+
 local RECIPE_FIELDS = { description = true, params = true, lock = true, on_failure = true,
   timeout = true, rollback_timeout = true, notify = true }
 
@@ -283,6 +300,15 @@ function M.recipe(name)
       definition_error(2, string.format("recipe %q: lock must be a string or a function of params", name))
     end
     r.lock = spec.lock
+    if type(spec.lock) == "function" then
+      -- it runs before the run starts, in a dry-run too: it may only read
+      local lock = spec.lock
+      r.lock = function(params)
+        local ok, v = gate_closed(LOCKING, function(e) return e end, lock, params)
+        if not ok then error(v, 0) end
+        return v
+      end
+    end
     local err
     r.timeout, err = M.duration(spec.timeout, "recipe timeout")
     if spec.timeout ~= nil and not r.timeout then definition_error(2, err) end
@@ -326,26 +352,247 @@ function M.secret(spec)
   error("secret(name), secret{env=NAME} or secret{file=PATH}", 2)
 end
 
+-- ---- the recipe sandbox ----------------------------------------------------
+-- A recipe changes the world only through the gate (dry-run, journal, undo).
+-- Its os and io are fresh tables without the functions that would act
+-- behind the gate's back, each replaced by one naming the gated way; its
+-- _G, package, require, load, loadfile and dofile see the sandbox, never the
+-- real globals; debug keeps traceback and a getinfo that hands out no
+-- functions. The stdlib modules it requires keep the full library: their
+-- effects are gated. Inside a provider's apply or undo (the recipe's own
+-- effect{}, or a kind it registers: journaled first, planned in a dry-run)
+-- the refused io and os functions act as usual.
+
+local real = { open = io.open, output = io.output, setlocale = os.setlocale, require = require,
+  load = load, loadfile = loadfile, traceback = debug.traceback, getinfo = debug.getinfo }
+
+local GATED = "which dry-runs and undoes"
+local REFUSED = {
+  ["os.remove"] = "use relish.fs.remove, " .. GATED,
+  ["os.rename"] = "use relish.fs.copy then relish.fs.remove (or relish.fs.symlink to switch a link), " ..
+    "which dry-run and undo",
+  ["os.execute"] = "use relish.sh.run, which dry-runs and journals (readonly = true for a command that " ..
+    "changes nothing)",
+  ["io.popen"] = "use relish.sh.run, which dry-runs and journals (readonly = true for a command that " ..
+    "changes nothing)",
+  ["os.tmpname"] = "it creates a file: use io.tmpfile for scratch space, or relish.fs.write, " .. GATED,
+  ["io.open"] = "use relish.fs.write, " .. GATED,
+  ["io.output"] = "use relish.fs.write, " .. GATED,
+}
+local KEEP_OS = { "clock", "date", "difftime", "getenv", "time" }
+local KEEP_IO = { "close", "input", "lines", "read", "write", "type", "tmpfile", "stdin", "stdout", "stderr" }
+local KEEP_G = { "assert", "collectgarbage", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "print",
+  "rawequal", "rawget", "rawlen", "rawset", "select", "setmetatable", "tonumber", "tostring", "type", "warn",
+  "xpcall", "_VERSION", "string", "table", "math", "utf8", "coroutine" }
+
+-- relish.* modules a recipe may not require: the host's internals (which act
+-- without the gate or open it) and the commands and engine that drive runs.
+local function internal(name)
+  return (name:find("^relish%._") and name ~= "relish._errors") or name:find("^relish%.cli%.")
+    or name == "relish.engine" or name == "relish.journal" or name == "relish.lock"
+end
+
+-- The chunk sources loaded into a sandbox (to place an error in the user's
+-- file), and the user modules loaded into one: once per process, as require
+-- does, since a module may register effect kinds.
+local sources, sandboxed = {}, {}
+
+-- Modules whose undo acts at once, with no journal and no dry-run: only a
+-- rollback runs undos, so a recipe sees these without theirs.
+local UNDO_DOORS = { ["relish.fs"] = true, ["relish.sh"] = true, ["relish.git"] = true, ["relish.effect"] = true }
+
+-- relish.fs as a recipe sees it: a copy whose undo is refused
+local function without_undo(name, m)
+  local view = {}
+  for k, v in pairs(m) do view[k] = v end
+  view.undo = function()
+    error(name .. ".undo is not available in recipes: undos run in a rollback (relish rollback), " ..
+      "from the journal", 2)
+  end
+  return view
+end
+
+-- A new sandbox: the table of the names its code reads.
+local function sandbox()
+  local base, loaded = {}, {}
+  for _, k in ipairs(KEEP_G) do base[k] = _G[k] end
+
+  local function refused(name, what)
+    error(string.format("%s%s is not available in recipes: %s", name, what or "", REFUSED[name]), 3)
+  end
+  -- a refused function: raises at the caller's line, except inside the gate
+  local function guard(name, fn)
+    return function(...)
+      if not gate.acting() then refused(name) end
+      return fn(...)
+    end
+  end
+
+  local sos = {}
+  for _, k in ipairs(KEEP_OS) do sos[k] = os[k] end
+  for _, k in ipairs { "remove", "rename", "execute", "tmpname" } do sos[k] = guard("os." .. k, os[k]) end
+  function sos.exit()
+    error("os.exit is not available in recipes: raise an error, error(\"why\"), to fail the step and roll back", 2)
+  end
+  function sos.setlocale(locale, category)
+    if locale ~= nil then
+      error("os.setlocale is not available in recipes: os.setlocale() reads the locale, but changing it " ..
+        "changes how relish reads and writes numbers", 2)
+    end
+    return real.setlocale(nil, category)
+  end
+
+  local sio = {}
+  for _, k in ipairs(KEEP_IO) do sio[k] = io[k] end
+  sio.popen = guard("io.popen", io.popen)
+  function sio.open(path, mode)
+    if type(path) ~= "string" and type(path) ~= "number" then
+      error("bad argument #1 to 'open' (string expected, got " .. type(path) .. ")", 2)
+    end
+    if mode ~= nil and (type(mode) ~= "string" or not mode:find("^[rwa]%+?b*$")) then
+      error("bad argument #2 to 'open' (invalid mode)", 2)
+    end
+    if mode and mode:find("[wa+]") and not gate.acting() then refused("io.open", " for writing") end
+    return real.open(path, mode)
+  end
+  function sio.output(file)
+    if type(file) == "string" or type(file) == "number" then
+      if not gate.acting() then refused("io.output", " to a file") end
+    elseif file ~= nil and io.type(file) == nil then
+      error("bad argument #1 to 'output' (FILE* expected, got " .. type(file) .. ")", 2)
+    end
+    return real.output(file)
+  end
+
+  local function getinfo(...)
+    local n, a1, a2, a3 = select("#", ...), ...
+    local thread = type(a1) == "thread"
+    local what = thread and a3 or a2
+    if type(what) == "string" and what:find("f", 1, true) then
+      error("debug.getinfo: option 'f' is not available in recipes (it hands out the functions of relish)", 2)
+    end
+    local at = thread and a2 or a1
+    if math.type(at) == "integer" then at = at + 1 end -- this function is a level too
+    if thread then return real.getinfo(a1, at, what) end
+    if n < 2 then return real.getinfo(at) end
+    return real.getinfo(at, what)
+  end
+  local sdebug = setmetatable({ traceback = real.traceback, getinfo = getinfo }, { __index = function(_, k)
+    error(string.format("debug.%s is not available in recipes: it reaches past the sandbox " ..
+      "(debug.traceback and debug.getinfo are)", tostring(k)), 2)
+  end })
+
+  local spackage = { loaded = loaded, path = package.path, config = package.config,
+    searchpath = package.searchpath }
+
+  local function env() return host.strict_env(base) end
+
+  -- load, loadfile, dofile: text only (the host refuses bytecode), and an
+  -- absent env means this sandbox, as it means the globals elsewhere
+  function base.load(...)
+    local n, chunk, name, mode, e = select("#", ...), ...
+    if mode ~= nil and (type(mode) ~= "string" or not mode:find("t", 1, true)) then
+      error("bytecode is refused: relish loads Lua source only", 2)
+    end
+    return real.load(chunk, name, "t", n >= 4 and e or env())
+  end
+  function base.loadfile(...)
+    local n, path, _, e = select("#", ...), ...
+    return real.loadfile(path, "t", n >= 3 and e or env())
+  end
+  function base.dofile(path)
+    local fn, err = real.loadfile(path, "t", env())
+    if not fn then error(err, 0) end
+    return fn()
+  end
+
+  -- require: relish's own modules as they are (only the embedded stdlib and
+  -- native modules, never a file on package.path borrowing the name); any
+  -- other module is Lua source on package.path, loaded into a sandbox once
+  -- per process
+  function base.require(name)
+    if type(name) ~= "string" then
+      error("bad argument #1 to 'require' (string expected, got " .. type(name) .. ")", 2)
+    end
+    local m = loaded[name]
+    if m ~= nil then return m end
+    if name:find("^relish%.") then
+      if internal(name) then error(name .. " is internal to relish and not available in recipes", 2) end
+      local path, cpath = package.path, package.cpath
+      package.path, package.cpath = "", ""
+      local ok, v = pcall(real.require, name)
+      package.path, package.cpath = path, cpath
+      if not ok then error(v, 2) end
+      if UNDO_DOORS[name] and type(v) == "table" and v.undo ~= nil then v = without_undo(name, v) end
+      loaded[name] = v
+      return v
+    end
+    if sandboxed[name] ~= nil then
+      loaded[name] = sandboxed[name]
+      return sandboxed[name]
+    end
+    local path, err = package.searchpath(name, spackage.path)
+    if not path then
+      error(string.format("module '%s' not found (recipes load Lua modules from package.path):%s", name, err), 2)
+    end
+    local fn, lerr = real.loadfile(path, "t", env())
+    if not fn then error(string.format("error loading module '%s' from file '%s':\n\t%s", name, path, lerr), 2) end
+    sources["@" .. path] = true
+    m = fn(name, path)
+    if m == nil then m = loaded[name] == nil and true or loaded[name] end
+    loaded[name], sandboxed[name] = m, m
+    -- where the gate looks for a provider's module in a rollback
+    if package.loaded[name] == nil then package.loaded[name] = m end
+    return m, path
+  end
+
+  base.os, base.io, base.debug, base.package, base._G = sos, sio, sdebug, spackage, base
+  base.try = errors.try
+  for _, k in ipairs { "string", "table", "math", "utf8", "coroutine", "os", "io", "debug", "package", "_G" } do
+    loaded[k] = base[k]
+  end
+
+  return base
+end
+
+-- "file:line: " of the innermost frame running code loaded into a sandbox
+local function user_where()
+  for level = 2, 200 do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    if sources[info.source] and info.currentline > 0 then
+      return info.short_src .. ":" .. info.currentline .. ": "
+    end
+  end
+  return ""
+end
+
 -- Loads a recipe file: returns the recipe, its absolute path and its source
--- text; raises usage errors (exit 2) for anything wrong with the file.
+-- text; raises usage errors (exit 2) for anything wrong with the file,
+-- including an effect at its top level (the gate is closed while it loads).
 function M.load(file)
-  local host = require "relish._host"
   local fh = io.open(file, "rb")
   if not fh then invalid("cannot open recipe " .. file) end
   local source = fh:read("a")
   fh:close()
-  local fn, env = host.load_user(file)
-  if not fn then invalid(tostring(env)) end
+  local env = host.strict_env(sandbox())
+  local fn, err = real.loadfile(file, "t", env)
+  if not fn then invalid(tostring(err)) end
+  sources["@" .. file] = true
   rawset(env, "recipe", M.recipe)
   rawset(env, "step", M.step)
   rawset(env, "param", M.param)
   rawset(env, "secret", M.secret)
   rawset(env, "effect", require("relish.effect").door)
-  rawset(env, "try", require("relish._errors").try)
-  local ok, r = xpcall(fn, function(e)
-    if type(e) == "table" then return e end
+  local ok, r = gate_closed(LOADING, function(e)
+    if type(e) == "table" then
+      if e.kind == "effect" and gate.state().mode == "none" then
+        return { kind = "usage", exit = 2, message = user_where() .. tostring(e.message) }
+      end
+      return e
+    end
     return { kind = "usage", exit = 2, message = tostring(e) }
-  end)
+  end, fn)
   if not ok then error(r, 0) end
   if type(r) ~= "table" or getmetatable(r) == nil or getmetatable(r).__name ~= "relish.Recipe" then
     invalid(file .. ": a recipe file must return recipe \"name\" { ... }")

@@ -27,7 +27,7 @@ return recipe "flags" {
     ctx.log("effect returned %s", r)
   end },
   step "after" { run = function(ctx)
-    if os.getenv("CRASH") then require("relish.sh").run { argv = { "kill", "-9", tostring(require("relish._host").getpid()) }, readonly = true } end
+    if os.getenv("CRASH") then require("relish.sh").run { argv = { "sh", "-c", "kill -9 $PPID" }, readonly = true } end
     if ctx.params.fail then error("fail after the effect") end
   end },
 }
@@ -219,7 +219,7 @@ return recipe "flags" {
   step "first" { run = function(ctx) ctx.log("first: %s", demoflag.flag(ctx.params.dir .. "/a", "on")) end },
   step "second" { run = function(ctx)
     demoflag.flag(ctx.params.dir .. "/b", ctx.params.second)
-    if os.getenv("CRASH") then require("relish.sh").run { argv = { "kill", "-9", tostring(require("relish._host").getpid()) }, readonly = true } end
+    if os.getenv("CRASH") then require("relish.sh").run { argv = { "sh", "-c", "kill -9 $PPID" }, readonly = true } end
   end },
 }
 ]]

@@ -181,7 +181,7 @@ return recipe "x" {
   step "a" { run = function(ctx) fs.mkdir(ctx.params.dir .. "/made") end },
   step "b" { run = function(ctx)
     -- something outside relish puts a file in the directory: its undo cannot rmdir it
-    local f = io.open(ctx.params.dir .. "/made/intruder", "w") f:write("x") f:close()
+    require("relish.sh").run { argv = { "touch", ctx.params.dir .. "/made/intruder" }, readonly = true }
     error("boom")
   end },
 }
@@ -248,8 +248,8 @@ describe("exit codes", function()
 return recipe "l" {
   lock = "shared",
   step "wait" { run = function(ctx)
-    local f = io.open(os.getenv("READY"), "w") f:write("x") f:close()
     local sh = require "relish.sh"
+    sh.run { argv = { "touch", os.getenv("READY") }, readonly = true }
     sh.run { argv = { "sleep", "3" }, readonly = true }
   end },
 }
@@ -271,7 +271,7 @@ return recipe "i" {
   params = { dir = param.string { required = true } },
   step "write" { run = function(ctx) fs.write(ctx.params.dir .. "/made", "x") end },
   step "spin" { run = function(ctx)
-    local f = io.open(ctx.params.dir .. "/ready", "w") f:write("x") f:close()
+    require("relish.sh").run { argv = { "touch", ctx.params.dir .. "/ready" }, readonly = true }
     while true do end
   end },
 }
