@@ -139,26 +139,8 @@ local function convert(p, name, raw)
   end
 end
 
-function M.nearest(word, names)
-  local best, bestd
-  for _, n in ipairs(names) do
-    local d = 0
-    local la, lb = #word, #n
-    -- Levenshtein distance, small strings only
-    local prev = {}
-    for j = 0, lb do prev[j] = j end
-    for i = 1, la do
-      local cur = { [0] = i }
-      for j = 1, lb do
-        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (word:sub(i, i) == n:sub(j, j) and 0 or 1))
-      end
-      prev = cur
-    end
-    d = prev[lb]
-    if d <= 2 and (not bestd or d < bestd) then best, bestd = n, d end
-  end
-  return best
-end
+-- "did you mean": the host's one edit distance, shared with the CLI
+M.nearest = require("relish._host").nearest
 
 -- Checks raw params (name -> raw value) against the recipe; returns the
 -- typed params or raises a usage error listing every problem.
