@@ -20,12 +20,3 @@ foreach(src IN LISTS RELISH_LUA_TESTS)
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
   set_tests_properties(lua/${name} PROPERTIES TIMEOUT 300)
 endforeach()
-
-file(GLOB RELISH_INTEGRATION_TESTS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/integration/*_test.lua)
-foreach(src IN LISTS RELISH_INTEGRATION_TESTS)
-  get_filename_component(name ${src} NAME_WE)
-  string(REGEX REPLACE "_test$" "" name ${name})
-  add_test(NAME integration/${name} COMMAND relish test ${src}
-    WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-  set_tests_properties(integration/${name} PROPERTIES TIMEOUT 600)
-endforeach()

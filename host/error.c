@@ -25,11 +25,9 @@ void relish_error_register(lua_State *L) {
 }
 
 static void push_errorv(lua_State *L, const char *kind, const char *fmt, va_list ap) {
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 2);
   lua_pushstring(L, kind);
   lua_setfield(L, -2, "kind");
-  lua_pushstring(L, kind);
-  lua_setfield(L, -2, "code");
   lua_pushvfstring(L, fmt, ap);
   lua_setfield(L, -2, "message");
   relish_error_register(L);

@@ -4,7 +4,6 @@
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "hostint.h"
@@ -18,15 +17,9 @@ static struct {
   unsigned frame;
 } P;
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 double relish_progress_tick(void) {
   if (!P.active) return -1;
-  double t = now();
+  double t = relish_now();
   if (t - P.drawn >= TICK) {
     static const char *frames[] = {"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"};
     P.drawn = t;
@@ -45,7 +38,7 @@ static int l_progress(lua_State *L) {
   }
   snprintf(P.label, sizeof P.label, "%s", luaL_checkstring(L, 1));
   P.active = isatty(1);
-  P.started = now();
+  P.started = relish_now();
   P.drawn = P.started; /* the caller drew the line already */
   return 0;
 }

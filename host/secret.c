@@ -4,7 +4,6 @@
  * terminal, the journal, an error or a plan. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,107 +42,103 @@ static void remember_form(const char *v, size_t len) {
   known_len[nknown++] = len;
 }
 
-/* The letter of the short JSON escape of c ('n' for "\n"), or 0. */
-static char short_escape(unsigned char c) {
-  switch (c) {
-  case '"':
-    return '"';
-  case '\\':
-    return '\\';
-  case '\b':
-    return 'b';
-  case '\f':
-    return 'f';
-  case '\n':
-    return 'n';
-  case '\r':
-    return 'r';
-  case '\t':
-    return 't';
-  default:
-    return 0;
+/* Values whose JSON forms differ from them (a quote, a backslash, a control
+ * or non-ASCII character) wait here until the next relish_redact, which has
+ * a Lua state to run relish.json's encoder with: one JSON codec. */
+static char **pending;
+static size_t *pending_len, npending, cappending;
+
+static int needs_json_forms(const char *v, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)v[i];
+    if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') return 1;
   }
+  return 0;
 }
 
-/* The length (2 to 4) of the UTF-8 sequence of a non-ASCII character at p,
- * and its code point; 0 when the bytes are not one. */
-static size_t utf8_decode(const unsigned char *p, size_t left, unsigned long *cp) {
-  size_t k = p[0] >= 0xF5 ? 0 : p[0] >= 0xF0 ? 4 : p[0] >= 0xE0 ? 3 : p[0] >= 0xC2 ? 2 : 0;
-  if (k == 0 || k > left) return 0;
-  unsigned long v = p[0] & (0x7Fu >> k);
-  for (size_t j = 1; j < k; j++) {
-    if ((p[j] & 0xC0) != 0x80) return 0;
-    v = (v << 6) | (p[j] & 0x3Fu);
+static void add_pending(const char *v, size_t len) {
+  if (npending == cappending) {
+    size_t cap = cappending ? cappending * 2 : 4;
+    char **k = realloc(pending, cap * sizeof *k);
+    if (!k) return;
+    pending = k;
+    size_t *kl = realloc(pending_len, cap * sizeof *kl);
+    if (!kl) return;
+    pending_len = kl;
+    cappending = cap;
   }
-  *cp = v;
-  return k;
+  char *copy = malloc(len);
+  if (!copy) return;
+  memcpy(copy, v, len);
+  pending[npending] = copy;
+  pending_len[npending++] = len;
 }
 
-static size_t put_u_escape(char *out, unsigned long unit) {
-  static const char hex[] = "0123456789abcdef";
-  out[0] = '\\';
-  out[1] = 'u';
-  for (int i = 0; i < 4; i++)
-    out[2 + i] = hex[(unit >> (12 - 4 * i)) & 15];
-  return 6;
-}
-
-/* The text of v inside a JSON string, as encoders write it: '"', '\\' and
- * control characters escaped (as relish, JavaScript, Go and Python do); with
- * ascii set, every non-ASCII character as \uXXXX too (Python's default).
- * Returns malloc'd text, or NULL when out of memory. */
-static char *json_escape(const char *v, size_t len, int ascii, size_t *outlen) {
-  if (len > (SIZE_MAX - 1) / 6) return NULL;
-  char *out = malloc(len * 6 + 1); /* at most 6 bytes per byte: \u001f */
-  if (!out) return NULL;
-  const unsigned char *p = (const unsigned char *)v;
-  size_t n = 0, i = 0;
-  while (i < len) {
-    unsigned long cp;
-    size_t k;
-    char e = short_escape(p[i]);
-    if (e) {
-      out[n++] = '\\';
-      out[n++] = e;
-      i++;
-    } else if (p[i] < 0x20) {
-      n += put_u_escape(out + n, p[i++]);
-    } else if (p[i] >= 0x80 && ascii && (k = utf8_decode(p + i, len - i, &cp)) > 0) {
-      if (cp >= 0x10000) { /* a surrogate pair */
-        n += put_u_escape(out + n, 0xD800 + ((cp - 0x10000) >> 10));
-        n += put_u_escape(out + n, 0xDC00 + ((cp - 0x10000) & 0x3FF));
-      } else {
-        n += put_u_escape(out + n, cp);
-      }
-      i += k;
-    } else {
-      out[n++] = (char)p[i++]; /* invalid UTF-8 stays as it is */
+/* relish.json's encode, pushed (loaded like require would). */
+static void push_json_encode(lua_State *L) {
+  for (const relish_native_module *m = relish_native_modules; m->name; m++)
+    if (strcmp(m->name, "relish.json") == 0) {
+      luaL_requiref(L, m->name, m->open, 0);
+      lua_getfield(L, -1, "encode");
+      lua_remove(L, -2);
+      return;
     }
-  }
-  out[n] = '\0';
-  *outlen = n;
-  return out;
+  lua_pushnil(L);
 }
 
-/* A value and the forms it takes inside JSON: escaped once (a secret in a
- * JSON document, or in a command's JSON output) and twice (that document
- * echoed inside a JSON string, as an API that reports the request it got
- * does), each as most encoders write it and with non-ASCII as \u escapes. */
+/* encode(v, {ascii = ascii}) without its quotes, remembered; the encoded text
+ * stays pushed (nil when the encoder refused v: invalid UTF-8). */
+static void remember_encoded(lua_State *L, int encode, const char *v, size_t len, int ascii) {
+  lua_pushvalue(L, encode);
+  lua_pushlstring(L, v, len);
+  lua_createtable(L, 0, 1);
+  lua_pushboolean(L, ascii);
+  lua_setfield(L, -2, "ascii");
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    return;
+  }
+  size_t n;
+  const char *t = lua_tolstring(L, -1, &n);
+  lua_pushlstring(L, t + 1, n - 2); /* without the quotes */
+  lua_replace(L, -2);
+  remember_form(lua_tostring(L, -1), n - 2);
+}
+
+/* The forms a value takes inside JSON: escaped once (a secret in a JSON
+ * document, or in a command's JSON output) and twice (that document echoed
+ * inside a JSON string, as an API that reports the request it got does),
+ * each as relish, JavaScript and Go write it and, for a non-ASCII value,
+ * with non-ASCII as \u escapes too (Python's default). */
+static void remember_pending(lua_State *L) {
+  if (npending == 0 || !lua_checkstack(L, 8)) return;
+  push_json_encode(L);
+  int encode = lua_gettop(L);
+  while (npending > 0 && !lua_isnil(L, encode)) {
+    const char *v = pending[npending - 1];
+    size_t len = pending_len[npending - 1];
+    int non_ascii = 0;
+    for (size_t j = 0; j < len && !non_ascii; j++)
+      non_ascii = (unsigned char)v[j] >= 0x80;
+    for (int ascii = 0; ascii <= non_ascii; ascii++) {
+      remember_encoded(L, encode, v, len, ascii);
+      if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t n;
+        const char *once = lua_tolstring(L, -1, &n);
+        remember_encoded(L, encode, once, n, ascii);
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
+    free(pending[--npending]); /* only now: an error above leaves it pending */
+  }
+  lua_settop(L, encode - 1);
+}
+
 static void remember(const char *v, size_t len) {
   remember_form(v, len);
-  /* the \u forms differ from the plain ones only for a non-ASCII value */
-  int non_ascii = 0;
-  for (size_t i = 0; i < len && !non_ascii; i++)
-    non_ascii = (unsigned char)v[i] >= 0x80;
-  for (int ascii = 0; ascii <= non_ascii; ascii++) {
-    size_t n1 = 0, n2 = 0;
-    char *once = json_escape(v, len, ascii, &n1);
-    char *twice = once ? json_escape(once, n1, ascii, &n2) : NULL;
-    if (once) remember_form(once, n1);
-    if (twice) remember_form(twice, n2);
-    free(once);
-    free(twice);
-  }
+  if (len >= MIN_REDACT && needs_json_forms(v, len)) add_pending(v, len);
 }
 
 const char *relish_tosecret(lua_State *L, int idx, size_t *len) {
@@ -176,6 +171,7 @@ static size_t userinfo_at(const char *s, size_t i, size_t len) {
 /* Replaces each known secret value in s, and the user-info of URLs, by "***";
  * pushes and returns it. */
 const char *relish_redact(lua_State *L, const char *s, size_t len, size_t *outlen) {
+  remember_pending(L);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   size_t i = 0;
@@ -231,19 +227,23 @@ static int l_secret_env(lua_State *L) {
   return 1;
 }
 
+static void close_file(void *f) { fclose(f); }
+
 /* secret.file(PATH) -> secret (one trailing newline dropped) | nil, err */
 static int l_secret_file(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   FILE *f = fopen(path, "rb");
   if (!f) return relish_fail(L, "not_found", "secret: cannot read %s: %s", path, strerror(errno));
+  relish_box *box = relish_box_new(L); /* closes f should the buffer raise */
+  relish_box_add(box, f, close_file);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   char buf[4096];
   size_t n;
   while ((n = fread(buf, 1, sizeof buf, f)) > 0)
     luaL_addlstring(&b, buf, n);
-  fclose(f);
   luaL_pushresult(&b);
+  relish_box_release(box);
   size_t len;
   const char *v = lua_tolstring(L, -1, &len);
   if (len && v[len - 1] == '\n') len--;
@@ -296,6 +296,13 @@ static void free_known(void) {
   known = NULL;
   known_len = NULL;
   nknown = capknown = 0;
+  for (size_t i = 0; i < npending; i++)
+    free(pending[i]);
+  free(pending);
+  free(pending_len);
+  pending = NULL;
+  pending_len = NULL;
+  npending = cappending = 0;
 }
 
 int luaopen_relish_secret(lua_State *L) {

@@ -5,7 +5,6 @@
 #define _GNU_SOURCE
 #include <signal.h>
 #include <string.h>
-#include <time.h>
 
 #include "hostint.h"
 
@@ -43,15 +42,9 @@ int relish_interrupted(void) { return interrupted != 0; }
 
 static double deadline;
 
-static double monotonic(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void deadline_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  if (deadline > 0 && monotonic() >= deadline) {
+  if (deadline > 0 && relish_now() >= deadline) {
     lua_sethook(L, NULL, 0, 0);
     deadline = 0;
     relish_raise(L, "timeout", "timed out");

@@ -596,7 +596,7 @@ typedef struct {
 
 typedef struct {
   lua_State *L;
-  int pretty, sort_keys;
+  int pretty, sort_keys, ascii;
   char *buf; /* userdata at buf_idx, replaced as it grows */
   size_t len, cap;
   int buf_idx;
@@ -718,6 +718,23 @@ static void enc_string(encoder *e, const char *s, size_t len, const char *what) 
     if (c >= 0x80) {
       size_t k = utf8_sequence(p, end);
       if (k == 0) enc_fail(e, what);
+      if (e->ascii) { /* \uXXXX, a surrogate pair past the BMP */
+        unsigned long cp = c & (0x7Fu >> k);
+        for (size_t j = 1; j < k; j++)
+          cp = (cp << 6) | (p[j] & 0x3Fu);
+        unsigned long unit[2] = {cp, 0};
+        if (cp >= 0x10000) {
+          unit[0] = 0xD800 + ((cp - 0x10000) >> 10);
+          unit[1] = 0xDC00 + ((cp - 0x10000) & 0x3FF);
+        }
+        enc_put(e, (const char *)run, (size_t)(p - run));
+        for (int u = 0; u < 2 && unit[u] != 0; u++) {
+          char ue[7];
+          snprintf(ue, sizeof ue, "\\u%04x", (unsigned)(unit[u] & 0xFFFF));
+          enc_put(e, ue, 6);
+        }
+        run = p + k;
+      }
       p += k;
       continue;
     }
@@ -1064,16 +1081,18 @@ static int opt_boolean(lua_State *L, const char *name, int def) {
 }
 
 static int l_json_encode(lua_State *L) {
-  static const char *const options[] = {"pretty", "sort_keys", NULL};
+  static const char *const options[] = {"pretty", "sort_keys", "ascii", NULL};
   encoder e;
 
   if (lua_isnone(L, 1)) return luaL_error(L, "json.encode: expected a value, got no value");
   e.pretty = 0;
   e.sort_keys = 1;
+  e.ascii = 0;
   relish_checkopts(L, 2, "json.encode", options);
   if (!lua_isnoneornil(L, 2)) {
     e.pretty = opt_boolean(L, "pretty", 0);
     e.sort_keys = opt_boolean(L, "sort_keys", 1);
+    e.ascii = opt_boolean(L, "ascii", 0);
   }
   lua_settop(L, 2);
 

@@ -6,9 +6,9 @@ local M = {}
 -- its message.
 M.MT = { __name = "relish.Error", __tostring = function(e) return e.message end }
 
--- value(kind, fmt, ...) -> {kind=, code=, message=}, printing as its message
+-- value(kind, fmt, ...) -> {kind=, message=}, printing as its message
 function M.value(kind, fmt, ...)
-  return setmetatable({ kind = kind, code = kind, message = string.format(fmt, ...) }, M.MT)
+  return setmetatable({ kind = kind, message = string.format(fmt, ...) }, M.MT)
 end
 
 local SELF = debug.getinfo(1, "S").source

@@ -159,6 +159,7 @@ static void test_status_raises_a_structured_error(void) {
   CHECK_STR(lua_tostring(L, -1), "permission");
   lua_getfield(L, -2, "message");
   CHECK_STR(lua_tostring(L, -1), "fs.read /etc/x: open /etc/x: Permission denied");
+  CHECK(lua_getfield(L, -3, "code") == LUA_TNIL); /* kind only */
   lua_settop(L, 0);
 
   relish_status st = {0};
@@ -180,6 +181,19 @@ static void test_status_push_redacts_secrets(void) {
   relish_status_push(L, "http.get", &st);
   lua_getfield(L, -1, "message");
   CHECK_STR(lua_tostring(L, -1), "http.get: token *** refused");
+  lua_close(L);
+}
+
+static void test_error_values_carry_kind_only(void) {
+  lua_State *L = relish_newstate();
+  CHECK(luaL_dostring(L,
+                      "local e = require('relish._errors').value('parse', 'bad %d', 1)\n"
+                      "return e.kind .. '|' .. tostring(e.code) .. '|' .. tostring(e)") == LUA_OK);
+  CHECK_STR(lua_tostring(L, -1), "parse|nil|bad 1");
+  relish_push_error(L, "io", "disk %s", "full");
+  CHECK(lua_getfield(L, -1, "code") == LUA_TNIL);
+  CHECK(lua_getfield(L, -2, "kind") == LUA_TSTRING);
+  CHECK_STR(lua_tostring(L, -1), "io");
   lua_close(L);
 }
 
@@ -300,6 +314,7 @@ int main(void) {
   RUN(test_status_kinds_from_errno);
   RUN(test_status_raises_a_structured_error);
   RUN(test_status_push_redacts_secrets);
+  RUN(test_error_values_carry_kind_only);
   RUN(test_buf_appends_and_stays_terminated);
   RUN(test_buf_refuses_past_max);
   RUN(test_grow_doubles);
