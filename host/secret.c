@@ -218,22 +218,23 @@ static int l_secret_value(lua_State *L) {
   return 1;
 }
 
-/* secret.env(NAME) -> secret | nil, err */
+/* secret.env(NAME) -> secret; raises not_found when it is not set */
 static int l_secret_env(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
+  const char *name = relish_checktext(L, 1, "secret.env", NULL);
   const char *v = getenv(name);
-  if (!v) return relish_fail(L, "not_found", "secret: environment variable %s is not set", name);
+  if (!v) return relish_raise(L, "not_found", "secret: environment variable %s is not set", name);
   push_secret(L, v, strlen(v), name);
   return 1;
 }
 
 static void close_file(void *f) { fclose(f); }
 
-/* secret.file(PATH) -> secret (one trailing newline dropped) | nil, err */
+/* secret.file(PATH) -> secret (one trailing newline dropped); raises
+ * not_found when it cannot be read */
 static int l_secret_file(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = relish_checktext(L, 1, "secret.file", NULL);
   FILE *f = fopen(path, "rb");
-  if (!f) return relish_fail(L, "not_found", "secret: cannot read %s: %s", path, strerror(errno));
+  if (!f) return relish_raise(L, "not_found", "secret: cannot read %s: %s", path, strerror(errno));
   relish_box *box = relish_box_new(L); /* closes f should the buffer raise */
   relish_box_add(box, f, close_file);
   luaL_Buffer b;

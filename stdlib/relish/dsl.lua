@@ -318,18 +318,13 @@ end
 
 -- secret(name) in a recipe file: the environment variable NAME, as a secret.
 function M.secret(spec)
+  -- a secret that is not there raises not_found (try(secret, NAME) probes)
   if type(spec) == "string" then
-    local v, err = secret.env(spec)
-    if not v then error(tostring(err), 2) end
-    return v
+    return secret.env(spec)
   elseif type(spec) == "table" and spec.env then
-    local v, err = secret.env(spec.env)
-    if not v then error(tostring(err), 2) end
-    return v
+    return secret.env(spec.env)
   elseif type(spec) == "table" and spec.file then
-    local v, err = secret.file(spec.file)
-    if not v then error(tostring(err), 2) end
-    return v
+    return secret.file(spec.file)
   end
   error("secret(name), secret{env=NAME} or secret{file=PATH}", 2)
 end
