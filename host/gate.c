@@ -99,7 +99,7 @@ static void push_action(lua_State *L, const relish_action_row *e, lua_Integer se
     lua_pushstring(L, e->fingerprint);
     lua_setfield(L, -2, "fingerprint");
   }
-  lua_pushboolean(L, e->undo == NULL);
+  lua_pushboolean(L, e->irreversible);
   lua_setfield(L, -2, "irreversible");
   lua_pushstring(L, status);
   lua_setfield(L, -2, "status");
@@ -410,7 +410,11 @@ int relish_effect_run(lua_State *L, const relish_action *a) {
     if (lua_getfield(L, prov, "undo") == LUA_TNIL) rec = 0; /* an irreversible kind */
     lua_pop(L, 1);
   }
-  if (rec && (G.mode == MODE_RUN || G.mode == MODE_CAPTURE)) row.undo = encode_record(L, a, rec);
+  row.irreversible = rec == 0;
+  /* a dry-run keeps no undo record: it undoes nothing, and a pre-image can
+   * be large (a disk-full runbook must not fill the disk by planning) */
+  if (rec && (G.mode == MODE_CAPTURE || (G.mode == MODE_RUN && !G.dry_run)))
+    row.undo = encode_record(L, a, rec);
   lua_Integer id;
   if (gate_begin(L, &row, rec, &id) == GATE_PLANNED) {
     int base = lua_gettop(L);

@@ -60,7 +60,8 @@ relish_journal *relish_journal_check(lua_State *L, int idx);
 /* An action row as the gate journals it (display fields already redacted). */
 typedef struct {
   const char *kind, *provider, *target, *describe, *detail, *fingerprint;
-  const char *undo; /* the encoded undo record; NULL: irreversible */
+  const char *undo; /* the encoded undo record; NULL in a dry-run or when irreversible */
+  int irreversible;
 } relish_action_row;
 int relish_journal_action_begin(relish_journal *j, const char *run_id, lua_Integer step,
                                 lua_Integer seq, const relish_action_row *e, const char *status,

@@ -240,7 +240,7 @@ int relish_journal_action_begin(relish_journal *j, const char *run_id, lua_Integ
     sqlite3_bind_text(st, 9, e->fingerprint, -1, SQLITE_STATIC);
   else
     sqlite3_bind_null(st, 9);
-  sqlite3_bind_int(st, 10, e->undo == NULL);
+  sqlite3_bind_int(st, 10, e->irreversible);
   sqlite3_bind_text(st, 11, status, -1, SQLITE_STATIC);
   if (e->provider)
     sqlite3_bind_text(st, 12, e->provider, -1, SQLITE_STATIC);
