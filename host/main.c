@@ -11,11 +11,13 @@
  * not free what the OS takes back (git does not either): lua_close still
  * runs every finalizer (files flushed, temporary files removed, processes
  * reaped, the journal closed) but skips thousands of free() calls. */
+#ifndef __SANITIZE_ADDRESS__ /* the sanitizer build frees all, for its leak check */
 static void *alloc_at_exit(void *ud, void *ptr, size_t osize, size_t nsize) {
   (void)ud;
   (void)osize;
   return nsize == 0 ? NULL : realloc(ptr, nsize);
 }
+#endif
 
 static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
@@ -56,7 +58,7 @@ int main(int argc, char **argv) {
     }
   }
   fflush(stdout);
-#ifndef __SANITIZE_ADDRESS__ /* the sanitizer build frees all, for its leak check */
+#ifndef __SANITIZE_ADDRESS__
   lua_setallocf(L, alloc_at_exit, NULL);
 #endif
   lua_close(L);
