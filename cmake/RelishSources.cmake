@@ -1,5 +1,5 @@
 # Collects host and module sources, registers native modules by file name and
-# embeds the Lua stdlib, so adding modules/NAME.c or stdlib/relish/x.lua needs no edit here.
+# embeds the Lua stdlib (as bytecode), so adding modules/NAME.c or stdlib/relish/x.lua needs no edit here.
 
 file(GLOB RELISH_HOST_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/host/*.c)
 list(FILTER RELISH_HOST_SOURCES EXCLUDE REGEX "/main\\.c$")
@@ -36,11 +36,14 @@ ${_entries}  {0, 0}
 file(GLOB_RECURSE RELISH_STDLIB_FILES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/stdlib/*.lua)
 list(SORT RELISH_STDLIB_FILES)
 set(_stdlib_c ${CMAKE_CURRENT_BINARY_DIR}/relish_stdlib.c)
+# The stdlib is embedded as bytecode, compiled at build time by a small tool
+# linked against the same liblua: no Lua source is compiled at start-up.
+add_executable(relish_stdlib_compile ${PROJECT_SOURCE_DIR}/cmake/stdlib_compile.c)
+target_link_libraries(relish_stdlib_compile PRIVATE PkgConfig::DEPS)
 add_custom_command(
   OUTPUT ${_stdlib_c}
-  COMMAND ${CMAKE_COMMAND} -DROOT=${PROJECT_SOURCE_DIR} -DOUT=${_stdlib_c}
-          "-DFILES=${RELISH_STDLIB_FILES}" -P ${PROJECT_SOURCE_DIR}/cmake/EmbedStdlib.cmake
-  DEPENDS ${RELISH_STDLIB_FILES} ${PROJECT_SOURCE_DIR}/cmake/EmbedStdlib.cmake
-  COMMENT "Embedding the Lua stdlib"
+  COMMAND relish_stdlib_compile ${_stdlib_c} ${PROJECT_SOURCE_DIR} ${RELISH_STDLIB_FILES}
+  DEPENDS relish_stdlib_compile ${RELISH_STDLIB_FILES}
+  COMMENT "Compiling the Lua stdlib to bytecode"
   VERBATIM)
 set(RELISH_GENERATED_SOURCES ${_modules_c} ${_stdlib_c})

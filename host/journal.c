@@ -306,6 +306,10 @@ static int l_journal_action_begin(lua_State *L) {
                          .detail = optfield(L, 5, "detail"),
                          .fingerprint = optfield(L, 5, "fingerprint"),
                          .undo = optfield(L, 5, "undo")};
+  /* irreversible when the row says so, else when it has no undo record */
+  r.irreversible =
+      lua_getfield(L, 5, "irreversible") == LUA_TNIL ? r.undo == NULL : lua_toboolean(L, -1);
+  lua_pop(L, 1);
   if (!r.kind || !r.target || !r.describe)
     return luaL_error(L, "action_begin: kind, target and describe are required");
   char *err = NULL;

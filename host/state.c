@@ -131,7 +131,8 @@ static int load_embedded(lua_State *L, const char *name) {
   }
   for (const relish_embedded *e = relish_stdlib; e->name; e++) {
     if (strcmp(e->name, name) != 0) continue;
-    if (luaL_loadbufferx(L, (const char *)e->data, e->size, e->chunkname, "t") != LUA_OK)
+    /* bytecode compiled at build time (cmake/stdlib_compile.c) */
+    if (luaL_loadbufferx(L, (const char *)e->data, e->size, e->chunkname, "b") != LUA_OK)
       return lua_error(L);
     lua_pushstring(L, e->chunkname + 1);
     return 2;
