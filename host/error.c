@@ -71,7 +71,11 @@ static int gc_guard_close(lua_State *L) {
   return 0;
 }
 
-void relish_gc_pause(lua_State *L) {
+void relish_gc_pause(lua_State *L, int big) {
+  if (!big) {
+    lua_pushnil(L);
+    return;
+  }
   int *was_running = lua_newuserdatauv(L, sizeof(int), 0);
   *was_running = lua_gc(L, LUA_GCISRUNNING);
   if (luaL_newmetatable(L, "relish.GcPause")) {

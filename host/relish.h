@@ -53,8 +53,10 @@ double relish_progress_tick(void);
  * raises): for functions that build thousands of objects that all stay
  * reachable (a decoded document, a commit log), where incremental collection
  * steps are pure overhead. Pushes one value (a to-be-closed slot): call it
- * once, after the function's fixed stack slots. */
-void relish_gc_pause(lua_State *L);
+ * once, after the function's fixed stack slots. Only when big is set: a
+ * restarted collector owes a step at once, which for small work (an undo
+ * record, an event) costs far more than it saves; then the slot is nil. */
+void relish_gc_pause(lua_State *L, int big);
 
 /* The metatable tname of a userdata that owns C resources, made on first
  * use: release is both its __gc and its __close (so it must be idempotent),

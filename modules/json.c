@@ -17,6 +17,9 @@
 #include "relish.h"
 
 #define JSON_MAX_DEPTH 512
+/* Past these, decoding or encoding pauses the collector (relish_gc_pause). */
+#define JSON_BIG_TEXT ((size_t)32 << 10)
+#define JSON_BIG_VALUES 2048
 #define JSON_ARRAY_MT "relish.json.array"
 #define JSON_OBJECT_MT "relish.json.object"
 
@@ -563,7 +566,7 @@ static int l_json_decode(lua_State *L) {
   lua_pushnil(L);
   d.scratch_idx = 2;
 
-  relish_gc_pause(L); /* index 3: tens of thousands of objects, all kept */
+  relish_gc_pause(L, len > JSON_BIG_TEXT); /* index 3: tens of thousands of objects, all kept */
   if (len >= 3 && memcmp(d.p, "\xEF\xBB\xBF", 3) == 0) d.p += 3; /* a BOM is ignored */
   if (dec_value(&d, 0)) {
     dec_skip_space(&d);
@@ -1080,6 +1083,26 @@ static int opt_boolean(lua_State *L, const char *name, int def) {
   return v;
 }
 
+/* Counts the values in v (at idx), stopping at *left == 0: a walk of at
+ * most JSON_BIG_VALUES entries, deep first. */
+static void count_values(lua_State *L, int idx, int depth, int *left) {
+  if (--*left <= 0 || lua_type(L, idx) != LUA_TTABLE || depth > 32 || !lua_checkstack(L, 3)) return;
+  lua_pushnil(L);
+  while (*left > 0 && lua_next(L, idx) != 0) {
+    count_values(L, lua_gettop(L), depth + 1, left);
+    lua_pop(L, 1);
+  }
+  if (*left <= 0) lua_settop(L, idx); /* left the walk early: drop the key */
+}
+
+/* True when the value at idx has more than JSON_BIG_VALUES values in all. */
+static int enc_is_big(lua_State *L, int idx) {
+  int top = lua_gettop(L), left = JSON_BIG_VALUES;
+  count_values(L, lua_absindex(L, idx), 0, &left);
+  lua_settop(L, top);
+  return left <= 0;
+}
+
 static int l_json_encode(lua_State *L) {
   static const char *const options[] = {"pretty", "sort_keys", "ascii", NULL};
   encoder e;
@@ -1110,7 +1133,7 @@ static int l_json_encode(lua_State *L) {
   e.scratch_idx = 4;
   lua_pushnil(L);
   e.keys_idx = 5;
-  relish_gc_pause(L); /* index 6 */
+  relish_gc_pause(L, enc_is_big(L, 1)); /* index 6 */
 
   enc_value(&e, 1);
   lua_pushlstring(L, e.buf, e.len);

@@ -538,7 +538,7 @@ int l_repo_log(lua_State *L) {
   if (rc == GIT_EUSER) return relish_raise_interrupted(L);
   if (rc == -2) return luaL_error(L, "not enough memory");
   if (rc < 0) return rg_raise_git(L, "log", NULL, rc);
-  relish_gc_pause(L); /* thousands of commit tables, all returned */
+  relish_gc_pause(L, w->nout > 256); /* thousands of commit tables, all returned */
   lua_createtable(L, (int)(max >= 0 && (size_t)max < w->nout ? (size_t)max : w->nout), 0);
   lua_Integer k = 0;
   for (size_t i = 0; i < w->nout && (max < 0 || k < max); i++) {
