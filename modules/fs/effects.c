@@ -48,7 +48,7 @@ static int new_record(lua_State *L, const char *real) {
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, 1);
   lua_setfield(L, -2, "v");
-  fs_set_bytes(L, -1, "path", real, strlen(real));
+  fs_set_path(L, -1, "path", real, strlen(real));
   return lua_gettop(L);
 }
 
@@ -453,7 +453,7 @@ int l_fs_mkdir(lua_State *L) {
   lua_createtable(L, (int)nends, 0);
   for (size_t i = 0; i < nends; i++) {
     lua_createtable(L, 0, 1);
-    fs_set_bytes(L, -1, "path", leaf, ends[i]);
+    fs_set_path(L, -1, "path", leaf, ends[i]);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_setfield(L, rec, "created");

@@ -71,6 +71,7 @@ int fs_put_file(const char *path, const char *data, size_t len, mode_t mode, lon
 int fs_put_link(const char *path, const char *target, relish_status *st);
 /* 1 when data is UTF-8 text without NUL bytes. */
 int fs_is_text(const char *data, size_t len);
+size_t fs_text_prefix(const char *data, size_t len);
 /* "1.2 kB", "12.0 MB": human sizes in decimal units. */
 void fs_human(size_t n, char out[32]);
 /* Mode argument: an integer or an octal string like "0755"; raises on misuse. */
@@ -102,6 +103,7 @@ void fs_node_link(lua_State *L, int node, const char *target);
 /* t[key] = bytes when UTF-8 text, else t[key_b64] = base64 (relish.json,
  * which journals the record, encodes only valid UTF-8). */
 void fs_set_bytes(lua_State *L, int t, const char *key, const char *data, size_t len);
+void fs_set_path(lua_State *L, int t, const char *key, const char *data, size_t len);
 /* Fingerprint of a pre-image node: "absent", "file:<sha256>:0644",
  * "link:<target>", "dir:0755", or "dir:0755:<tree sha256>" for a tree (the
  * digest of the tree as compact JSON, keys in capture order). */

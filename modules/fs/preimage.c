@@ -74,6 +74,32 @@ void fs_set_bytes(lua_State *L, int t, const char *key, const char *data, size_t
   lua_setfield(L, t, k);
 }
 
+/* A path in a record: key always holds text (bytes that are not UTF-8 shown
+ * as U+FFFD, so every record names its path readably), and key_b64 the exact
+ * bytes when they are not text. Readers take key_b64 first. */
+void fs_set_path(lua_State *L, int t, const char *key, const char *data, size_t len) {
+  t = lua_absindex(L, t);
+  if (fs_is_text(data, len)) {
+    lua_pushlstring(L, data, len);
+    lua_setfield(L, t, key);
+    return;
+  }
+  fs_set_bytes(L, t, key, data, len);
+  luaL_Buffer B;
+  luaL_buffinit(L, &B);
+  for (size_t i = 0; i < len;) {
+    size_t n = fs_text_prefix(data + i, len - i);
+    luaL_addlstring(&B, data + i, n);
+    i += n;
+    if (i < len) {
+      luaL_addstring(&B, "\xEF\xBF\xBD"); /* U+FFFD for one byte that is not text */
+      i++;
+    }
+  }
+  luaL_pushresult(&B);
+  lua_setfield(L, t, key);
+}
+
 static void set_int(lua_State *L, int t, const char *k, lua_Integer v) {
   lua_pushinteger(L, v);
   lua_setfield(L, t, k);

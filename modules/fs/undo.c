@@ -22,14 +22,16 @@ static int malformed(undo_ctx *u, const char *what) {
   return luaL_error(u->L, "fs undo of %s: malformed undo record: %s", u->kind, what);
 }
 
-/* Bytes stored under key (a string) or key_b64 (base64); the value stays on
- * the stack. NULL (one value pushed) when neither is there. */
+/* Bytes stored under key_b64 (base64: exact) or key (a string); the value
+ * stays on the stack. NULL (one value pushed) when neither is there. */
 static const char *rec_bytes(lua_State *L, int t, const char *key, size_t *len) {
-  if (lua_getfield(L, t, key) == LUA_TSTRING) return lua_tolstring(L, -1, len);
-  lua_pop(L, 1);
   char k[64];
   snprintf(k, sizeof k, "%s_b64", key);
-  if (lua_getfield(L, t, k) != LUA_TSTRING) return NULL;
+  if (lua_getfield(L, t, k) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_getfield(L, t, key);
+    return lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, len) : NULL;
+  }
   size_t elen;
   const char *enc = lua_tolstring(L, -1, &elen);
   char *out = lua_newuserdatauv(L, elen / 4 * 3 + 1, 0);
