@@ -118,12 +118,20 @@ static int holds_secret(lua_State *L, const char *data, size_t len) {
   return differs;
 }
 
-/* Fields shared by files and directories: owner and permission bits. */
+/* Times in nanoseconds since the epoch: undo puts them back, so a restored
+ * file looks untouched to make, rsync and backups. Not in fingerprints. */
+static void node_times(lua_State *L, int node, const struct stat *sb) {
+  set_int(L, node, "mtime_ns", (lua_Integer)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec);
+  set_int(L, node, "atime_ns", (lua_Integer)sb->st_atim.tv_sec * 1000000000 + sb->st_atim.tv_nsec);
+}
+
+/* Fields shared by files and directories: owner, permission bits, times. */
 static void node_meta(lua_State *L, int node, const char *type, const struct stat *sb) {
   set_str(L, node, "type", type);
   set_int(L, node, "mode", sb->st_mode & 07777);
   set_int(L, node, "uid", (lua_Integer)sb->st_uid);
   set_int(L, node, "gid", (lua_Integer)sb->st_gid);
+  node_times(L, node, sb);
 }
 
 void fs_node_file(lua_State *L, int node, const char *data, size_t len, const struct stat *sb) {
@@ -184,12 +192,13 @@ static int entry_name(lua_State *L, int child, char out[NAME_MAX + 1]) {
 }
 
 static __attribute__((noinline)) int capture_link(lua_State *L, int node, const char *path,
-                                                  relish_status *st) {
+                                                  const struct stat *sb, relish_status *st) {
   char target[PATH_MAX];
   ssize_t n = readlink(path, target, sizeof target - 1);
   if (n < 0) return relish_status_errno(st, errno, path);
   target[n] = '\0';
   fs_node_link(L, node, target);
+  node_times(L, node, sb);
   return 0;
 }
 
@@ -243,7 +252,7 @@ static int capture_into(lua_State *L, relish_box *b, int node, char path[PATH_MA
   }
   if (S_ISLNK(sb.st_mode)) {
     bud->links++;
-    return capture_link(L, node, path, st);
+    return capture_link(L, node, path, &sb, st);
   }
   if (!S_ISDIR(sb.st_mode)) {
     const char *what = S_ISFIFO(sb.st_mode) ? "fifo" : S_ISSOCK(sb.st_mode) ? "socket" : "device";

@@ -990,3 +990,75 @@ return recipe "fc" {
     assert_eq(actions, { "fs.mkdir undone", "fs.write undone", "fs.write undone", "fs.symlink undone" })
   end)
 end)
+
+describe("undo restores metadata", function()
+  -- owner, group, mode, mtime (to the nanosecond) and atime as stat(1) sees them
+  local function meta(path)
+    return run("stat", "-c", "%u:%g %a %y %x", path)
+  end
+
+  local RECIPE = [[
+local fs = require "relish.fs"
+return recipe "meta" {
+  params = { dir = param.string { required = true } },
+  step "change" { run = function(ctx)
+    local d = ctx.params.dir
+    fs.write(d .. "/conf", "new\n")
+    fs.copy(d .. "/conf", d .. "/copied")
+    fs.symlink("conf", d .. "/linked")
+    fs.remove(d .. "/tree", { recursive = true })
+    error("failing on purpose")
+  end },
+}
+]]
+
+  test("a failing recipe's rollback gives back content, owner, group, mode and times, trees too", function()
+    if run("id", "-u") ~= "0\n" then skip("needs root to give files away") end
+    local d = tmpdir()
+    local w = d .. "/w"
+    run("mkdir", "-p", w .. "/tree/sub/deeper")
+    put(w .. "/conf", "old\n", mode "640")
+    put(w .. "/copied", "copied before\n", mode "604")
+    put(w .. "/linked", "a file where the link goes\n", mode "600")
+    put(w .. "/tree/a", "a\n", mode "4750")
+    put(w .. "/tree/sub/b", "b\n", mode "444")
+    run("chmod", "2750", w .. "/tree/sub")
+    run("chmod", "700", w .. "/tree/sub/deeper")
+    run("chown", "-R", "1234:2345", w)
+    run("chmod", "4750", w .. "/tree/a") -- chown cleared the set-uid bit
+    run("chmod", "2750", w .. "/tree/sub")
+    run("chown", "4321:5432", w .. "/copied")
+    run("sh", "-c", 'find "$1" -mindepth 1 -exec touch -h -m -d "2001-02-03 04:05:06.123456789" {} + && '
+      .. 'find "$1" -mindepth 1 -exec touch -h -a -d "2002-03-04 05:06:07.987654321" {} +', "sh", w)
+    local paths = { "conf", "copied", "linked", "tree", "tree/a", "tree/sub", "tree/sub/b", "tree/sub/deeper" }
+    local before = {}
+    for _, p in ipairs(paths) do before[p] = meta(w .. "/" .. p) end
+    assert_match(before["tree/a"], "^1234:2345 4750 2001%-02%-03 04:05:06%.123456789")
+    local r = support.relish { "run", support.recipe(d, "meta.lua", RECIPE), "-p", "dir=" .. w,
+      "--state", support.state(d) }
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_match(r.stdout, "Rollback complete")
+    for _, p in ipairs(paths) do assert_eq(meta(w .. "/" .. p), before[p], p) end -- before reading moves atime
+    assert_eq(get(w .. "/conf"), "old\n")
+    assert_eq(get(w .. "/tree/sub/b"), "b\n")
+  end)
+
+  test("the pre-image records mtime and atime in nanoseconds; fingerprints ignore them", function()
+    local d = tmpdir()
+    put(d .. "/f", "x")
+    run("touch", "-m", "-d", "2001-02-03 04:05:06.123456789 UTC", d .. "/f")
+    local effects = capture(function() return fs.write(d .. "/f", "y") end)
+    assert_eq(effects[1].undo.before.mtime_ns, 981173106123456789)
+    assert_eq(math.type(effects[1].undo.before.atime_ns), "integer")
+    run("mkdir", "-p", d .. "/t/sub")
+    put(d .. "/t/sub/g", "g")
+    local function remove_tree()
+      local e = capture(function() return fs.remove(d .. "/t", { recursive = true }) end)[1]
+      assert_true(effect.undo(e.kind, e.undo))
+      return e.fingerprint
+    end
+    local a = remove_tree()
+    run("touch", "-d", "2003-01-01", d .. "/t/sub/g", d .. "/t/sub")
+    assert_eq(remove_tree(), a)
+  end)
+end)
