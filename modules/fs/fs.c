@@ -390,6 +390,15 @@ size_t fs_optcap(lua_State *L, int idx, const char *fname) {
   return cap;
 }
 
+int fs_optundo(lua_State *L, int idx, const char *fname) {
+  if (lua_type(L, idx) != LUA_TTABLE) return 1;
+  int t = lua_getfield(L, idx, "undo");
+  int undo = t == LUA_TNIL || lua_toboolean(L, -1);
+  if (t != LUA_TNIL && t != LUA_TBOOLEAN) luaL_error(L, "%s: undo must be a boolean", fname);
+  lua_pop(L, 1);
+  return undo;
+}
+
 const char *fs_checkpath(lua_State *L, int idx, const char *fname) {
   size_t len;
   const char *p = relish_checktext(L, idx, fname, &len);

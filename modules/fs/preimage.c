@@ -149,6 +149,12 @@ void fs_node_file(lua_State *L, int node, const char *data, size_t len, const st
   fs_set_bytes(L, node, "content", data, len);
 }
 
+void fs_node_stat(lua_State *L, int node, const struct stat *sb) {
+  node = lua_absindex(L, node);
+  node_meta(L, node, "file", sb);
+  set_int(L, node, "size", (lua_Integer)sb->st_size);
+}
+
 void fs_node_link(lua_State *L, int node, const char *target) {
   node = lua_absindex(L, node);
   set_str(L, node, "type", "link");
@@ -242,6 +248,11 @@ static int capture_into(lua_State *L, relish_box *b, int node, char path[PATH_MA
   }
   if (S_ISREG(sb.st_mode)) {
     bud->files++;
+    if (bud->no_content) {
+      bud->used += (size_t)sb.st_size;
+      fs_node_stat(L, node, &sb);
+      return 0;
+    }
     if (bud->over || (size_t)sb.st_size > bud->cap - bud->used) {
       /* Over the cap: go on counting so the error can give the full size. */
       bud->over = 1;

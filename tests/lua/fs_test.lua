@@ -1062,3 +1062,105 @@ return recipe "meta" {
     assert_eq(remove_tree(), a)
   end)
 end)
+
+describe("the journal's disk cost", function()
+  local RECIPE = [[
+local fs = require "relish.fs"
+return recipe "free" {
+  params = { dir = param.string { required = true }, keep = param.boolean { default = true },
+    fail = param.boolean { default = false } },
+  step "free" { run = function(ctx)
+    fs.remove(ctx.params.dir .. "/logs", { recursive = true, undo = ctx.params.keep })
+    fs.write(ctx.params.dir .. "/big.log", "", { undo = ctx.params.keep })
+    fs.write(ctx.params.dir .. "/note", "freed\n")
+    if ctx.params.fail then error("failing on purpose") end
+  end },
+}
+]]
+
+  local function esc(s) return (s:gsub("%p", "%%%0")) end
+
+  local function journal_size(d)
+    local n = 0
+    for _, f in ipairs { "/journal.db", "/journal.db-wal" } do
+      local fh = io.open(d .. f, "rb")
+      if fh then n = n + fh:seek("end") fh:close() end
+    end
+    return n
+  end
+
+  -- a 5 MB tree of logs and a 2 MB log, incompressible
+  local function world(d)
+    local w = d .. "/w"
+    run("mkdir", "-p", w .. "/logs/a", w .. "/logs/b")
+    for i = 1, 5 do
+      run("sh", "-c", 'head -c 1048576 /dev/urandom >"$1"', "sh", w .. "/logs/" .. (i % 2 == 0 and "a" or "b") .. "/" .. i .. ".log")
+    end
+    run("sh", "-c", 'head -c 2097152 /dev/urandom >"$1"', "sh", w .. "/big.log")
+    return w
+  end
+
+  test("a dry-run of removing a 5 MB tree writes no pre-image to the journal", function()
+    local d = tmpdir()
+    local w = world(d)
+    local f = support.recipe(d, "free.lua", RECIPE)
+    run("mkdir", d .. "/empty")
+    local r = support.relish { "run", f, "-p", "dir=" .. d .. "/empty", "--dry-run", "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    local before = journal_size(d)
+    r = support.relish { "run", f, "-p", "dir=" .. w, "--dry-run", "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "remove " .. esc(w) .. "/logs %(directory tree: 5 files")
+    assert_true(journal_size(d) - before < 100 * 1024, "the journal grew by " .. (journal_size(d) - before))
+  end)
+
+  test("undo = false: no pre-image journaled, planned and rolled back as irreversible", function()
+    local d = tmpdir()
+    local w = world(d)
+    local f = support.recipe(d, "free.lua", RECIPE)
+    local state = support.state(d)
+    local plan = support.relish { "run", f, "-p", "dir=" .. w, "-p", "keep=false", "--dry-run", "--state", state }
+    assert_eq(plan.code, 0, plan.stdout .. plan.stderr)
+    assert_match(plan.stdout, "! remove " .. esc(w) .. "/logs %(directory tree: 5 files[^\n]*%(irreversible%)")
+    assert_match(plan.stdout, "! write " .. esc(w) .. "/big%.log[^\n]*%(irreversible%)")
+    assert_match(plan.stdout, "Plan: 3 action%(s%) %(2 irreversible%)")
+    local before = journal_size(d)
+    local r = support.relish { "run", f, "-p", "dir=" .. w, "-p", "keep=false", "-p", "fail=true", "--state", state }
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_true(journal_size(d) - before < 100 * 1024, "the journal grew by " .. (journal_size(d) - before))
+    assert_match(r.stdout, "Rollback complete, but for 2 irreversible action%(s%)")
+    assert_nil(io.open(w .. "/logs/1.log"))
+    assert_eq(get(w .. "/big.log"), "")
+    assert_nil(io.open(w .. "/note"), "the reversible write was undone")
+    local s = require("relish.json").decode(support.relish { "show", "last", "--format", "json", "--state", state }.stdout)
+    assert_eq(s.status, "rolled_back")
+    -- the same with undo kept: the pre-images are in the journal
+    w = world(tmpdir())
+    before = journal_size(d)
+    r = support.relish { "run", f, "-p", "dir=" .. w, "-p", "fail=true", "--state", state }
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_true(journal_size(d) - before > 5 * 1024 * 1024, "the journal grew by " .. (journal_size(d) - before))
+    assert_eq(#get(w .. "/logs/a/2.log"), 1048576)
+  end)
+
+  test("undo = false in a capture: no record, irreversible; misuse raises", function()
+    local d = tmpdir()
+    put(d .. "/f", "old")
+    local effects = capture(function() return fs.write(d .. "/f", "new", { undo = false }) end)
+    assert_eq(#effects, 1)
+    assert_nil(effects[1].undo)
+    assert_true(effects[1].irreversible)
+    assert_eq(get(d .. "/f"), "new")
+    effects = capture(function() return fs.copy(d .. "/f", d .. "/g", { undo = false }) end)
+    assert_true(effects[1].irreversible)
+    effects = capture(function() return fs.write(d .. "/f", "newer", { undo = true }) end)
+    assert_false(effects[1].irreversible)
+    -- over max_undo, the old content is not even read: a huge log can be truncated
+    put(d .. "/huge", string.rep("x", 4096))
+    effects = capture(function() return fs.write(d .. "/huge", "", { undo = false, max_undo = 1024 }) end)
+    assert_match(effects[1].detail, "old content not read or kept: 4%.1 kB %(undo = false%)")
+    assert_eq(get(d .. "/huge"), "")
+    assert_error(function() fs.write(d .. "/f", "x", { undo = "no" }) end, "fs.write: undo must be a boolean")
+    assert_error(function() fs.remove(d .. "/f", { undo = 0 }) end, "fs.remove: undo must be a boolean")
+  end)
+end)
