@@ -143,6 +143,44 @@ function M:event(name, fields)
   if h then h(self, fields) end
 end
 
+-- ---- the journal's own disk ---------------------------------------------------
+-- Every action journals its undo record, so a run needs room on the journal's
+-- filesystem. A real run starts with a warning when that room is low (below
+-- 5% or 64 MiB; RELISH_LOW_DISK_BYTES sets the byte threshold) and goes on:
+-- a runbook that frees disk must be able to run.
+
+local LOW_BYTES, LOW_FRACTION = 64 * 1024 * 1024, 0.05
+
+local function human(n)
+  local units, i = { "B", "kB", "MB", "GB", "TB", "PB" }, 1
+  while n >= 1000 and i < #units do n, i = n / 1000, i + 1 end
+  return i == 1 and string.format("%d B", n) or string.format("%.1f %s", n, units[i])
+end
+
+-- low_disk(path, free, total [, min_bytes]) -> warning text | nil
+function M.low_disk(path, free, total, min_bytes)
+  min_bytes = min_bytes or LOW_BYTES
+  if free >= min_bytes and (total <= 0 or free >= total * LOW_FRACTION) then return nil end
+  return string.format("warning: the journal's disk is nearly full: %s free of %s (%d%%) on the filesystem "
+    .. "of %s; every action journals its undo record there (use undo = false for what need not be "
+    .. "undone, or put the journal elsewhere with --state)", human(free), human(total),
+    total > 0 and math.floor(free * 100 / total) or 0, path)
+end
+
+-- check_disk(journal, run_id): says so, on the output and in the journal,
+-- when the journal's disk is nearly full; never fails the run
+function M:check_disk(journal, run_id)
+  local path = journal.path
+  local dir = path:match("^(.*)/[^/]*$") or "."
+  local ok, free, total = pcall(host.disk_free, dir == "" and "/" or dir)
+  if not ok or type(free) ~= "number" then return end
+  local min = tonumber(os.getenv("RELISH_LOW_DISK_BYTES") or "")
+  local msg = M.low_disk(path, free, total, min)
+  if not msg then return end
+  pcall(journal.event, journal, run_id, "log", msg)
+  self:event("log", { message = msg })
+end
+
 local MARK = { done = "✓", failed = "✗", skipped = "-", running = "…", undone = "↺", undo_failed = "!" }
 local MARK_PLAIN = { done = "ok", failed = "FAILED", skipped = "skipped", undone = "undone", undo_failed = "UNDO FAILED" }
 

@@ -151,3 +151,56 @@ return recipe "bytes" {
     assert_eq(output.text("d\u{e9}j\u{e0}"), "d\u{e9}j\u{e0}")
   end)
 end)
+
+describe("the journal's own disk", function()
+  local output = require "relish.output"
+  local host = require "relish._host"
+
+  test("disk_free gives free and total bytes of a path's filesystem", function()
+    local free, total = host.disk_free(tmpdir())
+    assert_eq(math.type(free), "integer")
+    assert_true(total > 0 and free >= 0 and free <= total, free .. " of " .. total)
+    local none, err = host.disk_free("/nonexistent/relish")
+    assert_nil(none)
+    assert_match(tostring(err), "/nonexistent/relish")
+  end)
+
+  test("nearly full is below 5% or below 64 MiB", function()
+    local GB, MB = 1000 ^ 3, 1024 * 1024
+    assert_nil(output.low_disk("/j.db", 10 * GB, 100 * GB))
+    assert_nil(output.low_disk("/j.db", 100 * MB, 1 * GB))
+    local w = output.low_disk("/var/lib/relish/journal.db", 4 * GB, 100 * GB)
+    assert_match(w, "4%.0 GB free of 100%.0 GB %(4%%%) on the filesystem of /var/lib/relish/journal%.db")
+    assert_match(output.low_disk("/j.db", 60 * MB, 1 * GB), "62%.9 MB free")
+    assert_match(output.low_disk("/j.db", 2 * GB, 10 * GB, 4 * GB), "2%.0 GB free") -- RELISH_LOW_DISK_BYTES
+    assert_nil(output.low_disk("/j.db", 2 * GB, 10 * GB, 1 * GB))
+  end)
+
+  test("a real run says so before acting, and still runs; a dry-run does not", function()
+    local d = tmpdir()
+    local f = support.recipe(d, "free.lua", [[
+local fs = require "relish.fs"
+return recipe "free" {
+  params = { dir = param.string { required = true } },
+  step "free" { run = function(ctx) fs.write(ctx.params.dir .. "/out", "x") end },
+}
+]])
+    local env = { RELISH_LOW_DISK_BYTES = tostring(math.maxinteger) }
+    local args = { "run", f, "-p", "dir=" .. d, "--state", support.state(d), env = env }
+    local r = relish(args)
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    local warn = r.stdout:find("warning: the journal's disk is nearly full", 1, true)
+    assert_true(warn and warn < r.stdout:find("step 1/1 free: started", 1, true), r.stdout)
+    assert_match(r.stdout, "on the filesystem of " .. (d .. "/journal.db"):gsub("%p", "%%%0"))
+    assert_eq(support.read(d .. "/out"), "x")
+    args[#args + 1] = "--output"
+    args[#args + 1] = "json"
+    r = relish(args)
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    json_lines(r)
+    assert_match(r.stdout, '"event":"log","message":"warning: the journal\'s disk is nearly full')
+    local plan = relish { "run", f, "-p", "dir=" .. d, "--dry-run", "--state", support.state(d), env = env }
+    assert_eq(plan.code, 0, plan.stdout .. plan.stderr)
+    assert_nil(plan.stdout:find("nearly full", 1, true), plan.stdout)
+  end)
+end)
