@@ -115,6 +115,9 @@ local function utf8_table(t, depth)
   end
   return setmetatable(out, getmetatable(t))
 end
+-- json_safe(t): a copy of t that json.encode accepts whatever bytes its
+-- strings hold (for show and history, which encode journal rows)
+function M.json_safe(t) return utf8_table(t, 0) end
 
 -- encode(name, fields) -> one line of JSON; never raises: an event that
 -- still cannot be encoded becomes a minimal event saying so

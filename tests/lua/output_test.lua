@@ -149,6 +149,8 @@ return recipe "bytes" {
     assert_eq(output.base64("\xff\xfe\x00"), "//4A")
     assert_eq(output.text("a\xffb\xe9"), "a\u{fffd}b\u{fffd}")
     assert_eq(output.text("d\u{e9}j\u{e0}"), "d\u{e9}j\u{e0}")
+    assert_eq(json.decode(json.encode(output.json_safe { a = { { path = "/caf\xe9" } } })),
+      { a = { { path = "/caf\u{fffd}", path_b64 = "L2NhZuk=" } } })
   end)
 end)
 
