@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -285,6 +286,17 @@ static int l_host_nearest(lua_State *L) {
   return 1;
 }
 
+/* disk_free(path) -> free bytes, total bytes of the filesystem holding path
+ * (free as an unprivileged user may use it: f_bavail) */
+static int l_host_disk_free(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct statvfs sv;
+  if (statvfs(path, &sv) != 0) return relish_fail(L, "io", "%s: %s", path, strerror(errno));
+  lua_pushinteger(L, (lua_Integer)((unsigned long long)sv.f_bavail * sv.f_frsize));
+  lua_pushinteger(L, (lua_Integer)((unsigned long long)sv.f_blocks * sv.f_frsize));
+  return 2;
+}
+
 int luaopen_relish__host(lua_State *L) {
   static const luaL_Reg fns[] = {{"exe", l_host_exe},
                                  {"listdir", l_host_listdir},
@@ -308,6 +320,7 @@ int luaopen_relish__host(lua_State *L) {
                                  {"deadline_passed", l_host_deadline_passed},
                                  {"interrupt_reset", l_host_interrupt_reset},
                                  {"nearest", l_host_nearest},
+                                 {"disk_free", l_host_disk_free},
                                  {NULL, NULL}};
   luaL_newlib(L, fns);
   relish_progress_register(L);

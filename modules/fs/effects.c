@@ -48,7 +48,7 @@ static int new_record(lua_State *L, const char *real) {
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, 1);
   lua_setfield(L, -2, "v");
-  fs_set_bytes(L, -1, "path", real, strlen(real));
+  fs_set_path(L, -1, "path", real, strlen(real));
   return lua_gettop(L);
 }
 
@@ -114,6 +114,7 @@ struct put_req {
   int secret, has_mode;
   mode_t mode;
   size_t cap;
+  int undo; /* 0: undo = false, irreversible on purpose */
 };
 
 /* The content of a put op (its user value), or NULL. Pushes one value. */
@@ -163,6 +164,7 @@ static int fs_put(lua_State *L, relish_box *b, const struct put_req *r) {
     return fs_raise(L, r->verb, r->path, &st);
   const char *old = NULL;
   size_t oldlen = 0;
+  int unread = 0;
   if (pre.exists) {
     if (S_ISDIR(pre.sb.st_mode)) {
       relish_status_errno(&st, EISDIR, NULL);
@@ -172,12 +174,15 @@ static int fs_put(lua_State *L, relish_box *b, const struct put_req *r) {
       relish_status_set(&st, "io", "%s exists and is not a regular file", real);
       return fs_raise(L, r->verb, r->path, &st);
     }
-    if ((size_t)pre.sb.st_size > r->cap) {
+    if ((size_t)pre.sb.st_size > r->cap && r->undo) {
       fs_budget bud = {.cap = r->cap, .used = (size_t)pre.sb.st_size};
       fs_set_too_large(&st, &bud);
       return fs_raise(L, r->verb, r->path, &st);
     }
-    if (pre.fresh) {
+    if ((size_t)pre.sb.st_size > r->cap && !pre.fresh) {
+      unread = 1; /* undo = false: no need to hold a large old file in memory */
+      oldlen = (size_t)pre.sb.st_size;
+    } else if (pre.fresh) {
       old = pre.content != NULL ? pre.content : "";
       oldlen = pre.len;
     } else {
@@ -195,13 +200,15 @@ static int fs_put(lua_State *L, relish_box *b, const struct put_req *r) {
   int present = pre.exists;
   mode_t oldmode = present ? pre.sb.st_mode & 07777 : 0;
   mode_t mode = r->has_mode ? r->mode : present ? oldmode : 0644;
-  if (present && r->data != NULL && oldlen == r->len && oldmode == mode &&
+  if (present && !unread && r->data != NULL && oldlen == r->len && oldmode == mode &&
       memcmp(old, r->data, oldlen) == 0)
     return done(L); /* already so: nothing to do */
 
   int rec = new_record(L, real);
   lua_createtable(L, 0, 8);
-  if (present)
+  if (unread)
+    fs_node_stat(L, -1, &pre.sb);
+  else if (present)
     fs_node_file(L, -1, old, oldlen, &pre.sb);
   else {
     lua_pushliteral(L, "absent");
@@ -223,10 +230,16 @@ static int fs_put(lua_State *L, relish_box *b, const struct put_req *r) {
     snprintf(desc, sizeof desc, "write %s (%s, %s%s)%s", abs, what, modes, tail,
              resolves_note(abs, real, note));
   const char *detail = NULL;
-  char secretline[96];
+  char secretline[96], unreadline[160];
   if (r->secret) {
     snprintf(secretline, sizeof secretline, "secret content: %zu bytes, not shown", r->len);
     detail = secretline;
+  } else if (unread) {
+    char was[32];
+    fs_human(oldlen, was);
+    snprintf(unreadline, sizeof unreadline,
+             "old content not read or kept: %s (undo = false); new content: %s", was, size);
+    detail = unreadline;
   } else if (r->data != NULL) {
     char *d = relish_box_add(b, fs_detail(abs, old, oldlen, present, r->data, r->len, 1), free);
     if (d == NULL) return luaL_error(L, "not enough memory");
@@ -250,15 +263,16 @@ static int fs_put(lua_State *L, relish_box *b, const struct put_req *r) {
                                                .describe = desc,
                                                .detail = detail,
                                                .fingerprint = fp,
-                                               .record = rec,
+                                               .record = r->undo ? rec : 0,
                                                .arg = arg});
 }
 
-static const char *const put_opts[] = {"mode", "max_undo", NULL};
+static const char *const put_opts[] = {"mode", "max_undo", "undo", NULL};
 
 static void put_options(lua_State *L, int idx, const char *fname, struct put_req *r) {
   relish_checkopts(L, idx, fname, put_opts);
   r->cap = fs_optcap(L, idx, fname);
+  r->undo = fs_optundo(L, idx, fname);
   if (lua_type(L, idx) == LUA_TTABLE) {
     if (lua_getfield(L, idx, "mode") != LUA_TNIL) {
       r->has_mode = 1;
@@ -453,7 +467,7 @@ int l_fs_mkdir(lua_State *L) {
   lua_createtable(L, (int)nends, 0);
   for (size_t i = 0; i < nends; i++) {
     lua_createtable(L, 0, 1);
-    fs_set_bytes(L, -1, "path", leaf, ends[i]);
+    fs_set_path(L, -1, "path", leaf, ends[i]);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_setfield(L, rec, "created");
@@ -656,7 +670,7 @@ int fs_plan_remove(lua_State *L) {
   return done(L);
 }
 
-static const char *const remove_opts[] = {"recursive", "max_undo", NULL};
+static const char *const remove_opts[] = {"recursive", "max_undo", "undo", NULL};
 
 /* fs.remove(path, {recursive=, max_undo=}) -> true. Nothing there is
  * success. Links are removed, never followed. */
@@ -665,6 +679,11 @@ int l_fs_remove(lua_State *L) {
   relish_checkopts(L, 2, "fs.remove", remove_opts);
   int recursive = 0;
   fs_budget bud = {.cap = fs_optcap(L, 2, "fs.remove")};
+  int undo = fs_optundo(L, 2, "fs.remove");
+  if (!undo) { /* no pre-image: the fingerprint is the tree's shape, not its content */
+    bud.no_content = 1;
+    bud.cap = SIZE_MAX;
+  }
   if (lua_type(L, 2) == LUA_TTABLE) {
     lua_getfield(L, 2, "recursive");
     recursive = lua_toboolean(L, -1);
@@ -735,7 +754,7 @@ int l_fs_remove(lua_State *L) {
                                                .describe = desc,
                                                .detail = detail,
                                                .fingerprint = fp,
-                                               .record = rec,
+                                               .record = undo ? rec : 0,
                                                .arg = lua_gettop(L)});
 }
 

@@ -307,11 +307,13 @@ int fs_put_link(const char *path, const char *target, relish_status *st) {
 
 /* ---- small helpers ---- */
 
-int fs_is_text(const char *data, size_t len) {
+/* The length of the longest prefix of data that is text: UTF-8 without NUL. */
+size_t fs_text_prefix(const char *data, size_t len) {
   const unsigned char *s = (const unsigned char *)data;
-  for (size_t i = 0; i < len;) {
+  size_t i = 0;
+  while (i < len) {
     unsigned c = s[i];
-    if (c == 0) return 0;
+    if (c == 0) return i;
     if (c < 0x80) {
       i++;
       continue;
@@ -328,18 +330,20 @@ int fs_is_text(const char *data, size_t len) {
       need = 3;
       min = 0x10000;
     } else {
-      return 0;
+      return i;
     }
     unsigned cp = c & (0x3f >> need);
     for (size_t k = 1; k <= need; k++) {
-      if (i + k >= len || (s[i + k] & 0xc0) != 0x80) return 0;
+      if (i + k >= len || (s[i + k] & 0xc0) != 0x80) return i;
       cp = cp << 6 | (s[i + k] & 0x3f);
     }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
     i += need + 1;
   }
-  return 1;
+  return i;
 }
+
+int fs_is_text(const char *data, size_t len) { return fs_text_prefix(data, len) == len; }
 
 void fs_human(size_t n, char out[32]) {
   if (n < 1000)
@@ -384,6 +388,15 @@ size_t fs_optcap(lua_State *L, int idx, const char *fname) {
   }
   lua_pop(L, 1);
   return cap;
+}
+
+int fs_optundo(lua_State *L, int idx, const char *fname) {
+  if (lua_type(L, idx) != LUA_TTABLE) return 1;
+  int t = lua_getfield(L, idx, "undo");
+  int undo = t == LUA_TNIL || lua_toboolean(L, -1);
+  if (t != LUA_TNIL && t != LUA_TBOOLEAN) luaL_error(L, "%s: undo must be a boolean", fname);
+  lua_pop(L, 1);
+  return undo;
 }
 
 const char *fs_checkpath(lua_State *L, int idx, const char *fname) {

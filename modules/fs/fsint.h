@@ -71,11 +71,15 @@ int fs_put_file(const char *path, const char *data, size_t len, mode_t mode, lon
 int fs_put_link(const char *path, const char *target, relish_status *st);
 /* 1 when data is UTF-8 text without NUL bytes. */
 int fs_is_text(const char *data, size_t len);
+size_t fs_text_prefix(const char *data, size_t len);
 /* "1.2 kB", "12.0 MB": human sizes in decimal units. */
 void fs_human(size_t n, char out[32]);
 /* Mode argument: an integer or an octal string like "0755"; raises on misuse. */
 mode_t fs_checkmode(lua_State *L, int idx, const char *fname);
 size_t fs_optcap(lua_State *L, int idx, const char *fname);
+/* The undo option of the options table at idx: 1 (the default) or 0 for
+ * undo = false (irreversible on purpose: no pre-image is kept). */
+int fs_optundo(lua_State *L, int idx, const char *fname);
 /* A path argument: a non-empty string without NUL bytes; raises otherwise. */
 const char *fs_checkpath(lua_State *L, int idx, const char *fname);
 
@@ -84,7 +88,8 @@ const char *fs_checkpath(lua_State *L, int idx, const char *fname);
 /* How many content bytes a pre-image may still take. */
 typedef struct {
   size_t cap, used;
-  int over; /* went past cap: sizes still counted, content not read */
+  int over;       /* went past cap: sizes still counted, content not read */
+  int no_content; /* undo = false: only the tree's shape (names, types, modes, sizes) */
   size_t files, dirs, links;
 } fs_budget;
 
@@ -99,9 +104,12 @@ int fs_capture(lua_State *L, relish_box *b, const char *path, int recursive, fs_
  * table at idx. */
 void fs_node_file(lua_State *L, int node, const char *data, size_t len, const struct stat *sb);
 void fs_node_link(lua_State *L, int node, const char *target);
+/* A file node without its content: type, owner, mode, times and size. */
+void fs_node_stat(lua_State *L, int node, const struct stat *sb);
 /* t[key] = bytes when UTF-8 text, else t[key_b64] = base64 (relish.json,
  * which journals the record, encodes only valid UTF-8). */
 void fs_set_bytes(lua_State *L, int t, const char *key, const char *data, size_t len);
+void fs_set_path(lua_State *L, int t, const char *key, const char *data, size_t len);
 /* Fingerprint of a pre-image node: "absent", "file:<sha256>:0644",
  * "link:<target>", "dir:0755", or "dir:0755:<tree sha256>" for a tree (the
  * digest of the tree as compact JSON, keys in capture order). */

@@ -74,6 +74,32 @@ void fs_set_bytes(lua_State *L, int t, const char *key, const char *data, size_t
   lua_setfield(L, t, k);
 }
 
+/* A path in a record: key always holds text (bytes that are not UTF-8 shown
+ * as U+FFFD, so every record names its path readably), and key_b64 the exact
+ * bytes when they are not text. Readers take key_b64 first. */
+void fs_set_path(lua_State *L, int t, const char *key, const char *data, size_t len) {
+  t = lua_absindex(L, t);
+  if (fs_is_text(data, len)) {
+    lua_pushlstring(L, data, len);
+    lua_setfield(L, t, key);
+    return;
+  }
+  fs_set_bytes(L, t, key, data, len);
+  luaL_Buffer B;
+  luaL_buffinit(L, &B);
+  for (size_t i = 0; i < len;) {
+    size_t n = fs_text_prefix(data + i, len - i);
+    luaL_addlstring(&B, data + i, n);
+    i += n;
+    if (i < len) {
+      luaL_addstring(&B, "\xEF\xBF\xBD"); /* U+FFFD for one byte that is not text */
+      i++;
+    }
+  }
+  luaL_pushresult(&B);
+  lua_setfield(L, t, key);
+}
+
 static void set_int(lua_State *L, int t, const char *k, lua_Integer v) {
   lua_pushinteger(L, v);
   lua_setfield(L, t, k);
@@ -92,12 +118,20 @@ static int holds_secret(lua_State *L, const char *data, size_t len) {
   return differs;
 }
 
-/* Fields shared by files and directories: owner and permission bits. */
+/* Times in nanoseconds since the epoch: undo puts them back, so a restored
+ * file looks untouched to make, rsync and backups. Not in fingerprints. */
+static void node_times(lua_State *L, int node, const struct stat *sb) {
+  set_int(L, node, "mtime_ns", (lua_Integer)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec);
+  set_int(L, node, "atime_ns", (lua_Integer)sb->st_atim.tv_sec * 1000000000 + sb->st_atim.tv_nsec);
+}
+
+/* Fields shared by files and directories: owner, permission bits, times. */
 static void node_meta(lua_State *L, int node, const char *type, const struct stat *sb) {
   set_str(L, node, "type", type);
   set_int(L, node, "mode", sb->st_mode & 07777);
   set_int(L, node, "uid", (lua_Integer)sb->st_uid);
   set_int(L, node, "gid", (lua_Integer)sb->st_gid);
+  node_times(L, node, sb);
 }
 
 void fs_node_file(lua_State *L, int node, const char *data, size_t len, const struct stat *sb) {
@@ -113,6 +147,12 @@ void fs_node_file(lua_State *L, int node, const char *data, size_t len, const st
     return;
   }
   fs_set_bytes(L, node, "content", data, len);
+}
+
+void fs_node_stat(lua_State *L, int node, const struct stat *sb) {
+  node = lua_absindex(L, node);
+  node_meta(L, node, "file", sb);
+  set_int(L, node, "size", (lua_Integer)sb->st_size);
 }
 
 void fs_node_link(lua_State *L, int node, const char *target) {
@@ -158,12 +198,13 @@ static int entry_name(lua_State *L, int child, char out[NAME_MAX + 1]) {
 }
 
 static __attribute__((noinline)) int capture_link(lua_State *L, int node, const char *path,
-                                                  relish_status *st) {
+                                                  const struct stat *sb, relish_status *st) {
   char target[PATH_MAX];
   ssize_t n = readlink(path, target, sizeof target - 1);
   if (n < 0) return relish_status_errno(st, errno, path);
   target[n] = '\0';
   fs_node_link(L, node, target);
+  node_times(L, node, sb);
   return 0;
 }
 
@@ -207,6 +248,11 @@ static int capture_into(lua_State *L, relish_box *b, int node, char path[PATH_MA
   }
   if (S_ISREG(sb.st_mode)) {
     bud->files++;
+    if (bud->no_content) {
+      bud->used += (size_t)sb.st_size;
+      fs_node_stat(L, node, &sb);
+      return 0;
+    }
     if (bud->over || (size_t)sb.st_size > bud->cap - bud->used) {
       /* Over the cap: go on counting so the error can give the full size. */
       bud->over = 1;
@@ -217,7 +263,7 @@ static int capture_into(lua_State *L, relish_box *b, int node, char path[PATH_MA
   }
   if (S_ISLNK(sb.st_mode)) {
     bud->links++;
-    return capture_link(L, node, path, st);
+    return capture_link(L, node, path, &sb, st);
   }
   if (!S_ISDIR(sb.st_mode)) {
     const char *what = S_ISFIFO(sb.st_mode) ? "fifo" : S_ISSOCK(sb.st_mode) ? "socket" : "device";

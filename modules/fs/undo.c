@@ -22,14 +22,16 @@ static int malformed(undo_ctx *u, const char *what) {
   return luaL_error(u->L, "fs undo of %s: malformed undo record: %s", u->kind, what);
 }
 
-/* Bytes stored under key (a string) or key_b64 (base64); the value stays on
- * the stack. NULL (one value pushed) when neither is there. */
+/* Bytes stored under key_b64 (base64: exact) or key (a string); the value
+ * stays on the stack. NULL (one value pushed) when neither is there. */
 static const char *rec_bytes(lua_State *L, int t, const char *key, size_t *len) {
-  if (lua_getfield(L, t, key) == LUA_TSTRING) return lua_tolstring(L, -1, len);
-  lua_pop(L, 1);
   char k[64];
   snprintf(k, sizeof k, "%s_b64", key);
-  if (lua_getfield(L, t, k) != LUA_TSTRING) return NULL;
+  if (lua_getfield(L, t, k) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_getfield(L, t, key);
+    return lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, len) : NULL;
+  }
   size_t elen;
   const char *enc = lua_tolstring(L, -1, &elen);
   char *out = lua_newuserdatauv(L, elen / 4 * 3 + 1, 0);
@@ -71,6 +73,33 @@ static void fix_owner(const char *path, const struct stat *sb, lua_Integer uid, 
   /* Best effort, as in fs_put_file: only privilege can give files away. */
   if (lchown(path, uid >= 0 ? (uid_t)uid : (uid_t)-1, gid >= 0 ? (gid_t)gid : (gid_t)-1) != 0)
     return;
+}
+
+/* Puts back the recorded times (mtime_ns, atime_ns) of the node at path,
+ * without following a link. Last of all, since writing content or entries
+ * moves them. Best effort without privilege, as for the owner. */
+static int restore_times(lua_State *L, int node, const char *path, relish_status *st) {
+  lua_Integer ns[2];
+  static const char *const keys[2] = {"atime_ns", "mtime_ns"};
+  struct timespec ts[2];
+  int any = 0;
+  for (int i = 0; i < 2; i++) {
+    if (!rec_int(L, node, keys[i], &ns[i])) {
+      ts[i] = (struct timespec){.tv_sec = 0, .tv_nsec = UTIME_OMIT};
+      continue;
+    }
+    lua_Integer sec = ns[i] / 1000000000, nsec = ns[i] % 1000000000;
+    if (nsec < 0) {
+      nsec += 1000000000;
+      sec--;
+    }
+    ts[i] = (struct timespec){.tv_sec = (time_t)sec, .tv_nsec = (long)nsec};
+    any = 1;
+  }
+  if (!any) return 0; /* a record from before times were kept */
+  if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM && errno != EACCES)
+    return relish_status_errno(st, errno, path);
+  return 0;
 }
 
 static int restore_absent(const char *path, int present, const struct stat *sb, relish_status *st) {
@@ -130,10 +159,13 @@ static int restore_file(undo_ctx *u, const char *path, int node, int present, co
     if (S_ISREG(sb->st_mode) && (sb->st_mode & 07777) == (mode_t)mode &&
         (size_t)sb->st_size == len && same_content(path, data, len)) {
       fix_owner(path, sb, uid, gid);
-      return 0;
+      if (mode & 06000) chmod(path, (mode_t)mode); /* chown dropped set-id bits */
+      return restore_times(L, node, path, st);
     }
   }
-  return fs_put_file(path, data, len, (mode_t)mode, uid, gid, st) != 0 ? at_path(st, path) : 0;
+  /* fs_put_file sets owner, then mode (chown clears set-id bits) */
+  if (fs_put_file(path, data, len, (mode_t)mode, uid, gid, st) != 0) return at_path(st, path);
+  return restore_times(L, node, path, st);
 }
 
 static int restore_link(undo_ctx *u, const char *path, int node, int present, const struct stat *sb,
@@ -148,10 +180,12 @@ static int restore_link(undo_ctx *u, const char *path, int node, int present, co
     if (S_ISLNK(sb->st_mode)) {
       char have[PATH_MAX];
       ssize_t n = readlink(path, have, sizeof have - 1);
-      if (n >= 0 && (size_t)n == len && memcmp(have, target, len) == 0) return 0;
+      if (n >= 0 && (size_t)n == len && memcmp(have, target, len) == 0)
+        return restore_times(u->L, node, path, st);
     }
   }
-  return fs_put_link(path, target, st) != 0 ? at_path(st, path) : 0;
+  if (fs_put_link(path, target, st) != 0) return at_path(st, path);
+  return restore_times(u->L, node, path, st);
 }
 
 static int restore_node(undo_ctx *u, char path[PATH_MAX], int node, int depth, relish_status *st);
@@ -203,7 +237,8 @@ static int restore_dir(undo_ctx *u, char path[PATH_MAX], int node, int depth, in
   /* chown can drop set-id bits, so the mode goes last */
   if ((now.st_mode & 07777) != (mode_t)mode || uid >= 0 || gid >= 0)
     if (chmod(path, (mode_t)mode) != 0) return relish_status_errno(st, errno, path);
-  return 0;
+  /* times last: putting the entries back moved the directory's mtime */
+  return restore_times(L, node, path, st);
 }
 
 static int restore_node(undo_ctx *u, char path[PATH_MAX], int node, int depth, relish_status *st) {

@@ -460,6 +460,7 @@ function M.run(opts)
     params = storable_params(params), dry_run = E.dry_run, lock_name = E.lock_name }, names)
   out:event("run_started", { recipe = recipe.name, file = path, params = json.decode(storable_params(params)),
     dry_run = E.dry_run, run_id = E.run_id })
+  if not E.dry_run then out:check_disk(journal, E.run_id) end
   local code = execute(E)
   if opts.plan_out and code == 0 then
     M.save_plan(journal, E.run_id, opts.plan_out, recipe, path, hash, params)

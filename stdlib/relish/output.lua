@@ -56,7 +56,81 @@ function M:write(s)
   self.out:flush()
 end
 
+-- ---- text that is not UTF-8 -------------------------------------------------
+-- A JSON event is UTF-8 text, but a path, an argv or a log line can hold any
+-- bytes. Such a string field x becomes x = the text with each byte that is
+-- not UTF-8 shown as U+FFFD, plus x_b64 = the exact bytes in base64 (the
+-- form fs undo records use); a string in a list gets the U+FFFD form only.
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+local function base64(s)
+  return (s:gsub("..?.?", function(c)
+    local a, b, d = c:byte(1, 3)
+    local n = a * 65536 + (b or 0) * 256 + (d or 0)
+    local out = {}
+    for i = 1, 4 do
+      local k = (n >> (6 * (4 - i))) & 63
+      out[i] = B64:sub(k + 1, k + 1)
+    end
+    if not b then out[3] = "=" end
+    if not d then out[4] = "=" end
+    return table.concat(out)
+  end))
+end
+M.base64 = base64
+
+-- is_text(s): valid UTF-8; text(s): s with each byte that is not UTF-8
+-- replaced by U+FFFD
+local function is_text(s) return utf8.len(s) ~= nil end
+M.is_text = is_text
+
+local function text(s)
+  local out, i = {}, 1
+  while i <= #s do
+    local n, bad = utf8.len(s, i)
+    if n then
+      out[#out + 1] = s:sub(i)
+      break
+    end
+    out[#out + 1] = s:sub(i, bad - 1)
+    out[#out + 1] = "\u{FFFD}"
+    i = bad + 1
+  end
+  return table.concat(out)
+end
+M.text = text
+
+local function utf8_table(t, depth)
+  if type(t) == "string" then return is_text(t) and t or text(t) end
+  if type(t) ~= "table" or depth > 10 then return t end
+  local out = {}
+  for k, v in pairs(t) do
+    if type(v) == "string" and not is_text(v) then
+      out[k] = text(v)
+      if type(k) == "string" then out[k .. "_b64"] = base64(v) end
+    else
+      out[k] = utf8_table(v, depth + 1)
+    end
+  end
+  return setmetatable(out, getmetatable(t))
+end
+-- json_safe(t): a copy of t that json.encode accepts whatever bytes its
+-- strings hold (for show and history, which encode journal rows)
+function M.json_safe(t) return utf8_table(t, 0) end
+
+-- encode(name, fields) -> one line of JSON; never raises: an event that
+-- still cannot be encoded becomes a minimal event saying so
+local function encode(e)
+  local ok, line = pcall(json.encode, utf8_table(e, 0), { sort_keys = true })
+  if ok then return line end
+  return json.encode({ event = type(e.event) == "string" and text(e.event) or "?",
+    run_id = e.run_id, ts = e.ts, unencodable = true, error = text(tostring(line)) }, { sort_keys = true })
+end
+M.encode = encode
+
 -- event(name, fields): the one entry point; fields are copied into the JSON.
+-- Encoding an event never fails the run (see encode).
 function M:event(name, fields)
   fields = fields or {}
   if self.format == "json" then
@@ -64,12 +138,50 @@ function M:event(name, fields)
     e.event = name
     e.run_id = self.run_id
     e.ts = iso_now()
-    self.out:write(json.encode(e, { sort_keys = true }), "\n")
+    self.out:write(encode(e), "\n")
     self.out:flush()
     return
   end
   local h = self["on_" .. name]
   if h then h(self, fields) end
+end
+
+-- ---- the journal's own disk ---------------------------------------------------
+-- Every action journals its undo record, so a run needs room on the journal's
+-- filesystem. A real run starts with a warning when that room is low (below
+-- 5% or 64 MiB; RELISH_LOW_DISK_BYTES sets the byte threshold) and goes on:
+-- a runbook that frees disk must be able to run.
+
+local LOW_BYTES, LOW_FRACTION = 64 * 1024 * 1024, 0.05
+
+local function human(n)
+  local units, i = { "B", "kB", "MB", "GB", "TB", "PB" }, 1
+  while n >= 1000 and i < #units do n, i = n / 1000, i + 1 end
+  return i == 1 and string.format("%d B", n) or string.format("%.1f %s", n, units[i])
+end
+
+-- low_disk(path, free, total [, min_bytes]) -> warning text | nil
+function M.low_disk(path, free, total, min_bytes)
+  min_bytes = min_bytes or LOW_BYTES
+  if free >= min_bytes and (total <= 0 or free >= total * LOW_FRACTION) then return nil end
+  return string.format("warning: the journal's disk is nearly full: %s free of %s (%d%%) on the filesystem "
+    .. "of %s; every action journals its undo record there (use undo = false for what need not be "
+    .. "undone, or put the journal elsewhere with --state)", human(free), human(total),
+    total > 0 and math.floor(free * 100 / total) or 0, path)
+end
+
+-- check_disk(journal, run_id): says so, on the output and in the journal,
+-- when the journal's disk is nearly full; never fails the run
+function M:check_disk(journal, run_id)
+  local path = journal.path
+  local dir = path:match("^(.*)/[^/]*$") or "."
+  local ok, free, total = pcall(host.disk_free, dir == "" and "/" or dir)
+  if not ok or type(free) ~= "number" then return end
+  local min = tonumber(os.getenv("RELISH_LOW_DISK_BYTES") or "")
+  local msg = M.low_disk(path, free, total, min)
+  if not msg then return end
+  pcall(journal.event, journal, run_id, "log", msg)
+  self:event("log", { message = msg })
 end
 
 local MARK = { done = "✓", failed = "✗", skipped = "-", running = "…", undone = "↺", undo_failed = "!" }
@@ -114,8 +226,13 @@ function M:on_action_planned(f)
   local mark = f.irreversible and self:paint("33", "!") or self:paint("32", "+")
   self:line(string.format("    %s %s%s", mark, f.describe,
     f.irreversible and self:paint("33", "  (irreversible)") or ""))
-  if f.detail and f.detail ~= "" then
-    for l in (f.detail:gsub("\n$", "") .. "\n"):gmatch("(.-)\n") do
+  local detail = f.detail
+  if type(detail) == "string" and not is_text(detail) then
+    -- never raw bytes on a terminal: a summary, as fs gives for binary files
+    detail = string.format("(%d bytes that are not text, sha256 %s)", #detail, require("relish.fs").sha256(detail))
+  end
+  if detail and detail ~= "" then
+    for l in (detail:gsub("\n$", "") .. "\n"):gmatch("(.-)\n") do
       local c = l:sub(1, 1)
       local painted = (c == "+" and not l:match("^%+%+%+")) and self:paint("32", l)
         or (c == "-" and not l:match("^%-%-%-")) and self:paint("31", l) or l

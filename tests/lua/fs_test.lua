@@ -990,3 +990,177 @@ return recipe "fc" {
     assert_eq(actions, { "fs.mkdir undone", "fs.write undone", "fs.write undone", "fs.symlink undone" })
   end)
 end)
+
+describe("undo restores metadata", function()
+  -- owner, group, mode, mtime (to the nanosecond) and atime as stat(1) sees them
+  local function meta(path)
+    return run("stat", "-c", "%u:%g %a %y %x", path)
+  end
+
+  local RECIPE = [[
+local fs = require "relish.fs"
+return recipe "meta" {
+  params = { dir = param.string { required = true } },
+  step "change" { run = function(ctx)
+    local d = ctx.params.dir
+    fs.write(d .. "/conf", "new\n")
+    fs.copy(d .. "/conf", d .. "/copied")
+    fs.symlink("conf", d .. "/linked")
+    fs.remove(d .. "/tree", { recursive = true })
+    error("failing on purpose")
+  end },
+}
+]]
+
+  test("a failing recipe's rollback gives back content, owner, group, mode and times, trees too", function()
+    if run("id", "-u") ~= "0\n" then skip("needs root to give files away") end
+    local d = tmpdir()
+    local w = d .. "/w"
+    run("mkdir", "-p", w .. "/tree/sub/deeper")
+    put(w .. "/conf", "old\n", mode "640")
+    put(w .. "/copied", "copied before\n", mode "604")
+    put(w .. "/linked", "a file where the link goes\n", mode "600")
+    put(w .. "/tree/a", "a\n", mode "4750")
+    put(w .. "/tree/sub/b", "b\n", mode "444")
+    run("chmod", "2750", w .. "/tree/sub")
+    run("chmod", "700", w .. "/tree/sub/deeper")
+    run("chown", "-R", "1234:2345", w)
+    run("chmod", "4750", w .. "/tree/a") -- chown cleared the set-uid bit
+    run("chmod", "2750", w .. "/tree/sub")
+    run("chown", "4321:5432", w .. "/copied")
+    run("sh", "-c", 'find "$1" -mindepth 1 -exec touch -h -m -d "2001-02-03 04:05:06.123456789" {} + && '
+      .. 'find "$1" -mindepth 1 -exec touch -h -a -d "2002-03-04 05:06:07.987654321" {} +', "sh", w)
+    local paths = { "conf", "copied", "linked", "tree", "tree/a", "tree/sub", "tree/sub/b", "tree/sub/deeper" }
+    local before = {}
+    for _, p in ipairs(paths) do before[p] = meta(w .. "/" .. p) end
+    assert_match(before["tree/a"], "^1234:2345 4750 2001%-02%-03 04:05:06%.123456789")
+    local r = support.relish { "run", support.recipe(d, "meta.lua", RECIPE), "-p", "dir=" .. w,
+      "--state", support.state(d) }
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_match(r.stdout, "Rollback complete")
+    for _, p in ipairs(paths) do assert_eq(meta(w .. "/" .. p), before[p], p) end -- before reading moves atime
+    assert_eq(get(w .. "/conf"), "old\n")
+    assert_eq(get(w .. "/tree/sub/b"), "b\n")
+  end)
+
+  test("the pre-image records mtime and atime in nanoseconds; fingerprints ignore them", function()
+    local d = tmpdir()
+    put(d .. "/f", "x")
+    run("touch", "-m", "-d", "2001-02-03 04:05:06.123456789 UTC", d .. "/f")
+    local effects = capture(function() return fs.write(d .. "/f", "y") end)
+    assert_eq(effects[1].undo.before.mtime_ns, 981173106123456789)
+    assert_eq(math.type(effects[1].undo.before.atime_ns), "integer")
+    run("mkdir", "-p", d .. "/t/sub")
+    put(d .. "/t/sub/g", "g")
+    local function remove_tree()
+      local e = capture(function() return fs.remove(d .. "/t", { recursive = true }) end)[1]
+      assert_true(effect.undo(e.kind, e.undo))
+      return e.fingerprint
+    end
+    local a = remove_tree()
+    run("touch", "-d", "2003-01-01", d .. "/t/sub/g", d .. "/t/sub")
+    assert_eq(remove_tree(), a)
+  end)
+end)
+
+describe("the journal's disk cost", function()
+  local RECIPE = [[
+local fs = require "relish.fs"
+return recipe "free" {
+  params = { dir = param.string { required = true }, keep = param.boolean { default = true },
+    fail = param.boolean { default = false } },
+  step "free" { run = function(ctx)
+    fs.remove(ctx.params.dir .. "/logs", { recursive = true, undo = ctx.params.keep })
+    fs.write(ctx.params.dir .. "/big.log", "", { undo = ctx.params.keep })
+    fs.write(ctx.params.dir .. "/note", "freed\n")
+    if ctx.params.fail then error("failing on purpose") end
+  end },
+}
+]]
+
+  local function esc(s) return (s:gsub("%p", "%%%0")) end
+
+  local function journal_size(d)
+    local n = 0
+    for _, f in ipairs { "/journal.db", "/journal.db-wal" } do
+      local fh = io.open(d .. f, "rb")
+      if fh then n = n + fh:seek("end") fh:close() end
+    end
+    return n
+  end
+
+  -- a 5 MB tree of logs and a 2 MB log, incompressible
+  local function world(d)
+    local w = d .. "/w"
+    run("mkdir", "-p", w .. "/logs/a", w .. "/logs/b")
+    for i = 1, 5 do
+      run("sh", "-c", 'head -c 1048576 /dev/urandom >"$1"', "sh", w .. "/logs/" .. (i % 2 == 0 and "a" or "b") .. "/" .. i .. ".log")
+    end
+    run("sh", "-c", 'head -c 2097152 /dev/urandom >"$1"', "sh", w .. "/big.log")
+    return w
+  end
+
+  test("a dry-run of removing a 5 MB tree writes no pre-image to the journal", function()
+    local d = tmpdir()
+    local w = world(d)
+    local f = support.recipe(d, "free.lua", RECIPE)
+    run("mkdir", d .. "/empty")
+    local r = support.relish { "run", f, "-p", "dir=" .. d .. "/empty", "--dry-run", "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    local before = journal_size(d)
+    r = support.relish { "run", f, "-p", "dir=" .. w, "--dry-run", "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "remove " .. esc(w) .. "/logs %(directory tree: 5 files")
+    assert_true(journal_size(d) - before < 100 * 1024, "the journal grew by " .. (journal_size(d) - before))
+  end)
+
+  test("undo = false: no pre-image journaled, planned and rolled back as irreversible", function()
+    local d = tmpdir()
+    local w = world(d)
+    local f = support.recipe(d, "free.lua", RECIPE)
+    local state = support.state(d)
+    local plan = support.relish { "run", f, "-p", "dir=" .. w, "-p", "keep=false", "--dry-run", "--state", state }
+    assert_eq(plan.code, 0, plan.stdout .. plan.stderr)
+    assert_match(plan.stdout, "! remove " .. esc(w) .. "/logs %(directory tree: 5 files[^\n]*%(irreversible%)")
+    assert_match(plan.stdout, "! write " .. esc(w) .. "/big%.log[^\n]*%(irreversible%)")
+    assert_match(plan.stdout, "Plan: 3 action%(s%) %(2 irreversible%)")
+    local before = journal_size(d)
+    local r = support.relish { "run", f, "-p", "dir=" .. w, "-p", "keep=false", "-p", "fail=true", "--state", state }
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_true(journal_size(d) - before < 100 * 1024, "the journal grew by " .. (journal_size(d) - before))
+    assert_match(r.stdout, "Rollback complete, but for 2 irreversible action%(s%)")
+    assert_nil(io.open(w .. "/logs/1.log"))
+    assert_eq(get(w .. "/big.log"), "")
+    assert_nil(io.open(w .. "/note"), "the reversible write was undone")
+    local s = require("relish.json").decode(support.relish { "show", "last", "--format", "json", "--state", state }.stdout)
+    assert_eq(s.status, "rolled_back")
+    -- the same with undo kept: the pre-images are in the journal
+    w = world(tmpdir())
+    before = journal_size(d)
+    r = support.relish { "run", f, "-p", "dir=" .. w, "-p", "fail=true", "--state", state }
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_true(journal_size(d) - before > 5 * 1024 * 1024, "the journal grew by " .. (journal_size(d) - before))
+    assert_eq(#get(w .. "/logs/a/2.log"), 1048576)
+  end)
+
+  test("undo = false in a capture: no record, irreversible; misuse raises", function()
+    local d = tmpdir()
+    put(d .. "/f", "old")
+    local effects = capture(function() return fs.write(d .. "/f", "new", { undo = false }) end)
+    assert_eq(#effects, 1)
+    assert_nil(effects[1].undo)
+    assert_true(effects[1].irreversible)
+    assert_eq(get(d .. "/f"), "new")
+    effects = capture(function() return fs.copy(d .. "/f", d .. "/g", { undo = false }) end)
+    assert_true(effects[1].irreversible)
+    effects = capture(function() return fs.write(d .. "/f", "newer", { undo = true }) end)
+    assert_false(effects[1].irreversible)
+    -- over max_undo, the old content is not even read: a huge log can be truncated
+    put(d .. "/huge", string.rep("x", 4096))
+    effects = capture(function() return fs.write(d .. "/huge", "", { undo = false, max_undo = 1024 }) end)
+    assert_match(effects[1].detail, "old content not read or kept: 4%.1 kB %(undo = false%)")
+    assert_eq(get(d .. "/huge"), "")
+    assert_error(function() fs.write(d .. "/f", "x", { undo = "no" }) end, "fs.write: undo must be a boolean")
+    assert_error(function() fs.remove(d .. "/f", { undo = 0 }) end, "fs.remove: undo must be a boolean")
+  end)
+end)
