@@ -232,11 +232,12 @@ end
 
 -- Rolls a run back. E carries journal, out, run (row), recipe (or nil),
 -- params, state, budget, dry_run. Returns "complete" | "incomplete", left,
--- why it stopped early (or nil), and how many items it had to undo.
+-- why it stopped early (or nil), how many items it had to undo, and what it
+-- undid (one line each).
 function M.rollback(E)
   local journal, out, run = E.journal, E.out, E.run
   local items = rollback_items(journal, run, E.recipe)
-  local left, undone, irreversible = {}, 0, {}
+  local left, undone, irreversible, done = {}, 0, {}, {}
   out:event("rollback_started", { actions = #items, reason = E.reason, dry_run = E.dry_run })
   if not E.dry_run then journal:event(run.id, "rollback", "rollback started" .. (E.reason and (": " .. E.reason) or "")) end
   host.interrupt_reset()
@@ -295,6 +296,7 @@ function M.rollback(E)
       end
       if ok then
         undone = undone + 1
+        done[#done + 1] = describe_item(it)
       else
         left[#left + 1] = describe_item(it) .. ": " .. first_line(secret.redact(errmsg(err)))
       end
@@ -307,7 +309,7 @@ function M.rollback(E)
     journal:event(run.id, "rollback", "rollback " .. status ..
       (#left > 0 and (": left to do by hand: " .. table.concat(left, "; ")) or ""))
   end
-  return status, left, stopped, #items
+  return status, left, stopped, #items, done
 end
 
 -- ---- running ------------------------------------------------------------------
@@ -386,7 +388,7 @@ local function execute(E)
     end
   end
 
-  local code, status, errtext, rstatus, changed
+  local code, status, errtext, rstatus, changed, rolled
   if not failure then
     code, status = EXIT.ok, E.dry_run and "planned" or "succeeded"
   else
@@ -399,12 +401,13 @@ local function execute(E)
       code, status = interrupted and EXIT.interrupted or EXIT.failed, "failed"
     elseif interrupted or E.recipe.on_failure == "rollback" then
       local run = E.journal:find_run(E.run_id)
-      local rs, _, _, nitems = M.rollback { journal = E.journal, out = E.out, run = run, recipe = E.recipe,
-        params = E.params, state = E.state, budget = E.recipe.rollback_timeout,
+      local rs, left, _, nitems, done = M.rollback { journal = E.journal, out = E.out, run = run,
+        recipe = E.recipe, params = E.params, state = E.state, budget = E.recipe.rollback_timeout,
         reason = interrupted and "interrupted" or errtext }
       -- nothing journaled, nothing to undo: the run failed before changing anything
-      rstatus, changed = rs, nitems > 0
-      if rstatus == "complete" then
+      changed = nitems > 0
+      if changed then rstatus, rolled = rs, { undone = json.array(done), left = json.array(left) } end
+      if rs == "complete" then
         code = interrupted and EXIT.interrupted or EXIT.failed
         status = interrupted and "interrupted" or "rolled_back"
       else
@@ -418,7 +421,12 @@ local function execute(E)
   local outcome = { status = status, exit_code = code, error = errtext, run_id = E.run_id,
     recipe = E.recipe.name, dry_run = E.dry_run, elapsed = host.now() - started, rollback = rstatus,
     step = failure and failure.step and E.recipe.steps[failure.step] and E.recipe.steps[failure.step].name }
-  if rstatus then notify(E, ctx, "on_rollback", outcome) end
+  -- on_rollback only when there was something to roll back, saying what was
+  -- undone and what is left to do by hand
+  if rolled then
+    outcome.undone, outcome.left = rolled.undone, rolled.left
+    notify(E, ctx, "on_rollback", outcome)
+  end
   notify(E, ctx, failure and "on_failure" or "on_success", outcome)
   -- the lock goes with the process: a stopped run takes it again on resume, so
   -- nobody is left locked out by a run that is waiting for a person

@@ -136,6 +136,33 @@ return recipe "pre" {
     assert_false(r.stdout:find("before changing anything", 1, true) ~= nil, r.stdout)
   end)
 
+  test("on_rollback fires only when something was rolled back, and says what", function()
+    local d = tmpdir()
+    local f = recipe(d, "n.lua", [[
+local fs = require "relish.fs"
+return recipe "n" {
+  params = { dir = param.string { required = true }, late = param.boolean { default = false } },
+  notify = {
+    on_rollback = function(ctx, o)
+      ctx.log("ROLLBACK %s undone=[%s] left=[%s]", o.rollback, table.concat(o.undone, "; "), table.concat(o.left, "; "))
+    end,
+    on_failure = function(ctx, o) ctx.log("FAILURE %s rollback=%s", o.status, tostring(o.rollback)) end,
+  },
+  step "check" { run = function(ctx) if not ctx.params.late then error("refused: not ready", 0) end end },
+  step "write" { run = function(ctx) fs.write(ctx.params.dir .. "/x", "x") ; error("broke after writing", 0) end },
+}
+]])
+    local r = relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d) }
+    assert_eq(r.code, 1, r.stderr .. r.stdout)
+    assert_match(r.stdout, "Nothing to roll back")
+    assert_false(r.stdout:find("ROLLBACK", 1, true) ~= nil, r.stdout)
+    assert_match(r.stdout, "FAILURE rolled_back rollback=nil")
+    r = relish { "run", f, "-p", "dir=" .. d, "-p", "late=true", "--state", support.state(d) }
+    assert_eq(r.code, 1, r.stderr .. r.stdout)
+    assert_match(r.stdout, "ROLLBACK complete undone=%[fs%.write [^\n]*/x %(action 1: [^\n]*%] left=%[%]")
+    assert_match(r.stdout, "FAILURE rolled_back rollback=complete")
+  end)
+
   test("relish rollback last undoes a succeeded run", function()
     local d = tmpdir()
     local w = world(d)
