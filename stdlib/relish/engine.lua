@@ -446,11 +446,41 @@ local function lock_name_of(recipe, params)
   return v
 end
 
+-- --wait-lock: how a wait for a held lock shows (the holder, and on a
+-- terminal the spinner with the time waited), for lock.acquire.
+local function lock_wait(out, seconds)
+  if not seconds then return nil end
+  local spinning = false
+  return {
+    seconds = seconds,
+    on_wait = function(l)
+      out:event("lock_wait", { lock = l.name, holder_run_id = l.run_id, holder = lock.holder_text(l), wait = seconds })
+      if out.format == "json" then return end
+      local label = string.format("waiting up to %s for lock '%s', held by %s", output.fmt_elapsed(seconds), l.name,
+        lock.holder_text(l))
+      if out.tty then
+        if spinning then out:write("\r\27[K") end
+        out:write("  … " .. label)
+        host.progress(label)
+        spinning = true
+      else
+        out:write(label .. "\n")
+      end
+    end,
+    on_done = function()
+      if spinning then
+        host.progress(nil)
+        out:write("\r\27[K")
+      end
+    end,
+  }
+end
+
 local function sha256_text(s)
   return require("relish.fs").sha256(s)
 end
 
--- run{file=, params=raw, dry_run=, output=, state=, expect=, plan_out=} -> exit code
+-- run{file=, params=raw, dry_run=, output=, state=, expect=, plan_out=, wait_lock=} -> exit code
 function M.run(opts)
   local recipe, path, source = dsl.load(opts.file)
   local params = dsl.check_params(recipe, opts.params or {}, opts.file)
@@ -460,7 +490,9 @@ function M.run(opts)
     dry_run = opts.dry_run and true or false, state = {}, start = 1, expect = opts.expect }
   out.run_id = E.run_id
   E.lock_name = lock_name_of(recipe, params)
-  if E.lock_name and not E.dry_run then lock.acquire(journal, E.lock_name, E.run_id) end
+  if E.lock_name and not E.dry_run then
+    lock.acquire(journal, E.lock_name, E.run_id, nil, lock_wait(out, opts.wait_lock))
+  end
   local hash = sha256_text(source)
   local names = {}
   for i, s in ipairs(recipe.steps) do names[i] = s.name end
@@ -549,7 +581,8 @@ function M.apply(opts)
   for i, a in ipairs(plan.actions) do
     expect[i] = { kind = a.kind, target = a.target, fingerprint = a.fingerprint ~= json.null and a.fingerprint or nil }
   end
-  return M.run { file = plan.file, params = raw, output = opts.output, state = opts.state, expect = expect }
+  return M.run { file = plan.file, params = raw, output = opts.output, state = opts.state, expect = expect,
+    wait_lock = opts.wait_lock }
 end
 
 -- ---- rollback and resume of a past run -------------------------------------------
@@ -588,7 +621,9 @@ function M.rollback_cmd(opts)
   local recipe = load_recipe_for(run, out)
   local params = json.decode(run.params) or {}
   local state = json.decode(run.state) or {}
-  if run.lock_name and not opts.dry_run then lock.acquire(journal, run.lock_name, run.id, true) end
+  if run.lock_name and not opts.dry_run then
+    lock.acquire(journal, run.lock_name, run.id, true, lock_wait(out, opts.wait_lock))
+  end
   out:write(string.format("%s run %s of %s (%s)\n", opts.dry_run and "Rollback plan for" or "Rolling back",
     run.id, run.recipe, run.status))
   local status, left = M.rollback { journal = journal, out = out, run = run, recipe = recipe, params = params,
@@ -627,7 +662,7 @@ function M.resume(opts)
   local E = { recipe = recipe, params = params, journal = journal, out = out, run_id = run.id,
     dry_run = false, state = json.decode(run.state) or {}, start = start, seq = maxseq,
     lock_name = run.lock_name }
-  if E.lock_name then lock.acquire(journal, E.lock_name, run.id, true) end
+  if E.lock_name then lock.acquire(journal, E.lock_name, run.id, true, lock_wait(out, opts.wait_lock)) end
   journal:resume_run(run.id)
   journal:event(run.id, "note", string.format("resumed by %s from step %d", J.actor(), start))
   out:event("run_started", { recipe = recipe.name, file = run.file, resumed = true, from_step = start, run_id = run.id })
