@@ -254,7 +254,31 @@ end
 
 -- ---- steps and recipes -----------------------------------------------------
 
-local STEP_FIELDS = { run = true, undo = true, timeout = true, retries = true, when = true, description = true }
+local STEP_FIELDS = { run = true, undo = true, timeout = true, retries = true, when = true, description = true,
+  needs = true }
+
+-- needs = { secrets = {NAME | {env=} | {file=}, ...}, params = {name, ...} }:
+-- what the step's undo needs from outside the journal, checked before a
+-- run starts and before a rollback undoes anything.
+local function check_needs(name, needs)
+  if type(needs) ~= "table" then definition_error(3, string.format("step %q: needs must be a table", name)) end
+  for k, v in pairs(needs) do
+    if k ~= "secrets" and k ~= "params" then
+      definition_error(3, string.format("step %q: needs.%s is not known (secrets, params)", name, tostring(k)))
+    end
+    if type(v) ~= "table" then definition_error(3, string.format("step %q: needs.%s must be a list", name, k)) end
+    for i, e in ipairs(v) do
+      local fine = type(e) == "string" and e ~= ""
+      if k == "secrets" and type(e) == "table" then
+        fine = (type(e.env) == "string") ~= (type(e.file) == "string")
+      end
+      if not fine then
+        definition_error(3, string.format("step %q: needs.%s[%d] must be %s", name, k, i,
+          k == "secrets" and "an environment variable's name, {env = NAME} or {file = PATH}" or "a param's name"))
+      end
+    end
+  end
+end
 local Step = { __name = "relish.Step" }
 
 function M.step(name)
@@ -273,6 +297,12 @@ function M.step(name)
         definition_error(2, string.format("step %q: %s must be a function", name, f))
       end
     end
+    if spec.needs ~= nil then
+      check_needs(name, spec.needs)
+      if spec.undo == nil then
+        definition_error(2, string.format("step %q: needs names what the step's undo needs, and it has no undo", name))
+      end
+    end
     local timeout, terr = M.duration(spec.timeout, "step " .. name .. ": timeout")
     if spec.timeout ~= nil and not timeout then definition_error(2, terr) end
     local retries = spec.retries or 0
@@ -280,7 +310,7 @@ function M.step(name)
       definition_error(2, string.format("step %q: retries must be a non-negative integer", name))
     end
     return setmetatable({ name = name, run = spec.run, undo = spec.undo, when = spec.when,
-      timeout = timeout, retries = retries, description = spec.description, line = line }, Step)
+      timeout = timeout, retries = retries, description = spec.description, needs = spec.needs, line = line }, Step)
   end
 end
 
@@ -332,6 +362,14 @@ function M.recipe(name)
         definition_error(2, string.format("recipe %q: params.%s must be a param.<type>{...}", name, tostring(pname)))
       end
       r.params[pname] = p
+    end
+    for _, s in ipairs(r.steps) do
+      for _, pname in ipairs(s.needs and s.needs.params or {}) do
+        if not r.params[pname] then
+          definition_error(2, string.format("recipe %q: step %q needs param '%s', which the recipe does not have",
+            name, s.name, pname))
+        end
+      end
     end
     r.description = spec.description
     if spec.on_failure ~= nil then

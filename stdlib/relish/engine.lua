@@ -224,6 +224,132 @@ local function rollback_items(journal, run, recipe)
   return items
 end
 
+-- ---- what the undos need ----------------------------------------------------
+-- A rollback must not stop half-way for a credential that is not there: what
+-- the undos need is checked before anything is undone. A step's undo names
+-- it (needs = {secrets=, params=}); without needs.params it may read every
+-- param, so every secret param of the run must come back; an automatic undo's
+-- record names where its credentials come from (secret_env, secret_file).
+
+-- The text of a secret spec (as secret() takes it), and why it is not there.
+local function secret_missing(spec)
+  local ok, err = pcall(dsl.secret, spec)
+  if ok then return nil end
+  local name = type(spec) == "string" and spec or spec.env or spec.file
+  return string.format("secret %s: %s", name, errmsg(err):gsub("^secret: ", ""))
+end
+
+-- How a secret param kept as "***" comes back: RELISH_PARAM_<NAME>, else the
+-- recipe's default; nil when it cannot.
+local function secret_param(recipe, k)
+  local env = os.getenv("RELISH_PARAM_" .. k:upper())
+  if env then return secret.value(env, k) end
+  local p = recipe and recipe.params[k]
+  if p and p.default ~= nil then
+    return secret.is(p.default) and p.default or secret.value(tostring(p.default), k)
+  end
+end
+
+-- What is missing of the credential sources an undo record names: a
+-- secret_env or secret_file field anywhere in it, and a git auth.
+local function record_missing(rec, out, depth)
+  if type(rec) ~= "table" or depth > 8 then return out end
+  if type(rec.secret_env) == "string" and os.getenv(rec.secret_env) == nil then
+    out[#out + 1] = string.format("$%s is not set (its credentials came from it)", rec.secret_env)
+  end
+  if type(rec.secret_file) == "string" then
+    local f = io.open(rec.secret_file, "rb")
+    if f then f:close() else
+      out[#out + 1] = string.format("%s cannot be read (its credentials came from it)", rec.secret_file)
+    end
+  end
+  local auth = rec.auth -- git's {type=, ssh_key=, secret_env=, secret_file=}
+  if type(auth) == "table" then
+    if auth.type == "token" and auth.secret_env == nil and auth.secret_file == nil then
+      out[#out + 1] = "its credentials were a secret value that cannot be read again: undo it by hand"
+    end
+    if type(auth.ssh_key) == "string" then
+      local f = io.open(auth.ssh_key, "rb")
+      if f then f:close() else out[#out + 1] = string.format("the SSH key %s cannot be read", auth.ssh_key) end
+    end
+  end
+  for _, v in pairs(rec) do record_missing(v, out, depth + 1) end
+  return out
+end
+
+-- Everything the rollback's items need that is not available now: a list
+-- of lines (empty: go ahead).
+local function preflight(run, recipe, items)
+  local missing = {}
+  local kept = json.decode(run.params) or {}
+  for _, it in ipairs(items) do
+    if it.type == "step" then
+      local needs = it.step.needs or {}
+      local whose = string.format("for the undo of step %q", it.name)
+      for _, spec in ipairs(needs.secrets or {}) do
+        local why = secret_missing(spec)
+        if why then missing[#missing + 1] = why .. ", " .. whose end
+      end
+      local names = needs.params
+      if not names then
+        names = {}
+        for k in pairs(kept) do names[#names + 1] = k end
+        table.sort(names)
+      end
+      for _, k in ipairs(names) do
+        if kept[k] == "***" and secret_param(recipe, k) == nil then
+          missing[#missing + 1] = string.format("param '%s' (a secret, not kept in the journal): set RELISH_PARAM_%s, %s%s",
+            k, k:upper(), whose, needs.params and "" or " (its needs.params does not say which params it uses)")
+        end
+      end
+    elseif it.a.undo ~= nil then
+      local ok, rec = pcall(json.decode, it.a.undo)
+      for _, why in ipairs(ok and record_missing(rec, {}, 0) or {}) do
+        missing[#missing + 1] = string.format("%s, for the undo of action %d: %s %s", why, it.a.seq, it.a.kind,
+          it.a.target)
+      end
+    end
+  end
+  return missing
+end
+
+-- A run's params for its undos: the kept ones, with each secret param back
+-- (RELISH_PARAM_<NAME>, the default); one that cannot come back raises when
+-- an undo reads it.
+local function undo_params(run, recipe)
+  local params, gone = {}, {}
+  for k, v in pairs(json.decode(run.params) or {}) do
+    if v == "***" then
+      params[k] = secret_param(recipe, k)
+      if params[k] == nil then gone[k] = true end
+    else
+      params[k] = v
+    end
+  end
+  return setmetatable(params, { __index = function(_, k)
+    if gone[k] then
+      error(string.format("param '%s' is a secret and was not kept in the journal: set RELISH_PARAM_%s", k,
+        k:upper()), 2)
+    end
+  end })
+end
+
+-- Before a run starts: the secrets its steps' undos need must be there, or a
+-- failure could not be rolled back. Returns nothing or raises a usage error.
+local function check_needs(recipe, file)
+  local missing = {}
+  for _, s in ipairs(recipe.steps) do
+    for _, spec in ipairs(s.needs and s.needs.secrets or {}) do
+      local why = secret_missing(spec)
+      if why then missing[#missing + 1] = string.format("%s, for the undo of step %q", why, s.name) end
+    end
+  end
+  if #missing > 0 then
+    invalid(string.format("%s: what the undos need is missing, so a failure could not be rolled back:\n  %s",
+      file or recipe.name, table.concat(missing, "\n  ")))
+  end
+end
+
 local function describe_item(it)
   if it.type == "step" then return string.format("undo of step %q (its own undo function)", it.name) end
   local a = it.a
@@ -484,6 +610,7 @@ end
 function M.run(opts)
   local recipe, path, source = dsl.load(opts.file)
   local params = dsl.check_params(recipe, opts.params or {}, opts.file)
+  if not opts.dry_run then check_needs(recipe, opts.file) end
   local journal = J.open(opts.state)
   local out = output.new { format = opts.output }
   local E = { recipe = recipe, params = params, journal = journal, out = out, run_id = new_run_id(),
@@ -619,7 +746,12 @@ function M.rollback_cmd(opts)
   end
   check_not_running(run)
   local recipe = load_recipe_for(run, out)
-  local params = json.decode(run.params) or {}
+  local missing = preflight(run, recipe, rollback_items(journal, run, recipe))
+  if #missing > 0 then
+    invalid(string.format("cannot roll back run %s: what its undos need is missing (nothing was undone):\n  %s",
+      run.id, table.concat(missing, "\n  ")))
+  end
+  local params = undo_params(run, recipe)
   local state = json.decode(run.state) or {}
   if run.lock_name and not opts.dry_run then
     lock.acquire(journal, run.lock_name, run.id, true, lock_wait(out, opts.wait_lock))
@@ -653,6 +785,7 @@ function M.resume(opts)
   end
   local raw = restore_secret_params(json.decode(run.params) or {}, recipe, opts.params, "resume")
   local params = dsl.check_params(recipe, raw, run.file)
+  check_needs(recipe, run.file)
   local start
   for _, s in ipairs(journal:steps(run.id)) do
     if s.status ~= "done" and s.status ~= "skipped" then start = s.idx break end
