@@ -82,13 +82,17 @@ local function make_param(kind)
       for _, f in ipairs { "min", "max" } do
         if spec[f] ~= nil then
           local ok, v = pcall(semver.parse, spec[f])
-          if not ok then definition_error(2, "param.semver: " .. f .. ": " .. tostring(type(v) == "table" and v.message or v)) end
+          if not ok then
+            definition_error(2, "param.semver: " .. f .. ": " .. tostring(type(v) == "table" and v.message or v))
+          end
           p[f] = v
         end
       end
       if spec.range ~= nil then
         local ok, r = pcall(semver.range, spec.range)
-        if not ok then definition_error(2, "param.semver: range: " .. tostring(type(r) == "table" and r.message or r)) end
+        if not ok then
+          definition_error(2, "param.semver: range: " .. tostring(type(r) == "table" and r.message or r))
+        end
         p.range = r
       end
     elseif spec.range ~= nil then

@@ -239,6 +239,14 @@ local function secret_missing(spec)
   return string.format("secret %s: %s", name, errmsg(err):gsub("^secret: ", ""))
 end
 
+-- A param the journal kept as "***": a secret one (a recipe that no longer
+-- loads cannot say, so "***" is taken for one).
+local function kept_secret(recipe, k, v)
+  if v ~= "***" then return false end
+  local p = recipe and recipe.params[k]
+  return p == nil or p.secret and true or false
+end
+
 -- How a secret param kept as "***" comes back: RELISH_PARAM_<NAME>, else the
 -- recipe's default; nil when it cannot.
 local function secret_param(recipe, k)
@@ -297,9 +305,10 @@ local function preflight(run, recipe, items)
         table.sort(names)
       end
       for _, k in ipairs(names) do
-        if kept[k] == "***" and secret_param(recipe, k) == nil then
-          missing[#missing + 1] = string.format("param '%s' (a secret, not kept in the journal): set RELISH_PARAM_%s, %s%s",
-            k, k:upper(), whose, needs.params and "" or " (its needs.params does not say which params it uses)")
+        if kept_secret(recipe, k, kept[k]) and secret_param(recipe, k) == nil then
+          missing[#missing + 1] = string.format(
+            "param '%s' (a secret, not kept in the journal): set RELISH_PARAM_%s, %s%s", k, k:upper(), whose,
+            needs.params and "" or " (its needs.params does not say which params it uses)")
         end
       end
     elseif it.a.undo ~= nil then
@@ -319,7 +328,7 @@ end
 local function undo_params(run, recipe)
   local params, gone = {}, {}
   for k, v in pairs(json.decode(run.params) or {}) do
-    if v == "***" then
+    if kept_secret(recipe, k, v) then
       params[k] = secret_param(recipe, k)
       if params[k] == nil then gone[k] = true end
     else
@@ -580,7 +589,8 @@ local function lock_wait(out, seconds)
   return {
     seconds = seconds,
     on_wait = function(l)
-      out:event("lock_wait", { lock = l.name, holder_run_id = l.run_id, holder = lock.holder_text(l), wait = seconds })
+      out:event("lock_wait", { lock = l.name, holder_run_id = l.run_id, holder = lock.holder_text(l),
+        wait = seconds })
       if out.format == "json" then return end
       local label = string.format("waiting up to %s for lock '%s', held by %s", output.fmt_elapsed(seconds), l.name,
         lock.holder_text(l))

@@ -145,7 +145,8 @@ return recipe "n" {
   params = { dir = param.string { required = true }, late = param.boolean { default = false } },
   notify = {
     on_rollback = function(ctx, o)
-      ctx.log("ROLLBACK %s undone=[%s] left=[%s]", o.rollback, table.concat(o.undone, "; "), table.concat(o.left, "; "))
+      ctx.log("ROLLBACK %s undone=[%s] left=[%s]", o.rollback, table.concat(o.undone, "; "),
+        table.concat(o.left, "; "))
     end,
     on_failure = function(ctx, o) ctx.log("FAILURE %s rollback=%s", o.status, tostring(o.rollback)) end,
   },
@@ -386,7 +387,7 @@ return recipe "ship" {
 }
 ]]
 
-  test("rollback (and --dry-run) lists the secrets and params its undos need that are missing: exit 2, nothing undone", function()
+  test("rollback (and --dry-run) lists what its undos need that is missing: exit 2, nothing undone", function()
     local d = tmpdir()
     local f = recipe(d, "ship.lua", SHIP)
     local state = support.state(d)
@@ -399,7 +400,8 @@ return recipe "ship" {
       r = relish(args)
       assert_eq(r.code, 2, r.stderr .. r.stdout)
       assert_match(r.stderr, "cannot roll back run [%w-]+: what its undos need is missing %(nothing was undone%):")
-      assert_match(r.stderr, "secret SHIP_TOKEN: environment variable SHIP_TOKEN is not set, for the undo of step \"upload\"")
+      assert_match(r.stderr,
+        "secret SHIP_TOKEN: environment variable SHIP_TOKEN is not set, for the undo of step \"upload\"")
       assert_match(r.stderr, "param 'token' %(a secret, not kept in the journal%): set RELISH_PARAM_TOKEN, " ..
         "for the undo of step \"upload\"")
       assert_false(r.stdout:find("undo of step", 1, true) ~= nil, r.stdout)
@@ -413,7 +415,8 @@ return recipe "ship" {
     assert_false(r.stderr:find("SHIP_TOKEN", 1, true) ~= nil, r.stderr)
     assert_match(r.stderr, "RELISH_PARAM_TOKEN")
     -- with both, the undo gets the real values (not "***")
-    r = relish { "rollback", "last", "--state", state, env = { SHIP_TOKEN = "ship-secret", RELISH_PARAM_TOKEN = "param-secret" } }
+    r = relish { "rollback", "last", "--state", state,
+      env = { SHIP_TOKEN = "ship-secret", RELISH_PARAM_TOKEN = "param-secret" } }
     assert_eq(r.code, 0, r.stderr .. r.stdout)
     assert_eq(read(d .. "/deleted-with"), "ship-secret+param-secret")
     assert_nil(read(d .. "/after"))
@@ -448,7 +451,8 @@ return recipe "s" {
     assert_eq(relish { "run", f, "-p", "dir=" .. d, "-p", "key=k", "--state", state }.code, 0)
     local r = relish { "rollback", "last", "--dry-run", "--state", state }
     assert_eq(r.code, 2, r.stderr .. r.stdout)
-    assert_match(r.stderr, "param 'key' [^\n]*RELISH_PARAM_KEY, for the undo of step \"a\" %(its needs%.params does not say")
+    assert_match(r.stderr,
+      "param 'key' [^\n]*RELISH_PARAM_KEY, for the undo of step \"a\" %(its needs%.params does not say")
     r = relish { "rollback", "last", "--state", state, env = { RELISH_PARAM_KEY = "k" } }
     assert_eq(r.code, 0, r.stderr .. r.stdout)
     assert_eq(read(d .. "/undone"), "yes")
@@ -481,7 +485,8 @@ return recipe "release" {
       local pushed = G.rev(remote, "refs/heads/main")
       r = relish { "rollback", "last", "--state", state, env = G.env {} }
       assert_eq(r.code, 2, r.stderr .. r.stdout)
-      assert_match(r.stderr, "%$GIT_TOKEN is not set %(its credentials came from it%), for the undo of action %d+: git%.push ")
+      assert_match(r.stderr,
+        "%$GIT_TOKEN is not set %(its credentials came from it%), for the undo of action %d+: git%.push ")
       assert_eq(G.rev(remote, "refs/heads/main"), pushed, "nothing undone")
       r = relish { "rollback", "last", "--state", state, env = G.env { GIT_TOKEN = TOKEN } }
       assert_eq(r.code, 0, r.stderr .. r.stdout)

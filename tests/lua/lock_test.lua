@@ -31,7 +31,8 @@ describe("lock list", function()
     assert_eq(r.code, 0, r.stderr)
     local list = json.decode(r.stdout)
     assert_eq(#list, 2)
-    assert_eq({ list[1].name, list[1].run_id, list[1].stale, list[1].stale_reason }, { "a", "r1", true, "its lease expired" })
+    assert_eq({ list[1].name, list[1].run_id, list[1].stale, list[1].stale_reason },
+      { "a", "r1", true, "its lease expired" })
     assert_eq({ list[2].name, list[2].run_id, list[2].host, list[2].stale, list[2].stale_reason },
       { "b", "r2", "elsewhere", false, json.null })
   end)
@@ -70,7 +71,8 @@ return recipe "w" {
     local d = tmpdir()
     local f = support.recipe(d, "w.lua", RECIPE)
     hold(d, "shared", "holder-run")
-    local r = relish { "run", f, "-p", "dir=" .. d, "--wait-lock", "1s", "--output", "json", "--state", support.state(d) }
+    local r = relish { "run", f, "-p", "dir=" .. d, "--wait-lock", "1s", "--output", "json",
+      "--state", support.state(d) }
     assert_eq(r.code, 4, r.stdout .. r.stderr)
     assert_match(r.stderr, "lock 'shared' is held by run holder%-run %(user u, host elsewhere[^\n]*; waited 1%.0s")
     local ev = json.decode(r.stdout:match("^[^\n]+"))
