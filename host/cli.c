@@ -53,11 +53,17 @@ static const cli_flag version_flags[] = {
   { "output", 0, "FORMAT", 0, "text|json", "text for people (default), json: one event per line" }
 #define PARAM_FLAG                                                                                 \
   { "param", 'p', "KEY=VALUE", 1, NULL, "set a recipe param (repeatable)" }
+#define WAIT_LOCK_FLAG                                                                             \
+  {                                                                                                \
+    "wait-lock", 0, "DURATION", 0, NULL,                                                           \
+        "wait up to DURATION (30s, 10m) for a held lock instead of exiting 4"                      \
+  }
 
 static const cli_flag run_flags[] = {
     PARAM_FLAG,
     {"dry-run", 'n', NULL, 0, NULL, "plan only: show every change, change nothing"},
     {"yes", 'y', NULL, 0, NULL, "answer yes to confirmations"},
+    WAIT_LOCK_FLAG,
     OUTPUT_FLAG,
     STATE_FLAG,
     {0}};
@@ -69,15 +75,16 @@ static const cli_flag plan_flags[] = {
     STATE_FLAG,
     {0}};
 
-static const cli_flag apply_flags[] = {OUTPUT_FLAG, STATE_FLAG, {0}};
+static const cli_flag apply_flags[] = {WAIT_LOCK_FLAG, OUTPUT_FLAG, STATE_FLAG, {0}};
 
 static const cli_flag rollback_flags[] = {
     {"dry-run", 'n', NULL, 0, NULL, "show what would be undone, undo nothing"},
+    WAIT_LOCK_FLAG,
     OUTPUT_FLAG,
     STATE_FLAG,
     {0}};
 
-static const cli_flag resume_flags[] = {PARAM_FLAG, OUTPUT_FLAG, STATE_FLAG, {0}};
+static const cli_flag resume_flags[] = {PARAM_FLAG, WAIT_LOCK_FLAG, OUTPUT_FLAG, STATE_FLAG, {0}};
 
 static const cli_flag history_flags[] = {
     {"recipe", 'r', "NAME", 0, NULL, "only runs of this recipe"},
@@ -88,8 +95,16 @@ static const cli_flag history_flags[] = {
 
 static const cli_flag show_flags[] = {
     {"format", 'f', "FORMAT", 0, "text|json|markdown", "text (default), json or markdown"},
+    {"output", 0, "FORMAT", 0, "text|json|markdown", "the same as --format"},
     STATE_FLAG,
     {0}};
+
+/* Flags that are another spelling of a flag of the same command: they set
+ * that flag (given both ways, the last wins). */
+static const struct {
+  const cli_flag *flag;
+  const char *name;
+} aliases[] = {{&show_flags[1], "format"}}; /* show --output */
 
 static const cli_flag lock_flags[] = {OUTPUT_FLAG, STATE_FLAG, {0}};
 
@@ -277,8 +292,11 @@ static void set_flag(lua_State *L, int flags, const cli_flag *f, const char *val
     lua_seti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
     lua_pop(L, 1);
   } else {
+    const char *key = f->name;
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+      if (aliases[i].flag == f) key = aliases[i].name;
     lua_pushstring(L, value);
-    lua_setfield(L, flags, f->name);
+    lua_setfield(L, flags, key);
   }
 }
 

@@ -55,7 +55,9 @@ end
 -- ---- params --------------------------------------------------------------
 
 local PARAM_FIELDS = { required = true, default = true, match = true, min = true, max = true,
-  choices = true, description = true, secret = true, of = true }
+  choices = true, description = true, secret = true, of = true, validate = true, range = true }
+
+local semver -- relish.semver, loaded when a recipe declares a param.semver
 
 local function make_param(kind)
   return function(spec)
@@ -69,13 +71,38 @@ local function make_param(kind)
     if kind == "enum" and (type(spec.choices) ~= "table" or #spec.choices == 0) then
       definition_error(2, "param.enum needs choices = { ... }")
     end
+    if spec.validate ~= nil and type(spec.validate) ~= "function" then
+      definition_error(2, "param." .. kind .. ": validate must be a function(value)")
+    end
     local p = { kind = kind }
     for k, v in pairs(spec) do p[k] = v end
+    if kind == "semver" then
+      -- bounds and range are read once, here: a malformed one is the recipe's fault
+      semver = semver or require "relish.semver"
+      for _, f in ipairs { "min", "max" } do
+        if spec[f] ~= nil then
+          local ok, v = pcall(semver.parse, spec[f])
+          if not ok then
+            definition_error(2, "param.semver: " .. f .. ": " .. tostring(type(v) == "table" and v.message or v))
+          end
+          p[f] = v
+        end
+      end
+      if spec.range ~= nil then
+        local ok, r = pcall(semver.range, spec.range)
+        if not ok then
+          definition_error(2, "param.semver: range: " .. tostring(type(r) == "table" and r.message or r))
+        end
+        p.range = r
+      end
+    elseif spec.range ~= nil then
+      definition_error(2, "param." .. kind .. ": range is for param.semver")
+    end
     return setmetatable(p, { __name = "relish.Param" })
   end
 end
 
-local PARAM_KINDS = { "string", "number", "integer", "boolean", "enum", "list" }
+local PARAM_KINDS = { "string", "number", "integer", "boolean", "enum", "list", "semver" }
 M.param = setmetatable({}, { __index = function(_, k)
   local near = type(k) == "string" and M.nearest(k, PARAM_KINDS)
   definition_error(2, string.format("param.%s does not exist%s (types: %s)", tostring(k),
@@ -136,7 +163,44 @@ local function convert(p, name, raw)
       end
     end
     return items
+  elseif k == "semver" then
+    -- the value stays the text given (a tag keeps its "v"); semver.parse(v)
+    -- gives the version when a step needs one
+    if type(raw) ~= "string" then return nil, "must be a string" end
+    if p.match and not raw:match(p.match) then
+      return nil, string.format("%q does not match %s", raw, p.match)
+    end
+    local ok, v = pcall(semver.parse, raw)
+    if not ok then
+      return nil, string.format("%q is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.4.2)", raw)
+    end
+    if p.min and v < p.min then return nil, string.format("%s is below the minimum %s", raw, tostring(p.min)) end
+    if p.max and p.max < v then return nil, string.format("%s is above the maximum %s", raw, tostring(p.max)) end
+    if p.range and not p.range:test(v) then
+      return nil, string.format("%s is not in the range %s", raw, tostring(p.range))
+    end
+    return raw
   end
+end
+
+local VALIDATING = "effects are not allowed in a param's validate function: it only checks the value"
+local gate_closed -- below, with the recipe's lock function
+
+-- A param's own check: validate(value) returns true or nothing when the
+-- value is fine, nil or false and a message when it is not, or raises (the
+-- error's message is the problem). Returns nil or the problem.
+local function validate(p, value)
+  local ok, r, msg = gate_closed(VALIDATING, function(e) return e end, p.validate, value)
+  if not ok then
+    if type(r) == "table" and r.message ~= nil then return tostring(r.message) end
+    -- error("text") carries the validate function's position: the param's name says where
+    return (tostring(r):gsub("^[^\n]-:%d+: ", "", 1))
+  end
+  if r == false or (r == nil and msg ~= nil) then
+    return msg ~= nil and tostring(msg) or string.format("%s was refused by its validate function",
+      secret.is(value) and "***" or (type(value) == "string" and string.format("%q", value) or tostring(value)))
+  end
+  return nil
 end
 
 -- "did you mean": the host's one edit distance, shared with the CLI
@@ -165,8 +229,9 @@ function M.check_params(recipe, raw, file)
         -- a default is checked and converted like a given value (a secret
         -- default becomes a secret; a bad default is reported)
         local value, err = convert(p, name, p.default)
-        if value == nil then
-          problems[#problems + 1] = string.format("param '%s': its default %s", name, err)
+        if value ~= nil and p.validate then err = validate(p, value) end
+        if value == nil or err then
+          problems[#problems + 1] = string.format("param '%s': its default %s", name, secret.redact(err))
         else
           out[name] = value
         end
@@ -176,8 +241,9 @@ function M.check_params(recipe, raw, file)
       end
     else
       local value, err = convert(p, name, v)
-      if value == nil then
-        problems[#problems + 1] = string.format("param '%s': %s", name, err)
+      if value ~= nil and p.validate then err = validate(p, value) end
+      if value == nil or err then
+        problems[#problems + 1] = string.format("param '%s': %s", name, secret.redact(err))
       else
         out[name] = value
       end
@@ -192,7 +258,31 @@ end
 
 -- ---- steps and recipes -----------------------------------------------------
 
-local STEP_FIELDS = { run = true, undo = true, timeout = true, retries = true, when = true, description = true }
+local STEP_FIELDS = { run = true, undo = true, timeout = true, retries = true, when = true, description = true,
+  needs = true }
+
+-- needs = { secrets = {NAME | {env=} | {file=}, ...}, params = {name, ...} }:
+-- what the step's undo needs from outside the journal, checked before a
+-- run starts and before a rollback undoes anything.
+local function check_needs(name, needs)
+  if type(needs) ~= "table" then definition_error(3, string.format("step %q: needs must be a table", name)) end
+  for k, v in pairs(needs) do
+    if k ~= "secrets" and k ~= "params" then
+      definition_error(3, string.format("step %q: needs.%s is not known (secrets, params)", name, tostring(k)))
+    end
+    if type(v) ~= "table" then definition_error(3, string.format("step %q: needs.%s must be a list", name, k)) end
+    for i, e in ipairs(v) do
+      local fine = type(e) == "string" and e ~= ""
+      if k == "secrets" and type(e) == "table" then
+        fine = (type(e.env) == "string") ~= (type(e.file) == "string")
+      end
+      if not fine then
+        definition_error(3, string.format("step %q: needs.%s[%d] must be %s", name, k, i,
+          k == "secrets" and "an environment variable's name, {env = NAME} or {file = PATH}" or "a param's name"))
+      end
+    end
+  end
+end
 local Step = { __name = "relish.Step" }
 
 function M.step(name)
@@ -211,6 +301,12 @@ function M.step(name)
         definition_error(2, string.format("step %q: %s must be a function", name, f))
       end
     end
+    if spec.needs ~= nil then
+      check_needs(name, spec.needs)
+      if spec.undo == nil then
+        definition_error(2, string.format("step %q: needs names what the step's undo needs, and it has no undo", name))
+      end
+    end
     local timeout, terr = M.duration(spec.timeout, "step " .. name .. ": timeout")
     if spec.timeout ~= nil and not timeout then definition_error(2, terr) end
     local retries = spec.retries or 0
@@ -218,7 +314,7 @@ function M.step(name)
       definition_error(2, string.format("step %q: retries must be a non-negative integer", name))
     end
     return setmetatable({ name = name, run = spec.run, undo = spec.undo, when = spec.when,
-      timeout = timeout, retries = retries, description = spec.description, line = line }, Step)
+      timeout = timeout, retries = retries, description = spec.description, needs = spec.needs, line = line }, Step)
   end
 end
 
@@ -226,7 +322,7 @@ end
 -- raises {kind="effect", message="KIND TARGET: why"}), unless a run or a
 -- capture already governs effects (a recipe loading another); reopens only
 -- what it closed.
-local function gate_closed(why, handler, fn, ...)
+function gate_closed(why, handler, fn, ...)
   local closed_here = gate.state().mode == "none" and not gate.close(why)
   local r = table.pack(xpcall(fn, handler, ...))
   if closed_here then gate.close(nil) end
@@ -270,6 +366,14 @@ function M.recipe(name)
         definition_error(2, string.format("recipe %q: params.%s must be a param.<type>{...}", name, tostring(pname)))
       end
       r.params[pname] = p
+    end
+    for _, s in ipairs(r.steps) do
+      for _, pname in ipairs(s.needs and s.needs.params or {}) do
+        if not r.params[pname] then
+          definition_error(2, string.format("recipe %q: step %q needs param '%s', which the recipe does not have",
+            name, s.name, pname))
+        end
+      end
     end
     r.description = spec.description
     if spec.on_failure ~= nil then

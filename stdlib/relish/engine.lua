@@ -224,6 +224,141 @@ local function rollback_items(journal, run, recipe)
   return items
 end
 
+-- ---- what the undos need ----------------------------------------------------
+-- A rollback must not stop half-way for a credential that is not there: what
+-- the undos need is checked before anything is undone. A step's undo names
+-- it (needs = {secrets=, params=}); without needs.params it may read every
+-- param, so every secret param of the run must come back; an automatic undo's
+-- record names where its credentials come from (secret_env, secret_file).
+
+-- The text of a secret spec (as secret() takes it), and why it is not there.
+local function secret_missing(spec)
+  local ok, err = pcall(dsl.secret, spec)
+  if ok then return nil end
+  local name = type(spec) == "string" and spec or spec.env or spec.file
+  return string.format("secret %s: %s", name, errmsg(err):gsub("^secret: ", ""))
+end
+
+-- A param the journal kept as "***": a secret one (a recipe that no longer
+-- loads cannot say, so "***" is taken for one).
+local function kept_secret(recipe, k, v)
+  if v ~= "***" then return false end
+  local p = recipe and recipe.params[k]
+  return p == nil or p.secret and true or false
+end
+
+-- How a secret param kept as "***" comes back: RELISH_PARAM_<NAME>, else the
+-- recipe's default; nil when it cannot.
+local function secret_param(recipe, k)
+  local env = os.getenv("RELISH_PARAM_" .. k:upper())
+  if env then return secret.value(env, k) end
+  local p = recipe and recipe.params[k]
+  if p and p.default ~= nil then
+    return secret.is(p.default) and p.default or secret.value(tostring(p.default), k)
+  end
+end
+
+-- What is missing of the credential sources an undo record names: a
+-- secret_env or secret_file field anywhere in it, and a git auth.
+local function record_missing(rec, out, depth)
+  if type(rec) ~= "table" or depth > 8 then return out end
+  if type(rec.secret_env) == "string" and os.getenv(rec.secret_env) == nil then
+    out[#out + 1] = string.format("$%s is not set (its credentials came from it)", rec.secret_env)
+  end
+  if type(rec.secret_file) == "string" then
+    local f = io.open(rec.secret_file, "rb")
+    if f then f:close() else
+      out[#out + 1] = string.format("%s cannot be read (its credentials came from it)", rec.secret_file)
+    end
+  end
+  local auth = rec.auth -- git's {type=, ssh_key=, secret_env=, secret_file=}
+  if type(auth) == "table" then
+    if auth.type == "token" and auth.secret_env == nil and auth.secret_file == nil then
+      out[#out + 1] = "its credentials were a secret value that cannot be read again: undo it by hand"
+    end
+    if type(auth.ssh_key) == "string" then
+      local f = io.open(auth.ssh_key, "rb")
+      if f then f:close() else out[#out + 1] = string.format("the SSH key %s cannot be read", auth.ssh_key) end
+    end
+  end
+  for _, v in pairs(rec) do record_missing(v, out, depth + 1) end
+  return out
+end
+
+-- Everything the rollback's items need that is not available now: a list
+-- of lines (empty: go ahead).
+local function preflight(run, recipe, items)
+  local missing = {}
+  local kept = json.decode(run.params) or {}
+  for _, it in ipairs(items) do
+    if it.type == "step" then
+      local needs = it.step.needs or {}
+      local whose = string.format("for the undo of step %q", it.name)
+      for _, spec in ipairs(needs.secrets or {}) do
+        local why = secret_missing(spec)
+        if why then missing[#missing + 1] = why .. ", " .. whose end
+      end
+      local names = needs.params
+      if not names then
+        names = {}
+        for k in pairs(kept) do names[#names + 1] = k end
+        table.sort(names)
+      end
+      for _, k in ipairs(names) do
+        if kept_secret(recipe, k, kept[k]) and secret_param(recipe, k) == nil then
+          missing[#missing + 1] = string.format(
+            "param '%s' (a secret, not kept in the journal): set RELISH_PARAM_%s, %s%s", k, k:upper(), whose,
+            needs.params and "" or " (its needs.params does not say which params it uses)")
+        end
+      end
+    elseif it.a.undo ~= nil then
+      local ok, rec = pcall(json.decode, it.a.undo)
+      for _, why in ipairs(ok and record_missing(rec, {}, 0) or {}) do
+        missing[#missing + 1] = string.format("%s, for the undo of action %d: %s %s", why, it.a.seq, it.a.kind,
+          it.a.target)
+      end
+    end
+  end
+  return missing
+end
+
+-- A run's params for its undos: the kept ones, with each secret param back
+-- (RELISH_PARAM_<NAME>, the default); one that cannot come back raises when
+-- an undo reads it.
+local function undo_params(run, recipe)
+  local params, gone = {}, {}
+  for k, v in pairs(json.decode(run.params) or {}) do
+    if kept_secret(recipe, k, v) then
+      params[k] = secret_param(recipe, k)
+      if params[k] == nil then gone[k] = true end
+    else
+      params[k] = v
+    end
+  end
+  return setmetatable(params, { __index = function(_, k)
+    if gone[k] then
+      error(string.format("param '%s' is a secret and was not kept in the journal: set RELISH_PARAM_%s", k,
+        k:upper()), 2)
+    end
+  end })
+end
+
+-- Before a run starts: the secrets its steps' undos need must be there, or a
+-- failure could not be rolled back. Returns nothing or raises a usage error.
+local function check_needs(recipe, file)
+  local missing = {}
+  for _, s in ipairs(recipe.steps) do
+    for _, spec in ipairs(s.needs and s.needs.secrets or {}) do
+      local why = secret_missing(spec)
+      if why then missing[#missing + 1] = string.format("%s, for the undo of step %q", why, s.name) end
+    end
+  end
+  if #missing > 0 then
+    invalid(string.format("%s: what the undos need is missing, so a failure could not be rolled back:\n  %s",
+      file or recipe.name, table.concat(missing, "\n  ")))
+  end
+end
+
 local function describe_item(it)
   if it.type == "step" then return string.format("undo of step %q (its own undo function)", it.name) end
   local a = it.a
@@ -232,11 +367,12 @@ end
 
 -- Rolls a run back. E carries journal, out, run (row), recipe (or nil),
 -- params, state, budget, dry_run. Returns "complete" | "incomplete", left,
--- why it stopped early (or nil), and how many items it had to undo.
+-- why it stopped early (or nil), how many items it had to undo, and what it
+-- undid (one line each).
 function M.rollback(E)
   local journal, out, run = E.journal, E.out, E.run
   local items = rollback_items(journal, run, E.recipe)
-  local left, undone, irreversible = {}, 0, {}
+  local left, undone, irreversible, done = {}, 0, {}, {}
   out:event("rollback_started", { actions = #items, reason = E.reason, dry_run = E.dry_run })
   if not E.dry_run then journal:event(run.id, "rollback", "rollback started" .. (E.reason and (": " .. E.reason) or "")) end
   host.interrupt_reset()
@@ -295,6 +431,7 @@ function M.rollback(E)
       end
       if ok then
         undone = undone + 1
+        done[#done + 1] = describe_item(it)
       else
         left[#left + 1] = describe_item(it) .. ": " .. first_line(secret.redact(errmsg(err)))
       end
@@ -307,7 +444,7 @@ function M.rollback(E)
     journal:event(run.id, "rollback", "rollback " .. status ..
       (#left > 0 and (": left to do by hand: " .. table.concat(left, "; ")) or ""))
   end
-  return status, left, stopped, #items
+  return status, left, stopped, #items, done
 end
 
 -- ---- running ------------------------------------------------------------------
@@ -386,7 +523,7 @@ local function execute(E)
     end
   end
 
-  local code, status, errtext, rstatus, changed
+  local code, status, errtext, rstatus, changed, rolled
   if not failure then
     code, status = EXIT.ok, E.dry_run and "planned" or "succeeded"
   else
@@ -399,12 +536,13 @@ local function execute(E)
       code, status = interrupted and EXIT.interrupted or EXIT.failed, "failed"
     elseif interrupted or E.recipe.on_failure == "rollback" then
       local run = E.journal:find_run(E.run_id)
-      local rs, _, _, nitems = M.rollback { journal = E.journal, out = E.out, run = run, recipe = E.recipe,
-        params = E.params, state = E.state, budget = E.recipe.rollback_timeout,
+      local rs, left, _, nitems, done = M.rollback { journal = E.journal, out = E.out, run = run,
+        recipe = E.recipe, params = E.params, state = E.state, budget = E.recipe.rollback_timeout,
         reason = interrupted and "interrupted" or errtext }
       -- nothing journaled, nothing to undo: the run failed before changing anything
-      rstatus, changed = rs, nitems > 0
-      if rstatus == "complete" then
+      changed = nitems > 0
+      if changed then rstatus, rolled = rs, { undone = json.array(done), left = json.array(left) } end
+      if rs == "complete" then
         code = interrupted and EXIT.interrupted or EXIT.failed
         status = interrupted and "interrupted" or "rolled_back"
       else
@@ -418,7 +556,12 @@ local function execute(E)
   local outcome = { status = status, exit_code = code, error = errtext, run_id = E.run_id,
     recipe = E.recipe.name, dry_run = E.dry_run, elapsed = host.now() - started, rollback = rstatus,
     step = failure and failure.step and E.recipe.steps[failure.step] and E.recipe.steps[failure.step].name }
-  if rstatus then notify(E, ctx, "on_rollback", outcome) end
+  -- on_rollback only when there was something to roll back, saying what was
+  -- undone and what is left to do by hand
+  if rolled then
+    outcome.undone, outcome.left = rolled.undone, rolled.left
+    notify(E, ctx, "on_rollback", outcome)
+  end
   notify(E, ctx, failure and "on_failure" or "on_success", outcome)
   -- the lock goes with the process: a stopped run takes it again on resume, so
   -- nobody is left locked out by a run that is waiting for a person
@@ -438,21 +581,55 @@ local function lock_name_of(recipe, params)
   return v
 end
 
+-- --wait-lock: how a wait for a held lock shows (the holder, and on a
+-- terminal the spinner with the time waited), for lock.acquire.
+local function lock_wait(out, seconds)
+  if not seconds then return nil end
+  local spinning = false
+  return {
+    seconds = seconds,
+    on_wait = function(l)
+      out:event("lock_wait", { lock = l.name, holder_run_id = l.run_id, holder = lock.holder_text(l),
+        wait = seconds })
+      if out.format == "json" then return end
+      local label = string.format("waiting up to %s for lock '%s', held by %s", output.fmt_elapsed(seconds), l.name,
+        lock.holder_text(l))
+      if out.tty then
+        if spinning then out:write("\r\27[K") end
+        out:write("  … " .. label)
+        host.progress(label)
+        spinning = true
+      else
+        out:write(label .. "\n")
+      end
+    end,
+    on_done = function()
+      if spinning then
+        host.progress(nil)
+        out:write("\r\27[K")
+      end
+    end,
+  }
+end
+
 local function sha256_text(s)
   return require("relish.fs").sha256(s)
 end
 
--- run{file=, params=raw, dry_run=, output=, state=, expect=, plan_out=} -> exit code
+-- run{file=, params=raw, dry_run=, output=, state=, expect=, plan_out=, wait_lock=} -> exit code
 function M.run(opts)
   local recipe, path, source = dsl.load(opts.file)
   local params = dsl.check_params(recipe, opts.params or {}, opts.file)
+  if not opts.dry_run then check_needs(recipe, opts.file) end
   local journal = J.open(opts.state)
   local out = output.new { format = opts.output }
   local E = { recipe = recipe, params = params, journal = journal, out = out, run_id = new_run_id(),
     dry_run = opts.dry_run and true or false, state = {}, start = 1, expect = opts.expect }
   out.run_id = E.run_id
   E.lock_name = lock_name_of(recipe, params)
-  if E.lock_name and not E.dry_run then lock.acquire(journal, E.lock_name, E.run_id) end
+  if E.lock_name and not E.dry_run then
+    lock.acquire(journal, E.lock_name, E.run_id, nil, lock_wait(out, opts.wait_lock))
+  end
   local hash = sha256_text(source)
   local names = {}
   for i, s in ipairs(recipe.steps) do names[i] = s.name end
@@ -542,7 +719,8 @@ function M.apply(opts)
   for i, a in ipairs(plan.actions) do
     expect[i] = { kind = a.kind, target = a.target, fingerprint = a.fingerprint ~= json.null and a.fingerprint or nil }
   end
-  return M.run { file = plan.file, params = raw, output = opts.output, state = opts.state, expect = expect }
+  return M.run { file = plan.file, params = raw, output = opts.output, state = opts.state, expect = expect,
+    wait_lock = opts.wait_lock }
 end
 
 -- ---- rollback and resume of a past run -------------------------------------------
@@ -579,9 +757,16 @@ function M.rollback_cmd(opts)
   end
   check_not_running(run)
   local recipe = load_recipe_for(run, out)
-  local params = json.decode(run.params) or {}
+  local missing = preflight(run, recipe, rollback_items(journal, run, recipe))
+  if #missing > 0 then
+    invalid(string.format("cannot roll back run %s: what its undos need is missing (nothing was undone):\n  %s",
+      run.id, table.concat(missing, "\n  ")))
+  end
+  local params = undo_params(run, recipe)
   local state = json.decode(run.state) or {}
-  if run.lock_name and not opts.dry_run then lock.acquire(journal, run.lock_name, run.id, true) end
+  if run.lock_name and not opts.dry_run then
+    lock.acquire(journal, run.lock_name, run.id, true, lock_wait(out, opts.wait_lock))
+  end
   out:write(string.format("%s run %s of %s (%s)\n", opts.dry_run and "Rollback plan for" or "Rolling back",
     run.id, run.recipe, run.status))
   local status, left = M.rollback { journal = journal, out = out, run = run, recipe = recipe, params = params,
@@ -611,6 +796,7 @@ function M.resume(opts)
   end
   local raw = restore_secret_params(json.decode(run.params) or {}, recipe, opts.params, "resume")
   local params = dsl.check_params(recipe, raw, run.file)
+  check_needs(recipe, run.file)
   local start
   for _, s in ipairs(journal:steps(run.id)) do
     if s.status ~= "done" and s.status ~= "skipped" then start = s.idx break end
@@ -620,7 +806,7 @@ function M.resume(opts)
   local E = { recipe = recipe, params = params, journal = journal, out = out, run_id = run.id,
     dry_run = false, state = json.decode(run.state) or {}, start = start, seq = maxseq,
     lock_name = run.lock_name }
-  if E.lock_name then lock.acquire(journal, E.lock_name, run.id, true) end
+  if E.lock_name then lock.acquire(journal, E.lock_name, run.id, true, lock_wait(out, opts.wait_lock)) end
   journal:resume_run(run.id)
   journal:event(run.id, "note", string.format("resumed by %s from step %d", J.actor(), start))
   out:event("run_started", { recipe = recipe.name, file = run.file, resumed = true, from_step = start, run_id = run.id })

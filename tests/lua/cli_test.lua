@@ -178,3 +178,23 @@ describe("signals", function()
     end)
   end
 end)
+
+describe("show", function()
+  local support = require "support"
+  local json = require "relish.json"
+  test("--output is the same as --format", function()
+    local d = tmpdir()
+    local f = support.recipe(d, "r.lua", 'return recipe "r" { step "s" { run = function() end } }\n')
+    assert_eq(relish({ "run", f, "--state", support.state(d) }).code, 0)
+    local a = relish { "show", "last", "--output", "json", "--state", support.state(d) }
+    assert_eq(a.code, 0, a.stderr)
+    assert_eq(json.decode(a.stdout).recipe, "r")
+    local b = relish { "show", "last", "--format", "json", "--state", support.state(d) }
+    assert_eq(a.stdout, b.stdout)
+    local m = relish { "show", "last", "--format", "json", "--output=markdown", "--state", support.state(d) }
+    assert_match(m.stdout, "^# Run ", "given both ways, the last wins")
+    local bad = relish { "show", "last", "--output", "yaml", "--state", support.state(d) }
+    assert_eq(bad.code, 2)
+    assert_match(bad.stderr, "%-%-output must be one of text|json|markdown, got 'yaml'")
+  end)
+end)

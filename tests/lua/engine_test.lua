@@ -1,6 +1,7 @@
 -- The engine as a user meets it: params, dry-run, rollback, resume, locks,
 -- saved plans, output, history/show, and every exit code of DESIGN.md.
 local support = require "support"
+local G = require "gitsupport"
 local json = require "relish.json"
 local sh = require "relish.sh"
 
@@ -134,6 +135,34 @@ return recipe "pre" {
     assert_match(r.stdout, "Rolling back 1 action%(s%)")
     assert_match(r.stdout, 'rolled_back %(exit 1%): step "write": broke after writing')
     assert_false(r.stdout:find("before changing anything", 1, true) ~= nil, r.stdout)
+  end)
+
+  test("on_rollback fires only when something was rolled back, and says what", function()
+    local d = tmpdir()
+    local f = recipe(d, "n.lua", [[
+local fs = require "relish.fs"
+return recipe "n" {
+  params = { dir = param.string { required = true }, late = param.boolean { default = false } },
+  notify = {
+    on_rollback = function(ctx, o)
+      ctx.log("ROLLBACK %s undone=[%s] left=[%s]", o.rollback, table.concat(o.undone, "; "),
+        table.concat(o.left, "; "))
+    end,
+    on_failure = function(ctx, o) ctx.log("FAILURE %s rollback=%s", o.status, tostring(o.rollback)) end,
+  },
+  step "check" { run = function(ctx) if not ctx.params.late then error("refused: not ready", 0) end end },
+  step "write" { run = function(ctx) fs.write(ctx.params.dir .. "/x", "x") ; error("broke after writing", 0) end },
+}
+]])
+    local r = relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d) }
+    assert_eq(r.code, 1, r.stderr .. r.stdout)
+    assert_match(r.stdout, "Nothing to roll back")
+    assert_false(r.stdout:find("ROLLBACK", 1, true) ~= nil, r.stdout)
+    assert_match(r.stdout, "FAILURE rolled_back rollback=nil")
+    r = relish { "run", f, "-p", "dir=" .. d, "-p", "late=true", "--state", support.state(d) }
+    assert_eq(r.code, 1, r.stderr .. r.stdout)
+    assert_match(r.stdout, "ROLLBACK complete undone=%[fs%.write [^\n]*/x %(action 1: [^\n]*%] left=%[%]")
+    assert_match(r.stdout, "FAILURE rolled_back rollback=complete")
   end)
 
   test("relish rollback last undoes a succeeded run", function()
@@ -337,6 +366,134 @@ return recipe "c" {
       counts[c] = (counts[c] or 0) + 1
     end
     assert_eq(counts, { ["0"] = 1, ["4"] = 19 })
+  end)
+end)
+
+describe("rollback preflight", function()
+  local SHIP = [[
+local fs = require "relish.fs"
+return recipe "ship" {
+  params = { dir = param.string { required = true }, token = param.string { secret = true, required = true } },
+  step "upload" {
+    needs = { secrets = { "SHIP_TOKEN" }, params = { "token" } },
+    run = function(ctx) fs.write(ctx.params.dir .. "/uploaded", "v2") end,
+    undo = function(ctx)
+      -- the undo authenticates with both, as a DELETE to a store would
+      local tok = require("relish.secret").reveal(ctx.secret("SHIP_TOKEN"))
+      fs.write(ctx.params.dir .. "/deleted-with", tok .. "+" .. require("relish.secret").reveal(ctx.params.token))
+    end,
+  },
+  step "after" { run = function(ctx) fs.write(ctx.params.dir .. "/after", "x") end },
+}
+]]
+
+  test("rollback (and --dry-run) lists what its undos need that is missing: exit 2, nothing undone", function()
+    local d = tmpdir()
+    local f = recipe(d, "ship.lua", SHIP)
+    local state = support.state(d)
+    local r = relish { "run", f, "-p", "dir=" .. d, "-p", "token=param-secret", "--state", state,
+      env = { SHIP_TOKEN = "ship-secret" } }
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    for _, dry in ipairs { true, false } do
+      local args = { "rollback", "last", "--state", state }
+      if dry then args[#args + 1] = "--dry-run" end
+      r = relish(args)
+      assert_eq(r.code, 2, r.stderr .. r.stdout)
+      assert_match(r.stderr, "cannot roll back run [%w-]+: what its undos need is missing %(nothing was undone%):")
+      assert_match(r.stderr,
+        "secret SHIP_TOKEN: environment variable SHIP_TOKEN is not set, for the undo of step \"upload\"")
+      assert_match(r.stderr, "param 'token' %(a secret, not kept in the journal%): set RELISH_PARAM_TOKEN, " ..
+        "for the undo of step \"upload\"")
+      assert_false(r.stdout:find("undo of step", 1, true) ~= nil, r.stdout)
+    end
+    assert_eq(read(d .. "/after"), "x", "nothing was undone")
+    assert_nil(read(d .. "/deleted-with"))
+    assert_eq(json.decode(relish { "show", "last", "--format", "json", "--state", state }.stdout).status, "succeeded")
+    -- one of the two is not enough
+    r = relish { "rollback", "last", "--state", state, env = { SHIP_TOKEN = "ship-secret" } }
+    assert_eq(r.code, 2, r.stderr .. r.stdout)
+    assert_false(r.stderr:find("SHIP_TOKEN", 1, true) ~= nil, r.stderr)
+    assert_match(r.stderr, "RELISH_PARAM_TOKEN")
+    -- with both, the undo gets the real values (not "***")
+    r = relish { "rollback", "last", "--state", state,
+      env = { SHIP_TOKEN = "ship-secret", RELISH_PARAM_TOKEN = "param-secret" } }
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    assert_eq(read(d .. "/deleted-with"), "ship-secret+param-secret")
+    assert_nil(read(d .. "/after"))
+  end)
+
+  test("a step whose undo needs a missing secret: the run is refused before it starts (exit 2, no run)", function()
+    local d = tmpdir()
+    local f = recipe(d, "ship.lua", SHIP)
+    local r = relish { "run", f, "-p", "dir=" .. d, "-p", "token=t", "--state", support.state(d) }
+    assert_eq(r.code, 2, r.stderr .. r.stdout)
+    assert_match(r.stderr, "what the undos need is missing, so a failure could not be rolled back:\n  " ..
+      "secret SHIP_TOKEN: environment variable SHIP_TOKEN is not set, for the undo of step \"upload\"")
+    assert_nil(read(d .. "/uploaded"))
+    assert_eq(relish { "history", "--output", "json", "--state", support.state(d) }.stdout, "")
+    r = relish { "run", f, "-p", "dir=" .. d, "-p", "token=t", "--dry-run", "--state", support.state(d) }
+    assert_eq(r.code, 0, "a dry-run rolls nothing back: " .. r.stderr .. r.stdout)
+  end)
+
+  test("a step undo without needs.params needs every secret param back", function()
+    local d = tmpdir()
+    local f = recipe(d, "s.lua", [[
+local fs = require "relish.fs"
+return recipe "s" {
+  params = { dir = param.string { required = true }, key = param.string { secret = true, required = true } },
+  step "a" {
+    run = function(ctx) fs.write(ctx.params.dir .. "/a", "A") end,
+    undo = function(ctx) fs.write(ctx.params.dir .. "/undone", "yes") end,
+  },
+}
+]])
+    local state = support.state(d)
+    assert_eq(relish { "run", f, "-p", "dir=" .. d, "-p", "key=k", "--state", state }.code, 0)
+    local r = relish { "rollback", "last", "--dry-run", "--state", state }
+    assert_eq(r.code, 2, r.stderr .. r.stdout)
+    assert_match(r.stderr,
+      "param 'key' [^\n]*RELISH_PARAM_KEY, for the undo of step \"a\" %(its needs%.params does not say")
+    r = relish { "rollback", "last", "--state", state, env = { RELISH_PARAM_KEY = "k" } }
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    assert_eq(read(d .. "/undone"), "yes")
+  end)
+
+  test("a git push's undo needs the credentials' environment variable: checked before anything is undone", function()
+    local d = tmpdir()
+    local TOKEN = "tok-preflight-" .. os.time()
+    local remote = G.bare(d, "remote.git")
+    G.git(remote, "config", "http.receivepack", "true")
+    local w = G.repo(d, "work", { remote = remote, files = { ["app.yaml"] = "image: app:1.0\n" } })
+    G.git(w, "push", "-q", "origin", "main")
+    local web = G.http(d, "x-access-token", TOKEN)
+    local ok, err = pcall(function()
+      G.git(w, "remote", "set-url", "origin", web.url .. "remote.git")
+      local f = recipe(d, "release.lua", [[
+local git = require "relish.git"
+return recipe "release" {
+  params = { repo = param.string { required = true } },
+  step "release" { run = function(ctx)
+    local repo <close> = git.open(ctx.params.repo)
+    repo:commit { files = { ["app.yaml"] = "image: app:2.0\n" }, message = "deploy 2.0" }
+    repo:push { refspecs = { "main" }, auth = ctx.secret("GIT_TOKEN") }
+  end },
+}
+]])
+      local state = support.state(d)
+      local r = relish { "run", f, "-p", "repo=" .. w, "--state", state, env = G.env { GIT_TOKEN = TOKEN } }
+      assert_eq(r.code, 0, r.stderr .. r.stdout)
+      local pushed = G.rev(remote, "refs/heads/main")
+      r = relish { "rollback", "last", "--state", state, env = G.env {} }
+      assert_eq(r.code, 2, r.stderr .. r.stdout)
+      assert_match(r.stderr,
+        "%$GIT_TOKEN is not set %(its credentials came from it%), for the undo of action %d+: git%.push ")
+      assert_eq(G.rev(remote, "refs/heads/main"), pushed, "nothing undone")
+      r = relish { "rollback", "last", "--state", state, env = G.env { GIT_TOKEN = TOKEN } }
+      assert_eq(r.code, 0, r.stderr .. r.stdout)
+      assert_eq(G.git(remote, "log", "-1", "--format=%s", "main"), 'Revert "deploy 2.0"')
+    end)
+    web:stop()
+    if not ok then error(err, 0) end
   end)
 end)
 

@@ -1,4 +1,4 @@
--- relish.cli.common: what several commands share: -p parsing.
+-- relish.cli.common: what several commands share: -p and --wait-lock parsing.
 local invalid = require("relish._errors").invalid
 local M = {}
 
@@ -19,6 +19,15 @@ function M.params(list)
     end
   end
   return out
+end
+
+-- --wait-lock DURATION -> seconds, or nil when not given
+function M.wait_lock(flags)
+  local v = flags["wait-lock"]
+  if v == nil then return nil end
+  local seconds, err = require("relish.dsl").duration(v, "--wait-lock")
+  if not seconds then invalid(err) end
+  return seconds
 end
 
 return M

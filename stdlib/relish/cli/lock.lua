@@ -14,13 +14,17 @@ return {
       if opts.args[2] then usage("lock list takes no argument") end
       local rows = lock.list(journal)
       if opts.flags.output == "json" then
+        -- one JSON array, [] when nothing is held: a reader parses one value
+        local list = json.array {}
         for _, l in ipairs(rows) do
-          io.write(json.encode({ name = l.name, run_id = l.run_id, user = l.user, host = l.host, pid = l.pid,
-            since = l.acquired_at, expires_in = math.floor(l.expires_at - host.time()), stale = lock.stale(l) },
-            { sort_keys = true }), "\n")
+          local stale, why = lock.stale(l)
+          list[#list + 1] = { name = l.name, run_id = l.run_id, user = l.user, host = l.host, pid = l.pid,
+            since = l.acquired_at, expires_in = math.floor(l.expires_at - host.time()), stale = stale,
+            stale_reason = why or json.null }
         end
+        io.write(json.encode(list, { sort_keys = true }), "\n")
       elseif #rows == 0 then
-        io.write("no locks held\n")
+        io.write("No locks held\n")
       else
         for _, l in ipairs(rows) do
           local stale, why = lock.stale(l)

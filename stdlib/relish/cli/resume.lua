@@ -5,6 +5,7 @@ local engine = require "relish.engine"
 return {
   main = function(opts)
     local f = opts.flags
-    return engine.resume { run_id = opts.args[1], params = common.params(f.param), output = f.output, state = f.state }
+    return engine.resume { run_id = opts.args[1], params = common.params(f.param), output = f.output, state = f.state,
+      wait_lock = common.wait_lock(f) }
   end,
 }
