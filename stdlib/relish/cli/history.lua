@@ -21,7 +21,8 @@ local function key_params(text)
   local parts = {}
   for _, k in ipairs(keys) do
     local v = p[k]
-    if v ~= "" then parts[#parts + 1] = k .. "=" .. clip(type(v) == "table" and json.encode(v) or tostring(v), VALUE_WIDTH) end
+    if type(v) == "table" then v = json.encode(v) end
+    if v ~= "" then parts[#parts + 1] = k .. "=" .. clip(tostring(v), VALUE_WIDTH) end
   end
   return clip(table.concat(parts, " "), PARAMS_WIDTH)
 end
