@@ -374,7 +374,7 @@ function M.rollback(E)
   local items = rollback_items(journal, run, E.recipe)
   local left, undone, irreversible, done = {}, 0, {}, {}
   out:event("rollback_started", { actions = #items, reason = E.reason, dry_run = E.dry_run })
-  if not E.dry_run then journal:event(run.id, "rollback", "rollback started" .. (E.reason and (": " .. E.reason) or "")) end
+  local attempt = not E.dry_run and journal:rollback_begin(run.id, { reason = E.reason, requested = E.requested })
   host.interrupt_reset()
   local deadline = E.budget and (host.now() + E.budget) or nil
   local stopped
@@ -413,7 +413,7 @@ function M.rollback(E)
         if ok then
           journal:step_undone(run.id, it.idx)
         else
-          journal:set_step(run.id, it.idx, { status = "undo_failed", error = secret.redact(errmsg(err)) })
+          journal:step_undo_failed(run.id, it.idx, secret.redact(errmsg(err)))
         end
         out:event("undo", { kind = "step", target = it.name, status = ok and "undone" or "undo_failed",
           error = not ok and first_line(secret.redact(errmsg(err))) or nil })
@@ -440,10 +440,7 @@ function M.rollback(E)
   local status = #left == 0 and "complete" or "incomplete"
   out:event("rollback_finished", { status = status, left = json.array(left), undone = undone,
     irreversible = json.array(irreversible), dry_run = E.dry_run, actions = #items })
-  if not E.dry_run then
-    journal:event(run.id, "rollback", "rollback " .. status ..
-      (#left > 0 and (": left to do by hand: " .. table.concat(left, "; ")) or ""))
-  end
+  if attempt then journal:rollback_end(attempt, status, left, undone) end
   return status, left, stopped, #items, done
 end
 
@@ -770,7 +767,7 @@ function M.rollback_cmd(opts)
   out:write(string.format("%s run %s of %s (%s)\n", opts.dry_run and "Rollback plan for" or "Rolling back",
     run.id, run.recipe, run.status))
   local status, left = M.rollback { journal = journal, out = out, run = run, recipe = recipe, params = params,
-    state = state, budget = recipe and recipe.rollback_timeout, dry_run = opts.dry_run, reason = "requested" }
+    state = state, budget = recipe and recipe.rollback_timeout, dry_run = opts.dry_run, reason = "requested", requested = true }
   if not opts.dry_run then
     journal:set_run_status(run.id, status == "complete" and "rolled_back" or "rollback_failed")
     if run.lock_name then lock.release(journal, run.lock_name, run.id) end

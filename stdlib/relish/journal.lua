@@ -11,18 +11,25 @@
 --   create_run(run, names)    run = {id, recipe, file, recipe_hash, params,
 --                             dry_run, lock_name [, user, host, pid]}: status
 --                             "running" and one "pending" step per name
---   find_run(id)              "last" (newest non-dry-run), an exact id, or a
---                             unique id prefix; raises a usage error otherwise
---   list_runs{recipe=, limit=}  newest first
+--   find_run(id)              "last" (newest non-dry-run), an exact id, or
+--                             a unique part of one (prefix, the random suffix,
+--                             any substring); raises a usage error otherwise,
+--                             naming up to 5 candidates when ambiguous
+--   list_runs{recipe=, limit=}  newest first; each with .changed, how many
+--                             actions of its steps done or possibly done
 --   set_run_state(id, json)   ctx.state after a step
---   finish_run(id, status, exit_code, error)   the run ended (finished_at now)
---   set_run_status(id, status)  a past run's new status (after a rollback)
+--   finish_run(id, status, exit_code, error)   the run ended (finished_at
+--                             now); status is also kept as .outcome
+--   set_run_status(id, status)  a past run's new status (after a rollback);
+--                             .outcome and .exit_code stay the run's own
 --   resume_run(id)            running again, in this process
 --   steps(run_id)             by index
 --   set_step(run_id, idx, fields)  status, error, started_at, finished_at
 --                             (json.null or false clears one)
 --   step_attempt(run_id, idx, n)
 --   step_undone(run_id, idx)  the step and its undoable actions are undone
+--                             (undone_at now); the step's error stays
+--   step_undo_failed(run_id, idx, error)  its undo failed: .undo_error
 --   actions(run_id [, {undoable=true}])  by seq; undoable: the actions of
 --                             steps (not of a rollback), newest first
 --   max_seq(run_id)           0 when there are none
@@ -30,8 +37,15 @@
 --                             provider, target, describe, detail, fingerprint,
 --                             undo}; with durable, on disk before it returns
 --   action_end(run_id, seq, status, result, error)
---   mark_action(run_id, seq, status, error)   after its undo
+--   mark_action(run_id, seq, status, error)   after its undo: error is the
+--                             undo's (.undo_error); the action's own stays
 --   event(run_id, type, text [, actor])   events(run_id)   in order
+--   rollback_begin(run_id, {reason=, requested=}) -> attempt id; also a
+--                             "rollback" event. Actions journaled from then
+--                             on (seq >= .first_seq) are the attempt's own
+--   rollback_end(attempt, status, left, undone)   "complete"|"incomplete",
+--                             the list of what is left to do by hand
+--   rollbacks(run_id)         attempts, oldest first; .left decoded
 --   lock_acquire(name, run_id, {ttl=, reclaim=}) -> takeover text or nil;
 --                             raises {kind="locked", exit=4} when held
 --   lock_renew(name, run_id, ttl)   lock_release(name, run_id)
@@ -52,6 +66,37 @@ local M = {}
 function M.now_iso()
   local t = host.time()
   return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(t)) .. string.format(".%03dZ", math.floor((t % 1) * 1000))
+end
+
+-- Unix seconds of a time written by now_iso(), or nil. Computed from the
+-- civil date (days from 1970-01-01), so no local time zone is involved.
+function M.iso_seconds(t)
+  local y, mo, d, h, mi, sec = (t or ""):match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):([%d.]+)Z$")
+  if not y then return nil end
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  if mo <= 2 then y = y - 1 end
+  local era = y // 400
+  local yoe = y - era * 400
+  local doy = (153 * ((mo + 9) % 12) + 2) // 5 + d - 1
+  local days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+end
+
+-- Seconds from a to b (now_iso() times, to the millisecond), or nil.
+function M.duration(a, b)
+  local x, y = M.iso_seconds(a), M.iso_seconds(b)
+  if not (x and y) then return nil end
+  return math.floor((y - x) * 1000 + 0.5) / 1000
+end
+
+-- A duration for people: 850ms, 12.3s, 4m05s, 2h03m.
+function M.duration_text(s)
+  if not s then return "-" end
+  if s < 1 then return string.format("%dms", math.floor(s * 1000 + 0.5)) end
+  if s < 60 then return string.format("%.1fs", s) end
+  s = math.floor(s + 0.5)
+  if s < 3600 then return string.format("%dm%02ds", s // 60, s % 60) end
+  return string.format("%dh%02dm", s // 3600, s % 3600 // 60)
 end
 
 function M.actor()
@@ -162,6 +207,30 @@ local MIGRATIONS = {
   ]],
   -- the module that registered an action's effect kind, loaded to undo it
   [[ ALTER TABLE actions ADD COLUMN provider TEXT; ]],
+  -- what show and history tell: the outcome a run finished with (its status
+  -- changes when it is rolled back later), what an undo did and when, and
+  -- every rollback attempt
+  [[
+  ALTER TABLE runs ADD COLUMN outcome TEXT;
+  ALTER TABLE steps ADD COLUMN undo_error TEXT;
+  ALTER TABLE steps ADD COLUMN undone_at TEXT;
+  ALTER TABLE actions ADD COLUMN undo_error TEXT;
+  ALTER TABLE actions ADD COLUMN undone_at TEXT;
+  CREATE TABLE rollbacks (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    requested INTEGER NOT NULL DEFAULT 0,  -- 1: relish rollback; 0: the run's own, on failure
+    reason TEXT,
+    actor TEXT,
+    first_seq INTEGER NOT NULL,    -- the attempt's own actions (a step's undo) have seq >= first_seq
+    status TEXT NOT NULL,          -- running|complete|incomplete
+    undone INTEGER,
+    left TEXT,                     -- JSON list: what was left to do by hand
+    started_at TEXT NOT NULL,
+    finished_at TEXT
+  );
+  CREATE INDEX rollbacks_run ON rollbacks (run_id, id);
+  ]],
 }
 
 local Sqlite = {}
@@ -227,15 +296,34 @@ function Sqlite:create_run(run, names)
   end)
 end
 
+-- The part of a run id people type: its random suffix.
+function M.short_id(id)
+  return id:match("%-(%x+)$") or id
+end
+
+local MAX_CANDIDATES = 5
+
 function Sqlite:find_run(id)
   local rows
   if id == "last" then
     rows = self.db:query("SELECT * FROM runs WHERE dry_run = 0 ORDER BY started_at DESC, rowid DESC LIMIT 1")
   else
+    if id == "" then invalid("the run id is empty") end
     rows = self.db:query("SELECT * FROM runs WHERE id = ?", id)
-    if #rows == 0 then rows = self.db:query("SELECT * FROM runs WHERE id LIKE ? || '%' LIMIT 2", id) end
+    -- instr, not LIKE: what people type is text, never a pattern ('_', '%')
+    if #rows == 0 then
+      rows = self.db:query("SELECT * FROM runs WHERE instr(id, ?) > 0 ORDER BY started_at DESC, rowid DESC LIMIT ?",
+        id, MAX_CANDIDATES + 1)
+    end
     if #rows > 1 then
-      invalid("run id '" .. id .. "' is ambiguous")
+      local lines = {}
+      for i = 1, math.min(#rows, MAX_CANDIDATES) do
+        local r = rows[i]
+        lines[i] = string.format("  %s  %s  started %s%s", r.id, r.recipe, r.started_at, r.dry_run == 1 and " (dry-run)" or "")
+      end
+      if #rows > MAX_CANDIDATES then lines[#lines + 1] = "  and more" end
+      invalid(string.format("run id '%s' is ambiguous: it matches\n%s\ntype more of the id", id,
+        table.concat(lines, "\n")))
     end
   end
   if #rows == 0 then
@@ -249,11 +337,15 @@ function Sqlite:list_runs(opts)
   opts = opts or {}
   local limit = opts.limit or -1 -- no limit
   local rows
+  -- changed: actions of its steps that were done or may have been (in doubt);
+  -- a failed action did not complete
+  local cols = "SELECT runs.*, (SELECT COUNT(*) FROM actions a WHERE a.run_id = runs.id AND a.step > 0" ..
+    " AND a.status IN ('done', 'pending', 'undone', 'undo_failed')) AS changed FROM runs"
   if opts.recipe then
-    rows = self.db:query("SELECT * FROM runs WHERE recipe = ? ORDER BY started_at DESC, rowid DESC LIMIT ?",
+    rows = self.db:query(cols .. " WHERE recipe = ? ORDER BY started_at DESC, rowid DESC LIMIT ?",
       opts.recipe, limit)
   else
-    rows = self.db:query("SELECT * FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?", limit)
+    rows = self.db:query(cols .. " ORDER BY started_at DESC, rowid DESC LIMIT ?", limit)
   end
   for _, r in ipairs(rows) do run_record(r) end
   return rows
@@ -264,8 +356,8 @@ function Sqlite:set_run_state(id, text)
 end
 
 function Sqlite:finish_run(id, status, exit_code, err)
-  self.db:exec("UPDATE runs SET status = ?, exit_code = ?, error = ?, finished_at = ? WHERE id = ?",
-    status, exit_code, err, M.now_iso(), id)
+  self.db:exec("UPDATE runs SET status = ?, outcome = ?, exit_code = ?, error = ?, finished_at = ? WHERE id = ?",
+    status, status, exit_code, err, M.now_iso(), id)
 end
 
 function Sqlite:set_run_status(id, status)
@@ -307,11 +399,17 @@ function Sqlite:step_attempt(run_id, idx, n)
 end
 
 function Sqlite:step_undone(run_id, idx)
+  local now = M.now_iso()
   self:tx(function()
-    self.db:exec("UPDATE steps SET status = 'undone' WHERE run_id = ? AND idx = ?", run_id, idx)
-    self.db:exec("UPDATE actions SET status = 'undone' WHERE run_id = ? AND step = ?" ..
-      " AND status IN ('done', 'pending', 'failed', 'undo_failed')", run_id, idx)
+    self.db:exec("UPDATE steps SET status = 'undone', undone_at = ? WHERE run_id = ? AND idx = ?", now, run_id, idx)
+    self.db:exec("UPDATE actions SET status = 'undone', undone_at = ? WHERE run_id = ? AND step = ?" ..
+      " AND status IN ('done', 'pending', 'failed', 'undo_failed')", now, run_id, idx)
   end)
+end
+
+function Sqlite:step_undo_failed(run_id, idx, err)
+  self.db:exec("UPDATE steps SET status = 'undo_failed', undo_error = ? WHERE run_id = ? AND idx = ?",
+    err, run_id, idx)
 end
 
 function Sqlite:actions(run_id, opts)
@@ -338,7 +436,12 @@ function Sqlite:action_end(run_id, seq, status, result, err)
 end
 
 function Sqlite:mark_action(run_id, seq, status, err)
-  self.db:exec("UPDATE actions SET status = ?, error = ? WHERE run_id = ? AND seq = ?", status, err, run_id, seq)
+  if status == "undone" then
+    self.db:exec("UPDATE actions SET status = ?, undone_at = ? WHERE run_id = ? AND seq = ?",
+      status, M.now_iso(), run_id, seq)
+  else
+    self.db:exec("UPDATE actions SET status = ?, undo_error = ? WHERE run_id = ? AND seq = ?", status, err, run_id, seq)
+  end
 end
 
 function Sqlite:event(run_id, type_, text, actor)
@@ -348,6 +451,39 @@ end
 
 function Sqlite:events(run_id)
   return self.db:query("SELECT * FROM events WHERE run_id = ? ORDER BY id", run_id)
+end
+
+function Sqlite:rollback_begin(run_id, opts)
+  opts = opts or {}
+  return self:tx(function()
+    local first = self:max_seq(run_id) + 1
+    self.db:exec("INSERT INTO rollbacks (run_id, requested, reason, actor, first_seq, status, started_at)" ..
+      " VALUES (?, ?, ?, ?, ?, 'running', ?)", run_id, opts.requested and 1 or 0, opts.reason, M.actor(), first,
+      M.now_iso())
+    self:event(run_id, "rollback", "rollback started" .. (opts.reason and (": " .. opts.reason) or ""))
+    return self.db:query("SELECT MAX(id) AS id FROM rollbacks WHERE run_id = ?", run_id)[1].id
+  end)
+end
+
+function Sqlite:rollback_end(attempt, status, left, undone)
+  self:tx(function()
+    local row = self.db:query("SELECT run_id FROM rollbacks WHERE id = ?", attempt)[1]
+    if not row then error("rollback_end: no rollback attempt " .. tostring(attempt), 2) end
+    left = left or {}
+    self.db:exec("UPDATE rollbacks SET status = ?, left = ?, undone = ?, finished_at = ? WHERE id = ?",
+      status, json.encode(json.array(left)), undone or 0, M.now_iso(), attempt)
+    self:event(row.run_id, "rollback", "rollback " .. status ..
+      (#left > 0 and (": left to do by hand: " .. table.concat(left, "; ")) or ""))
+  end)
+end
+
+function Sqlite:rollbacks(run_id)
+  local rows = self.db:query("SELECT * FROM rollbacks WHERE run_id = ? ORDER BY id", run_id)
+  for _, r in ipairs(rows) do
+    r.requested = r.requested == 1
+    r.left = r.left and json.decode(r.left) or {}
+  end
+  return rows
 end
 
 function Sqlite:lock_acquire(name, run_id, opts)

@@ -106,6 +106,74 @@ describe("runs and steps", function()
     j:close()
   end)
 
+  test("find_run: any unique part of an id, exact first, never a pattern", function()
+    local j = open(tmpdir())
+    new_run(j, "20260101-000000-851a3f07")
+    new_run(j, "20260101-000001-0c2e851a", { recipe = "deploy" })
+    new_run(j, "20260101-000002-77aa1234")
+    new_run(j, "77aa")
+    -- the random suffix, or a part of it
+    assert_eq(j:find_run("3f07").id, "20260101-000000-851a3f07")
+    assert_eq(j:find_run("0c2e").id, "20260101-000001-0c2e851a")
+    -- an exact id wins over the runs it is a part of
+    assert_eq(j:find_run("77aa").id, "77aa")
+    -- ambiguous: the candidates, with recipe and start, exit 2
+    local e = raises(function() j:find_run("851a") end, "run id '851a' is ambiguous")
+    assert_eq({ e.kind, e.exit }, { "usage", 2 })
+    assert_match(e.message, "20260101%-000000%-851a3f07  r  started 20")
+    assert_match(e.message, "20260101%-000001%-0c2e851a  deploy  started 20")
+    -- '_' and '%' are text, not wildcards
+    raises(function() j:find_run("_") end, "no run '_'")
+    raises(function() j:find_run("%") end, "no run '%%'")
+    raises(function() j:find_run("0000_0") end, "no run '0000_0'")
+    e = raises(function() j:find_run("") end, "empty")
+    assert_eq(e.kind, "usage")
+    -- at most 5 candidates are named
+    for i = 1, 7 do new_run(j, string.format("20260102-000000-dddd000%d", i)) end
+    e = raises(function() j:find_run("dddd") end, "ambiguous")
+    local n = 0
+    for _ in e.message:gmatch("dddd000") do n = n + 1 end
+    assert_eq(n, 5)
+    assert_match(e.message, "and more")
+    assert_eq(J.short_id("20260101-000000-851a3f07"), "851a3f07")
+    assert_eq(J.short_id("r1"), "r1")
+    j:close()
+  end)
+
+  test("a run's outcome stays when a rollback changes its status; rollback attempts are kept", function()
+    local j = open(tmpdir())
+    new_run(j, "r1")
+    j:action_begin("r1", 1, 1, { kind = "fs.write", target = "/a", describe = "write /a", undo = '{"path":"/a"}' },
+      "pending", true)
+    j:action_end("r1", 1, "done", nil, nil)
+    j:finish_run("r1", "rollback_failed", 3, "step \"ship\": boom")
+    local a1 = j:rollback_begin("r1", { reason = "step \"ship\": boom" })
+    j:action_begin("r1", -2, 2, { kind = "http.delete", target = "u", describe = "DELETE u" }, "pending", true)
+    j:action_end("r1", 2, "done", nil, nil)
+    j:rollback_end(a1, "incomplete", { "undo of step \"ship\": token missing" }, 1)
+    local a2 = j:rollback_begin("r1", { reason = "requested", requested = true })
+    j:rollback_end(a2, "complete", {}, 2)
+    j:set_run_status("r1", "rolled_back")
+    local r = j:find_run("r1")
+    assert_eq({ r.status, r.outcome, r.exit_code }, { "rolled_back", "rollback_failed", 3 })
+    local rbs = j:rollbacks("r1")
+    assert_eq(#rbs, 2)
+    assert_eq({ rbs[1].status, rbs[1].requested, rbs[1].first_seq, rbs[1].undone, rbs[1].left },
+      { "incomplete", false, 2, 1, { "undo of step \"ship\": token missing" } })
+    assert_eq({ rbs[2].status, rbs[2].requested, rbs[2].first_seq, rbs[2].left }, { "complete", true, 3, {} })
+    assert_eq(rbs[2].actor, J.actor())
+    assert_match(rbs[2].finished_at, "Z$")
+    -- each attempt is in the timeline too
+    local texts = {}
+    for _, e in ipairs(j:events("r1")) do texts[#texts + 1] = e.type .. ": " .. e.text end
+    assert_eq(texts, { "rollback: rollback started: step \"ship\": boom",
+      "rollback: rollback incomplete: left to do by hand: undo of step \"ship\": token missing",
+      "rollback: rollback started: requested", "rollback: rollback complete" })
+    -- history's count of changes: actions of steps only
+    assert_eq(j:list_runs {}[1].changed, 1)
+    j:close()
+  end)
+
   test("no runs: last is a usage error naming the journal", function()
     local d = tmpdir()
     local j = open(d)
@@ -179,17 +247,27 @@ describe("actions", function()
     for _, a in ipairs(j:actions("r1", { undoable = true })) do seqs[#seqs + 1] = a.seq end
     assert_eq(seqs, { 3, 2, 1 })
 
-    j:mark_action("r1", 1, "undo_failed", "disk full")
-    assert_eq({ j:actions("r1")[1].status, j:actions("r1")[1].error }, { "undo_failed", "disk full" })
-    j:mark_action("r1", 1, "undone", nil)
-    assert_eq({ j:actions("r1")[1].status, j:actions("r1")[1].error }, { "undone", nil })
+    -- an undo's error is kept apart from the action's own, and stays as history
+    j:mark_action("r1", 2, "undo_failed", "disk full")
+    local a2 = j:actions("r1")[2]
+    assert_eq({ a2.status, a2.error, a2.undo_error, a2.undone_at }, { "undo_failed", "refused", "disk full", nil })
+    j:mark_action("r1", 2, "undone", nil)
+    a2 = j:actions("r1")[2]
+    assert_eq({ a2.status, a2.error, a2.undo_error }, { "undone", "refused", "disk full" })
+    assert_match(a2.undone_at, "Z$")
 
     -- a step's own undo covers all its actions
     j:step_undone("r1", 2)
     all = j:actions("r1")
     assert_eq({ all[2].status, all[3].status, all[4].status }, { "undone", "undone", "done" })
     assert_eq(j:steps("r1")[2].status, "undone")
+    assert_match(j:steps("r1")[2].undone_at, "Z$")
     assert_eq(j:steps("r1")[1].status, "pending")
+    -- a step's failed undo keeps the step's own error
+    j:set_step("r1", 1, { status = "failed", error = "boom" })
+    j:step_undo_failed("r1", 1, "token missing")
+    local s1 = j:steps("r1")[1]
+    assert_eq({ s1.status, s1.error, s1.undo_error, s1.undone_at }, { "undo_failed", "boom", "token missing", nil })
     j:close()
   end)
 
@@ -375,7 +453,7 @@ describe("schema", function()
     db:close()
 
     local j = open(d)
-    assert_eq(j.db:query("PRAGMA user_version")[1].user_version, 2)
+    assert_eq(j.db:query("PRAGMA user_version")[1].user_version, 3)
     assert_eq(j.db:query("PRAGMA journal_mode")[1].journal_mode, "wal")
     local r = j:find_run("last")
     assert_eq({ r.id, r.status, r.dry_run }, { "old", "failed", false })
@@ -398,7 +476,7 @@ describe("schema", function()
     local db = native.open(d .. "/journal.db")
     db:exec("PRAGMA user_version = 7")
     db:close()
-    local e = raises(function() open(d) end, "schema version 7, newer than this relish %(2%)")
+    local e = raises(function() open(d) end, "schema version 7, newer than this relish %(3%)")
     assert_eq({ e.kind, e.exit }, { "journal", 2 })
   end)
 

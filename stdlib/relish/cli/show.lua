@@ -1,95 +1,281 @@
--- relish show RUN_ID: one run from the journal, as text, JSON or Markdown.
+-- relish show RUN_ID: one run from the journal, as text, JSON or Markdown:
+-- what the run did (its outcome and exit code), each step and action in its
+-- final state with its history, and every rollback attempt made since.
 local J = require "relish.journal"
 local json = require "relish.json"
 
+local function first_line(s) return s and s:match("^[^\n]*") end
+
+-- The journal's rows, and what they mean together: which rollback attempt
+-- made each action of a rollback and undid each step and action.
 local function gather(journal, id)
   local run = journal:find_run(id)
-  return {
+  local d = {
     run = run,
     steps = journal:steps(run.id),
     actions = journal:actions(run.id),
     events = journal:events(run.id),
+    rollbacks = journal:rollbacks(run.id),
+    names = {},
   }
+  for _, s in ipairs(d.steps) do d.names[s.idx] = s.name end
+  for n, rb in ipairs(d.rollbacks) do rb.n, rb.actions = n, {} end
+  return d
 end
+
+-- the last attempt started at or before ts (times compare as text)
+local function attempt_at(d, ts)
+  local found
+  for _, rb in ipairs(d.rollbacks) do
+    if ts and rb.started_at <= ts then found = rb end
+  end
+  return found
+end
+
+-- the attempt whose own actions a rollback action is (by seq)
+local function attempt_of(d, seq)
+  local found
+  for _, rb in ipairs(d.rollbacks) do
+    if rb.first_seq <= seq then found = rb end
+  end
+  return found
+end
+
+local function undone_text(d, at)
+  local rb = attempt_at(d, at)
+  return string.format("undone by rollback%s at %s", rb and (" " .. rb.n) or "", at)
+end
+
+-- A step's history beyond its status: an error from before, a failed undo, its undo.
+local function step_notes(d, s)
+  local notes = {}
+  if s.error then notes[#notes + 1] = (s.status == "failed" and "" or "failed: ") .. first_line(s.error) end
+  if s.undo_error then notes[#notes + 1] = "undo failed: " .. first_line(s.undo_error) end
+  if s.undone_at then notes[#notes + 1] = undone_text(d, s.undone_at) end
+  return notes
+end
+
+local function action_notes(d, a)
+  local notes = {}
+  if a.error then notes[#notes + 1] = "failed: " .. first_line(a.error) end
+  if a.undo_error then notes[#notes + 1] = "undo failed: " .. first_line(a.undo_error) end
+  if a.undone_at then notes[#notes + 1] = undone_text(d, a.undone_at) end
+  if a.step > 0 and a.irreversible and a.status ~= "undone" then notes[#notes + 1] = "irreversible" end
+  return notes
+end
+
+-- actions of steps stay by step; those a step's undo made during a rollback
+-- (a negative step in the journal) go with their rollback attempt
+local function split_actions(d)
+  local of_steps, orphans = {}, {}
+  for _, a in ipairs(d.actions) do
+    if a.step > 0 then
+      of_steps[#of_steps + 1] = a
+    else
+      local rb = attempt_of(d, a.seq)
+      if rb then table.insert(rb.actions, a) else orphans[#orphans + 1] = a end
+    end
+  end
+  return of_steps, orphans
+end
+
+local function rollback_label(rb)
+  if rb.requested then return "relish rollback" end
+  return "on failure" .. (rb.reason and (" (" .. first_line(rb.reason) .. ")") or "")
+end
+
+local function rollback_result(rb)
+  if rb.status == "running" then return "did not finish" end
+  return string.format("%s, %d undone", rb.status, rb.undone or 0)
+end
+
+-- The run's own outcome, then what later rollbacks did to it.
+local function outcome_text(d)
+  local r = d.run
+  local t = (r.outcome or J.shown_status(r)) .. (r.exit_code and (" (exit " .. r.exit_code .. ")") or "")
+  for _, rb in ipairs(d.rollbacks) do
+    if rb.requested then
+      t = t .. string.format("; then relish rollback at %s by %s: %s", rb.started_at, rb.actor or "?",
+        rollback_result(rb))
+    end
+  end
+  return t
+end
+
+local function undo_step_name(d, a)
+  return "undo of " .. (d.names[-a.step] or ("step " .. -a.step))
+end
+
+local function null(v) if v == nil then return json.null end return v end
 
 local function as_json(d)
   local r = d.run
+  local of_steps, orphans = split_actions(d)
   local out = {
-    run_id = r.id, recipe = r.recipe, file = r.file, status = J.shown_status(r), exit_code = r.exit_code or json.null,
-    dry_run = r.dry_run, user = r.user, host = r.host, pid = r.pid, lock = r.lock_name or json.null,
-    started_at = r.started_at, finished_at = r.finished_at or json.null, error = r.error or json.null,
+    run_id = r.id, short_id = J.short_id(r.id), recipe = r.recipe, file = r.file, status = J.shown_status(r),
+    outcome = r.outcome or J.shown_status(r), exit_code = null(r.exit_code), dry_run = r.dry_run, user = r.user,
+    host = r.host, pid = r.pid, lock = null(r.lock_name), started_at = r.started_at, finished_at = null(r.finished_at),
+    duration_s = null(J.duration(r.started_at, r.finished_at)), error = null(r.error),
     params = json.decode(r.params), state = json.decode(r.state), steps = json.array {}, actions = json.array {},
-    events = json.array {},
+    rollbacks = json.array {}, events = json.array {},
   }
+  local function action_json(a, rb)
+    local undone_by = a.undone_at and attempt_at(d, a.undone_at)
+    return { seq = a.seq, step = math.abs(a.step), step_name = null(d.names[math.abs(a.step)]),
+      phase = a.step > 0 and "step" or "rollback", rollback = null(rb and rb.n), kind = a.kind, target = a.target,
+      describe = a.describe, status = a.status, irreversible = a.step > 0 and a.irreversible,
+      fingerprint = null(a.fingerprint), error = null(a.error), undo_error = null(a.undo_error),
+      undone_at = null(a.undone_at), undone_by = null(undone_by and undone_by.n), started_at = null(a.started_at),
+      finished_at = null(a.finished_at), duration_s = null(J.duration(a.started_at, a.finished_at)),
+      history = json.array(action_notes(d, a)) }
+  end
   for _, s in ipairs(d.steps) do
+    local undone_by = s.undone_at and attempt_at(d, s.undone_at)
     table.insert(out.steps, { index = s.idx, name = s.name, status = s.status, attempts = s.attempts,
-      error = s.error or json.null, started_at = s.started_at or json.null, finished_at = s.finished_at or json.null })
+      error = null(s.error), undo_error = null(s.undo_error), undone_at = null(s.undone_at),
+      undone_by = null(undone_by and undone_by.n), started_at = null(s.started_at), finished_at = null(s.finished_at),
+      duration_s = null(J.duration(s.started_at, s.finished_at)), history = json.array(step_notes(d, s)) })
   end
-  for _, a in ipairs(d.actions) do
-    table.insert(out.actions, { seq = a.seq, step = a.step, kind = a.kind, target = a.target, describe = a.describe,
-      status = a.status, irreversible = a.irreversible, fingerprint = a.fingerprint or json.null,
-      error = a.error or json.null, started_at = a.started_at or json.null, finished_at = a.finished_at or json.null })
+  for _, a in ipairs(of_steps) do table.insert(out.actions, action_json(a)) end
+  for _, rb in ipairs(d.rollbacks) do
+    local seqs = json.array {}
+    for _, a in ipairs(rb.actions) do
+      table.insert(out.actions, action_json(a, rb))
+      seqs[#seqs + 1] = a.seq
+    end
+    table.insert(out.rollbacks, { n = rb.n, requested = rb.requested, reason = null(rb.reason), by = null(rb.actor),
+      status = rb.status, undone = null(rb.undone), left = json.array(rb.left), actions = seqs,
+      started_at = rb.started_at, finished_at = null(rb.finished_at),
+      duration_s = null(J.duration(rb.started_at, rb.finished_at)) })
   end
+  for _, a in ipairs(orphans) do table.insert(out.actions, action_json(a)) end
   for _, e in ipairs(d.events) do
     table.insert(out.events, { ts = e.ts, type = e.type, actor = e.actor, text = e.text })
   end
   return json.encode(out, { pretty = true, sort_keys = true }) .. "\n"
 end
 
-local function as_text(d, md)
+-- continuation lines of a multi-line text, indented to stay in their place
+local function indent(text, pad) return (text:gsub("\n", "\n" .. pad)) end
+
+-- Markdown: continuation lines stay in their list item (indented, a hard
+-- break before each), and a line that would open a block (a heading, a list,
+-- a quote) is escaped to stay text
+local function md_lines(text)
+  return (text:gsub("\n(%s*)([#>*+%-]?)", function(sp, mark)
+    return "\\\n  " .. sp .. (mark ~= "" and ("\\" .. mark) or "")
+  end):gsub("\n(%s*)(%d+)([.)])", "\n%1%2\\%3"))
+end
+
+local function cell(s) return (s:gsub("|", "\\|"):gsub("\n", " / ")) end
+
+local function as_markdown(d)
   local r = d.run
+  local of_steps, orphans = split_actions(d)
   local L = {}
   local function add(s) L[#L + 1] = s end
-  if md then
-    add(string.format("# Run %s: %s", r.id, r.recipe))
+  add(string.format("# Run %s: %s", r.id, r.recipe))
+  add("")
+  add(string.format("- **Status:** %s", J.shown_status(r)))
+  add(string.format("- **Outcome:** %s", outcome_text(d)))
+  add(string.format("- **Recipe:** `%s`", r.file))
+  add(string.format("- **By:** %s on %s (pid %s)", r.user or "?", r.host or "?", tostring(r.pid)))
+  add(string.format("- **Started:** %s  **Finished:** %s  **Took:** %s", r.started_at, r.finished_at or "-",
+    J.duration_text(J.duration(r.started_at, r.finished_at))))
+  add(string.format("- **Params:** `%s`", r.params))
+  if r.error then add(string.format("- **Error:** %s", md_lines(r.error))) end
+  add("")
+  add("## Steps")
+  add("")
+  add("| # | step | status | took | attempts | history |")
+  add("|---|---|---|---|---|---|")
+  for _, s in ipairs(d.steps) do
+    add(string.format("| %d | %s | %s | %s | %d | %s |", s.idx, cell(s.name), s.status,
+      J.duration_text(J.duration(s.started_at, s.finished_at)), s.attempts, cell(table.concat(step_notes(d, s), "; "))))
+  end
+  add("")
+  add("## Actions")
+  add("")
+  add("| # | step | kind | target | status | history |")
+  add("|---|---|---|---|---|---|")
+  local function action_row(a, step)
+    add(string.format("| %d | %s | %s | `%s` | %s | %s |", a.seq, step, a.kind, cell(a.target), a.status,
+      cell(table.concat(action_notes(d, a), "; "))))
+  end
+  for _, a in ipairs(of_steps) do action_row(a, tostring(a.step)) end
+  for _, a in ipairs(orphans) do action_row(a, "rollback: " .. cell(undo_step_name(d, a))) end
+  if #d.rollbacks > 0 then
     add("")
-    add(string.format("- **Status:** %s%s", J.shown_status(r), r.exit_code and (" (exit " .. r.exit_code .. ")") or ""))
-    add(string.format("- **Recipe:** `%s`", r.file))
-    add(string.format("- **By:** %s on %s (pid %s)", r.user or "?", r.host or "?", tostring(r.pid)))
-    add(string.format("- **Started:** %s  **Finished:** %s", r.started_at, r.finished_at or "-"))
-    add(string.format("- **Params:** `%s`", r.params))
-    if r.error then add(string.format("- **Error:** %s", r.error)) end
-    add("")
-    add("## Steps")
-    add("")
-    add("| # | step | status | attempts |")
-    add("|---|---|---|---|")
-    for _, s in ipairs(d.steps) do add(string.format("| %d | %s | %s | %d |", s.idx, s.name, s.status, s.attempts)) end
-    add("")
-    add("## Actions")
-    add("")
-    add("| # | step | kind | target | status |")
-    add("|---|---|---|---|---|")
-    for _, a in ipairs(d.actions) do
-      add(string.format("| %d | %d | %s | `%s` | %s%s |", a.seq, a.step, a.kind, a.target, a.status,
-        a.irreversible and " (irreversible)" or ""))
-    end
-    if #d.events > 0 then
+    add("## Rollbacks")
+    for _, rb in ipairs(d.rollbacks) do
       add("")
-      add("## Timeline")
+      add(string.format("### %d. %s by %s, %s: %s", rb.n, rb.started_at, rb.actor or "?", rollback_label(rb),
+        rollback_result(rb)))
       add("")
-      for _, e in ipairs(d.events) do add(string.format("- %s **%s** (%s): %s", e.ts, e.type, e.actor or "?", e.text)) end
+      if rb.finished_at then
+        add(string.format("- **Took:** %s", J.duration_text(J.duration(rb.started_at, rb.finished_at))))
+      end
+      for _, l in ipairs(rb.left) do add("- **Left to do by hand:** " .. md_lines(l)) end
+      for _, a in ipairs(rb.actions) do
+        add(string.format("- action %d (%s): %s `%s` %s%s", a.seq, undo_step_name(d, a), a.kind, a.target, a.status,
+          a.error and (": " .. md_lines(a.error)) or ""))
+      end
     end
-  else
-    add(string.format("run %s  %s  %s%s", r.id, r.recipe, J.shown_status(r), r.exit_code and (" (exit " .. r.exit_code .. ")") or ""))
-    add(string.format("  file:    %s", r.file))
-    add(string.format("  by:      %s on %s, pid %s", r.user or "?", r.host or "?", tostring(r.pid)))
-    add(string.format("  started: %s   finished: %s", r.started_at, r.finished_at or "-"))
-    add(string.format("  params:  %s", r.params))
-    if r.lock_name then add(string.format("  lock:    %s", r.lock_name)) end
-    if r.error then add(string.format("  error:   %s", r.error)) end
-    add("steps:")
-    for _, s in ipairs(d.steps) do
-      add(string.format("  %2d %-28s %s%s", s.idx, s.name, s.status, s.error and (": " .. s.error:match("^[^\n]*")) or ""))
+  end
+  if #d.events > 0 then
+    add("")
+    add("## Timeline")
+    add("")
+    for _, e in ipairs(d.events) do
+      add(string.format("- %s **%s** (%s): %s", e.ts, e.type, e.actor or "?", md_lines(e.text)))
     end
-    add("actions:")
-    for _, a in ipairs(d.actions) do
-      add(string.format("  %3d [step %d] %-10s %-11s %s%s", a.seq, a.step, a.kind, a.status, a.describe,
-        a.irreversible and " (irreversible)" or ""))
-    end
-    if #d.events > 0 then
-      add("timeline:")
-      for _, e in ipairs(d.events) do add(string.format("  %s %-8s %s", e.ts, e.type, e.text)) end
+  end
+  return table.concat(L, "\n") .. "\n"
+end
+
+local function as_text(d)
+  local r = d.run
+  local of_steps, orphans = split_actions(d)
+  local L = {}
+  local function add(s) L[#L + 1] = s end
+  add(string.format("run %s  %s  %s", r.id, r.recipe, J.shown_status(r)))
+  add(string.format("  outcome: %s", outcome_text(d)))
+  add(string.format("  file:    %s", r.file))
+  add(string.format("  by:      %s on %s, pid %s", r.user or "?", r.host or "?", tostring(r.pid)))
+  add(string.format("  started: %s   finished: %s   took: %s", r.started_at, r.finished_at or "-",
+    J.duration_text(J.duration(r.started_at, r.finished_at))))
+  add(string.format("  params:  %s", r.params))
+  if r.lock_name then add(string.format("  lock:    %s", r.lock_name)) end
+  if r.error then add(string.format("  error:   %s", indent(r.error, "           "))) end
+  add("steps:")
+  for _, s in ipairs(d.steps) do
+    local notes = step_notes(d, s)
+    add(string.format("  %2d %-24s %-11s %7s%s", s.idx, s.name, s.status,
+      J.duration_text(J.duration(s.started_at, s.finished_at)), #notes > 0 and ("  " .. table.concat(notes, "; ")) or ""))
+  end
+  add("actions:")
+  for _, a in ipairs(of_steps) do
+    local notes = action_notes(d, a)
+    add(string.format("  %3d %-16s %-10s %-11s %s%s", a.seq, d.names[a.step] or ("step " .. a.step), a.kind, a.status,
+      a.describe, #notes > 0 and ("  (" .. table.concat(notes, "; ") .. ")") or ""))
+  end
+  local function rollback_action(a)
+    add(string.format("      %3d %s: %s %s %s%s", a.seq, undo_step_name(d, a), a.kind, a.status, a.describe,
+      a.error and (": " .. first_line(a.error)) or ""))
+  end
+  if #d.rollbacks > 0 or #orphans > 0 then add("rollbacks:") end
+  for _, rb in ipairs(d.rollbacks) do
+    add(string.format("  %d. %s by %s, %s: %s%s", rb.n, rb.started_at, rb.actor or "?", rollback_label(rb),
+      rollback_result(rb), rb.finished_at and (", took " .. J.duration_text(J.duration(rb.started_at, rb.finished_at)))
+        or ""))
+    for _, l in ipairs(rb.left) do add("      left: " .. indent(l, "            ")) end
+    for _, a in ipairs(rb.actions) do rollback_action(a) end
+  end
+  for _, a in ipairs(orphans) do rollback_action(a) end
+  if #d.events > 0 then
+    add("timeline:")
+    for _, e in ipairs(d.events) do
+      add(string.format("  %s %-8s %s", e.ts, e.type, indent(e.text, string.rep(" ", 35))))
     end
   end
   return table.concat(L, "\n") .. "\n"
@@ -102,7 +288,8 @@ return {
     journal:close()
     local fmt = opts.flags.format or "text"
     if fmt == "json" then io.write(as_json(d))
-    else io.write(as_text(d, fmt == "markdown")) end
+    elseif fmt == "markdown" then io.write(as_markdown(d))
+    else io.write(as_text(d)) end
     return 0
   end,
 }
