@@ -310,5 +310,8 @@ int rg_undo_push(lua_State *L);
 const char *rg_rec_str(lua_State *L, int t, const char *kind, const char *key, int required);
 int rg_rec_oid(lua_State *L, int t, const char *kind, const char *key, git_oid *out);
 int rg_same_oid(int pa, const git_oid *a, int pb, const git_oid *b);
+/* push.c: whether a revert relish pushed ("Relish-Revert: A..B") on tip's
+ * first-parent chain takes commit back. */
+int rg_reverted_on(git_repository *repo, const git_oid *tip, const git_oid *commit);
 
 #endif

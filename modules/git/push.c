@@ -315,6 +315,8 @@ static void push_record(lua_State *L, git_repository *repo, const char *name, co
     lua_createtable(L, 0, 4);
     rg_rec_set(L, "ref", u->dst);
     rg_rec_set(L, "rule", u->rule);
+    /* the local branch pushed: after a revert lands, the undo moves it too */
+    if (u->src != NULL && strncmp(u->src, "refs/heads/", 11) == 0) rg_rec_set(L, "src", u->src);
     if (u->has_old) rg_rec_set_oid(L, "old", &u->old);
     if (u->has_new) rg_rec_set_oid(L, "new", &u->new);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
@@ -517,9 +519,10 @@ int l_repo_push(lua_State *L) {
 /* ---- undo ---- */
 
 typedef struct {
-  const char *dst, *rule;
-  int has_old, has_new;
+  const char *dst, *rule, *src;
+  int has_old, has_new, reverted;
   git_oid old, new;
+  git_oid cur, revert; /* reverted: the remote's value then, and the revert pushed on it */
 } pushed;
 
 static void free_odb(void *p) { git_odb_free(p); }
@@ -541,6 +544,34 @@ static int already_reverted(git_repository *repo, const git_oid *cur, const char
   }
   git_error_clear();
   return 0;
+}
+
+/* Whether a "Relish-Revert: A..B" trailer on tip's first-parent chain (down
+ * to commit) takes commit back: commit is B, or between A and B. */
+int rg_reverted_on(git_repository *repo, const git_oid *tip, const git_oid *commit) {
+  git_oid id = *tip;
+  int found = 0;
+  for (int i = 0; i < 10000 && !found && !git_oid_equal(&id, commit); i++) {
+    git_commit *c = NULL;
+    if (git_commit_lookup(&c, repo, &id) != 0) break;
+    const char *m = git_commit_message(c);
+    for (const char *t = m; t != NULL && !found && (t = strstr(t, "Relish-Revert: ")) != NULL;
+         t++) {
+      char a[GIT_OID_HEXSZ + 1], z[GIT_OID_HEXSZ + 1];
+      git_oid from, to;
+      if (sscanf(t + 15, "%40[0-9a-f]..%40[0-9a-f]", a, z) != 2 || rg_parse_oid(a, &from) != 0 ||
+          rg_parse_oid(z, &to) != 0)
+        continue;
+      found = git_oid_equal(&to, commit) || (git_graph_descendant_of(repo, &to, commit) == 1 &&
+                                             git_graph_descendant_of(repo, commit, &from) == 1);
+    }
+    int more = git_commit_parentcount(c) > 0;
+    if (more) id = *git_commit_parent_id(c, 0);
+    git_commit_free(c);
+    if (!more) break;
+  }
+  git_error_clear();
+  return found;
 }
 
 static int signature_or_relish(git_repository *repo, int author, git_signature **out) {
@@ -635,6 +666,151 @@ static void add_note(char *buf, size_t size, const char *fmt, const char *ref, c
   if (n < size) snprintf(buf + n, size - n, fmt, ref, now);
 }
 
+/* A path as one shell word, for a command the user copies. */
+static void shell_word(const char *s, char *out, size_t size) {
+  if (strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._-+:@") ==
+      strlen(s)) {
+    snprintf(out, size, "%s", s);
+    return;
+  }
+  size_t n = 0;
+  if (n + 1 < size) out[n++] = '\'';
+  for (; *s != '\0' && n + 5 < size; s++) {
+    if (*s == '\'') {
+      memcpy(out + n, "'\\''", 4);
+      n += 4;
+    } else {
+      out[n++] = *s;
+    }
+  }
+  if (n + 1 < size) out[n++] = '\'';
+  out[n] = '\0';
+}
+
+static void add_text(char *buf, size_t size, const char *text) {
+  size_t n = strlen(buf);
+  if (n > 0 && n + 2 < size) n += (size_t)snprintf(buf + n, size - n, "; ");
+  if (n < size) snprintf(buf + n, size - n, "%s", text);
+}
+
+/* Whether the work tree has changes to tracked files (staged or not). */
+static int worktree_dirty(git_repository *repo) {
+  git_status_options o;
+  git_status_options_init(&o, GIT_STATUS_OPTIONS_VERSION);
+  o.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
+  git_status_list *list = NULL;
+  if (git_status_list_new(&list, repo, &o) != 0) {
+    git_error_clear();
+    return 1; /* unknown: as dirty, nothing is touched */
+  }
+  int dirty = git_status_list_entrycount(list) > 0;
+  git_status_list_free(list);
+  return dirty;
+}
+
+/* After the revert of p landed on the remote (called remote): the local
+ * branch that was pushed follows it when nobody committed on it since, that
+ * is when it is still where the run left it (the pushed commit) or where the
+ * run found the remote (the old value, where a rollback of the run's own
+ * commit puts it back). A checked-out branch moves only with a clean work
+ * tree, its files and index updated to the revert by a safe checkout (which
+ * never overwrites uncommitted work). Otherwise the branch stays and the note
+ * says what to run. Its remote-tracking ref was updated by the push. */
+static void follow_revert(git_repository *repo, const char *remote, const pushed *p, char *note,
+                          size_t size) {
+  const char *ref = p->src != NULL ? p->src : p->dst;
+  git_oid cur;
+  if (strncmp(ref, "refs/heads/", 11) != 0 || git_reference_name_to_id(&cur, repo, ref) != 0) {
+    git_error_clear();
+    return; /* no local branch of that name: nothing to follow */
+  }
+  if (git_oid_equal(&cur, &p->revert)) return;
+  char where[4200], dir[4096], r[8], now[8], text[5200];
+  const char *wd = git_repository_workdir(repo);
+  snprintf(dir, sizeof dir, "%s", wd != NULL ? wd : git_repository_path(repo));
+  size_t dl = strlen(dir);
+  if (dl > 1 && dir[dl - 1] == '/') dir[dl - 1] = '\0';
+  shell_word(dir, where, sizeof where);
+  rg_short(&p->revert, r);
+  rg_short(&cur, now);
+  const char *branch = ref + 11, *theirs = p->dst + 11;
+  int left = git_oid_equal(&cur, &p->new) || (p->has_old && git_oid_equal(&cur, &p->old));
+  if (!left) {
+    snprintf(text, sizeof text,
+             "local %s (at %s) has commits made since the run: it stays; run `git -C %s pull "
+             "--rebase %s %s` to put them on top of the revert %s",
+             branch, now, where, remote, theirs, r);
+    add_text(note, size, text);
+    return;
+  }
+  char *head = rg_head_ref(repo);
+  int checked_out = head != NULL && strcmp(head, ref) == 0 && !git_repository_is_bare(repo);
+  free(head);
+  int rc = 0;
+  if (checked_out) {
+    git_commit *c = NULL;
+    git_checkout_options co;
+    git_checkout_options_init(&co, GIT_CHECKOUT_OPTIONS_VERSION);
+    co.checkout_strategy = GIT_CHECKOUT_SAFE;
+    rc = worktree_dirty(repo) ? -1 : git_commit_lookup(&c, repo, &p->revert);
+    if (rc == 0) rc = git_checkout_tree(repo, (const git_object *)c, &co);
+    git_commit_free(c);
+    git_error_clear();
+    if (rc != 0) {
+      snprintf(text, sizeof text,
+               "local %s stays at %s: the work tree has uncommitted changes; run `git -C %s pull "
+               "--rebase --autostash %s %s` to move it to the revert %s",
+               branch, now, where, remote, theirs, r);
+      add_text(note, size, text);
+      return;
+    }
+  }
+  relish_status st = {0};
+  if (rg_ref_cas(repo, ref, &cur, &p->revert, "relish: undo: follow the pushed revert", &st) != 0) {
+    snprintf(text, sizeof text,
+             "local %s moved while rolling back: run `git -C %s pull --rebase %s %s`", branch,
+             where, remote, theirs);
+    add_text(note, size, text);
+    return;
+  }
+  snprintf(text, sizeof text, "local %s moved from %s to the revert %s, as on %s", branch, now, r,
+           remote);
+  add_text(note, size, text);
+}
+
+/* What an undo that pushed reverts did, for the rollback's journal: one
+ * action per revert ({actions = {{kind=, target=, describe=, detail=}},
+ * note = what happened to the local branches and what to run}). */
+static void push_done(lua_State *L, git_repository *repo, const char *name, const char *url,
+                      const pushed *ps, size_t count, const char *note) {
+  lua_createtable(L, 0, 2);
+  lua_newtable(L);
+  int n = 0;
+  for (size_t i = 0; i < count; i++) {
+    const pushed *p = &ps[i];
+    if (!p->reverted) continue;
+    char a[8], z[8], o[8], w[8], d[2048];
+    rg_short(&p->cur, a);
+    rg_short(&p->revert, z);
+    rg_short(&p->old, o);
+    rg_short(&p->new, w);
+    lua_createtable(L, 0, 4);
+    rg_rec_set(L, "kind", "git.push");
+    rg_rec_set(L, "target", url);
+    snprintf(d, sizeof d, "push to %s (%s): %s %s → %s (the revert of %s..%s)", name, url, p->dst,
+             a, z, o, w);
+    rg_rec_set(L, "describe", d);
+    git_commit *c = NULL;
+    if (git_commit_lookup(&c, repo, &p->revert) == 0 && git_commit_summary(c) != NULL)
+      rg_rec_set(L, "detail", git_commit_summary(c));
+    git_commit_free(c);
+    git_error_clear();
+    lua_rawseti(L, -2, ++n);
+  }
+  lua_setfield(L, -2, "actions");
+  if (note[0] != '\0') rg_rec_set(L, "note", note);
+}
+
 /* The undo of git.push (record at 1): takes each pushed ref back by its
  * rule, with a lease on the value the remote has now; refs already back are
  * left. */
@@ -659,6 +835,7 @@ int rg_undo_push(lua_State *L) {
   char clean[4096];
   /* the named remote when it still goes where the push went (it may hold a
    * password the record does not), else the recorded URL */
+  int named = 0;
   if (rg_remote_open(repo, name, &remote, &st) == 0) {
     const char *u =
         git_remote_pushurl(remote) ? git_remote_pushurl(remote) : git_remote_url(remote);
@@ -666,6 +843,8 @@ int rg_undo_push(lua_State *L) {
     if (strcmp(clean, url) != 0) {
       git_remote_free(remote);
       remote = NULL;
+    } else {
+      named = 1;
     }
   }
   if (remote == NULL && rg_remote_open(repo, url, &remote, &st) != 0)
@@ -687,6 +866,7 @@ int rg_undo_push(lua_State *L) {
     int t = lua_gettop(L);
     ps[i].dst = rg_rec_str(L, t, "git.push", "ref", 1);
     ps[i].rule = rg_rec_str(L, t, "git.push", "rule", 1);
+    ps[i].src = rg_rec_str(L, t, "git.push", "src", 0);
     ps[i].has_old = rg_rec_oid(L, t, "git.push", "old", &ps[i].old);
     ps[i].has_new = rg_rec_oid(L, t, "git.push", "new", &ps[i].new);
     lua_pop(L, 1); /* the refs list keeps the strings */
@@ -739,6 +919,9 @@ int rg_undo_push(lua_State *L) {
         continue;
       }
       has_to = 1;
+      ps[i].reverted = 1;
+      ps[i].cur = cur;
+      ps[i].revert = to;
     } else if (!is_new) {
       add_note(left, sizeof left, "%s moved since (now %s): left as is", p->dst,
                has_cur ? &cur : NULL);
@@ -761,11 +944,24 @@ int rg_undo_push(lua_State *L) {
     if (rg_net_stopped(n)) return relish_raise_interrupted(L);
     return rg_raise(L, "undo", url, &st);
   }
+  /* the remote's name when the undo pushed through it, for the commands */
+  const char *label = named ? name : url;
+  char note[4096] = "";
+  int reverted = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (!ps[i].reverted) continue;
+    reverted = 1;
+    follow_revert(repo, label, &ps[i], note, sizeof note);
+  }
   if (left[0] != '\0') {
+    if (note[0] != '\0') add_text(left, sizeof left, note);
     relish_status_set(&st, "conflict", "%s", left);
     return rg_raise(L, "undo", url, &st);
   }
+  if (reverted)
+    push_done(L, repo, name, url, ps, count, note);
+  else
+    lua_pushboolean(L, 1);
   relish_box_release(b);
-  lua_pushboolean(L, 1);
   return 1;
 }

@@ -92,6 +92,36 @@ static int undo_ref(lua_State *L, const char *kind, int t) {
   return 0;
 }
 
+/* Whether the commit was taken back by a revert relish pushed (the undo of a
+ * push, which runs first): on the branch, which followed the revert, or on
+ * one of its remote-tracking refs, when the branch has commits since (the
+ * undo of the push said what to run). Then there is nothing to do here: the
+ * branch never goes back behind what the remote has. */
+static int reverted_by_push(git_repository *repo, const char *ref, const git_oid *after) {
+  char *head = strcmp(ref, "HEAD") == 0 ? rg_head_ref(repo) : NULL;
+  const char *name = head != NULL ? head : ref;
+  git_oid tip;
+  int found = git_reference_name_to_id(&tip, repo, name) == 0 && rg_reverted_on(repo, &tip, after);
+  git_error_clear();
+  char glob[1100];
+  snprintf(glob, sizeof glob, "refs/remotes/*/%s",
+           strncmp(name, "refs/heads/", 11) == 0 ? name + 11 : name);
+  free(head);
+  git_reference_iterator *it = NULL;
+  if (!found && git_reference_iterator_glob_new(&it, repo, glob) == 0) {
+    git_reference *r = NULL;
+    while (!found && git_reference_next(&r, it) == 0) {
+      found = git_reference_target(r) != NULL &&
+              git_graph_descendant_of(repo, git_reference_target(r), after) == 1 &&
+              rg_reverted_on(repo, git_reference_target(r), after);
+      git_reference_free(r);
+    }
+    git_reference_iterator_free(it);
+  }
+  git_error_clear();
+  return found;
+}
+
 /* commit, revert: the branch back, then the work tree and index entries that
  * still hold what the action wrote. */
 static int undo_commit(lua_State *L, const char *kind, int t) {
@@ -108,6 +138,10 @@ static int undo_commit(lua_State *L, const char *kind, int t) {
   rg_changes_from_lua(L, -1, c, kind);
   lua_pop(L, 1);
   relish_status st = {0};
+  if (reverted_by_push(repo, ref, &after)) {
+    relish_box_release(b);
+    return 0;
+  }
   if (rg_changes_revert(repo, c, ref, hb ? &before : NULL, &after, &st) != 0)
     return rg_raise(L, "undo", ref, &st);
   relish_box_release(b);

@@ -415,16 +415,76 @@ local function check_repo(repo, fname)
   end
 end
 
+-- The ids of the commits a revert takes back, or nil: relish's trailer
+-- "Relish-Revert: A..B" (the commits in A..B, as the rollback of a push
+-- writes it) or git revert's "This reverts commit <id>." (an id or a prefix
+-- of at least 7 digits).
+local function reverted_ids(repo, message, paths)
+  local a, b = match(message, "\nRelish%-Revert: (%x+)%.%.(%x+)")
+  if a then
+    local range = errors.try(repo.log, repo, { from = a, to = b, paths = paths })
+    if range then
+      local ids = {}
+      for i, c in ipairs(range) do ids[i] = c.id end
+      return ids
+    end
+  end
+  local id = match(message, "This reverts commit (%x+)")
+  if id and #id >= 7 then return { id } end
+  return nil
+end
+
+-- The commits of log (newest first) that cancel out: a revert and what it
+-- takes back when all of it is in the log too (a revert of a commit from an
+-- earlier release stays). A revert of a revert cancels that one, and the
+-- original stays. paths: the log's, for a range revert's commits too.
+-- -> set of ids.
+local function cancelled(repo, log, paths)
+  local at, gone = {}, {}
+  for i, c in ipairs(log) do at[c.id] = i end
+  local function position(id)
+    if at[id] then return at[id] end
+    if #id < 40 then
+      for i, c in ipairs(log) do
+        if sub(c.id, 1, #id) == id then return i end
+      end
+    end
+  end
+  for i, c in ipairs(log) do
+    local m = c.message or ""
+    if not gone[c.id] and (find(m, "This reverts commit ", 1, true) or find(m, "\nRelish-Revert: ", 1, true)) then
+      local ids = reverted_ids(repo, m, paths)
+      local hits = {}
+      for _, id in ipairs(ids or {}) do
+        local j = position(id)
+        if not j or j <= i or gone[log[j].id] then
+          hits = nil
+          break
+        end
+        hits[#hits + 1] = log[j].id
+      end
+      if hits and #hits > 0 then
+        gone[c.id] = true
+        for _, id in ipairs(hits) do gone[id] = true end
+      end
+    end
+  end
+  return gone
+end
+
 -- commits(repo [, {from=, to=, paths=, merges=}]) -> list: the commits in
 -- from..to (newest first), each the git log record with the parsed fields
--- added. Merge commits are left out unless merges = true. relish.git's
--- errors (an unknown ref: not_found) are raised as they are.
+-- added. Merge commits are left out unless merges = true; so are a revert
+-- and the commits it takes back when both are in the range (a release that
+-- was rolled back, then made again). relish.git's errors (an unknown ref:
+-- not_found) are raised as they are.
 local COMMITS_OPTS = { from = true, to = true, paths = true, merges = true }
 
 function M.commits(repo, opts)
   check_repo(repo, "changelog.commits")
   opts = check_opts("changelog.commits", opts, COMMITS_OPTS)
   local log = repo:log { from = opts.from, to = opts.to, paths = opts.paths }
+  local gone = cancelled(repo, log, opts.paths)
   local out = {}
   -- parsing adds fields to thousands of records that all stay reachable:
   -- the collector is paused meanwhile (as relish.json and repo:log do), else
@@ -433,7 +493,7 @@ function M.commits(repo, opts)
   if running then collectgarbage("stop") end
   local ok, perr = pcall(function()
     for _, c in ipairs(log) do
-      if opts.merges or not (c.parents and #c.parents > 1) then
+      if (opts.merges or not (c.parents and #c.parents > 1)) and not gone[c.id] then
         M.parse(c.message or c.summary or "", c)
         out[#out + 1] = c
       end

@@ -423,11 +423,23 @@ function M.rollback(E)
         ok, err = pcall(effect.undo, a.kind, record, a.provider)
         if ok then
           journal:mark_action(run.id, a.seq, "undone", nil)
+          -- an undo that acted anew (a revert it pushed) says what it did:
+          -- journaled as actions of the rollback, like a step undo's
+          for _, d in ipairs(type(err) == "table" and err.actions or {}) do
+            local seq = journal:max_seq(run.id) + 1
+            journal:action_begin(run.id, -a.step, seq, { kind = d.kind, target = d.target, describe = d.describe,
+              detail = d.detail, irreversible = false }, "done", false)
+            journal:action_end(run.id, seq, "done")
+          end
         else
           journal:mark_action(run.id, a.seq, "undo_failed", secret.redact(errmsg(err)))
         end
         out:event("undo", { kind = a.kind, target = a.target, describe = a.describe,
           status = ok and "undone" or "undo_failed", error = not ok and first_line(secret.redact(errmsg(err))) or nil })
+        if ok and type(err) == "table" and err.note then
+          out:event("note", { message = secret.redact(err.note) })
+          journal:event(run.id, "rollback", secret.redact(err.note))
+        end
       end
       if ok then
         undone = undone + 1
