@@ -122,6 +122,13 @@ return recipe "bytes" {
         end
       end
       assert_true(saw_log and saw_path, r.stdout)
+      -- show and history encode the journal's rows: bytes there too
+      local sh_json = relish { "show", "last", "--format", "json", "--state", support.state(d) }
+      assert_eq(sh_json.code, 0, sh_json.stderr)
+      assert_match(json.decode(sh_json.stdout).actions[1].describe_b64 or "", "^[%w+/=]+$")
+      local hist = relish { "history", "--output", "json", "--state", support.state(d) }
+      assert_eq(hist.code, 0, hist.stderr)
+      for line in hist.stdout:gmatch("[^\n]+") do assert_eq(type(json.decode(line).run_id), "string") end
       if extra[1] == "-p" then -- rolled back: the file with that name is gone again
         assert_nil(io.open(dir .. "/caf\xe9.txt"))
         assert_match(r.stdout, '"status":"rolled_back"')

@@ -87,11 +87,11 @@ return {
     if f.output == "json" then
       for _, r in ipairs(rows) do
         local s = r.summary
-        io.write(json.encode({ run_id = r.id, short_id = J.short_id(r.id), recipe = r.recipe,
+        io.write(json.encode(require("relish.output").json_safe({ run_id = r.id, short_id = J.short_id(r.id), recipe = r.recipe,
           status = J.shown_status(r), outcome = s.outcome, summary = s.status, nothing_changed = s.nothing_changed,
           rolled_back = s.rolled_back or json.null, exit_code = r.exit_code or json.null, dry_run = r.dry_run,
           user = r.user, started_at = r.started_at, finished_at = r.finished_at or json.null,
-          duration_s = J.duration(r.started_at, r.finished_at) or json.null, params = json.decode(r.params) },
+          duration_s = J.duration(r.started_at, r.finished_at) or json.null, params = json.decode(r.params) }),
           { sort_keys = true }), "\n")
       end
       return 0

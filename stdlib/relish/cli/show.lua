@@ -152,7 +152,8 @@ local function as_json(d)
   for _, e in ipairs(d.events) do
     table.insert(out.events, { ts = e.ts, type = e.type, actor = e.actor, text = e.text })
   end
-  return json.encode(out, { pretty = true, sort_keys = true }) .. "\n"
+  -- paths and log lines are bytes: what is not UTF-8 is shown losslessly
+  return json.encode(require("relish.output").json_safe(out), { pretty = true, sort_keys = true }) .. "\n"
 end
 
 -- continuation lines of a multi-line text, indented to stay in their place
