@@ -484,14 +484,14 @@ function M.commits(repo, opts)
   check_repo(repo, "changelog.commits")
   opts = check_opts("changelog.commits", opts, COMMITS_OPTS)
   local log = repo:log { from = opts.from, to = opts.to, paths = opts.paths }
-  local gone = cancelled(repo, log, opts.paths)
   local out = {}
-  -- parsing adds fields to thousands of records that all stay reachable:
-  -- the collector is paused meanwhile (as relish.json and repo:log do), else
-  -- its incremental steps re-mark the whole log again and again
+  -- finding reverts and parsing add to thousands of records that all stay
+  -- reachable: the collector is paused meanwhile (as relish.json and repo:log
+  -- do), else its incremental steps re-mark the whole log again and again
   local running = collectgarbage("isrunning")
   if running then collectgarbage("stop") end
   local ok, perr = pcall(function()
+    local gone = cancelled(repo, log, opts.paths)
     for _, c in ipairs(log) do
       if (opts.merges or not (c.parents and #c.parents > 1)) and not gone[c.id] then
         M.parse(c.message or c.summary or "", c)
