@@ -87,6 +87,10 @@ void relish_gc_pause(lua_State *L, int big) {
   if (*was_running) lua_gc(L, LUA_GCSTOP);
 }
 
+void relish_gc_resume(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TUSERDATA) lua_closeslot(L, idx);
+}
+
 /* ---- userdata that own C resources ------------------------------------ */
 
 int relish_resource_metatable(lua_State *L, const char *tname, lua_CFunction release,

@@ -57,6 +57,11 @@ double relish_progress_tick(void);
  * restarted collector owes a step at once, which for small work (an undo
  * record, an event) costs far more than it saves; then the slot is nil. */
 void relish_gc_pause(lua_State *L, int big);
+/* Ends the pause whose slot is at idx before the caller drops that slot
+ * with lua_settop: Lua 5.4.4's lua_settop can go on with a stale stack
+ * pointer when it runs a __close that grows the stack (a crash seen in
+ * json.decode inside coroutines); lua_closeslot does not. */
+void relish_gc_resume(lua_State *L, int idx);
 
 /* The metatable tname of a userdata that owns C resources, made on first
  * use: release is both its __gc and its __close (so it must be idempotent),

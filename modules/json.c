@@ -573,7 +573,8 @@ static int l_json_decode(lua_State *L) {
     if (d.p == d.end) return 1;
     dec_fail(&d, d.p, "unexpected character");
   }
-  lua_settop(L, 2); /* closes the collector pause */
+  relish_gc_resume(L, 3); /* before lua_settop drops its slot */
+  lua_settop(L, 2);
   return dec_error(&d);
 }
 

@@ -475,3 +475,25 @@ describe("round trips", function()
     assert_eq(json.encode(json.decode(pretty)), text)
   end)
 end)
+
+-- issue 17 item 1: a failed decode big enough to pause the collector, inside
+-- coroutines whose stacks sit at every offset, crashed (exit 139) when
+-- lua_settop closed the pause's slot (Lua 5.4.4 kept a stale stack pointer)
+describe("decode inside coroutines", function()
+  test("a failed decode at every stack offset raises a parse error, small or big", function()
+    local n = 0
+    for _, body in ipairs { ("1,"):rep(44), ("1,"):rep(17000) } do
+      for depth = 0, 40, 8 do
+        local s = ("["):rep(depth) .. body .. "x"
+        for pad = 0, 250 do
+          local co = coroutine.create(function(...) return json.decode(s) end)
+          local ok, e = coroutine.resume(co, table.unpack({}, 1, pad))
+          assert_false(ok)
+          assert_eq(type(e) == "table" and e.kind, "parse")
+          n = n + 1
+        end
+      end
+    end
+    assert_eq(n, 2 * 6 * 251)
+  end)
+end)
