@@ -8,7 +8,7 @@ scripts/setup.sh
 jobs=$(nproc)
 
 echo "== style (clang-format, .clang-format)"
-clang-format --dry-run --Werror host/*.[ch] modules/*.c modules/*/*.[ch] tests/c/*.[ch]
+clang-format --dry-run --Werror host/*.[ch] modules/*.c modules/*/*.[ch] tests/c/*.[ch] cmake/*.c
 
 echo "== build (release, warnings as errors)"
 scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo
