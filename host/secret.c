@@ -139,6 +139,17 @@ static void remember_pending(lua_State *L) {
 static void remember(const char *v, size_t len) {
   remember_form(v, len);
   if (len >= MIN_REDACT && needs_json_forms(v, len)) add_pending(v, len);
+  /* each line of a multi-line secret too: messages are often cut to their
+   * first line, and a key's lines travel alone (a PEM body in a log) */
+  if (memchr(v, '\n', len) == NULL) return;
+  const char *p = v, *end = v + len;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t n = (size_t)((nl ? nl : end) - p);
+    if (n > 0 && p[n - 1] == '\r') n--;
+    remember_form(p, n);
+    p = nl ? nl + 1 : end;
+  }
 }
 
 const char *relish_tosecret(lua_State *L, int idx, size_t *len) {

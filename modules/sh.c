@@ -786,6 +786,21 @@ static void sh_quote_one(luaL_Buffer *b, const char *s, size_t len);
 
 /* Appends argv quoted for a shell, for plans and messages; at most max
  * bytes of it (0: all). */
+/* Pushes argv with each argument redacted (a userdata holding the list, its
+ * strings above it): what is shown is redacted BEFORE it is quoted, as a
+ * quote inside a secret ('it'\''s') would hide it from the redactor. */
+static char **sh_shown_argv(lua_State *L, char **argv) {
+  size_t n = 0;
+  while (argv[n])
+    n++;
+  luaL_checkstack(L, (int)n + 4, "sh.run: too many arguments");
+  char **out = lua_newuserdatauv(L, (n + 1) * sizeof *out, 0);
+  for (size_t i = 0; i < n; i++)
+    out[i] = (char *)relish_redact(L, argv[i], strlen(argv[i]), NULL);
+  out[n] = NULL;
+  return out;
+}
+
 static void sh_add_command(luaL_Buffer *b, char **argv, size_t max) {
   size_t before = luaL_bufflen(b);
   for (char **a = argv; *a; a++) {
@@ -846,10 +861,11 @@ static int sh_raise_failed(lua_State *L, struct sh_proc *p) {
     kind = "signal";
     snprintf(what, sizeof what, "ended with an unknown status");
   }
+  char **shown = sh_shown_argv(L, p->argv);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "sh.run: `");
-  sh_add_command(&b, p->argv, 200);
+  sh_add_command(&b, shown, 200);
   luaL_addstring(&b, "` ");
   luaL_addstring(&b, what);
   size_t tlen;
@@ -1051,10 +1067,11 @@ static int l_sh_run(lua_State *L) {
     sh_push_record(L, 1, lua_gettop(L));
     record = lua_gettop(L);
   }
+  char **shown = sh_shown_argv(L, p->argv);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "run ");
-  sh_add_command(&b, p->argv, 0);
+  sh_add_command(&b, shown, 0);
   if (p->cwd) {
     luaL_addstring(&b, " (in ");
     luaL_addstring(&b, p->cwd);

@@ -122,10 +122,10 @@ local function attempt(E, s, ctx)
   return ok, err
 end
 
+-- The first line of a message, redacted BEFORE it is cut: a cut secret is
+-- no longer the value the redactor knows.
 local function first_line(s)
-  s = tostring(s)
-  local l = s:match("^[^\n]*")
-  return l
+  return (secret.redact(tostring(s)):match("^[^\n]*"))
 end
 
 -- Runs the steps from E.start; returns nil or the failure {step=, error=}.
@@ -537,7 +537,7 @@ local function execute(E)
     code, status = EXIT.ok, E.dry_run and "planned" or "succeeded"
   else
     local interrupted = errkind(failure.error) == "interrupted" or host.interrupted()
-    errtext = secret.redact(first_line(errmsg(failure.error)))
+    errtext = first_line(errmsg(failure.error))
     if failure.step and failure.step > 0 and E.recipe.steps[failure.step] then
       errtext = string.format("step %q: %s", E.recipe.steps[failure.step].name, errtext)
     end

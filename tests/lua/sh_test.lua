@@ -624,3 +624,25 @@ return recipe "fails" {
     assert_eq(statuses, { "fs.write undone", "sh.run undone", "sh.run done", "sh.run failed" })
   end)
 end)
+
+-- issue 17 items 2 and 3: a secret is redacted before it is quoted or cut
+describe("secrets in what sh shows", function()
+  test("a secret holding a quote is redacted in the description and the failure", function()
+    local secret = require "relish.secret"
+    secret.value("it's-a-quoted-token")
+    local effects = require("relish._gate").capture(function()
+      sh.run { argv = { "echo", "it's-a-quoted-token" } }
+    end, { dry_run = true })
+    assert_eq(effects[1].describe, "run echo '***'")
+    local _, err = assert_error(function()
+      sh.run { argv = { "sh", "-c", "exit 4", "it's-a-quoted-token" }, readonly = true }
+    end)
+    assert_nil(tostring(err):find("quoted-token", 1, true), tostring(err))
+  end)
+
+  test("each line of a multi-line secret is redacted, so a cut message cannot leak one", function()
+    local secret = require "relish.secret"
+    secret.value("multi-line-first\nmulti-line-second\n")
+    assert_eq(secret.redact("a multi-line-first b multi-line-second c"), "a *** b *** c")
+  end)
+end)
