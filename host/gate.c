@@ -72,6 +72,10 @@ static lua_Integer session;
 
 lua_Integer relish_gate_session(void) { return session; }
 
+const char *relish_gate_journal_path(void) {
+  return G.mode == MODE_RUN ? relish_journal_filename(G.journal) : NULL;
+}
+
 int relish_gate_dry_run(lua_State *L) {
   (void)L;
   return G.mode != MODE_NONE && G.dry_run;

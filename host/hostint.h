@@ -57,6 +57,8 @@ int luaopen_relish__loop(lua_State *L);
 /* journal.c: what the gate writes. Each returns 0, or -1 with *err malloc'd. */
 typedef struct relish_journal relish_journal;
 relish_journal *relish_journal_check(lua_State *L, int idx);
+/* The journal's database file (absolute), or NULL. */
+const char *relish_journal_filename(relish_journal *j);
 /* An action row as the gate journals it (display fields already redacted). */
 typedef struct {
   const char *kind, *provider, *target, *describe, *detail, *fingerprint;

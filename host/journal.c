@@ -28,6 +28,11 @@ relish_journal *relish_journal_check(lua_State *L, int idx) {
   return j;
 }
 
+const char *relish_journal_filename(relish_journal *j) {
+  const char *f = j && j->db ? sqlite3_db_filename(j->db, "main") : NULL;
+  return f && *f ? f : NULL;
+}
+
 static int mkdirs(const char *path) {
   char buf[4096];
   size_t n = strlen(path);

@@ -220,6 +220,10 @@ int relish_effect_run(lua_State *L, const relish_action *a);
 
 /* True while a dry-run is in progress. */
 int relish_gate_dry_run(lua_State *L);
+/* The running journal's database file, or NULL outside a run: effects must
+ * not touch it, its WAL or a directory holding it (a recipe cannot delete
+ * its own history). */
+const char *relish_gate_journal_path(void);
 /* Changes at the start of every run (and test capture): state a module keeps
  * for one run is stale once it differs from what the module saw. */
 lua_Integer relish_gate_session(void);

@@ -68,14 +68,37 @@ static const char *push_text(lua_State *L, relish_box *b, char *text) {
 /* Real path of an effect's target. In a dry-run a missing parent (that an
  * earlier planned step may create) is no failure: the deepest existing
  * ancestor's real path with the rest appended stands in, and *later is set. */
-static int target_path(lua_State *L, const char *path, int follow, char real[PATH_MAX], int *later,
-                       relish_status *st) {
+static int resolve_target(lua_State *L, const char *path, int follow, char real[PATH_MAX],
+                          int *later, relish_status *st) {
   *later = 0;
   if (fs_resolve(path, follow, real, st) == 0) return 0;
   if (st->code != ENOENT || !fs_plan_active(L)) return -1;
   *later = 1;
   memset(st, 0, sizeof *st);
   return fs_resolve_partial(path, real, st);
+}
+
+/* The journal of the run, its -wal, -shm and -journal files, and every
+ * directory holding it are not an effect's to change: a recipe that could
+ * remove them would delete its own history and rollback. */
+static int guard_journal(const char *real, relish_status *st) {
+  const char *j = relish_gate_journal_path();
+  if (j == NULL) return 0;
+  size_t rl = strlen(real), jl = strlen(j);
+  int holds = rl < jl && strncmp(j, real, rl) == 0 && (j[rl] == '/' || (rl == 1 && real[0] == '/'));
+  int same = strncmp(real, j, jl) == 0 &&
+             (real[jl] == '\0' || strcmp(real + jl, "-wal") == 0 ||
+              strcmp(real + jl, "-shm") == 0 || strcmp(real + jl, "-journal") == 0);
+  if (!holds && !same) return 0;
+  return relish_status_set(st, "permission", "%s is relish's journal%s: effects may not change it",
+                           real, holds ? " directory" : "");
+}
+
+/* Real path of an effect's target (resolve_target), never the journal. */
+static int target_path(lua_State *L, const char *path, int follow, char real[PATH_MAX], int *later,
+                       relish_status *st) {
+  if (resolve_target(L, path, follow, real, later, st) != 0) return -1;
+  return guard_journal(real, st);
 }
 
 /* Whole content of the regular file at path, boxed. */
@@ -311,7 +334,7 @@ int l_fs_copy(lua_State *L) {
   relish_status st = {0};
   char srcabs[PATH_MAX], srcreal[PATH_MAX];
   int later;
-  if (fs_abspath(src, srcabs, &st) != 0 || target_path(L, src, 1, srcreal, &later, &st) != 0)
+  if (fs_abspath(src, srcabs, &st) != 0 || resolve_target(L, src, 1, srcreal, &later, &st) != 0)
     return fs_raise(L, "copy", src, &st);
   r.src = srcabs;
   fs_pre pre;

@@ -1164,3 +1164,33 @@ return recipe "free" {
     assert_error(function() fs.remove(d .. "/f", { undo = 0 }) end, "fs.remove: undo must be a boolean")
   end)
 end)
+
+-- issue 17 item 13: a recipe cannot delete or change its own journal
+describe("the journal is not an effect's to change", function()
+  test("removing the journal, its WAL or a directory holding it fails the step; the history stays", function()
+    local d = tmpdir()
+    assert(os.execute("mkdir -p " .. d .. "/state"))
+    local f = support.recipe(d, "rm.lua", [[
+local fs = require "relish.fs"
+return recipe "rmj" {
+  params = { what = param.string { required = true } },
+  step "rm" { run = function(ctx) fs.remove(ctx.params.what, { recursive = true }) end },
+}
+]])
+    local state = "sqlite:" .. d .. "/state/journal.db"
+    for _, what in ipairs { d .. "/state", d .. "/state/journal.db", d .. "/state/journal.db-wal", d } do
+      local r = support.relish { "run", f, "-p", "what=" .. what, "--state", state }
+      assert_eq(r.code, 1, r.stdout .. r.stderr)
+      assert_match(r.stdout .. r.stderr, "is relish's journal")
+      assert_true(fs.exists(d .. "/state/journal.db"))
+    end
+    local h = support.relish { "history", "--state", state }
+    assert_eq(h.code, 0)
+    local runs = 0
+    for _ in h.stdout:gmatch("rmj") do runs = runs + 1 end
+    assert_eq(runs, 4, h.stdout)
+    -- a file beside the journal is fine
+    local r = support.relish { "run", f, "-p", "what=" .. d .. "/rm.lua", "--state", state }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+  end)
+end)
