@@ -18,35 +18,52 @@ typedef struct {
   char value[];
 } secret_box;
 
-static char **known;
-static size_t *known_len, nknown, capknown;
+/* A growable list of byte strings (copies). */
+typedef struct {
+  char **v;
+  size_t *len, n, cap;
+} strlist;
+
+static void strlist_add(strlist *l, const char *v, size_t len) {
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 8;
+    char **k = realloc(l->v, cap * sizeof *k);
+    if (!k) return;
+    l->v = k;
+    size_t *kl = realloc(l->len, cap * sizeof *kl);
+    if (!kl) return;
+    l->len = kl;
+    l->cap = cap;
+  }
+  char *copy = malloc(len ? len : 1);
+  if (!copy) return;
+  memcpy(copy, v, len);
+  l->v[l->n] = copy;
+  l->len[l->n++] = len;
+}
+
+static void strlist_free(strlist *l) {
+  for (size_t i = 0; i < l->n; i++)
+    free(l->v[i]);
+  free(l->v);
+  free(l->len);
+  *l = (strlist){0};
+}
+
+/* The values the redactor replaces. */
+static strlist known;
 
 static void remember_form(const char *v, size_t len) {
   if (len < MIN_REDACT) return;
-  for (size_t i = 0; i < nknown; i++)
-    if (known_len[i] == len && memcmp(known[i], v, len) == 0) return;
-  if (nknown == capknown) {
-    size_t cap = capknown ? capknown * 2 : 8;
-    char **k = realloc(known, cap * sizeof *k);
-    if (!k) return;
-    known = k;
-    size_t *kl = realloc(known_len, cap * sizeof *kl);
-    if (!kl) return;
-    known_len = kl;
-    capknown = cap;
-  }
-  char *copy = malloc(len);
-  if (!copy) return;
-  memcpy(copy, v, len);
-  known[nknown] = copy;
-  known_len[nknown++] = len;
+  for (size_t i = 0; i < known.n; i++)
+    if (known.len[i] == len && memcmp(known.v[i], v, len) == 0) return;
+  strlist_add(&known, v, len);
 }
 
 /* Values whose JSON forms differ from them (a quote, a backslash, a control
  * or non-ASCII character) wait here until the next relish_redact, which has
  * a Lua state to run relish.json's encoder with: one JSON codec. */
-static char **pending;
-static size_t *pending_len, npending, cappending;
+static strlist pending;
 
 static int needs_json_forms(const char *v, size_t len) {
   for (size_t i = 0; i < len; i++) {
@@ -54,24 +71,6 @@ static int needs_json_forms(const char *v, size_t len) {
     if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') return 1;
   }
   return 0;
-}
-
-static void add_pending(const char *v, size_t len) {
-  if (npending == cappending) {
-    size_t cap = cappending ? cappending * 2 : 4;
-    char **k = realloc(pending, cap * sizeof *k);
-    if (!k) return;
-    pending = k;
-    size_t *kl = realloc(pending_len, cap * sizeof *kl);
-    if (!kl) return;
-    pending_len = kl;
-    cappending = cap;
-  }
-  char *copy = malloc(len);
-  if (!copy) return;
-  memcpy(copy, v, len);
-  pending[npending] = copy;
-  pending_len[npending++] = len;
 }
 
 /* relish.json's encode, pushed (loaded like require would). */
@@ -112,12 +111,12 @@ static void remember_encoded(lua_State *L, int encode, const char *v, size_t len
  * each as relish, JavaScript and Go write it and, for a non-ASCII value,
  * with non-ASCII as \u escapes too (Python's default). */
 static void remember_pending(lua_State *L) {
-  if (npending == 0 || !lua_checkstack(L, 8)) return;
+  if (pending.n == 0 || !lua_checkstack(L, 8)) return;
   push_json_encode(L);
   int encode = lua_gettop(L);
-  while (npending > 0 && !lua_isnil(L, encode)) {
-    const char *v = pending[npending - 1];
-    size_t len = pending_len[npending - 1];
+  while (pending.n > 0 && !lua_isnil(L, encode)) {
+    const char *v = pending.v[pending.n - 1];
+    size_t len = pending.len[pending.n - 1];
     int non_ascii = 0;
     for (size_t j = 0; j < len && !non_ascii; j++)
       non_ascii = (unsigned char)v[j] >= 0x80;
@@ -131,14 +130,14 @@ static void remember_pending(lua_State *L) {
       }
       lua_pop(L, 1);
     }
-    free(pending[--npending]); /* only now: an error above leaves it pending */
+    free(pending.v[--pending.n]); /* only now: an error above leaves it pending */
   }
   lua_settop(L, encode - 1);
 }
 
 static void remember(const char *v, size_t len) {
   remember_form(v, len);
-  if (len >= MIN_REDACT && needs_json_forms(v, len)) add_pending(v, len);
+  if (len >= MIN_REDACT && needs_json_forms(v, len)) strlist_add(&pending, v, len);
   /* each line of a multi-line secret too: messages are often cut to their
    * first line, and a key's lines travel alone (a PEM body in a log) */
   if (memchr(v, '\n', len) == NULL) return;
@@ -193,10 +192,10 @@ const char *relish_redact(lua_State *L, const char *s, size_t len, size_t *outle
       i += hit;
       continue;
     }
-    for (size_t k = 0; k < nknown; k++) {
-      if (known_len[k] <= len - i && s[i] == known[k][0] &&
-          memcmp(s + i, known[k], known_len[k]) == 0 && known_len[k] > hit)
-        hit = known_len[k];
+    for (size_t k = 0; k < known.n; k++) {
+      if (known.len[k] <= len - i && s[i] == known.v[k][0] &&
+          memcmp(s + i, known.v[k], known.len[k]) == 0 && known.len[k] > hit)
+        hit = known.len[k];
     }
     if (hit) {
       luaL_addstring(&b, "***");
@@ -301,20 +300,8 @@ static int l_secret_name(lua_State *L) {
 }
 
 static void free_known(void) {
-  for (size_t i = 0; i < nknown; i++)
-    free(known[i]);
-  free(known);
-  free(known_len);
-  known = NULL;
-  known_len = NULL;
-  nknown = capknown = 0;
-  for (size_t i = 0; i < npending; i++)
-    free(pending[i]);
-  free(pending);
-  free(pending_len);
-  pending = NULL;
-  pending_len = NULL;
-  npending = cappending = 0;
+  strlist_free(&known);
+  strlist_free(&pending);
 }
 
 int luaopen_relish_secret(lua_State *L) {
