@@ -149,29 +149,20 @@ static int undo_commit(lua_State *L, const char *kind, int t) {
 }
 
 /* The providers' undo(record) -> true; each raises when it cannot undo. */
-static int undo_ref_kind(lua_State *L, const char *kind) {
+static int undo_kind(lua_State *L, const char *kind,
+                     int (*undo)(lua_State *L, const char *kind, int t)) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   relish_need_git();
-  undo_ref(L, kind, 1);
+  undo(L, kind, 1);
   lua_settop(L, 1);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-static int undo_commit_kind(lua_State *L, const char *kind) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
-  relish_need_git();
-  undo_commit(L, kind, 1);
-  lua_settop(L, 1);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-int rg_undo_tag(lua_State *L) { return undo_ref_kind(L, "git.tag"); }
-int rg_undo_delete_tag(lua_State *L) { return undo_ref_kind(L, "git.delete_tag"); }
-int rg_undo_branch(lua_State *L) { return undo_ref_kind(L, "git.branch"); }
-int rg_undo_delete_branch(lua_State *L) { return undo_ref_kind(L, "git.delete_branch"); }
-int rg_undo_commit(lua_State *L) { return undo_commit_kind(L, "git.commit"); }
-int rg_undo_revert(lua_State *L) { return undo_commit_kind(L, "git.revert"); }
+int rg_undo_tag(lua_State *L) { return undo_kind(L, "git.tag", undo_ref); }
+int rg_undo_delete_tag(lua_State *L) { return undo_kind(L, "git.delete_tag", undo_ref); }
+int rg_undo_branch(lua_State *L) { return undo_kind(L, "git.branch", undo_ref); }
+int rg_undo_delete_branch(lua_State *L) { return undo_kind(L, "git.delete_branch", undo_ref); }
+int rg_undo_commit(lua_State *L) { return undo_kind(L, "git.commit", undo_commit); }
+int rg_undo_revert(lua_State *L) { return undo_kind(L, "git.revert", undo_commit); }
