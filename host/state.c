@@ -58,16 +58,24 @@ static int strict_newindex(lua_State *L) {
   return lua_error(L);
 }
 
+/* Fills the metatable at mt: reads go to the table at base, undeclared
+ * names raise, assignments to globals raise (both absolute indices). */
+static void strict_meta(lua_State *L, int mt, int base) {
+  lua_pushvalue(L, base);
+  lua_pushcclosure(L, strict_index, 1);
+  lua_setfield(L, mt, "__index");
+  lua_pushcfunction(L, strict_newindex);
+  lua_setfield(L, mt, "__newindex");
+  lua_pushliteral(L, "environment");
+  lua_setfield(L, mt, "__name");
+}
+
 void relish_push_strict_env(lua_State *L) {
   lua_newtable(L);
   if (luaL_newmetatable(L, "relish.StrictEnv")) {
     lua_pushglobaltable(L);
-    lua_pushcclosure(L, strict_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, strict_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushliteral(L, "environment");
-    lua_setfield(L, -2, "__name");
+    strict_meta(L, lua_gettop(L) - 1, lua_gettop(L));
+    lua_pop(L, 1);
   }
   lua_setmetatable(L, -2);
 }
@@ -79,13 +87,7 @@ void relish_push_strict_env_over(lua_State *L, int base) {
   base = lua_absindex(L, base);
   lua_newtable(L);
   lua_createtable(L, 0, 4);
-  lua_pushvalue(L, base);
-  lua_pushcclosure(L, strict_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, strict_newindex);
-  lua_setfield(L, -2, "__newindex");
-  lua_pushliteral(L, "environment");
-  lua_setfield(L, -2, "__name");
+  strict_meta(L, lua_gettop(L), base);
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, -2);
