@@ -102,15 +102,18 @@ local function need(v, mt, what, fname, which)
   end
 end
 
--- The version of v (a version or a string) for fname: text that is not a
--- version raises "invalid"; any other type is misuse.
-local function check(v, fname, which)
-  if getmetatable(v) == Version then return v end
-  need(v, Version, "version", fname, which)
-  local r, why = parse(v)
+-- The value of v (one of mt's, or a string read by read) for fname: text
+-- read cannot take raises "invalid"; any other type is misuse.
+local function checked(v, mt, what, read, fname, which)
+  if getmetatable(v) == mt then return v end
+  need(v, mt, what, fname, which)
+  local r, why = read(v)
   if not r then invalid(fname, why) end
   return r
 end
+
+-- The version of v (a version or a string) for fname.
+local function check(v, fname, which) return checked(v, Version, "version", parse, fname, which) end
 
 -- parse(s) -> version; raises "invalid" when s is not a semantic version.
 function M.parse(s)
@@ -429,13 +432,7 @@ local function range(s)
 end
 
 -- The range of r (a range or a string) for fname, as check is for versions.
-local function check_range(r, fname, which)
-  if getmetatable(r) == Range then return r end
-  need(r, Range, "range", fname, which)
-  local rr, why = range(r)
-  if not rr then invalid(fname, why) end
-  return rr
-end
+local function check_range(r, fname, which) return checked(r, Range, "range", range, fname, which) end
 
 -- range(s) -> range; raises "invalid" when s is not a range.
 function M.range(s)
