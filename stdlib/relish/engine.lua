@@ -699,10 +699,19 @@ function M.save_plan(journal, run_id, file, recipe, path, hash, params)
   local plan = { relish_plan = 1, recipe = recipe.name, file = path, recipe_hash = hash,
     params = json.decode(storable_params(params)), created_at = J.now_iso(), run_id = run_id,
     actions = json.array(actions) }
-  local fh, err = io.open(file, "w")
+  -- paths are bytes: json_safe keeps them exactly (x_b64, read back by
+  -- json_restore in apply); written whole or not at all
+  local text = json.encode(require("relish.output").json_safe(plan), { pretty = true, sort_keys = true }) .. "\n"
+  local tmp = file .. ".tmp"
+  local fh, err = io.open(tmp, "w")
   if not fh then invalid("cannot write plan " .. file .. ": " .. tostring(err)) end
-  fh:write(json.encode(plan, { pretty = true, sort_keys = true }), "\n")
-  fh:close()
+  local ok, werr = fh:write(text)
+  if ok then ok, werr = fh:close() else fh:close() end
+  if ok then ok, werr = os.rename(tmp, file) end
+  if not ok then
+    os.remove(tmp)
+    invalid("cannot write plan " .. file .. ": " .. tostring(werr))
+  end
 end
 
 function M.apply(opts)
@@ -711,6 +720,7 @@ function M.apply(opts)
   local text = fh:read("a")
   fh:close()
   local plan, err = require("relish._errors").try(json.decode, text)
+  if type(plan) == "table" then plan, err = require("relish.output").json_restore(plan) end
   if not plan or type(plan) ~= "table" or plan.relish_plan ~= 1 or type(plan.actions) ~= "table" then
     invalid(opts.plan .. ": not a relish plan" .. (err and (" (" .. tostring(err) .. ")") or ""))
   end

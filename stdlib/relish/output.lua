@@ -80,6 +80,27 @@ local function base64(s)
 end
 M.base64 = base64
 
+local B64_VALUE = {}
+for i = 1, #B64 do B64_VALUE[B64:byte(i)] = i - 1 end
+
+-- unbase64(s) -> the bytes, or nil when s is not base64
+local function unbase64(s)
+  if #s % 4 ~= 0 or s:find("[^%w+/=]") or s:find("=[^=]") then return nil end
+  local out = {}
+  for i = 1, #s, 4 do
+    local n, pad = 0, 0
+    for j = i, i + 3 do
+      local v = B64_VALUE[s:byte(j)]
+      if not v then pad = pad + 1 end
+      n = n * 64 + (v or 0)
+    end
+    local bytes = string.char(n >> 16, (n >> 8) & 255, n & 255)
+    out[#out + 1] = bytes:sub(1, 3 - pad)
+  end
+  return table.concat(out)
+end
+M.unbase64 = unbase64
+
 -- is_text(s): valid UTF-8; text(s): s with each byte that is not UTF-8
 -- replaced by U+FFFD
 local function is_text(s) return utf8.len(s) ~= nil end
@@ -118,6 +139,28 @@ end
 -- json_safe(t): a copy of t that json.encode accepts whatever bytes its
 -- strings hold (for show and history, which encode journal rows)
 function M.json_safe(t) return utf8_table(t, 0) end
+
+-- json_restore(t): the inverse of json_safe, in place, for what relish reads
+-- back (a saved plan): each x_b64 beside a string x gives x its exact bytes
+-- again. Returns t; nil and a message when an x_b64 is not base64.
+function M.json_restore(t, depth)
+  depth = depth or 0
+  if type(t) ~= "table" or depth > 10 then return t end
+  for k, v in pairs(t) do
+    if type(v) == "table" then
+      if not M.json_restore(v, depth + 1) then return nil, "bad base64 under " .. tostring(k) end
+    end
+  end
+  for k, v in pairs(t) do
+    local name = type(k) == "string" and k:match("^(.+)_b64$")
+    if name and type(v) == "string" and type(t[name]) == "string" then
+      local bytes = unbase64(v)
+      if not bytes then return nil, "field " .. k .. " is not base64" end
+      t[name], t[k] = bytes, nil
+    end
+  end
+  return t
+end
 
 -- encode(name, fields) -> one line of JSON; never raises: an event that
 -- still cannot be encoded becomes a minimal event saying so
@@ -227,10 +270,9 @@ function M:on_action_planned(f)
   self:line(string.format("    %s %s%s", mark, f.describe,
     f.irreversible and self:paint("33", "  (irreversible)") or ""))
   local detail = f.detail
-  if type(detail) == "string" and not is_text(detail) then
-    -- never raw bytes on a terminal: a summary, as fs gives for binary files
-    detail = string.format("(%d bytes that are not text, sha256 %s)", #detail, require("relish.fs").sha256(detail))
-  end
+  -- never raw bytes on a terminal: fs summarizes binary content itself, so
+  -- what is left is a path or a line with a few bytes that are not UTF-8
+  if type(detail) == "string" and not is_text(detail) then detail = text(detail) end
   if detail and detail ~= "" then
     for l in (detail:gsub("\n$", "") .. "\n"):gmatch("(.-)\n") do
       local c = l:sub(1, 1)

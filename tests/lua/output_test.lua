@@ -136,6 +136,28 @@ return recipe "bytes" {
     end
   end)
 
+  test("a saved plan keeps the bytes of a path: plan -o then apply writes that very file", function()
+    local d = tmpdir()
+    local f = support.recipe(d, "plan.lua", [[
+local fs = require "relish.fs"
+return recipe "plan" {
+  params = { dir = param.string { required = true } },
+  step "write" { run = function(ctx) fs.write(ctx.params.dir .. "/caf\xe9.txt", "x\n") end },
+}
+]])
+    local plan = d .. "/plan.json"
+    local p = relish { "plan", f, "-p", "dir=" .. d, "-o", plan, "--state", support.state(d) }
+    assert_eq(p.code, 0, p.stdout .. p.stderr)
+    assert_nil(p.stdout:find("not text", 1, true)) -- the diff itself, with U+FFFD in the path
+    assert_match(p.stdout, "%+x")
+    local saved = json.decode(assert(io.open(plan)):read("a"))
+    assert_eq(saved.actions[1].target_b64, output.base64(d .. "/caf\xe9.txt"))
+    local a = relish { "apply", plan, "--state", support.state(d) }
+    assert_eq(a.code, 0, a.stdout .. a.stderr)
+    assert_eq(assert(io.open(d .. "/caf\xe9.txt")):read("a"), "x\n")
+    assert_nil(io.open(d .. "/plan.json.tmp"))
+  end)
+
   test("an event that cannot be encoded at all is a minimal valid event, never an error", function()
     local lines = {}
     local out = output.new { format = "json", tty = false,
@@ -158,6 +180,13 @@ return recipe "bytes" {
     assert_eq(output.text("d\u{e9}j\u{e0}"), "d\u{e9}j\u{e0}")
     assert_eq(json.decode(json.encode(output.json_safe { a = { { path = "/caf\xe9" } } })),
       { a = { { path = "/caf\u{fffd}", path_b64 = "L2NhZuk=" } } })
+    for _, bytes in ipairs { "", "f", "fo", "foo", "\xff\xfe\x00", "/caf\xe9/\x80\x81\x82\x83" } do
+      assert_eq(output.unbase64(output.base64(bytes)), bytes)
+    end
+    for _, bad in ipairs { "Zg=", "Z!==", "Zg==Zg==x", "=Zg=" } do assert_nil(output.unbase64(bad)) end
+    local t = json.decode(json.encode(output.json_safe { a = { { path = "/caf\xe9", n = 1 } }, ok = "x" }))
+    assert_eq(output.json_restore(t), { a = { { path = "/caf\xe9", n = 1 } }, ok = "x" })
+    assert_nil(output.json_restore { path = "x", path_b64 = "%%%%" })
   end)
 end)
 
