@@ -31,7 +31,8 @@ typedef struct {
   relish_waiter w; /* first: the loop's view */
   CURL *easy;
   struct curl_slist *headers;
-  char *display; /* the URL as messages show it: secrets and user-info as *** */
+  struct curl_slist *connect_to; /* tls_server_name: "name:port:host:port" */
+  char *display;                 /* the URL as messages show it: secrets and user-info as *** */
   char method[16];
   xbuf body, head, lines;
   size_t max_body, delivered;
@@ -123,6 +124,8 @@ static void xfer_free(lua_State *L, xfer *x) {
   x->easy = NULL;
   curl_slist_free_all(x->headers);
   x->headers = NULL;
+  curl_slist_free_all(x->connect_to);
+  x->connect_to = NULL;
   free(x->display);
   x->display = NULL;
   xbuf_free(&x->body);
@@ -472,7 +475,7 @@ static void set_method(lua_State *L, xfer *x, const char *m, const char *body, s
 
 /* start{method=, url=, headers=, body=, auth=, timeout=, connect_timeout=,
  *       max_redirects=, max_body=, ca=, cert=, key=, insecure=, proxy=,
- *       no_proxy=, stream=, http_version=} -> transfer (already on its way),
+ *       no_proxy=, connect_to=, stream=, http_version=} -> transfer (already on its way),
  *       or nil, err (kind "url") for a URL that is not http:// or https:// */
 static int l_http_start(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -573,6 +576,13 @@ static int l_http_start(lua_State *L) {
     redact_userinfo(L, p);
     curl_easy_setopt(e, CURLOPT_PROXY, p);
     lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if (opt_type(L, 1, "connect_to") == LUA_TSTRING) {
+    struct curl_slist *c = curl_slist_append(NULL, lua_tostring(L, -1));
+    if (!c) luaL_error(L, "http: out of memory");
+    x->connect_to = c;
+    curl_easy_setopt(e, CURLOPT_CONNECT_TO, c);
   }
   lua_pop(L, 1);
   if (opt_type(L, 1, "no_proxy") == LUA_TSTRING)

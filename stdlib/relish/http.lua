@@ -62,7 +62,7 @@ local FIELDS = {
   stream = "function", auth = "table", ca = "text", cert = "text", key = "text", insecure = "boolean",
   proxy = "text", no_proxy = "string", max_body = "count", max_redirects = "count",
   http_version = "version", effect = "boolean", idempotent = "boolean", backoff = "seconds",
-  max_retry_wait = "seconds",
+  max_retry_wait = "seconds", tls_server_name = "string",
 }
 local CLIENT_ONLY = { base_url = "text" }
 
@@ -347,6 +347,20 @@ end
 
 -- ---- the C options of one request ---------------------------------------------------
 
+-- tls_server_name: the URL names the server by that name (TLS SNI and
+-- certificate check) while the connection goes to the URL's host and port
+local function server_name(url, name, who, level)
+  if type(url) ~= "string" then error(who .. ": tls_server_name needs a plain URL", level + 1) end
+  local scheme, host, port, rest = url:match("^(https://)([^/:%[]+)(:?%d*)(.*)$")
+  if not scheme then scheme, host, port, rest = url:match("^(https://)(%[[^%]]+%])(:?%d*)(.*)$") end
+  if not scheme or port == ":" or not (rest == "" or rest:match("^[/?#]")) then
+    error(who .. ": tls_server_name needs an https:// URL without user-info", level + 1)
+  end
+  if not name:match("^[%w.-]+$") then error(who .. ": tls_server_name must be a host name, got " .. name, level + 1) end
+  port = port ~= "" and port:sub(2) or "443"
+  return scheme .. name .. ":" .. port .. rest, string.format("%s:%s:%s:%s", name, port, host, port)
+end
+
 local function c_options(req, who, level)
   local o = {
     method = req.method, headers = req.headers, body = req.body, auth = req.auth,
@@ -356,6 +370,7 @@ local function c_options(req, who, level)
     stream = req.stream ~= nil, http_version = req.http_version,
   }
   o.url = req.query and add_query(req.url, req.query) or req.url
+  if req.tls_server_name then o.url, o.connect_to = server_name(o.url, req.tls_server_name, who, level + 1) end
   if req.json ~= nil then
     o.body = json_body(req.json, who, level + 1)
     local h = {}

@@ -286,6 +286,23 @@ describe("TLS", function()
     assert_eq(assert(http.get(byname, { ca = fx.ca })).status, 200)
   end)
 
+  test("tls_server_name: the certificate is checked for that name, the connection goes to the URL's host", function()
+    local fx <close> = fixture.start { tls = true }
+    local url = fx.https "/status/200" -- 127.0.0.1, which the certificate also names
+    assert_eq(assert(http.get(url, { ca = fx.ca, tls_server_name = "localhost" })).status, 200)
+    -- a name the certificate does not hold fails, though the address would pass; and it is never resolved
+    local err = failure(http.get, url, { ca = fx.ca, tls_server_name = "api.nowhere.invalid", retries = 0 })
+    assert_eq(err.kind, "tls")
+    assert_match(err.message, "api%.nowhere%.invalid")
+    assert_misuse(function() http.get("http://127.0.0.1:1/", { tls_server_name = "x" }) end,
+      "http.get: tls_server_name needs an https:// URL without user-info")
+    assert_misuse(function() http.get("https://u:p@127.0.0.1:1/", { tls_server_name = "x" }) end,
+      "http.get: tls_server_name needs an https:// URL without user-info")
+    assert_misuse(function() http.get(url, { tls_server_name = "a b" }) end,
+      "http.get: tls_server_name must be a host name, got a b")
+    assert_eq(#fx:requests "/status/200", 1)
+  end)
+
   test("a wrong CA is a clear tls error; insecure only when asked", function()
     local fx <close> = fixture.start { tls = true }
     local r, err = try(http.get, fx.https "/status/200", { ca = fx.other_ca, retries = 0 })
