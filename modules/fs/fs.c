@@ -621,6 +621,21 @@ static int l_fs_sha256(lua_State *L) {
   return 1;
 }
 
+/* diff(old, new [, from, to]) -> unified diff with 3 lines of context, "" when
+ * equal: what plans show, for modules that describe other things as text */
+static int l_fs_diff(lua_State *L) {
+  size_t alen, blen;
+  const char *a = relish_checktext(L, 1, "fs.diff", &alen);
+  const char *b = relish_checktext(L, 2, "fs.diff", &blen);
+  const char *from = luaL_optstring(L, 3, "a");
+  const char *to = luaL_optstring(L, 4, from);
+  char *d = fs_diff(a, alen, from, b, blen, to);
+  if (!d) return luaL_error(L, "fs.diff: out of memory");
+  lua_pushstring(L, d);
+  free(d);
+  return 1;
+}
+
 /* The effects, registered once: the gate journals, plans and undoes them. */
 static const char *const node_fields[] = {"v", "path", "before", NULL};
 static const char *const mkdir_fields[] = {"v", "path", "created", NULL};
@@ -636,19 +651,13 @@ static const relish_provider providers[] = {
     {NULL}};
 
 int luaopen_relish_fs(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"read", l_fs_read},
-                                   {"exists", l_fs_exists},
-                                   {"stat", l_fs_stat},
-                                   {"list", l_fs_list},
-                                   {"hash", l_fs_hash},
-                                   {"write", l_fs_write},
-                                   {"copy", l_fs_copy},
-                                   {"mkdir", l_fs_mkdir},
-                                   {"remove", l_fs_remove},
-                                   {"symlink", l_fs_symlink},
-                                   {"chmod", l_fs_chmod},
-                                   {"sha256", l_fs_sha256},
-                                   {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"read", l_fs_read},     {"exists", l_fs_exists},
+                                   {"stat", l_fs_stat},     {"list", l_fs_list},
+                                   {"hash", l_fs_hash},     {"write", l_fs_write},
+                                   {"copy", l_fs_copy},     {"mkdir", l_fs_mkdir},
+                                   {"remove", l_fs_remove}, {"symlink", l_fs_symlink},
+                                   {"chmod", l_fs_chmod},   {"sha256", l_fs_sha256},
+                                   {"diff", l_fs_diff},     {NULL, NULL}};
   luaL_newmetatable(L, FS_OP_MT); /* plain memory: nothing to release */
   lua_pop(L, 1);
   relish_effect_register(L, "relish.fs", providers);

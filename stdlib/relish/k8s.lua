@@ -1,0 +1,777 @@
+-- relish.k8s: Kubernetes through its REST API, on relish.http (so on the event
+-- loop: a wait yields inside a task, and tasks share connections). Every write
+-- is an effect: journaled with the object's pre-image before it is sent,
+-- planned with dryRun=All and a diff in a dry-run, undone by restoring the
+-- pre-image. See docs/reference/k8s.md.
+local http = require "relish.http"
+local json = require "relish.json"
+local yaml = require "relish.yaml"
+local effect = require "relish.effect"
+local gate = require "relish._gate"
+local config = require "relish.k8s.config"
+local E = require "relish._errors"
+
+local M = {}
+
+local SELF = debug.getinfo(1, "S").source
+local usage = E.usage_for(SELF)
+
+local FIELD_MANAGER = "relish"
+local PAGE = 500
+
+-- ---- errors ----------------------------------------------------------------
+
+-- The kind of a failed request, from the Status reason or the HTTP code.
+local BY_REASON = { AlreadyExists = "already_exists", Gone = "expired", Expired = "expired" }
+local BY_CODE = {
+  [400] = "bad_request", [401] = "unauthorized", [403] = "forbidden", [404] = "not_found",
+  [405] = "method_not_allowed", [406] = "not_acceptable", [409] = "conflict", [410] = "expired",
+  [413] = "too_large", [415] = "unsupported_media_type", [422] = "invalid", [429] = "too_many_requests",
+  [500] = "internal", [503] = "unavailable", [504] = "server_timeout",
+}
+
+local function k8s_error(what, status, st, resp)
+  st = type(st) == "table" and st or {}
+  local details = type(st.details) == "table" and st.details or nil
+  local kind = BY_REASON[st.reason] or BY_CODE[status] or "http_status"
+  local msg = type(st.message) == "string" and st.message or ("HTTP " .. tostring(status))
+  return setmetatable({
+    kind = kind, message = what .. ": " .. msg, code = status, reason = st.reason,
+    causes = details and details.causes or nil, details = details,
+    retry_after = resp and resp.retry_after or nil,
+  }, E.MT)
+end
+M.error_kinds = BY_CODE
+
+-- ---- objects ---------------------------------------------------------------
+
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = copy(x) end
+  return setmetatable(out, getmetatable(v))
+end
+
+local SERVER_META = { "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
+  "deletionTimestamp", "deletionGracePeriodSeconds" }
+
+-- the object as a client would write it: no status, no server-managed metadata
+local function writable(obj)
+  local o = copy(obj)
+  o.status = nil
+  if type(o.metadata) == "table" then
+    for _, k in ipairs(SERVER_META) do o.metadata[k] = nil end
+  end
+  return o
+end
+M.writable = writable
+
+-- the object as a plan shows it: also without timestamps; a Secret's values
+-- as *** (marked when they change)
+local function shown(obj, other)
+  if obj == nil then return "" end
+  local o = writable(obj)
+  if type(o.metadata) == "table" and type(o.metadata.annotations) == "table" then
+    o.metadata.annotations["kubectl.kubernetes.io/last-applied-configuration"] = nil
+    if next(o.metadata.annotations) == nil then o.metadata.annotations = nil end
+  end
+  if o.kind == "Secret" then
+    for _, field in ipairs { "data", "stringData" } do
+      if type(o[field]) == "table" then
+        local theirs = other and type(other[field]) == "table" and other[field] or {}
+        for k, v in pairs(o[field]) do
+          o[field][k] = (other and theirs[k] ~= v) and "*** (changed)" or "***"
+        end
+      end
+    end
+  end
+  return yaml.encode(o)
+end
+
+local function obj_name(obj) return type(obj.metadata) == "table" and obj.metadata.name or nil end
+local function obj_namespace(obj) return type(obj.metadata) == "table" and obj.metadata.namespace or nil end
+
+-- ---- the connection ----------------------------------------------------------
+
+local Client = {}
+Client.__index = Client
+Client.__name = "relish.k8s.Client"
+
+local CONNECT_OPTS = { kubeconfig = true, context = true, namespace = true, timeout = true }
+
+-- connect{kubeconfig=, context=, namespace=, timeout=} -> client
+function M.connect(opts)
+  opts = E.check_options(usage, "k8s.connect", opts, CONNECT_OPTS)
+  for _, k in ipairs { "kubeconfig", "context", "namespace" } do
+    if opts[k] ~= nil and (type(opts[k]) ~= "string" or opts[k] == "") then
+      usage("k8s.connect", k .. " must be a non-empty string, got " .. type(opts[k]))
+    end
+  end
+  if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout <= 0) then
+    usage("k8s.connect", "timeout must be a positive number of seconds")
+  end
+  local cfg = config.resolve(opts)
+  return setmetatable({
+    cfg = cfg, server = cfg.server, namespace = cfg.namespace, timeout = opts.timeout or 60,
+    -- where a rollback in another process connects again (never a credential)
+    origin = { kubeconfig = opts.kubeconfig, kubeconfig_env = os.getenv("KUBECONFIG"), context = cfg.context,
+      server = cfg.server },
+    groups = nil, gv = {}, names = {},
+  }, Client)
+end
+
+local function encode_query(q)
+  if not q then return nil end
+  local out = {}
+  for k, v in pairs(q) do
+    if v ~= nil and v ~= false then out[k] = v == true and "true" or v end
+  end
+  return out
+end
+
+-- send(method, path, {query=, body=, content_type=, accept=, stream=, timeout=,
+-- idempotent=, what=, ok=}) -> response; raises a structured error for a
+-- status that is not 2xx (or in ok)
+function Client:send(method, path, o)
+  o = o or {}
+  local refreshed = false
+  while true do
+    local cred = self.cfg:credentials(refreshed)
+    local headers = { Accept = o.accept or "application/json", ["User-Agent"] = "relish-k8s" }
+    if o.content_type then headers["Content-Type"] = o.content_type end
+    local r = http.request {
+      method = method, url = self.server .. path, query = encode_query(o.query), body = o.body,
+      headers = headers, timeout = o.timeout or (not o.stream and self.timeout or nil), effect = false,
+      idempotent = o.idempotent, stream = o.stream,
+      ca = cred.ca, cert = cred.cert, key = cred.key, insecure = cred.insecure, proxy = cred.proxy,
+      auth = cred.auth, tls_server_name = self.cfg.tls_server_name,
+    }
+    -- a token that expired or rotated: the exec plugin or the token file once more
+    if r.status == 401 and not refreshed and (self.cfg.exec or self.cfg.token_file) then
+      refreshed = true
+    elseif r.status >= 200 and r.status < 300 or (o.ok and o.ok[r.status]) then
+      return r
+    else
+      local ok, st = pcall(json.decode, r.body)
+      error(k8s_error(o.what or (method .. " " .. path), r.status, ok and st or nil, r), 0)
+    end
+  end
+end
+
+function Client:json(method, path, o)
+  local r = self:send(method, path, o)
+  if r.status == 404 and o and o.ok and o.ok[404] then return nil end
+  return json.decode(r.body)
+end
+
+-- ---- discovery ---------------------------------------------------------------
+
+-- A resource: { group=, version=, gv=, name= (plural), kind=, namespaced=, verbs= }
+
+local function gv_path(gv) return gv:find("/", 1, true) and ("/apis/" .. gv) or ("/api/" .. gv) end
+
+-- the resources of one group/version, cached per connection
+function Client:gv_resources(gv)
+  local cached = self.gv[gv]
+  if cached ~= nil then return cached or nil end
+  local list = self:json("GET", gv_path(gv), { ok = { [404] = true }, what = "discover " .. gv })
+  if not list then
+    self.gv[gv] = false
+    return nil
+  end
+  local group, version = gv:match("^(.*)/(.*)$")
+  if not group then group, version = "", gv end
+  local by = { kinds = {}, names = {} }
+  for _, r in ipairs(list.resources or {}) do
+    if not r.name:find("/", 1, true) then
+      local res = { group = group, version = version, gv = gv, name = r.name, kind = r.kind,
+        namespaced = r.namespaced == true, verbs = r.verbs }
+      by.kinds[r.kind] = res
+      by.names[r.name] = by.names[r.name] or res
+      if r.singularName and r.singularName ~= "" then by.names[r.singularName] = by.names[r.singularName] or res end
+      by.names[r.kind:lower()] = by.names[r.kind:lower()] or res
+      for _, s in ipairs(r.shortNames or {}) do by.names[s] = by.names[s] or res end
+    end
+  end
+  self.gv[gv] = by
+  return by
+end
+
+-- every served group/version, preferred versions first (core v1 first of all)
+function Client:group_versions()
+  if self.groups then return self.groups end
+  local out = { "v1" }
+  local apis = self:json("GET", "/apis", { what = "discover /apis" })
+  for _, g in ipairs(apis.groups or {}) do
+    local pref = g.preferredVersion and g.preferredVersion.groupVersion
+    if pref then out[#out + 1] = pref end
+  end
+  for _, g in ipairs(apis.groups or {}) do
+    for _, v in ipairs(g.versions or {}) do
+      if v.groupVersion ~= (g.preferredVersion and g.preferredVersion.groupVersion) then out[#out + 1] = v.groupVersion end
+    end
+  end
+  self.groups = out
+  return out
+end
+
+local function not_found(fmt, ...) error(setmetatable({ kind = "not_found", message = string.format(fmt, ...) }, E.MT), 0) end
+
+-- resource_for(type [, apiVersion]) -> resource: type is a Kind, a plural, a
+-- singular or a short name, optionally with its group ("deployments.apps")
+function Client:resource_for(kind, api_version)
+  if api_version then
+    local by = self:gv_resources(api_version)
+    local res = by and (by.kinds[kind] or by.names[kind:lower()])
+    if not res then not_found("the server has no %s in %s", kind, api_version) end
+    return res
+  end
+  local key = kind:lower()
+  local cached = self.names[key]
+  if cached then return cached end
+  local name, group = key:match("^([^.]+)%.(.+)$")
+  name = name or key
+  for _, gv in ipairs(self:group_versions()) do
+    local g = gv:match("^(.*)/") or ""
+    if not group or g == group then
+      local by = self:gv_resources(gv)
+      local res = by and (by.kinds[kind] or by.names[name])
+      if res then
+        self.names[key] = res
+        return res
+      end
+    end
+  end
+  not_found("the server has no resource type %q", kind)
+end
+
+-- A reference: an object ({apiVersion=, kind=, metadata={name=, namespace=}}),
+-- a table {kind=, name=, namespace=, apiVersion=}, or "type/name" / "type".
+-- -> resource, name (or nil), namespace (nil for cluster-scoped)
+function Client:ref(ref, who, namespace)
+  local kind, name, ns, api_version
+  if type(ref) == "string" then
+    kind, name = ref:match("^([^/]+)/(.+)$")
+    if not kind then kind = ref end
+    if kind == "" then usage(who, "a reference is 'type/name' or 'type', got " .. ref) end
+  elseif type(ref) == "table" then
+    kind, api_version = ref.kind, ref.apiVersion
+    if type(ref.metadata) == "table" then
+      name, ns = ref.metadata.name, ref.metadata.namespace
+    else
+      name, ns = ref.name, ref.namespace
+    end
+    if type(kind) ~= "string" or kind == "" then usage(who, "the object needs a kind") end
+  else
+    usage(who, "expected a reference ('type/name', {kind=, name=} or an object), got " .. type(ref))
+  end
+  local res = self:resource_for(kind, api_version)
+  if res.namespaced then
+    ns = ns or namespace or self.namespace
+  else
+    ns = nil
+  end
+  return res, name, ns
+end
+
+local function escape(s) return (s:gsub("[^%w%-._~]", function(c) return string.format("%%%02X", c:byte()) end)) end
+
+local function path_of(res, ns, name, sub)
+  local p = gv_path(res.gv)
+  if ns then p = p .. "/namespaces/" .. escape(ns) end
+  p = p .. "/" .. res.name
+  if name then p = p .. "/" .. escape(name) end
+  if sub then p = p .. "/" .. sub end
+  return p
+end
+
+local function label(res, name, ns)
+  local s = res.name .. (res.group ~= "" and ("." .. res.group) or "") .. "/" .. (name or "")
+  if ns then s = s .. " in " .. ns end
+  return s
+end
+
+-- ---- reads -------------------------------------------------------------------
+
+local function need_name(who, name)
+  if type(name) ~= "string" or name == "" then usage(who, "the reference needs a name") end
+end
+
+-- get(ref [, {namespace=}]) -> the object; raises not_found when it is not there
+function Client:get(ref, opts)
+  opts = E.check_options(usage, "k8s.get", opts, { namespace = true })
+  local res, name, ns = self:ref(ref, "k8s.get", opts.namespace)
+  need_name("k8s.get", name)
+  return self:json("GET", path_of(res, ns, name), { what = "get " .. label(res, name, ns) })
+end
+
+-- the live object or nil
+function Client:live(res, name, ns)
+  return self:json("GET", path_of(res, ns, name), { ok = { [404] = true }, what = "get " .. label(res, name, ns) })
+end
+
+local function selector(v, who, field)
+  if v == nil then return nil end
+  if type(v) == "string" then return v end
+  if type(v) ~= "table" then usage(who, field .. " must be a string or a table of label = value") end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for i, k in ipairs(keys) do keys[i] = k .. "=" .. tostring(v[k]) end
+  return table.concat(keys, ",")
+end
+
+local LIST_OPTS = { namespace = true, all_namespaces = true, selector = true, field_selector = true, limit = true }
+
+-- list(type [, {namespace=, all_namespaces=, selector=, field_selector=, limit=}])
+--   -> the list object, every page's items in .items
+function Client:list(ref, opts)
+  opts = E.check_options(usage, "k8s.list", opts, LIST_OPTS)
+  local res, _, ns = self:ref(ref, "k8s.list", opts.namespace)
+  if opts.all_namespaces then ns = nil end
+  local q = { labelSelector = selector(opts.selector, "k8s.list", "selector"),
+    fieldSelector = selector(opts.field_selector, "k8s.list", "field_selector"), limit = opts.limit or PAGE }
+  local items, first = json.array {}, nil
+  repeat
+    local page = self:json("GET", path_of(res, ns), { query = q, what = "list " .. label(res, nil, ns) })
+    first = first or page
+    for _, it in ipairs(page.items or {}) do items[#items + 1] = it end
+    local cont = page.metadata and page.metadata["continue"]
+    q["continue"] = (cont ~= nil and cont ~= json.null and cont ~= "") and cont or nil
+  until not q["continue"]
+  first.items = items
+  if type(first.metadata) == "table" then first.metadata["continue"] = nil end
+  return first
+end
+
+-- pods(selector [, {namespace=}]) -> the pods' list of objects
+function Client:pods(sel, opts)
+  opts = E.check_options(usage, "k8s.pods", opts, { namespace = true })
+  return self:list("pods", { selector = sel, namespace = opts.namespace }).items
+end
+
+-- logs{pod=, container=, tail=, since=, namespace=, previous=} -> text
+function Client:logs(opts)
+  opts = E.check_options(usage, "k8s.logs", opts,
+    { pod = true, container = true, tail = true, since = true, namespace = true, previous = true })
+  need_name("k8s.logs", opts.pod)
+  local ns = opts.namespace or self.namespace
+  local r = self:send("GET", "/api/v1/namespaces/" .. escape(ns) .. "/pods/" .. escape(opts.pod) .. "/log", {
+    query = { container = opts.container, tailLines = opts.tail, sinceSeconds = opts.since, previous = opts.previous },
+    accept = "*/*", what = "logs of pod " .. opts.pod .. " in " .. ns })
+  return r.body
+end
+
+-- ---- watch ---------------------------------------------------------------------
+
+local WATCH_OPTS = { namespace = true, selector = true, field_selector = true, resource_version = true, timeout = true }
+
+-- watch(type or ref, fn(type, object) [, opts]): fn is called per event
+-- (ADDED, MODIFIED, DELETED); a value other than nil it returns ends the watch
+-- and is returned. A closed watch resumes from the last resourceVersion seen
+-- (bookmarks included); after 410 Expired the objects are listed again and
+-- delivered as ADDED. timeout (seconds) bounds the whole watch: then it
+-- raises kind `timeout`.
+function Client:watch(ref, fn, opts)
+  if type(fn) ~= "function" then usage("k8s.watch", "expected a function to call per event, got " .. type(fn)) end
+  opts = E.check_options(usage, "k8s.watch", opts, WATCH_OPTS)
+  local res, name, ns = self:ref(ref, "k8s.watch", opts.namespace)
+  local fsel = selector(opts.field_selector, "k8s.watch", "field_selector")
+  if name then fsel = (fsel and (fsel .. ",") or "") .. "metadata.name=" .. name end
+  local lsel = selector(opts.selector, "k8s.watch", "selector")
+  local rv = opts.resource_version
+  local deadline = opts.timeout and (require("relish._host").now() + opts.timeout)
+  local what = "watch " .. label(res, name, ns)
+  local result
+  while result == nil do
+    local left = deadline and (deadline - require("relish._host").now())
+    if left and left <= 0 then
+      error(setmetatable({ kind = "timeout", message = what .. ": no end after " .. opts.timeout .. "s" }, E.MT), 0)
+    end
+    local expired = false
+    local q = { watch = "1", allowWatchBookmarks = "true", resourceVersion = rv, labelSelector = lsel,
+      fieldSelector = fsel, timeoutSeconds = math.max(1, math.floor(math.min(left or 300, 300))) }
+    local r = self:send("GET", path_of(res, ns), { query = q, what = what, ok = { [410] = true },
+      timeout = left and (left + 5) or nil,
+      stream = function(line)
+        if line == "" then return end
+        local ev = json.decode(line)
+        local obj = ev.object
+        if ev.type == "ERROR" then
+          if type(obj) == "table" and obj.code == 410 then
+            expired = true
+            return false
+          end
+          error(k8s_error(what, type(obj) == "table" and obj.code or 500, obj), 0)
+        end
+        if type(obj) == "table" and type(obj.metadata) == "table" and obj.metadata.resourceVersion then
+          rv = obj.metadata.resourceVersion
+        end
+        if ev.type ~= "BOOKMARK" then
+          result = fn(ev.type, obj)
+          if result ~= nil then return false end
+        end
+      end })
+    if r.status == 410 then expired = true end
+    if expired and result == nil then
+      -- too old to resume: start again from the current state
+      local l = self:list(ref, { namespace = ns, selector = lsel, field_selector = fsel })
+      rv = l.metadata and l.metadata.resourceVersion
+      for _, obj in ipairs(l.items) do
+        result = fn("ADDED", obj)
+        if result ~= nil then break end
+      end
+    end
+  end
+  return result
+end
+
+-- ---- writes: effects -------------------------------------------------------------
+
+local function dry_run() return gate.state().dry_run end
+
+-- what a rollback needs to reach the same object again
+local function record_for(c, res, name, ns, before, extra)
+  local rec = { conn = c.origin, api = { group = res.group, version = res.version, gv = res.gv, name = res.name,
+    kind = res.kind, namespaced = res.namespaced }, namespace = ns, name = name,
+    before = before and writable(before) or json.null }
+  for k, v in pairs(extra or {}) do rec[k] = v end
+  return rec
+end
+
+local function fingerprint(live) return live and ("rv:" .. tostring(live.metadata.resourceVersion)) or "absent" end
+
+-- the request an effect sends: its apply; in a dry-run the server's dry-run
+-- answer was got first (for the diff) and is what the plan returns
+local function apply_request(w)
+  local r = w.client:send(w.method, w.path, w.o)
+  if r.status == 404 and w.o.ok and w.o.ok[404] then return nil end
+  return r.body ~= "" and json.decode(r.body) or nil
+end
+local function plan_request(w) return w.planned end
+
+-- connections for undo, by origin: one per process
+local undo_clients = {}
+
+local function reconnect(origin)
+  local key = json.encode { origin.kubeconfig or false, origin.kubeconfig_env or false, origin.context or false }
+  local c = undo_clients[key]
+  if c then return c end
+  local cfg = config.resolve({ kubeconfig = origin.kubeconfig, context = origin.context ~= "in-cluster" and origin.context or nil },
+    function(k)
+      if k == "KUBECONFIG" then return origin.kubeconfig_env end
+      return os.getenv(k)
+    end)
+  if cfg.server ~= origin.server then
+    error(setmetatable({ kind = "config", message = string.format(
+      "context %s now points at %s, not %s where the run acted: not undoing there", tostring(origin.context),
+      cfg.server, origin.server) }, E.MT), 0)
+  end
+  c = setmetatable({ cfg = cfg, server = cfg.server, namespace = cfg.namespace, timeout = 60, origin = origin,
+    gv = {}, names = {} }, Client)
+  undo_clients[key] = c
+  return c
+end
+
+-- Undo of every write: put back the pre-image. Created (no pre-image): delete
+-- it if it is there. Existed: replace it with the pre-image (over whatever
+-- resourceVersion is live now), or create it again when it is gone. Scale
+-- puts back the replica count only.
+local function undo_object(rec)
+  local c = reconnect(rec.conn)
+  local res = rec.api
+  local what = label(res, rec.name, rec.namespace)
+  local live = c:live(res, rec.name, rec.namespace)
+  if rec.replicas then
+    if not live then return end
+    c:send("PATCH", path_of(res, rec.namespace, rec.name, "scale"), {
+      body = json.encode { spec = { replicas = rec.replicas } }, content_type = "application/merge-patch+json",
+      what = "undo scale of " .. what })
+    return
+  end
+  if rec.before == json.null or rec.before == nil then
+    if live and not live.metadata.deletionTimestamp then
+      c:send("DELETE", path_of(res, rec.namespace, rec.name), { what = "undo: delete " .. what, ok = { [404] = true },
+        body = json.encode { kind = "DeleteOptions", apiVersion = "v1", propagationPolicy = "Background" },
+        content_type = "application/json" })
+    end
+    return
+  end
+  for _ = 1, 5 do
+    local body = copy(rec.before)
+    if live and not live.metadata.deletionTimestamp then
+      body.metadata.resourceVersion = live.metadata.resourceVersion
+      local r = c:send("PUT", path_of(res, rec.namespace, rec.name), { body = json.encode(body),
+        content_type = "application/json", what = "undo: restore " .. what, ok = { [409] = true } })
+      if r.status ~= 409 then return end
+      live = c:live(res, rec.name, rec.namespace)
+    else
+      if live then -- still going away: wait for it
+        require("relish.task").sleep(0.2)
+        live = c:live(res, rec.name, rec.namespace)
+      else
+        if res.kind == "Service" and type(body.spec) == "table" and body.spec.clusterIP ~= "None" then
+          body.spec.clusterIP, body.spec.clusterIPs = nil, nil -- given out again by the cluster
+        end
+        local r = c:send("POST", path_of(res, rec.namespace), { body = json.encode(body),
+          content_type = "application/json", what = "undo: recreate " .. what, ok = { [409] = true } })
+        if r.status ~= 409 then return end
+        live = c:live(res, rec.name, rec.namespace)
+      end
+    end
+  end
+  error(setmetatable({ kind = "conflict", message = "undo: " .. what .. " kept changing; not restored" }, E.MT), 0)
+end
+
+local KINDS = { "apply", "create", "replace", "patch", "delete", "scale", "rollout_undo", "restart", "pause", "resume" }
+for _, k in ipairs(KINDS) do
+  effect.register { kind = "k8s." .. k, module = "relish.k8s", apply = apply_request, plan = plan_request,
+    undo = undo_object, fields = { "conn", "api", "namespace", "name", "before" } }
+end
+
+local function plan_diff(a, b, what)
+  if a == b then return "" end
+  return require("relish.fs").diff(a, b, "live " .. what, "would be " .. what)
+end
+
+-- write(verb, {res=, name=, ns=, live=, method=, path=, o=, describe=, record_extra=, new=})
+--   in a dry-run the request goes with dryRun=All first: its answer is the
+--   plan's result and, against the live object, the diff
+function Client:write(verb, w)
+  local detail, planned
+  if dry_run() then
+    local o = copy(w.o)
+    o.query = o.query or {}
+    o.query.dryRun = "All"
+    local ok, r = pcall(self.send, self, w.method, w.path, o)
+    if ok then
+      planned = r.body ~= "" and json.decode(r.body) or nil
+    elseif type(r) == "table" and r.kind == "not_found" and w.new then
+      planned = w.new -- its namespace is made by an earlier action of this plan, say
+    else
+      error(r, 0)
+    end
+    if verb == "delete" then
+      detail = plan_diff(shown(w.live), "", w.describe)
+    else
+      detail = plan_diff(shown(w.live, planned), shown(planned, w.live), w.describe)
+    end
+  end
+  return effect.run("k8s." .. verb, {
+    target = self.server .. w.path, describe = w.describe, detail = detail, fingerprint = fingerprint(w.live),
+    record = record_for(self, w.res, w.name, w.ns, w.live, w.record_extra),
+  }, { client = self, method = w.method, path = w.path, o = w.o, planned = planned })
+end
+
+
+local function check_object(who, obj)
+  if type(obj) ~= "table" then usage(who, "expected an object (a table), got " .. type(obj)) end
+  if type(obj.apiVersion) ~= "string" or type(obj.kind) ~= "string" then usage(who, "the object needs apiVersion and kind") end
+  if type(obj.metadata) ~= "table" or type(obj.metadata.name) ~= "string" or obj.metadata.name == "" then
+    usage(who, "the object needs metadata.name")
+  end
+end
+
+-- create(obj [, {namespace=}]) -> the created object
+function Client:create(obj, opts)
+  opts = E.check_options(usage, "k8s.create", opts, { namespace = true })
+  check_object("k8s.create", obj)
+  local res, name, ns = self:ref(obj, "k8s.create", opts.namespace)
+  local body = copy(obj)
+  if ns then body.metadata.namespace = ns end
+  return self:write("create", { res = res, name = name, ns = ns, live = nil, method = "POST", path = path_of(res, ns),
+    o = { body = json.encode(body), content_type = "application/json", idempotent = false,
+      what = "create " .. label(res, name, ns) },
+    describe = "create " .. label(res, name, ns), new = body })
+end
+
+-- apply: server-side apply of one object
+local function apply_one(c, obj, opts)
+  check_object("k8s.apply", obj)
+  local res, name, ns = c:ref(obj, "k8s.apply", opts.namespace)
+  local body = copy(obj)
+  if ns then body.metadata.namespace = ns end
+  local live = c:live(res, name, ns)
+  return c:write("apply", { res = res, name = name, ns = ns, live = live, method = "PATCH", path = path_of(res, ns, name),
+    o = { body = json.encode(body), content_type = "application/apply-patch+yaml", idempotent = true,
+      query = { fieldManager = opts.field_manager or FIELD_MANAGER, force = opts.force and "true" or nil },
+      what = "apply " .. label(res, name, ns) },
+    describe = (live and "apply " or "apply (new) ") .. label(res, name, ns), new = body })
+end
+
+-- the order kubectl and Helm create kinds in: what others depend on first
+local ORDER = {}
+for i, k in ipairs { "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodSecurityPolicy",
+  "PodDisruptionBudget", "ServiceAccount", "Secret", "SecretList", "ConfigMap", "StorageClass", "PersistentVolume",
+  "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole", "ClusterRoleList", "ClusterRoleBinding",
+  "ClusterRoleBindingList", "Role", "RoleList", "RoleBinding", "RoleBindingList", "Service", "DaemonSet", "Pod",
+  "ReplicationController", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler", "StatefulSet", "Job", "CronJob",
+  "IngressClass", "Ingress", "APIService" } do
+  ORDER[k] = i
+end
+
+local function manifests(who, m)
+  local docs
+  if type(m) == "table" then
+    docs = (m.kind == nil and #m > 0) and m or { m }
+  elseif type(m) == "string" then
+    local text = m
+    if not m:find("\n", 1, true) and not m:find(":", 1, true) then
+      local fs = require "relish.fs"
+      local st = fs.stat(m)
+      if st.type == "dir" then
+        local parts = {}
+        for _, n in ipairs(fs.list(m)) do
+          if n:match("%.ya?ml$") or n:match("%.json$") then parts[#parts + 1] = fs.read(m .. "/" .. n) end
+        end
+        text = table.concat(parts, "\n---\n")
+      else
+        text = fs.read(m)
+      end
+    end
+    docs = {}
+    for _, d in ipairs(yaml.decode_all(text)) do
+      if d ~= json.null then
+        if d.kind == "List" and type(d.items) == "table" then
+          for _, it in ipairs(d.items) do docs[#docs + 1] = it end
+        else
+          docs[#docs + 1] = d
+        end
+      end
+    end
+  else
+    usage(who, "expected an object, a list of objects, YAML text or a file, got " .. type(m))
+  end
+  local indexed = {}
+  for i, d in ipairs(docs) do indexed[i] = { d = d, i = i, o = ORDER[type(d) == "table" and d.kind] or #ORDER + 1 } end
+  table.sort(indexed, function(a, b) if a.o ~= b.o then return a.o < b.o end return a.i < b.i end)
+  local out = {}
+  for i, x in ipairs(indexed) do out[i] = x.d end
+  return out
+end
+M.manifests = function(m) return manifests("k8s.manifests", m) end
+
+-- apply(manifest [, {force=, namespace=, field_manager=}]) -> the applied
+-- object (one) or list of them (several); namespaces and CRDs first
+function Client:apply(m, opts)
+  opts = E.check_options(usage, "k8s.apply", opts, { force = true, namespace = true, field_manager = true })
+  local single = type(m) == "table" and m.kind ~= nil
+  local docs = manifests("k8s.apply", m)
+  local out = json.array {}
+  for i, d in ipairs(docs) do out[i] = apply_one(self, d, opts) end
+  if single then return out[1] end
+  return out
+end
+
+-- replace(obj) -> the object: PUT, over the live resourceVersion unless obj has one
+function Client:replace(obj, opts)
+  opts = E.check_options(usage, "k8s.replace", opts, { namespace = true })
+  check_object("k8s.replace", obj)
+  local res, name, ns = self:ref(obj, "k8s.replace", opts.namespace)
+  local live = self:live(res, name, ns)
+  if not live then not_found("replace %s: not found", label(res, name, ns)) end
+  local body = copy(obj)
+  if ns then body.metadata.namespace = ns end
+  body.metadata.resourceVersion = body.metadata.resourceVersion or live.metadata.resourceVersion
+  return self:write("replace", { res = res, name = name, ns = ns, live = live, method = "PUT", path = path_of(res, ns, name),
+    o = { body = json.encode(body), content_type = "application/json", what = "replace " .. label(res, name, ns) },
+    describe = "replace " .. label(res, name, ns) })
+end
+
+local PATCH_TYPES = { merge = "application/merge-patch+json", json = "application/json-patch+json",
+  strategic = "application/strategic-merge-patch+json" }
+
+-- patch(ref, patch [, {type = "strategic"|"merge"|"json", namespace=}]) -> the object
+function Client:patch(ref, p, opts)
+  opts = E.check_options(usage, "k8s.patch", opts, { type = true, namespace = true })
+  local ct = PATCH_TYPES[opts.type or "strategic"]
+  if not ct then usage("k8s.patch", "type must be strategic, merge or json, got " .. tostring(opts.type)) end
+  if type(p) ~= "table" and type(p) ~= "string" then usage("k8s.patch", "the patch must be a table or JSON text") end
+  local res, name, ns = self:ref(ref, "k8s.patch", opts.namespace)
+  need_name("k8s.patch", name)
+  local live = self:live(res, name, ns)
+  if not live then not_found("patch %s: not found", label(res, name, ns)) end
+  return self:write("patch", { res = res, name = name, ns = ns, live = live, method = "PATCH", path = path_of(res, ns, name),
+    o = { body = type(p) == "string" and p or json.encode(p), content_type = ct, what = "patch " .. label(res, name, ns) },
+    describe = "patch " .. label(res, name, ns) })
+end
+
+-- delete(ref [, {propagation=, wait=, timeout=, namespace=}]) -> true, or
+-- false when it was not there (nothing done)
+function Client:delete(ref, opts)
+  opts = E.check_options(usage, "k8s.delete", opts, { propagation = true, wait = true, timeout = true, namespace = true })
+  local prop = opts.propagation or "Background"
+  if prop ~= "Background" and prop ~= "Foreground" and prop ~= "Orphan" then
+    usage("k8s.delete", "propagation must be Background, Foreground or Orphan, got " .. tostring(prop))
+  end
+  local res, name, ns = self:ref(ref, "k8s.delete", opts.namespace)
+  need_name("k8s.delete", name)
+  local live = self:live(res, name, ns)
+  if not live then return false end
+  local path = path_of(res, ns, name)
+  self:write("delete", { res = res, name = name, ns = ns, live = live, method = "DELETE", path = path,
+    o = { body = json.encode { kind = "DeleteOptions", apiVersion = "v1", propagationPolicy = prop,
+      preconditions = { uid = live.metadata.uid } }, content_type = "application/json", ok = { [404] = true },
+      what = "delete " .. label(res, name, ns) },
+    describe = "delete " .. label(res, name, ns) })
+  if opts.wait ~= false and not dry_run() then
+    local deadline = require("relish._host").now() + (opts.timeout or 120)
+    while self:live(res, name, ns) do
+      if require("relish._host").now() > deadline then
+        error(setmetatable({ kind = "timeout", message = "delete " .. label(res, name, ns) .. ": still there after "
+          .. (opts.timeout or 120) .. "s" }, E.MT), 0)
+      end
+      require("relish.task").sleep(0.1)
+    end
+  end
+  return true
+end
+
+-- scale(ref, replicas [, {namespace=}]) -> the Scale object
+function Client:scale(ref, replicas, opts)
+  opts = E.check_options(usage, "k8s.scale", opts, { namespace = true })
+  if math.type(replicas) ~= "integer" or replicas < 0 then
+    usage("k8s.scale", "replicas must be a non-negative integer, got " .. tostring(replicas))
+  end
+  local res, name, ns = self:ref(ref, "k8s.scale", opts.namespace)
+  need_name("k8s.scale", name)
+  local path = path_of(res, ns, name, "scale")
+  local cur = self:json("GET", path, { what = "get scale of " .. label(res, name, ns) })
+  local before = cur.spec and cur.spec.replicas or 0
+  return self:write("scale", { res = res, name = name, ns = ns, live = nil, method = "PATCH", path = path,
+    o = { body = json.encode { spec = { replicas = replicas } }, content_type = "application/merge-patch+json",
+      what = "scale " .. label(res, name, ns) },
+    describe = string.format("scale %s from %d to %d", label(res, name, ns), before, replicas),
+    record_extra = { replicas = before } })
+end
+
+-- update_with_retry(ref, fn [, {attempts=, namespace=}]) -> the object:
+-- GET, fn(obj) changes it (or returns a new one), PUT; again on a conflict
+function Client:update_with_retry(ref, fn, opts)
+  opts = E.check_options(usage, "k8s.update_with_retry", opts, { attempts = true, namespace = true })
+  if type(fn) ~= "function" then usage("k8s.update_with_retry", "expected a function, got " .. type(fn)) end
+  local res, name, ns = self:ref(ref, "k8s.update_with_retry", opts.namespace)
+  need_name("k8s.update_with_retry", name)
+  local last
+  for _ = 1, opts.attempts or 5 do
+    local live = self:live(res, name, ns)
+    if not live then not_found("update %s: not found", label(res, name, ns)) end
+    local obj = copy(live)
+    obj = fn(obj) or obj
+    local ok, r = pcall(self.write, self, "replace", { res = res, name = name, ns = ns, live = live, method = "PUT",
+      path = path_of(res, ns, name),
+      o = { body = json.encode(obj), content_type = "application/json", what = "update " .. label(res, name, ns) },
+      describe = "update " .. label(res, name, ns) })
+    if ok then return r end
+    if type(r) ~= "table" or r.kind ~= "conflict" then error(r, 0) end
+    last = r
+  end
+  error(last, 0)
+end
+
+-- rollouts: status, wait, history, undo, restart, pause, resume
+M.rollout = require("relish.k8s.rollout")(Client,
+  { usage = usage, path_of = path_of, label = label, dry_run = dry_run })
+
+M.Client = Client
+return M
