@@ -19,7 +19,7 @@ enum { MODE_NONE, MODE_CAPTURE, MODE_RUN, MODE_CLOSED };
 static struct {
   int mode, dry_run;
   int capture_ref; /* capture: list of effect records */
-  int journal_ref, sink_ref, expect_ref, touched_ref;
+  int journal_ref, sink_ref, expect_ref, touched_ref, guard_ref;
   char closed_why[256];
   relish_journal *journal;
   char run_id[64];
@@ -29,7 +29,8 @@ static struct {
        .journal_ref = LUA_NOREF,
        .sink_ref = LUA_NOREF,
        .expect_ref = LUA_NOREF,
-       .touched_ref = LUA_NOREF};
+       .touched_ref = LUA_NOREF,
+       .guard_ref = LUA_NOREF};
 
 /* Per state, in the registry under these addresses: kind -> provider table;
  * relish.json.encode; thread -> depth of applies and undos running in it. */
@@ -208,6 +209,10 @@ static int gate_begin(lua_State *L, const relish_action_row *e, int record, lua_
     return G.dry_run ? GATE_PLANNED : GATE_ACT;
   }
 
+  if (G.guard_ref != LUA_NOREF && !G.dry_run) { /* may the run act? (its lock) raises if not */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, G.guard_ref);
+    lua_call(L, 0, 0);
+  }
   check_expected(L, &r, touch(L, r.target));
   G.count++;
   *id = ++G.seq;
@@ -628,7 +633,9 @@ static int l_gate_capture(lua_State *L) {
   return capture_finish(L, st, 0);
 }
 
-/* set_run{journal=, run_id=, dry_run=, on_event=, expect=, seq=} */
+/* set_run{journal=, run_id=, dry_run=, on_event=, expect=, seq=, guard=}:
+ * guard() is called before each action of a real run is journaled, and
+ * raises when the run may no longer act (it lost its lock) */
 static int l_gate_set_run(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "journal");
@@ -645,6 +652,11 @@ static int l_gate_set_run(lua_State *L) {
   unref(L, &G.sink_ref);
   if (lua_getfield(L, 1, "on_event") == LUA_TFUNCTION)
     G.sink_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else
+    lua_pop(L, 1);
+  unref(L, &G.guard_ref);
+  if (lua_getfield(L, 1, "guard") == LUA_TFUNCTION)
+    G.guard_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   else
     lua_pop(L, 1);
   unref(L, &G.expect_ref);
@@ -672,6 +684,7 @@ static int l_gate_clear_run(lua_State *L) {
   unref(L, &G.journal_ref);
   unref(L, &G.sink_ref);
   unref(L, &G.expect_ref);
+  unref(L, &G.guard_ref);
   G.journal = NULL;
   G.mode = MODE_NONE;
   G.dry_run = 0;

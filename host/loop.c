@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,6 +20,7 @@
 #define TASK_MT "relish.Task"
 #define TIMER_MT "relish.loop.Timer"
 #define JOIN_MT "relish.loop.Join"
+#define TICKER_MT "relish.loop.Ticker"
 #define LONGEST_POLL 3600.0 /* a huge timeout only means waking up to recheck */
 
 enum { T_NEW, T_RUNNING, T_WAITING, T_YIELDED, T_DONE, T_FAILED, T_CANCELLED };
@@ -55,6 +57,18 @@ static struct {
 
 static int anchors_key; /* registry: lightuserdata -> the value kept alive */
 static int anchors_gc(lua_State *L);
+
+/* Tickers: a function called every so many seconds while the loop runs
+ * (anything waits), between polls, outside every task. Not a task: a step's
+ * end (reset), an interrupt or a cancellation leaves them alone. */
+typedef struct ticker ticker;
+struct ticker {
+  double every, at;
+  int on, due;
+  ticker *next;
+};
+static ticker *tickers;
+static int in_tick;
 
 double relish_now(void) {
   struct timespec ts;
@@ -373,6 +387,8 @@ static int poll_once(lua_State *L, double limit) {
   }
   if (LP.ready_head) timeout = 0;
   if (timeout < 0 && count == 0 && LP.transfers == 0) return -1;
+  for (ticker *k = tickers; k; k = k->next) /* never a reason to wait by itself */
+    timeout = sooner(timeout, k->at > t0 ? k->at - t0 : 0);
   double tick = relish_progress_tick(); /* a terminal's spinner while we wait */
   if (tick > 0) timeout = sooner(timeout, tick);
   if (timeout > LONGEST_POLL) timeout = LONGEST_POLL;
@@ -589,6 +605,35 @@ static void drain(lua_State *L) {
   }
 }
 
+/* Calls each ticker that is due, once. Each runs protected (an error is
+ * reported and forgotten) and never inside another; a call may stop
+ * tickers, so the list is searched again after each. */
+static void run_tickers(lua_State *L) {
+  if (in_tick || !tickers) return;
+  in_tick = 1;
+  double now = relish_now();
+  for (ticker *k = tickers; k; k = k->next)
+    k->due = now >= k->at;
+  for (;;) {
+    ticker *k = tickers;
+    while (k && !k->due)
+      k = k->next;
+    if (!k) break;
+    k->due = 0;
+    int top = lua_gettop(L);
+    luaL_checkstack(L, 4, "ticker");
+    push_anchors(L);
+    if (lua_rawgetp(L, -1, k) == LUA_TUSERDATA && lua_getiuservalue(L, -1, 1) == LUA_TFUNCTION &&
+        lua_pcall(L, 0, 0, 0) != LUA_OK) {
+      const char *msg = lua_tostring(L, -1);
+      fprintf(stderr, "relish: background: %s\n", msg ? msg : "(error object is not a string)");
+    }
+    k->at = relish_now() + k->every; /* still ours: the box is on the stack */
+    lua_settop(L, top);
+  }
+  in_tick = 0;
+}
+
 /* Runs the loop here until w is ready: the wait of code outside any task, or
  * of a task where it cannot yield. */
 static void loop_block(lua_State *L, relish_waiter *w) {
@@ -609,6 +654,7 @@ static void loop_block(lua_State *L, relish_waiter *w) {
       stop_waiter(L, w, RELISH_WAIT_CANCELLED);
       break;
     }
+    run_tickers(L);
     run_ready(L);
     if (w->ready) break;
     if (poll_once(L, deadline > 0 ? deadline - t : -1) < 0) {
@@ -936,6 +982,46 @@ static int l_loop_reset(lua_State *L) {
   return 0;
 }
 
+static void ticker_off(lua_State *L, ticker *k) {
+  if (!k->on) return;
+  k->on = 0;
+  for (ticker **p = &tickers; *p; p = &(*p)->next) {
+    if (*p == k) {
+      *p = k->next;
+      break;
+    }
+  }
+  k->next = NULL;
+  unanchor(L, k);
+}
+
+/* every(seconds, fn) -> ticker: fn() is called about every `seconds` while
+ * the loop runs (some code waits), until ticker:stop(). A step that waits
+ * for minutes still gets its calls; code that never waits gets none. */
+static int l_loop_every(lua_State *L) {
+  double s = check_seconds(L, 1, "loop.every");
+  if (s <= 0) return luaL_error(L, "loop.every: seconds must be positive");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  ticker *k = lua_newuserdatauv(L, sizeof *k, 1);
+  memset(k, 0, sizeof *k);
+  luaL_setmetatable(L, TICKER_MT);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 1);
+  k->every = s;
+  k->at = relish_now() + s;
+  k->on = 1;
+  k->next = tickers;
+  tickers = k;
+  anchor(L, k, -1);
+  return 1;
+}
+
+/* ticker:stop() */
+static int l_ticker_stop(lua_State *L) {
+  ticker_off(L, luaL_checkudata(L, 1, TICKER_MT));
+  return 0;
+}
+
 /* stats() -> {tasks=, waiters=, transfers=, orphans=, sockets=, ready=}: what
  * the loop holds right now, so tests can see that nothing leaked. */
 static int l_loop_stats(lua_State *L) {
@@ -967,6 +1053,7 @@ static int anchors_gc(lua_State *L) {
   LP.ready_head = LP.ready_tail = NULL;
   LP.nready = 0;
   LP.current = NULL;
+  tickers = NULL;
   return 0;
 }
 
@@ -976,13 +1063,17 @@ int luaopen_relish__loop(lua_State *L) {
                                      {"result", l_task_result},
                                      {"cancel", l_task_cancel},
                                      {NULL, NULL}};
-  static const luaL_Reg fns[] = {{"spawn", l_loop_spawn},
-                                 {"sleep", l_loop_sleep},
-                                 {"wait_any", l_loop_wait_any},
-                                 {"current", l_loop_current},
-                                 {"reset", l_loop_reset},
-                                 {"stats", l_loop_stats},
-                                 {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"spawn", l_loop_spawn},       {"sleep", l_loop_sleep},
+                                 {"wait_any", l_loop_wait_any}, {"current", l_loop_current},
+                                 {"reset", l_loop_reset},       {"stats", l_loop_stats},
+                                 {"every", l_loop_every},       {NULL, NULL}};
+  if (luaL_newmetatable(L, TICKER_MT)) {
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, l_ticker_stop);
+    lua_setfield(L, -2, "stop");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
   if (luaL_newmetatable(L, TASK_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

@@ -53,6 +53,12 @@ local function errkind(e)
   return type(e) == "table" and e.kind or nil
 end
 
+-- The gate's guard: before each effect is journaled, the run must still
+-- hold its leases.
+local function lease_guard(lease)
+  return lease and function() lease:check() end or nil
+end
+
 -- Params as the journal keeps them: secrets become "***".
 local function storable_params(params)
   local t = {}
@@ -155,7 +161,8 @@ local function run_steps(E, ctx)
       E.out:event("step_finished", { index = i, total = #steps, name = s.name, status = "skipped" })
     else
       gate.set_step(i)
-      if E.lock_name and not E.dry_run then lock.renew(E.journal, E.lock_name, E.run_id) end
+      -- a safe point: a run that lost its lock starts nothing more
+      if E.lease and not E.lease:renew() then return { step = i, error = E.lease:error(), before = true } end
       set_step(E, i, { status = "running", started_at = J.now_iso(), error = json.null })
       E.out:event("step_started", { index = i, total = #steps, name = s.name })
       local started = host.now()
@@ -163,7 +170,7 @@ local function run_steps(E, ctx)
       for try = 1, s.retries + 1 do
         E.journal:step_attempt(E.run_id, i, try)
         ok, err = attempt(E, s, ctx)
-        if ok or errkind(err) == "interrupted" or host.interrupted() then break end
+        if ok or errkind(err) == "interrupted" or errkind(err) == "lock_lost" or host.interrupted() then break end
         if try <= s.retries then
           ctx.log("step %s failed (attempt %d of %d): %s; retrying", s.name, try, s.retries + 1, first_line(errmsg(err)))
         end
@@ -381,6 +388,12 @@ function M.rollback(E)
   for n, it in ipairs(items) do
     if host.interrupted() then stopped = "interrupted by a second signal" end
     if deadline and host.now() > deadline then stopped = "rollback_timeout reached" end
+    -- a rollback that lost its lock undoes nothing more: another process
+    -- may be acting on the same things now
+    if E.lease and not E.dry_run and not stopped then
+      local held, why = pcall(E.lease.check, E.lease)
+      if not held then stopped, E.lock_lost = errmsg(why), true end
+    end
     if stopped then
       for k = n, #items do left[#left + 1] = describe_item(items[k]) .. ": not attempted (" .. stopped .. ")" end
       break
@@ -401,7 +414,7 @@ function M.rollback(E)
         -- rollback (negative step numbers), never undone by a later rollback
         local maxseq = journal:max_seq(run.id)
         gate.set_run { journal = journal.db, run_id = run.id, dry_run = false, seq = maxseq, faults = false,
-          on_event = function(ev, a) out:event(ev, a) end }
+          guard = lease_guard(E.lease), on_event = function(ev, a) out:event(ev, a) end }
         gate.set_step(-it.idx)
         local ctx = make_ctx({ journal = journal, out = out, run_id = run.id, params = E.params or {},
           state = E.state or {}, dry_run = false, recipe = E.recipe })
@@ -472,6 +485,7 @@ end
 local function start_gate(E)
   gate.set_run {
     journal = E.journal.db, run_id = E.run_id, dry_run = E.dry_run, expect = E.expect, seq = E.seq or 0,
+    guard = lease_guard(E.lease),
     on_event = function(ev, a)
       if ev == "action_planned" then a.irreversible = irreversible(E.recipe, a.step, a.irreversible) end
       E.out:event(ev, a)
@@ -537,17 +551,23 @@ local function execute(E)
     code, status = EXIT.ok, E.dry_run and "planned" or "succeeded"
   else
     local interrupted = errkind(failure.error) == "interrupted" or host.interrupted()
+    local lost = errkind(failure.error) == "lock_lost"
     errtext = first_line(errmsg(failure.error))
     if failure.step and failure.step > 0 and E.recipe.steps[failure.step] then
       errtext = string.format("step %q: %s", E.recipe.steps[failure.step].name, errtext)
     end
     if E.dry_run then
       code, status = interrupted and EXIT.interrupted or EXIT.failed, "failed"
+    elseif lost then
+      -- no automatic rollback without the lock: another run may hold it now.
+      -- Stopped, as at a failure with on_failure = "stop": resume or roll back
+      -- (each takes the lock again)
+      code, status = EXIT.locked, "stopped"
     elseif interrupted or E.recipe.on_failure == "rollback" then
       local run = E.journal:find_run(E.run_id)
       local rs, left, _, nitems, done = M.rollback { journal = E.journal, out = E.out, run = run,
         recipe = E.recipe, params = E.params, state = E.state, budget = E.recipe.rollback_timeout,
-        reason = interrupted and "interrupted" or errtext }
+        reason = interrupted and "interrupted" or errtext, lease = E.lease }
       -- nothing journaled, nothing to undo: the run failed before changing anything
       changed = nitems > 0
       if changed then rstatus, rolled = rs, { undone = json.array(done), left = json.array(left) } end
@@ -574,10 +594,21 @@ local function execute(E)
   notify(E, ctx, failure and "on_failure" or "on_success", outcome)
   -- the lock goes with the process: a stopped run takes it again on resume, so
   -- nobody is left locked out by a run that is waiting for a person
-  if E.lock_name and not E.dry_run then lock.release(E.journal, E.lock_name, E.run_id) end
+  if E.lease then E.lease:release() end
   E.out:event("run_finished", { status = status, exit_code = code, error = errtext, dry_run = E.dry_run,
     planned = planned, irreversible = nirreversible, elapsed = host.now() - started, changed = changed })
   return code
+end
+
+-- The leases a process working on a run holds: the run's own (a run, its
+-- resume and its rollbacks exclude each other) and the recipe's lock.
+local function run_locks(run_id, lock_name)
+  return { "run:" .. run_id, lock_name }
+end
+
+-- A to-be-closed value that lets go of E.lease however the command ends.
+local function releasing(E)
+  return setmetatable({}, { __close = function() if E.lease then E.lease:release() end end })
 end
 
 local function lock_name_of(recipe, params)
@@ -636,8 +667,9 @@ function M.run(opts)
     dry_run = opts.dry_run and true or false, state = {}, start = 1, expect = opts.expect }
   out.run_id = E.run_id
   E.lock_name = lock_name_of(recipe, params)
-  if E.lock_name and not E.dry_run then
-    lock.acquire(journal, E.lock_name, E.run_id, nil, lock_wait(out, opts.wait_lock))
+  local _ <close> = releasing(E)
+  if not E.dry_run then
+    E.lease = lock.hold(journal, run_locks(E.run_id, E.lock_name), E.run_id, nil, lock_wait(out, opts.wait_lock))
   end
   local hash = sha256_text(source)
   local names = {}
@@ -775,24 +807,38 @@ function M.rollback_cmd(opts)
     invalid("run " .. run.id .. " was a dry-run: nothing to roll back")
   end
   check_not_running(run)
+  local R = { journal = journal, out = out, dry_run = opts.dry_run, reason = "requested", requested = true }
+  local _ <close> = releasing(R)
+  if not opts.dry_run then
+    -- the run's own lock (another rollback, a resume, the run itself) and
+    -- its recipe's; then the run as it is now: what another process did
+    -- while this one waited is not done again nor listed as left to do
+    R.lease = lock.hold(journal, run_locks(run.id, run.lock_name), run.id, true, lock_wait(out, opts.wait_lock))
+    run = journal:find_run(run.id)
+    check_not_running(run)
+  end
   local recipe = load_recipe_for(run, out)
   local missing = preflight(run, recipe, rollback_items(journal, run, recipe))
   if #missing > 0 then
     invalid(string.format("cannot roll back run %s: what its undos need is missing (nothing was undone):\n  %s",
       run.id, table.concat(missing, "\n  ")))
   end
-  local params = undo_params(run, recipe)
-  local state = json.decode(run.state) or {}
-  if run.lock_name and not opts.dry_run then
-    lock.acquire(journal, run.lock_name, run.id, true, lock_wait(out, opts.wait_lock))
-  end
+  R.run, R.recipe, R.budget = run, recipe, recipe and recipe.rollback_timeout
+  R.params = undo_params(run, recipe)
+  R.state = json.decode(run.state) or {}
   out:write(string.format("%s run %s of %s (%s)\n", opts.dry_run and "Rollback plan for" or "Rolling back",
     run.id, run.recipe, run.status))
-  local status, left = M.rollback { journal = journal, out = out, run = run, recipe = recipe, params = params,
-    state = state, budget = recipe and recipe.rollback_timeout, dry_run = opts.dry_run, reason = "requested", requested = true }
+  local status = M.rollback(R)
+  if R.lock_lost then
+    -- another process may be working on the run now: its status is theirs
+    out:write(string.format("rollback of run %s stopped: %s\n", run.id, R.lease.lost))
+    R.lease:release()
+    journal:close()
+    return EXIT.locked
+  end
   if not opts.dry_run then
     journal:set_run_status(run.id, status == "complete" and "rolled_back" or "rollback_failed")
-    if run.lock_name then lock.release(journal, run.lock_name, run.id) end
+    R.lease:release()
   end
   journal:close()
   if status ~= "complete" then return EXIT.incomplete end
@@ -825,7 +871,15 @@ function M.resume(opts)
   local E = { recipe = recipe, params = params, journal = journal, out = out, run_id = run.id,
     dry_run = false, state = json.decode(run.state) or {}, start = start, seq = maxseq,
     lock_name = run.lock_name }
-  if E.lock_name then lock.acquire(journal, E.lock_name, run.id, true, lock_wait(out, opts.wait_lock)) end
+  local _ <close> = releasing(E)
+  E.lease = lock.hold(journal, run_locks(run.id, E.lock_name), run.id, true, lock_wait(out, opts.wait_lock))
+  -- what the journal said before the lock was held may be old: another
+  -- process may have resumed or rolled the run back meanwhile
+  local now = journal:find_run(run.id)
+  if not (now.status == "stopped" or crashed(now)) then
+    check_not_running(now)
+    invalid(string.format("run %s is %s now: only a stopped or crashed run can be resumed", run.id, now.status))
+  end
   journal:resume_run(run.id)
   journal:event(run.id, "note", string.format("resumed by %s from step %d", J.actor(), start))
   out:event("run_started", { recipe = recipe.name, file = run.file, resumed = true, from_step = start, run_id = run.id })

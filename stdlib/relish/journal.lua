@@ -47,15 +47,22 @@
 --                             the list of what is left to do by hand
 --   rollbacks(run_id)         attempts, oldest first; .left decoded
 --   lock_acquire(name, run_id, {ttl=, reclaim=}) -> takeover text or nil;
---                             raises {kind="locked", exit=4} when held
---   lock_renew(name, run_id, ttl)   lock_release(name, run_id)
+--                             raises {kind="locked", exit=4} when held; the
+--                             lease names this process (host, pid, start)
+--   lock_renew(name, run_id, ttl) -> false when this process no longer
+--                             holds the lease (broken, taken over): nothing
+--                             is renewed then
+--   lock_held(names, run_id) -> nil, or the first name this process does
+--                             not hold for run_id (one query)
+--   lock_release(name, run_id [, mine])  mine: only if this process holds it
 --   lock_list()               by name     lock_break(name) -> holder or nil
 --   db                        the handle gate.set_run{journal=} writes action
 --                             rows through (SQLite: the native relish.Journal,
 --                             whose action_begin/action_end are the gate's)
 -- The rules every backend shares live here once: crashed(run) and
 -- shown_status(run) (running, but its process is gone from this host), and
--- lease_stale(lock) (expired, or its process is gone from this host).
+-- lease_stale(lock) (its process is gone from this host; a lease of
+-- another host: expired).
 local native = require "relish._journal"
 local host = require "relish._host"
 local json = require "relish.json"
@@ -126,12 +133,64 @@ function M.holder_text(l)
     l.host or "?", tostring(l.pid or "?"), l.acquired_at)
 end
 
--- A lease may be taken over when it expired or its process is gone.
+-- When a process started (/proc/PID/stat field 22, clock ticks after boot),
+-- or nil where that cannot be told. With the pid it names one process: a
+-- pid the kernel gave to another process since is not the holder.
+function M.proc_start(pid)
+  local f = io.open("/proc/" .. tostring(pid) .. "/stat", "rb")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  -- after the command name, which may itself hold spaces and ')'
+  local rest = text and text:match("^.*%)%s+(.*)$")
+  if not rest then return nil end
+  local n = 0
+  for field in rest:gmatch("%S+") do
+    n = n + 1
+    if n == 20 then return field end -- the fields after the name start at 3
+  end
+end
+
+local self_start
+local function my_start()
+  self_start = self_start or M.proc_start(host.getpid()) or false
+  return self_start or nil
+end
+
+-- Whether the process holding a lease is alive on this host: true, false
+-- (with why), or nil when it is not on this host and nothing can be told.
+local function holder_alive(l)
+  if l.host ~= host.hostname() or l.pid == nil then return nil end
+  if not host.pid_alive(l.pid) then return false, string.format("its process %d is gone", l.pid) end
+  if l.pid_start then
+    local now = M.proc_start(l.pid)
+    if now and now ~= l.pid_start then
+      return false, string.format("its process %d is gone (the pid is another process's now)", l.pid)
+    end
+  end
+  return true
+end
+
+-- The lease was taken by this very process.
+local function mine(l)
+  return l.host == host.hostname() and l.pid == host.getpid() and (l.pid_start == nil or l.pid_start == my_start())
+end
+
+-- A lease may be taken over when its process is gone from this host. A
+-- holder alive on this host is never taken over, whatever its expiry (a
+-- step the loop cannot renew in, pure Lua work, keeps its lock); only a
+-- lease of another host, where nothing can be told, is taken over once it
+-- expired.
 function M.lease_stale(l)
+  local alive, why = holder_alive(l)
+  if alive then return false end
+  if alive == false then return true, why end
   if l.expires_at < host.time() then return true, "its lease expired" end
-  if gone(l.host, l.pid) then return true, string.format("its process %d is gone", l.pid) end
   return false
 end
+
+-- The holder is a process alive on this host (lock break warns of it).
+function M.lease_live_here(l) return holder_alive(l) == true end
 
 local function locked_error(name, l)
   error({ kind = "locked", exit = 4,
@@ -231,6 +290,8 @@ local MIGRATIONS = {
   );
   CREATE INDEX rollbacks_run ON rollbacks (run_id, id);
   ]],
+  -- when a lease's process started: with the pid, it names one process
+  [[ ALTER TABLE locks ADD COLUMN pid_start TEXT; ]],
 }
 
 local Sqlite = {}
@@ -492,13 +553,16 @@ function Sqlite:lock_acquire(name, run_id, opts)
   local took_over
   self:tx(function()
     local cur = self.db:query("SELECT * FROM locks WHERE name = ?", name)[1]
-    if cur and not (opts.reclaim and cur.run_id == run_id) then
+    -- reclaim: a lease of the same run left by an earlier process (resume,
+    -- rollback after a crash), never one a live process of this host holds
+    -- (two rollbacks of one run at once)
+    if cur and not (opts.reclaim and cur.run_id == run_id and (mine(cur) or holder_alive(cur) ~= true)) then
       local stale, why = M.lease_stale(cur)
       if not stale then locked_error(name, cur) end
       took_over = string.format("took over stale lock '%s' from %s: %s", name, M.holder_text(cur), why)
     end
-    self.db:exec("INSERT OR REPLACE INTO locks (name, run_id, user, host, pid, acquired_at, expires_at)" ..
-      " VALUES (?, ?, ?, ?, ?, ?, ?)", name, run_id, M.actor(), host.hostname(), host.getpid(),
+    self.db:exec("INSERT OR REPLACE INTO locks (name, run_id, user, host, pid, pid_start, acquired_at, expires_at)" ..
+      " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", name, run_id, M.actor(), host.hostname(), host.getpid(), my_start(),
       M.now_iso(), host.time() + ttl)
     if took_over then self:event(run_id, "lock", took_over) end
   end)
@@ -506,12 +570,29 @@ function Sqlite:lock_acquire(name, run_id, opts)
 end
 
 function Sqlite:lock_renew(name, run_id, ttl)
-  self.db:exec("UPDATE locks SET expires_at = ?, pid = ? WHERE name = ? AND run_id = ?",
-    host.time() + ttl, host.getpid(), name, run_id)
+  return self.db:exec("UPDATE locks SET expires_at = ? WHERE name = ? AND run_id = ? AND host = ? AND pid = ?",
+    host.time() + ttl, name, run_id, host.hostname(), host.getpid()) > 0
 end
 
-function Sqlite:lock_release(name, run_id)
-  self.db:exec("DELETE FROM locks WHERE name = ? AND run_id = ?", name, run_id)
+function Sqlite:lock_held(names, run_id)
+  local have = {}
+  for _, r in ipairs(self.db:query("SELECT name FROM locks WHERE run_id = ? AND host = ? AND pid = ?",
+    run_id, host.hostname(), host.getpid())) do
+    have[r.name] = true
+  end
+  for _, name in ipairs(names) do
+    if not have[name] then return name end
+  end
+  return nil
+end
+
+function Sqlite:lock_release(name, run_id, only_mine)
+  if only_mine then
+    self.db:exec("DELETE FROM locks WHERE name = ? AND run_id = ? AND host = ? AND pid = ?", name, run_id,
+      host.hostname(), host.getpid())
+  else
+    self.db:exec("DELETE FROM locks WHERE name = ? AND run_id = ?", name, run_id)
+  end
 end
 
 function Sqlite:lock_list()

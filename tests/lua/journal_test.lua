@@ -323,8 +323,13 @@ describe("locks", function()
     raises(function() j:lock_acquire("deploy", "r1", { ttl = 60 }) end, "held by run r1")
     assert_nil(j:lock_acquire("deploy", "r1", { ttl = 60, reclaim = true }))
 
-    -- expired
-    j:lock_renew("deploy", "r1", -1)
+    -- expired, but its process (this one) is alive on this host: still held
+    assert_true(j:lock_renew("deploy", "r1", -1))
+    assert_true(j:lock_list()[1].expires_at < host.time())
+    assert_false(J.lease_stale(j:lock_list()[1]))
+    raises(function() j:lock_acquire("deploy", "r2", { ttl = 60 }) end, "held by run r1")
+    -- expired on another host, where nothing can be told
+    j.db:exec("UPDATE locks SET host = 'elsewhere' WHERE name = 'deploy'")
     assert_eq(select(2, J.lease_stale(j:lock_list()[1])), "its lease expired")
     local took = j:lock_acquire("deploy", "r2", { ttl = 60 })
     assert_match(took, "^took over stale lock 'deploy' from run r1 .*: its lease expired$")
@@ -338,9 +343,25 @@ describe("locks", function()
     took = j:lock_acquire("deploy", "r3", { ttl = 60 })
     assert_match(took, "from run r2 .*: its process " .. pid .. " is gone$")
 
-    -- renewing or releasing someone else's lease changes nothing
+    -- a live pid that is another process now (its start time differs)
+    j.db:exec("UPDATE locks SET pid_start = '1' WHERE name = 'deploy'")
+    assert_eq(select(2, J.lease_stale(j:lock_list()[1])),
+      "its process " .. host.getpid() .. " is gone (the pid is another process's now)")
+    j.db:exec("UPDATE locks SET pid_start = ? WHERE name = 'deploy'", J.proc_start(host.getpid()))
+    assert_false(J.lease_stale(j:lock_list()[1]))
+
+    -- renewing or releasing someone else's lease changes nothing; renewing
+    -- tells whether this process still holds it
     j:lock_release("deploy", "r2")
-    j:lock_renew("deploy", "r2", -100)
+    assert_false(j:lock_renew("deploy", "r2", -100))
+    assert_eq(j:lock_held({ "deploy" }, "r3"), nil)
+    assert_eq(j:lock_held({ "deploy", "other" }, "r3"), "other")
+    assert_eq(j:lock_held({ "deploy" }, "r2"), "deploy")
+    j.db:exec("UPDATE locks SET pid = ? WHERE name = 'deploy'", pid)
+    assert_false(j:lock_renew("deploy", "r3", 60), "a lease of another process is not renewed")
+    j:lock_release("deploy", "r3", true)
+    assert_eq(#j:lock_list(), 1, "nor released when only this process's is")
+    j.db:exec("UPDATE locks SET pid = ? WHERE name = 'deploy'", host.getpid())
     l = j:lock_list()
     assert_eq({ #l, l[1].run_id }, { 1, "r3" })
     assert_false(J.lease_stale(l[1]))
@@ -453,7 +474,7 @@ describe("schema", function()
     db:close()
 
     local j = open(d)
-    assert_eq(j.db:query("PRAGMA user_version")[1].user_version, 3)
+    assert_eq(j.db:query("PRAGMA user_version")[1].user_version, 4)
     assert_eq(j.db:query("PRAGMA journal_mode")[1].journal_mode, "wal")
     local r = j:find_run("last")
     assert_eq({ r.id, r.status, r.dry_run }, { "old", "failed", false })
@@ -476,7 +497,7 @@ describe("schema", function()
     local db = native.open(d .. "/journal.db")
     db:exec("PRAGMA user_version = 7")
     db:close()
-    local e = raises(function() open(d) end, "schema version 7, newer than this relish %(3%)")
+    local e = raises(function() open(d) end, "schema version 7, newer than this relish %(4%)")
     assert_eq({ e.kind, e.exit }, { "journal", 2 })
   end)
 

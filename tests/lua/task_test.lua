@@ -415,3 +415,23 @@ task.parallel(fns)
     end
   end)
 end)
+
+describe("tickers (loop.every)", function()
+  test("called while code waits, not a task: a reset leaves them, stop ends them", function()
+    local loop = require "relish._loop"
+    local n = 0
+    local k = loop.every(0.01, function() n = n + 1 end)
+    loop.sleep(0.2)
+    assert_true(n > 0, "called during a sleep")
+    assert_eq(loop.stats().tasks, 0)
+    loop.reset()
+    local before = n
+    sh.run { readonly = true, argv = { "sleep", "0.2" } }
+    assert_true(n > before, "still called after a reset, while a command runs")
+    k:stop()
+    local stopped = n
+    loop.sleep(0.1)
+    assert_eq(n, stopped)
+    assert_error(function() loop.every(0, function() end) end, "seconds must be positive")
+  end)
+end)

@@ -36,6 +36,16 @@ return {
       if not name then usage("lock break NAME: missing NAME") end
       local was = lock.break_lock(journal, name)
       if not was then usage("no lock named '" .. name .. "'") end
+      -- a holder that may still be running is told at its next safe point
+      -- (before a step or an effect): it stops there, exit 4, "stopped"
+      if J.lease_live_here(was) then
+        io.stderr:write(string.format("warning: lock '%s' was held by a live process, pid %d of run %s on this host: " ..
+          "it stops before its next step or effect (the run ends 'stopped': resume it or roll it back)\n",
+          name, was.pid, was.run_id))
+      elseif not lock.stale(was) then
+        io.stderr:write(string.format("warning: lock '%s' was held by run %s on host %s, whose lease had not expired: " ..
+          "if it is still running, it stops before its next step or effect\n", name, was.run_id, tostring(was.host)))
+      end
       io.write(string.format("broke lock '%s' (was held by %s)\n", name, lock.holder_text(was)))
     else
       usage(string.format("unknown lock command '%s': use 'relish lock list' or 'relish lock break NAME'", tostring(sub)))
