@@ -652,6 +652,19 @@ local function lock_wait(out, seconds)
   }
 end
 
+-- Takes a past run's leases again (rollback, resume); another process
+-- working on the run is named as such.
+local function hold_run(journal, run, lock_name, out, wait_lock)
+  local ok, lease = pcall(lock.hold, journal, run_locks(run.id, lock_name), run.id, true, lock_wait(out, wait_lock))
+  if ok then return lease end
+  if type(lease) == "table" and lease.kind == "locked" and type(lease.message) == "string"
+    and lease.message:find("lock 'run:" .. run.id .. "'", 1, true) then
+    lease.message = string.format("another process is working on run %s (a rollback or a resume): %s", run.id,
+      lease.message)
+  end
+  error(lease, 0)
+end
+
 local function sha256_text(s)
   return require("relish.fs").sha256(s)
 end
@@ -813,7 +826,7 @@ function M.rollback_cmd(opts)
     -- the run's own lock (another rollback, a resume, the run itself) and
     -- its recipe's; then the run as it is now: what another process did
     -- while this one waited is not done again nor listed as left to do
-    R.lease = lock.hold(journal, run_locks(run.id, run.lock_name), run.id, true, lock_wait(out, opts.wait_lock))
+    R.lease = hold_run(journal, run, run.lock_name, out, opts.wait_lock)
     run = journal:find_run(run.id)
     check_not_running(run)
   end
@@ -872,7 +885,7 @@ function M.resume(opts)
     dry_run = false, state = json.decode(run.state) or {}, start = start, seq = maxseq,
     lock_name = run.lock_name }
   local _ <close> = releasing(E)
-  E.lease = lock.hold(journal, run_locks(run.id, E.lock_name), run.id, true, lock_wait(out, opts.wait_lock))
+  E.lease = hold_run(journal, run, E.lock_name, out, opts.wait_lock)
   -- what the journal said before the lock was held may be old: another
   -- process may have resumed or rolled the run back meanwhile
   local now = journal:find_run(run.id)

@@ -83,8 +83,6 @@ function M.acquire(journal, name, run_id, reclaim, wait)
   return r
 end
 
-function M.renew(journal, name, run_id) return journal:lock_renew(name, run_id, M.ttl()) end
-function M.release(journal, name, run_id) journal:lock_release(name, run_id) end
 function M.list(journal) return journal:lock_list() end
 function M.break_lock(journal, name) return journal:lock_break(name) end
 

@@ -17,7 +17,7 @@ describe("try", function()
 
   test("raises misuse and stops again", function()
     assert_error(function() try(function() error("bad argument") end) end, "bad argument")
-    for _, kind in ipairs { "interrupted", "cancelled", "drift", "journal", "usage", "deadlock" } do
+    for _, kind in ipairs { "interrupted", "cancelled", "drift", "journal", "usage", "deadlock", "lock_lost" } do
       local _, e = assert_error(function() try(function() error({ kind = kind, message = kind }, 0) end) end)
       assert_eq(e.kind, kind)
     end

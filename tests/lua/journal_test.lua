@@ -385,6 +385,33 @@ describe("locks", function()
     j:close()
   end)
 
+  test("a run's lease: check raises lock_lost once broken or taken over, release lets go of its own only", function()
+    local lock = require "relish.lock"
+    local j = open(tmpdir())
+    local lease = lock.hold(j, { "run:r1", "deploy" }, "r1")
+    assert_eq(#j:lock_list(), 2)
+    lease:check()
+    assert_true(lease:renew())
+    j:lock_break("deploy")
+    local e = raises(function() lease:check() end, "lock 'deploy' was broken %(relish lock break%) while this run held it")
+    assert_eq(e.kind, "lock_lost")
+    assert_false(lease:renew())
+    -- taken over: named
+    local l2 = lock.hold(j, { "x" }, "r2")
+    j.db:exec("UPDATE locks SET run_id = 'r3' WHERE name = 'x'")
+    raises(function() l2:check() end, "lock 'x' was taken over by run r3 ")
+    l2:release()
+    assert_eq(j:lock_list()[2].run_id, "r3", "another's lease is not released")
+    lease:release()
+    local names = {}
+    for _, l in ipairs(j:lock_list()) do names[#names + 1] = l.name end
+    assert_eq(names, { "x" })
+    -- a name already held: the ones taken before are let go
+    raises(function() lock.hold(j, { "run:r4", "x" }, "r4") end, "lock 'x' is held by run r3")
+    assert_eq(#j:lock_list(), 1)
+    j:close()
+  end)
+
   test("the relish.lock facade takes leases with its TTL", function()
     local lock = require "relish.lock"
     local j = open(tmpdir())

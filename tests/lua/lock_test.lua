@@ -317,7 +317,8 @@ return recipe "r" {
       codes[tostring(res.code)] = (codes[tostring(res.code)] or 0) + 1
       if res.code == 4 then
         refused = refused + 1
-        assert_match(res.stderr, "lock 'run:" .. id:gsub("%p", "%%%0") .. "' is held by run ")
+        assert_match(res.stderr, "another process is working on run " .. id:gsub("%p", "%%%0") ..
+          " %(a rollback or a resume%): lock 'run:" .. id:gsub("%p", "%%%0") .. "' is held by run ")
       end
     end
     assert_eq(codes, { ["0"] = 1, ["4"] = 9 })
