@@ -49,7 +49,8 @@ return recipe "rolling-release" {
         end
       end
       local c = connect(p)
-      for _, obj in ipairs(c:apply(docs)) do
+      -- force: the release owns these fields, whoever (a rollback, kubectl edit) set them last
+      for _, obj in ipairs(c:apply(docs, { force = true })) do
         ctx.log("applied %s/%s", obj.kind or "?", obj.metadata and obj.metadata.name or "?")
       end
     end,

@@ -132,9 +132,16 @@ end
 -- send(method, path, {query=, body=, content_type=, accept=, stream=, timeout=,
 -- idempotent=, what=, ok=}) -> response; raises a structured error for a
 -- status that is not 2xx (or in ok)
+local MANAGED = { POST = true, PUT = true, PATCH = true }
+
 function Client:send(method, path, o)
   o = o or {}
   local refreshed = false
+  if MANAGED[method] and not (o.query and o.query.fieldManager) then
+    -- every write of relish is owned by one field manager, undo included
+    o.query = o.query or {}
+    o.query.fieldManager = FIELD_MANAGER
+  end
   while true do
     local cred = self.cfg:credentials(refreshed)
     local headers = { Accept = o.accept or "application/json", ["User-Agent"] = "relish-k8s" }
@@ -335,7 +342,13 @@ function Client:list(ref, opts)
   repeat
     local page = self:json("GET", path_of(res, ns), { query = q, what = "list " .. label(res, nil, ns) })
     first = first or page
-    for _, it in ipairs(page.items or {}) do items[#items + 1] = it end
+    for _, it in ipairs(page.items or {}) do
+      -- a list's items come without kind and apiVersion: give them theirs
+      if type(it) == "table" then
+        it.kind, it.apiVersion = it.kind or res.kind, it.apiVersion or res.gv
+      end
+      items[#items + 1] = it
+    end
     local cont = page.metadata and page.metadata["continue"]
     q["continue"] = (cont ~= nil and cont ~= json.null and cont ~= "") and cont or nil
   until not q["continue"]
@@ -529,9 +542,11 @@ for _, k in ipairs(KINDS) do
     undo = undo_object, fields = { "conn", "api", "namespace", "name", "before" } }
 end
 
-local function plan_diff(a, b, what)
+-- live -> would-be, as YAML, under the object's name
+local function plan_diff(a, b, what, verb)
   if a == b then return "" end
-  return require("relish.fs").diff(a, b, "live " .. what, "would be " .. what)
+  return require("relish.fs").diff(a, b, a == "" and "(absent)" or (what .. " (live)"),
+    b == "" and "(deleted)" or (what .. " (after " .. verb .. ")"))
 end
 
 -- write(verb, {res=, name=, ns=, live=, method=, path=, o=, describe=, record_extra=, new=})
@@ -551,10 +566,11 @@ function Client:write(verb, w)
     else
       error(r, 0)
     end
+    local what = label(w.res, w.name, w.ns)
     if verb == "delete" then
-      detail = plan_diff(shown(w.live), "", w.describe)
+      detail = plan_diff(shown(w.live), "", what, verb)
     else
-      detail = plan_diff(shown(w.live, planned), shown(planned, w.live), w.describe)
+      detail = plan_diff(shown(w.live, planned), shown(planned, w.live), what, verb)
     end
   end
   return effect.run("k8s." .. verb, {

@@ -206,6 +206,7 @@ return function(Client, k)
         if t == "DELETED" then fail("rollout_failed", "%s: deleted while waiting for its rollout", what) end
         return judge(obj)
       end, { namespace = ns, resource_version = l.metadata.resourceVersion, timeout = timeout })
+      if not ok and type(r) == "table" and r.kind == "cancelled" then error(r, 0) end -- by the poller
       if poller then poller:cancel() end
       if not ok then
         if type(r) == "table" and r.kind == "timeout" then
@@ -231,8 +232,11 @@ return function(Client, k)
     host.progress_detail(nil)
     if ok then return r end
     if poller then
-      local pok, perr = poller:result()
-      if pok == false and type(perr) == "table" and perr.kind ~= "cancelled" then error(perr, 0) end
+      if type(r) == "table" and r.kind == "cancelled" and poller:status() ~= "cancelled" then
+        -- the poller stopped the watch: its error is the one to tell
+        local _, perr = pcall(poller.wait, poller)
+        error(perr, 0)
+      end
       poller:cancel()
     end
     error(r, 0)
