@@ -522,13 +522,16 @@ static int l_gate_run(lua_State *L) {
   return relish_effect_run(L, &a);
 }
 
-/* undo(kind, record [, module]): the undo of one journaled action, found by
- * registration (loading module first when the kind is not registered yet). */
+/* undo(kind, record [, module [, opts]]): the undo of one journaled action,
+ * found by registration (loading module first when the kind is not
+ * registered yet); the undo gets (record, opts): opts.force = true undoes
+ * also what changed since the run (relish rollback --force). */
 static int l_gate_undo(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   const char *module = luaL_optstring(L, 3, NULL);
-  lua_settop(L, 3);
+  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
+  lua_settop(L, 4);
   if (!push_provider(L, kind) && module != NULL) {
     lua_pop(L, 1);
     lua_getglobal(L, "require");
@@ -547,8 +550,9 @@ static int l_gate_undo(lua_State *L) {
   const char *missing = missing_field(L, prov, 2);
   if (missing) return relish_raise(L, "undo", "malformed %s undo record: no '%s'", kind, missing);
   lua_pushvalue(L, 2);
+  lua_pushvalue(L, 4);
   acting(L, 1);
-  int st = lua_pcall(L, 1, 1, 0);
+  int st = lua_pcall(L, 2, 1, 0);
   acting(L, -1);
   if (st != LUA_OK) return lua_error(L);
   return 1;

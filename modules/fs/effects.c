@@ -52,6 +52,21 @@ static int new_record(lua_State *L, const char *real) {
   return lua_gettop(L);
 }
 
+/* rec.dir = {dev, ino}: the directory holding path as the action finds it,
+ * so an undo acts there or nowhere (a missing one, only planned, is left out). */
+static void record_dir(lua_State *L, int rec, const char *path) {
+  char dir[PATH_MAX], base[PATH_MAX];
+  struct stat sb;
+  fs_split(path, dir, base);
+  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return;
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, (lua_Integer)sb.st_dev);
+  lua_setfield(L, -2, "dev");
+  lua_pushinteger(L, (lua_Integer)sb.st_ino);
+  lua_setfield(L, -2, "ino");
+  lua_setfield(L, rec, "dir");
+}
+
 /* Pushes a boxed C string (the box lets go of it) and returns the copy;
  * NULL or "" gives NULL with nil pushed. */
 static const char *push_text(lua_State *L, relish_box *b, char *text) {
@@ -240,6 +255,17 @@ static int fs_put(lua_State *L, relish_box *b, const struct put_req *r) {
   char fp[160];
   fs_fingerprint(L, -1, fp, sizeof fp);
   lua_setfield(L, rec, "before");
+  record_dir(L, rec, real);
+  char newsum[65] = "?";
+  if (r->data != NULL) { /* what the run leaves: its undo replaces only that */
+    fs_sha256_hex(r->data, r->len, newsum);
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "file");
+    lua_setfield(L, -2, "type");
+    lua_pushstring(L, newsum);
+    lua_setfield(L, -2, "sha256");
+    lua_setfield(L, rec, "after");
+  }
 
   char size[32], modes[32], note[PATH_MAX + 32], desc[3 * PATH_MAX + 160];
   fs_human(r->len, size);
@@ -494,6 +520,12 @@ int l_fs_mkdir(lua_State *L) {
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_setfield(L, rec, "created");
+  {
+    char outer[PATH_MAX];
+    memcpy(outer, leaf, ends[0]);
+    outer[ends[0]] = '\0';
+    record_dir(L, rec, outer);
+  }
   char fp[PATH_MAX + 16], desc[3 * PATH_MAX], note[PATH_MAX + 32];
   if (nends == 1)
     snprintf(fp, sizeof fp, "absent");
@@ -746,6 +778,7 @@ int l_fs_remove(lua_State *L) {
   }
   lua_pushvalue(L, node);
   lua_setfield(L, rec, "before");
+  record_dir(L, rec, real);
   char fp[PATH_MAX + 16], desc[2 * PATH_MAX + 200], size[32];
   fs_fingerprint(L, node, fp, sizeof fp);
   fs_human(bud.used, size);
@@ -847,6 +880,10 @@ int l_fs_symlink(lua_State *L) {
   char fp[PATH_MAX + 16], desc[3 * PATH_MAX + 64], note[PATH_MAX + 32];
   fs_fingerprint(L, -1, fp, sizeof fp);
   lua_setfield(L, rec, "before");
+  record_dir(L, rec, real);
+  lua_createtable(L, 0, 2);
+  fs_node_link(L, -1, target);
+  lua_setfield(L, rec, "after");
   snprintf(desc, sizeof desc, "symlink %s → %s (%s%s)%s", abs, target,
            pre.exists ? "was " : "new link", pre.exists ? old : "", resolves_note(abs, real, note));
 
@@ -915,6 +952,9 @@ int l_fs_chmod(lua_State *L) {
   else
     lua_pushinteger(L, old);
   lua_setfield(L, rec, pre.exists ? "mode" : "absent");
+  lua_pushinteger(L, mode);
+  lua_setfield(L, rec, "after_mode");
+  record_dir(L, rec, real);
   char fp[64], desc[2 * PATH_MAX + 64];
   if (!pre.exists)
     snprintf(fp, sizeof fp, "absent");

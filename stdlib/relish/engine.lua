@@ -373,7 +373,8 @@ local function describe_item(it)
 end
 
 -- Rolls a run back. E carries journal, out, run (row), recipe (or nil),
--- params, state, budget, dry_run. Returns "complete" | "incomplete", left,
+-- params, state, budget, dry_run, force (undo also what changed since).
+-- Returns "complete" | "incomplete", left,
 -- why it stopped early (or nil), how many items it had to undo, and what it
 -- undid (one line each).
 function M.rollback(E)
@@ -433,7 +434,7 @@ function M.rollback(E)
       else
         local a = it.a
         local record = json.decode(a.undo)
-        ok, err = pcall(effect.undo, a.kind, record, a.provider)
+        ok, err = pcall(effect.undo, a.kind, record, a.provider, E.force and { force = true } or nil)
         if ok then
           journal:mark_action(run.id, a.seq, "undone", nil)
           -- an undo that acted anew (a revert it pushed) says what it did:
@@ -820,7 +821,8 @@ function M.rollback_cmd(opts)
     invalid("run " .. run.id .. " was a dry-run: nothing to roll back")
   end
   check_not_running(run)
-  local R = { journal = journal, out = out, dry_run = opts.dry_run, reason = "requested", requested = true }
+  local R = { journal = journal, out = out, dry_run = opts.dry_run, reason = "requested", requested = true,
+    force = opts.force }
   local _ <close> = releasing(R)
   if not opts.dry_run then
     -- the run's own lock (another rollback, a resume, the run itself) and

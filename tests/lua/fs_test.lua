@@ -1194,3 +1194,149 @@ return recipe "rmj" {
     assert_eq(r.code, 0, r.stdout .. r.stderr)
   end)
 end)
+
+-- issue 17 item 6: an undo acts on the path it acted on, and only on what the
+-- run made; what changed since is left as is (exit 3) unless --force
+describe("undo acts only on what the run made", function()
+  local function undo_error(kind, rec, opts)
+    local ok, err = pcall(effect.undo, kind, rec, nil, opts)
+    assert_false(ok, "the undo should have refused")
+    return err
+  end
+
+  test("a directory swapped for a symlink: rollback leaves the other directory alone, exit 3", function()
+    local d = tmpdir()
+    local w = d .. "/w"
+    run("mkdir", "-p", w .. "/conf")
+    put(w .. "/conf/app.conf", "old app\n")
+    local f = support.recipe(d, "conf.lua", [[
+local fs = require "relish.fs"
+return recipe "conf" {
+  params = { dir = param.string { required = true } },
+  step "write" { run = function(ctx)
+    fs.write(ctx.params.dir .. "/conf/new.conf", "new\n")
+    fs.write(ctx.params.dir .. "/conf/app.conf", "new app\n")
+  end },
+}
+]])
+    local r = support.relish { "run", f, "-p", "dir=" .. w, "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    -- someone moves the directory away and puts a link to another one in its place
+    run("mv", w .. "/conf", w .. "/conf.moved")
+    run("mkdir", w .. "/other")
+    put(w .. "/other/new.conf", "theirs\n")
+    put(w .. "/other/app.conf", "their app\n")
+    run("ln", "-s", w .. "/other", w .. "/conf")
+    local other, moved = snapshot(w .. "/other"), snapshot(w .. "/conf.moved")
+    r = support.relish { "rollback", "last", "--state", support.state(d) }
+    assert_eq(r.code, 3, r.stdout .. r.stderr)
+    assert_eq(snapshot(w .. "/other"), other, "files in the other directory were changed")
+    assert_eq(snapshot(w .. "/conf.moved"), moved)
+    assert_match(r.stdout, "left to do by hand")
+    assert_match(r.stdout, "conf/new%.conf[^\n]*symlink or not a directory now")
+    -- --force does not make it act in another directory either
+    r = support.relish { "rollback", "last", "--force", "--state", support.state(d) }
+    assert_eq(r.code, 3, r.stdout .. r.stderr)
+    assert_eq(snapshot(w .. "/other"), other)
+    local s = require("relish.json").decode(
+      support.relish { "show", "last", "--format", "json", "--state", support.state(d) }.stdout)
+    local a = s.rollbacks[#s.rollbacks]
+    assert_eq({ a.status, #a.left }, { "incomplete", 2 })
+    assert_match(a.left[1], "app%.conf")
+    assert_match(a.left[2], "new%.conf")
+  end)
+
+  test("a directory replaced by another directory at the same path is refused, even forced", function()
+    local d = tmpdir()
+    run("mkdir", d .. "/sub")
+    local effects = capture(function() return fs.write(d .. "/sub/f", "ours") end)
+    run("mv", d .. "/sub", d .. "/sub.old")
+    run("mkdir", d .. "/sub")
+    put(d .. "/sub/f", "ours") -- even the same content: it is not the file the run wrote
+    local err = undo_error("fs.write", effects[1].undo, { force = true })
+    assert_eq(err.kind, "conflict")
+    assert_match(err.message, "another directory than the one the run acted in")
+    assert_eq(get(d .. "/sub/f"), "ours")
+    assert_eq(get(d .. "/sub.old/f"), "ours")
+  end)
+
+  test("content changed since the run: not overwritten or deleted unless forced", function()
+    local d = tmpdir()
+    put(d .. "/f", "v1", mode "640")
+    local effects = capture(function() return fs.write(d .. "/f", "v2"), fs.write(d .. "/new", "made") end)
+    assert_eq(effects[1].undo.after.sha256, fs.sha256("v2"))
+    put(d .. "/f", "edited later")
+    put(d .. "/new", "edited too")
+    local err = undo_error("fs.write", effects[1].undo)
+    assert_eq(err.kind, "conflict")
+    assert_match(err.message, "fs%.undo of fs%.write [^\n]*/f: its content changed since the run: left as is")
+    assert_match(err.message, "%-%-force")
+    assert_eq(undo_error("fs.write", effects[2].undo).kind, "conflict")
+    assert_eq({ get(d .. "/f"), get(d .. "/new") }, { "edited later", "edited too" })
+    -- what the run wrote, or what was there before, is undone as always
+    assert_true(effect.undo("fs.write", effects[1].undo, nil, { force = true }))
+    assert_true(effect.undo("fs.write", effects[2].undo, nil, { force = true }))
+    assert_eq({ get(d .. "/f"), fs.exists(d .. "/new") }, { "v1", false })
+    assert_eq(fs.stat(d .. "/f").mode, mode "640")
+  end)
+
+  test("a link re-pointed, a removed file back with other content, a mode changed: left as is", function()
+    local d = tmpdir()
+    put(d .. "/gone", "was here")
+    put(d .. "/m", "m", mode "600")
+    local effects = capture(function()
+      return fs.symlink("a", d .. "/link"), fs.remove(d .. "/gone"), fs.chmod(d .. "/m", mode "644")
+    end)
+    run("ln", "-sfn", "b", d .. "/link")
+    put(d .. "/gone", "someone else's")
+    run("chmod", "640", d .. "/m")
+    for i, want in ipairs { "the link was changed", "something else is there", "its mode was changed %(to 0640%)" } do
+      local err = undo_error(effects[i].kind, effects[i].undo)
+      assert_eq(err.kind, "conflict")
+      assert_match(err.message, want)
+    end
+    assert_eq({ fs.stat(d .. "/link").target, get(d .. "/gone"), fs.stat(d .. "/m").mode },
+      { "b", "someone else's", mode "640" })
+    for _, e in ipairs(effects) do assert_true(effect.undo(e.kind, e.undo, nil, { force = true })) end
+    assert_eq({ fs.exists(d .. "/link"), get(d .. "/gone"), fs.stat(d .. "/m").mode }, { false, "was here", mode "600" })
+    -- a removed file that nobody put back is recreated without force
+    local e = capture(function() return fs.remove(d .. "/gone") end)[1]
+    assert_true(effect.undo(e.kind, e.undo))
+    assert_eq(get(d .. "/gone"), "was here")
+  end)
+
+  test("mkdir: a parent swapped for a link to another tree is not rmdir'ed through", function()
+    local d = tmpdir()
+    local effects = capture(function() return fs.mkdir(d .. "/a/b/c", { parents = true }) end)
+    assert_eq(#effects[1].undo.created, 3)
+    run("mv", d .. "/a", d .. "/a.moved")
+    run("mkdir", "-p", d .. "/x/b/c")
+    run("ln", "-s", d .. "/x", d .. "/a")
+    local err = undo_error("fs.mkdir", effects[1].undo, { force = true })
+    assert_eq(err.kind, "conflict")
+    assert_match(err.message, "symlink or not a directory now")
+    assert_true(fs.exists(d .. "/x/b/c"))
+    assert_true(fs.exists(d .. "/a.moved/b/c"))
+  end)
+
+  test("relish rollback --force undoes what changed since the run", function()
+    local d = tmpdir()
+    put(d .. "/cfg", "before\n")
+    local f = support.recipe(d, "w.lua", [[
+local fs = require "relish.fs"
+return recipe "w" {
+  params = { dir = param.string { required = true } },
+  step "write" { run = function(ctx) fs.write(ctx.params.dir .. "/cfg", "by the run\n") end },
+}
+]])
+    assert_eq(support.relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d) }.code, 0)
+    put(d .. "/cfg", "edited by hand\n")
+    local r = support.relish { "rollback", "last", "--state", support.state(d) }
+    assert_eq(r.code, 3, r.stdout .. r.stderr)
+    assert_match(r.stdout, "cfg[^\n]*its content changed since the run: left as is")
+    assert_eq(get(d .. "/cfg"), "edited by hand\n")
+    r = support.relish { "rollback", "last", "--force", "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq(get(d .. "/cfg"), "before\n")
+  end)
+end)
