@@ -126,9 +126,10 @@ static const cli_command commands[] = {
      plan_flags, 1, 1, 0, run_module},
     {"apply", "PLAN.json", "execute a saved plan; stop on drift",
      "Runs the recipe of a saved plan with the plan's params. Before each action\n"
-     "the gate checks it is the next planned one and that the live state it was\n"
-     "planned against is unchanged; otherwise the run stops before acting and\n"
-     "rolls back. A recipe file changed since the plan is refused (exit 2).",
+     "the gate checks it is the next planned one, that it writes the same content\n"
+     "to the same resolved file, and that the live state it was planned against\n"
+     "is unchanged; otherwise the run stops before acting and rolls back. A plan\n"
+     "modified after it was made, or whose recipe changed, is refused (exit 2).",
      apply_flags, 1, 1, 0, run_module},
     {"rollback", "RUN_ID", "undo a run's changes, newest first",
      "Undoes the actions of a run (failed, stopped, crashed, or succeeded) newest\n"

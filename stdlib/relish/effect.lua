@@ -12,8 +12,10 @@ local M = {}
 --   when it is loaded.
 M.register = gate.register
 
--- run(kind, {target=, describe=, detail=, fingerprint=, record=}, arg)
---   -> apply(arg)'s results, or plan(arg)'s in a dry-run
+-- run(kind, {target=, describe=, detail=, fingerprint=, pin=, record=}, arg)
+--   -> apply(arg)'s results, or plan(arg)'s in a dry-run. pin: what the
+--   action will do whatever the live state (a saved plan compares it for
+--   every action, the fingerprint for the first on a target only)
 M.run = gate.run
 
 -- undo(kind, record [, module [, opts]]): the undo of one journaled action;
