@@ -292,7 +292,8 @@ static int fs_put(lua_State *L, relish_box *b, const struct put_req *r) {
     lua_setfield(L, -2, "sha256");
     lua_setfield(L, rec, "after");
   }
-  snprintf(pinned, sizeof pinned, "new:%s:%04o", newsum, (unsigned)mode);
+  /* no digest of a secret in a plan file, which people pass around */
+  snprintf(pinned, sizeof pinned, "new:%s:%04o", r->secret ? "secret" : newsum, (unsigned)mode);
   make_pin(pin, pinned, real);
 
   char size[32], modes[32], note[PATH_MAX + 32], desc[3 * PATH_MAX + 160];

@@ -924,9 +924,11 @@ describe("secrets", function()
     assert_eq(get(d .. "/creds"), plain)
     local e = effects[1]
     assert_eq(e.detail, "secret content: " .. #plain .. " bytes, not shown")
-    for _, field in ipairs { "describe", "detail", "target", "fingerprint" } do
+    for _, field in ipairs { "describe", "detail", "target", "fingerprint", "pin" } do
       assert_nil(tostring(e[field]):find(plain, 1, true), field)
     end
+    -- nor its digest in the pin a plan file keeps
+    assert_match(e.pin, "^new:secret:0600 at:")
   end)
 
   test("a pre-image holding a secret is not journaled; its undo says so", function()
