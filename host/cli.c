@@ -79,6 +79,7 @@ static const cli_flag apply_flags[] = {WAIT_LOCK_FLAG, OUTPUT_FLAG, STATE_FLAG, 
 
 static const cli_flag rollback_flags[] = {
     {"dry-run", 'n', NULL, 0, NULL, "show what would be undone, undo nothing"},
+    {"force", 0, NULL, 0, NULL, "undo also what was changed since the run (overwrite it)"},
     WAIT_LOCK_FLAG,
     OUTPUT_FLAG,
     STATE_FLAG,
@@ -125,15 +126,17 @@ static const cli_command commands[] = {
      plan_flags, 1, 1, 0, run_module},
     {"apply", "PLAN.json", "execute a saved plan; stop on drift",
      "Runs the recipe of a saved plan with the plan's params. Before each action\n"
-     "the gate checks it is the next planned one and that the live state it was\n"
-     "planned against is unchanged; otherwise the run stops before acting and\n"
-     "rolls back. A recipe file changed since the plan is refused (exit 2).",
+     "the gate checks it is the next planned one, that it writes the same content\n"
+     "to the same resolved file, and that the live state it was planned against\n"
+     "is unchanged; otherwise the run stops before acting and rolls back. A plan\n"
+     "modified after it was made, or whose recipe changed, is refused (exit 2).",
      apply_flags, 1, 1, 0, run_module},
     {"rollback", "RUN_ID", "undo a run's changes, newest first",
      "Undoes the actions of a run (failed, stopped, crashed, or succeeded) newest\n"
      "first, using each step's undo where it has one and the automatic undo of\n"
      "each action otherwise; continues an interrupted rollback. RUN_ID may be\n"
-     "'last'. Exit 3 lists what is left to do by hand.",
+     "'last'. Exit 3 lists what is left to do by hand, among it what was changed\n"
+     "since the run (left as is unless --force).",
      rollback_flags, 1, 1, 0, run_module},
     {"resume", "RUN_ID", "continue a stopped or crashed run",
      "Continues a stopped or crashed run from its first unfinished step, with\n"

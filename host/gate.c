@@ -82,7 +82,19 @@ int relish_gate_dry_run(lua_State *L) {
   return G.mode != MODE_NONE && G.dry_run;
 }
 
-/* Pushes a table describing the action (for the sink and the capture list). */
+/* A journaled fingerprint is "LIVE #pin: PIN" when the action has a pin (what
+ * it will do); the pin starts after the last separator, since it never
+ * holds one. NULL when there is none. */
+#define PIN_SEP " #pin: "
+static const char *pin_of(const char *fp) {
+  const char *pin = NULL;
+  for (const char *p = fp; p != NULL && (p = strstr(p, PIN_SEP)) != NULL; p += 1)
+    pin = p + strlen(PIN_SEP);
+  return pin;
+}
+
+/* Pushes a table describing the action (for the sink and the capture list):
+ * its fingerprint is the live state, its pin what it will do. */
 static void push_action(lua_State *L, const relish_action_row *e, lua_Integer seq,
                         const char *status) {
   lua_createtable(L, 0, 9);
@@ -101,8 +113,14 @@ static void push_action(lua_State *L, const relish_action_row *e, lua_Integer se
     lua_setfield(L, -2, "detail");
   }
   if (e->fingerprint) {
-    lua_pushstring(L, e->fingerprint);
+    const char *pin = pin_of(e->fingerprint);
+    size_t len = pin ? (size_t)(pin - e->fingerprint) - strlen(PIN_SEP) : strlen(e->fingerprint);
+    lua_pushlstring(L, e->fingerprint, len);
     lua_setfield(L, -2, "fingerprint");
+    if (pin) {
+      lua_pushstring(L, pin);
+      lua_setfield(L, -2, "pin");
+    }
   }
   lua_pushboolean(L, e->irreversible);
   lua_setfield(L, -2, "irreversible");
@@ -139,7 +157,9 @@ static int touch(lua_State *L, const char *target) {
   return seen;
 }
 
-/* A saved plan expects this action next: same kind, target and fingerprint. */
+/* A saved plan expects this action next: same kind and target, the same pin
+ * (what it will do: where it writes, what) and, for the first action on a
+ * target, the same fingerprint of the live state. */
 static void check_expected(lua_State *L, const relish_action_row *e, int touched) {
   if (G.expect_ref == LUA_NOREF) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, G.expect_ref);
@@ -160,9 +180,17 @@ static void check_expected(lua_State *L, const relish_action_row *e, int touched
   lua_getfield(L, want, "fingerprint");
   const char *wk = lua_tostring(L, -3), *wt = lua_tostring(L, -2), *wf = lua_tostring(L, -1);
   const char *fp = e->fingerprint ? e->fingerprint : "";
+  const char *wpin = pin_of(wf), *pin = pin_of(fp);
   if (!wk || !wt || strcmp(wk, e->kind) != 0 || strcmp(wt, e->target) != 0) {
     lua_pushfstring(L, "action %d differs from the plan:\n  planned: %s %s\n  now:     %s %s",
                     (int)G.expect_pos, wk ? wk : "?", wt ? wt : "?", e->kind, e->target);
+  } else if ((wpin || pin) && strcmp(wpin ? wpin : "", pin ? pin : "") != 0) {
+    lua_pushfstring(L,
+                    "what action %d (%s %s) would do changed since the plan: it now resolves "
+                    "to another file or writes other content: %s\n"
+                    "  planned: %s\n  now:     %s",
+                    (int)G.expect_pos, e->kind, e->target, e->describe, wpin ? wpin : "(none)",
+                    pin ? pin : "(none)");
   } else if (!touched && strcmp(wf ? wf : "", fp) != 0) {
     lua_pushfstring(L,
                     "the live state of %s changed since the plan (action %d, %s)\n"
@@ -409,6 +437,12 @@ int relish_effect_run(lua_State *L, const relish_action *a) {
                            .describe = a->describe ? a->describe : a->target,
                            .detail = a->detail,
                            .fingerprint = a->fingerprint};
+  if (a->pin != NULL) {
+    if (strstr(a->pin, PIN_SEP) != NULL)
+      return luaL_error(L, "effect %s: a pin may not hold \"" PIN_SEP "\"", a->kind);
+    lua_pushfstring(L, "%s" PIN_SEP "%s", a->fingerprint ? a->fingerprint : "", a->pin);
+    row.fingerprint = lua_tostring(L, -1);
+  }
   lua_getfield(L, prov, "module");
   row.provider = lua_tostring(L, -1);
   if (rec) {
@@ -503,7 +537,7 @@ static int l_gate_register(lua_State *L) {
   return 0;
 }
 
-/* run(kind, {target=, describe=, detail=, fingerprint=, record=}, arg) ->
+/* run(kind, {target=, describe=, detail=, fingerprint=, pin=, record=}, arg) ->
  * apply's results, or plan's in a dry-run */
 static int l_gate_run(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
@@ -514,6 +548,7 @@ static int l_gate_run(lua_State *L) {
   a.describe = opt_field(L, 2, "describe");
   a.detail = opt_field(L, 2, "detail");
   a.fingerprint = opt_field(L, 2, "fingerprint");
+  a.pin = opt_field(L, 2, "pin");
   if (a.target == NULL) return luaL_error(L, "effect %s: target is required", kind);
   int t = lua_getfield(L, 2, "record");
   if (t != LUA_TNIL && t != LUA_TTABLE)
@@ -522,13 +557,16 @@ static int l_gate_run(lua_State *L) {
   return relish_effect_run(L, &a);
 }
 
-/* undo(kind, record [, module]): the undo of one journaled action, found by
- * registration (loading module first when the kind is not registered yet). */
+/* undo(kind, record [, module [, opts]]): the undo of one journaled action,
+ * found by registration (loading module first when the kind is not
+ * registered yet); the undo gets (record, opts): opts.force = true undoes
+ * also what changed since the run (relish rollback --force). */
 static int l_gate_undo(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   const char *module = luaL_optstring(L, 3, NULL);
-  lua_settop(L, 3);
+  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
+  lua_settop(L, 4);
   if (!push_provider(L, kind) && module != NULL) {
     lua_pop(L, 1);
     lua_getglobal(L, "require");
@@ -547,8 +585,9 @@ static int l_gate_undo(lua_State *L) {
   const char *missing = missing_field(L, prov, 2);
   if (missing) return relish_raise(L, "undo", "malformed %s undo record: no '%s'", kind, missing);
   lua_pushvalue(L, 2);
+  lua_pushvalue(L, 4);
   acting(L, 1);
-  int st = lua_pcall(L, 1, 1, 0);
+  int st = lua_pcall(L, 2, 1, 0);
   acting(L, -1);
   if (st != LUA_OK) return lua_error(L);
   return 1;

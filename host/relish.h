@@ -166,11 +166,12 @@ const char *relish_nearest(const char *word, const char *const *cands, size_t n)
  *                 transfer) like any lua_CFunction with a continuation.
  *   plan(arg)     dry-run: adds the effect to the module's dry-run view and
  *                 returns the planned results. NULL: returns true.
- *   undo(record)  reverses one journaled action from its undo record (a
- *                 table); acts directly, never through the gate; raises when
- *                 it cannot. Must be right whether or not the action took
- *                 effect (an action left in doubt by a crash). NULL: the kind
- *                 is irreversible.
+ *   undo(record, opts)  reverses one journaled action from its undo record
+ *                 (a table); acts directly, never through the gate; raises
+ *                 when it cannot. Must be right whether or not the action
+ *                 took effect (an action left in doubt by a crash), and act
+ *                 only on what the action left (else raise, kind conflict,
+ *                 unless opts.force). NULL: the kind is irreversible.
  *   fields        the fields every undo record of the kind has (checked
  *                 when the action is journaled and again before its undo).
  *
@@ -208,8 +209,13 @@ typedef struct {
   const char *describe;    /* one line for people; NULL: the target */
   const char *detail;      /* optional multi-line detail for plans (a diff) */
   const char *fingerprint; /* the live state it was computed from, or NULL */
-  int record;              /* stack index of the undo record table; 0: none */
-  int arg;                 /* stack index of the value apply/plan get; 0: nil */
+  /* What it will do, whatever the live state: the resolved target, a digest
+   * of the content it writes. A saved plan pins it for every action (the
+   * fingerprint only for the first action on a target). Text without " #pin: ",
+   * or NULL. */
+  const char *pin;
+  int record; /* stack index of the undo record table; 0: none */
+  int arg;    /* stack index of the value apply/plan get; 0: nil */
 } relish_action;
 
 /* Runs the action through the gate and returns the number of results on the

@@ -52,6 +52,46 @@ static int new_record(lua_State *L, const char *real) {
   return lua_gettop(L);
 }
 
+/* rec.dir = {dev, ino}: the directory holding path as the action finds it,
+ * so an undo acts there or nowhere (a missing one, only planned, is left out). */
+static void record_dir(lua_State *L, int rec, const char *path) {
+  char dir[PATH_MAX], base[PATH_MAX];
+  struct stat sb;
+  fs_split(path, dir, base);
+  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return;
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, (lua_Integer)sb.st_dev);
+  lua_setfield(L, -2, "dev");
+  lua_pushinteger(L, (lua_Integer)sb.st_ino);
+  lua_setfield(L, -2, "ino");
+  lua_setfield(L, rec, "dir");
+}
+
+/* The pin of an action on real: what it will do whatever the live state,
+ * "WHAT at:REAL" (the resolved path last; its sha256 when it is not text or
+ * holds the gate's separator). A saved plan compares it for every action. */
+#define FS_PIN_MAX (PATH_MAX + 200)
+static void make_pin(char out[FS_PIN_MAX], const char *what, const char *real) {
+  size_t rl = strlen(real);
+  if (fs_is_text(real, rl) && strstr(real, "#pin:") == NULL) {
+    snprintf(out, FS_PIN_MAX, "%s at:%s", what, real);
+  } else {
+    char h[65];
+    fs_sha256_hex(real, rl, h);
+    snprintf(out, FS_PIN_MAX, "%s at:sha256:%s", what, h);
+  }
+}
+
+/* Appends " ino:DEV:INO" of what is on disk (not only planned) at the path
+ * to the live fingerprint fp: the same content in another file is another
+ * state. */
+static void fp_ino(char *fp, size_t size, const fs_pre *pre) {
+  if (!pre->exists || pre->fresh) return;
+  size_t n = strlen(fp);
+  snprintf(fp + n, size - n, " ino:%llu:%llu", (unsigned long long)pre->sb.st_dev,
+           (unsigned long long)pre->sb.st_ino);
+}
+
 /* Pushes a boxed C string (the box lets go of it) and returns the copy;
  * NULL or "" gives NULL with nil pushed. */
 static const char *push_text(lua_State *L, relish_box *b, char *text) {
@@ -237,9 +277,24 @@ static int fs_put(lua_State *L, relish_box *b, const struct put_req *r) {
     lua_pushliteral(L, "absent");
     lua_setfield(L, -2, "type");
   }
-  char fp[160];
+  char fp[200], pin[FS_PIN_MAX], pinned[128];
   fs_fingerprint(L, -1, fp, sizeof fp);
+  fp_ino(fp, sizeof fp, &pre);
   lua_setfield(L, rec, "before");
+  record_dir(L, rec, real);
+  char newsum[65] = "?";
+  if (r->data != NULL) { /* what the run leaves: its undo replaces only that */
+    fs_sha256_hex(r->data, r->len, newsum);
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "file");
+    lua_setfield(L, -2, "type");
+    lua_pushstring(L, newsum);
+    lua_setfield(L, -2, "sha256");
+    lua_setfield(L, rec, "after");
+  }
+  /* no digest of a secret in a plan file, which people pass around */
+  snprintf(pinned, sizeof pinned, "new:%s:%04o", r->secret ? "secret" : newsum, (unsigned)mode);
+  make_pin(pin, pinned, real);
 
   char size[32], modes[32], note[PATH_MAX + 32], desc[3 * PATH_MAX + 160];
   fs_human(r->len, size);
@@ -286,6 +341,7 @@ static int fs_put(lua_State *L, relish_box *b, const struct put_req *r) {
                                                .describe = desc,
                                                .detail = detail,
                                                .fingerprint = fp,
+                                               .pin = pin,
                                                .record = r->undo ? rec : 0,
                                                .arg = arg});
 }
@@ -494,6 +550,12 @@ int l_fs_mkdir(lua_State *L) {
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_setfield(L, rec, "created");
+  {
+    char outer[PATH_MAX];
+    memcpy(outer, leaf, ends[0]);
+    outer[ends[0]] = '\0';
+    record_dir(L, rec, outer);
+  }
   char fp[PATH_MAX + 16], desc[3 * PATH_MAX], note[PATH_MAX + 32];
   if (nends == 1)
     snprintf(fp, sizeof fp, "absent");
@@ -509,10 +571,14 @@ int l_fs_mkdir(lua_State *L) {
   snprintf(op->real, sizeof op->real, "%s", leaf);
   op->mode = mode;
   memcpy(op->ends, ends, nends * sizeof ends[0]);
+  char pin[FS_PIN_MAX], what[32];
+  snprintf(what, sizeof what, "dir:%04o", (unsigned)mode);
+  make_pin(pin, what, leaf);
   return relish_effect_run(L, &(relish_action){.kind = "fs.mkdir",
                                                .target = abs,
                                                .describe = desc,
                                                .fingerprint = fp,
+                                               .pin = pin,
                                                .record = rec,
                                                .arg = lua_gettop(L)});
 }
@@ -746,8 +812,11 @@ int l_fs_remove(lua_State *L) {
   }
   lua_pushvalue(L, node);
   lua_setfield(L, rec, "before");
-  char fp[PATH_MAX + 16], desc[2 * PATH_MAX + 200], size[32];
+  record_dir(L, rec, real);
+  char fp[PATH_MAX + 80], desc[2 * PATH_MAX + 200], size[32], pin[FS_PIN_MAX];
   fs_fingerprint(L, node, fp, sizeof fp);
+  fp_ino(fp, sizeof fp, &pre);
+  make_pin(pin, "absent", real);
   fs_human(bud.used, size);
   if (S_ISLNK(pre.sb.st_mode)) {
     lua_getfield(L, node, "target");
@@ -777,6 +846,7 @@ int l_fs_remove(lua_State *L) {
                                                .describe = desc,
                                                .detail = detail,
                                                .fingerprint = fp,
+                                               .pin = pin,
                                                .record = undo ? rec : 0,
                                                .arg = lua_gettop(L)});
 }
@@ -844,9 +914,18 @@ int l_fs_symlink(lua_State *L) {
     lua_pushliteral(L, "absent");
     lua_setfield(L, -2, "type");
   }
-  char fp[PATH_MAX + 16], desc[3 * PATH_MAX + 64], note[PATH_MAX + 32];
+  char fp[PATH_MAX + 80], desc[3 * PATH_MAX + 64], note[PATH_MAX + 32], pin[FS_PIN_MAX];
+  char what[96], th[65];
   fs_fingerprint(L, -1, fp, sizeof fp);
+  fp_ino(fp, sizeof fp, &pre);
+  fs_sha256_hex(target, strlen(target), th);
+  snprintf(what, sizeof what, "link:%s", th);
+  make_pin(pin, what, real);
   lua_setfield(L, rec, "before");
+  record_dir(L, rec, real);
+  lua_createtable(L, 0, 2);
+  fs_node_link(L, -1, target);
+  lua_setfield(L, rec, "after");
   snprintf(desc, sizeof desc, "symlink %s → %s (%s%s)%s", abs, target,
            pre.exists ? "was " : "new link", pre.exists ? old : "", resolves_note(abs, real, note));
 
@@ -858,6 +937,7 @@ int l_fs_symlink(lua_State *L) {
                                                .target = abs,
                                                .describe = desc,
                                                .fingerprint = fp,
+                                               .pin = pin,
                                                .record = rec,
                                                .arg = lua_gettop(L)});
 }
@@ -915,7 +995,12 @@ int l_fs_chmod(lua_State *L) {
   else
     lua_pushinteger(L, old);
   lua_setfield(L, rec, pre.exists ? "mode" : "absent");
-  char fp[64], desc[2 * PATH_MAX + 64];
+  lua_pushinteger(L, mode);
+  lua_setfield(L, rec, "after_mode");
+  record_dir(L, rec, real);
+  char fp[128], desc[2 * PATH_MAX + 64], pin[FS_PIN_MAX], what[32];
+  snprintf(what, sizeof what, "mode:%04o", (unsigned)mode);
+  make_pin(pin, what, real);
   if (!pre.exists)
     snprintf(fp, sizeof fp, "absent");
   else
@@ -924,6 +1009,7 @@ int l_fs_chmod(lua_State *L) {
              : S_ISDIR(pre.sb.st_mode) ? "dir"
                                        : "other",
              (unsigned)old);
+  fp_ino(fp, sizeof fp, &pre);
   if (!pre.exists)
     snprintf(desc, sizeof desc, "chmod %s %04o (does not exist yet)%s", abs, (unsigned)mode,
              resolves_note(abs, real, note));
@@ -941,6 +1027,7 @@ int l_fs_chmod(lua_State *L) {
                                                .target = abs,
                                                .describe = desc,
                                                .fingerprint = fp,
+                                               .pin = pin,
                                                .record = rec,
                                                .arg = lua_gettop(L)});
 }

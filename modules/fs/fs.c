@@ -150,15 +150,22 @@ int fs_resolve_partial(const char *in, char out[PATH_MAX], relish_status *st) {
   return 0;
 }
 
+int fs_sync_dir(int dfd, relish_status *st) {
+  /* Some file systems cannot sync a directory; the rename is still done. */
+  if (fsync(dfd) != 0 && errno != EINVAL && errno != EROFS)
+    return relish_status_errno(st, errno, NULL);
+  return 0;
+}
+
 int fs_sync_parent(const char *path, relish_status *st) {
   char dir[PATH_MAX], base[PATH_MAX];
   fs_split(path, dir, base);
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return relish_status_errno(st, errno, dir);
-  /* Some file systems cannot sync a directory; the rename is still done. */
-  int rc = fsync(fd) != 0 && errno != EINVAL && errno != EROFS ? errno : 0;
+  int rc = fs_sync_dir(fd, st);
   close(fd);
-  return rc ? relish_status_errno(st, rc, dir) : 0;
+  if (rc != 0) return relish_status_errno(st, st->code, dir);
+  return 0;
 }
 
 int fs_read_fd(int fd, size_t max, char **out, size_t *len, relish_status *st) {
@@ -215,46 +222,56 @@ static int fs_write_all(int fd, const char *data, size_t len) {
   return 0;
 }
 
-/* dir/.NAME.relish-XXXXXX, the name cut short to stay within NAME_MAX. */
-static int fs_tmpname(char out[PATH_MAX], const char *path, const char *suffix, relish_status *st) {
-  char dir[PATH_MAX], base[PATH_MAX], name[NAME_MAX + 1];
-  fs_split(path, dir, base);
-  snprintf(name, sizeof name, ".%.200s.relish-%s", base, suffix);
-  return fs_join(out, dir, name, st);
+/* .NAME.relish-SUFFIX, the name cut short to stay within NAME_MAX. */
+static void fs_tmpname(char out[NAME_MAX + 1], const char *base, const char *suffix) {
+  snprintf(out, NAME_MAX + 1, ".%.200s.relish-%s", base, suffix);
 }
 
-/* Removes temp files a write or link replacement of path left behind when the
- * process was killed between making and renaming them (the pattern of
- * fs_tmpname is relish's own, so what matches is ours). */
-void fs_remove_leftovers(const char *path) {
-  char dir[PATH_MAX], base[PATH_MAX], prefix[NAME_MAX + 1], victim[PATH_MAX];
-  fs_split(path, dir, base);
-  int plen = snprintf(prefix, sizeof prefix, ".%.200s.relish-", base);
-  size_t n;
-  int err;
-  char **names = fs_read_names(dir, &n, &err);
-  if (names == NULL) return;
-  for (size_t i = 0; i < n; i++) {
-    struct stat sb;
-    if (strncmp(names[i], prefix, (size_t)plen) != 0 || strlen(names[i]) != (size_t)plen + 6)
-      continue;
-    int w = snprintf(victim, sizeof victim, "%s/%s", dir, names[i]);
-    if (w > 0 && (size_t)w < sizeof victim && lstat(victim, &sb) == 0 && !S_ISDIR(sb.st_mode))
-      unlink(victim);
+/* Six characters that differ from call to call (the XXXXXX of mkstemp). */
+static void fs_tmpsuffix(char out[7]) {
+  static unsigned counter;
+  snprintf(out, 7, "%06x",
+           ((unsigned)getpid() * 2654435761u + counter++ * 40503u + (unsigned)time(NULL)) &
+               0xffffff);
+}
+
+/* Removes temp files a write or link replacement of name in dfd left behind
+ * when the process was killed between making and renaming them (the pattern
+ * of fs_tmpname is relish's own, so what matches is ours). */
+void fs_remove_leftovers(int dfd, const char *name) {
+  char prefix[NAME_MAX + 1];
+  int plen = snprintf(prefix, sizeof prefix, ".%.200s.relish-", name);
+  int fd = dup(dfd);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (d == NULL) {
+    if (fd >= 0) close(fd);
+    return;
   }
-  free(names);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    struct stat sb;
+    if (strncmp(e->d_name, prefix, (size_t)plen) != 0 || strlen(e->d_name) != (size_t)plen + 6)
+      continue;
+    if (fstatat(dfd, e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(sb.st_mode))
+      unlinkat(dfd, e->d_name, 0);
+  }
+  closedir(d);
 }
 
 /* Pure C from the temp file to the rename: nothing can raise in between, so
  * the temp file is cleaned up here on every failure (a killed process leaves
  * it to fs_remove_leftovers). */
-int fs_put_file(const char *path, const char *data, size_t len, mode_t mode, long long uid,
-                long long gid, relish_status *st) {
-  char tmp[PATH_MAX];
-  int e;
-  if (fs_tmpname(tmp, path, "XXXXXX", st) != 0) return -1;
-  int fd = mkostemp(tmp, O_CLOEXEC);
-  if (fd < 0) return relish_status_errno(st, errno, NULL);
+int fs_put_file_at(int dfd, const char *name, const char *data, size_t len, mode_t mode,
+                   long long uid, long long gid, relish_status *st) {
+  char tmp[NAME_MAX + 1], suffix[7];
+  int e, fd;
+  for (int attempt = 0;; attempt++) {
+    fs_tmpsuffix(suffix);
+    fs_tmpname(tmp, name, suffix);
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0) break;
+    if (errno != EEXIST || attempt == 100) return relish_status_errno(st, errno, NULL);
+  }
   if ((e = fs_write_all(fd, data, len)) != 0) goto fail;
   /* Owner first: chown clears set-id bits that fchmod then puts back. Keeping
    * another user's ownership needs privilege; without it the file becomes
@@ -273,36 +290,60 @@ int fs_put_file(const char *path, const char *data, size_t len, mode_t mode, lon
     goto fail;
   }
   fd = -1;
-  if (rename(tmp, path) != 0) {
+  if (renameat(dfd, tmp, dfd, name) != 0) {
     e = errno;
     goto fail;
   }
-  return fs_sync_parent(path, st);
+  return fs_sync_dir(dfd, st);
 fail:
   if (fd >= 0) close(fd);
-  unlink(tmp);
+  unlinkat(dfd, tmp, 0);
   return relish_status_errno(st, e, NULL);
 }
 
-int fs_put_link(const char *path, const char *target, relish_status *st) {
-  static unsigned counter;
-  char tmp[PATH_MAX];
+/* Opens the directory holding path (to act in it by name). */
+static int open_parent(const char *path, char base[PATH_MAX], relish_status *st) {
+  char dir[PATH_MAX];
+  fs_split(path, dir, base);
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return relish_status_errno(st, errno, NULL);
+  return dfd;
+}
+
+int fs_put_file(const char *path, const char *data, size_t len, mode_t mode, long long uid,
+                long long gid, relish_status *st) {
+  char base[PATH_MAX];
+  int dfd = open_parent(path, base, st);
+  if (dfd < 0) return -1;
+  int rc = fs_put_file_at(dfd, base, data, len, mode, uid, gid, st);
+  close(dfd);
+  return rc;
+}
+
+int fs_put_link_at(int dfd, const char *name, const char *target, relish_status *st) {
+  char tmp[NAME_MAX + 1], suffix[7];
   for (int attempt = 0;; attempt++) {
-    char suffix[32];
-    snprintf(suffix, sizeof suffix, "%06x",
-             ((unsigned)getpid() * 2654435761u + counter++ * 40503u + (unsigned)time(NULL)) &
-                 0xffffff);
-    if (fs_tmpname(tmp, path, suffix, st) != 0) return -1;
-    if (symlink(target, tmp) == 0) break;
+    fs_tmpsuffix(suffix);
+    fs_tmpname(tmp, name, suffix);
+    if (symlinkat(target, dfd, tmp) == 0) break;
     int e = errno;
     if (e != EEXIST || attempt == 100) return relish_status_errno(st, e, NULL);
   }
-  if (rename(tmp, path) != 0) {
+  if (renameat(dfd, tmp, dfd, name) != 0) {
     int e = errno;
-    unlink(tmp);
+    unlinkat(dfd, tmp, 0);
     return relish_status_errno(st, e, NULL);
   }
-  return fs_sync_parent(path, st);
+  return fs_sync_dir(dfd, st);
+}
+
+int fs_put_link(const char *path, const char *target, relish_status *st) {
+  char base[PATH_MAX];
+  int dfd = open_parent(path, base, st);
+  if (dfd < 0) return -1;
+  int rc = fs_put_link_at(dfd, base, target, st);
+  close(dfd);
+  return rc;
 }
 
 /* ---- small helpers ---- */

@@ -37,8 +37,9 @@ void fs_hex(const unsigned char *d, size_t n, char *out);
 /* The sorted names of a directory in one malloc'd block (NULL-terminated
  * pointers, then the strings): free() it once. NULL with *err on failure. */
 char **fs_read_names(const char *dir, size_t *count, int *err);
-/* Unlinks the temp files (.NAME.relish-XXXXXX) a killed write of path left. */
-void fs_remove_leftovers(const char *path);
+/* Unlinks the temp files (.NAME.relish-XXXXXX) a killed write of name in the
+ * open directory dfd left. */
+void fs_remove_leftovers(int dfd, const char *name);
 
 /* Raises {kind, message = "fs.VERB PATH: msg", path = PATH} from a failure
  * found in C: every runtime failure of relish.fs (kinds: not_found,
@@ -60,6 +61,8 @@ int fs_resolve_partial(const char *in, char out[PATH_MAX], relish_status *st);
 void fs_split(const char *path, char dir[PATH_MAX], char base[PATH_MAX]);
 /* fsync the directory holding path (after a rename or unlink in it). */
 int fs_sync_parent(const char *path, relish_status *st);
+/* fsync an open directory; file systems that cannot are no failure. */
+int fs_sync_dir(int dfd, relish_status *st);
 /* Read a whole open file into malloc'd memory, at most max bytes: more is
  * EFBIG. *out is NUL-terminated. */
 int fs_read_fd(int fd, size_t max, char **out, size_t *len, relish_status *st);
@@ -67,8 +70,13 @@ int fs_read_fd(int fd, size_t max, char **out, size_t *len, relish_status *st);
  * mode, owner if given (uid >= 0), fsync, rename, fsync of the directory. */
 int fs_put_file(const char *path, const char *data, size_t len, mode_t mode, long long uid,
                 long long gid, relish_status *st);
+/* The same for the entry name of the open directory dfd (undo acts there:
+ * the directory it checked, not whatever a path resolves to now). */
+int fs_put_file_at(int dfd, const char *name, const char *data, size_t len, mode_t mode,
+                   long long uid, long long gid, relish_status *st);
 /* Atomically make path a symlink to target (temp link + rename). */
 int fs_put_link(const char *path, const char *target, relish_status *st);
+int fs_put_link_at(int dfd, const char *name, const char *target, relish_status *st);
 /* 1 when data is UTF-8 text without NUL bytes. */
 int fs_is_text(const char *data, size_t len);
 size_t fs_text_prefix(const char *data, size_t len);

@@ -63,8 +63,9 @@ static void restore_tag_object(lua_State *L, git_repository *repo, int t, const 
   git_odb_free(odb);
 }
 
-/* tag, delete_tag, branch, delete_branch: one ref from after back to before. */
-static int undo_ref(lua_State *L, const char *kind, int t) {
+/* tag, delete_tag, branch, delete_branch: one ref from after back to before;
+ * forced (relish rollback --force), also from where someone moved it since. */
+static int undo_ref(lua_State *L, const char *kind, int t, int force) {
   relish_box *b = relish_box_new(L);
   git_repository *repo = open_repo(L, b, t, kind);
   const char *ref = rg_rec_str(L, t, kind, "ref", 1);
@@ -82,8 +83,15 @@ static int undo_ref(lua_State *L, const char *kind, int t) {
   if (!rg_same_oid(hc, &cur, ha, &after)) {
     char now[8] = "deleted";
     if (hc) rg_short(&cur, now);
-    relish_status_set(&st, "conflict", "changed since relish set it (now %s): left as is", now);
-    return rg_raise(L, "undo", ref, &st);
+    if (!force) {
+      relish_status_set(&st, "conflict",
+                        "changed since relish set it (now %s): left as is (relish rollback "
+                        "--force undoes it)",
+                        now);
+      return rg_raise(L, "undo", ref, &st);
+    }
+    after = cur; /* the compare-and-swap is against what is there now */
+    ha = hc;
   }
   if (hb) restore_tag_object(L, repo, t, &before);
   if (rg_ref_cas(repo, ref, ha ? &after : NULL, hb ? &before : NULL, "relish: undo", &st) != 0)
@@ -124,7 +132,8 @@ static int reverted_by_push(git_repository *repo, const char *ref, const git_oid
 
 /* commit, revert: the branch back, then the work tree and index entries that
  * still hold what the action wrote. */
-static int undo_commit(lua_State *L, const char *kind, int t) {
+static int undo_commit(lua_State *L, const char *kind, int t, int force) {
+  (void)force; /* rg_changes_revert leaves what changed since as is, always */
   relish_box *b = relish_box_new(L);
   git_repository *repo = open_repo(L, b, t, kind);
   const char *ref = rg_rec_str(L, t, kind, "ref", 1);
@@ -148,13 +157,19 @@ static int undo_commit(lua_State *L, const char *kind, int t) {
   return 0;
 }
 
-/* The providers' undo(record) -> true; each raises when it cannot undo. */
+/* The providers' undo(record, opts) -> true; each raises when it cannot
+ * undo. opts.force: a ref moved since the run is moved back all the same. */
 static int undo_kind(lua_State *L, const char *kind,
-                     int (*undo)(lua_State *L, const char *kind, int t)) {
+                     int (*undo)(lua_State *L, const char *kind, int t, int force)) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  int force = 0;
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "force");
+    force = lua_toboolean(L, -1);
+  }
   lua_settop(L, 1);
   relish_need_git();
-  undo(L, kind, 1);
+  undo(L, kind, 1, force);
   lua_settop(L, 1);
   lua_pushboolean(L, 1);
   return 1;

@@ -6,17 +6,21 @@ local gate = require "relish._gate"
 
 local M = {}
 
--- register{kind=, module=, apply=fn(arg), plan=fn(arg), undo=fn(record), fields={...}}
+-- register{kind=, module=, apply=fn(arg), plan=fn(arg), undo=fn(record, opts), fields={...}}
 --   module: the name require loads (so a rollback in another process finds
 --   the undo); nil for a recipe's own kinds, which its file registers again
 --   when it is loaded.
 M.register = gate.register
 
--- run(kind, {target=, describe=, detail=, fingerprint=, record=}, arg)
---   -> apply(arg)'s results, or plan(arg)'s in a dry-run
+-- run(kind, {target=, describe=, detail=, fingerprint=, pin=, record=}, arg)
+--   -> apply(arg)'s results, or plan(arg)'s in a dry-run. pin: what the
+--   action will do whatever the live state (a saved plan compares it for
+--   every action, the fingerprint for the first on a target only)
 M.run = gate.run
 
--- undo(kind, record [, module]): the undo of one journaled action.
+-- undo(kind, record [, module [, opts]]): the undo of one journaled action;
+--   the undo gets (record, opts). opts.force: undo also what changed since
+--   the run (relish rollback --force); an undo refuses that otherwise.
 M.undo = gate.undo
 
 -- A recipe's effect{}: its apply, undo and planned result come with each

@@ -373,7 +373,8 @@ local function describe_item(it)
 end
 
 -- Rolls a run back. E carries journal, out, run (row), recipe (or nil),
--- params, state, budget, dry_run. Returns "complete" | "incomplete", left,
+-- params, state, budget, dry_run, force (undo also what changed since).
+-- Returns "complete" | "incomplete", left,
 -- why it stopped early (or nil), how many items it had to undo, and what it
 -- undid (one line each).
 function M.rollback(E)
@@ -433,7 +434,7 @@ function M.rollback(E)
       else
         local a = it.a
         local record = json.decode(a.undo)
-        ok, err = pcall(effect.undo, a.kind, record, a.provider)
+        ok, err = pcall(effect.undo, a.kind, record, a.provider, E.force and { force = true } or nil)
         if ok then
           journal:mark_action(run.id, a.seq, "undone", nil)
           -- an undo that acted anew (a revert it pushed) says what it did:
@@ -734,6 +735,22 @@ end
 
 -- ---- saved plans -----------------------------------------------------------------
 
+-- A plan's own hash: the sha256 of its content (everything but plan_hash:
+-- params, recipe and its hash, actions with their fingerprints and pins) as
+-- canonical JSON (keys sorted, compact, after one decode so that the maker
+-- and apply hash the same value). apply refuses a plan whose content no
+-- longer matches it: params edited in plan.json are not applied.
+local function plan_hash(plan)
+  local content = {}
+  for k, v in pairs(plan) do
+    if k ~= "plan_hash" then content[k] = v end
+  end
+  local canonical = json.encode(json.decode(json.encode(content, { sort_keys = true })), { sort_keys = true })
+  return sha256_text(canonical)
+end
+
+local PLAN_VERSION = 2 -- 2: fingerprints carry pins, the plan its plan_hash
+
 function M.save_plan(journal, run_id, file, recipe, path, hash, params)
   local actions = {}
   for _, a in ipairs(journal:actions(run_id)) do
@@ -741,12 +758,15 @@ function M.save_plan(journal, run_id, file, recipe, path, hash, params)
       describe = a.describe, fingerprint = a.fingerprint or json.null,
       irreversible = irreversible(recipe, a.step, a.irreversible) }
   end
-  local plan = { relish_plan = 1, recipe = recipe.name, file = path, recipe_hash = hash,
+  local plan = { relish_plan = PLAN_VERSION, recipe = recipe.name, file = path, recipe_hash = hash,
     params = json.decode(storable_params(params)), created_at = J.now_iso(), run_id = run_id,
     actions = json.array(actions) }
   -- paths are bytes: json_safe keeps them exactly (x_b64, read back by
-  -- json_restore in apply); written whole or not at all
-  local text = json.encode(require("relish.output").json_safe(plan), { pretty = true, sort_keys = true }) .. "\n"
+  -- json_restore in apply); the hash is over what the file holds; written
+  -- whole or not at all
+  local safe = require("relish.output").json_safe(plan)
+  safe.plan_hash = plan_hash(safe)
+  local text = json.encode(safe, { pretty = true, sort_keys = true }) .. "\n"
   local tmp = file .. ".tmp"
   local fh, err = io.open(tmp, "w")
   if not fh then invalid("cannot write plan " .. file .. ": " .. tostring(err)) end
@@ -765,10 +785,19 @@ function M.apply(opts)
   local text = fh:read("a")
   fh:close()
   local plan, err = require("relish._errors").try(json.decode, text)
-  if type(plan) == "table" then plan, err = require("relish.output").json_restore(plan) end
-  if not plan or type(plan) ~= "table" or plan.relish_plan ~= 1 or type(plan.actions) ~= "table" then
+  if not plan or type(plan) ~= "table" or type(plan.relish_plan) ~= "number" or type(plan.actions) ~= "table" then
     invalid(opts.plan .. ": not a relish plan" .. (err and (" (" .. tostring(err) .. ")") or ""))
   end
+  if plan.relish_plan ~= PLAN_VERSION then
+    invalid(string.format("%s: a plan of format %s, made by another version of relish (this one applies format %d): "
+      .. "make a new plan", opts.plan, tostring(plan.relish_plan), PLAN_VERSION))
+  end
+  if type(plan.plan_hash) ~= "string" or plan_hash(plan) ~= plan.plan_hash then
+    invalid(string.format("%s was modified after it was made (its content does not match its plan_hash): "
+      .. "nothing was applied; make a new plan", opts.plan))
+  end
+  plan, err = require("relish.output").json_restore(plan)
+  if not plan then invalid(opts.plan .. ": not a relish plan (" .. tostring(err) .. ")") end
   local sfh = io.open(plan.file, "rb")
   if not sfh then invalid("the plan's recipe " .. tostring(plan.file) .. " is gone") end
   local source = sfh:read("a")
@@ -820,7 +849,8 @@ function M.rollback_cmd(opts)
     invalid("run " .. run.id .. " was a dry-run: nothing to roll back")
   end
   check_not_running(run)
-  local R = { journal = journal, out = out, dry_run = opts.dry_run, reason = "requested", requested = true }
+  local R = { journal = journal, out = out, dry_run = opts.dry_run, reason = "requested", requested = true,
+    force = opts.force }
   local _ <close> = releasing(R)
   if not opts.dry_run then
     -- the run's own lock (another rollback, a resume, the run itself) and

@@ -542,6 +542,72 @@ describe("saved plans", function()
     assert_match(a.stderr, "changed since the plan was made")
   end)
 
+  -- issue 17 item 7: a saved plan pins what gets applied
+  test("params edited in plan.json are refused, exit 2, nothing applied", function()
+    local d = tmpdir()
+    local w = world(d)
+    local before = snapshot(w)
+    assert_eq(relish { "plan", EIGHT, "-p", "dir=" .. w, "-o", d .. "/plan.json", "--state", support.state(d) }.code, 0)
+    local plan = read(d .. "/plan.json")
+    assert_match(plan, '"plan_hash": "%x+"')
+    write(d .. "/plan.json", (plan:gsub('"version": "v2"', '"version": "v9"')))
+    local a = relish { "apply", d .. "/plan.json", "--state", support.state(d) }
+    assert_eq(a.code, 2, a.stderr .. a.stdout)
+    assert_match(a.stderr, "plan%.json was modified after it was made")
+    assert_eq(snapshot(w), before)
+    -- a plan of the format before plan_hash and pins is refused too
+    write(d .. "/plan.json", (plan:gsub('"relish_plan": 2', '"relish_plan": 1')))
+    a = relish { "apply", d .. "/plan.json", "--state", support.state(d) }
+    assert_eq(a.code, 2, a.stderr .. a.stdout)
+    assert_match(a.stderr, "made by another version of relish")
+  end)
+
+  local PINNED = [[
+local fs = require "relish.fs"
+return recipe "pinned" {
+  params = { dir = param.string { required = true } },
+  step "write" { run = function(ctx)
+    local d = ctx.params.dir
+    fs.write(d .. "/conf/app.conf", fs.read(d .. "/input"))
+  end },
+}
+]]
+
+  test("a symlink re-pointed between plan and apply: apply refuses, nothing is written", function()
+    local d = tmpdir()
+    local f = recipe(d, "pinned.lua", PINNED)
+    assert(os.execute(string.format("mkdir %s/a %s/b && ln -s %s/a %s/conf", d, d, d, d)))
+    write(d .. "/input", "setting=1\n")
+    assert_eq(relish { "plan", f, "-p", "dir=" .. d, "-o", d .. "/plan.json", "--state", support.state(d) }.code, 0)
+    local plan = json.decode(read(d .. "/plan.json"))
+    assert_match(plan.actions[1].fingerprint, "^absent #pin: new:%x+:0644 at:" .. (d .. "/a/app.conf"):gsub("%p", "%%%0") .. "$")
+    assert(os.execute(string.format("ln -sfn %s/b %s/conf", d, d)))
+    local a = relish { "apply", d .. "/plan.json", "--state", support.state(d) }
+    assert_eq(a.code, 1, a.stderr .. a.stdout)
+    assert_match(a.stdout, "what action 1 %(fs%.write [^\n]*/conf/app%.conf%) would do changed since the plan")
+    assert_match(a.stdout, "now: +new:%x+:0644 at:[^\n]*/b/app%.conf")
+    assert_nil(read(d .. "/b/app.conf"))
+    assert_nil(read(d .. "/a/app.conf"))
+  end)
+
+  test("content different between plan and apply (its input file changed): apply refuses", function()
+    local d = tmpdir()
+    local f = recipe(d, "pinned.lua", PINNED)
+    assert(os.execute(string.format("mkdir %s/conf", d)))
+    write(d .. "/input", "setting=1\n")
+    assert_eq(relish { "plan", f, "-p", "dir=" .. d, "-o", d .. "/plan.json", "--state", support.state(d) }.code, 0)
+    write(d .. "/input", "setting=2\n")
+    local a = relish { "apply", d .. "/plan.json", "--state", support.state(d) }
+    assert_eq(a.code, 1, a.stderr .. a.stdout)
+    assert_match(a.stdout, "would do changed since the plan")
+    assert_nil(read(d .. "/conf/app.conf"))
+    -- unchanged, the same plan applies
+    write(d .. "/input", "setting=1\n")
+    a = relish { "apply", d .. "/plan.json", "--state", support.state(d) }
+    assert_eq(a.code, 0, a.stderr .. a.stdout)
+    assert_eq(read(d .. "/conf/app.conf"), "setting=1\n")
+  end)
+
   test("a file that is not JSON is not a plan: a usage error naming the fault", function()
     local d = tmpdir()
     write(d .. "/plan.json", '{"relish_plan": 1,\n  oops}\n')

@@ -72,6 +72,11 @@ local function planned_record(dir, fn)
   return effects[1]
 end
 
+-- " ino:DEV:INO" of what is at path, as live fingerprints end
+local function ino(path)
+  return " ino:" .. run("stat", "-c", "%d:%i", path):gsub("%s+$", "")
+end
+
 local function temp_names(dir)
   local t = {}
   for _, name in ipairs(assert(fs.list(dir))) do
@@ -251,7 +256,7 @@ describe("write", function()
     local effects = capture(function() return fs.write(d .. "/f", "newer", { mode = "0640" }) end)
     assert_eq(snapshot(d), { f = "file 640 newer" })
     assert_eq(effects[1].describe, "write " .. d .. "/f (5 B, mode 0600 → 0640)")
-    assert_match(effects[1].fingerprint, "^file:" .. fs.sha256("new") .. ":0600$")
+    assert_match(effects[1].fingerprint, "^file:" .. fs.sha256("new") .. ":0600 ino:%d+:%d+$")
   end)
 
   test("the detail is a unified diff of old and new text", function()
@@ -641,7 +646,7 @@ describe("remove", function()
     local e = undo_roundtrip(d, function() return fs.remove(d .. "/l") end, function()
       assert_eq(snapshot(d), { target = "file 644 stays" })
     end)
-    assert_eq(e.fingerprint, "link:target")
+    assert_match(e.fingerprint, "^link:target ino:%d+:%d+$")
     assert_eq(e.describe, "remove " .. d .. "/l (link to target)")
   end)
 
@@ -673,7 +678,7 @@ describe("remove", function()
       assert_false(fs.exists(t))
     end)
     assert_match(e.describe, "directory tree: 3 files, 4 directories, 2 links, 10 B%)$")
-    assert_match(e.fingerprint, "^dir:0755:%x+$")
+    assert_match(e.fingerprint, "^dir:0755:%x+ ino:%d+:%d+$")
     assert_match(e.detail, "%- " .. t:gsub("%p", "%%%0") .. "/etc/app%.yml %(file, 5 B%)\n")
   end)
 
@@ -693,7 +698,7 @@ describe("remove", function()
       .. '{"name":"l","type":"link","target":"a"},'
       .. '{"name":"s","type":"dir",' .. meta "700" .. ',"entries":[]}]}'
     local effects = capture(function() return fs.remove(t, { recursive = true }) end, true)
-    assert_eq(effects[1].fingerprint, "dir:0755:" .. fs.sha256(text))
+    assert_eq(effects[1].fingerprint, "dir:0755:" .. fs.sha256(text) .. ino(t))
   end)
 
   test("undo finishes a removal that was cut short", function()
@@ -745,7 +750,7 @@ describe("symlink", function()
       assert_eq(fs.stat(d .. "/current").target, "v2")
     end)
     assert_eq(e.describe, "symlink " .. d .. "/current → v2 (was v1)")
-    assert_eq(e.fingerprint, "link:v1")
+    assert_match(e.fingerprint, "^link:v1 ino:%d+:%d+$")
     assert_eq(temp_names(d), {})
   end)
 
@@ -781,7 +786,7 @@ describe("chmod", function()
       assert_eq(fs.stat(d .. "/f").mode, mode "600")
     end)
     assert_eq(e.describe, "chmod " .. d .. "/f 0644 → 0600")
-    assert_eq(e.fingerprint, "file:0644")
+    assert_eq(e.fingerprint, "file:0644" .. ino(d .. "/f"))
     run("mkdir", "-m", "700", d .. "/dir")
     undo_roundtrip(d, function() return fs.chmod(d .. "/dir", mode "2755") end)
   end)
@@ -862,10 +867,13 @@ describe("dry-run", function()
       fs.remove(d .. "/new/README")
     end)
     assert_eq(#planned, 5)
+    -- the same live state, but for the inode number of a file the run made
+    -- (after the first action on a target, a plan compares only the pin)
     for i = 1, 5 do
-      assert_eq({ planned[i].kind, planned[i].target, planned[i].fingerprint },
-        { applied[i].kind, applied[i].target, applied[i].fingerprint })
+      assert_eq({ planned[i].kind, planned[i].target, planned[i].fingerprint, planned[i].pin },
+        { applied[i].kind, applied[i].target, applied[i].fingerprint:gsub(" ino:%d+:%d+$", ""), applied[i].pin })
     end
+    assert_eq(planned[2].pin, "new:" .. fs.sha256("hi\n") .. ":0644 at:" .. d .. "/new/README")
     assert_eq(planned[3].describe, "chmod " .. d .. "/new/README 0644 → 0444")
     assert_eq(planned[4].fingerprint, "file:" .. fs.sha256("hi\n") .. ":0444")
   end)
@@ -916,9 +924,11 @@ describe("secrets", function()
     assert_eq(get(d .. "/creds"), plain)
     local e = effects[1]
     assert_eq(e.detail, "secret content: " .. #plain .. " bytes, not shown")
-    for _, field in ipairs { "describe", "detail", "target", "fingerprint" } do
+    for _, field in ipairs { "describe", "detail", "target", "fingerprint", "pin" } do
       assert_nil(tostring(e[field]):find(plain, 1, true), field)
     end
+    -- nor its digest in the pin a plan file keeps
+    assert_match(e.pin, "^new:secret:0600 at:")
   end)
 
   test("a pre-image holding a secret is not journaled; its undo says so", function()
@@ -1055,7 +1065,7 @@ return recipe "meta" {
     local function remove_tree()
       local e = capture(function() return fs.remove(d .. "/t", { recursive = true }) end)[1]
       assert_true(effect.undo(e.kind, e.undo))
-      return e.fingerprint
+      return (e.fingerprint:gsub(" ino:%d+:%d+$", "")) -- undo made the tree anew
     end
     local a = remove_tree()
     run("touch", "-d", "2003-01-01", d .. "/t/sub/g", d .. "/t/sub")
@@ -1192,5 +1202,151 @@ return recipe "rmj" {
     -- a file beside the journal is fine
     local r = support.relish { "run", f, "-p", "what=" .. d .. "/rm.lua", "--state", state }
     assert_eq(r.code, 0, r.stdout .. r.stderr)
+  end)
+end)
+
+-- issue 17 item 6: an undo acts on the path it acted on, and only on what the
+-- run made; what changed since is left as is (exit 3) unless --force
+describe("undo acts only on what the run made", function()
+  local function undo_error(kind, rec, opts)
+    local ok, err = pcall(effect.undo, kind, rec, nil, opts)
+    assert_false(ok, "the undo should have refused")
+    return err
+  end
+
+  test("a directory swapped for a symlink: rollback leaves the other directory alone, exit 3", function()
+    local d = tmpdir()
+    local w = d .. "/w"
+    run("mkdir", "-p", w .. "/conf")
+    put(w .. "/conf/app.conf", "old app\n")
+    local f = support.recipe(d, "conf.lua", [[
+local fs = require "relish.fs"
+return recipe "conf" {
+  params = { dir = param.string { required = true } },
+  step "write" { run = function(ctx)
+    fs.write(ctx.params.dir .. "/conf/new.conf", "new\n")
+    fs.write(ctx.params.dir .. "/conf/app.conf", "new app\n")
+  end },
+}
+]])
+    local r = support.relish { "run", f, "-p", "dir=" .. w, "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    -- someone moves the directory away and puts a link to another one in its place
+    run("mv", w .. "/conf", w .. "/conf.moved")
+    run("mkdir", w .. "/other")
+    put(w .. "/other/new.conf", "theirs\n")
+    put(w .. "/other/app.conf", "their app\n")
+    run("ln", "-s", w .. "/other", w .. "/conf")
+    local other, moved = snapshot(w .. "/other"), snapshot(w .. "/conf.moved")
+    r = support.relish { "rollback", "last", "--state", support.state(d) }
+    assert_eq(r.code, 3, r.stdout .. r.stderr)
+    assert_eq(snapshot(w .. "/other"), other, "files in the other directory were changed")
+    assert_eq(snapshot(w .. "/conf.moved"), moved)
+    assert_match(r.stdout, "left to do by hand")
+    assert_match(r.stdout, "conf/new%.conf[^\n]*symlink or not a directory now")
+    -- --force does not make it act in another directory either
+    r = support.relish { "rollback", "last", "--force", "--state", support.state(d) }
+    assert_eq(r.code, 3, r.stdout .. r.stderr)
+    assert_eq(snapshot(w .. "/other"), other)
+    local s = require("relish.json").decode(
+      support.relish { "show", "last", "--format", "json", "--state", support.state(d) }.stdout)
+    local a = s.rollbacks[#s.rollbacks]
+    assert_eq({ a.status, #a.left }, { "incomplete", 2 })
+    assert_match(a.left[1], "app%.conf")
+    assert_match(a.left[2], "new%.conf")
+  end)
+
+  test("a directory replaced by another directory at the same path is refused, even forced", function()
+    local d = tmpdir()
+    run("mkdir", d .. "/sub")
+    local effects = capture(function() return fs.write(d .. "/sub/f", "ours") end)
+    run("mv", d .. "/sub", d .. "/sub.old")
+    run("mkdir", d .. "/sub")
+    put(d .. "/sub/f", "ours") -- even the same content: it is not the file the run wrote
+    local err = undo_error("fs.write", effects[1].undo, { force = true })
+    assert_eq(err.kind, "conflict")
+    assert_match(err.message, "another directory than the one the run acted in")
+    assert_eq(get(d .. "/sub/f"), "ours")
+    assert_eq(get(d .. "/sub.old/f"), "ours")
+  end)
+
+  test("content changed since the run: not overwritten or deleted unless forced", function()
+    local d = tmpdir()
+    put(d .. "/f", "v1", mode "640")
+    local effects = capture(function() return fs.write(d .. "/f", "v2"), fs.write(d .. "/new", "made") end)
+    assert_eq(effects[1].undo.after.sha256, fs.sha256("v2"))
+    put(d .. "/f", "edited later")
+    put(d .. "/new", "edited too")
+    local err = undo_error("fs.write", effects[1].undo)
+    assert_eq(err.kind, "conflict")
+    assert_match(err.message, "fs%.undo of fs%.write [^\n]*/f: its content changed since the run: left as is")
+    assert_match(err.message, "%-%-force")
+    assert_eq(undo_error("fs.write", effects[2].undo).kind, "conflict")
+    assert_eq({ get(d .. "/f"), get(d .. "/new") }, { "edited later", "edited too" })
+    -- what the run wrote, or what was there before, is undone as always
+    assert_true(effect.undo("fs.write", effects[1].undo, nil, { force = true }))
+    assert_true(effect.undo("fs.write", effects[2].undo, nil, { force = true }))
+    assert_eq({ get(d .. "/f"), fs.exists(d .. "/new") }, { "v1", false })
+    assert_eq(fs.stat(d .. "/f").mode, mode "640")
+  end)
+
+  test("a link re-pointed, a removed file back with other content, a mode changed: left as is", function()
+    local d = tmpdir()
+    put(d .. "/gone", "was here")
+    put(d .. "/m", "m", mode "600")
+    local effects = capture(function()
+      return fs.symlink("a", d .. "/link"), fs.remove(d .. "/gone"), fs.chmod(d .. "/m", mode "644")
+    end)
+    run("ln", "-sfn", "b", d .. "/link")
+    put(d .. "/gone", "someone else's")
+    run("chmod", "640", d .. "/m")
+    for i, want in ipairs { "the link was changed", "something else is there", "its mode was changed %(to 0640%)" } do
+      local err = undo_error(effects[i].kind, effects[i].undo)
+      assert_eq(err.kind, "conflict")
+      assert_match(err.message, want)
+    end
+    assert_eq({ fs.stat(d .. "/link").target, get(d .. "/gone"), fs.stat(d .. "/m").mode },
+      { "b", "someone else's", mode "640" })
+    for _, e in ipairs(effects) do assert_true(effect.undo(e.kind, e.undo, nil, { force = true })) end
+    assert_eq({ fs.exists(d .. "/link"), get(d .. "/gone"), fs.stat(d .. "/m").mode }, { false, "was here", mode "600" })
+    -- a removed file that nobody put back is recreated without force
+    local e = capture(function() return fs.remove(d .. "/gone") end)[1]
+    assert_true(effect.undo(e.kind, e.undo))
+    assert_eq(get(d .. "/gone"), "was here")
+  end)
+
+  test("mkdir: a parent swapped for a link to another tree is not rmdir'ed through", function()
+    local d = tmpdir()
+    local effects = capture(function() return fs.mkdir(d .. "/a/b/c", { parents = true }) end)
+    assert_eq(#effects[1].undo.created, 3)
+    run("mv", d .. "/a", d .. "/a.moved")
+    run("mkdir", "-p", d .. "/x/b/c")
+    run("ln", "-s", d .. "/x", d .. "/a")
+    local err = undo_error("fs.mkdir", effects[1].undo, { force = true })
+    assert_eq(err.kind, "conflict")
+    assert_match(err.message, "symlink or not a directory now")
+    assert_true(fs.exists(d .. "/x/b/c"))
+    assert_true(fs.exists(d .. "/a.moved/b/c"))
+  end)
+
+  test("relish rollback --force undoes what changed since the run", function()
+    local d = tmpdir()
+    put(d .. "/cfg", "before\n")
+    local f = support.recipe(d, "w.lua", [[
+local fs = require "relish.fs"
+return recipe "w" {
+  params = { dir = param.string { required = true } },
+  step "write" { run = function(ctx) fs.write(ctx.params.dir .. "/cfg", "by the run\n") end },
+}
+]])
+    assert_eq(support.relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d) }.code, 0)
+    put(d .. "/cfg", "edited by hand\n")
+    local r = support.relish { "rollback", "last", "--state", support.state(d) }
+    assert_eq(r.code, 3, r.stdout .. r.stderr)
+    assert_match(r.stdout, "cfg[^\n]*its content changed since the run: left as is")
+    assert_eq(get(d .. "/cfg"), "edited by hand\n")
+    r = support.relish { "rollback", "last", "--force", "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq(get(d .. "/cfg"), "before\n")
   end)
 end)
