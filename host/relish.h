@@ -126,6 +126,13 @@ void relish_status_push(lua_State *L, const char *what, const relish_status *st)
 /* relish_status_push, then raises it. */
 int relish_status_raise(lua_State *L, const char *what, const relish_status *st);
 
+/* Opens the regular file at path for reading (O_RDONLY | O_CLOEXEC | flags,
+ * e.g. O_NOFOLLOW): a descriptor in blocking mode, or -1 with st set. It
+ * opens without blocking and looks before it reads, so a fifo, a socket or a
+ * device is refused at once (kind not_file, or notfile_kind when not NULL)
+ * instead of blocking until a signal; a directory is EISDIR. */
+int relish_open_file(const char *path, int flags, const char *notfile_kind, relish_status *st);
+
 /* A growable byte buffer, always NUL-terminated once anything was added;
  * start it zeroed, with max set to cap it (0: no cap). */
 typedef struct {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hostint.h"
 
@@ -243,8 +244,13 @@ static void close_file(void *f) { fclose(f); }
  * not_found when it cannot be read */
 static int l_secret_file(lua_State *L) {
   const char *path = relish_checktext(L, 1, "secret.file", NULL);
-  FILE *f = fopen(path, "rb");
-  if (!f) return relish_raise(L, "not_found", "secret: cannot read %s: %s", path, strerror(errno));
+  relish_status st = {0};
+  int fd = relish_open_file(path, 0, "not_found", &st);
+  FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
+  if (!f) {
+    if (fd >= 0) relish_status_errno(&st, errno, NULL), close(fd);
+    return relish_raise(L, "not_found", "secret: cannot read %s: %s", path, st.msg);
+  }
   relish_box *box = relish_box_new(L); /* closes f should the buffer raise */
   relish_box_add(box, f, close_file);
   luaL_Buffer b;

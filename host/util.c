@@ -1,12 +1,15 @@
 /* util.c: the one copy of the helpers every module shares: the resource box,
  * the failure status, the growable buffer, the option checker and the edit
  * distance behind every "did you mean". */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hostint.h"
@@ -141,6 +144,43 @@ int relish_status_errno(relish_status *st, int code, const char *where) {
   st->code = code;
   if (where != NULL) return relish_status_set(st, NULL, "%s: %s", where, strerror(code));
   return relish_status_set(st, NULL, "%s", strerror(code));
+}
+
+int relish_open_file(const char *path, int flags, const char *notfile_kind, relish_status *st) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | flags);
+  if (fd < 0) return relish_status_errno(st, errno, NULL);
+  struct stat sb;
+  const char *what = NULL;
+  if (fstat(fd, &sb) != 0) {
+    int e = errno;
+    close(fd);
+    return relish_status_errno(st, e, NULL);
+  }
+  if (S_ISDIR(sb.st_mode)) {
+    close(fd);
+    return relish_status_errno(st, EISDIR, NULL);
+  }
+  if (S_ISFIFO(sb.st_mode))
+    what = "a fifo";
+  else if (S_ISSOCK(sb.st_mode))
+    what = "a socket";
+  else if (S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode))
+    what = "a device";
+  else if (!S_ISREG(sb.st_mode))
+    what = "not a file";
+  if (what != NULL) {
+    close(fd);
+    st->code = 0;
+    return relish_status_set(st, notfile_kind ? notfile_kind : "not_file",
+                             "not a regular file (%s): refused, reading it could block", what);
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+    int e = errno;
+    close(fd);
+    return relish_status_errno(st, e, NULL);
+  }
+  return fd;
 }
 
 const char *relish_status_kind(const relish_status *st) {

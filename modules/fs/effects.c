@@ -144,8 +144,8 @@ static int target_path(lua_State *L, const char *path, int follow, char real[PAT
 /* Whole content of the regular file at path, boxed. */
 static int slurp(relish_box *b, const char *path, size_t max, char **out, size_t *len,
                  relish_status *st) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return relish_status_errno(st, errno, NULL);
+  int fd = relish_open_file(path, 0, "io", st);
+  if (fd < 0) return -1;
   int rc = fs_read_fd(fd, max, out, len, st);
   close(fd);
   if (rc == 0) relish_box_add(b, *out, free);

@@ -450,20 +450,13 @@ const char *fs_checkpath(lua_State *L, int idx, const char *fname) {
 
 /* ---- reads ---- */
 
-/* A descriptor open for reading a file (not a directory), in the box. */
+/* A descriptor open for reading a regular file, in the box: a directory,
+ * fifo, socket or device raises (kind io) before any read could block. */
 static int fs_open_read(lua_State *L, relish_box *b, const char *verb, const char *path) {
   relish_status st = {0};
-  struct stat sb;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || fstat(relish_box_fd(b, fd), &sb) != 0) {
-    relish_status_errno(&st, errno, NULL);
-    fs_raise(L, verb, path, &st);
-  }
-  if (S_ISDIR(sb.st_mode)) {
-    relish_status_errno(&st, EISDIR, NULL);
-    fs_raise(L, verb, path, &st);
-  }
-  return fd;
+  int fd = relish_open_file(path, 0, "io", &st);
+  if (fd < 0) fs_raise(L, verb, path, &st);
+  return relish_box_fd(b, fd);
 }
 
 /* fs.read(path) -> content; raises (not_found, ...) when it cannot */

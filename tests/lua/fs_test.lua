@@ -115,6 +115,38 @@ describe("sha256", function()
   end)
 end)
 
+describe("what is not a regular file", function()
+  -- a fifo with no writer blocks an ordinary open or read until a signal:
+  -- each reader refuses it at once instead. Run in a child process, so a
+  -- reader that blocks fails the test by its timeout instead of hanging it.
+  test("fs.read, fs.hash, fs.copy and secret.file refuse a fifo or a device at once", function()
+    local d = tmpdir()
+    run("mkfifo", d .. "/fifo")
+    put(d .. "/probe.lua", [[
+local fs, secret = require "relish.fs", require "relish.secret"
+local try = require("relish._errors").try
+local d = ...
+for _, c in ipairs {
+  { "read", fs.read, d .. "/fifo" }, { "hash", fs.hash, d .. "/fifo" }, { "read", fs.read, "/dev/zero" },
+  { "copy", fs.copy, d .. "/fifo", d .. "/copy" }, { "secret", secret.file, d .. "/fifo" },
+} do
+  local v, err = try(c[2], c[3], c[4])
+  print(c[1], v == nil and err.kind or "value", v == nil and err.message or "")
+end
+]])
+    local r = sh.run { argv = { relish_exe(), "lua", d .. "/probe.lua", d }, timeout = 30, check = false }
+    assert_false(r.timed_out, "a reader blocked on the fifo")
+    assert_eq(r.code, 0, r.stderr)
+    local q = d:gsub("%p", "%%%0")
+    assert_match(r.stdout, "read\tio\tfs%.read " .. q .. "/fifo: not a regular file %(a fifo%)")
+    assert_match(r.stdout, "hash\tio\tfs%.hash " .. q .. "/fifo: not a regular file %(a fifo%)")
+    assert_match(r.stdout, "read\tio\tfs%.read /dev/zero: not a regular file %(a device%)")
+    assert_match(r.stdout, "copy\tio\tfs%.copy " .. q .. "/fifo: not a regular file")
+    assert_match(r.stdout, "secret\tnot_found\tsecret: cannot read " .. q .. "/fifo: not a regular file %(a fifo%)")
+    assert_nil(get(d .. "/copy"), "nothing copied")
+  end)
+end)
+
 describe("reads", function()
   test("read returns the bytes, NULs included", function()
     local d = tmpdir()
