@@ -38,7 +38,12 @@ int relish_error_exit(lua_State *L, int idx);
 /* signals.c */
 void relish_signals_install(lua_State *L);
 void relish_interrupt_reset(void);
-void relish_set_deadline(lua_State *L, double monotonic_seconds);
+/* A deadline (monotonic seconds, 0: none) for the code about to run, and
+ * what runs (a step: NULL when none runs), named if it must be ended. */
+void relish_set_deadline(lua_State *L, double monotonic_seconds, const char *what);
+/* The event loop is about to resume task co (NULL: back in the loop): a
+ * signal hooks it too. Returns the task running before, to put back. */
+lua_State *relish_running_task(lua_State *co);
 
 /* cli.c */
 int relish_cli(lua_State *L, int argc, char **argv);

@@ -217,9 +217,11 @@ static int l_host_pid_alive(lua_State *L) {
   return 1;
 }
 
-/* set_deadline(monotonic seconds | nil): past it, Lua code raises "timeout" */
+/* set_deadline(monotonic seconds | nil [, what]): past it, Lua code raises
+ * "timeout"; what ('step "x" of run R') is named should the watchdog have to
+ * end the process */
 static int l_host_set_deadline(lua_State *L) {
-  relish_set_deadline(L, luaL_optnumber(L, 1, 0));
+  relish_set_deadline(L, luaL_optnumber(L, 1, 0), luaL_optstring(L, 2, NULL));
   return 0;
 }
 

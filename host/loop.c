@@ -516,7 +516,9 @@ static void resume_task(lua_State *from, task *t) {
   t->state = T_RUNNING;
   t->waiting = NULL;
   int nres = 0;
+  lua_State *outer = relish_running_task(t->co); /* a signal reaches it too */
   int st = lua_resume(t->co, from, nargs, &nres);
+  relish_running_task(outer);
   LP.current = saved;
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);

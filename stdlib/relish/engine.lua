@@ -106,7 +106,8 @@ local function attempt(E, s, ctx)
   local deadline = 0
   if s.timeout then deadline = host.now() + s.timeout end
   if E.run_deadline and (deadline == 0 or E.run_deadline < deadline) then deadline = E.run_deadline end
-  host.set_deadline(deadline > 0 and deadline or nil)
+  -- named, should the watchdog have to end the process (stuck in a C call)
+  host.set_deadline(deadline > 0 and deadline or nil, string.format("step %q of run %s", s.name, E.run_id))
   local ok, err = xpcall(s.run, function(e)
     if type(e) == "table" then return e end
     if os.getenv("RELISH_TRACEBACK") then return debug.traceback(tostring(e), 2) end
@@ -419,7 +420,7 @@ function M.rollback(E)
         gate.set_step(-it.idx)
         local ctx = make_ctx({ journal = journal, out = out, run_id = run.id, params = E.params or {},
           state = E.state or {}, dry_run = false, recipe = E.recipe })
-        host.set_deadline(deadline)
+        host.set_deadline(deadline, string.format("the undo of step %q of run %s", it.name, run.id))
         ok, err = xpcall(it.step.undo, function(e) return type(e) == "table" and e or tostring(e) end, ctx)
         host.set_deadline(nil)
         loop.reset()
@@ -509,7 +510,7 @@ local function notify(E, ctx, event, outcome)
     E.journal:event(E.run_id, "notify", text)
     E.out:event("log", { message = text })
   end
-  host.set_deadline(host.now() + NOTIFY_BUDGET)
+  host.set_deadline(host.now() + NOTIFY_BUDGET, string.format("the %s handler of run %s", event, E.run_id))
   local ok, effects, fine, err = pcall(gate.capture, function() return pcall(fn, ctx, outcome) end,
     { dry_run = E.dry_run })
   host.set_deadline(nil)
