@@ -6,9 +6,12 @@
  * starts; other commits (step status, events) use NORMAL and ride along. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -175,6 +178,50 @@ static int run_sql(lua_State *L, int rows) {
   sqlite3_finalize(st);
   if (rows) return 1;
   lua_pushinteger(L, sqlite3_changes(j->db));
+  return 1;
+}
+
+/* ---- the reserve: room for a rollback's own rows on a full disk ---------- */
+
+static int reserve_path(relish_journal *j, char out[4096]) {
+  const char *f = relish_journal_filename(j);
+  if (f == NULL) return -1;
+  int n = snprintf(out, 4096, "%s.reserve", f);
+  return n > 0 && n < 4096 ? 0 : -1;
+}
+
+/* reserve(bytes) -> true | nil, err: keeps bytes of disk next to the journal
+ * (JOURNAL.reserve, allocated, not sparse), so a rollback that finds the disk
+ * full can free them and still journal what it undoes */
+static int l_journal_reserve(lua_State *L) {
+  relish_journal *j = relish_journal_check(L, 1);
+  lua_Integer bytes = luaL_checkinteger(L, 2);
+  char path[4096];
+  if (reserve_path(j, path) != 0)
+    return relish_fail(L, "io", "journal: no file to reserve space next to");
+  struct stat sb;
+  if (stat(path, &sb) == 0 && sb.st_size >= bytes) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return relish_fail(L, "io", "journal: %s: %s", path, strerror(errno));
+  int rc = bytes > 0 ? posix_fallocate(fd, 0, (off_t)bytes) : 0;
+  if (rc == 0 && fsync(fd) != 0) rc = errno;
+  close(fd);
+  if (rc != 0) {
+    unlink(path); /* half a reserve would only take the room it was meant to keep */
+    return relish_fail(L, "io", "journal: %s: %s", path, strerror(rc));
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* release_reserve() -> true when there was one to free */
+static int l_journal_release_reserve(lua_State *L) {
+  relish_journal *j = relish_journal_check(L, 1);
+  char path[4096];
+  lua_pushboolean(L, reserve_path(j, path) == 0 && unlink(path) == 0);
   return 1;
 }
 
@@ -351,6 +398,8 @@ int luaopen_relish__journal(lua_State *L) {
                                      {"action_begin", l_journal_action_begin},
                                      {"action_end", l_journal_action_end},
                                      {"close", l_journal_close},
+                                     {"reserve", l_journal_reserve},
+                                     {"release_reserve", l_journal_release_reserve},
                                      {NULL, NULL}};
   if (relish_resource_metatable(L, JOURNAL_MT, l_journal_close, methods)) {
     lua_pushliteral(L, "journal");

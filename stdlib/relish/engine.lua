@@ -382,8 +382,22 @@ function M.rollback(E)
   local journal, out, run = E.journal, E.out, E.run
   local items = rollback_items(journal, run, E.recipe)
   local left, undone, irreversible, done = {}, 0, {}, {}
+  -- The world matters more than the journal's rows: a journal write that
+  -- fails (a full disk) never stops the rollback; what it could not record
+  -- is listed as left to do, and the rollback is not complete.
+  local unrecorded = {}
+  local function journaled(what, fn, ...)
+    local ok, err = pcall(fn, journal, ...)
+    if not ok then unrecorded[#unrecorded + 1] = string.format("%s: %s", what, first_line(errmsg(err))) end
+    return ok, err
+  end
   out:event("rollback_started", { actions = #items, reason = E.reason, dry_run = E.dry_run })
-  local attempt = not E.dry_run and journal:rollback_begin(run.id, { reason = E.reason, requested = E.requested })
+  -- the room kept at the run's start is for these rows
+  if not E.dry_run then journal:release_reserve() end
+  local began, attempt
+  if not E.dry_run then began, attempt = journaled("the start of the rollback", journal.rollback_begin, run.id,
+    { reason = E.reason, requested = E.requested }) end
+  if not began then attempt = nil end
   host.interrupt_reset()
   local deadline = E.budget and (host.now() + E.budget) or nil
   local stopped
@@ -414,7 +428,8 @@ function M.rollback(E)
       if it.type == "step" then
         -- what a step's undo changes is journaled too, as actions of the
         -- rollback (negative step numbers), never undone by a later rollback
-        local maxseq = journal:max_seq(run.id)
+        local okseq, maxseq = pcall(journal.max_seq, journal, run.id)
+        if not okseq then maxseq = 0 end
         gate.set_run { journal = journal.db, run_id = run.id, dry_run = false, seq = maxseq, faults = false,
           guard = lease_guard(E.lease), on_event = function(ev, a) out:event(ev, a) end }
         gate.set_step(-it.idx)
@@ -426,9 +441,10 @@ function M.rollback(E)
         loop.reset()
         gate.clear_run()
         if ok then
-          journal:step_undone(run.id, it.idx)
+          journaled(describe_item(it) .. ": undone, but not recorded", journal.step_undone, run.id, it.idx)
         else
-          journal:step_undo_failed(run.id, it.idx, secret.redact(errmsg(err)))
+          journaled(describe_item(it) .. ": its failure not recorded", journal.step_undo_failed, run.id, it.idx,
+            secret.redact(errmsg(err)))
         end
         out:event("undo", { kind = "step", target = it.name, status = ok and "undone" or "undo_failed",
           error = not ok and first_line(secret.redact(errmsg(err))) or nil })
@@ -437,23 +453,27 @@ function M.rollback(E)
         local record = json.decode(a.undo)
         ok, err = pcall(effect.undo, a.kind, record, a.provider, E.force and { force = true } or nil)
         if ok then
-          journal:mark_action(run.id, a.seq, "undone", nil)
+          journaled(describe_item(it) .. ": undone, but not recorded", journal.mark_action, run.id, a.seq, "undone", nil)
           -- an undo that acted anew (a revert it pushed) says what it did:
           -- journaled as actions of the rollback, like a step undo's
           for _, d in ipairs(type(err) == "table" and err.actions or {}) do
-            local seq = journal:max_seq(run.id) + 1
-            journal:action_begin(run.id, -a.step, seq, { kind = d.kind, target = d.target, describe = d.describe,
-              detail = d.detail, irreversible = false }, "done", false)
-            journal:action_end(run.id, seq, "done")
+            journaled(string.format("%s %s (done by the undo of action %d): not recorded", d.kind, d.target, a.seq),
+              function()
+                local seq = journal:max_seq(run.id) + 1
+                journal:action_begin(run.id, -a.step, seq, { kind = d.kind, target = d.target,
+                  describe = d.describe, detail = d.detail, irreversible = false }, "done", false)
+                journal:action_end(run.id, seq, "done")
+              end)
           end
         else
-          journal:mark_action(run.id, a.seq, "undo_failed", secret.redact(errmsg(err)))
+          journaled(describe_item(it) .. ": its failure not recorded", journal.mark_action, run.id, a.seq,
+            "undo_failed", secret.redact(errmsg(err)))
         end
         out:event("undo", { kind = a.kind, target = a.target, describe = a.describe,
           status = ok and "undone" or "undo_failed", error = not ok and first_line(secret.redact(errmsg(err))) or nil })
         if ok and type(err) == "table" and err.note then
           out:event("note", { message = secret.redact(err.note) })
-          journal:event(run.id, "rollback", secret.redact(err.note))
+          journaled("a note of the undo of action " .. a.seq, journal.event, run.id, "rollback", secret.redact(err.note))
         end
       end
       if ok then
@@ -464,10 +484,22 @@ function M.rollback(E)
       end
     end
   end
+  if attempt then
+    local status = (#left == 0 and #unrecorded == 0) and "complete" or "incomplete"
+    journaled("the end of the rollback", journal.rollback_end, attempt, status, left, undone)
+  end
+  if #unrecorded > 0 then
+    -- undone, but a later `relish rollback` would not know: it undoes them
+    -- again (an undo done twice changes nothing) and records it
+    for _, u in ipairs(unrecorded) do
+      left[#left + 1] = string.format("%s (the journal could not record it: run `relish rollback %s` again once "
+        .. "it can be written)", u, run.id)
+    end
+  end
   local status = #left == 0 and "complete" or "incomplete"
   out:event("rollback_finished", { status = status, left = json.array(left), undone = undone,
     irreversible = json.array(irreversible), dry_run = E.dry_run, actions = #items })
-  if attempt then journal:rollback_end(attempt, status, left, undone) end
+  if not E.dry_run then pcall(journal.reserve, journal) end
   return status, left, stopped, #items, done
 end
 
@@ -507,7 +539,7 @@ local function notify(E, ctx, event, outcome)
   if not fn then return end
   local function say(text)
     text = secret.redact(text)
-    E.journal:event(E.run_id, "notify", text)
+    pcall(E.journal.event, E.journal, E.run_id, "notify", text)
     E.out:event("log", { message = text })
   end
   host.set_deadline(host.now() + NOTIFY_BUDGET, string.format("the %s handler of run %s", event, E.run_id))
@@ -583,7 +615,14 @@ local function execute(E)
       code, status = EXIT.failed, "stopped"
     end
   end
-  finish_run(E, status, code, errtext)
+  -- the journal may be full: the run's end is said anyway, and a run that
+  -- changed something and cannot record how it ended needs a person
+  local recorded, jerr = pcall(finish_run, E, status, code, errtext)
+  if not recorded then
+    E.out:write(string.format("warning: the journal could not record that run %s ended (%s): relish show will "
+      .. "call it crashed; relish rollback %s can still undo it\n", E.run_id, first_line(errmsg(jerr)), E.run_id))
+    if changed and code ~= EXIT.ok then code = EXIT.incomplete end
+  end
   local outcome = { status = status, exit_code = code, error = errtext, run_id = E.run_id,
     recipe = E.recipe.name, dry_run = E.dry_run, elapsed = host.now() - started, rollback = rstatus,
     step = failure and failure.step and E.recipe.steps[failure.step] and E.recipe.steps[failure.step].name }
@@ -596,7 +635,7 @@ local function execute(E)
   notify(E, ctx, failure and "on_failure" or "on_success", outcome)
   -- the lock goes with the process: a stopped run takes it again on resume, so
   -- nobody is left locked out by a run that is waiting for a person
-  if E.lease then E.lease:release() end
+  if E.lease then pcall(E.lease.release, E.lease) end -- a full journal must not hide the outcome
   E.out:event("run_finished", { status = status, exit_code = code, error = errtext, dry_run = E.dry_run,
     planned = planned, irreversible = nirreversible, elapsed = host.now() - started, changed = changed })
   return code
@@ -610,7 +649,7 @@ end
 
 -- A to-be-closed value that lets go of E.lease however the command ends.
 local function releasing(E)
-  return setmetatable({}, { __close = function() if E.lease then E.lease:release() end end })
+  return setmetatable({}, { __close = function() if E.lease then pcall(E.lease.release, E.lease) end end })
 end
 
 local function lock_name_of(recipe, params)
@@ -693,7 +732,10 @@ function M.run(opts)
     params = storable_params(params), dry_run = E.dry_run, lock_name = E.lock_name }, names)
   out:event("run_started", { recipe = recipe.name, file = path, params = json.decode(storable_params(params)),
     dry_run = E.dry_run, run_id = E.run_id })
-  if not E.dry_run then out:check_disk(journal, E.run_id) end
+  if not E.dry_run then
+    journal:reserve() -- room for a rollback's rows, should the disk fill up
+    out:check_disk(journal, E.run_id)
+  end
   local code = execute(E)
   if opts.plan_out and code == 0 then
     M.save_plan(journal, E.run_id, opts.plan_out, recipe, path, hash, params)
@@ -881,8 +923,14 @@ function M.rollback_cmd(opts)
     return EXIT.locked
   end
   if not opts.dry_run then
-    journal:set_run_status(run.id, status == "complete" and "rolled_back" or "rollback_failed")
-    R.lease:release()
+    local ok, err = pcall(journal.set_run_status, journal, run.id, status == "complete" and "rolled_back"
+      or "rollback_failed")
+    if not ok then
+      out:write(string.format("the journal could not record the run's new status (%s): run `relish rollback %s` "
+        .. "again once it can be written\n", first_line(errmsg(err)), run.id))
+      status = "incomplete"
+    end
+    pcall(R.lease.release, R.lease)
   end
   journal:close()
   if status ~= "complete" then return EXIT.incomplete end
@@ -925,6 +973,7 @@ function M.resume(opts)
     invalid(string.format("run %s is %s now: only a stopped or crashed run can be resumed", run.id, now.status))
   end
   journal:resume_run(run.id)
+  journal:reserve()
   journal:event(run.id, "note", string.format("resumed by %s from step %d", J.actor(), start))
   out:event("run_started", { recipe = recipe.name, file = run.file, resumed = true, from_step = start, run_id = run.id })
   local code = execute(E)

@@ -46,6 +46,12 @@
 --   rollback_end(attempt, status, left, undone)   "complete"|"incomplete",
 --                             the list of what is left to do by hand
 --   rollbacks(run_id)         attempts, oldest first; .left decoded
+--   reserve()                 keeps room on the journal's disk for a
+--                             rollback's own rows (SQLite: JOURNAL.reserve,
+--                             RELISH_JOURNAL_RESERVE bytes, 8 MiB by
+--                             default); true, or nil and why it cannot
+--   release_reserve()         frees it: a rollback calls it before its first
+--                             write, so a full disk still takes its rows
 --   lock_acquire(name, run_id, {ttl=, reclaim=}) -> takeover text or nil;
 --                             raises {kind="locked", exit=4} when held; the
 --                             lease names this process (host, pid, start)
@@ -323,6 +329,19 @@ function Sqlite:migrate()
 end
 
 function Sqlite:close() self.db:close() end
+
+local RESERVE = 8 * 1024 * 1024
+
+function Sqlite:reserve()
+  local bytes = math.tointeger(tonumber(os.getenv("RELISH_JOURNAL_RESERVE") or "")) or RESERVE
+  if bytes <= 0 then
+    self.db:release_reserve()
+    return true
+  end
+  return self.db:reserve(bytes)
+end
+
+function Sqlite:release_reserve() return self.db:release_reserve() end
 
 -- BEGIN IMMEDIATE ... COMMIT, rolled back on error; a nested call joins.
 function Sqlite:tx(fn, ...)
