@@ -55,7 +55,8 @@ end
 -- ---- params --------------------------------------------------------------
 
 local PARAM_FIELDS = { required = true, default = true, match = true, min = true, max = true,
-  choices = true, description = true, secret = true, of = true, validate = true, range = true }
+  choices = true, description = true, secret = true, of = true, validate = true, range = true,
+  allow_empty = true }
 
 local semver -- relish.semver, loaded when a recipe declares a param.semver
 
@@ -115,6 +116,44 @@ end
 local TRUE = { ["true"] = true, yes = true, ["1"] = true, on = true }
 local FALSE = { ["false"] = true, no = true, ["0"] = true, off = true }
 
+local INT_RANGE = "-9223372036854775808 to 9223372036854775807"
+
+-- A number param's value from text or a number: the number written, or nil
+-- and the problem. Never a different number: an integer too large for 64
+-- bits is refused (Lua's tonumber would wrap hex and round decimal), and so
+-- is a value that is not finite (1e400).
+local function read_number(raw, kind)
+  local v
+  if type(raw) == "number" then
+    v = raw
+  elseif type(raw) == "string" then
+    local text = raw:match("^%s*(.-)%s*$")
+    local digits = text:match("^[-+]?(%d+)$")
+    local hsign, hex = text:match("^([-+]?)0[xX](%x+)$")
+    v = tonumber(text)
+    if digits and kind == "integer" and math.type(v) ~= "integer" then
+      return nil, string.format("%s is out of range (integers: %s)", text, INT_RANGE)
+    elseif hex and (#(hex:gsub("^0+", "")) > 16 or (v < 0 and hsign ~= "-") or (v > 0 and hsign == "-")) then
+      return nil, string.format("%s is out of range (integers: %s)", text, INT_RANGE)
+    end
+  end
+  if v == nil then return nil, string.format("%q is not a number", tostring(raw)) end
+  if v ~= v or v == math.huge or v == -math.huge then
+    return nil, string.format("%s is not a finite number", tostring(raw))
+  end
+  if kind == "integer" then
+    local i = math.tointeger(v)
+    if i == nil then
+      if math.abs(v) >= 2 ^ 63 then
+        return nil, string.format("%s is out of range (integers: %s)", tostring(raw), INT_RANGE)
+      end
+      return nil, string.format("%q is not an integer", tostring(raw))
+    end
+    v = i
+  end
+  return v
+end
+
 -- Converts one raw value (a string from -p, or a Lua value from a plan or a
 -- test) to the param's type; returns value or nil, problem.
 local function convert(p, name, raw)
@@ -133,12 +172,8 @@ local function convert(p, name, raw)
     if p.secret then return secret.value(raw, name) end
     return raw
   elseif k == "number" or k == "integer" then
-    local v = tonumber(raw)
-    if v == nil then return nil, string.format("%q is not a number", tostring(raw)) end
-    if k == "integer" then
-      v = math.tointeger(v)
-      if v == nil then return nil, string.format("%q is not an integer", tostring(raw)) end
-    end
+    local v, err = read_number(raw, k)
+    if v == nil then return nil, err end
     if p.min and v < p.min then return nil, string.format("%s is below the minimum %s", v, p.min) end
     if p.max and v > p.max then return nil, string.format("%s is above the maximum %s", v, p.max) end
     return v
@@ -154,6 +189,10 @@ local function convert(p, name, raw)
       for i, v in ipairs(raw) do items[i] = tostring(v) end
     else
       for item in tostring(raw):gmatch("[^,]+") do items[#items + 1] = item:match("^%s*(.-)%s*$") end
+    end
+    for i, it in ipairs(items) do
+      -- a list is kept in the journal as text: its items must be UTF-8
+      if utf8.len(it) == nil then return nil, string.format("item %d is not UTF-8 text", i) end
     end
     if p.min and #items < p.min then return nil, string.format("needs at least %d items", p.min) end
     if p.max and #items > p.max then return nil, string.format("takes at most %d items", p.max) end
@@ -241,6 +280,11 @@ function M.check_params(recipe, raw, file)
       end
     else
       local value, err = convert(p, name, v)
+      if value ~= nil and p.required and not p.allow_empty and (v == "" or (p.kind == "list" and #value == 0)) then
+        -- -p dir= is no directory: a required param needs a value
+        value, err = nil, string.format("an empty value is not allowed for a required param%s",
+          p.kind == "list" and " (give at least one item)" or " (allow_empty = true accepts \"\")")
+      end
       if value ~= nil and p.validate then err = validate(p, value) end
       if value == nil or err then
         problems[#problems + 1] = string.format("param '%s': %s", name, secret.redact(err))

@@ -63,7 +63,7 @@ end
 local function storable_params(params)
   local t = {}
   for k, v in pairs(params) do t[k] = secret.is(v) and "***" or v end
-  return json.encode(json.object(t), { sort_keys = true })
+  return J.encode_params(t)
 end
 
 local function make_ctx(E)
@@ -297,7 +297,7 @@ end
 -- of lines (empty: go ahead).
 local function preflight(run, recipe, items)
   local missing = {}
-  local kept = json.decode(run.params) or {}
+  local kept = J.decode_params(run.params)
   for _, it in ipairs(items) do
     if it.type == "step" then
       local needs = it.step.needs or {}
@@ -335,7 +335,7 @@ end
 -- an undo reads it.
 local function undo_params(run, recipe)
   local params, gone = {}, {}
-  for k, v in pairs(json.decode(run.params) or {}) do
+  for k, v in pairs(J.decode_params(run.params)) do
     if kept_secret(recipe, k, v) then
       params[k] = secret_param(recipe, k)
       if params[k] == nil then gone[k] = true end
@@ -825,8 +825,9 @@ end
 function M.apply(opts)
   local fh = io.open(opts.plan, "rb")
   if not fh then invalid("cannot open plan " .. opts.plan) end
-  local text = fh:read("a")
+  local text, rerr = fh:read("a")
   fh:close()
+  if not text then invalid("cannot read plan " .. opts.plan .. ": " .. tostring(rerr)) end
   local plan, err = require("relish._errors").try(json.decode, text)
   if not plan or type(plan) ~= "table" or type(plan.relish_plan) ~= "number" or type(plan.actions) ~= "table" then
     invalid(opts.plan .. ": not a relish plan" .. (err and (" (" .. tostring(err) .. ")") or ""))
@@ -850,7 +851,7 @@ function M.apply(opts)
       "the recipe %s changed since the plan was made (sha256 %s, plan has %s): make a new plan",
       plan.file, sha256_text(source):sub(1, 12), tostring(plan.recipe_hash):sub(1, 12)))
   end
-  local raw = restore_secret_params(plan.params, (dsl.load(plan.file)), nil, "apply")
+  local raw = restore_secret_params(J.decode_params(plan.params), (dsl.load(plan.file)), nil, "apply")
   local expect = {}
   for i, a in ipairs(plan.actions) do
     expect[i] = { kind = a.kind, target = a.target, fingerprint = a.fingerprint ~= json.null and a.fingerprint or nil }
@@ -951,7 +952,7 @@ function M.resume(opts)
   if run.recipe_hash and sha256_text(source) ~= run.recipe_hash then
     out:write(string.format("note: recipe %s changed since the run started; resuming with the new text\n", run.file))
   end
-  local raw = restore_secret_params(json.decode(run.params) or {}, recipe, opts.params, "resume")
+  local raw = restore_secret_params(J.decode_params(run.params), recipe, opts.params, "resume")
   local params = dsl.check_params(recipe, raw, run.file)
   check_needs(recipe, run.file)
   local start

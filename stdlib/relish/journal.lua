@@ -65,6 +65,8 @@
 --   db                        the handle gate.set_run{journal=} writes action
 --                             rows through (SQLite: the native relish.Journal,
 --                             whose action_begin/action_end are the gate's)
+-- encode_params(params) -> JSON text, and decode_params(text) -> params:
+-- how runs and plans keep params (the caller has put "***" for secrets).
 -- The rules every backend shares live here once: crashed(run) and
 -- shown_status(run) (running, but its process is gone from this host), and
 -- lease_stale(lock) (its process is gone from this host; a lease of
@@ -114,6 +116,41 @@ end
 
 function M.actor()
   return os.getenv("USER") or os.getenv("LOGNAME") or host.username()
+end
+
+-- ---- params as runs and plans keep them ---------------------------------------
+
+-- A param's value is bytes (a path from -p need not be UTF-8): a string
+-- that is not text is kept as output.json_safe writes it, k with U+FFFD for
+-- each bad byte (people read that) and k_b64 with the exact bytes, which
+-- output.json_restore gives back.
+function M.encode_params(params)
+  local output = require "relish.output" -- not at load: output requires this module
+  for k, v in pairs(params) do
+    if type(v) == "table" then
+      for i, item in ipairs(v) do
+        if type(item) == "string" and not output.is_text(item) then
+          error(string.format("param '%s': item %d is not UTF-8 text", k, i), 2)
+        end
+      end
+    end
+  end
+  return json.encode(json.object(output.json_safe(params)), { sort_keys = true })
+end
+
+-- text is JSON (a run's row) or its decoded table (a plan's params). Raises
+-- a parse error for text that is not JSON, a journal error for a value that
+-- is not an object.
+function M.decode_params(text)
+  local output = require "relish.output"
+  local t = text
+  if type(text) == "string" then t = json.decode(text) end
+  if type(t) ~= "table" or getmetatable(t) == getmetatable(json.array {}) then
+    error({ kind = "journal", exit = 2, message = "journal: params are not a JSON object" }, 0)
+  end
+  local restored, err = output.json_restore(t)
+  if not restored then error({ kind = "journal", exit = 2, message = "journal: params: " .. err }, 0) end
+  return restored
 end
 
 -- ---- rules shared by every backend ------------------------------------------

@@ -146,3 +146,129 @@ return recipe "s" {
     assert_match(r.stderr, "r%.lua:2: param%.string: range is for param%.semver")
   end)
 end)
+
+describe("values from the command line", function()
+  local RECIPE = [[
+local fs = require "relish.fs"
+return recipe "c" {
+  params = {
+    dir = param.string { required = true },
+    name = param.string { default = "x" },
+    n = param.number { default = 1 },
+    i = param.integer { default = 1 },
+    note = param.string { required = true, allow_empty = true, default = "-" },
+    hosts = param.list { default = "a" },
+  },
+  on_failure = "stop",
+  step "write" { run = function(ctx)
+    fs.write(ctx.params.dir .. "/out", string.format("%s|%s|%s|%s", ctx.params.name, math.type(ctx.params.n),
+      ctx.params.i, ctx.params.note))
+  end },
+  step "second" { run = function(ctx)
+    if fs.exists(ctx.params.dir .. "/stop") then error("told to stop") end
+    fs.write(ctx.params.dir .. "/second", ctx.params.name)
+  end },
+}
+]]
+
+  local function run(d, ...)
+    local args = { "run", recipe(d, "c.lua", RECIPE), "--state", support.state(d) }
+    for _, kv in ipairs { ... } do args[#args + 1] = "-p"; args[#args + 1] = kv end
+    return relish(args)
+  end
+
+  test("numbers that are not the number written are refused: exit 2 naming the param, no run", function()
+    local d = tmpdir()
+    for _, case in ipairs {
+      { "n=1e400", "param 'n': 1e400 is not a finite number" },
+      { "n=-1e400", "param 'n': %-1e400 is not a finite number" },
+      { "n=0xffffffffffffffff", "param 'n': 0xffffffffffffffff is out of range" },
+      { "i=0xffffffffffffffff", "param 'i': 0xffffffffffffffff is out of range %(integers: " ..
+        "%-9223372036854775808 to 9223372036854775807%)" },
+      { "i=0x10000000000000000", "param 'i': 0x10000000000000000 is out of range" },
+      { "i=-9223372036854775809", "param 'i': %-9223372036854775809 is out of range" },
+      { "i=9223372036854775808", "param 'i': 9223372036854775808 is out of range" },
+      { "i=1e19", "param 'i': 1e19 is out of range" },
+      { "i=1.5", "param 'i': \"1%.5\" is not an integer" },
+    } do
+      local r = run(d, "dir=" .. d, case[1])
+      assert_eq(r.code, 2, case[1] .. ": " .. r.stdout .. r.stderr)
+      assert_match(r.stderr, case[2])
+      assert_false(r.stderr:find("traceback", 1, true) ~= nil, r.stderr)
+    end
+    assert_eq(runs(d), 0)
+    assert_nil(support.read(d .. "/out"))
+  end)
+
+  test("integers at the ends of 64 bits are kept exactly", function()
+    local d = tmpdir()
+    for _, case in ipairs {
+      { "i=9223372036854775807", "9223372036854775807" },
+      { "i=-9223372036854775808", "-9223372036854775808" },
+      { "i=0x7fffffffffffffff", "9223372036854775807" },
+      { "i=-0x8000000000000000", "-9223372036854775808" },
+      { "i=1e3", "1000" },
+    } do
+      local r = run(d, "dir=" .. d, case[1])
+      assert_eq(r.code, 0, case[1] .. ": " .. r.stdout .. r.stderr)
+      assert_eq(support.read(d .. "/out"), "x|integer|" .. case[2] .. "|-")
+    end
+  end)
+
+  test("an empty value does not satisfy required, unless the param allows it", function()
+    local d = tmpdir()
+    local r = run(d, "dir=")
+    assert_eq(r.code, 2, r.stdout .. r.stderr)
+    assert_match(r.stderr, "param 'dir': an empty value is not allowed for a required param " ..
+      "%(allow_empty = true accepts \"\"%)")
+    assert_eq(runs(d), 0)
+    r = run(d, "dir=" .. d, "note=")
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq(support.read(d .. "/out"), "x|integer|1|")
+  end)
+
+  test("a string param is bytes: not UTF-8 is kept exactly through the journal, resume and apply", function()
+    local d = tmpdir()
+    local name = "caf\xe9-\xff"
+    support.write(d .. "/stop", "")
+    local r = run(d, "dir=" .. d, "name=" .. name)
+    assert_eq(r.code, 1, r.stdout .. r.stderr) -- stopped at "second", to resume
+    assert_eq(support.read(d .. "/out"), name .. "|integer|1|-")
+    -- history and show read the kept params (readable text, the exact bytes in name_b64)
+    local h = relish { "history", "--output", "json", "--state", support.state(d) }
+    assert_eq(h.code, 0, h.stderr)
+    assert_eq(json.decode(h.stdout).params.name_b64, "Y2Fm6S3/")
+    local s = relish { "show", "last", "--format", "json", "--state", support.state(d) }
+    assert_eq(s.code, 0, s.stderr)
+    os.remove(d .. "/stop")
+    r = relish { "resume", "last", "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq(support.read(d .. "/second"), name)
+    -- a saved plan keeps them the same way
+    os.remove(d .. "/out")
+    r = relish { "plan", recipe(d, "c.lua", RECIPE), "-p", "dir=" .. d, "-p", "name=" .. name, "-o", d .. "/p.json",
+      "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    r = relish { "apply", d .. "/p.json", "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq(support.read(d .. "/out"), name .. "|integer|1|-")
+  end)
+
+  test("a list item that is not UTF-8 is refused (a list is kept as text)", function()
+    local d = tmpdir()
+    local r = run(d, "dir=" .. d, "hosts=a,\xff")
+    assert_eq(r.code, 2, r.stdout .. r.stderr)
+    assert_match(r.stderr, "param 'hosts': item 2 is not UTF%-8 text")
+  end)
+
+  test("apply of a directory, or of a file that is not a plan: exit 2 with the reason, no traceback", function()
+    local d = tmpdir()
+    local r = relish { "apply", d, "--state", support.state(d) }
+    assert_eq(r.code, 2, r.stdout .. r.stderr)
+    assert_match(r.stderr, "^relish: cannot read plan " .. d:gsub("%p", "%%%0") .. ": Is a directory\n$")
+    support.write(d .. "/x.json", "[1]")
+    r = relish { "apply", d .. "/x.json", "--state", support.state(d) }
+    assert_eq(r.code, 2, r.stdout .. r.stderr)
+    assert_match(r.stderr, "not a relish plan")
+  end)
+end)

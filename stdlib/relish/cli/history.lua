@@ -14,7 +14,7 @@ end
 
 -- k=v, sorted, empty values left out; secrets are *** in the journal already
 local function key_params(text)
-  local p = json.decode(text) or {}
+  local p = J.decode_params(text)
   local keys = {}
   for k in pairs(p) do keys[#keys + 1] = k end
   table.sort(keys)
@@ -22,6 +22,7 @@ local function key_params(text)
   for _, k in ipairs(keys) do
     local v = p[k]
     if type(v) == "table" then v = json.encode(v) end
+    if type(v) == "string" then v = require("relish.output").text(v) end
     if v ~= "" then parts[#parts + 1] = k .. "=" .. clip(tostring(v), VALUE_WIDTH) end
   end
   return clip(table.concat(parts, " "), PARAMS_WIDTH)
