@@ -693,7 +693,8 @@ typedef struct {
   int sort_keys;
   int indent;
   int depth;
-  enc_frame frames[YAML_MAX_DEPTH];
+  int outer; /* frames below the value's own: 1 in encode_all (the list) */
+  enc_frame frames[YAML_MAX_DEPTH + 1];
   char msg[512];
 } encoder;
 
@@ -949,7 +950,8 @@ static int enc_table(encoder *e, int idx) {
   int seq = -1, ok;
   for (int i = 0; i < e->depth; i++)
     if (e->frames[i].table == p) return enc_fail(e, "cycle: the table contains itself");
-  if (e->depth >= YAML_MAX_DEPTH)
+  /* the limit decode has: whatever it reads can be written back */
+  if (e->depth - e->outer >= YAML_MAX_DEPTH)
     return enc_fail(e, "nesting deeper than %d levels", YAML_MAX_DEPTH);
   if (!lua_checkstack(L, 12)) return enc_fail(e, "nesting too deep for the Lua stack");
   if (lua_getmetatable(L, idx)) {
@@ -1079,7 +1081,7 @@ static int enc_run(lua_State *L, int all) {
       lua_rawgeti(L, 1, i);
       e->frames[0].key = NULL;
       e->frames[0].index = i;
-      e->depth = 1; /* paths read $[i] for documents */
+      e->depth = e->outer = 1; /* paths read $[i] for documents */
       e->frames[0].table = lua_topointer(L, 1);
     } else {
       lua_pushvalue(L, 1);

@@ -437,6 +437,19 @@ describe("encode", function()
     assert_eq(type(decode_ok(out)), "table")
   end)
 
+  test("encode and encode_all write back whatever decode and decode_all read: 512 levels", function()
+    local deep = string.rep("[", 512) .. string.rep("]", 512)
+    local docs = yaml.decode_all(deep .. "\n---\n" .. deep)
+    assert_eq(#docs, 2)
+    assert_eq(yaml.decode_all(yaml.encode_all(docs)), docs)
+    assert_eq(yaml.decode(yaml.encode(docs[1])), docs[1])
+    -- one more level is refused on both sides, with the same message
+    local deeper = string.rep("[", 513) .. string.rep("]", 513)
+    assert_error(function() yaml.decode_all(deeper) end, "nesting deeper than 512 levels")
+    docs[1] = { docs[1] }
+    assert_error(function() yaml.encode_all(docs) end, "nesting deeper than 512 levels at %$%[1%]")
+  end)
+
   test("bad arguments and options are misuse, raised at the caller's line", function()
     assert_misuse(function() yaml.encode({}, { sortkeys = true }) end, "yaml.encode: unknown option 'sortkeys' (did you mean 'sort_keys'?)")
     assert_misuse(function() yaml.encode({}, { sort_keys = 1 }) end, "yaml.encode: sort_keys must be a boolean, got number")
