@@ -945,8 +945,8 @@ static void enc_object_sorted(encoder *e, int idx) {
   n = e->nkeys - base;
   if (n > 16) {
     qsort(e->keys + base, n, sizeof *e->keys, sort_key_cmp);
-  } else { /* most objects are small: an insertion sort beats qsort here */
-    sort_key *keys = e->keys + base;
+  } else if (n > 1) { /* most objects are small: an insertion sort beats qsort here */
+    sort_key *keys = e->keys + base; /* NULL until the first key: {} has none */
     for (size_t i = 1; i < n; i++) {
       sort_key k = keys[i];
       size_t j = i;

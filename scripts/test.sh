@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds relish twice (normal,
 # and with AddressSanitizer + UndefinedBehaviorSanitizer) and runs every test
-# (ctest) on both builds.
+# (ctest) on both builds; then fuzzes every parser briefly with clang
+# (libFuzzer, ASan and clang's UBSan, which checks more than gcc's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 jobs=$(nproc)
 
 echo "== style (clang-format, .clang-format)"
-clang-format --dry-run --Werror host/*.[ch] modules/*.c modules/*/*.[ch] tests/c/*.[ch] cmake/*.c
+clang-format --dry-run --Werror host/*.[ch] modules/*.c modules/*/*.[ch] tests/c/*.[ch] tests/fuzz/*.c cmake/*.c
 
 echo "== build (release, warnings as errors)"
 scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -21,3 +22,6 @@ echo "== tests under sanitizers"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+echo "== fuzzing (clang: libFuzzer + ASan + UBSan), ${RELISH_FUZZ_SECONDS:-15}s per harness"
+scripts/fuzz.sh "${RELISH_FUZZ_SECONDS:-15}"
