@@ -19,6 +19,20 @@ static void *alloc_at_exit(void *ud, void *ptr, size_t osize, size_t nsize) {
 }
 #endif
 
+/* The error at idx is Lua's own out-of-memory error: its message, raw or
+ * as the message handler wrapped it (after a pcall in Lua re-raised it). */
+static int is_out_of_memory(lua_State *L, int idx) {
+  const char *msg = NULL;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    msg = lua_tostring(L, idx);
+  } else if (lua_type(L, idx) == LUA_TTABLE) {
+    lua_getfield(L, idx, "message");
+    msg = lua_tostring(L, -1);
+    lua_pop(L, 1); /* the string stays alive in the table */
+  }
+  return msg != NULL && strcmp(msg, "not enough memory") == 0;
+}
+
 static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = (char **)lua_touserdata(L, 2);
@@ -37,9 +51,18 @@ int main(int argc, char **argv) {
   lua_pushcfunction(L, pmain);
   lua_pushinteger(L, argc);
   lua_pushlightuserdata(L, argv);
-  int code;
-  if (lua_pcall(L, 2, 1, 1) == LUA_OK) {
+  int code, status = lua_pcall(L, 2, 1, 1);
+  if (status == LUA_OK) {
     code = (int)lua_tointeger(L, -1);
+  } else if (lua_type(L, -1) != LUA_TTABLE || is_out_of_memory(L, -1)) {
+    /* no message handler ran: Lua does not call it when memory runs out
+     * (nor for an error inside it); say what happened, allocating nothing */
+    const char *msg = lua_tostring(L, -1);
+    if (status == LUA_ERRMEM || is_out_of_memory(L, -1))
+      fputs("relish: out of memory\n", stderr);
+    else
+      fprintf(stderr, "relish: %s\n", msg ? msg : "error");
+    code = RELISH_EXIT_FAILED;
   } else {
     code = relish_error_exit(L, -1);
     lua_getfield(L, -1, "message");

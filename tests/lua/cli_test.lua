@@ -198,3 +198,47 @@ describe("show", function()
     assert_match(bad.stderr, "%-%-output must be one of text|json|markdown, got 'yaml'")
   end)
 end)
+
+describe("out of memory", function()
+  -- Memory runs out for real: under a limit of the address space, or in the
+  -- sanitizer build (whose shadow memory needs a huge address space) by
+  -- allocations above a cap failing instead of aborting.
+  local function limited(args)
+    local quoted = {}
+    for i, a in ipairs(args) do quoted[i] = sh.quote(a) end
+    local function go(prefix)
+      return sh.run { argv = { "sh", "-c", prefix .. "exec " .. table.concat(quoted, " ") }, check = false,
+        timeout = 60, env = { NO_COLOR = "1", ASAN_OPTIONS = (os.getenv("ASAN_OPTIONS") or "") ..
+          ":allocator_may_return_null=1:max_allocation_size_mb=300" } }
+    end
+    local r = go("ulimit -v 600000; ")
+    -- a sanitizer build cannot start under the limit (its shadow memory)
+    if r.stderr:find("ReserveShadowMemoryRange", 1, true) then r = go("") end
+    return r
+  end
+
+  test("at the top level it says so and exits 1, whatever ran out (a script, a recipe's file)", function()
+    local d = tmpdir()
+    write(d .. "/big.lua", 'local s = string.rep("x", 1 << 30)\nprint(#s)\n')
+    write(d .. "/r.lua", 'local s = string.rep("x", 1 << 30)\n' ..
+      'return recipe "r" { step "s" { run = function() end } }\n')
+    for _, args in ipairs { { "lua", d .. "/big.lua" }, { "run", d .. "/r.lua", "--state", "sqlite:" .. d .. "/j.db" } } do
+      local r = limited { relish_exe(), table.unpack(args) }
+      assert_eq(r.code, 1, args[1] .. ": " .. r.stdout .. r.stderr)
+      -- (the sanitizer build warns about the failed allocation first)
+      assert_eq((r.stderr:gsub("^==%d+==WARNING: AddressSanitizer failed to allocate[^\n]*\n", "")),
+        "relish: out of memory\n")
+    end
+  end)
+
+  test("in a step it fails the step, which is rolled back", function()
+    local d = tmpdir()
+    write(d .. "/r.lua", 'local fs = require "relish.fs"\nreturn recipe "r" {\n' ..
+      '  step "a" { run = function() fs.write("' .. d .. '/made", "x") end },\n' ..
+      '  step "b" { run = function() local s = string.rep("x", 1 << 30) end },\n}\n')
+    local r = limited { relish_exe(), "run", d .. "/r.lua", "--state", "sqlite:" .. d .. "/j.db" }
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_match(r.stdout .. r.stderr, "step \"b\": not enough memory")
+    assert_nil(io.open(d .. "/made"))
+  end)
+end)
