@@ -19,10 +19,22 @@
 
 #define JOURNAL_MT "relish.Journal"
 
+/* The files the journal is, as this connection found them: another process
+ * deleting, replacing or truncating them under a live run is noticed at the
+ * run's next durable write (journal_verify). */
+typedef struct {
+  int known;
+  dev_t dev;
+  ino_t ino;
+} file_id;
+
 struct relish_journal {
   sqlite3 *db;
   sqlite3_stmt *ins, *upd;
   int durable; /* current synchronous setting is FULL */
+  file_id main, wal;
+  off_t size;        /* the main file's size at the last check: it never shrinks */
+  char broken[4352]; /* set once the files were found changed: every later check fails */
 };
 
 relish_journal *relish_journal_check(lua_State *L, int idx) {
@@ -34,6 +46,69 @@ relish_journal *relish_journal_check(lua_State *L, int idx) {
 const char *relish_journal_filename(relish_journal *j) {
   const char *f = j && j->db ? sqlite3_db_filename(j->db, "main") : NULL;
   return f && *f ? f : NULL;
+}
+
+/* A SQLite error that says the file is not a sound database. */
+static int is_corrupt(int rc) {
+  rc &= 0xff;
+  return rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB;
+}
+
+/* Raises the error of a damaged journal: {kind="journal", exit=2,
+ * corrupt=true}. The same exit code for every command (usage or invalid
+ * input: the journal cannot be read, so nothing is done). */
+static int raise_corrupt(lua_State *L, relish_journal *j) {
+  const char *path = relish_journal_filename(j);
+  relish_push_error(L, "journal",
+                    "journal %s is damaged (%s): move it away or restore it from a backup "
+                    "(sqlite3 %s .recover salvages what is left)",
+                    path ? path : "?", sqlite3_errmsg(j->db), path ? path : "FILE");
+  lua_pushinteger(L, RELISH_EXIT_USAGE);
+  lua_setfield(L, -2, "exit");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "corrupt");
+  return lua_error(L);
+}
+
+static int same_file(const file_id *id, const struct stat *st) {
+  return id->dev == st->st_dev && id->ino == st->st_ino;
+}
+
+/* Checks that the journal's files are still the ones this connection
+ * writes: the main file neither replaced nor shrunk, the write-ahead log
+ * (where every commit since the last checkpoint lives) neither deleted nor
+ * replaced. Two stat calls. Returns 0, or -1 with j->broken set (and kept:
+ * the record of the run can no longer be trusted to survive). When only the
+ * log went, what it holds is first checkpointed into the main file, so the
+ * run's record survives a crash. */
+static int journal_verify(relish_journal *j) {
+  if (j->broken[0]) return -1;
+  const char *path = relish_journal_filename(j);
+  if (!path) return 0; /* in memory */
+  struct stat st;
+  if (stat(path, &st) != 0 || (j->main.known && !same_file(&j->main, &st))) {
+    snprintf(j->broken, sizeof j->broken, "the journal file %s was deleted or replaced", path);
+    return -1;
+  }
+  if (!j->main.known) j->main = (file_id){1, st.st_dev, st.st_ino};
+  if (st.st_size < j->size) {
+    snprintf(j->broken, sizeof j->broken,
+             "the journal file %s was truncated (from %lld to %lld bytes)", path,
+             (long long)j->size, (long long)st.st_size);
+    return -1;
+  }
+  j->size = st.st_size;
+  char wal[4096];
+  snprintf(wal, sizeof wal, "%s-wal", path);
+  if (stat(wal, &st) != 0 || (j->wal.known && !same_file(&j->wal, &st))) {
+    if (!j->wal.known && errno == ENOENT) return 0; /* not made yet */
+    snprintf(j->broken, sizeof j->broken,
+             "the journal's write-ahead log %s was deleted or replaced", wal);
+    sqlite3_wal_checkpoint_v2(j->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return -1;
+  }
+  if (!j->wal.known) j->wal = (file_id){1, st.st_dev, st.st_ino};
+  return 0;
 }
 
 static int mkdirs(const char *path) {
@@ -92,15 +167,18 @@ static int l_journal_open(lua_State *L) {
   }
   sqlite3_busy_timeout(j->db, 30000);
   char *err = NULL;
-  if (sqlite3_exec(j->db,
-                   "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", 0,
-                   0, &err) != SQLITE_OK) {
-    lua_pushfstring(L, "journal: %s: %s", path, err ? err : "cannot configure");
+  int rc = sqlite3_exec(
+      j->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", 0, 0,
+      &err);
+  if (rc != SQLITE_OK) {
     sqlite3_free(err);
+    if (is_corrupt(rc)) return raise_corrupt(L, j);
+    lua_pushfstring(L, "journal: %s: %s", path, sqlite3_errmsg(j->db));
     journal_free(j);
     return relish_fail(L, "io", "%s", lua_tostring(L, -1));
   }
   j->durable = 0;
+  journal_verify(j); /* the files as they are now */
   return 1;
 }
 
@@ -138,8 +216,11 @@ static int run_sql(lua_State *L, int rows) {
   relish_journal *j = relish_journal_check(L, 1);
   const char *sql = luaL_checkstring(L, 2);
   sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(j->db, sql, -1, &st, NULL) != SQLITE_OK)
+  int prc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+  if (prc != SQLITE_OK) {
+    if (is_corrupt(prc)) return raise_corrupt(L, j);
     return relish_raise(L, "journal", "journal: %s in: %s", sqlite3_errmsg(j->db), sql);
+  }
   int b = bind_args(L, st, 3);
   if (b < 0) {
     sqlite3_finalize(st);
@@ -173,6 +254,7 @@ static int run_sql(lua_State *L, int rows) {
     lua_pushstring(L, sqlite3_errmsg(j->db));
     int busy = rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
     sqlite3_finalize(st);
+    if (is_corrupt(sqlite3_errcode(j->db)) || is_corrupt(rc)) return raise_corrupt(L, j);
     return relish_raise(L, busy ? "busy" : "journal", "journal: %s", lua_tostring(L, -1));
   }
   sqlite3_finalize(st);
@@ -232,9 +314,11 @@ static int l_journal_query(lua_State *L) { return run_sql(L, 1); }
 static int l_journal_script(lua_State *L) {
   relish_journal *j = relish_journal_check(L, 1);
   char *err = NULL;
-  if (sqlite3_exec(j->db, luaL_checkstring(L, 2), 0, 0, &err) != SQLITE_OK) {
+  int rc = sqlite3_exec(j->db, luaL_checkstring(L, 2), 0, 0, &err);
+  if (rc != SQLITE_OK) {
     lua_pushstring(L, err ? err : "error");
     sqlite3_free(err);
+    if (is_corrupt(rc)) return raise_corrupt(L, j);
     return relish_raise(L, "journal", "journal: %s", lua_tostring(L, -1));
   }
   return 0;
@@ -244,6 +328,21 @@ static int l_journal_last_id(lua_State *L) {
   relish_journal *j = relish_journal_check(L, 1);
   lua_pushinteger(L, sqlite3_last_insert_rowid(j->db));
   return 1;
+}
+
+/* db:verify(): raises {kind="journal", exit=3, tampered=true} when the
+ * journal's files were deleted, replaced or truncated since the connection
+ * opened them: what the run did may not be recorded, a person must look. */
+static int l_journal_verify(lua_State *L) {
+  relish_journal *j = relish_journal_check(L, 1);
+  if (journal_verify(j) == 0) return 0;
+  relish_push_error(L, "journal", "%s while this command was running: its record may be lost",
+                    j->broken);
+  lua_pushinteger(L, RELISH_EXIT_INCOMPLETE);
+  lua_setfield(L, -2, "exit");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "tampered");
+  return lua_error(L);
 }
 
 static int l_journal_durable(lua_State *L) {
@@ -270,7 +369,12 @@ int relish_journal_action_begin(relish_journal *j, const char *run_id, lua_Integ
                          -1, &j->ins, NULL) != SQLITE_OK)
     return fail_with(j, err);
   /* the pending row must be on disk before the action starts (syncing the
-   * WAL also makes every earlier commit of this run durable) */
+   * WAL also makes every earlier commit of this run durable), in the files
+   * the run started with */
+  if (durable && journal_verify(j) != 0) {
+    if (err) *err = strdup(j->broken);
+    return -1;
+  }
   if (set_durable(j, durable) != SQLITE_OK) return fail_with(j, err);
   sqlite3_stmt *st = j->ins;
   sqlite3_reset(st);
@@ -395,6 +499,7 @@ int luaopen_relish__journal(lua_State *L) {
                                      {"script", l_journal_script},
                                      {"last_id", l_journal_last_id},
                                      {"durable", l_journal_durable},
+                                     {"verify", l_journal_verify},
                                      {"action_begin", l_journal_action_begin},
                                      {"action_end", l_journal_action_end},
                                      {"close", l_journal_close},

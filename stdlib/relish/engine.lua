@@ -521,6 +521,7 @@ local function start_gate(E)
     journal = E.journal.db, run_id = E.run_id, dry_run = E.dry_run, expect = E.expect, seq = E.seq or 0,
     guard = lease_guard(E.lease),
     on_event = function(ev, a)
+      if ev == "action_started" then E.acted = true end
       if ev == "action_planned" then a.irreversible = irreversible(E.recipe, a.step, a.irreversible) end
       E.out:event(ev, a)
     end,
@@ -554,9 +555,22 @@ local function notify(E, ctx, event, outcome)
   if not fine then say(string.format("notify %s failed: %s", event, first_line(errmsg(err)))) end
 end
 
+local execute_steps
+
 -- The common tail of run and resume: steps, then success, or failure with
--- rollback or stop. Returns the exit code.
+-- rollback or stop. Returns the exit code. A journal found damaged once the
+-- run has acted is not "nothing changed" (exit 2) but exit 3: what the run
+-- did may not be recorded, and a person must look.
 local function execute(E)
+  local ok, code = pcall(execute_steps, E)
+  if ok then return code end
+  if type(code) == "table" and code.kind == "journal" and E.acted and (code.exit or 1) < 3 then
+    code.exit = 3
+  end
+  error(code, 0)
+end
+
+function execute_steps(E)
   local ctx = make_ctx(E)
   local started = host.now()
   if E.recipe.timeout then E.run_deadline = host.now() + E.recipe.timeout end
@@ -622,6 +636,9 @@ local function execute(E)
     E.out:write(string.format("warning: the journal could not record that run %s ended (%s): relish show will "
       .. "call it crashed; relish rollback %s can still undo it\n", E.run_id, first_line(errmsg(jerr)), E.run_id))
     if changed and code ~= EXIT.ok then code = EXIT.incomplete end
+    -- its files deleted, replaced or truncated under the run: what the run
+    -- did may not be recorded, even when it succeeded
+    if type(jerr) == "table" and jerr.tampered then code = EXIT.incomplete end
   end
   local outcome = { status = status, exit_code = code, error = errtext, run_id = E.run_id,
     recipe = E.recipe.name, dry_run = E.dry_run, elapsed = host.now() - started, rollback = rstatus,

@@ -19,7 +19,11 @@
 --                             actions of its steps done or possibly done
 --   set_run_state(id, json)   ctx.state after a step
 --   finish_run(id, status, exit_code, error)   the run ended (finished_at
---                             now); status is also kept as .outcome
+--                             now); status is also kept as .outcome. Raises
+--                             {kind="journal", exit=3} instead when the
+--                             journal's files were deleted, replaced or
+--                             truncated while the run went (the record of
+--                             the run may be lost)
 --   set_run_status(id, status)  a past run's new status (after a rollback);
 --                             .outcome and .exit_code stay the run's own
 --   resume_run(id)            running again, in this process
@@ -473,6 +477,9 @@ function Sqlite:set_run_state(id, text)
 end
 
 function Sqlite:finish_run(id, status, exit_code, err)
+  -- a run whose journal was deleted, replaced or truncated under it does
+  -- not end as if all were recorded: exit 3, a person must look
+  self.db:verify()
   self.db:exec("UPDATE runs SET status = ?, outcome = ?, exit_code = ?, error = ?, finished_at = ? WHERE id = ?",
     status, status, exit_code, err, M.now_iso(), id)
 end

@@ -533,3 +533,102 @@ describe("schema", function()
     assert_eq(e.kind, "usage")
   end)
 end)
+
+describe("a damaged journal", function()
+  local support = require "support"
+
+  local RECIPE = [[
+local fs = require "relish.fs"
+local task = require "relish.task"
+return recipe "d" {
+  params = { dir = param.string { required = true }, last = param.boolean { default = false } },
+  on_failure = "stop",
+  lock = "d",
+  step "a" { run = function(ctx) fs.write(ctx.params.dir .. "/a", "a") end },
+  step "b" { run = function(ctx)
+    fs.write(ctx.params.dir .. "/ready", "")
+    for _ = 1, 400 do
+      if fs.exists(ctx.params.dir .. "/go") then break end
+      task.sleep(0.05)
+    end
+    if fs.exists(ctx.params.dir .. "/fail") then error("told to stop") end
+    if not ctx.params.last then fs.write(ctx.params.dir .. "/b", "b") end
+  end },
+}
+]]
+
+  test("every command gives exit 2 naming the damaged journal, and changes nothing", function()
+    local d = tmpdir()
+    local state = "sqlite:" .. d .. "/journal.db"
+    local f = support.recipe(d, "d.lua", RECIPE)
+    support.write(d .. "/go", "")
+    support.write(d .. "/fail", "")
+    local r = support.relish { "run", f, "-p", "dir=" .. d, "--state", state } -- stopped: resumable
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    r = support.relish { "plan", f, "-p", "dir=" .. d, "-o", d .. "/plan.json", "--state", state }
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    os.remove(d .. "/fail")
+    assert_eq(support.relish { "plan", f, "-p", "dir=" .. d, "-o", d .. "/plan.json", "--state", state }.code, 0)
+    os.remove(d .. "/a")
+    -- every page but the first (the schema) overwritten: each table is unreadable
+    local db = support.read(d .. "/journal.db")
+    assert_nil(io.open(d .. "/journal.db-wal")) -- all of it is in the main file
+    support.write(d .. "/journal.db", db:sub(1, 4096) .. ("\x5a\xa5"):rep((#db - 4096) // 2))
+    for _, args in ipairs {
+      { "run", f, "-p", "dir=" .. d }, { "plan", f, "-p", "dir=" .. d }, { "apply", d .. "/plan.json" },
+      { "rollback", "last" }, { "resume", "last" }, { "history" }, { "show", "last" }, { "lock", "list" },
+      { "lock", "break", "d" },
+    } do
+      args[#args + 1] = "--state"
+      args[#args + 1] = state
+      r = support.relish(args)
+      assert_eq(r.code, 2, table.concat(args, " ") .. ": " .. r.stdout .. r.stderr)
+      assert_match(r.stderr, "relish: journal " .. (d .. "/journal.db"):gsub("%p", "%%%0") ..
+        " is damaged %(database disk image is malformed%): move it away or restore it from a backup")
+      assert_nil(support.read(d .. "/a"), table.concat(args, " "))
+    end
+  end)
+
+  -- Runs the recipe in the background; once step b is waiting, runs the
+  -- shell command damage, then lets b go on. Returns the exit code and output.
+  local function damage_mid_run(d, damage, extra)
+    local f = support.recipe(d, "d.lua", RECIPE)
+    local script = string.format("%s run %s -p dir=%s " .. (extra or "") ..
+      " --state sqlite:%s/journal.db >%s/out 2>&1 & pid=$!; " ..
+      "for i in $(seq 400); do [ -e %s/ready ] && break; sleep 0.05; done; %s; touch %s/go; wait $pid; " ..
+      "echo \"code=$?\"; cat %s/out", sh.quote(relish_exe()), sh.quote(f), sh.quote(d), sh.quote(d), sh.quote(d),
+      sh.quote(d), damage, sh.quote(d), sh.quote(d))
+    local r = sh.run { argv = { "sh", "-c", script }, env = { NO_COLOR = "1" }, timeout = 60 }
+    return math.tointeger(tonumber(r.stdout:match("code=(%d+)"))), r.stdout
+  end
+
+  test("the write-ahead log deleted under a run: the next effect is refused, exit 3, the run is kept", function()
+    local d = tmpdir()
+    local code, out = damage_mid_run(d, "rm " .. sh.quote(d .. "/journal.db-wal"))
+    assert_eq(code, 3, out)
+    assert_match(out, "the journal's write%-ahead log [^\n]*journal%.db%-wal was deleted or replaced")
+    assert_nil(support.read(d .. "/b")) -- refused before it happened
+    -- what the log held was saved into the journal first: the run is there, and nothing is left to undo
+    local h = support.relish { "history", "--output", "json", "--state", "sqlite:" .. d .. "/journal.db" }
+    assert_eq(h.code, 0, h.stderr)
+    assert_match(h.stdout, '"recipe":"d"')
+    local r = support.relish { "rollback", "last", "--state", "sqlite:" .. d .. "/journal.db" }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_nil(support.read(d .. "/a"))
+  end)
+
+  test("the journal truncated under a run: the next effect is refused and the run does not succeed", function()
+    local d = tmpdir()
+    local code, out = damage_mid_run(d, "truncate -s 0 " .. sh.quote(d .. "/journal.db"))
+    assert_eq(code, 3, out)
+    assert_match(out, "the journal file [^\n]*journal%.db was truncated")
+    assert_false(out:find("Succeeded", 1, true) ~= nil, out)
+    assert_nil(support.read(d .. "/b"))
+    -- after the last effect: every effect happened, but the run's record is lost
+    d = tmpdir()
+    code, out = damage_mid_run(d, "truncate -s 0 " .. sh.quote(d .. "/journal.db"), "-p last=true")
+    assert_eq(code, 3, out)
+    assert_match(out, "the journal could not record that run [^\n]* ended %(the journal file [^\n]*was truncated")
+    assert_false(out:find("Succeeded", 1, true) ~= nil, out)
+  end)
+end)
