@@ -11,7 +11,17 @@
  * not free what the OS takes back (git does not either): lua_close still
  * runs every finalizer (files flushed, temporary files removed, processes
  * reaped, the journal closed) but skips thousands of free() calls. */
-#ifndef __SANITIZE_ADDRESS__ /* the sanitizer build frees all, for its leak check */
+/* the sanitizer build frees all, for its leak check (gcc says so with
+ * __SANITIZE_ADDRESS__, clang with __has_feature) */
+#if defined(__SANITIZE_ADDRESS__)
+#define RELISH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RELISH_ASAN 1
+#endif
+#endif
+
+#ifndef RELISH_ASAN
 static void *alloc_at_exit(void *ud, void *ptr, size_t osize, size_t nsize) {
   (void)ud;
   (void)osize;
@@ -81,7 +91,7 @@ int main(int argc, char **argv) {
     }
   }
   fflush(stdout);
-#ifndef __SANITIZE_ADDRESS__
+#ifndef RELISH_ASAN
   lua_setallocf(L, alloc_at_exit, NULL);
 #endif
   lua_close(L);

@@ -25,3 +25,13 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 
 echo "== fuzzing (clang: libFuzzer + ASan + UBSan), ${RELISH_FUZZ_SECONDS:-15}s per harness"
 scripts/fuzz.sh "${RELISH_FUZZ_SECONDS:-15}"
+
+# The whole suite on the clang build too (ASan + clang's UBSan): about 5 more
+# minutes, so not by default
+if [ -n "${RELISH_CLANG_SUITE:-}" ]; then
+  echo "== tests under clang (ASan + UBSan)"
+  cmake --build build-fuzz -j"$jobs" >/dev/null
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-fuzz --output-on-failure -j"$jobs"
+fi
