@@ -1,0 +1,452 @@
+-- The Kubernetes API double (tests/fixtures/k8s_api.py): the machine's
+-- kubectl is the referee (what it accepts, the double answers rightly),
+-- then the verbs, selectors, patches, server-side apply, watches, faults
+-- and the Deployment controller straight over HTTP.
+local json = require "relish.json"
+local k8s_fixture = require "k8s_fixture"
+
+local eventually = k8s_fixture.eventually
+
+local function start(opts)
+  if not k8s_fixture.available() then skip("kubectl, openssl or python3 is not installed") end
+  return k8s_fixture.start(opts)
+end
+
+-- A Deployment manifest (YAML) named name with image, and more spec fields.
+local function deployment(name, image, extra)
+  return string.format([[
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: %s
+  labels: {app: %s}
+spec:
+  replicas: %d
+  selector: {matchLabels: {app: %s}}
+  %s
+  template:
+    metadata: {labels: {app: %s}}
+    spec:
+      containers:
+      - name: app
+        image: %s
+        ports: [{containerPort: 80}]
+        env: [{name: A, value: "1"}, {name: B, value: "2"}]
+]], name, name, (extra or {}).replicas or 3, name, (extra or {}).spec or "", name, image)
+end
+
+local SERVICE = [[
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+]]
+
+-- kubectl that must succeed: returns its stdout
+local function ok(k, args, opts)
+  local r = k:kubectl(args, opts)
+  if r.code ~= 0 then error("kubectl " .. table.concat(args, " ") .. ": " .. r.stderr .. r.stdout, 2) end
+  return r.stdout
+end
+
+-- api(k, method, path, opts) -> status, decoded body (nil when not JSON)
+local function api(k, method, path, opts)
+  local r = k:api(method, path, opts)
+  local okj, body = pcall(json.decode, r.body)
+  return r.status, okj and body or nil, r
+end
+
+local function get(k, path)
+  local status, body = api(k, "GET", path)
+  assert_eq(status, 200, path .. ": " .. json.encode(body))
+  return body
+end
+
+local DEPLOYS = "/apis/apps/v1/namespaces/default/deployments"
+local CMS = "/api/v1/namespaces/default/configmaps"
+
+local function requests(k, pred)
+  local out = {}
+  for _, r in ipairs(k:control("GET", "/requests")) do
+    if pred(r) then out[#out + 1] = r end
+  end
+  return out
+end
+
+local function pods(k, selector)
+  return get(k, "/api/v1/namespaces/default/pods?labelSelector=" .. (selector or "")).items
+end
+
+describe("kubectl against the double", function()
+  test("get prints the server's table, and -o json the objects, with a token", function()
+    local k <close> = start()
+    ok(k, { "apply", "-f", "-" }, { input = deployment("web", "nginx:1.25") })
+    eventually("three ready pods", function()
+      return ok(k, { "get", "deployments" }):match("\nweb%s+3/3%s+3%s+3%s")
+    end)
+    local out = ok(k, { "get", "deployments" })
+    assert_match(out, "^NAME%s+READY%s+UP%-TO%-DATE%s+AVAILABLE%s+AGE\n")
+    local tables = requests(k, function(r) return r.path == DEPLOYS and r.accept:find("as=Table", 1, true) end)
+    assert_true(#tables >= 1, "kubectl asked for a Table")
+    assert_eq(tables[1].user, "token")
+    assert_match(ok(k, { "get", "pods" }), "web%-%w+%-%w+%s+1/1%s+Running%s+0%s")
+    local list = json.decode(ok(k, { "get", "pods", "-l", "app=web", "-o", "json" }))
+    assert_eq(#list.items, 3)
+    assert_eq(list.items[1].kind, "Pod")
+    assert_eq(list.items[1].status.phase, "Running")
+    local rs = json.decode(ok(k, { "get", "rs", "-o", "json" })).items[1]
+    assert_match(rs.metadata.name, "^web%-%w+$")
+    assert_eq(rs.metadata.name, "web-" .. rs.metadata.labels["pod-template-hash"])
+    assert_eq(rs.metadata.annotations["deployment.kubernetes.io/revision"], "1")
+  end)
+
+  test("a client certificate authenticates; a wrong token or none is 401", function()
+    local k <close> = start()
+    assert_match(ok(k, { "get", "namespaces" }, { cert = true }), "\ndefault%s+Active")
+    local seen = requests(k, function(r) return r.path == "/api/v1/namespaces" end)
+    assert_eq(seen[#seen].user, "cert:relish-client")
+    local r = k:kubectl { "get", "pods", "--token", "wrong" }
+    assert_ne(r.code, 0)
+    assert_match(r.stderr, "Unauthorized")
+    local status, body = api(k, "GET", "/api/v1/namespaces/default/pods", { token = false })
+    assert_eq(status, 401)
+    assert_eq({ body.kind, body.reason, body.code }, { "Status", "Unauthorized", 401 })
+    assert_eq((api(k, "GET", "/api/v1/namespaces", { token = false, cert = true })), 200)
+  end)
+
+  test("apply (client-side) creates, then sends a strategic merge patch by merge keys", function()
+    local k <close> = start()
+    assert_match(ok(k, { "apply", "-f", "-" }, { input = deployment("web", "nginx:1.25") .. "---\n" .. SERVICE }),
+      "deployment.apps/web created\nservice/web created")
+    local changed = deployment("web", "nginx:1.26"):gsub('{name: B, value: "2"}', '{name: C, value: "3"}')
+    assert_eq(ok(k, { "apply", "-f", "-" }, { input = changed }), "deployment.apps/web configured\n")
+    local patch = requests(k, function(r) return r.method == "PATCH" end)[1]
+    assert_eq(patch.content_type, "application/strategic-merge-patch+json")
+    local body = json.decode(patch.body)
+    assert_eq(body.spec.template.spec["$setElementOrder/containers"], { { name = "app" } })
+    assert_eq(body.spec.template.spec.containers[1].env, { { name = "C", value = "3" }, { ["$patch"] = "delete", name = "B" } })
+    local c = get(k, DEPLOYS .. "/web").spec.template.spec.containers[1]
+    assert_eq(c.env, { { name = "A", value = "1" }, { name = "C", value = "3" } })
+    assert_eq(c.image, "nginx:1.26")
+    assert_eq(c.ports, { { containerPort = 80, protocol = "TCP" } })
+    assert_eq(ok(k, { "apply", "-f", "-" }, { input = changed }), "deployment.apps/web unchanged\n")
+  end)
+
+  test("apply --server-side: a second manager conflicts, --force-conflicts takes the field", function()
+    local k <close> = start()
+    assert_eq(ok(k, { "apply", "--server-side", "-f", "-" }, { input = deployment("api", "api:1") }),
+      "deployment.apps/api serverside-applied\n")
+    assert_eq(ok(k, { "apply", "--server-side", "-f", "-" }, { input = deployment("api", "api:1") }),
+      "deployment.apps/api serverside-applied\n")
+    local r = k:kubectl({ "apply", "--server-side", "--field-manager", "other", "-f", "-" },
+      { input = deployment("api", "api:2") })
+    assert_eq(r.code, 1)
+    assert_match(r.stderr, 'Apply failed with 1 conflict: conflict with "kubectl" using apps/v1: '
+      .. '%.spec%.template%.spec%.containers%[name="app"%]%.image')
+    ok(k, { "apply", "--server-side", "--field-manager", "other", "--force-conflicts", "-f", "-" },
+      { input = deployment("api", "api:2") })
+    local d = get(k, DEPLOYS .. "/api")
+    assert_eq(d.spec.template.spec.containers[1].image, "api:2")
+    local owners = {}
+    for _, m in ipairs(d.metadata.managedFields) do
+      local img = m.fieldsV1["f:spec"] and m.fieldsV1["f:spec"]["f:template"] and
+          m.fieldsV1["f:spec"]["f:template"]["f:spec"]["f:containers"]['k:{"name":"app"}']["f:image"]
+      if img then owners[#owners + 1] = m.manager .. "/" .. m.operation end
+    end
+    assert_eq(owners, { "other/Apply" })
+    -- a client-side apply's fields belong to kubectl-client-side-apply
+    ok(k, { "apply", "-f", "-" }, { input = deployment("web", "nginx:1.25") })
+    r = k:kubectl({ "apply", "--server-side", "-f", "-" }, { input = deployment("web", "nginx:1.27") })
+    assert_match(r.stderr, 'conflict with "kubectl%-client%-side%-apply"')
+  end)
+
+  test("rollout status waits for the rollout; history and undo bring back a revision", function()
+    local k <close> = start { time_scale = 0.05 }
+    k:control("POST", "/images", { ["*:slow"] = { ready_after = 10 } })
+    ok(k, { "apply", "-f", "-" }, { input = deployment("web", "nginx:1.25") })
+    assert_match(ok(k, { "rollout", "status", "deploy/web", "--timeout=60s" }), 'deployment "web" successfully rolled out')
+    ok(k, { "set", "image", "deploy/web", "app=nginx:slow" })
+    ok(k, { "annotate", "deploy/web", "kubernetes.io/change-cause=to slow" })
+    local out = ok(k, { "rollout", "status", "deploy/web", "--timeout=60s" })
+    assert_match(out, "Waiting for deployment \"web\" rollout to finish: %d out of 3 new replicas have been updated")
+    assert_match(out, 'deployment "web" successfully rolled out\n$')
+    assert_match(ok(k, { "rollout", "history", "deploy/web" }), "REVISION%s+CHANGE%-CAUSE\n1%s+<none>\n2%s+to slow\n")
+    assert_eq(ok(k, { "rollout", "undo", "deploy/web" }), "deployment.apps/web rolled back\n")
+    ok(k, { "rollout", "status", "deploy/web", "--timeout=60s" })
+    local d = get(k, DEPLOYS .. "/web")
+    assert_eq(d.spec.template.spec.containers[1].image, "nginx:1.25")
+    assert_eq(d.metadata.annotations["deployment.kubernetes.io/revision"], "3")
+    local rss = get(k, "/apis/apps/v1/namespaces/default/replicasets").items
+    assert_eq(#rss, 2, "the old ReplicaSet was reused")
+    for _, rs in ipairs(rss) do
+      local ann = rs.metadata.annotations
+      if rs.spec.template.spec.containers[1].image == "nginx:1.25" then
+        assert_eq({ ann["deployment.kubernetes.io/revision"], ann["deployment.kubernetes.io/revision-history"], rs.spec.replicas },
+          { "3", "1", 3 })
+      else
+        assert_eq({ ann["deployment.kubernetes.io/revision"], rs.spec.replicas }, { "2", 0 })
+      end
+    end
+    assert_match(ok(k, { "rollout", "history", "deploy/web" }), "\n2%s+to slow\n3%s+")
+  end)
+
+  test("rollout status fails when a crash-looping image passes the progress deadline (600 s in 6)", function()
+    local k <close> = start { time_scale = 0.01 }
+    k:control("POST", "/images", { ["*:crash"] = { state = "CrashLoopBackOff" } })
+    ok(k, { "apply", "-f", "-" }, { input = deployment("web", "nginx:1.25") })
+    ok(k, { "rollout", "status", "deploy/web", "--timeout=60s" })
+    ok(k, { "set", "image", "deploy/web", "app=nginx:crash" })
+    local r = k:kubectl { "rollout", "status", "deploy/web", "--timeout=60s" }
+    assert_eq(r.code, 1)
+    assert_match(r.stderr, 'deployment "web" exceeded its progress deadline')
+    local d = get(k, DEPLOYS .. "/web")
+    local cond
+    for _, c in ipairs(d.status.conditions) do if c.type == "Progressing" then cond = c end end
+    assert_eq({ cond.status, cond.reason }, { "False", "ProgressDeadlineExceeded" })
+    assert_eq(d.status.availableReplicas, 3, "the old pods stay")
+    local bad = pods(k, "app=web")
+    local crashing = 0
+    for _, p in ipairs(bad) do
+      local cs = p.status.containerStatuses[1]
+      if cs.image == "nginx:crash" then
+        crashing = crashing + 1
+        assert_eq(cs.state.waiting.reason, "CrashLoopBackOff")
+        assert_true(cs.restartCount > 0)
+        assert_eq(cs.lastState.terminated.exitCode, 1)
+      end
+    end
+    assert_eq(crashing, 1, "maxUnavailable 25% of 3 is 0, so one surge pod only")
+    assert_match(ok(k, { "get", "pods" }), "0/1%s+CrashLoopBackOff%s+%d+")
+  end)
+
+  test("scale patches /scale; delete takes the ReplicaSets and pods along", function()
+    local k <close> = start()
+    ok(k, { "apply", "-f", "-" }, { input = deployment("web", "nginx:1.25") })
+    assert_eq(ok(k, { "scale", "deploy/web", "--replicas=5" }), "deployment.apps/web scaled\n")
+    local p = requests(k, function(r) return r.method == "PATCH" end)[1]
+    assert_eq({ p.path, p.content_type, json.decode(p.body) },
+      { DEPLOYS .. "/web/scale", "application/merge-patch+json", { spec = { replicas = 5 } } })
+    eventually("five pods", function() return #pods(k, "app=web") == 5 end)
+    assert_eq(ok(k, { "delete", "deploy/web" }), 'deployment.apps "web" deleted\n')
+    eventually("no pods", function() return #pods(k) == 0 end)
+    assert_eq(#get(k, "/apis/apps/v1/namespaces/default/replicasets").items, 0)
+    local all = k:kubectl { "get", "all" }
+    assert_eq({ all.code, all.stdout, all.stderr }, { 0, "", "No resources found in default namespace.\n" })
+  end)
+end)
+
+describe("the API over HTTP", function()
+  test("discovery: legacy lists, aggregated discovery on request, scale and status subresources", function()
+    local k <close> = start()
+    local apps = get(k, "/apis/apps/v1")
+    local names = {}
+    for _, r in ipairs(apps.resources) do names[r.name] = r end
+    assert_eq(names["deployments/scale"].kind, "Scale")
+    assert_eq(names["deployments/scale"].group, "autoscaling")
+    assert_true(names["deployments/status"] ~= nil)
+    local status, body, r = api(k, "GET", "/apis", { headers = {
+      Accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json" } })
+    assert_eq(status, 200)
+    assert_match(r.headers["content-type"], "as=APIGroupDiscoveryList")
+    local groups = {}
+    for _, g in ipairs(body.items) do groups[#groups + 1] = g.metadata.name end
+    assert_eq(groups, { "apiextensions.k8s.io", "apps", "argoproj.io", "coordination.k8s.io" })
+    assert_eq(get(k, "/version").minor, "32")
+    assert_eq(get(k, "/api").versions, { "v1" })
+  end)
+
+  test("list: label selectors, field selectors, limit and continue", function()
+    local k <close> = start()
+    for i, tier in ipairs { "web", "web", "db", "cache", "none" } do
+      local labels = tier ~= "none" and { tier = tier, n = tostring(i) } or { n = tostring(i) }
+      assert_eq((api(k, "POST", CMS, { json = { metadata = { name = "c" .. i, labels = labels } } })), 201)
+    end
+    local function names(q)
+      local out = {}
+      for _, o in ipairs(get(k, CMS .. "?" .. q).items) do out[#out + 1] = o.metadata.name end
+      return table.concat(out, " ")
+    end
+    assert_eq(names "labelSelector=tier%3Dweb", "c1 c2")
+    assert_eq(names "labelSelector=tier%21%3Dweb", "c3 c4 c5")
+    assert_eq(names "labelSelector=tier%20in%20(db,cache)", "c3 c4")
+    assert_eq(names "labelSelector=tier%20notin%20(db,cache)", "c1 c2 c5")
+    assert_eq(names "labelSelector=tier", "c1 c2 c3 c4")
+    assert_eq(names "labelSelector=%21tier", "c5")
+    assert_eq(names "labelSelector=tier%3Dweb,n%3D2", "c2")
+    assert_eq(names "fieldSelector=metadata.name%3Dc3", "c3")
+    assert_eq(names "fieldSelector=metadata.name%21%3Dc3,metadata.namespace%3Ddefault", "c1 c2 c4 c5")
+    local status, body = api(k, "GET", CMS .. "?fieldSelector=spec.nope%3D1")
+    assert_eq({ status, body.reason }, { 400, "BadRequest" })
+    local seen, cont, pages = {}, nil, 0
+    repeat
+      local page = get(k, CMS .. "?limit=2" .. (cont and ("&continue=" .. cont) or ""))
+      pages = pages + 1
+      for _, o in ipairs(page.items) do seen[#seen + 1] = o.metadata.name end
+      cont = page.metadata.continue
+    until not cont
+    assert_eq({ pages, table.concat(seen, " ") }, { 3, "c1 c2 c3 c4 c5" })
+    -- pods by phase
+    k:control("POST", "/images", { ["pull:*"] = { state = "ErrImagePull" } })
+    for _, img in ipairs { "run:1", "pull:1" } do
+      api(k, "POST", "/api/v1/namespaces/default/pods", { json = {
+        metadata = { name = img:gsub(":", "") }, spec = { containers = { { name = "c", image = img } } } } })
+    end
+    eventually("a running pod", function()
+      return #get(k, "/api/v1/namespaces/default/pods?fieldSelector=status.phase%3DRunning").items == 1
+    end)
+    local pending = get(k, "/api/v1/namespaces/default/pods?fieldSelector=status.phase%3DPending").items
+    assert_eq(#pending, 1)
+    assert_eq(pending[1].status.containerStatuses[1].state.waiting.reason, "ErrImagePull")
+  end)
+
+  test("create, update: AlreadyExists, resourceVersion conflicts, generation, status ignored", function()
+    local k <close> = start()
+    local manifest = { apiVersion = "apps/v1", kind = "Deployment", metadata = { name = "a" }, spec = {
+      replicas = 0, selector = { matchLabels = { app = "a" } },
+      template = { metadata = { labels = { app = "a" } }, spec = { containers = { { name = "c", image = "i:1" } } } } } }
+    local status, obj = api(k, "POST", DEPLOYS, { json = manifest })
+    assert_eq({ status, obj.metadata.generation, obj.spec.strategy.rollingUpdate.maxSurge }, { 201, 1, "25%" })
+    status, obj = api(k, "POST", DEPLOYS, { json = manifest })
+    assert_eq({ status, obj.reason, obj.message }, { 409, "AlreadyExists", 'deployments.apps "a" already exists' })
+    local live = get(k, DEPLOYS .. "/a")
+    local stale = live.metadata.resourceVersion
+    live.metadata.labels = { x = "1" }
+    live.status = { replicas = 42 }
+    status, obj = api(k, "PUT", DEPLOYS .. "/a", { json = live })
+    assert_eq({ status, obj.metadata.generation, obj.metadata.labels }, { 200, 1, { x = "1" } })
+    assert_ne(obj.status and obj.status.replicas, 42)
+    assert_true(tonumber(obj.metadata.resourceVersion) > tonumber(stale))
+    live.spec.replicas = 2
+    status, obj = api(k, "PUT", DEPLOYS .. "/a", { json = live })
+    assert_eq({ status, obj.reason }, { 409, "Conflict" })
+    assert_match(obj.message, "the object has been modified")
+    live = get(k, DEPLOYS .. "/a")
+    live.spec.replicas = 2
+    status, obj = api(k, "PUT", DEPLOYS .. "/a", { json = live })
+    assert_eq({ status, obj.metadata.generation }, { 200, 2 })
+    status, obj = api(k, "PUT", DEPLOYS .. "/a/status", { json = { metadata = { name = "a" }, status = { replicas = 7 } } })
+    assert_eq({ status, obj.status.replicas, obj.metadata.generation }, { 200, 7, 2 })
+    status, obj = api(k, "POST", DEPLOYS, { json = { metadata = { name = "b" }, spec = { selector = { matchLabels = { a = "1" } },
+      template = { metadata = { labels = { a = "2" } }, spec = { containers = { { name = "c", image = "i" } } } } } } })
+    assert_eq({ status, obj.reason, obj.details.causes[1].field }, { 422, "Invalid", "spec.template.metadata.labels" })
+    status, obj = api(k, "POST", "/api/v1/namespaces/nowhere/configmaps", { json = { metadata = { name = "x" } } })
+    assert_eq({ status, obj.reason, obj.message }, { 404, "NotFound", 'namespaces "nowhere" not found' })
+  end)
+
+  test("patch: json, merge and strategic (merge keys, $patch, $setElementOrder); 415 on custom resources", function()
+    local k <close> = start()
+    local manifest = { metadata = { name = "p", labels = { a = "1", b = "2" } }, spec = { replicas = 0,
+      selector = { matchLabels = { app = "p" } }, template = { metadata = { labels = { app = "p" } }, spec = {
+        containers = { { name = "one", image = "i:1", env = { { name = "X", value = "1" }, { name = "Y", value = "2" } } },
+          { name = "two", image = "j:1" } },
+        volumes = { { name = "v1", emptyDir = {} }, { name = "v2", emptyDir = {} } } } } } }
+    assert_eq((api(k, "POST", DEPLOYS, { json = manifest })), 201)
+    local function patch(ctype, body)
+      local status, obj = api(k, "PATCH", DEPLOYS .. "/p", { body = json.encode(body), headers = { ["Content-Type"] = ctype } })
+      assert_eq(status, 200, json.encode(obj))
+      return obj
+    end
+    local o = patch("application/json-patch+json", { { op = "replace", path = "/metadata/labels/a", value = "9" },
+      { op = "remove", path = "/metadata/labels/b" }, { op = "add", path = "/spec/template/spec/containers/-",
+        value = { name = "three", image = "k:1" } } })
+    assert_eq(o.metadata.labels, { a = "9" })
+    assert_eq(#o.spec.template.spec.containers, 3)
+    o = patch("application/merge-patch+json", { metadata = { labels = { a = json.null, c = "3" } } })
+    assert_eq(o.metadata.labels, { c = "3" })
+    local sm = "application/strategic-merge-patch+json"
+    o = patch(sm, { spec = { template = { spec = {
+      ["$setElementOrder/containers"] = { { name = "two" }, { name = "one" }, { name = "three" } },
+      containers = { { name = "one", image = "i:2", env = { { name = "Y", ["$patch"] = "delete" }, { name = "Z", value = "3" } } } } } } } })
+    local cs = o.spec.template.spec.containers
+    assert_eq({ cs[1].name, cs[2].name, cs[3].name }, { "two", "one", "three" })
+    assert_eq({ cs[2].image, cs[2].env }, { "i:2", { { name = "X", value = "1" }, { name = "Z", value = "3" } } })
+    o = patch(sm, { spec = { template = { spec = { containers = { { name = "three", ["$patch"] = "delete" } },
+      volumes = { { name = "v3", emptyDir = {} }, { ["$patch"] = "replace" } } } } } })
+    assert_eq(#o.spec.template.spec.containers, 2)
+    assert_eq(o.spec.template.spec.volumes, { { name = "v3", emptyDir = {} } })
+    o = patch(sm, { spec = { strategy = { ["$retainKeys"] = { "type" }, type = "Recreate" } } })
+    assert_eq(o.spec.strategy, { type = "Recreate" })
+    local status, body = api(k, "PATCH", DEPLOYS .. "/p", { body = '{"metadata":{"resourceVersion":"1"}}',
+      headers = { ["Content-Type"] = "application/merge-patch+json" } })
+    assert_eq({ status, body.reason }, { 409, "Conflict" })
+    -- custom resources: merge yes, strategic no
+    local ro = "/apis/argoproj.io/v1alpha1/namespaces/default/rollouts"
+    assert_eq((api(k, "POST", ro, { json = { apiVersion = "argoproj.io/v1alpha1", kind = "Rollout",
+      metadata = { name = "r" }, spec = { replicas = 1 } } })), 201)
+    status, body = api(k, "PATCH", ro .. "/r", { body = '{"spec":{"replicas":2}}', headers = { ["Content-Type"] = sm } })
+    assert_eq({ status, body.reason }, { 415, "UnsupportedMediaType" })
+    status, body = api(k, "PATCH", ro .. "/r", { body = '{"spec":{"replicas":2}}',
+      headers = { ["Content-Type"] = "application/merge-patch+json" } })
+    assert_eq({ status, body.spec.replicas }, { 200, 2 })
+    assert_eq(get(k, ro .. "/r/scale").spec.replicas, 2)
+  end)
+
+  test("server-side apply: fieldManager required, creates, conflicts name their fields, force, removal", function()
+    local k <close> = start()
+    local cm = CMS .. "/s"
+    local function apply(body, q)
+      return api(k, "PATCH", cm .. (q or ""), { body = json.encode(body),
+        headers = { ["Content-Type"] = "application/apply-patch+yaml" } })
+    end
+    local cfg = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "s" }, data = { a = "1", b = "2" } }
+    local status, body = apply(cfg)
+    assert_eq({ status, body.reason, body.details.causes[1].field }, { 422, "Invalid", "fieldManager" })
+    status, body = apply(cfg, "?fieldManager=one")
+    assert_eq({ status, body.data }, { 200, { a = "1", b = "2" } })
+    assert_eq(body.metadata.managedFields[1].manager, "one")
+    assert_eq(body.metadata.managedFields[1].fieldsV1, { ["f:data"] = { ["f:a"] = {}, ["f:b"] = {} } })
+    status, body = apply({ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "s" }, data = { a = "2", c = "3" } },
+      "?fieldManager=two")
+    assert_eq({ status, body.reason, body.message }, { 409, "Conflict",
+      'Apply failed with 1 conflict: conflict with "one" using v1: .data.a' })
+    assert_eq(body.details.causes, { { reason = "FieldManagerConflict", message = 'conflict with "one" using v1',
+      field = ".data.a" } })
+    -- the same value is shared, not a conflict
+    status, body = apply({ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "s" }, data = { a = "1", c = "3" } },
+      "?fieldManager=two")
+    assert_eq({ status, body.data }, { 200, { a = "1", b = "2", c = "3" } })
+    status, body = apply({ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "s" }, data = { a = "5" } },
+      "?fieldManager=two&force=true")
+    assert_eq({ status, body.data }, { 200, { a = "5", b = "2" } }, "c, applied by two only and dropped, is removed")
+    -- one no longer owns a: dropping it from one's configuration keeps it
+    status, body = apply({ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "s" }, data = { b = "2" } },
+      "?fieldManager=one")
+    assert_eq(body.data, { a = "5", b = "2" })
+    status, body = apply({ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "s" }, data = { b = "2" } },
+      "?fieldManager=one&force=false&dryRun=All")
+    assert_eq(status, 200)
+    status, body = api(k, "PATCH", cm .. "?force=true", { body = "{}", headers = {
+      ["Content-Type"] = "application/merge-patch+json" } })
+    assert_eq({ status, body.reason }, { 422, "Invalid" })
+  end)
+
+  test("dryRun=All on every write changes nothing", function()
+    local k <close> = start()
+    assert_eq((api(k, "POST", CMS, { json = { metadata = { name = "d" }, data = { a = "1" } } })), 201)
+    local before = k:control("GET", "/stats")
+    local live = get(k, CMS .. "/d")
+    local q = "?dryRun=All"
+    local status, body = api(k, "POST", CMS .. q, { json = { metadata = { name = "new" } } })
+    assert_eq({ status, body.metadata.name }, { 201, "new" })
+    live.data.a = "2"
+    status, body = api(k, "PUT", CMS .. "/d" .. q, { json = live })
+    assert_eq({ status, body.data.a }, { 200, "2" })
+    status, body = api(k, "PATCH", CMS .. "/d" .. q, { body = '{"data":{"a":"3"}}',
+      headers = { ["Content-Type"] = "application/merge-patch+json" } })
+    assert_eq({ status, body.data.a }, { 200, "3" })
+    status = api(k, "PATCH", CMS .. "/e" .. q .. "&fieldManager=m", { body = '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"e"}}',
+      headers = { ["Content-Type"] = "application/apply-patch+yaml" } })
+    assert_eq(status, 200)
+    assert_eq((api(k, "DELETE", CMS .. "/d" .. q)), 200)
+    status = api(k, "DELETE", CMS .. q)
+    assert_eq(status, 200)
+    local after = k:control("GET", "/stats")
+    assert_eq({ after.writes, after.resourceVersion }, { before.writes, before.resourceVersion })
+    assert_eq(get(k, CMS .. "/d").data, { a = "1" })
+    assert_eq((api(k, "GET", CMS .. "/new")), 404)
+    assert_eq((api(k, "GET", CMS .. "/e")), 404)
+    assert_eq(after.requests.create, (before.requests.create or 0) + 1)
+  end)
+end)

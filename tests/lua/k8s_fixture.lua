@@ -1,0 +1,117 @@
+-- The Kubernetes API double (tests/fixtures/k8s_api.py) for Lua tests:
+--   local k8s <close> = k8s_fixture.start { time_scale = 0.01 }
+--   k8s:kubectl { "get", "pods" }                -- the machine's kubectl
+--   k8s:api("GET", "/api/v1/namespaces/default/pods") -> response
+--   k8s:control("POST", "/images", { ["*:bad"] = { state = "CrashLoopBackOff" } })
+-- It listens on a port the kernel picks, with a CA, certificates and
+-- kubeconfigs made in its own directory, and is stopped when the test ends
+-- (the <close>), or when this process dies (it watches our pid).
+local sh = require "relish.sh"
+local host = require "relish._host"
+local http = require "relish.http"
+local json = require "relish.json"
+local task = require "relish.task"
+local support = require "support"
+
+local M = {}
+
+local SERVER = (function()
+  local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+  return (host.realpath(here .. "/../fixtures/k8s_api.py"))
+end)()
+
+local Double = {}
+Double.__index = Double
+
+-- start{time_scale=} -> the double: .server (its URL), .ca, .token,
+-- .client_cert, .client_key, .kubeconfig (token user), .kubeconfig_cert
+-- (client-certificate user), .dir
+function M.start(opts)
+  opts = opts or {}
+  local dir = assert(host.mkdtemp("relish-k8s"))
+  sh.run { readonly = true, argv = { "sh", "-c",
+    'python3 "$0" --dir "$1" --parent "$2" --time-scale "$3" >"$1/server.log" 2>&1 &',
+    SERVER, dir, tostring(host.getpid()), tostring(opts.time_scale or 1) } }
+  local info
+  for _ = 1, 1500 do
+    local text = support.read(dir .. "/k8s.json")
+    if text then info = json.decode(text) break end
+    task.sleep(0.01)
+  end
+  if not info then
+    local log = support.read(dir .. "/server.log") or ""
+    host.rmtree(dir)
+    error("the Kubernetes API double did not start:\n" .. log, 2)
+  end
+  info.dir = dir
+  return setmetatable(info, Double)
+end
+
+-- api(method, path [, {json=, body=, headers=, query=, token=, cert=, stream=, timeout=}])
+-- -> the response. Authenticated with the token unless token = false (then
+-- with the client certificate when cert = true, else anonymously).
+function Double:api(method, path, opts)
+  opts = opts or {}
+  local req = { method = method, url = self.server .. path, ca = self.ca, retries = 0, effect = false,
+    timeout = opts.timeout or 30, json = opts.json, body = opts.body, query = opts.query,
+    headers = opts.headers, stream = opts.stream }
+  if opts.token ~= false then
+    req.auth = { bearer = opts.token or self.token }
+  elseif opts.cert then
+    req.cert, req.key = self.client_cert, self.client_key
+  end
+  return http.request(req)
+end
+
+-- control(method, path [, value]) -> the decoded answer of /_control/PATH
+function Double:control(method, path, value)
+  local r = http.request { method = method, url = self.server .. "/_control" .. path, ca = self.ca,
+    json = value, retries = 0, effect = false, timeout = 30 }
+  assert(r.status == 200, "k8s double control " .. path .. ": " .. r.status .. " " .. r.body)
+  return json.decode(r.body)
+end
+
+-- kubectl(args [, {cert=, kubeconfig=, input=, timeout=}]) -> the result
+-- of sh.run (never raises for the exit code). Each double has its own HOME
+-- and KUBECACHEDIR, so no discovery cache is shared.
+function Double:kubectl(args, opts)
+  opts = opts or {}
+  local argv = { "kubectl", "--kubeconfig", opts.kubeconfig or (opts.cert and self.kubeconfig_cert or self.kubeconfig) }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  return sh.run { argv = argv, readonly = true, check = false, input = opts.input, timeout = opts.timeout or 120,
+    env = { HOME = self.dir .. "/home", KUBECACHEDIR = self.dir .. "/cache", KUBECONFIG = false } }
+end
+
+-- eventually(what, fn [, timeout]): polls fn() (up to timeout seconds,
+-- default 10) until it returns a true value; returns that value, or raises
+-- naming what.
+function M.eventually(what, fn, timeout)
+  local deadline = host.now() + (timeout or 10)
+  repeat
+    local v = fn()
+    if v then return v end
+    task.sleep(0.02)
+  until host.now() > deadline
+  error("timed out waiting for " .. what, 2)
+end
+
+function Double:stop()
+  if not self.pid then return end
+  sh.run { readonly = true, argv = { "kill", tostring(self.pid) }, check = false }
+  for _ = 1, 250 do
+    local stat = support.read("/proc/" .. self.pid .. "/stat")
+    if not stat or stat:match("^%d+ %b() (%a)") == "Z" then break end
+    task.sleep(0.02)
+  end
+  self.pid = nil
+  host.rmtree(self.dir)
+end
+
+Double.__close = Double.stop
+
+-- Whether kubectl, openssl and python3 are installed (the tests skip otherwise).
+function M.available()
+  return sh.which("kubectl") ~= nil and sh.which("openssl") ~= nil and sh.which("python3") ~= nil
+end
+
+return M
