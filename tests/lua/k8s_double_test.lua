@@ -450,3 +450,427 @@ describe("the API over HTTP", function()
     assert_eq(after.requests.create, (before.requests.create or 0) + 1)
   end)
 end)
+
+-- watch(k, path, query) -> the events of a watch that ends by itself
+-- (timeoutSeconds in query), or once until(events) holds
+local function watch(k, path, query, until_)
+  local events = {}
+  local r = k:api("GET", path .. "?watch=1&" .. query, { timeout = 30, stream = function(line)
+    events[#events + 1] = json.decode(line)
+    if until_ and until_(events) then return false end
+  end })
+  return events, r
+end
+
+local function types(events)
+  local out = {}
+  for _, e in ipairs(events) do
+    out[#out + 1] = e.type .. (e.object.metadata and e.object.metadata.name and (" " .. e.object.metadata.name) or "")
+  end
+  return table.concat(out, ", ")
+end
+
+local function cm(k, name, labels)
+  local status, body = api(k, "POST", CMS, { json = { metadata = { name = name, labels = labels } } })
+  assert_eq(status, 201, json.encode(body))
+  return body
+end
+
+describe("watches", function()
+  test("from a resourceVersion: the changes since, selectors moving objects in and out, timeoutSeconds", function()
+    local k <close> = start()
+    local a = cm(k, "a", { w = "1" })
+    cm(k, "b", { w = "1" })
+    assert_eq((api(k, "PATCH", CMS .. "/a", { body = '{"metadata":{"labels":{"w":"2"}}}',
+      headers = { ["Content-Type"] = "application/merge-patch+json" } })), 200)
+    assert_eq((api(k, "DELETE", CMS .. "/b")), 200)
+    cm(k, "c", { w = "2" })
+    local events, r = watch(k, CMS, "resourceVersion=" .. a.metadata.resourceVersion .. "&timeoutSeconds=1")
+    assert_eq(r.status, 200)
+    assert_eq(types(events), "ADDED b, MODIFIED a, DELETED b, ADDED c")
+    events = watch(k, CMS, "resourceVersion=" .. a.metadata.resourceVersion .. "&timeoutSeconds=1&labelSelector=w%3D1")
+    assert_eq(types(events), "ADDED b, DELETED a, DELETED b")
+    for i = 2, #events do
+      assert_true(tonumber(events[i].object.metadata.resourceVersion) > tonumber(events[i - 1].object.metadata.resourceVersion))
+    end
+  end)
+
+  test("without a resourceVersion: the objects first, then changes as they happen; bookmarks", function()
+    local k <close> = start()
+    cm(k, "a")
+    k:control("POST", "/bookmarks", { interval = 0.2 })
+    local task = require "relish.task"
+    local maker = task.spawn(function()
+      task.sleep(0.3)
+      cm(k, "late")
+    end)
+    local events = watch(k, CMS, "allowWatchBookmarks=true&timeoutSeconds=20", function(evs)
+      return evs[#evs].type == "ADDED" and evs[#evs].object.metadata.name == "late"
+    end)
+    maker:wait()
+    assert_eq(events[1].type .. " " .. events[1].object.metadata.name, "ADDED a")
+    local marks = 0
+    for _, e in ipairs(events) do
+      if e.type == "BOOKMARK" then
+        marks = marks + 1
+        assert_eq(e.object.kind, "ConfigMap")
+        assert_match(e.object.metadata.resourceVersion, "^%d+$")
+      end
+    end
+    assert_true(marks >= 1, "a bookmark came before the change: " .. types(events))
+    local started = require("relish._host").now()
+    events = watch(k, CMS, "resourceVersion=" .. events[#events].object.metadata.resourceVersion .. "&timeoutSeconds=1")
+    assert_eq(#events, 0)
+    assert_near(require("relish._host").now() - started, 1, 0.5)
+  end)
+
+  test("410 Expired: a watch from before a compaction, an old continue token", function()
+    local k <close> = start()
+    local a = cm(k, "a")
+    cm(k, "b")
+    local page = get(k, CMS .. "?limit=1")
+    cm(k, "c")
+    k:control("POST", "/compact")
+    local events = watch(k, CMS, "resourceVersion=" .. a.metadata.resourceVersion .. "&timeoutSeconds=5")
+    assert_eq(#events, 1)
+    assert_eq({ events[1].type, events[1].object.kind, events[1].object.code, events[1].object.reason },
+      { "ERROR", "Status", 410, "Expired" })
+    local status, body = api(k, "GET", CMS .. "?limit=1&continue=" .. page.metadata.continue)
+    assert_eq({ status, body.reason }, { 410, "Expired" })
+    -- from the current resourceVersion all is well
+    events = watch(k, CMS, "resourceVersion=" .. get(k, CMS).metadata.resourceVersion .. "&timeoutSeconds=0.5")
+    assert_eq(#events, 0)
+  end)
+end)
+
+describe("faults", function()
+  test("429 with Retry-After, N failures, then success; only the matching requests", function()
+    local k <close> = start()
+    k:control("POST", "/faults", { status = 429, retry_after = 2, count = 2, verb = "get" })
+    local r = k:api("GET", CMS)
+    assert_eq(r.status, 200, "a list is not a get")
+    for _ = 1, 2 do
+      local status, body, resp = api(k, "GET", "/api/v1/namespaces/default")
+      assert_eq({ status, body.reason, body.details.retryAfterSeconds, resp.headers["retry-after"] },
+        { 429, "TooManyRequests", 2, "2" })
+    end
+    assert_eq((api(k, "GET", "/api/v1/namespaces/default")), 200)
+    k:control("POST", "/faults", { { status = 503, path = "/configmaps", method = "POST" }, { latency = 0.3 } })
+    local status, body = api(k, "POST", CMS, { json = { metadata = { name = "x" } } })
+    assert_eq({ status, body.reason }, { 503, "ServiceUnavailable" })
+    r = k:api("GET", CMS)
+    assert_true(r.elapsed >= 0.3, "latency: " .. r.elapsed)
+    assert_eq(k:control("GET", "/faults"), {})
+    local stats = k:control("GET", "/stats")
+    assert_eq({ stats.requests.get, stats.requests.list, stats.requests.create, stats.writes }, { 3, 2, 1, 0 })
+  end)
+
+  test("a watch closed early, cleanly or not; 410 on the next watch", function()
+    local k <close> = start()
+    local host = require "relish._host"
+    k:control("POST", "/faults", { watch_close_after = 0.3 })
+    local t0 = host.now()
+    local events, r = watch(k, CMS, "timeoutSeconds=30")
+    assert_eq({ r.status, #events }, { 200, 0 })
+    assert_true(host.now() - t0 < 5)
+    k:control("POST", "/faults", { watch_close_after = 0.3, abrupt = true })
+    local okw, err = pcall(watch, k, CMS, "timeoutSeconds=30")
+    assert_false(okw)
+    assert_ne(err.kind, "timeout")
+    k:control("POST", "/faults", { watch_expired = true })
+    events = watch(k, CMS, "resourceVersion=" .. get(k, CMS).metadata.resourceVersion .. "&timeoutSeconds=5")
+    assert_eq({ #events, events[1].type, events[1].object.code }, { 1, "ERROR", 410 })
+    assert_eq(#k:control("GET", "/faults"), 0, "a watch fault is spent by watches only")
+  end)
+end)
+
+-- A Deployment object (a Lua table) named name.
+local function deploy_json(name, image, spec)
+  local d = { apiVersion = "apps/v1", kind = "Deployment", metadata = { name = name }, spec = {
+    replicas = 3, selector = { matchLabels = { app = name } },
+    template = { metadata = { labels = { app = name } }, spec = { containers = { { name = "app", image = image } } } } } }
+  for key, v in pairs(spec or {}) do d.spec[key] = v end
+  return d
+end
+
+local RSS = "/apis/apps/v1/namespaces/default/replicasets"
+
+local function set_image(k, name, image)
+  local status, body = api(k, "PATCH", DEPLOYS .. "/" .. name, { headers = {
+    ["Content-Type"] = "application/strategic-merge-patch+json" },
+    body = json.encode { spec = { template = { spec = { containers = { { name = "app", image = image } } } } } } })
+  assert_eq(status, 200, json.encode(body))
+end
+
+local function complete(k, name)
+  return eventually(name .. " rolled out", function()
+    local d = get(k, DEPLOYS .. "/" .. name)
+    local s = d.status or {}
+    return s.observedGeneration == d.metadata.generation and (s.updatedReplicas or 0) == d.spec.replicas
+      and (s.replicas or 0) == d.spec.replicas and (s.availableReplicas or 0) == d.spec.replicas and d
+  end, 20)
+end
+
+local function by_image(k)
+  local out = {}
+  for _, rs in ipairs(get(k, RSS).items) do out[rs.spec.template.spec.containers[1].image] = rs end
+  return out
+end
+
+describe("the Deployment controller", function()
+  test("rolling update: within maxSurge and maxUnavailable at every step", function()
+    local k <close> = start { time_scale = 0.05 }
+    k:control("POST", "/images", { ["app:*"] = { ready_after = 2 } })
+    assert_eq((api(k, "POST", DEPLOYS, { json = deploy_json("r", "app:1", { replicas = 4,
+      strategy = { type = "RollingUpdate", rollingUpdate = { maxSurge = 1, maxUnavailable = 0 } } }) })), 201)
+    complete(k, "r")
+    local rs, list = {}, get(k, RSS)
+    for _, x in ipairs(list.items) do rs[x.metadata.name] = x end
+    local task = require "relish.task"
+    local roller = task.spawn(function() set_image(k, "r", "app:2") end)
+    local worst = { spec = 0, available = 99 }
+    watch(k, RSS, "resourceVersion=" .. list.metadata.resourceVersion .. "&timeoutSeconds=30", function(events)
+      local o = events[#events].object
+      rs[o.metadata.name] = o
+      local spec, avail, new = 0, 0, nil
+      for _, x in pairs(rs) do
+        spec = spec + x.spec.replicas
+        avail = avail + ((x.status or {}).availableReplicas or 0)
+        if x.spec.template.spec.containers[1].image == "app:2" then new = x end
+      end
+      worst.spec = math.max(worst.spec, spec)
+      worst.available = math.min(worst.available, avail)
+      return new and (new.status or {}).availableReplicas == 4 and spec == 4
+    end)
+    roller:wait()
+    assert_eq(worst.spec, 5, "4 replicas + maxSurge 1")
+    assert_true(worst.available >= 4, "maxUnavailable 0: " .. worst.available)
+    local d = complete(k, "r")
+    assert_eq(d.metadata.annotations["deployment.kubernetes.io/revision"], "2")
+  end)
+
+  test("percentages: maxSurge 25% of 10 is 3, maxUnavailable 2; a stuck rollout holds 8 old and 5 new", function()
+    local k <close> = start()
+    k:control("POST", "/images", { ["app:stuck"] = { state = "NotReady" } })
+    assert_eq((api(k, "POST", DEPLOYS, { json = deploy_json("p", "app:1", { replicas = 10 }) })), 201)
+    complete(k, "p")
+    set_image(k, "p", "app:stuck")
+    -- 3 new (13 at most), then 8 old (8 available at least), then 5 new (13 again)
+    local rss = eventually("5 new and 8 old", function()
+      local m = by_image(k)
+      return m["app:stuck"] and m["app:stuck"].spec.replicas == 5 and m["app:1"].spec.replicas == 8 and m
+    end)
+    assert_eq(rss["app:stuck"].metadata.annotations["deployment.kubernetes.io/max-replicas"], "13")
+    assert_eq(rss["app:stuck"].metadata.annotations["deployment.kubernetes.io/desired-replicas"], "10")
+    local d = eventually("status", function()
+      local x = get(k, DEPLOYS .. "/p")
+      return x.status.replicas == 13 and (x.status.readyReplicas or 0) == 8 and x
+    end)
+    assert_eq({ d.status.updatedReplicas, d.status.availableReplicas, d.status.unavailableReplicas }, { 5, 8, 5 })
+    local avail
+    for _, c in ipairs(d.status.conditions) do if c.type == "Available" then avail = c end end
+    assert_eq({ avail.status, avail.reason }, { "True", "MinimumReplicasAvailable" })
+  end)
+
+  test("Recreate: the old pods are gone before the new ReplicaSet appears", function()
+    local k <close> = start()
+    assert_eq((api(k, "POST", DEPLOYS, { json = deploy_json("c", "app:1", { strategy = { type = "Recreate" } }) })), 201)
+    local d = complete(k, "c")
+    local task = require "relish.task"
+    local roller = task.spawn(function() set_image(k, "c", "app:2") end)
+    local old_pods, new_rs_seen_with = 3, nil
+    watch(k, "/api/v1/namespaces/default/pods", "resourceVersion=" .. d.metadata.resourceVersion .. "&timeoutSeconds=30",
+      function(events)
+        local e = events[#events]
+        local image = e.object.spec.containers[1].image
+        if e.type == "DELETED" and image == "app:1" then old_pods = old_pods - 1 end
+        if e.type == "ADDED" and image == "app:2" then
+          new_rs_seen_with = new_rs_seen_with or old_pods
+          return true
+        end
+      end)
+    roller:wait()
+    assert_eq(new_rs_seen_with, 0)
+    complete(k, "c")
+  end)
+
+  test("revisionHistoryLimit prunes the oldest idle ReplicaSets; paused holds the rollout", function()
+    local k <close> = start()
+    assert_eq((api(k, "POST", DEPLOYS, { json = deploy_json("h", "app:1", { replicas = 1, revisionHistoryLimit = 1 }) })), 201)
+    complete(k, "h")
+    for i = 2, 4 do
+      set_image(k, "h", "app:" .. i)
+      complete(k, "h")
+    end
+    local revs = eventually("pruned", function()
+      local items = get(k, RSS).items
+      if #items ~= 2 then return nil end
+      local out = {}
+      for _, rs in ipairs(items) do out[rs.spec.template.spec.containers[1].image] = rs.metadata.annotations["deployment.kubernetes.io/revision"] end
+      return out
+    end)
+    assert_eq(revs, { ["app:3"] = "3", ["app:4"] = "4" })
+    assert_eq((api(k, "PATCH", DEPLOYS .. "/h", { body = '{"spec":{"paused":true}}',
+      headers = { ["Content-Type"] = "application/merge-patch+json" } })), 200)
+    set_image(k, "h", "app:5")
+    local d = eventually("paused", function()
+      local x = get(k, DEPLOYS .. "/h")
+      for _, c in ipairs(x.status.conditions) do
+        if c.type == "Progressing" and c.reason == "DeploymentPaused" then return x end
+      end
+    end)
+    assert_eq(d.status.observedGeneration, d.metadata.generation)
+    assert_nil(by_image(k)["app:5"])
+    assert_eq((api(k, "PATCH", DEPLOYS .. "/h", { body = '{"spec":{"paused":false}}',
+      headers = { ["Content-Type"] = "application/merge-patch+json" } })), 200)
+    complete(k, "h")
+    assert_eq(by_image(k)["app:5"].metadata.annotations["deployment.kubernetes.io/revision"], "5")
+  end)
+
+  test("minReadySeconds: ready pods count as available once ready that long (simulated time)", function()
+    local k <close> = start()
+    assert_eq((api(k, "POST", DEPLOYS, { json = deploy_json("m", "app:1", { replicas = 2, minReadySeconds = 30 }) })), 201)
+    local d = eventually("ready", function()
+      local x = get(k, DEPLOYS .. "/m")
+      return (x.status or {}).readyReplicas == 2 and x
+    end)
+    assert_nil(d.status.availableReplicas)
+    assert_eq(d.status.unavailableReplicas, 2)
+    k:control("POST", "/time", { advance = 31 })
+    complete(k, "m")
+  end)
+
+  test("pods in bad states: waiting reasons, phases and restart counts as the kubelet reports them", function()
+    local k <close> = start { time_scale = 0.01 }
+    local states = { "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError" }
+    local rules = {}
+    for _, s in ipairs(states) do rules["bad:" .. s] = { state = s } end
+    k:control("POST", "/images", rules)
+    for _, s in ipairs(states) do
+      assert_eq((api(k, "POST", "/api/v1/namespaces/default/pods", { json = { metadata = { name = s:lower() },
+        spec = { containers = { { name = "c", image = "bad:" .. s } } } } })), 201)
+    end
+    eventually("restarts", function()
+      return (get(k, "/api/v1/namespaces/default/pods/crashloopbackoff").status.containerStatuses[1].restartCount or 0) >= 2
+    end)
+    for _, s in ipairs(states) do
+      local p = get(k, "/api/v1/namespaces/default/pods/" .. s:lower())
+      local cs = p.status.containerStatuses[1]
+      assert_eq({ p.status.phase, cs.state.waiting.reason, cs.ready },
+        { s == "CrashLoopBackOff" and "Running" or "Pending", s, false }, s)
+      if s ~= "CrashLoopBackOff" then assert_eq(cs.restartCount, 0, s) end
+      local ready
+      for _, c in ipairs(p.status.conditions) do if c.type == "Ready" then ready = c end end
+      assert_eq({ ready.status, ready.reason }, { "False", "ContainersNotReady" })
+    end
+  end)
+end)
+
+describe("deletion and garbage collection", function()
+  local function owned_cm(k, name, owner, finalizers)
+    local status, body = api(k, "POST", CMS, { json = { metadata = { name = name, finalizers = finalizers,
+      ownerReferences = { { apiVersion = "apps/v1", kind = "Deployment", name = owner.metadata.name,
+        uid = owner.metadata.uid, blockOwnerDeletion = true } } } } })
+    assert_eq(status, 201, json.encode(body))
+  end
+
+  test("foreground: the owner stays, marked, until its dependents are gone", function()
+    local k <close> = start()
+    local status, d = api(k, "POST", DEPLOYS, { json = deploy_json("f", "app:1", { replicas = 1 }) })
+    assert_eq(status, 201)
+    owned_cm(k, "held", d, { "test/hold" })
+    local body
+    status, body = api(k, "DELETE", DEPLOYS .. "/f", { json = { kind = "DeleteOptions", apiVersion = "v1",
+      propagationPolicy = "Foreground" } })
+    assert_eq(status, 200)
+    assert_true(body.metadata.deletionTimestamp ~= nil)
+    assert_eq(body.metadata.finalizers, { "foregroundDeletion" })
+    eventually("pods and ReplicaSets gone", function() return #pods(k) == 0 and #get(k, RSS).items == 0 end)
+    local held = eventually("the dependent marked", function()
+      local c = get(k, CMS .. "/held")
+      return c.metadata.deletionTimestamp and c
+    end)
+    assert_eq(held.metadata.finalizers, { "test/hold" })
+    assert_eq((api(k, "GET", DEPLOYS .. "/f")), 200, "held by its dependent")
+    assert_eq((api(k, "PATCH", CMS .. "/held", { body = '{"metadata":{"finalizers":null}}',
+      headers = { ["Content-Type"] = "application/merge-patch+json" } })), 200)
+    eventually("the owner gone", function() return api(k, "GET", DEPLOYS .. "/f") == 404 end)
+    assert_eq((api(k, "GET", CMS .. "/held")), 404)
+  end)
+
+  test("background takes the dependents; orphan leaves them without the owner reference", function()
+    local k <close> = start()
+    local _, a = api(k, "POST", DEPLOYS, { json = deploy_json("a", "app:1", { replicas = 0 }) })
+    local _, b = api(k, "POST", DEPLOYS, { json = deploy_json("b", "app:1", { replicas = 0 }) })
+    owned_cm(k, "of-a", a)
+    owned_cm(k, "of-b", b)
+    assert_eq((api(k, "DELETE", DEPLOYS .. "/a?propagationPolicy=Background")), 200)
+    assert_eq((api(k, "DELETE", DEPLOYS .. "/b?propagationPolicy=Orphan")), 200)
+    eventually("of-a collected", function() return api(k, "GET", CMS .. "/of-a") == 404 end)
+    local kept = eventually("of-b orphaned", function()
+      local c = get(k, CMS .. "/of-b")
+      return not c.metadata.ownerReferences and c
+    end)
+    assert_nil(kept.metadata.deletionTimestamp)
+    eventually("b gone", function() return api(k, "GET", DEPLOYS .. "/b") == 404 end)
+  end)
+
+  test("a namespace goes Terminating, takes its objects, then goes", function()
+    local k <close> = start()
+    assert_eq((api(k, "POST", "/api/v1/namespaces", { json = { metadata = { name = "tmp" } } })), 201)
+    assert_eq((api(k, "POST", "/api/v1/namespaces/tmp/configmaps", { json = { metadata = { name = "x" } } })), 201)
+    local status, ns = api(k, "DELETE", "/api/v1/namespaces/tmp")
+    assert_eq({ status, ns.status.phase }, { 200, "Terminating" })
+    eventually("tmp gone", function() return api(k, "GET", "/api/v1/namespaces/tmp") == 404 end)
+    assert_eq((api(k, "GET", "/api/v1/namespaces/tmp/configmaps/x")), 404)
+  end)
+end)
+
+describe("other kinds", function()
+  test("custom resources are served while their CRD exists", function()
+    local k <close> = start()
+    local crd = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    assert_eq((api(k, "POST", crd, { json = { apiVersion = "apiextensions.k8s.io/v1", kind = "CustomResourceDefinition",
+      metadata = { name = "widgets.example.com" }, spec = { group = "example.com", scope = "Cluster",
+        names = { plural = "widgets", singular = "widget", kind = "Widget" },
+        versions = { { name = "v1", served = true, storage = true, schema = { openAPIV3Schema = { type = "object" } } } } } } })), 201)
+    assert_eq((api(k, "POST", "/apis/example.com/v1/widgets", { json = { apiVersion = "example.com/v1", kind = "Widget",
+      metadata = { name = "w" }, spec = { size = 1 } } })), 201)
+    local w = get(k, "/apis/example.com/v1/widgets/w")
+    assert_eq({ w.kind, w.metadata.generation, w.spec.size }, { "Widget", 1, 1 })
+    assert_match(k:kubectl({ "get", "widgets" }).stdout, "^NAME%s+AGE\nw%s")
+    assert_eq((api(k, "DELETE", crd .. "/widgets.example.com")), 200)
+    assert_eq((api(k, "GET", "/apis/example.com/v1/widgets/w")), 404)
+    assert_eq((api(k, "GET", "/apis/example.com/v1")), 404)
+    local ro = "/apis/argoproj.io/v1alpha1/namespaces/default/rollouts"
+    assert_eq((api(k, "POST", ro, { json = { apiVersion = "argoproj.io/v1alpha1", kind = "Rollout",
+      metadata = { name = "r" }, spec = { replicas = 2 } } })), 201)
+    assert_match(k:kubectl({ "get", "rollouts" }).stdout, "^NAME%s+DESIRED%s+CURRENT%s+AGE\nr%s+2%s")
+  end)
+
+  test("leases: create, take over with the resourceVersion, 409 when someone else won", function()
+    local k <close> = start()
+    local path = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+    local status, lease = api(k, "POST", path, { json = { metadata = { name = "lock" }, spec = { holderIdentity = "a" } } })
+    assert_eq(status, 201)
+    local mine = json.decode(json.encode(lease))
+    lease.spec.holderIdentity = "b"
+    assert_eq((api(k, "PUT", path .. "/lock", { json = lease })), 200)
+    mine.spec.holderIdentity = "c"
+    local body
+    status, body = api(k, "PUT", path .. "/lock", { json = mine })
+    assert_eq({ status, body.reason }, { 409, "Conflict" })
+    assert_eq(get(k, path .. "/lock").spec.holderIdentity, "b")
+  end)
+
+  test("pod logs: tailLines, and lines added through the control endpoint", function()
+    local k <close> = start()
+    assert_eq((api(k, "POST", "/api/v1/namespaces/default/pods", { json = { metadata = { name = "p" },
+      spec = { containers = { { name = "c", image = "img:1" } } } } })), 201)
+    local r = k:api("GET", "/api/v1/namespaces/default/pods/p/log")
+    assert_eq({ r.status, r.body }, { 200, "starting c (img:1)\n" })
+    k:control("POST", "/logs", { pod = "p", container = "c", lines = { "one", "two" } })
+    assert_eq(k:api("GET", "/api/v1/namespaces/default/pods/p/log", { query = { tailLines = 2 } }).body, "one\ntwo\n")
+    assert_eq(k:api("GET", "/api/v1/namespaces/default/pods/p/log", { query = { container = "nope" } }).status, 400)
+  end)
+end)
