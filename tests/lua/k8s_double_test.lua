@@ -1,7 +1,7 @@
--- The Kubernetes API double (tests/fixtures/k8s_api.py): the machine's
--- kubectl is the referee (what it accepts, the double answers rightly),
--- then the verbs, selectors, patches, server-side apply, watches, faults
--- and the Deployment controller straight over HTTP.
+-- The Kubernetes API double (tests/fixtures/k8s_api.py) straight over
+-- HTTP: discovery, the verbs, selectors, patches, server-side apply,
+-- dry-run, watches, faults, the Deployment controller, garbage collection
+-- and the other kinds. (k8s_kubectl_test.lua has kubectl as the referee.)
 local json = require "relish.json"
 local k8s_fixture = require "k8s_fixture"
 
@@ -12,260 +12,38 @@ local function start(opts)
   return k8s_fixture.start(opts)
 end
 
--- A Deployment manifest (YAML) named name with image, and more spec fields.
-local function deployment(name, image, extra)
-  return string.format([[
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %s
-  labels: {app: %s}
-spec:
-  replicas: %d
-  selector: {matchLabels: {app: %s}}
-  %s
-  template:
-    metadata: {labels: {app: %s}}
-    spec:
-      containers:
-      - name: app
-        image: %s
-        ports: [{containerPort: 80}]
-        env: [{name: A, value: "1"}, {name: B, value: "2"}]
-]], name, name, (extra or {}).replicas or 3, name, (extra or {}).spec or "", name, image)
-end
-
-local SERVICE = [[
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{port: 80}]
-]]
-
--- kubectl that must succeed: returns its stdout
-local function ok(k, args, opts)
-  local r = k:kubectl(args, opts)
-  if r.code ~= 0 then error("kubectl " .. table.concat(args, " ") .. ": " .. r.stderr .. r.stdout, 2) end
-  return r.stdout
-end
-
--- api(k, method, path, opts) -> status, decoded body (nil when not JSON)
-local function api(k, method, path, opts)
-  local r = k:api(method, path, opts)
-  local okj, body = pcall(json.decode, r.body)
-  return r.status, okj and body or nil, r
-end
-
-local function get(k, path)
-  local status, body = api(k, "GET", path)
-  assert_eq(status, 200, path .. ": " .. json.encode(body))
-  return body
-end
-
 local DEPLOYS = "/apis/apps/v1/namespaces/default/deployments"
 local CMS = "/api/v1/namespaces/default/configmaps"
-
-local function requests(k, pred)
-  local out = {}
-  for _, r in ipairs(k:control("GET", "/requests")) do
-    if pred(r) then out[#out + 1] = r end
-  end
-  return out
-end
-
-local function pods(k, selector)
-  return get(k, "/api/v1/namespaces/default/pods?labelSelector=" .. (selector or "")).items
-end
-
-describe("kubectl against the double", function()
-  test("get prints the server's table, and -o json the objects, with a token", function()
-    local k <close> = start()
-    ok(k, { "apply", "-f", "-" }, { input = deployment("web", "nginx:1.25") })
-    eventually("three ready pods", function()
-      return ok(k, { "get", "deployments" }):match("\nweb%s+3/3%s+3%s+3%s")
-    end)
-    local out = ok(k, { "get", "deployments" })
-    assert_match(out, "^NAME%s+READY%s+UP%-TO%-DATE%s+AVAILABLE%s+AGE\n")
-    local tables = requests(k, function(r) return r.path == DEPLOYS and r.accept:find("as=Table", 1, true) end)
-    assert_true(#tables >= 1, "kubectl asked for a Table")
-    assert_eq(tables[1].user, "token")
-    assert_match(ok(k, { "get", "pods" }), "web%-%w+%-%w+%s+1/1%s+Running%s+0%s")
-    local list = json.decode(ok(k, { "get", "pods", "-l", "app=web", "-o", "json" }))
-    assert_eq(#list.items, 3)
-    assert_eq(list.items[1].kind, "Pod")
-    assert_eq(list.items[1].status.phase, "Running")
-    local rs = json.decode(ok(k, { "get", "rs", "-o", "json" })).items[1]
-    assert_match(rs.metadata.name, "^web%-%w+$")
-    assert_eq(rs.metadata.name, "web-" .. rs.metadata.labels["pod-template-hash"])
-    assert_eq(rs.metadata.annotations["deployment.kubernetes.io/revision"], "1")
-  end)
-
-  test("a client certificate authenticates; a wrong token or none is 401", function()
-    local k <close> = start()
-    assert_match(ok(k, { "get", "namespaces" }, { cert = true }), "\ndefault%s+Active")
-    local seen = requests(k, function(r) return r.path == "/api/v1/namespaces" end)
-    assert_eq(seen[#seen].user, "cert:relish-client")
-    local r = k:kubectl { "get", "pods", "--token", "wrong" }
-    assert_ne(r.code, 0)
-    assert_match(r.stderr, "Unauthorized")
-    local status, body = api(k, "GET", "/api/v1/namespaces/default/pods", { token = false })
-    assert_eq(status, 401)
-    assert_eq({ body.kind, body.reason, body.code }, { "Status", "Unauthorized", 401 })
-    assert_eq((api(k, "GET", "/api/v1/namespaces", { token = false, cert = true })), 200)
-  end)
-
-  test("apply (client-side) creates, then sends a strategic merge patch by merge keys", function()
-    local k <close> = start()
-    assert_match(ok(k, { "apply", "-f", "-" }, { input = deployment("web", "nginx:1.25") .. "---\n" .. SERVICE }),
-      "deployment.apps/web created\nservice/web created")
-    local changed = deployment("web", "nginx:1.26"):gsub('{name: B, value: "2"}', '{name: C, value: "3"}')
-    assert_eq(ok(k, { "apply", "-f", "-" }, { input = changed }), "deployment.apps/web configured\n")
-    local patch = requests(k, function(r) return r.method == "PATCH" end)[1]
-    assert_eq(patch.content_type, "application/strategic-merge-patch+json")
-    local body = json.decode(patch.body)
-    assert_eq(body.spec.template.spec["$setElementOrder/containers"], { { name = "app" } })
-    assert_eq(body.spec.template.spec.containers[1].env, { { name = "C", value = "3" }, { ["$patch"] = "delete", name = "B" } })
-    local c = get(k, DEPLOYS .. "/web").spec.template.spec.containers[1]
-    assert_eq(c.env, { { name = "A", value = "1" }, { name = "C", value = "3" } })
-    assert_eq(c.image, "nginx:1.26")
-    assert_eq(c.ports, { { containerPort = 80, protocol = "TCP" } })
-    assert_eq(ok(k, { "apply", "-f", "-" }, { input = changed }), "deployment.apps/web unchanged\n")
-  end)
-
-  test("apply --server-side: a second manager conflicts, --force-conflicts takes the field", function()
-    local k <close> = start()
-    assert_eq(ok(k, { "apply", "--server-side", "-f", "-" }, { input = deployment("api", "api:1") }),
-      "deployment.apps/api serverside-applied\n")
-    assert_eq(ok(k, { "apply", "--server-side", "-f", "-" }, { input = deployment("api", "api:1") }),
-      "deployment.apps/api serverside-applied\n")
-    local r = k:kubectl({ "apply", "--server-side", "--field-manager", "other", "-f", "-" },
-      { input = deployment("api", "api:2") })
-    assert_eq(r.code, 1)
-    assert_match(r.stderr, 'Apply failed with 1 conflict: conflict with "kubectl" using apps/v1: '
-      .. '%.spec%.template%.spec%.containers%[name="app"%]%.image')
-    ok(k, { "apply", "--server-side", "--field-manager", "other", "--force-conflicts", "-f", "-" },
-      { input = deployment("api", "api:2") })
-    local d = get(k, DEPLOYS .. "/api")
-    assert_eq(d.spec.template.spec.containers[1].image, "api:2")
-    local owners = {}
-    for _, m in ipairs(d.metadata.managedFields) do
-      local img = m.fieldsV1["f:spec"] and m.fieldsV1["f:spec"]["f:template"] and
-          m.fieldsV1["f:spec"]["f:template"]["f:spec"]["f:containers"]['k:{"name":"app"}']["f:image"]
-      if img then owners[#owners + 1] = m.manager .. "/" .. m.operation end
-    end
-    assert_eq(owners, { "other/Apply" })
-    -- a client-side apply's fields belong to kubectl-client-side-apply
-    ok(k, { "apply", "-f", "-" }, { input = deployment("web", "nginx:1.25") })
-    r = k:kubectl({ "apply", "--server-side", "-f", "-" }, { input = deployment("web", "nginx:1.27") })
-    assert_match(r.stderr, 'conflict with "kubectl%-client%-side%-apply"')
-  end)
-
-  test("rollout status waits for the rollout; history and undo bring back a revision", function()
-    local k <close> = start { time_scale = 0.05 }
-    k:control("POST", "/images", { ["*:slow"] = { ready_after = 10 } })
-    ok(k, { "apply", "-f", "-" }, { input = deployment("web", "nginx:1.25") })
-    assert_match(ok(k, { "rollout", "status", "deploy/web", "--timeout=60s" }), 'deployment "web" successfully rolled out')
-    ok(k, { "set", "image", "deploy/web", "app=nginx:slow" })
-    ok(k, { "annotate", "deploy/web", "kubernetes.io/change-cause=to slow" })
-    local out = ok(k, { "rollout", "status", "deploy/web", "--timeout=60s" })
-    assert_match(out, "Waiting for deployment \"web\" rollout to finish: %d out of 3 new replicas have been updated")
-    assert_match(out, 'deployment "web" successfully rolled out\n$')
-    assert_match(ok(k, { "rollout", "history", "deploy/web" }), "REVISION%s+CHANGE%-CAUSE\n1%s+<none>\n2%s+to slow\n")
-    assert_eq(ok(k, { "rollout", "undo", "deploy/web" }), "deployment.apps/web rolled back\n")
-    ok(k, { "rollout", "status", "deploy/web", "--timeout=60s" })
-    local d = get(k, DEPLOYS .. "/web")
-    assert_eq(d.spec.template.spec.containers[1].image, "nginx:1.25")
-    assert_eq(d.metadata.annotations["deployment.kubernetes.io/revision"], "3")
-    local rss = get(k, "/apis/apps/v1/namespaces/default/replicasets").items
-    assert_eq(#rss, 2, "the old ReplicaSet was reused")
-    for _, rs in ipairs(rss) do
-      local ann = rs.metadata.annotations
-      if rs.spec.template.spec.containers[1].image == "nginx:1.25" then
-        assert_eq({ ann["deployment.kubernetes.io/revision"], ann["deployment.kubernetes.io/revision-history"], rs.spec.replicas },
-          { "3", "1", 3 })
-      else
-        assert_eq({ ann["deployment.kubernetes.io/revision"], rs.spec.replicas }, { "2", 0 })
-      end
-    end
-    assert_match(ok(k, { "rollout", "history", "deploy/web" }), "\n2%s+to slow\n3%s+")
-  end)
-
-  test("rollout status fails when a crash-looping image passes the progress deadline (600 s in 6)", function()
-    local k <close> = start { time_scale = 0.01 }
-    k:control("POST", "/images", { ["*:crash"] = { state = "CrashLoopBackOff" } })
-    ok(k, { "apply", "-f", "-" }, { input = deployment("web", "nginx:1.25") })
-    ok(k, { "rollout", "status", "deploy/web", "--timeout=60s" })
-    ok(k, { "set", "image", "deploy/web", "app=nginx:crash" })
-    local r = k:kubectl { "rollout", "status", "deploy/web", "--timeout=60s" }
-    assert_eq(r.code, 1)
-    assert_match(r.stderr, 'deployment "web" exceeded its progress deadline')
-    local d = get(k, DEPLOYS .. "/web")
-    local cond
-    for _, c in ipairs(d.status.conditions) do if c.type == "Progressing" then cond = c end end
-    assert_eq({ cond.status, cond.reason }, { "False", "ProgressDeadlineExceeded" })
-    assert_eq(d.status.availableReplicas, 3, "the old pods stay")
-    local bad = pods(k, "app=web")
-    local crashing = 0
-    for _, p in ipairs(bad) do
-      local cs = p.status.containerStatuses[1]
-      if cs.image == "nginx:crash" then
-        crashing = crashing + 1
-        assert_eq(cs.state.waiting.reason, "CrashLoopBackOff")
-        assert_true(cs.restartCount > 0)
-        assert_eq(cs.lastState.terminated.exitCode, 1)
-      end
-    end
-    assert_eq(crashing, 1, "maxUnavailable 25% of 3 is 0, so one surge pod only")
-    assert_match(ok(k, { "get", "pods" }), "0/1%s+CrashLoopBackOff%s+%d+")
-  end)
-
-  test("scale patches /scale; delete takes the ReplicaSets and pods along", function()
-    local k <close> = start()
-    ok(k, { "apply", "-f", "-" }, { input = deployment("web", "nginx:1.25") })
-    assert_eq(ok(k, { "scale", "deploy/web", "--replicas=5" }), "deployment.apps/web scaled\n")
-    local p = requests(k, function(r) return r.method == "PATCH" end)[1]
-    assert_eq({ p.path, p.content_type, json.decode(p.body) },
-      { DEPLOYS .. "/web/scale", "application/merge-patch+json", { spec = { replicas = 5 } } })
-    eventually("five pods", function() return #pods(k, "app=web") == 5 end)
-    assert_eq(ok(k, { "delete", "deploy/web" }), 'deployment.apps "web" deleted\n')
-    eventually("no pods", function() return #pods(k) == 0 end)
-    assert_eq(#get(k, "/apis/apps/v1/namespaces/default/replicasets").items, 0)
-    local all = k:kubectl { "get", "all" }
-    assert_eq({ all.code, all.stdout, all.stderr }, { 0, "", "No resources found in default namespace.\n" })
-  end)
-end)
 
 describe("the API over HTTP", function()
   test("discovery: legacy lists, aggregated discovery on request, scale and status subresources", function()
     local k <close> = start()
-    local apps = get(k, "/apis/apps/v1")
+    local apps = k:get("/apis/apps/v1")
     local names = {}
     for _, r in ipairs(apps.resources) do names[r.name] = r end
     assert_eq(names["deployments/scale"].kind, "Scale")
     assert_eq(names["deployments/scale"].group, "autoscaling")
     assert_true(names["deployments/status"] ~= nil)
-    local status, body, r = api(k, "GET", "/apis", { headers = {
+    local status, body, r = k:json("GET", "/apis", { headers = {
       Accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json" } })
     assert_eq(status, 200)
     assert_match(r.headers["content-type"], "as=APIGroupDiscoveryList")
     local groups = {}
     for _, g in ipairs(body.items) do groups[#groups + 1] = g.metadata.name end
     assert_eq(groups, { "apiextensions.k8s.io", "apps", "argoproj.io", "coordination.k8s.io" })
-    assert_eq(get(k, "/version").minor, "32")
-    assert_eq(get(k, "/api").versions, { "v1" })
+    assert_eq(k:get("/version").minor, "32")
+    assert_eq(k:get("/api").versions, { "v1" })
   end)
 
   test("list: label selectors, field selectors, limit and continue", function()
     local k <close> = start()
     for i, tier in ipairs { "web", "web", "db", "cache", "none" } do
       local labels = tier ~= "none" and { tier = tier, n = tostring(i) } or { n = tostring(i) }
-      assert_eq((api(k, "POST", CMS, { json = { metadata = { name = "c" .. i, labels = labels } } })), 201)
+      assert_eq((k:json("POST", CMS, { json = { metadata = { name = "c" .. i, labels = labels } } })), 201)
     end
     local function names(q)
       local out = {}
-      for _, o in ipairs(get(k, CMS .. "?" .. q).items) do out[#out + 1] = o.metadata.name end
+      for _, o in ipairs(k:get(CMS .. "?" .. q).items) do out[#out + 1] = o.metadata.name end
       return table.concat(out, " ")
     end
     assert_eq(names "labelSelector=tier%3Dweb", "c1 c2")
@@ -277,11 +55,11 @@ describe("the API over HTTP", function()
     assert_eq(names "labelSelector=tier%3Dweb,n%3D2", "c2")
     assert_eq(names "fieldSelector=metadata.name%3Dc3", "c3")
     assert_eq(names "fieldSelector=metadata.name%21%3Dc3,metadata.namespace%3Ddefault", "c1 c2 c4 c5")
-    local status, body = api(k, "GET", CMS .. "?fieldSelector=spec.nope%3D1")
+    local status, body = k:json("GET", CMS .. "?fieldSelector=spec.nope%3D1")
     assert_eq({ status, body.reason }, { 400, "BadRequest" })
     local seen, cont, pages = {}, nil, 0
     repeat
-      local page = get(k, CMS .. "?limit=2" .. (cont and ("&continue=" .. cont) or ""))
+      local page = k:get(CMS .. "?limit=2" .. (cont and ("&continue=" .. cont) or ""))
       pages = pages + 1
       for _, o in ipairs(page.items) do seen[#seen + 1] = o.metadata.name end
       cont = page.metadata.continue
@@ -290,13 +68,13 @@ describe("the API over HTTP", function()
     -- pods by phase
     k:control("POST", "/images", { ["pull:*"] = { state = "ErrImagePull" } })
     for _, img in ipairs { "run:1", "pull:1" } do
-      api(k, "POST", "/api/v1/namespaces/default/pods", { json = {
+      k:json("POST", "/api/v1/namespaces/default/pods", { json = {
         metadata = { name = img:gsub(":", "") }, spec = { containers = { { name = "c", image = img } } } } })
     end
     eventually("a running pod", function()
-      return #get(k, "/api/v1/namespaces/default/pods?fieldSelector=status.phase%3DRunning").items == 1
+      return #k:get("/api/v1/namespaces/default/pods?fieldSelector=status.phase%3DRunning").items == 1
     end)
-    local pending = get(k, "/api/v1/namespaces/default/pods?fieldSelector=status.phase%3DPending").items
+    local pending = k:get("/api/v1/namespaces/default/pods?fieldSelector=status.phase%3DPending").items
     assert_eq(#pending, 1)
     assert_eq(pending[1].status.containerStatuses[1].state.waiting.reason, "ErrImagePull")
   end)
@@ -306,32 +84,32 @@ describe("the API over HTTP", function()
     local manifest = { apiVersion = "apps/v1", kind = "Deployment", metadata = { name = "a" }, spec = {
       replicas = 0, selector = { matchLabels = { app = "a" } },
       template = { metadata = { labels = { app = "a" } }, spec = { containers = { { name = "c", image = "i:1" } } } } } }
-    local status, obj = api(k, "POST", DEPLOYS, { json = manifest })
+    local status, obj = k:json("POST", DEPLOYS, { json = manifest })
     assert_eq({ status, obj.metadata.generation, obj.spec.strategy.rollingUpdate.maxSurge }, { 201, 1, "25%" })
-    status, obj = api(k, "POST", DEPLOYS, { json = manifest })
+    status, obj = k:json("POST", DEPLOYS, { json = manifest })
     assert_eq({ status, obj.reason, obj.message }, { 409, "AlreadyExists", 'deployments.apps "a" already exists' })
-    local live = get(k, DEPLOYS .. "/a")
+    local live = k:get(DEPLOYS .. "/a")
     local stale = live.metadata.resourceVersion
     live.metadata.labels = { x = "1" }
     live.status = { replicas = 42 }
-    status, obj = api(k, "PUT", DEPLOYS .. "/a", { json = live })
+    status, obj = k:json("PUT", DEPLOYS .. "/a", { json = live })
     assert_eq({ status, obj.metadata.generation, obj.metadata.labels }, { 200, 1, { x = "1" } })
     assert_ne(obj.status and obj.status.replicas, 42)
     assert_true(tonumber(obj.metadata.resourceVersion) > tonumber(stale))
     live.spec.replicas = 2
-    status, obj = api(k, "PUT", DEPLOYS .. "/a", { json = live })
+    status, obj = k:json("PUT", DEPLOYS .. "/a", { json = live })
     assert_eq({ status, obj.reason }, { 409, "Conflict" })
     assert_match(obj.message, "the object has been modified")
-    live = get(k, DEPLOYS .. "/a")
+    live = k:get(DEPLOYS .. "/a")
     live.spec.replicas = 2
-    status, obj = api(k, "PUT", DEPLOYS .. "/a", { json = live })
+    status, obj = k:json("PUT", DEPLOYS .. "/a", { json = live })
     assert_eq({ status, obj.metadata.generation }, { 200, 2 })
-    status, obj = api(k, "PUT", DEPLOYS .. "/a/status", { json = { metadata = { name = "a" }, status = { replicas = 7 } } })
+    status, obj = k:json("PUT", DEPLOYS .. "/a/status", { json = { metadata = { name = "a" }, status = { replicas = 7 } } })
     assert_eq({ status, obj.status.replicas, obj.metadata.generation }, { 200, 7, 2 })
-    status, obj = api(k, "POST", DEPLOYS, { json = { metadata = { name = "b" }, spec = { selector = { matchLabels = { a = "1" } },
+    status, obj = k:json("POST", DEPLOYS, { json = { metadata = { name = "b" }, spec = { selector = { matchLabels = { a = "1" } },
       template = { metadata = { labels = { a = "2" } }, spec = { containers = { { name = "c", image = "i" } } } } } } })
     assert_eq({ status, obj.reason, obj.details.causes[1].field }, { 422, "Invalid", "spec.template.metadata.labels" })
-    status, obj = api(k, "POST", "/api/v1/namespaces/nowhere/configmaps", { json = { metadata = { name = "x" } } })
+    status, obj = k:json("POST", "/api/v1/namespaces/nowhere/configmaps", { json = { metadata = { name = "x" } } })
     assert_eq({ status, obj.reason, obj.message }, { 404, "NotFound", 'namespaces "nowhere" not found' })
   end)
 
@@ -342,9 +120,9 @@ describe("the API over HTTP", function()
         containers = { { name = "one", image = "i:1", env = { { name = "X", value = "1" }, { name = "Y", value = "2" } } },
           { name = "two", image = "j:1" } },
         volumes = { { name = "v1", emptyDir = {} }, { name = "v2", emptyDir = {} } } } } } }
-    assert_eq((api(k, "POST", DEPLOYS, { json = manifest })), 201)
+    assert_eq((k:json("POST", DEPLOYS, { json = manifest })), 201)
     local function patch(ctype, body)
-      local status, obj = api(k, "PATCH", DEPLOYS .. "/p", { body = json.encode(body), headers = { ["Content-Type"] = ctype } })
+      local status, obj = k:json("PATCH", DEPLOYS .. "/p", { body = json.encode(body), headers = { ["Content-Type"] = ctype } })
       assert_eq(status, 200, json.encode(obj))
       return obj
     end
@@ -368,26 +146,26 @@ describe("the API over HTTP", function()
     assert_eq(o.spec.template.spec.volumes, { { name = "v3", emptyDir = {} } })
     o = patch(sm, { spec = { strategy = { ["$retainKeys"] = { "type" }, type = "Recreate" } } })
     assert_eq(o.spec.strategy, { type = "Recreate" })
-    local status, body = api(k, "PATCH", DEPLOYS .. "/p", { body = '{"metadata":{"resourceVersion":"1"}}',
+    local status, body = k:json("PATCH", DEPLOYS .. "/p", { body = '{"metadata":{"resourceVersion":"1"}}',
       headers = { ["Content-Type"] = "application/merge-patch+json" } })
     assert_eq({ status, body.reason }, { 409, "Conflict" })
     -- custom resources: merge yes, strategic no
     local ro = "/apis/argoproj.io/v1alpha1/namespaces/default/rollouts"
-    assert_eq((api(k, "POST", ro, { json = { apiVersion = "argoproj.io/v1alpha1", kind = "Rollout",
+    assert_eq((k:json("POST", ro, { json = { apiVersion = "argoproj.io/v1alpha1", kind = "Rollout",
       metadata = { name = "r" }, spec = { replicas = 1 } } })), 201)
-    status, body = api(k, "PATCH", ro .. "/r", { body = '{"spec":{"replicas":2}}', headers = { ["Content-Type"] = sm } })
+    status, body = k:json("PATCH", ro .. "/r", { body = '{"spec":{"replicas":2}}', headers = { ["Content-Type"] = sm } })
     assert_eq({ status, body.reason }, { 415, "UnsupportedMediaType" })
-    status, body = api(k, "PATCH", ro .. "/r", { body = '{"spec":{"replicas":2}}',
+    status, body = k:json("PATCH", ro .. "/r", { body = '{"spec":{"replicas":2}}',
       headers = { ["Content-Type"] = "application/merge-patch+json" } })
     assert_eq({ status, body.spec.replicas }, { 200, 2 })
-    assert_eq(get(k, ro .. "/r/scale").spec.replicas, 2)
+    assert_eq(k:get(ro .. "/r/scale").spec.replicas, 2)
   end)
 
   test("server-side apply: fieldManager required, creates, conflicts name their fields, force, removal", function()
     local k <close> = start()
     local cm = CMS .. "/s"
     local function apply(body, q)
-      return api(k, "PATCH", cm .. (q or ""), { body = json.encode(body),
+      return k:json("PATCH", cm .. (q or ""), { body = json.encode(body),
         headers = { ["Content-Type"] = "application/apply-patch+yaml" } })
     end
     local cfg = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "s" }, data = { a = "1", b = "2" } }
@@ -417,36 +195,36 @@ describe("the API over HTTP", function()
     status, body = apply({ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "s" }, data = { b = "2" } },
       "?fieldManager=one&force=false&dryRun=All")
     assert_eq(status, 200)
-    status, body = api(k, "PATCH", cm .. "?force=true", { body = "{}", headers = {
+    status, body = k:json("PATCH", cm .. "?force=true", { body = "{}", headers = {
       ["Content-Type"] = "application/merge-patch+json" } })
     assert_eq({ status, body.reason }, { 422, "Invalid" })
   end)
 
   test("dryRun=All on every write changes nothing", function()
     local k <close> = start()
-    assert_eq((api(k, "POST", CMS, { json = { metadata = { name = "d" }, data = { a = "1" } } })), 201)
+    assert_eq((k:json("POST", CMS, { json = { metadata = { name = "d" }, data = { a = "1" } } })), 201)
     local before = k:control("GET", "/stats")
-    local live = get(k, CMS .. "/d")
+    local live = k:get(CMS .. "/d")
     local q = "?dryRun=All"
-    local status, body = api(k, "POST", CMS .. q, { json = { metadata = { name = "new" } } })
+    local status, body = k:json("POST", CMS .. q, { json = { metadata = { name = "new" } } })
     assert_eq({ status, body.metadata.name }, { 201, "new" })
     live.data.a = "2"
-    status, body = api(k, "PUT", CMS .. "/d" .. q, { json = live })
+    status, body = k:json("PUT", CMS .. "/d" .. q, { json = live })
     assert_eq({ status, body.data.a }, { 200, "2" })
-    status, body = api(k, "PATCH", CMS .. "/d" .. q, { body = '{"data":{"a":"3"}}',
+    status, body = k:json("PATCH", CMS .. "/d" .. q, { body = '{"data":{"a":"3"}}',
       headers = { ["Content-Type"] = "application/merge-patch+json" } })
     assert_eq({ status, body.data.a }, { 200, "3" })
-    status = api(k, "PATCH", CMS .. "/e" .. q .. "&fieldManager=m", { body = '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"e"}}',
+    status = k:json("PATCH", CMS .. "/e" .. q .. "&fieldManager=m", { body = '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"e"}}',
       headers = { ["Content-Type"] = "application/apply-patch+yaml" } })
     assert_eq(status, 200)
-    assert_eq((api(k, "DELETE", CMS .. "/d" .. q)), 200)
-    status = api(k, "DELETE", CMS .. q)
+    assert_eq((k:json("DELETE", CMS .. "/d" .. q)), 200)
+    status = k:json("DELETE", CMS .. q)
     assert_eq(status, 200)
     local after = k:control("GET", "/stats")
     assert_eq({ after.writes, after.resourceVersion }, { before.writes, before.resourceVersion })
-    assert_eq(get(k, CMS .. "/d").data, { a = "1" })
-    assert_eq((api(k, "GET", CMS .. "/new")), 404)
-    assert_eq((api(k, "GET", CMS .. "/e")), 404)
+    assert_eq(k:get(CMS .. "/d").data, { a = "1" })
+    assert_eq((k:json("GET", CMS .. "/new")), 404)
+    assert_eq((k:json("GET", CMS .. "/e")), 404)
     assert_eq(after.requests.create, (before.requests.create or 0) + 1)
   end)
 end)
@@ -471,7 +249,7 @@ local function types(events)
 end
 
 local function cm(k, name, labels)
-  local status, body = api(k, "POST", CMS, { json = { metadata = { name = name, labels = labels } } })
+  local status, body = k:json("POST", CMS, { json = { metadata = { name = name, labels = labels } } })
   assert_eq(status, 201, json.encode(body))
   return body
 end
@@ -481,9 +259,9 @@ describe("watches", function()
     local k <close> = start()
     local a = cm(k, "a", { w = "1" })
     cm(k, "b", { w = "1" })
-    assert_eq((api(k, "PATCH", CMS .. "/a", { body = '{"metadata":{"labels":{"w":"2"}}}',
+    assert_eq((k:json("PATCH", CMS .. "/a", { body = '{"metadata":{"labels":{"w":"2"}}}',
       headers = { ["Content-Type"] = "application/merge-patch+json" } })), 200)
-    assert_eq((api(k, "DELETE", CMS .. "/b")), 200)
+    assert_eq((k:json("DELETE", CMS .. "/b")), 200)
     cm(k, "c", { w = "2" })
     local events, r = watch(k, CMS, "resourceVersion=" .. a.metadata.resourceVersion .. "&timeoutSeconds=1")
     assert_eq(r.status, 200)
@@ -528,17 +306,17 @@ describe("watches", function()
     local k <close> = start()
     local a = cm(k, "a")
     cm(k, "b")
-    local page = get(k, CMS .. "?limit=1")
+    local page = k:get(CMS .. "?limit=1")
     cm(k, "c")
     k:control("POST", "/compact")
     local events = watch(k, CMS, "resourceVersion=" .. a.metadata.resourceVersion .. "&timeoutSeconds=5")
     assert_eq(#events, 1)
     assert_eq({ events[1].type, events[1].object.kind, events[1].object.code, events[1].object.reason },
       { "ERROR", "Status", 410, "Expired" })
-    local status, body = api(k, "GET", CMS .. "?limit=1&continue=" .. page.metadata.continue)
+    local status, body = k:json("GET", CMS .. "?limit=1&continue=" .. page.metadata.continue)
     assert_eq({ status, body.reason }, { 410, "Expired" })
     -- from the current resourceVersion all is well
-    events = watch(k, CMS, "resourceVersion=" .. get(k, CMS).metadata.resourceVersion .. "&timeoutSeconds=0.5")
+    events = watch(k, CMS, "resourceVersion=" .. k:get(CMS).metadata.resourceVersion .. "&timeoutSeconds=0.5")
     assert_eq(#events, 0)
   end)
 end)
@@ -550,13 +328,13 @@ describe("faults", function()
     local r = k:api("GET", CMS)
     assert_eq(r.status, 200, "a list is not a get")
     for _ = 1, 2 do
-      local status, body, resp = api(k, "GET", "/api/v1/namespaces/default")
+      local status, body, resp = k:json("GET", "/api/v1/namespaces/default")
       assert_eq({ status, body.reason, body.details.retryAfterSeconds, resp.headers["retry-after"] },
         { 429, "TooManyRequests", 2, "2" })
     end
-    assert_eq((api(k, "GET", "/api/v1/namespaces/default")), 200)
+    assert_eq((k:json("GET", "/api/v1/namespaces/default")), 200)
     k:control("POST", "/faults", { { status = 503, path = "/configmaps", method = "POST" }, { latency = 0.3 } })
-    local status, body = api(k, "POST", CMS, { json = { metadata = { name = "x" } } })
+    local status, body = k:json("POST", CMS, { json = { metadata = { name = "x" } } })
     assert_eq({ status, body.reason }, { 503, "ServiceUnavailable" })
     r = k:api("GET", CMS)
     assert_true(r.elapsed >= 0.3, "latency: " .. r.elapsed)
@@ -578,7 +356,7 @@ describe("faults", function()
     assert_false(okw)
     assert_ne(err.kind, "timeout")
     k:control("POST", "/faults", { watch_expired = true })
-    events = watch(k, CMS, "resourceVersion=" .. get(k, CMS).metadata.resourceVersion .. "&timeoutSeconds=5")
+    events = watch(k, CMS, "resourceVersion=" .. k:get(CMS).metadata.resourceVersion .. "&timeoutSeconds=5")
     assert_eq({ #events, events[1].type, events[1].object.code }, { 1, "ERROR", 410 })
     assert_eq(#k:control("GET", "/faults"), 0, "a watch fault is spent by watches only")
   end)
@@ -596,7 +374,7 @@ end
 local RSS = "/apis/apps/v1/namespaces/default/replicasets"
 
 local function set_image(k, name, image)
-  local status, body = api(k, "PATCH", DEPLOYS .. "/" .. name, { headers = {
+  local status, body = k:json("PATCH", DEPLOYS .. "/" .. name, { headers = {
     ["Content-Type"] = "application/strategic-merge-patch+json" },
     body = json.encode { spec = { template = { spec = { containers = { { name = "app", image = image } } } } } } })
   assert_eq(status, 200, json.encode(body))
@@ -604,7 +382,7 @@ end
 
 local function complete(k, name)
   return eventually(name .. " rolled out", function()
-    local d = get(k, DEPLOYS .. "/" .. name)
+    local d = k:get(DEPLOYS .. "/" .. name)
     local s = d.status or {}
     return s.observedGeneration == d.metadata.generation and (s.updatedReplicas or 0) == d.spec.replicas
       and (s.replicas or 0) == d.spec.replicas and (s.availableReplicas or 0) == d.spec.replicas and d
@@ -613,7 +391,7 @@ end
 
 local function by_image(k)
   local out = {}
-  for _, rs in ipairs(get(k, RSS).items) do out[rs.spec.template.spec.containers[1].image] = rs end
+  for _, rs in ipairs(k:get(RSS).items) do out[rs.spec.template.spec.containers[1].image] = rs end
   return out
 end
 
@@ -621,10 +399,10 @@ describe("the Deployment controller", function()
   test("rolling update: within maxSurge and maxUnavailable at every step", function()
     local k <close> = start { time_scale = 0.05 }
     k:control("POST", "/images", { ["app:*"] = { ready_after = 2 } })
-    assert_eq((api(k, "POST", DEPLOYS, { json = deploy_json("r", "app:1", { replicas = 4,
+    assert_eq((k:json("POST", DEPLOYS, { json = deploy_json("r", "app:1", { replicas = 4,
       strategy = { type = "RollingUpdate", rollingUpdate = { maxSurge = 1, maxUnavailable = 0 } } }) })), 201)
     complete(k, "r")
-    local rs, list = {}, get(k, RSS)
+    local rs, list = {}, k:get(RSS)
     for _, x in ipairs(list.items) do rs[x.metadata.name] = x end
     local task = require "relish.task"
     local roller = task.spawn(function() set_image(k, "r", "app:2") end)
@@ -652,7 +430,7 @@ describe("the Deployment controller", function()
   test("percentages: maxSurge 25% of 10 is 3, maxUnavailable 2; a stuck rollout holds 8 old and 5 new", function()
     local k <close> = start()
     k:control("POST", "/images", { ["app:stuck"] = { state = "NotReady" } })
-    assert_eq((api(k, "POST", DEPLOYS, { json = deploy_json("p", "app:1", { replicas = 10 }) })), 201)
+    assert_eq((k:json("POST", DEPLOYS, { json = deploy_json("p", "app:1", { replicas = 10 }) })), 201)
     complete(k, "p")
     set_image(k, "p", "app:stuck")
     -- 3 new (13 at most), then 8 old (8 available at least), then 5 new (13 again)
@@ -663,7 +441,7 @@ describe("the Deployment controller", function()
     assert_eq(rss["app:stuck"].metadata.annotations["deployment.kubernetes.io/max-replicas"], "13")
     assert_eq(rss["app:stuck"].metadata.annotations["deployment.kubernetes.io/desired-replicas"], "10")
     local d = eventually("status", function()
-      local x = get(k, DEPLOYS .. "/p")
+      local x = k:get(DEPLOYS .. "/p")
       return x.status.replicas == 13 and (x.status.readyReplicas or 0) == 8 and x
     end)
     assert_eq({ d.status.updatedReplicas, d.status.availableReplicas, d.status.unavailableReplicas }, { 5, 8, 5 })
@@ -674,7 +452,7 @@ describe("the Deployment controller", function()
 
   test("Recreate: the old pods are gone before the new ReplicaSet appears", function()
     local k <close> = start()
-    assert_eq((api(k, "POST", DEPLOYS, { json = deploy_json("c", "app:1", { strategy = { type = "Recreate" } }) })), 201)
+    assert_eq((k:json("POST", DEPLOYS, { json = deploy_json("c", "app:1", { strategy = { type = "Recreate" } }) })), 201)
     local d = complete(k, "c")
     local task = require "relish.task"
     local roller = task.spawn(function() set_image(k, "c", "app:2") end)
@@ -696,32 +474,32 @@ describe("the Deployment controller", function()
 
   test("revisionHistoryLimit prunes the oldest idle ReplicaSets; paused holds the rollout", function()
     local k <close> = start()
-    assert_eq((api(k, "POST", DEPLOYS, { json = deploy_json("h", "app:1", { replicas = 1, revisionHistoryLimit = 1 }) })), 201)
+    assert_eq((k:json("POST", DEPLOYS, { json = deploy_json("h", "app:1", { replicas = 1, revisionHistoryLimit = 1 }) })), 201)
     complete(k, "h")
     for i = 2, 4 do
       set_image(k, "h", "app:" .. i)
       complete(k, "h")
     end
     local revs = eventually("pruned", function()
-      local items = get(k, RSS).items
+      local items = k:get(RSS).items
       if #items ~= 2 then return nil end
       local out = {}
       for _, rs in ipairs(items) do out[rs.spec.template.spec.containers[1].image] = rs.metadata.annotations["deployment.kubernetes.io/revision"] end
       return out
     end)
     assert_eq(revs, { ["app:3"] = "3", ["app:4"] = "4" })
-    assert_eq((api(k, "PATCH", DEPLOYS .. "/h", { body = '{"spec":{"paused":true}}',
+    assert_eq((k:json("PATCH", DEPLOYS .. "/h", { body = '{"spec":{"paused":true}}',
       headers = { ["Content-Type"] = "application/merge-patch+json" } })), 200)
     set_image(k, "h", "app:5")
     local d = eventually("paused", function()
-      local x = get(k, DEPLOYS .. "/h")
+      local x = k:get(DEPLOYS .. "/h")
       for _, c in ipairs(x.status.conditions) do
         if c.type == "Progressing" and c.reason == "DeploymentPaused" then return x end
       end
     end)
     assert_eq(d.status.observedGeneration, d.metadata.generation)
     assert_nil(by_image(k)["app:5"])
-    assert_eq((api(k, "PATCH", DEPLOYS .. "/h", { body = '{"spec":{"paused":false}}',
+    assert_eq((k:json("PATCH", DEPLOYS .. "/h", { body = '{"spec":{"paused":false}}',
       headers = { ["Content-Type"] = "application/merge-patch+json" } })), 200)
     complete(k, "h")
     assert_eq(by_image(k)["app:5"].metadata.annotations["deployment.kubernetes.io/revision"], "5")
@@ -729,9 +507,9 @@ describe("the Deployment controller", function()
 
   test("minReadySeconds: ready pods count as available once ready that long (simulated time)", function()
     local k <close> = start()
-    assert_eq((api(k, "POST", DEPLOYS, { json = deploy_json("m", "app:1", { replicas = 2, minReadySeconds = 30 }) })), 201)
+    assert_eq((k:json("POST", DEPLOYS, { json = deploy_json("m", "app:1", { replicas = 2, minReadySeconds = 30 }) })), 201)
     local d = eventually("ready", function()
-      local x = get(k, DEPLOYS .. "/m")
+      local x = k:get(DEPLOYS .. "/m")
       return (x.status or {}).readyReplicas == 2 and x
     end)
     assert_nil(d.status.availableReplicas)
@@ -747,14 +525,14 @@ describe("the Deployment controller", function()
     for _, s in ipairs(states) do rules["bad:" .. s] = { state = s } end
     k:control("POST", "/images", rules)
     for _, s in ipairs(states) do
-      assert_eq((api(k, "POST", "/api/v1/namespaces/default/pods", { json = { metadata = { name = s:lower() },
+      assert_eq((k:json("POST", "/api/v1/namespaces/default/pods", { json = { metadata = { name = s:lower() },
         spec = { containers = { { name = "c", image = "bad:" .. s } } } } })), 201)
     end
     eventually("restarts", function()
-      return (get(k, "/api/v1/namespaces/default/pods/crashloopbackoff").status.containerStatuses[1].restartCount or 0) >= 2
+      return (k:get("/api/v1/namespaces/default/pods/crashloopbackoff").status.containerStatuses[1].restartCount or 0) >= 2
     end)
     for _, s in ipairs(states) do
-      local p = get(k, "/api/v1/namespaces/default/pods/" .. s:lower())
+      local p = k:get("/api/v1/namespaces/default/pods/" .. s:lower())
       local cs = p.status.containerStatuses[1]
       assert_eq({ p.status.phase, cs.state.waiting.reason, cs.ready },
         { s == "CrashLoopBackOff" and "Running" or "Pending", s, false }, s)
@@ -768,7 +546,7 @@ end)
 
 describe("deletion and garbage collection", function()
   local function owned_cm(k, name, owner, finalizers)
-    local status, body = api(k, "POST", CMS, { json = { metadata = { name = name, finalizers = finalizers,
+    local status, body = k:json("POST", CMS, { json = { metadata = { name = name, finalizers = finalizers,
       ownerReferences = { { apiVersion = "apps/v1", kind = "Deployment", name = owner.metadata.name,
         uid = owner.metadata.uid, blockOwnerDeletion = true } } } } })
     assert_eq(status, 201, json.encode(body))
@@ -776,53 +554,53 @@ describe("deletion and garbage collection", function()
 
   test("foreground: the owner stays, marked, until its dependents are gone", function()
     local k <close> = start()
-    local status, d = api(k, "POST", DEPLOYS, { json = deploy_json("f", "app:1", { replicas = 1 }) })
+    local status, d = k:json("POST", DEPLOYS, { json = deploy_json("f", "app:1", { replicas = 1 }) })
     assert_eq(status, 201)
     owned_cm(k, "held", d, { "test/hold" })
     local body
-    status, body = api(k, "DELETE", DEPLOYS .. "/f", { json = { kind = "DeleteOptions", apiVersion = "v1",
+    status, body = k:json("DELETE", DEPLOYS .. "/f", { json = { kind = "DeleteOptions", apiVersion = "v1",
       propagationPolicy = "Foreground" } })
     assert_eq(status, 200)
     assert_true(body.metadata.deletionTimestamp ~= nil)
     assert_eq(body.metadata.finalizers, { "foregroundDeletion" })
-    eventually("pods and ReplicaSets gone", function() return #pods(k) == 0 and #get(k, RSS).items == 0 end)
+    eventually("pods and ReplicaSets gone", function() return #k:pods() == 0 and #k:get(RSS).items == 0 end)
     local held = eventually("the dependent marked", function()
-      local c = get(k, CMS .. "/held")
+      local c = k:get(CMS .. "/held")
       return c.metadata.deletionTimestamp and c
     end)
     assert_eq(held.metadata.finalizers, { "test/hold" })
-    assert_eq((api(k, "GET", DEPLOYS .. "/f")), 200, "held by its dependent")
-    assert_eq((api(k, "PATCH", CMS .. "/held", { body = '{"metadata":{"finalizers":null}}',
+    assert_eq((k:json("GET", DEPLOYS .. "/f")), 200, "held by its dependent")
+    assert_eq((k:json("PATCH", CMS .. "/held", { body = '{"metadata":{"finalizers":null}}',
       headers = { ["Content-Type"] = "application/merge-patch+json" } })), 200)
-    eventually("the owner gone", function() return api(k, "GET", DEPLOYS .. "/f") == 404 end)
-    assert_eq((api(k, "GET", CMS .. "/held")), 404)
+    eventually("the owner gone", function() return k:json("GET", DEPLOYS .. "/f") == 404 end)
+    assert_eq((k:json("GET", CMS .. "/held")), 404)
   end)
 
   test("background takes the dependents; orphan leaves them without the owner reference", function()
     local k <close> = start()
-    local _, a = api(k, "POST", DEPLOYS, { json = deploy_json("a", "app:1", { replicas = 0 }) })
-    local _, b = api(k, "POST", DEPLOYS, { json = deploy_json("b", "app:1", { replicas = 0 }) })
+    local _, a = k:json("POST", DEPLOYS, { json = deploy_json("a", "app:1", { replicas = 0 }) })
+    local _, b = k:json("POST", DEPLOYS, { json = deploy_json("b", "app:1", { replicas = 0 }) })
     owned_cm(k, "of-a", a)
     owned_cm(k, "of-b", b)
-    assert_eq((api(k, "DELETE", DEPLOYS .. "/a?propagationPolicy=Background")), 200)
-    assert_eq((api(k, "DELETE", DEPLOYS .. "/b?propagationPolicy=Orphan")), 200)
-    eventually("of-a collected", function() return api(k, "GET", CMS .. "/of-a") == 404 end)
+    assert_eq((k:json("DELETE", DEPLOYS .. "/a?propagationPolicy=Background")), 200)
+    assert_eq((k:json("DELETE", DEPLOYS .. "/b?propagationPolicy=Orphan")), 200)
+    eventually("of-a collected", function() return k:json("GET", CMS .. "/of-a") == 404 end)
     local kept = eventually("of-b orphaned", function()
-      local c = get(k, CMS .. "/of-b")
+      local c = k:get(CMS .. "/of-b")
       return not c.metadata.ownerReferences and c
     end)
     assert_nil(kept.metadata.deletionTimestamp)
-    eventually("b gone", function() return api(k, "GET", DEPLOYS .. "/b") == 404 end)
+    eventually("b gone", function() return k:json("GET", DEPLOYS .. "/b") == 404 end)
   end)
 
   test("a namespace goes Terminating, takes its objects, then goes", function()
     local k <close> = start()
-    assert_eq((api(k, "POST", "/api/v1/namespaces", { json = { metadata = { name = "tmp" } } })), 201)
-    assert_eq((api(k, "POST", "/api/v1/namespaces/tmp/configmaps", { json = { metadata = { name = "x" } } })), 201)
-    local status, ns = api(k, "DELETE", "/api/v1/namespaces/tmp")
+    assert_eq((k:json("POST", "/api/v1/namespaces", { json = { metadata = { name = "tmp" } } })), 201)
+    assert_eq((k:json("POST", "/api/v1/namespaces/tmp/configmaps", { json = { metadata = { name = "x" } } })), 201)
+    local status, ns = k:json("DELETE", "/api/v1/namespaces/tmp")
     assert_eq({ status, ns.status.phase }, { 200, "Terminating" })
-    eventually("tmp gone", function() return api(k, "GET", "/api/v1/namespaces/tmp") == 404 end)
-    assert_eq((api(k, "GET", "/api/v1/namespaces/tmp/configmaps/x")), 404)
+    eventually("tmp gone", function() return k:json("GET", "/api/v1/namespaces/tmp") == 404 end)
+    assert_eq((k:json("GET", "/api/v1/namespaces/tmp/configmaps/x")), 404)
   end)
 end)
 
@@ -830,20 +608,20 @@ describe("other kinds", function()
   test("custom resources are served while their CRD exists", function()
     local k <close> = start()
     local crd = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    assert_eq((api(k, "POST", crd, { json = { apiVersion = "apiextensions.k8s.io/v1", kind = "CustomResourceDefinition",
+    assert_eq((k:json("POST", crd, { json = { apiVersion = "apiextensions.k8s.io/v1", kind = "CustomResourceDefinition",
       metadata = { name = "widgets.example.com" }, spec = { group = "example.com", scope = "Cluster",
         names = { plural = "widgets", singular = "widget", kind = "Widget" },
         versions = { { name = "v1", served = true, storage = true, schema = { openAPIV3Schema = { type = "object" } } } } } } })), 201)
-    assert_eq((api(k, "POST", "/apis/example.com/v1/widgets", { json = { apiVersion = "example.com/v1", kind = "Widget",
+    assert_eq((k:json("POST", "/apis/example.com/v1/widgets", { json = { apiVersion = "example.com/v1", kind = "Widget",
       metadata = { name = "w" }, spec = { size = 1 } } })), 201)
-    local w = get(k, "/apis/example.com/v1/widgets/w")
+    local w = k:get("/apis/example.com/v1/widgets/w")
     assert_eq({ w.kind, w.metadata.generation, w.spec.size }, { "Widget", 1, 1 })
     assert_match(k:kubectl({ "get", "widgets" }).stdout, "^NAME%s+AGE\nw%s")
-    assert_eq((api(k, "DELETE", crd .. "/widgets.example.com")), 200)
-    assert_eq((api(k, "GET", "/apis/example.com/v1/widgets/w")), 404)
-    assert_eq((api(k, "GET", "/apis/example.com/v1")), 404)
+    assert_eq((k:json("DELETE", crd .. "/widgets.example.com")), 200)
+    assert_eq((k:json("GET", "/apis/example.com/v1/widgets/w")), 404)
+    assert_eq((k:json("GET", "/apis/example.com/v1")), 404)
     local ro = "/apis/argoproj.io/v1alpha1/namespaces/default/rollouts"
-    assert_eq((api(k, "POST", ro, { json = { apiVersion = "argoproj.io/v1alpha1", kind = "Rollout",
+    assert_eq((k:json("POST", ro, { json = { apiVersion = "argoproj.io/v1alpha1", kind = "Rollout",
       metadata = { name = "r" }, spec = { replicas = 2 } } })), 201)
     assert_match(k:kubectl({ "get", "rollouts" }).stdout, "^NAME%s+DESIRED%s+CURRENT%s+AGE\nr%s+2%s")
   end)
@@ -851,21 +629,21 @@ describe("other kinds", function()
   test("leases: create, take over with the resourceVersion, 409 when someone else won", function()
     local k <close> = start()
     local path = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
-    local status, lease = api(k, "POST", path, { json = { metadata = { name = "lock" }, spec = { holderIdentity = "a" } } })
+    local status, lease = k:json("POST", path, { json = { metadata = { name = "lock" }, spec = { holderIdentity = "a" } } })
     assert_eq(status, 201)
     local mine = json.decode(json.encode(lease))
     lease.spec.holderIdentity = "b"
-    assert_eq((api(k, "PUT", path .. "/lock", { json = lease })), 200)
+    assert_eq((k:json("PUT", path .. "/lock", { json = lease })), 200)
     mine.spec.holderIdentity = "c"
     local body
-    status, body = api(k, "PUT", path .. "/lock", { json = mine })
+    status, body = k:json("PUT", path .. "/lock", { json = mine })
     assert_eq({ status, body.reason }, { 409, "Conflict" })
-    assert_eq(get(k, path .. "/lock").spec.holderIdentity, "b")
+    assert_eq(k:get(path .. "/lock").spec.holderIdentity, "b")
   end)
 
   test("pod logs: tailLines, and lines added through the control endpoint", function()
     local k <close> = start()
-    assert_eq((api(k, "POST", "/api/v1/namespaces/default/pods", { json = { metadata = { name = "p" },
+    assert_eq((k:json("POST", "/api/v1/namespaces/default/pods", { json = { metadata = { name = "p" },
       spec = { containers = { { name = "c", image = "img:1" } } } } })), 201)
     local r = k:api("GET", "/api/v1/namespaces/default/pods/p/log")
     assert_eq({ r.status, r.body }, { 200, "starting c (img:1)\n" })

@@ -63,6 +63,36 @@ function Double:api(method, path, opts)
   return http.request(req)
 end
 
+-- json(method, path [, options as for api]) -> status, the body decoded
+-- (nil when it is not JSON), the response
+function Double:json(method, path, opts)
+  local r = self:api(method, path, opts)
+  local ok, body = pcall(json.decode, r.body)
+  return r.status, ok and body or nil, r
+end
+
+-- get(path) -> the decoded body of a GET that must answer 200
+function Double:get(path)
+  local status, body, r = self:json("GET", path)
+  if status ~= 200 then error("GET " .. path .. ": " .. status .. " " .. r.body, 2) end
+  return body
+end
+
+-- pods([selector]) -> the pods of the default namespace (matching the label selector)
+function Double:pods(selector)
+  return self:get("/api/v1/namespaces/default/pods?labelSelector=" .. (selector or "")).items
+end
+
+-- requests(pred) -> the requests the double logged (control ones aside) for which pred(r) holds:
+-- {method, path, query, verb, status, user, accept, content_type, user_agent, body, time, elapsed}
+function Double:requests(pred)
+  local out = {}
+  for _, r in ipairs(self:control("GET", "/requests")) do
+    if pred(r) then out[#out + 1] = r end
+  end
+  return out
+end
+
 -- control(method, path [, value]) -> the decoded answer of /_control/PATH
 function Double:control(method, path, value)
   local r = http.request { method = method, url = self.server .. "/_control" .. path, ca = self.ca,
