@@ -71,11 +71,15 @@ describe("the API over HTTP", function()
       k:json("POST", "/api/v1/namespaces/default/pods", { json = {
         metadata = { name = img:gsub(":", "") }, spec = { containers = { { name = "c", image = img } } } } })
     end
-    eventually("a running pod", function()
-      return #k:get("/api/v1/namespaces/default/pods?fieldSelector=status.phase%3DRunning").items == 1
+    eventually("both pods seen by the kubelet", function()
+      for _, p in ipairs(k:pods()) do
+        if not p.status.containerStatuses then return false end
+      end
+      return true
     end)
+    local running = k:get("/api/v1/namespaces/default/pods?fieldSelector=status.phase%3DRunning").items
     local pending = k:get("/api/v1/namespaces/default/pods?fieldSelector=status.phase%3DPending").items
-    assert_eq(#pending, 1)
+    assert_eq({ #running, running[1].metadata.name, #pending, pending[1].metadata.name }, { 1, "run1", 1, "pull1" })
     assert_eq(pending[1].status.containerStatuses[1].state.waiting.reason, "ErrImagePull")
   end)
 
