@@ -509,6 +509,23 @@ describe("the Deployment controller", function()
     assert_eq(by_image(k)["app:5"].metadata.annotations["deployment.kubernetes.io/revision"], "5")
   end)
 
+  test("a ReplicaSet name taken by an orphan: the next hash (collisionCount)", function()
+    local k <close> = start()
+    assert_eq((k:json("POST", DEPLOYS, { json = deploy_json("o", "app:1", { replicas = 1 }) })), 201)
+    complete(k, "o")
+    local first = k:get(RSS).items[1].metadata.name
+    assert_eq((k:json("DELETE", DEPLOYS .. "/o?propagationPolicy=Orphan")), 200)
+    eventually("o gone", function() return k:json("GET", DEPLOYS .. "/o") == 404 end)
+    assert_eq((k:json("POST", DEPLOYS, { json = deploy_json("o", "app:1", { replicas = 1 }) })), 201)
+    local d = complete(k, "o")
+    assert_eq(d.status.collisionCount, 1)
+    local names = {}
+    for _, rs in ipairs(k:get(RSS).items) do names[#names + 1] = rs.metadata.name end
+    assert_eq(#names, 2)
+    assert_true(names[1] == first or names[2] == first, "the orphan stays")
+    assert_ne(names[1], names[2])
+  end)
+
   test("minReadySeconds: ready pods count as available once ready that long (simulated time)", function()
     local k <close> = start()
     assert_eq((k:json("POST", DEPLOYS, { json = deploy_json("m", "app:1", { replicas = 2, minReadySeconds = 30 }) })), 201)

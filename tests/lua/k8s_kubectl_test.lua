@@ -52,7 +52,7 @@ end
 local DEPLOYS = "/apis/apps/v1/namespaces/default/deployments"
 
 describe("kubectl against the double", function()
-  test("get prints the server's table, and -o json the objects, with a token", function()
+  test("get prints the server's tables (--watch too), and -o json the objects, with a token", function()
     local k <close> = start()
     ok(k, { "apply", "-f", "-" }, { input = deployment("web", "nginx:1.25") })
     eventually("three ready pods", function()
@@ -60,6 +60,8 @@ describe("kubectl against the double", function()
     end)
     local out = ok(k, { "get", "deployments" })
     assert_match(out, "^NAME%s+READY%s+UP%-TO%-DATE%s+AVAILABLE%s+AGE\n")
+    k:control("POST", "/faults", { watch_close_after = 0.5 }) -- or --watch would go on
+    assert_match(ok(k, { "get", "deployments", "--watch" }), "^NAME%s+READY%s+UP%-TO%-DATE%s+AVAILABLE%s+AGE\nweb%s+3/3%s")
     local discovery = k:requests(function(r) return r.path == "/apis" end)
     assert_match(discovery[1].accept, "^application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
     assert_eq(#k:requests(function(r) return r.path == "/apis/apps/v1" end), 0, "aggregated discovery sufficed")
