@@ -35,6 +35,20 @@ describe("the API over HTTP", function()
     assert_eq(k:get("/api").versions, { "v1" })
   end)
 
+  test("credentials: tokens and Basic pairs set through the control endpoint", function()
+    local k <close> = start()
+    local ns = "/api/v1/namespaces"
+    assert_eq((k:json("GET", ns, { token = false, basic = { user = "alice", password = "pw" } })), 401)
+    k:control("POST", "/auth", { tokens = { "rotated" }, basic = { "alice:pw" } })
+    assert_eq((k:json("GET", ns, { token = false, basic = { user = "alice", password = "pw" } })), 200)
+    assert_eq((k:json("GET", ns, { token = false, basic = { user = "alice", password = "no" } })), 401)
+    assert_eq((k:json("GET", ns)), 401, "the old token")
+    assert_eq((k:json("GET", ns, { token = "rotated" })), 200)
+    local users = {}
+    for _, r in ipairs(k:requests(function(r) return r.path == ns end)) do users[#users + 1] = r.user ~= json.null and r.user or "-" end
+    assert_eq(users, { "-", "basic:alice", "-", "-", "token" })
+  end)
+
   test("list: label selectors, field selectors, limit and continue", function()
     local k <close> = start()
     for i, tier in ipairs { "web", "web", "db", "cache", "none" } do

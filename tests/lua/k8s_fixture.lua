@@ -47,9 +47,10 @@ function M.start(opts)
   return setmetatable(info, Double)
 end
 
--- api(method, path [, {json=, body=, headers=, query=, token=, cert=, stream=, timeout=}])
+-- api(method, path [, {json=, body=, headers=, query=, token=, cert=, basic=, stream=, timeout=}])
 -- -> the response. Authenticated with the token unless token = false (then
--- with the client certificate when cert = true, else anonymously).
+-- with the client certificate when cert = true, with basic = {user=,
+-- password=}, else anonymously).
 function Double:api(method, path, opts)
   opts = opts or {}
   local req = { method = method, url = self.server .. path, ca = self.ca, retries = 0, effect = false,
@@ -59,6 +60,8 @@ function Double:api(method, path, opts)
     req.auth = { bearer = opts.token or self.token }
   elseif opts.cert then
     req.cert, req.key = self.client_cert, self.client_key
+  elseif opts.basic then
+    req.auth = opts.basic
   end
   return http.request(req)
 end
