@@ -216,6 +216,14 @@ describe("the API over HTTP", function()
     status, body = k:json("PATCH", cm .. "?force=true", { body = "{}", headers = {
       ["Content-Type"] = "application/merge-patch+json" } })
     assert_eq({ status, body.reason }, { 422, "Invalid" })
+    -- managed fields a client rewrites are taken as sent
+    status, body = k:json("PATCH", cm, { headers = { ["Content-Type"] = "application/json-patch+json" },
+      json = { { op = "replace", path = "/metadata/managedFields", value = { { manager = "x", operation = "Apply",
+        apiVersion = "v1", fieldsType = "FieldsV1", fieldsV1 = { ["f:data"] = { ["f:b"] = {} } } } } } } })
+    assert_eq({ status, #body.metadata.managedFields, body.metadata.managedFields[1].manager }, { 200, 1, "x" })
+    status, body = apply({ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "s" }, data = { b = "9" } },
+      "?fieldManager=one")
+    assert_eq({ status, body.message }, { 409, 'Apply failed with 1 conflict: conflict with "x" using v1: .data.b' })
   end)
 
   test("dryRun=All on every write changes nothing", function()

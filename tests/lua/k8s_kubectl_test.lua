@@ -134,10 +134,18 @@ describe("kubectl against the double", function()
       if img then owners[#owners + 1] = m.manager .. "/" .. m.operation end
     end
     assert_eq(owners, { "other/Apply" })
-    -- a client-side apply's fields belong to kubectl-client-side-apply
+    -- a client-side apply's fields belong to kubectl-client-side-apply, until
+    -- a server-side apply that changes nothing hands them over to kubectl
     ok(k, { "apply", "-f", "-" }, { input = deployment("web", "nginx:1.25") })
     r = k:kubectl({ "apply", "--server-side", "-f", "-" }, { input = deployment("web", "nginx:1.27") })
     assert_match(r.stderr, 'conflict with "kubectl%-client%-side%-apply"')
+    ok(k, { "apply", "--server-side", "-f", "-" }, { input = deployment("web", "nginx:1.25") })
+    local managers = {}
+    for _, m in ipairs(k:get(DEPLOYS .. "/web").metadata.managedFields) do managers[m.manager] = m.operation end
+    assert_nil(managers["kubectl-client-side-apply"])
+    assert_eq(managers.kubectl, "Apply")
+    ok(k, { "apply", "--server-side", "-f", "-" }, { input = deployment("web", "nginx:1.27") })
+    assert_eq(k:get(DEPLOYS .. "/web").spec.template.spec.containers[1].image, "nginx:1.27")
   end)
 
   test("rollout status waits for the rollout; history and undo bring back a revision", function()
