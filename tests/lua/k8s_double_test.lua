@@ -684,6 +684,39 @@ describe("other kinds", function()
     assert_eq(k:get(path .. "/lock").spec.holderIdentity, "b")
   end)
 
+  test("the service proxy: a ready pod behind the Service answers, with its image's http_status", function()
+    local k <close> = start()
+    k:control("POST", "/images", { ["app:bad"] = { http_status = 500 } })
+    assert_eq((k:json("POST", DEPLOYS, { json = deploy_json("web", "app:1", { replicas = 2 }) })), 201)
+    assert_eq((k:json("POST", "/api/v1/namespaces/default/services", { json = { metadata = { name = "web" },
+      spec = { selector = { app = "web" }, ports = { { port = 80 } } } } })), 201)
+    complete(k, "web")
+    local proxy = "/api/v1/namespaces/default/services/web:80/proxy/healthz"
+    local status, body = k:json("GET", proxy)
+    assert_eq({ status, body.service, body.image, body.path, body.method }, { 200, "web", "app:1", "/healthz", "GET" })
+    assert_match(body.pod, "^web%-")
+    set_image(k, "web", "app:bad")
+    complete(k, "web")
+    status, body = k:json("GET", proxy)
+    assert_eq({ status, body.image }, { 500, "app:bad" })
+    assert_eq((k:json("PATCH", DEPLOYS .. "/web/scale", { body = '{"spec":{"replicas":0}}',
+      headers = { ["Content-Type"] = "application/merge-patch+json" } })), 200)
+    eventually("no pods", function() return #k:pods() == 0 end)
+    status, body = k:json("GET", proxy)
+    assert_eq({ status, body.reason, body.message }, { 503, "ServiceUnavailable", 'no endpoints available for service "web"' })
+    local err = assert_error(function() k:control("POST", "/images", { x = { state = "Sleepy" } }) end)
+    assert_match(err, "400")
+    -- every change, the controllers' too, with its real time
+    local events = k:control("GET", "/events?kind=Deployment&name=web")
+    local done
+    for _, e in ipairs(events) do
+      for _, c in ipairs((e.object.status or {}).conditions or {}) do
+        if c.reason == "NewReplicaSetAvailable" and not done then done = e end
+      end
+    end
+    assert_true(done ~= nil and done.type == "MODIFIED" and done.time > 0)
+  end)
+
   test("pod logs: tailLines, and lines added through the control endpoint", function()
     local k <close> = start()
     assert_eq((k:json("POST", "/api/v1/namespaces/default/pods", { json = { metadata = { name = "p" },
