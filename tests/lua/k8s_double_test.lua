@@ -587,6 +587,59 @@ describe("the Deployment controller", function()
   end)
 end)
 
+describe("StatefulSets and DaemonSets", function()
+  test("pods made in order once the ones before are ready, replaced from the highest ordinal", function()
+    local k <close> = start { time_scale = 0.05 }
+    k:control("POST", "/images", { ["db:*"] = { ready_after = 2 } })
+    local path = "/apis/apps/v1/namespaces/default/statefulsets"
+    local list = k:get("/api/v1/namespaces/default/pods")
+    local task = require "relish.task"
+    local maker = task.spawn(function()
+      assert_eq((k:json("POST", path, { json = { metadata = { name = "db" }, spec = { replicas = 3, serviceName = "db",
+        selector = { matchLabels = { app = "db" } }, template = { metadata = { labels = { app = "db" } },
+          spec = { containers = { { name = "db", image = "db:1" } } } } } } })), 201)
+    end)
+    local seen, ready = {}, {}
+    watch(k, "/api/v1/namespaces/default/pods", "resourceVersion=" .. list.metadata.resourceVersion ..
+      "&timeoutSeconds=30", function(events)
+        local e = events[#events]
+        local name = e.object.metadata.name
+        if e.type == "ADDED" then
+          local i = tonumber(name:match("%d+$"))
+          seen[#seen + 1] = (i == 0 or ready["db-" .. (i - 1)]) and name or (name .. " before db-" .. (i - 1) .. " was ready")
+        end
+        for _, c in ipairs(e.object.status.conditions or {}) do
+          if c.type == "Ready" and c.status == "True" then ready[name] = true end
+        end
+        return ready["db-2"]
+      end)
+    maker:wait()
+    assert_eq(seen, { "db-0", "db-1", "db-2" })
+    local before = k:get("/api/v1/namespaces/default/pods")
+    maker = task.spawn(function()
+      assert_eq((k:json("PATCH", path .. "/db", { headers = { ["Content-Type"] = "application/strategic-merge-patch+json" },
+        json = { spec = { template = { spec = { containers = { { name = "db", image = "db:2" } } } } } } })), 200)
+    end)
+    local deleted = {}
+    watch(k, "/api/v1/namespaces/default/pods", "resourceVersion=" .. before.metadata.resourceVersion ..
+      "&timeoutSeconds=30", function(events)
+        local e = events[#events]
+        if e.type == "DELETED" then deleted[#deleted + 1] = e.object.metadata.name end
+        return e.object.metadata.name == "db-0" and e.object.spec.containers[1].image == "db:2"
+          and (e.object.status.containerStatuses or {})[1] and e.object.status.containerStatuses[1].ready
+      end)
+    maker:wait()
+    assert_eq(deleted, { "db-2", "db-1", "db-0" })
+    local sts = eventually("updated", function()
+      local x = k:get(path .. "/db")
+      return x.status.currentRevision == x.status.updateRevision and x.status.readyReplicas == 3 and x
+    end)
+    assert_eq({ sts.status.updatedReplicas, sts.status.currentReplicas }, { 3, 3 })
+    local revs = k:get("/apis/apps/v1/namespaces/default/controllerrevisions").items
+    assert_eq(#revs, 2)
+  end)
+end)
+
 describe("deletion and garbage collection", function()
   local function owned_cm(k, name, owner, finalizers)
     local status, body = k:json("POST", CMS, { json = { metadata = { name = name, finalizers = finalizers,

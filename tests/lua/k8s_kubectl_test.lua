@@ -241,4 +241,52 @@ describe("kubectl against the double", function()
     assert_eq(d.metadata.annotations["deployment.kubernetes.io/revision"], "2")
     assert_true(d.spec.template.metadata.annotations["kubectl.kubernetes.io/restartedAt"] ~= nil)
   end)
+
+  test("StatefulSets and DaemonSets: rollout status, history and undo through ControllerRevisions", function()
+    local k <close> = start { time_scale = 0.05 }
+    ok(k, { "apply", "-f", "-" }, { input = [[
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 3
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: "db:1"}]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers: [{name: agent, image: "agent:1"}]
+]] })
+    assert_match(ok(k, { "rollout", "status", "sts/db", "--timeout=60s" }),
+      "statefulset rolling update complete 3 pods at revision db%-%w+%.%.%.\n$")
+    assert_match(ok(k, { "rollout", "status", "ds/agent", "--timeout=60s" }), 'daemon set "agent" successfully rolled out')
+    assert_match(ok(k, { "get", "sts" }), "\ndb%s+3/3%s")
+    assert_match(ok(k, { "get", "ds" }), "\nagent%s+1%s+1%s+1%s+1%s+1%s+<none>%s")
+    ok(k, { "set", "image", "sts/db", "db=db:2" })
+    ok(k, { "set", "image", "ds/agent", "agent=agent:2" })
+    ok(k, { "rollout", "status", "sts/db", "--timeout=60s" })
+    ok(k, { "rollout", "status", "ds/agent", "--timeout=60s" })
+    assert_match(ok(k, { "rollout", "history", "sts/db" }), "REVISION%s+CHANGE%-CAUSE\n1%s+<none>\n2%s+<none>\n")
+    assert_eq(ok(k, { "rollout", "undo", "sts/db" }), "statefulset.apps/db rolled back\n")
+    assert_eq(ok(k, { "rollout", "undo", "ds/agent" }), "daemonset.apps/agent rolled back\n")
+    ok(k, { "rollout", "status", "sts/db", "--timeout=60s" })
+    ok(k, { "rollout", "status", "ds/agent", "--timeout=60s" })
+    assert_match(ok(k, { "rollout", "history", "ds/agent" }), "REVISION%s+CHANGE%-CAUSE\n2%s+<none>\n3%s+<none>\n")
+    local images = {}
+    for _, p in ipairs(k:pods()) do images[p.metadata.name:match("^[a-z]+")] = p.spec.containers[1].image end
+    assert_eq(images, { db = "db:1", agent = "agent:1" })
+    local sts = k:get("/apis/apps/v1/namespaces/default/statefulsets/db")
+    assert_eq(sts.status.currentRevision, sts.status.updateRevision)
+    assert_eq(#k:pods("app=db"), 3)
+  end)
 end)
