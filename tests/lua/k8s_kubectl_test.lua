@@ -7,7 +7,7 @@ local k8s_fixture = require "k8s_fixture"
 local eventually = k8s_fixture.eventually
 
 local function start(opts)
-  if not k8s_fixture.available() then skip("kubectl, openssl or python3 is not installed") end
+  if not k8s_fixture.available(true) then skip("kubectl, openssl or python3 is not installed") end
   return k8s_fixture.start(opts)
 end
 
