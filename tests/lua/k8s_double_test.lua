@@ -131,6 +131,33 @@ describe("the API over HTTP", function()
     assert_eq({ status, obj.reason, obj.message }, { 404, "NotFound", 'namespaces "nowhere" not found' })
   end)
 
+  test("defaults, generateName, stringData, deletecollection; protobuf bodies are 415", function()
+    local k <close> = start()
+    local _, svc = k:json("POST", "/api/v1/namespaces/default/services", { json = { metadata = { name = "s" },
+      spec = { selector = { app = "s" }, ports = { { port = 80 } } } } })
+    assert_match(svc.spec.clusterIP, "^10%.96%.%d+%.%d+$")
+    assert_eq({ svc.spec.type, svc.spec.ports[1].protocol, svc.spec.ports[1].targetPort }, { "ClusterIP", "TCP", 80 })
+    local _, sec = k:json("POST", "/api/v1/namespaces/default/secrets", { json = { metadata = { name = "x" },
+      stringData = { pw = "hunter2" } } })
+    assert_eq({ sec.type, sec.data, sec.stringData }, { "Opaque", { pw = "aHVudGVyMg==" }, nil })
+    local _, ns = k:json("POST", "/api/v1/namespaces", { json = { metadata = { name = "n1" } } })
+    assert_eq({ ns.status.phase, ns.metadata.labels["kubernetes.io/metadata.name"] }, { "Active", "n1" })
+    local _, pod = k:json("POST", "/api/v1/namespaces/default/pods", { json = { metadata = { generateName = "p-" },
+      spec = { containers = { { name = "c", image = "i" } } } } })
+    assert_match(pod.metadata.name, "^p%-%w%w%w%w%w$")
+    assert_eq({ pod.spec.restartPolicy, pod.spec.containers[1].imagePullPolicy, pod.status.phase },
+      { "Always", "Always", "Pending" })
+    for i = 1, 3 do
+      k:json("POST", CMS, { json = { metadata = { name = "c" .. i, labels = { batch = i < 3 and "a" or "b" } } } })
+    end
+    local status, body = k:json("DELETE", CMS .. "?labelSelector=batch%3Da")
+    assert_eq({ status, #body.items }, { 200, 2 })
+    assert_eq(#k:get(CMS).items, 1)
+    status, body = k:json("POST", CMS, { body = "k8s\0...", headers = {
+      ["Content-Type"] = "application/vnd.kubernetes.protobuf" } })
+    assert_eq({ status, body.reason }, { 415, "UnsupportedMediaType" })
+  end)
+
   test("patch: json, merge and strategic (merge keys, $patch, $setElementOrder); 415 on custom resources", function()
     local k <close> = start()
     local manifest = { metadata = { name = "p", labels = { a = "1", b = "2" } }, spec = { replicas = 0,
