@@ -539,7 +539,7 @@ end
 local KINDS = { "apply", "create", "replace", "patch", "delete", "scale", "rollout_undo", "restart", "pause", "resume" }
 for _, k in ipairs(KINDS) do
   effect.register { kind = "k8s." .. k, module = "relish.k8s", apply = apply_request, plan = plan_request,
-    undo = undo_object, fields = { "conn", "api", "namespace", "name", "before" } }
+    undo = undo_object, fields = { "conn", "api", "name", "before" } } -- namespace: none for cluster-scoped kinds
 end
 
 -- live -> would-be, as YAML, under the object's name
