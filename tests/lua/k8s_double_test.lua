@@ -243,6 +243,23 @@ describe("the API over HTTP", function()
     status, body = k:json("PATCH", cm .. "?force=true", { body = "{}", headers = {
       ["Content-Type"] = "application/merge-patch+json" } })
     assert_eq({ status, body.reason }, { 422, "Invalid" })
+    -- list elements: one applied no more goes, unless another manager owns part of it
+    local function dep(containers)
+      return { apiVersion = "apps/v1", kind = "Deployment", metadata = { name = "x" }, spec = { replicas = 0,
+        selector = { matchLabels = { app = "x" } }, template = { metadata = { labels = { app = "x" } },
+          spec = { containers = containers } } } }
+    end
+    local function apply_dep(body, manager)
+      return k:json("PATCH", DEPLOYS .. "/x?fieldManager=" .. manager, { body = json.encode(body),
+        headers = { ["Content-Type"] = "application/apply-patch+yaml" } })
+    end
+    assert_eq((apply_dep(dep { { name = "a", image = "a:1" }, { name = "b", image = "b:1" },
+      { name = "c", image = "c:1" } }, "one")), 201)
+    assert_eq((apply_dep(dep { { name = "b", image = "b:1", args = { "x" } } }, "other")), 200)
+    local _, d = apply_dep(dep { { name = "a", image = "a:1" } }, "one")
+    local left = {}
+    for _, c in ipairs(d.spec.template.spec.containers) do left[#left + 1] = c.name .. "=" .. c.image end
+    assert_eq(left, { "a=a:1", "b=b:1" })
     -- managed fields a client rewrites are taken as sent
     status, body = k:json("PATCH", cm, { headers = { ["Content-Type"] = "application/json-patch+json" },
       json = { { op = "replace", path = "/metadata/managedFields", value = { { manager = "x", operation = "Apply",
