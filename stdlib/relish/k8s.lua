@@ -67,8 +67,8 @@ end
 M.writable = writable
 
 -- the object as a plan shows it: also without timestamps; a Secret's values
--- as *** (marked when they change)
-local function shown(obj, other)
+-- as ***, marked on the side after the write when they differ from before's
+local function shown(obj, before)
   if obj == nil then return "" end
   local o = writable(obj)
   if type(o.metadata) == "table" and type(o.metadata.annotations) == "table" then
@@ -78,9 +78,9 @@ local function shown(obj, other)
   if o.kind == "Secret" then
     for _, field in ipairs { "data", "stringData" } do
       if type(o[field]) == "table" then
-        local theirs = other and type(other[field]) == "table" and other[field] or {}
+        local old = before and type(before[field]) == "table" and before[field] or {}
         for k, v in pairs(o[field]) do
-          o[field][k] = (other and theirs[k] ~= v) and "*** (changed)" or "***"
+          o[field][k] = (before and old[k] ~= v) and "*** (changed)" or "***"
         end
       end
     end
@@ -570,7 +570,7 @@ function Client:write(verb, w)
     if verb == "delete" then
       detail = plan_diff(shown(w.live), "", what, verb)
     else
-      detail = plan_diff(shown(w.live, planned), shown(planned, w.live), what, verb)
+      detail = plan_diff(shown(w.live), shown(planned, w.live or {}), what, verb)
     end
   end
   return effect.run("k8s." .. verb, {

@@ -1,0 +1,217 @@
+-- relish.k8s writes as effects, in recipes run by relish: a dry-run changes
+-- nothing (the double's write counter) and shows diffs; a rollback, after a
+-- failure or a crash at any action, restores the objects exactly as they
+-- were (compared with kubectl get -o json, server fields aside); the
+-- kubeconfig's token never shows. And recipes/rolling-release.lua.
+local json = require "relish.json"
+local support = require "support"
+local k8s_fixture = require "k8s_fixture"
+
+local relish = support.relish
+
+local function start(opts)
+  if not k8s_fixture.available(true) then skip("openssl, python3 or kubectl is not installed") end
+  return k8s_fixture.start(opts)
+end
+
+local MANIFEST = [[
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {color: "%s", size: "10"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds, namespace: shop}
+stringData: {password: "%s"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers: [{name: api, image: "%s"}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {app: api}
+  ports: [{port: 80}]
+]]
+
+-- a recipe applying the manifest, then failing when asked
+local RECIPE = [[
+local k8s = require "relish.k8s"
+return recipe "shop" {
+  params = { kubeconfig = param.string { required = true }, manifest = param.string { required = true },
+    fail = param.boolean { default = false } },
+  step "apply" { run = function(ctx)
+    local c = k8s.connect { kubeconfig = ctx.params.kubeconfig }
+    c:apply(ctx.params.manifest, { force = true })
+  end },
+  step "scale" { run = function(ctx)
+    local c = k8s.connect { kubeconfig = ctx.params.kubeconfig }
+    c:scale("deployments/api", 3, { namespace = "shop" })
+    if ctx.params.fail then error("failing on purpose") end
+  end },
+}
+]]
+
+-- what kubectl shows of the shop's objects, without what the server manages
+local SHOP = { "namespace/shop", "configmap/settings", "secret/creds", "deployment/api", "service/api" }
+
+local function objects(d, names, ns)
+  local out = {}
+  for _, kind in ipairs(names or SHOP) do
+    local r = d:kubectl { "get", kind, "-n", ns or "shop", "-o", "json" }
+    if r.code == 0 then
+      local o = json.decode(r.stdout)
+      o.status = nil
+      for _, k in ipairs { "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields" } do
+        o.metadata[k] = nil
+      end
+      if o.metadata.annotations then o.metadata.annotations["deployment.kubernetes.io/revision"] = nil end
+      if o.kind == "Service" then o.spec.clusterIP, o.spec.clusterIPs = nil, nil end
+      out[kind] = o
+    else
+      assert_match(r.stderr, "NotFound")
+      out[kind] = "absent"
+    end
+  end
+  return out
+end
+
+local function setup(d, color, password, image)
+  local dir = tmpdir()
+  local f = support.recipe(dir, "shop.lua", RECIPE)
+  support.write(dir .. "/shop.yaml", string.format(MANIFEST, color, password, image))
+  return dir, f, dir .. "/shop.yaml"
+end
+
+local function run(d, dir, f, manifest, ...)
+  return relish { "run", f, "-p", "kubeconfig=" .. d.kubeconfig, "-p", "manifest=" .. manifest,
+    "--state", support.state(dir), ... }
+end
+
+describe("k8s effects in a run", function()
+  test("a dry-run sends every write with dryRun=All, changes nothing, and shows diffs", function()
+    local d <close> = start()
+    local dir, f, manifest = setup(d, "blue", "s3cret-pass", "api:1")
+    assert_eq(run(d, dir, f, manifest).code, 0)
+    local before, writes = objects(d), d:control("GET", "/stats").writes
+    support.write(manifest, string.format(MANIFEST, "green", "n3w-pass", "api:2"))
+    local r = run(d, dir, f, manifest, "--dry-run")
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq(d:control("GET", "/stats").writes, writes)
+    assert_eq(objects(d), before)
+    assert_match(r.stdout, "%-  color: blue\n%s+%+  color: green")
+    assert_match(r.stdout, "%-      %- image: api:1\n%s+%+      %- image: api:2")
+    assert_match(r.stdout, "%-  password: \"%*%*%*\"\n%s+%+  password: \"%*%*%* %(changed%)\"")
+    assert_match(r.stdout, "scale deployments%.apps/api in shop from 3 to 3")
+    for _, secret_value in ipairs { "s3cret-pass", "n3w-pass", "czNjcmV0LXBhc3M", "bjN3LXBhc3M" } do
+      assert_nil(r.stdout:find(secret_value, 1, true), secret_value)
+    end
+    local dry = d:requests(function(q) return q.method == "PATCH" and q.query.dryRun == "All" end)
+    assert_true(#dry >= 5)
+  end)
+
+  test("a failure rolls back to the objects as they were; so does relish rollback of a good run", function()
+    local d <close> = start()
+    local dir, f, manifest = setup(d, "blue", "pw-one", "api:1")
+    assert_eq(run(d, dir, f, manifest).code, 0)
+    local before = objects(d)
+    support.write(manifest, string.format(MANIFEST, "green", "pw-two", "api:2"))
+    local r = run(d, dir, f, manifest, "-p", "fail=true")
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_eq(objects(d), before)
+    r = run(d, dir, f, manifest)
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_ne(objects(d)["configmap/settings"], before["configmap/settings"])
+    local rb = relish { "rollback", "last", "--state", support.state(dir) }
+    assert_eq(rb.code, 0, rb.stdout .. rb.stderr)
+    assert_eq(objects(d), before)
+  end)
+
+  test("a first run rolled back leaves nothing behind: what it created is deleted", function()
+    local d <close> = start()
+    local dir, f, manifest = setup(d, "blue", "pw-one", "api:1")
+    local before = objects(d)
+    local r = run(d, dir, f, manifest, "-p", "fail=true")
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    k8s_fixture.eventually("the namespace to be gone", function()
+      return objects(d)["namespace/shop"] == "absent"
+    end)
+    assert_eq(objects(d), before)
+  end)
+
+  for n = 1, 6 do
+    test(string.format("a crash after action %d, then relish rollback last: the exact objects of before", n), function()
+      local d <close> = start()
+      local dir, f, manifest = setup(d, "blue", "pw-one", "api:1")
+      assert_eq(run(d, dir, f, manifest).code, 0)
+      local before = objects(d)
+      support.write(manifest, string.format(MANIFEST, "green", "pw-two", "api:2"))
+      local r = relish { "run", f, "-p", "kubeconfig=" .. d.kubeconfig, "-p", "manifest=" .. manifest,
+        "--state", support.state(dir), env = { RELISH_FAULT = "crash-after-action:" .. n } }
+      assert_eq(r.signal, "KILL", r.stdout .. r.stderr)
+      local rb = relish { "rollback", "last", "--state", support.state(dir) }
+      assert_eq(rb.code, 0, rb.stdout .. rb.stderr)
+      assert_eq(objects(d), before)
+    end)
+  end
+
+  test("the kubeconfig's token never reaches the output, the journal or show", function()
+    local d <close> = start()
+    local dir, f, manifest = setup(d, "blue", "pw-one", "api:1")
+    local r = run(d, dir, f, manifest, "-p", "fail=true", "--output", "json")
+    assert_eq(r.code, 1)
+    local show = relish { "show", "last", "--format", "json", "--state", support.state(dir) }
+    local journal = support.read(dir .. "/journal.db") .. (support.read(dir .. "/journal.db-wal") or "")
+    for _, text in ipairs { r.stdout, r.stderr, show.stdout, journal } do
+      assert_nil(text:find(d.token, 1, true))
+    end
+  end)
+end)
+
+describe("recipes/rolling-release.lua", function()
+  local RECIPE_FILE = fixture_path("../../recipes/rolling-release.lua")
+
+  local function release(d, dir, image, ...)
+    return relish { "run", RECIPE_FILE, "-p", "kubeconfig=" .. d.kubeconfig, "-p", "image=" .. image,
+      "-p", "timeout=120", "--state", support.state(dir), ... }
+  end
+
+  test("plans, releases, then rolls back a crash-looping image by itself", function()
+    local d <close> = start { time_scale = 0.05 }
+    local dir = tmpdir()
+    local p = release(d, dir, "web:1", "--dry-run")
+    assert_eq(p.code, 0, p.stdout .. p.stderr)
+    assert_match(p.stdout, "apply %(new%) deployments%.apps/web in default")
+    assert_eq(d:control("GET", "/stats").writes, 0)
+    local r = release(d, dir, "web:1")
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, 'deployment "web" successfully rolled out')
+    local web = { "deployment/web", "service/web" }
+    local good = objects(d, web, "default")
+    local template = d:kubectl { "get", "deployment/web", "-o", "jsonpath={.spec.template.spec.containers[0].image}" }
+    assert_eq(template.stdout, "web:1")
+    d:control("POST", "/images", { ["web:bad"] = { state = "CrashLoopBackOff" } })
+    r = release(d, dir, "web:bad")
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_match(r.stdout, "container web is in CrashLoopBackOff")
+    template = d:kubectl { "get", "deployment/web", "-o", "jsonpath={.spec.template.spec.containers[0].image}" }
+    assert_eq(template.stdout, "web:1")
+    assert_eq(objects(d, web, "default"), good)
+    local status = d:kubectl { "rollout", "status", "deployment/web", "--timeout=60s" }
+    assert_eq(status.code, 0, status.stderr)
+  end)
+end)
