@@ -447,7 +447,11 @@ local function dry_run() return gate.state().dry_run end
 local function record_for(c, res, name, ns, before, extra)
   local rec = { conn = c.origin, api = { group = res.group, version = res.version, gv = res.gv, name = res.name,
     kind = res.kind, namespaced = res.namespaced }, namespace = ns, name = name,
-    before = before and writable(before) or json.null }
+    before = before and writable(before) or json.null, at = os.time(), seen = json.array {} }
+  -- the writes the pre-image already had, so that undo can tell later ones
+  for _, m in ipairs(before and type(before.metadata.managedFields) == "table" and before.metadata.managedFields or {}) do
+    rec.seen[#rec.seen + 1] = table.concat({ tostring(m.manager), tostring(m.operation), tostring(m.time) }, "|")
+  end
   for k, v in pairs(extra or {}) do rec[k] = v end
   return rec
 end
@@ -486,15 +490,81 @@ local function reconnect(origin)
   return c
 end
 
+-- What lives in a namespace, that a namespace of its own has anyway (made by
+-- the cluster) aside: "configmaps/x" for the first found, or nil.
+local BUILT_IN = { ["serviceaccounts/default"] = true, ["configmaps/kube-root-ca.crt"] = true }
+local NOT_CONTENT = { events = true, ["events.k8s.io"] = true, endpoints = true, endpointslices = true,
+  controllerrevisions = true, replicasets = true, pods = true, leases = true }
+
+function Client:namespace_content(ns)
+  for _, gv in ipairs(self:group_versions()) do
+    local by = self:gv_resources(gv)
+    for name, res in pairs(by and by.kinds or {}) do
+      local verbs = {}
+      for _, v in ipairs(res.verbs or {}) do verbs[v] = true end
+      if res.namespaced and verbs.list and not NOT_CONTENT[res.name] and name then
+        local l = self:json("GET", path_of(res, ns), { query = { limit = 5 }, ok = { [404] = true, [405] = true },
+          what = "list " .. res.name .. " in " .. ns })
+        for _, it in ipairs(l and l.items or {}) do
+          local key = res.name .. "/" .. it.metadata.name
+          if not BUILT_IN[key] then return key end
+        end
+      end
+    end
+  end
+end
+
 -- Undo of every write: put back the pre-image. Created (no pre-image): delete
 -- it if it is there. Existed: replace it with the pre-image (over whatever
 -- resourceVersion is live now), or create it again when it is gone. Scale
 -- puts back the replica count only.
-local function undo_object(rec)
+-- Who else changed the object's content (spec, data) after the action, from
+-- its managed fields: a manager other than relish, on the object itself (not
+-- a subresource: controllers write status, autoscalers scale), later than
+-- the action started.
+local function changed_by_others(live, rec)
+  local seen = {}
+  for _, k in ipairs(type(rec.seen) == "table" and rec.seen or {}) do seen[k] = true end
+  for _, m in ipairs(type(live.metadata.managedFields) == "table" and live.metadata.managedFields or {}) do
+    local t = type(m.time) == "string" and config.parse_time(m.time)
+    local f = type(m.fieldsV1) == "table" and m.fieldsV1 or {}
+    local key = table.concat({ tostring(m.manager), tostring(m.operation), tostring(m.time) }, "|")
+    if m.manager ~= FIELD_MANAGER and (m.subresource == nil or m.subresource == "") and t and rec.at
+      and t >= rec.at and not seen[key] and (f["f:spec"] or f["f:data"] or f["f:stringData"]) then
+      return m.manager
+    end
+  end
+end
+
+-- false when the object's managed fields name writers and relish is not one
+-- of them (an object that sets no field has none: then it cannot be told)
+local function made_by_relish(live)
+  local managed = type(live.metadata.managedFields) == "table" and live.metadata.managedFields or {}
+  for _, m in ipairs(managed) do
+    if m.manager == FIELD_MANAGER then return true end
+  end
+  return #managed == 0
+end
+
+local function refuse(fmt, ...) error(setmetatable({ kind = "conflict", message = string.format(fmt, ...) }, E.MT), 0) end
+
+local function undo_object(rec, opts)
+  local force = type(opts) == "table" and opts.force
   local c = reconnect(rec.conn)
   local res = rec.api
   local what = label(res, rec.name, rec.namespace)
   local live = c:live(res, rec.name, rec.namespace)
+  -- undo acts only on what the run made: not on an object someone else
+  -- recreated or changed since (unless relish rollback --force)
+  if live and not force then
+    if (rec.before == json.null or rec.before == nil) and not rec.replicas and not made_by_relish(live) then
+      refuse("%s is there again but was not made by relish: left as it is (relish rollback --force deletes it)", what)
+    end
+    local other = changed_by_others(live, rec)
+    if other then
+      refuse("%s was changed by %s after the run: left as it is (relish rollback --force restores it)", what, other)
+    end
+  end
   if rec.replicas then
     if not live then return end
     c:send("PATCH", path_of(res, rec.namespace, rec.name, "scale"), {
@@ -504,6 +574,13 @@ local function undo_object(rec)
   end
   if rec.before == json.null or rec.before == nil then
     if live and not live.metadata.deletionTimestamp then
+      if res.kind == "Namespace" and res.group == "" and not force then
+        local other = c:namespace_content(rec.name)
+        if other then
+          refuse("namespace %s holds %s, which the run did not make (deleting the namespace would delete it): " ..
+            "left as it is (relish rollback --force deletes it all)", rec.name, other)
+        end
+      end
       c:send("DELETE", path_of(res, rec.namespace, rec.name), { what = "undo: delete " .. what, ok = { [404] = true },
         body = json.encode { kind = "DeleteOptions", apiVersion = "v1", propagationPolicy = "Background" },
         content_type = "application/json" })

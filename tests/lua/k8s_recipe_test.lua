@@ -169,6 +169,42 @@ describe("k8s effects in a run", function()
     end)
   end
 
+  test("undo leaves what others made or changed since the run (exit 3), unless --force", function()
+    local d <close> = start()
+    local dir, f, manifest = setup(d, "blue", "pw-one", "api:1")
+    assert_eq(run(d, dir, f, manifest).code, 0)
+    local before = objects(d)
+    support.write(manifest, string.format(MANIFEST, "green", "pw-two", "api:2"))
+    assert_eq(run(d, dir, f, manifest).code, 0)
+    -- after the run, someone edits the ConfigMap with kubectl
+    local k = d:kubectl({ "apply", "--server-side", "--force-conflicts", "--field-manager", "alice", "-f", "-" },
+      { input = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\ndata: {color: pink}\n" })
+    assert_eq(k.code, 0, k.stderr)
+    local rb = relish { "rollback", "last", "--state", support.state(dir) }
+    assert_eq(rb.code, 3, rb.stdout .. rb.stderr)
+    assert_match(rb.stdout, "configmaps/settings in shop was changed by alice after the run: left as it is")
+    assert_eq(json.decode(d:kubectl({ "get", "configmap/settings", "-n", "shop", "-o", "json" }).stdout).data.color, "pink")
+    local after = objects(d)
+    assert_eq(after["deployment/api"], before["deployment/api"]) -- the rest was undone
+    rb = relish { "rollback", "last", "--force", "--state", support.state(dir) }
+    assert_eq(rb.code, 0, rb.stdout .. rb.stderr)
+    assert_eq(objects(d), before)
+  end)
+
+  test("an object the run created, deleted and made again by someone else, is not deleted by the rollback", function()
+    local d <close> = start()
+    local dir, f, manifest = setup(d, "blue", "pw-one", "api:1")
+    assert_eq(run(d, dir, f, manifest).code, 0)
+    assert_eq(d:kubectl({ "delete", "configmap/settings", "-n", "shop" }).code, 0)
+    local k = d:kubectl({ "apply", "--server-side", "--field-manager", "bob", "-f", "-" },
+      { input = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\ndata: {owner: bob}\n" })
+    assert_eq(k.code, 0, k.stderr)
+    local rb = relish { "rollback", "last", "--state", support.state(dir) }
+    assert_eq(rb.code, 3, rb.stdout .. rb.stderr)
+    assert_match(rb.stdout, "configmaps/settings in shop is there again but was not made by relish")
+    assert_eq(json.decode(d:kubectl({ "get", "configmap/settings", "-n", "shop", "-o", "json" }).stdout).data.owner, "bob")
+  end)
+
   test("the kubeconfig's token never reaches the output, the journal or show", function()
     local d <close> = start()
     local dir, f, manifest = setup(d, "blue", "pw-one", "api:1")
