@@ -629,20 +629,24 @@ end
 -- write(verb, {res=, name=, ns=, live=, method=, path=, o=, describe=, record_extra=, new=})
 --   in a dry-run the request goes with dryRun=All first: its answer is the
 --   plan's result and, against the live object, the diff
+-- the server's dry-run answer to w's request: what the write would make
+function Client:dry_result(w)
+  local o = copy(w.o)
+  o.query = o.query or {}
+  o.query.dryRun = "All"
+  local ok, r = pcall(self.send, self, w.method, w.path, o)
+  if ok then return r.body ~= "" and json.decode(r.body) or nil end
+  if type(r) == "table" and r.kind == "not_found" and w.new then
+    return w.new -- its namespace is made by an earlier action of this plan, say
+  end
+  error(r, 0)
+end
+
 function Client:write(verb, w)
   local detail, planned
   if dry_run() then
-    local o = copy(w.o)
-    o.query = o.query or {}
-    o.query.dryRun = "All"
-    local ok, r = pcall(self.send, self, w.method, w.path, o)
-    if ok then
-      planned = r.body ~= "" and json.decode(r.body) or nil
-    elseif type(r) == "table" and r.kind == "not_found" and w.new then
-      planned = w.new -- its namespace is made by an earlier action of this plan, say
-    else
-      error(r, 0)
-    end
+    if w.planned == nil then w.planned = self:dry_result(w) or false end
+    planned = w.planned or nil
     local what = label(w.res, w.name, w.ns)
     if verb == "delete" then
       detail = plan_diff(shown(w.live), "", what, verb)
@@ -655,7 +659,6 @@ function Client:write(verb, w)
     record = record_for(self, w.res, w.name, w.ns, w.live, w.record_extra),
   }, { client = self, method = w.method, path = w.path, o = w.o, planned = planned })
 end
-
 
 local function check_object(who, obj)
   if type(obj) ~= "table" then usage(who, "expected an object (a table), got " .. type(obj)) end
@@ -679,17 +682,29 @@ function Client:create(obj, opts)
 end
 
 -- apply: server-side apply of one object
-local function apply_one(c, obj, opts)
+-- the write of one object by server-side apply, its live state still to read
+local function apply_write(c, obj, opts)
   check_object("k8s.apply", obj)
   local res, name, ns = c:ref(obj, "k8s.apply", opts.namespace)
   local body = copy(obj)
   if ns then body.metadata.namespace = ns end
-  local live = c:live(res, name, ns)
-  return c:write("apply", { res = res, name = name, ns = ns, live = live, method = "PATCH", path = path_of(res, ns, name),
+  return { res = res, name = name, ns = ns, method = "PATCH", path = path_of(res, ns, name),
     o = { body = json.encode(body), content_type = "application/apply-patch+yaml", idempotent = true,
       query = { fieldManager = opts.field_manager or FIELD_MANAGER, force = opts.force and "true" or nil },
       what = "apply " .. label(res, name, ns) },
-    describe = (live and "apply " or "apply (new) ") .. label(res, name, ns), new = body })
+    new = body }
+end
+
+local function finish_write(c, w)
+  w.describe = (w.live and "apply " or "apply (new) ") .. label(w.res, w.name, w.ns)
+  return c:write("apply", w)
+end
+
+-- fns run at most LIMIT at a time, or just called when there is one
+local LIMIT = 16
+local function each(fns)
+  if #fns == 1 then return fns[1]() end
+  require("relish.task").parallel(fns, { limit = LIMIT })
 end
 
 -- the order kubectl and Helm create kinds in: what others depend on first
@@ -702,6 +717,8 @@ for i, k in ipairs { "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange"
   "IngressClass", "Ingress", "APIService" } do
   ORDER[k] = i
 end
+
+local function rank(d) return ORDER[type(d) == "table" and d.kind] or #ORDER + 1 end
 
 local function manifests(who, m)
   local docs
@@ -736,7 +753,7 @@ local function manifests(who, m)
     usage(who, "expected an object, a list of objects, YAML text or a file, got " .. type(m))
   end
   local indexed = {}
-  for i, d in ipairs(docs) do indexed[i] = { d = d, i = i, o = ORDER[type(d) == "table" and d.kind] or #ORDER + 1 } end
+  for i, d in ipairs(docs) do indexed[i] = { d = d, i = i, o = rank(d) } end
   table.sort(indexed, function(a, b) if a.o ~= b.o then return a.o < b.o end return a.i < b.i end)
   local out = {}
   for i, x in ipairs(indexed) do out[i] = x.d end
@@ -751,7 +768,28 @@ function Client:apply(m, opts)
   local single = type(m) == "table" and m.kind ~= nil
   local docs = manifests("k8s.apply", m)
   local out = json.array {}
-  for i, d in ipairs(docs) do out[i] = apply_one(self, d, opts) end
+  -- kind by kind in dependency order (a namespace before what goes in it);
+  -- within a kind, the reads (live state, and in a dry-run the server's
+  -- answer) go at once, then the writes are journaled in the manifest's
+  -- order and sent without waiting for each other
+  local i = 1
+  while i <= #docs do
+    local j = i
+    while docs[j + 1] and rank(docs[j + 1]) == rank(docs[i]) do j = j + 1 end
+    local ws, reads, writes = {}, {}, {}
+    for k = i, j do
+      ws[k] = apply_write(self, docs[k], opts)
+      local w = ws[k]
+      reads[#reads + 1] = function()
+        w.live = self:live(w.res, w.name, w.ns)
+        if dry_run() then w.planned = self:dry_result(w) or false end
+      end
+      writes[#writes + 1] = function() out[k] = finish_write(self, w) end
+    end
+    each(reads)
+    each(writes)
+    i = j + 1
+  end
   if single then return out[1] end
   return out
 end

@@ -124,6 +124,35 @@ describe("k8s effects in a run", function()
     assert_true(#dry >= 5)
   end)
 
+  test("a saved plan of a multi-object apply is applied in the same order; drift is refused", function()
+    local d <close> = start()
+    local dir, f, manifest = setup(d, "blue", "pw-one", "api:1")
+    assert_eq(run(d, dir, f, manifest).code, 0)
+    support.write(manifest, string.format(MANIFEST, "green", "pw-two", "api:2"))
+    local plan = dir .. "/plan.json"
+    for _ = 1, 3 do -- the writes go at once, but are journaled in the manifest's order every time
+      local p = relish { "plan", f, "-p", "kubeconfig=" .. d.kubeconfig, "-p", "manifest=" .. manifest, "-o", plan,
+        "--state", support.state(dir) }
+      assert_eq(p.code, 0, p.stdout .. p.stderr)
+    end
+    local a = relish { "apply", plan, "--state", support.state(dir) }
+    assert_eq(a.code, 0, a.stdout .. a.stderr)
+    assert_eq(objects(d)["configmap/settings"].data.color, "green")
+    -- planned against a state that is gone: the ConfigMap changed since
+    support.write(manifest, string.format(MANIFEST, "red", "pw-two", "api:2"))
+    local p = relish { "plan", f, "-p", "kubeconfig=" .. d.kubeconfig, "-p", "manifest=" .. manifest, "-o", plan,
+      "--state", support.state(dir) }
+    assert_eq(p.code, 0, p.stdout .. p.stderr)
+    local k = d:kubectl({ "apply", "--server-side", "--force-conflicts", "-f", "-" },
+      { input = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\ndata: {color: pink}\n" })
+    assert_eq(k.code, 0, k.stderr)
+    local before = objects(d)
+    a = relish { "apply", plan, "--state", support.state(dir) }
+    assert_eq(a.code, 1, a.stdout .. a.stderr)
+    assert_match(a.stdout, "configmaps/settings changed since the plan")
+    assert_eq(objects(d), before, "what was applied before the drift was rolled back")
+  end)
+
   test("a failure rolls back to the objects as they were; so does relish rollback of a good run", function()
     local d <close> = start()
     local dir, f, manifest = setup(d, "blue", "pw-one", "api:1")
