@@ -177,6 +177,11 @@ end
 
 local function gv_path(gv) return gv:find("/", 1, true) and ("/apis/" .. gv) or ("/api/" .. gv) end
 
+-- after a CustomResourceDefinition was written: discover again
+function Client:forget_discovery()
+  self.groups, self.gv, self.names = nil, {}, {}
+end
+
 -- the resources of one group/version, cached per connection
 function Client:gv_resources(gv)
   local cached = self.gv[gv]
@@ -461,8 +466,17 @@ local function fingerprint(live) return live and ("rv:" .. tostring(live.metadat
 -- the request an effect sends: its apply; in a dry-run the server's dry-run
 -- answer was got first (for the diff) and is what the plan returns
 local function apply_request(w)
-  local r = w.client:send(w.method, w.path, w.o)
+  local ok, r = pcall(w.client.send, w.client, w.method, w.path, w.o)
+  -- a kind whose definition was applied just before: served within seconds
+  local until_t = w.wait_served and (require("relish._host").now() + 10)
+  while not ok and until_t and type(r) == "table" and r.kind == "not_found"
+    and require("relish._host").now() < until_t do
+    require("relish.task").sleep(0.2)
+    ok, r = pcall(w.client.send, w.client, w.method, w.path, w.o)
+  end
+  if not ok then error(r, 0) end
   if r.status == 404 and w.o.ok and w.o.ok[404] then return nil end
+  if w.defines then w.client:forget_discovery() end
   return r.body ~= "" and json.decode(r.body) or nil
 end
 local function plan_request(w) return w.planned end
@@ -657,7 +671,8 @@ function Client:write(verb, w)
   return effect.run("k8s." .. verb, {
     target = self.server .. w.path, describe = w.describe, detail = detail, fingerprint = fingerprint(w.live),
     record = record_for(self, w.res, w.name, w.ns, w.live, w.record_extra),
-  }, { client = self, method = w.method, path = w.path, o = w.o, planned = planned })
+  }, { client = self, method = w.method, path = w.path, o = w.o, planned = planned, wait_served = w.wait_served,
+    defines = w.defines })
 end
 
 local function check_object(who, obj)
@@ -682,17 +697,37 @@ function Client:create(obj, opts)
 end
 
 -- apply: server-side apply of one object
+-- The resource a CustomResourceDefinition in the same manifest defines, for
+-- a custom resource the server does not serve yet (or, in a dry-run, ever).
+local function defined_by(crds, obj, c, namespace)
+  local group, version = obj.apiVersion:match("^(.+)/(.+)$")
+  local crd = group and crds[group .. "/" .. obj.kind]
+  if not crd then return nil end
+  local res = { group = group, version = version, gv = obj.apiVersion, name = crd.spec.names.plural,
+    kind = obj.kind, namespaced = crd.spec.scope ~= "Cluster" }
+  local ns = res.namespaced and (obj.metadata.namespace or namespace or c.namespace) or nil
+  return res, obj.metadata.name, ns
+end
+
 -- the write of one object by server-side apply, its live state still to read
-local function apply_write(c, obj, opts)
+local function apply_write(c, obj, opts, crds)
   check_object("k8s.apply", obj)
-  local res, name, ns = c:ref(obj, "k8s.apply", opts.namespace)
+  local ok, res, name, ns = pcall(c.ref, c, obj, "k8s.apply", opts.namespace)
+  local wait_served = false
+  if not ok then
+    if type(res) ~= "table" or res.kind ~= "not_found" then error(res, 0) end
+    local err = res
+    res, name, ns = defined_by(crds, obj, c, opts.namespace)
+    if not res then error(err, 0) end
+    wait_served = true
+  end
   local body = copy(obj)
   if ns then body.metadata.namespace = ns end
   return { res = res, name = name, ns = ns, method = "PATCH", path = path_of(res, ns, name),
     o = { body = json.encode(body), content_type = "application/apply-patch+yaml", idempotent = true,
       query = { fieldManager = opts.field_manager or FIELD_MANAGER, force = opts.force and "true" or nil },
       what = "apply " .. label(res, name, ns) },
-    new = body }
+    new = body, wait_served = wait_served, defines = obj.kind == "CustomResourceDefinition" }
 end
 
 local function finish_write(c, w)
@@ -708,17 +743,18 @@ local function each(fns)
 end
 
 -- the order kubectl and Helm create kinds in: what others depend on first
-local ORDER = {}
+local ORDER, LAST = {}, 0
 for i, k in ipairs { "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodSecurityPolicy",
   "PodDisruptionBudget", "ServiceAccount", "Secret", "SecretList", "ConfigMap", "StorageClass", "PersistentVolume",
   "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole", "ClusterRoleList", "ClusterRoleBinding",
   "ClusterRoleBindingList", "Role", "RoleList", "RoleBinding", "RoleBindingList", "Service", "DaemonSet", "Pod",
   "ReplicationController", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler", "StatefulSet", "Job", "CronJob",
   "IngressClass", "Ingress", "APIService" } do
-  ORDER[k] = i
+  ORDER[k], LAST = i, i
 end
 
-local function rank(d) return ORDER[type(d) == "table" and d.kind] or #ORDER + 1 end
+-- kinds not in the list (custom resources, say) come after all of those
+local function rank(d) return ORDER[type(d) == "table" and d.kind] or LAST + 1 end
 
 local function manifests(who, m)
   local docs
@@ -772,13 +808,19 @@ function Client:apply(m, opts)
   -- within a kind, the reads (live state, and in a dry-run the server's
   -- answer) go at once, then the writes are journaled in the manifest's
   -- order and sent without waiting for each other
+  local crds = {}
+  for _, d in ipairs(docs) do
+    if d.kind == "CustomResourceDefinition" and type(d.spec) == "table" and type(d.spec.names) == "table" then
+      crds[tostring(d.spec.group) .. "/" .. tostring(d.spec.names.kind)] = d
+    end
+  end
   local i = 1
   while i <= #docs do
     local j = i
     while docs[j + 1] and rank(docs[j + 1]) == rank(docs[i]) do j = j + 1 end
     local ws, reads, writes = {}, {}, {}
     for k = i, j do
-      ws[k] = apply_write(self, docs[k], opts)
+      ws[k] = apply_write(self, docs[k], opts, crds)
       local w = ws[k]
       reads[#reads + 1] = function()
         w.live = self:live(w.res, w.name, w.ns)
@@ -815,10 +857,14 @@ local PATCH_TYPES = { merge = "application/merge-patch+json", json = "applicatio
 -- patch(ref, patch [, {type = "strategic"|"merge"|"json", namespace=}]) -> the object
 function Client:patch(ref, p, opts)
   opts = E.check_options(usage, "k8s.patch", opts, { type = true, namespace = true })
-  local ct = PATCH_TYPES[opts.type or "strategic"]
-  if not ct then usage("k8s.patch", "type must be strategic, merge or json, got " .. tostring(opts.type)) end
+  if opts.type ~= nil and not PATCH_TYPES[opts.type] then
+    usage("k8s.patch", "type must be strategic, merge or json, got " .. tostring(opts.type))
+  end
   if type(p) ~= "table" and type(p) ~= "string" then usage("k8s.patch", "the patch must be a table or JSON text") end
   local res, name, ns = self:ref(ref, "k8s.patch", opts.namespace)
+  -- strategic merge is for the built-in kinds; custom resources take merge
+  local builtin = res.group == "" or not res.group:find(".", 1, true) or res.group:match("%.k8s%.io$")
+  local ct = PATCH_TYPES[opts.type or (builtin and "strategic" or "merge")]
   need_name("k8s.patch", name)
   local live = self:live(res, name, ns)
   if not live then not_found("patch %s: not found", label(res, name, ns)) end

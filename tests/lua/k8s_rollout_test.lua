@@ -86,3 +86,22 @@ describe("templates compared as kubectl does", function()
     assert_false(same(a, b))
   end)
 end)
+
+describe("the order apply writes a manifest in", function()
+  test("namespaces, then kinds others depend on, custom resources last; otherwise as written", function()
+    local docs = k8s.manifests(table.concat({
+      "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}",
+      "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d1}",
+      "apiVersion: v1\nkind: Service\nmetadata: {name: s}",
+      "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d2}",
+      "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}",
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}",
+      "apiVersion: v1\nkind: Namespace\nmetadata: {name: n}",
+      "apiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: Secret, metadata: {name: x}}]",
+    }, "\n---\n"))
+    local names = {}
+    for i, d in ipairs(docs) do names[i] = d.kind .. "/" .. d.metadata.name end
+    assert_eq(names, { "Namespace/n", "Secret/x", "ConfigMap/c", "CustomResourceDefinition/widgets.example.com",
+      "Service/s", "Deployment/d1", "Deployment/d2", "Widget/w" })
+  end)
+end)

@@ -356,3 +356,76 @@ describe("rollouts", function()
     assert_match(err.message, "unable to find the specified revision 99")
   end)
 end)
+
+describe("more kinds", function()
+  test("a CustomResourceDefinition and its resources in one manifest: planned, then applied", function()
+    local d <close> = start()
+    local c = k8s.connect { kubeconfig = d.kubeconfig }
+    local manifest = [[
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w1}
+spec: {size: 3}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+]]
+    -- planned: the server has no widgets yet, so the Widget is planned from the manifest
+    local actions = require("relish._gate").capture(function() c:apply(manifest) end, { dry_run = true })
+    assert_eq(#actions, 2)
+    assert_match(actions[1].describe, "customresourcedefinitions")
+    assert_match(actions[2].describe, "apply %(new%) widgets%.example%.com/w1 in default")
+    assert_eq(d:control("GET", "/stats").writes, 0)
+    local out = c:apply(manifest)
+    assert_eq(out[2].spec.size, 3)
+    assert_eq(c:get("wd/w1").spec.size, 3) -- discovered again after the definition
+    -- custom resources take merge patches (strategic merge is for built-in kinds)
+    assert_eq(c:patch("widgets/w1", { spec = { size = 4 } }).spec.size, 4)
+    local _, err = try(c.patch, c, "widgets/w1", { spec = { size = 5 } }, { type = "strategic" })
+    assert_eq({ err.kind, err.code }, { "unsupported_media_type", 415 })
+  end)
+
+  test("restart, pause and resume a Deployment, each undone from its pre-image", function()
+    local d <close> = start { time_scale = 0.05 }
+    local c = k8s.connect { kubeconfig = d.kubeconfig }
+    c:apply(deployment("web", "web:1"))
+    c:wait_rollout("deployments/web", { timeout = 60 })
+    local before = c:get("deployments/web")
+    local actions = require("relish._gate").capture(function()
+      local r = c:restart("deployments/web")
+      assert_match(r.spec.template.metadata.annotations["kubectl.kubernetes.io/restartedAt"], "^%d+%-%d+%-%d+T")
+      assert_true(c:pause("deployments/web").spec.paused)
+      assert_nil(c:resume("deployments/web").spec.paused)
+    end)
+    assert_eq(#actions, 3)
+    c:wait_rollout("deployments/web", { timeout = 60 })
+    assert_eq(c:get("deployments/web").metadata.annotations["deployment.kubernetes.io/revision"], "2")
+    for i = #actions, 1, -1 do require("relish.effect").undo(actions[i].kind, actions[i].undo) end
+    local after = c:get("deployments/web")
+    assert_eq(after.spec.template, before.spec.template) -- the restart annotation is gone again
+    assert_nil(after.spec.paused)
+  end)
+
+  test("wait_rollout follows a StatefulSet by kubectl's rule", function()
+    local d <close> = start { time_scale = 0.05 }
+    local c = k8s.connect { kubeconfig = d.kubeconfig }
+    c:apply { apiVersion = "apps/v1", kind = "StatefulSet", metadata = { name = "db" },
+      spec = { replicas = 3, serviceName = "db", selector = { matchLabels = { app = "db" } },
+        template = { metadata = { labels = { app = "db" } }, spec = { containers = { { name = "db", image = "db:1" } } } } } }
+    local s = c:wait_rollout("statefulsets/db", { timeout = 60 })
+    assert_match(s.message, "^statefulset rolling update complete 3 pods at revision db%-")
+  end)
+end)
