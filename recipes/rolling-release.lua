@@ -24,7 +24,9 @@ return recipe "rolling-release" {
     kubeconfig = param.string { default = "", description = "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)" },
     context = param.string { default = "", description = "kubeconfig context (default: its current-context)" },
     timeout = param.number { default = 300, min = 1, description = "seconds the rollout may take" },
-    smoke_url = param.string { default = "", description = "a URL served by the Service, fetched after the rollout (2xx)" },
+    service = param.string { default = "web", description = "the Service the smoke test goes through" },
+    smoke_path = param.string { default = "/healthz", description = "path fetched through the API server's service proxy (2xx)" },
+    smoke_url = param.string { default = "", description = "a URL to fetch instead, when the Service is reachable from here (2xx)" },
   },
   lock = function(p) return "k8s:" .. p.namespace end,
 
@@ -69,10 +71,20 @@ return recipe "rolling-release" {
 
   step "smoke test" {
     run = function(ctx)
-      local url = ctx.params.smoke_url
-      if url == "" or ctx.dry_run then return end
-      local r = http.get(url, { timeout = 10, retries = 3 })
-      if not r.ok then error(string.format("smoke test: GET %s answered %d", url, r.status)) end
+      local p = ctx.params
+      if ctx.dry_run then return end -- the new pods do not exist yet
+      if p.smoke_url ~= "" then
+        local r = http.get(p.smoke_url, { timeout = 10, retries = 3 })
+        if not r.ok then error(string.format("smoke test: GET %s answered %d", p.smoke_url, r.status)) end
+        return
+      end
+      -- through the API server's proxy to the Service, from wherever relish runs
+      local c = connect(p)
+      for _ = 1, 3 do -- a few requests, so more than one pod answers
+        local r = c:proxy(p.service, p.smoke_path, { port = "http" })
+        if not r.ok then error(string.format("smoke test: service %s answered %d on %s", p.service, r.status, p.smoke_path)) end
+      end
+      ctx.log("service %s answers %s", p.service, p.smoke_path)
     end,
   },
 }

@@ -380,6 +380,22 @@ function Client:logs(opts)
   return r.body
 end
 
+-- proxy(service, path [, {port=, namespace=, timeout=}]) -> {status=, ok=, body=, headers=}:
+-- a GET through the API server's proxy to one of the Service's pods, which
+-- is how a smoke test reaches a Service the machine cannot route to. Any
+-- status comes back (check r.ok); the connection failing raises.
+function Client:proxy(service, path, opts)
+  opts = E.check_options(usage, "k8s.proxy", opts, { port = true, namespace = true, timeout = true })
+  if type(service) ~= "string" or service == "" then usage("k8s.proxy", "expected a Service name, got " .. type(service)) end
+  if type(path) ~= "string" then usage("k8s.proxy", "expected a path, got " .. type(path)) end
+  local ns = opts.namespace or self.namespace
+  local target = escape(service) .. (opts.port and (":" .. escape(tostring(opts.port))) or "")
+  local r = self:send("GET", "/api/v1/namespaces/" .. escape(ns) .. "/services/" .. target .. "/proxy/"
+    .. path:gsub("^/", ""), { accept = "*/*", timeout = opts.timeout, ok = setmetatable({}, { __index = function() return true end }),
+    what = "GET service " .. service .. " in " .. ns .. " " .. path })
+  return { status = r.status, ok = r.status >= 200 and r.status < 300, body = r.body, headers = r.headers }
+end
+
 -- ---- watch ---------------------------------------------------------------------
 
 local WATCH_OPTS = { namespace = true, selector = true, field_selector = true, resource_version = true, timeout = true }

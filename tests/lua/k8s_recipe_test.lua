@@ -265,6 +265,7 @@ describe("recipes/rolling-release.lua", function()
     local r = release(d, dir, "web:1")
     assert_eq(r.code, 0, r.stdout .. r.stderr)
     assert_match(r.stdout, 'deployment "web" successfully rolled out')
+    assert_match(r.stdout, "service web answers /healthz")
     local web = { "deployment/web", "service/web" }
     local good = objects(d, web, "default")
     local template = d:kubectl { "get", "deployment/web", "-o", "jsonpath={.spec.template.spec.containers[0].image}" }
@@ -278,5 +279,11 @@ describe("recipes/rolling-release.lua", function()
     assert_eq(objects(d, web, "default"), good)
     local status = d:kubectl { "rollout", "status", "deployment/web", "--timeout=60s" }
     assert_eq(status.code, 0, status.stderr)
+    -- ready, but answering 500 through the Service: the smoke test fails, and the release rolls back
+    d:control("POST", "/images", { ["web:broken"] = { http_status = 500 } })
+    r = release(d, dir, "web:broken")
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_match(r.stdout, "smoke test: service web answered 500 on /healthz")
+    assert_eq(objects(d, web, "default"), good)
   end)
 end)
