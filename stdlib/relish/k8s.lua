@@ -97,6 +97,12 @@ local Client = {}
 Client.__index = Client
 Client.__name = "relish.k8s.Client"
 
+-- gv, names: discovery, cached per connection
+local function new_client(cfg, origin, timeout)
+  return setmetatable({ cfg = cfg, server = cfg.server, namespace = cfg.namespace, timeout = timeout,
+    origin = origin, groups = nil, gv = {}, names = {} }, Client)
+end
+
 local CONNECT_OPTS = { kubeconfig = true, context = true, namespace = true, timeout = true }
 
 -- connect{kubeconfig=, context=, namespace=, timeout=} -> client
@@ -111,13 +117,9 @@ function M.connect(opts)
     usage("k8s.connect", "timeout must be a positive number of seconds")
   end
   local cfg = config.resolve(opts)
-  return setmetatable({
-    cfg = cfg, server = cfg.server, namespace = cfg.namespace, timeout = opts.timeout or 60,
-    -- where a rollback in another process connects again (never a credential)
-    origin = { kubeconfig = opts.kubeconfig, kubeconfig_env = os.getenv("KUBECONFIG"), context = cfg.context,
-      server = cfg.server },
-    groups = nil, gv = {}, names = {},
-  }, Client)
+  -- origin: where a rollback in another process connects again (never a credential)
+  return new_client(cfg, { kubeconfig = opts.kubeconfig, kubeconfig_env = os.getenv("KUBECONFIG"),
+    context = cfg.context, server = cfg.server }, opts.timeout or 60)
 end
 
 local function encode_query(q)
@@ -227,7 +229,8 @@ function Client:group_versions()
   return out
 end
 
-local function not_found(fmt, ...) error(setmetatable({ kind = "not_found", message = string.format(fmt, ...) }, E.MT), 0) end
+local function fail(kind, fmt, ...) error(E.value(kind, fmt, ...), 0) end
+local function not_found(fmt, ...) fail("not_found", fmt, ...) end
 
 -- resource_for(type [, apiVersion]) -> resource: type is a Kind, a plural, a
 -- singular or a short name, optionally with its group ("deployments.apps")
@@ -420,7 +423,7 @@ function Client:watch(ref, fn, opts)
   while result == nil do
     local left = deadline and (deadline - require("relish._host").now())
     if left and left <= 0 then
-      error(setmetatable({ kind = "timeout", message = what .. ": no end after " .. opts.timeout .. "s" }, E.MT), 0)
+      fail("timeout", "%s: no end after %ss", what, opts.timeout)
     end
     local expired = false
     local q = { watch = "1", allowWatchBookmarks = "true", resourceVersion = rv, labelSelector = lsel,
@@ -510,12 +513,10 @@ local function reconnect(origin)
       return os.getenv(k)
     end)
   if cfg.server ~= origin.server then
-    error(setmetatable({ kind = "config", message = string.format(
-      "context %s now points at %s, not %s where the run acted: not undoing there", tostring(origin.context),
-      cfg.server, origin.server) }, E.MT), 0)
+    fail("config", "context %s now points at %s, not %s where the run acted: not undoing there",
+      tostring(origin.context), cfg.server, origin.server)
   end
-  c = setmetatable({ cfg = cfg, server = cfg.server, namespace = cfg.namespace, timeout = 60, origin = origin,
-    gv = {}, names = {} }, Client)
+  c = new_client(cfg, origin, 60)
   undo_clients[key] = c
   return c
 end
@@ -576,7 +577,7 @@ local function made_by_relish(live)
   return #managed == 0
 end
 
-local function refuse(fmt, ...) error(setmetatable({ kind = "conflict", message = string.format(fmt, ...) }, E.MT), 0) end
+local function refuse(fmt, ...) fail("conflict", fmt, ...) end
 
 local function undo_object(rec, opts)
   local force = type(opts) == "table" and opts.force
@@ -640,7 +641,7 @@ local function undo_object(rec, opts)
       end
     end
   end
-  error(setmetatable({ kind = "conflict", message = "undo: " .. what .. " kept changing; not restored" }, E.MT), 0)
+  fail("conflict", "undo: %s kept changing; not restored", what)
 end
 
 local KINDS = { "apply", "create", "replace", "patch", "delete", "scale", "rollout_undo", "restart", "pause", "resume" }
@@ -911,8 +912,7 @@ function Client:delete(ref, opts)
     local deadline = require("relish._host").now() + (opts.timeout or 120)
     while self:live(res, name, ns) do
       if require("relish._host").now() > deadline then
-        error(setmetatable({ kind = "timeout", message = "delete " .. label(res, name, ns) .. ": still there after "
-          .. (opts.timeout or 120) .. "s" }, E.MT), 0)
+        fail("timeout", "delete %s: still there after %ss", label(res, name, ns), opts.timeout or 120)
       end
       require("relish.task").sleep(0.1)
     end

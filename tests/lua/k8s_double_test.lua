@@ -567,8 +567,12 @@ describe("the Deployment controller", function()
     set_image(k, "h", "app:5")
     local d = eventually("paused", function()
       local x = k:get(DEPLOYS .. "/h")
+      -- the pause and the new image both seen by the controller
       for _, c in ipairs(x.status.conditions) do
-        if c.type == "Progressing" and c.reason == "DeploymentPaused" then return x end
+        if c.type == "Progressing" and c.reason == "DeploymentPaused"
+          and x.status.observedGeneration == x.metadata.generation then
+          return x
+        end
       end
     end)
     assert_eq(d.status.observedGeneration, d.metadata.generation)

@@ -19,7 +19,7 @@ local SKIP = { ["kubectl.kubernetes.io/last-applied-configuration"] = true, [REV
 local BAD = { CrashLoopBackOff = true, ImagePullBackOff = true, ErrImagePull = true,
   CreateContainerConfigError = true, InvalidImageName = true, CreateContainerError = true }
 
-local function fail(kind, fmt, ...) error(setmetatable({ kind = kind, message = string.format(fmt, ...) }, E.MT), 0) end
+local function fail(kind, fmt, ...) error(E.value(kind, fmt, ...), 0) end
 
 local function revision_of(obj)
   local a = obj.metadata and obj.metadata.annotations
