@@ -136,6 +136,17 @@ end
 -- status that is not 2xx (or in ok)
 local MANAGED = { POST = true, PUT = true, PATCH = true }
 
+-- whether a request may be sent again after a 429, a 5xx or a dropped
+-- connection: reads, server-side apply, merge patches (they set values) and
+-- deletes (a second one finds nothing); not creates, PUTs (a second one is
+-- a conflict) or JSON patches (an "add" would add twice)
+local function idempotent(method, o)
+  if o.idempotent ~= nil then return o.idempotent end
+  if method == "GET" or method == "HEAD" or method == "DELETE" then return true end
+  if method == "PATCH" then return o.content_type ~= "application/json-patch+json" end
+  return false
+end
+
 function Client:send(method, path, o)
   o = o or {}
   local refreshed = false
@@ -151,7 +162,7 @@ function Client:send(method, path, o)
     local r = http.request {
       method = method, url = self.server .. path, query = encode_query(o.query), body = o.body,
       headers = headers, timeout = o.timeout or (not o.stream and self.timeout or nil), effect = false,
-      idempotent = o.idempotent, stream = o.stream,
+      idempotent = idempotent(method, o), stream = o.stream,
       ca = cred.ca, cert = cred.cert, key = cred.key, insecure = cred.insecure, proxy = cred.proxy,
       auth = cred.auth, tls_server_name = self.cfg.tls_server_name,
     }
@@ -468,10 +479,42 @@ end
 local function dry_run() return gate.state().dry_run end
 
 -- what a rollback needs to reach the same object again
+-- A Secret's values as salted digests: enough for undo to tell whether they
+-- are still the ones of before, never the values themselves.
+local function salt()
+  local fh = assert(io.open("/dev/urandom", "rb"))
+  local b = fh:read(16)
+  fh:close()
+  return (b:gsub(".", function(ch) return string.format("%02x", ch:byte()) end))
+end
+
+local function values_digest(data, s)
+  local out = {}
+  if type(data) ~= "table" or not s then return out end
+  local sha = require("relish.fs").sha256
+  for k, v in pairs(data) do out[k] = sha(s .. "\0" .. k .. "\0" .. tostring(v)) end
+  return out
+end
+
+local function same_values(data, rec)
+  local now = values_digest(data, rec.salt)
+  for k, v in pairs(rec.values or {}) do if now[k] ~= v then return false end end
+  for k in pairs(now) do if not (rec.values or {})[k] then return false end end
+  return true
+end
+
 local function record_for(c, res, name, ns, before, extra)
   local rec = { conn = c.origin, api = { group = res.group, version = res.version, gv = res.gv, name = res.name,
     kind = res.kind, namespaced = res.namespaced }, namespace = ns, name = name,
     before = before and writable(before) or json.null, at = os.time(), seen = json.array {} }
+  -- a Secret's values never reach the journal: its undo can put back
+  -- everything else, and says the values are left as the run made them
+  if res.kind == "Secret" and res.group == "" and rec.before ~= json.null then
+    rec.values_not_kept = true
+    rec.salt = salt()
+    rec.values = values_digest(rec.before.data, rec.salt)
+    rec.before.data, rec.before.stringData = nil, nil
+  end
   -- the writes the pre-image already had, so that undo can tell later ones
   for _, m in ipairs(before and type(before.metadata.managedFields) == "table" and before.metadata.managedFields or {}) do
     rec.seen[#rec.seen + 1] = table.concat({ tostring(m.manager), tostring(m.operation), tostring(m.time) }, "|")
@@ -554,13 +597,14 @@ end
 -- a subresource: controllers write status, autoscalers scale), later than
 -- the action started.
 local function changed_by_others(live, rec)
+  local mine = rec.manager or FIELD_MANAGER
   local seen = {}
   for _, k in ipairs(type(rec.seen) == "table" and rec.seen or {}) do seen[k] = true end
   for _, m in ipairs(type(live.metadata.managedFields) == "table" and live.metadata.managedFields or {}) do
     local t = type(m.time) == "string" and config.parse_time(m.time)
     local f = type(m.fieldsV1) == "table" and m.fieldsV1 or {}
     local key = table.concat({ tostring(m.manager), tostring(m.operation), tostring(m.time) }, "|")
-    if m.manager ~= FIELD_MANAGER and (m.subresource == nil or m.subresource == "") and t and rec.at
+    if m.manager ~= mine and (m.subresource == nil or m.subresource == "") and t and rec.at
       and t >= rec.at and not seen[key] and (f["f:spec"] or f["f:data"] or f["f:stringData"]) then
       return m.manager
     end
@@ -569,10 +613,10 @@ end
 
 -- false when the object's managed fields name writers and relish is not one
 -- of them (an object that sets no field has none: then it cannot be told)
-local function made_by_relish(live)
+local function made_by_relish(live, rec)
   local managed = type(live.metadata.managedFields) == "table" and live.metadata.managedFields or {}
   for _, m in ipairs(managed) do
-    if m.manager == FIELD_MANAGER then return true end
+    if m.manager == (rec.manager or FIELD_MANAGER) then return true end
   end
   return #managed == 0
 end
@@ -588,10 +632,15 @@ local function undo_object(rec, opts)
   -- undo acts only on what the run made: not on an object someone else
   -- recreated or changed since (unless relish rollback --force)
   if live and not force then
-    if (rec.before == json.null or rec.before == nil) and not rec.replicas and not made_by_relish(live) then
+    if (rec.before == json.null or rec.before == nil) and not rec.replicas and not made_by_relish(live, rec) then
       refuse("%s is there again but was not made by relish: left as it is (relish rollback --force deletes it)", what)
     end
-    local other = changed_by_others(live, rec)
+    -- 6: a scale is undone only while the count is still the one the run set
+    if rec.replicas and rec.to and type(live.spec) == "table" and live.spec.replicas ~= rec.to then
+      refuse("%s was scaled to %s since the run: left as it is (relish rollback --force scales it back to %d)", what,
+        tostring(live.spec.replicas), rec.replicas)
+    end
+    local other = not rec.replicas and changed_by_others(live, rec)
     if other then
       refuse("%s was changed by %s after the run: left as it is (relish rollback --force restores it)", what, other)
     end
@@ -618,13 +667,23 @@ local function undo_object(rec, opts)
     end
     return
   end
+  if rec.values_not_kept and not live then
+    refuse("%s cannot be made again: its values were not kept (a Secret's values never reach the journal)", what)
+  end
   for _ = 1, 5 do
     local body = copy(rec.before)
+    if rec.values_not_kept and live then body.data = live.data end -- the rest goes back; the values stay
     if live and not live.metadata.deletionTimestamp then
       body.metadata.resourceVersion = live.metadata.resourceVersion
       local r = c:send("PUT", path_of(res, rec.namespace, rec.name), { body = json.encode(body),
         content_type = "application/json", what = "undo: restore " .. what, ok = { [409] = true } })
-      if r.status ~= 409 then return end
+      if r.status ~= 409 then
+        if rec.values_not_kept and not same_values(body.data, rec) then
+          refuse("%s: its labels, annotations and type are back; its values are as the run left them " ..
+            "(a Secret's values never reach the journal): put them back by hand if they changed", what)
+        end
+        return
+      end
       live = c:live(res, rec.name, rec.namespace)
     else
       if live then -- still going away: wait for it
@@ -685,9 +744,13 @@ function Client:write(verb, w)
       detail = plan_diff(shown(w.live), shown(planned, w.live or {}), what, verb)
     end
   end
+  local rec = record_for(self, w.res, w.name, w.ns, w.live, w.record_extra)
+  local manager = w.o.query and w.o.query.fieldManager
+  if manager and manager ~= FIELD_MANAGER then rec.manager = manager end
   return effect.run("k8s." .. verb, {
-    target = self.server .. w.path, describe = w.describe, detail = detail, fingerprint = fingerprint(w.live),
-    record = record_for(self, w.res, w.name, w.ns, w.live, w.record_extra),
+    target = self.server .. (w.target or w.path), describe = w.describe, detail = detail,
+    fingerprint = w.fingerprint or fingerprint(w.live),
+    record = rec,
   }, { client = self, method = w.method, path = w.path, o = w.o, planned = planned, wait_served = w.wait_served,
     defines = w.defines })
 end
@@ -931,11 +994,13 @@ function Client:scale(ref, replicas, opts)
   local path = path_of(res, ns, name, "scale")
   local cur = self:json("GET", path, { what = "get scale of " .. label(res, name, ns) })
   local before = cur.spec and cur.spec.replicas or 0
-  return self:write("scale", { res = res, name = name, ns = ns, live = nil, method = "PATCH", path = path,
+  return self:write("scale", { res = res, name = name, ns = ns, live = cur, method = "PATCH", path = path,
     o = { body = json.encode { spec = { replicas = replicas } }, content_type = "application/merge-patch+json",
       what = "scale " .. label(res, name, ns) },
     describe = string.format("scale %s from %d to %d", label(res, name, ns), before, replicas),
-    record_extra = { replicas = before } })
+    record_extra = { replicas = before, to = replicas }, target = path_of(res, ns, name), -- the object it scales
+    -- what a saved plan pins: the count (the object's resourceVersion moves with any write before)
+    fingerprint = "replicas:" .. before })
 end
 
 -- update_with_retry(ref, fn [, {attempts=, namespace=}]) -> the object:

@@ -128,7 +128,7 @@ describe("k8s effects in a run", function()
     local d <close> = start()
     local dir, f, manifest = setup(d, "blue", "pw-one", "api:1")
     assert_eq(run(d, dir, f, manifest).code, 0)
-    support.write(manifest, string.format(MANIFEST, "green", "pw-two", "api:2"))
+    support.write(manifest, string.format(MANIFEST, "green", "pw-one", "api:2"))
     local plan = dir .. "/plan.json"
     for _ = 1, 3 do -- the writes go at once, but are journaled in the manifest's order every time
       local p = relish { "plan", f, "-p", "kubeconfig=" .. d.kubeconfig, "-p", "manifest=" .. manifest, "-o", plan,
@@ -139,7 +139,7 @@ describe("k8s effects in a run", function()
     assert_eq(a.code, 0, a.stdout .. a.stderr)
     assert_eq(objects(d)["configmap/settings"].data.color, "green")
     -- planned against a state that is gone: the ConfigMap changed since
-    support.write(manifest, string.format(MANIFEST, "red", "pw-two", "api:2"))
+    support.write(manifest, string.format(MANIFEST, "red", "pw-one", "api:2"))
     local p = relish { "plan", f, "-p", "kubeconfig=" .. d.kubeconfig, "-p", "manifest=" .. manifest, "-o", plan,
       "--state", support.state(dir) }
     assert_eq(p.code, 0, p.stdout .. p.stderr)
@@ -158,7 +158,7 @@ describe("k8s effects in a run", function()
     local dir, f, manifest = setup(d, "blue", "pw-one", "api:1")
     assert_eq(run(d, dir, f, manifest).code, 0)
     local before = objects(d)
-    support.write(manifest, string.format(MANIFEST, "green", "pw-two", "api:2"))
+    support.write(manifest, string.format(MANIFEST, "green", "pw-one", "api:2"))
     local r = run(d, dir, f, manifest, "-p", "fail=true")
     assert_eq(r.code, 1, r.stdout .. r.stderr)
     assert_eq(objects(d), before)
@@ -188,7 +188,7 @@ describe("k8s effects in a run", function()
       local dir, f, manifest = setup(d, "blue", "pw-one", "api:1")
       assert_eq(run(d, dir, f, manifest).code, 0)
       local before = objects(d)
-      support.write(manifest, string.format(MANIFEST, "green", "pw-two", "api:2"))
+      support.write(manifest, string.format(MANIFEST, "green", "pw-one", "api:2"))
       local r = relish { "run", f, "-p", "kubeconfig=" .. d.kubeconfig, "-p", "manifest=" .. manifest,
         "--state", support.state(dir), env = { RELISH_FAULT = "crash-after-action:" .. n } }
       assert_eq(r.signal, "KILL", r.stdout .. r.stderr)
@@ -203,7 +203,7 @@ describe("k8s effects in a run", function()
     local dir, f, manifest = setup(d, "blue", "pw-one", "api:1")
     assert_eq(run(d, dir, f, manifest).code, 0)
     local before = objects(d)
-    support.write(manifest, string.format(MANIFEST, "green", "pw-two", "api:2"))
+    support.write(manifest, string.format(MANIFEST, "green", "pw-one", "api:2"))
     assert_eq(run(d, dir, f, manifest).code, 0)
     -- after the run, someone edits the ConfigMap with kubectl
     local k = d:kubectl({ "apply", "--server-side", "--force-conflicts", "--field-manager", "alice", "-f", "-" },
@@ -232,6 +232,24 @@ describe("k8s effects in a run", function()
     assert_eq(rb.code, 3, rb.stdout .. rb.stderr)
     assert_match(rb.stdout, "configmaps/settings in shop is there again but was not made by relish")
     assert_eq(json.decode(d:kubectl({ "get", "configmap/settings", "-n", "shop", "-o", "json" }).stdout).data.owner, "bob")
+  end)
+
+  test("a Secret's values never reach the journal; a rollback says when it cannot put them back", function()
+    local d <close> = start()
+    local dir, f, manifest = setup(d, "blue", "first-Secret-value", "api:1")
+    assert_eq(run(d, dir, f, manifest).code, 0)
+    local before = objects(d)
+    support.write(manifest, string.format(MANIFEST, "blue", "second-Secret-value", "api:1"))
+    local r = run(d, dir, f, manifest, "-p", "fail=true")
+    assert_eq(r.code, 3, r.stdout .. r.stderr)
+    assert_match(r.stdout, "secrets/creds in shop: its labels, annotations and type are back; its values are as the run left them")
+    local journal = support.read(dir .. "/journal.db") .. (support.read(dir .. "/journal.db-wal") or "")
+    for _, v in ipairs { "first-Secret-value", "second-Secret-value", "Zmlyc3QtU2VjcmV0LXZhbHVl", "c2Vjb25kLVNlY3JldC12YWx1ZQ" } do
+      assert_nil(journal:find(v, 1, true), v)
+    end
+    local after = objects(d)
+    assert_eq(after["configmap/settings"], before["configmap/settings"])
+    assert_ne(after["secret/creds"], before["secret/creds"])
   end)
 
   test("the kubeconfig's token never reaches the output, the journal or show", function()

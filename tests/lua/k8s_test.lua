@@ -146,13 +146,28 @@ spec:
     c:create(cm("r"))
     d:control("POST", "/faults", { { status = 429, retry_after = 1, verb = "get" }, { status = 503, verb = "get" } })
     assert_eq(c:get("configmaps/r").metadata.name, "r")
-    local gets = d:requests(function(r) return r.verb == "get" and r.path:find("/configmaps/r", 1, true) end)
+    -- the double logs a request once it has answered: wait for the log to hold all three
+    local function logged(verb, path, n)
+      return k8s_fixture.eventually(n .. " " .. verb .. "s in the log", function()
+        local got = d:requests(function(r) return r.verb == verb and r.path:find(path, 1, true) end)
+        return #got >= n and got
+      end)
+    end
+    local gets = logged("get", "/configmaps/r", 3)
     assert_eq(#gets, 3)
     assert_true(gets[2].time - gets[1].time >= 0.9, "waited for Retry-After")
     d:control("POST", "/faults", { status = 503, verb = "create" })
     local _, err = try(c.create, c, cm("s"))
     assert_eq(err.kind, "unavailable")
-    assert_eq(#d:requests(function(r) return r.verb == "create" and r.path:find("configmaps", 1, true) end), 2)
+    assert_eq(#logged("create", "configmaps", 2), 2)
+    -- a JSON patch is not sent twice either (an "add" would add twice); a merge patch is
+    d:control("POST", "/faults", { status = 503, verb = "patch" })
+    _, err = try(c.patch, c, "configmaps/r", { { op = "add", path = "/data", value = { a = "1" } } }, { type = "json" })
+    assert_eq(err.kind, "unavailable")
+    assert_eq(#logged("patch", "/configmaps/r", 1), 1)
+    d:control("POST", "/faults", { status = 503, verb = "patch" })
+    assert_eq(c:patch("configmaps/r", { data = { b = "2" } }, { type = "merge" }).data.b, "2")
+    assert_eq(#logged("patch", "/configmaps/r", 3), 3)
   end)
 
   test("scale, update_with_retry through a conflict, pods and logs", function()
@@ -427,5 +442,43 @@ spec:
         template = { metadata = { labels = { app = "db" } }, spec = { containers = { { name = "db", image = "db:1" } } } } } }
     local s = c:wait_rollout("statefulsets/db", { timeout = 60 })
     assert_match(s.message, "^statefulset rolling update complete 3 pods at revision db%-")
+  end)
+end)
+
+describe("undo", function()
+  local effect = require "relish.effect"
+  local gate = require "relish._gate"
+
+  test("an apply under another field manager is undone by that manager's rules", function()
+    local d <close> = start()
+    local c = k8s.connect { kubeconfig = d.kubeconfig }
+    c:apply(cm("app", { color = "blue" }))
+    local actions = gate.capture(function()
+      c:apply(cm("app", { color = "green" }), { field_manager = "ci", force = true })
+      c:apply(cm("made", { x = "1" }), { field_manager = "ci" })
+    end)
+    for i = #actions, 1, -1 do effect.undo(actions[i].kind, actions[i].undo) end
+    assert_eq(c:get("configmaps/app").data.color, "blue")
+    local _, err = try(c.get, c, "configmaps/made")
+    assert_eq(err.kind, "not_found")
+  end)
+
+  test("a scale is undone while the count is the one it set; after another scale only with force", function()
+    local d <close> = start()
+    local c = k8s.connect { kubeconfig = d.kubeconfig }
+    c:create(deployment("web", "web:1"))
+    local actions = gate.capture(function() c:scale("deployments/web", 3) end)
+    assert_eq(actions[1].fingerprint, "replicas:2")
+    effect.undo(actions[1].kind, actions[1].undo)
+    assert_eq(c:get("deployments/web").spec.replicas, 2)
+    actions = gate.capture(function() c:scale("deployments/web", 4) end)
+    d:kubectl { "scale", "deployment/web", "--replicas=6" }
+    local ok, err = pcall(effect.undo, actions[1].kind, actions[1].undo)
+    assert_false(ok)
+    assert_eq(err.kind, "conflict")
+    assert_match(err.message, "was scaled to 6 since the run")
+    assert_eq(c:get("deployments/web").spec.replicas, 6)
+    effect.undo(actions[1].kind, actions[1].undo, nil, { force = true })
+    assert_eq(c:get("deployments/web").spec.replicas, 2)
   end)
 end)

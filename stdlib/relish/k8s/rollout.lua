@@ -304,7 +304,7 @@ return function(Client, k)
       { op = "replace", path = "/metadata/annotations", value = annotations } }
     return self:write("rollout_undo", { res = res, name = name, ns = ns, live = d, method = "PATCH",
       path = k.path_of(res, ns, name),
-      o = { body = json.encode(patch), content_type = "application/json-patch+json",
+      o = { body = json.encode(patch), content_type = "application/json-patch+json", idempotent = true, -- replaces only
         what = "rollout undo " .. k.label(res, name, ns) },
       describe = string.format("rollout undo %s to revision %d", k.label(res, name, ns), revision_of(target)) })
   end
