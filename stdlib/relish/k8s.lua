@@ -842,7 +842,8 @@ local function manifests(who, m)
     docs = (m.kind == nil and #m > 0) and m or { m }
   elseif type(m) == "string" then
     local text = m
-    if not m:find("\n", 1, true) and not m:find(":", 1, true) then
+    -- one line naming something that exists is a file or a directory
+    if not m:find("\n", 1, true) and require("relish.fs").exists(m) then
       local fs = require "relish.fs"
       local st = fs.stat(m)
       if st.type == "dir" then
@@ -856,6 +857,10 @@ local function manifests(who, m)
       end
     end
     docs = {}
+    if text == m and not m:find("\n", 1, true) and not m:find(":", 1, true) then
+      -- neither YAML nor something that exists: a file name with a typo
+      not_found("k8s.apply: %s: no such file or directory", m)
+    end
     for _, d in ipairs(yaml.decode_all(text)) do
       if d ~= json.null then
         if d.kind == "List" and type(d.items) == "table" then

@@ -113,6 +113,9 @@ spec:
     for _, r in ipairs(d:requests(function(r) return r.method == "PATCH" end)) do kinds[#kinds + 1] = r.path end
     assert_match(kinds[1], "/namespaces/team$")
     assert_eq(c:get("configmaps/settings", { namespace = "team" }).data.a, "1")
+    local _, err = try(c.apply, c, dir .. "/nope.yaml")
+    assert_eq(err.kind, "not_found")
+    assert_match(err.message, "nope%.yaml: no such file or directory")
     -- text and files give a list, whatever the number of documents
     assert_eq(c:apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: one}\ndata: {x: y}\n")[1].data.x, "y")
   end)
