@@ -300,7 +300,7 @@ function Client:ref(ref, who, namespace)
   return res, name, ns
 end
 
-local function escape(s) return (s:gsub("[^%w%-._~]", function(c) return string.format("%%%02X", c:byte()) end)) end
+local escape = http.escape -- percent-encoding of a path segment
 
 local function path_of(res, ns, name, sub)
   local p = gv_path(res.gv)
@@ -1034,7 +1034,7 @@ end
 
 -- rollouts: status, wait, history, undo, restart, pause, resume
 M.rollout = require("relish.k8s.rollout")(Client,
-  { usage = usage, path_of = path_of, label = label, dry_run = dry_run })
+  { usage = usage, path_of = path_of, label = label, dry_run = dry_run, copy = copy })
 
 M.Client = Client
 return M

@@ -293,7 +293,7 @@ return function(Client, k)
       fail("not_found", "no rollout history found for %s", k.label(res, name, ns))
     end
     if same_template(target.spec.template, d.spec.template) then return nil end
-    local template = json.decode(json.encode(target.spec.template))
+    local template = k.copy(target.spec.template)
     if type(template.metadata) == "table" and type(template.metadata.labels) == "table" then
       template.metadata.labels[HASH] = nil
     end
