@@ -9,6 +9,9 @@ local yaml = require "relish.yaml"
 local effect = require "relish.effect"
 local gate = require "relish._gate"
 local config = require "relish.k8s.config"
+local fs = require "relish.fs"
+local host = require "relish._host"
+local task = require "relish.task"
 local E = require "relish._errors"
 
 local M = {}
@@ -428,11 +431,11 @@ function Client:watch(ref, fn, opts)
   if name then fsel = (fsel and (fsel .. ",") or "") .. "metadata.name=" .. name end
   local lsel = selector(opts.selector, "k8s.watch", "selector")
   local rv = opts.resource_version
-  local deadline = opts.timeout and (require("relish._host").now() + opts.timeout)
+  local deadline = opts.timeout and (host.now() + opts.timeout)
   local what = "watch " .. label(res, name, ns)
   local result
   while result == nil do
-    local left = deadline and (deadline - require("relish._host").now())
+    local left = deadline and (deadline - host.now())
     if left and left <= 0 then
       fail("timeout", "%s: no end after %ss", what, opts.timeout)
     end
@@ -491,7 +494,7 @@ end
 local function values_digest(data, s)
   local out = {}
   if type(data) ~= "table" or not s then return out end
-  local sha = require("relish.fs").sha256
+  local sha = fs.sha256
   for k, v in pairs(data) do out[k] = sha(s .. "\0" .. k .. "\0" .. tostring(v)) end
   return out
 end
@@ -530,10 +533,10 @@ local function fingerprint(live) return live and ("rv:" .. tostring(live.metadat
 local function apply_request(w)
   local ok, r = pcall(w.client.send, w.client, w.method, w.path, w.o)
   -- a kind whose definition was applied just before: served within seconds
-  local until_t = w.wait_served and (require("relish._host").now() + 10)
+  local until_t = w.wait_served and (host.now() + 10)
   while not ok and until_t and type(r) == "table" and r.kind == "not_found"
-    and require("relish._host").now() < until_t do
-    require("relish.task").sleep(0.2)
+    and host.now() < until_t do
+    task.sleep(0.2)
     ok, r = pcall(w.client.send, w.client, w.method, w.path, w.o)
   end
   if not ok then error(r, 0) end
@@ -687,7 +690,7 @@ local function undo_object(rec, opts)
       live = c:live(res, rec.name, rec.namespace)
     else
       if live then -- still going away: wait for it
-        require("relish.task").sleep(0.2)
+        task.sleep(0.2)
         live = c:live(res, rec.name, rec.namespace)
       else
         if res.kind == "Service" and type(body.spec) == "table" and body.spec.clusterIP ~= "None" then
@@ -712,7 +715,7 @@ end
 -- live -> would-be, as YAML, under the object's name
 local function plan_diff(a, b, what, verb)
   if a == b then return "" end
-  return require("relish.fs").diff(a, b, a == "" and "(absent)" or (what .. " (live)"),
+  return fs.diff(a, b, a == "" and "(absent)" or (what .. " (live)"),
     b == "" and "(deleted)" or (what .. " (after " .. verb .. ")"))
 end
 
@@ -819,7 +822,7 @@ end
 local LIMIT = 16
 local function each(fns)
   if #fns == 1 then return fns[1]() end
-  require("relish.task").parallel(fns, { limit = LIMIT })
+  task.parallel(fns, { limit = LIMIT })
 end
 
 -- the order kubectl and Helm create kinds in: what others depend on first
@@ -843,8 +846,7 @@ local function manifests(who, m)
   elseif type(m) == "string" then
     local text = m
     -- one line naming something that exists is a file or a directory
-    if not m:find("\n", 1, true) and require("relish.fs").exists(m) then
-      local fs = require "relish.fs"
+    if not m:find("\n", 1, true) and fs.exists(m) then
       local st = fs.stat(m)
       if st.type == "dir" then
         local parts = {}
@@ -977,12 +979,12 @@ function Client:delete(ref, opts)
       what = "delete " .. label(res, name, ns) },
     describe = "delete " .. label(res, name, ns) })
   if opts.wait ~= false and not dry_run() then
-    local deadline = require("relish._host").now() + (opts.timeout or 120)
+    local deadline = host.now() + (opts.timeout or 120)
     while self:live(res, name, ns) do
-      if require("relish._host").now() > deadline then
+      if host.now() > deadline then
         fail("timeout", "delete %s: still there after %ss", label(res, name, ns), opts.timeout or 120)
       end
-      require("relish.task").sleep(0.1)
+      task.sleep(0.1)
     end
   end
   return true
