@@ -27,7 +27,6 @@ end
 local function normal_sf(z)
   return 0.5 * erfc(z / math.sqrt(2))
 end
-M.normal_sf = normal_sf
 
 -- ---- Mann-Whitney U ---------------------------------------------------------
 
