@@ -11,6 +11,7 @@ packages=(
   git python3 openssl procps
   nghttp2-server # nghttpd: the HTTP/2 server of the http tests
   openssh-server openssh-client # sshd, ssh-keygen, ssh-agent: the git ssh tests
+  prometheus prometheus-pushgateway # prometheus, promtool, pushgateway: the metrics tests
   # fuzzing (scripts/fuzz.sh): clang, and libFuzzer with clang's sanitizer runtimes
   clang libclang-rt-14-dev
 )

@@ -1,0 +1,613 @@
+-- relish.metrics: Prometheus for releases. A client for the HTTP API
+-- (reads: effect = false, planned runs query too) whose results keep their
+-- type, and a registry of counters, gauges and histograms rendered in the
+-- text exposition format and pushed to a Pushgateway (an effect with an
+-- undo). See docs/reference/metrics.md.
+local effect = require "relish.effect"
+local errors = require "relish._errors"
+local http = require "relish.http"
+local json = require "relish.json"
+
+local M = {}
+
+local usage = errors.usage_for(debug.getinfo(1, "S").source)
+
+local function is_text(v)
+  if type(v) == "string" then return true end
+  local ok, secret = pcall(require, "relish.secret")
+  if ok and secret.is(v) then return true end
+  if type(v) ~= "table" or #v == 0 then return false end
+  for _, p in ipairs(v) do
+    if type(p) ~= "string" and not (ok and secret.is(p)) then return false end
+  end
+  return true
+end
+
+local function check_type(fname, name, v, want, ok)
+  if v ~= nil and not ok then usage(fname, string.format("%s must be %s, got %s", name, want, type(v))) end
+end
+
+-- ---- numbers ---------------------------------------------------------------
+
+-- Prometheus' sample values are strings: "NaN", "+Inf", "-Inf" or a number.
+local function number(s)
+  if s == "NaN" then return 0 / 0 end
+  if s == "+Inf" or s == "Inf" then return math.huge end
+  if s == "-Inf" then return -math.huge end
+  return tonumber(s)
+end
+M.number = number
+
+-- A number as Prometheus writes it.
+local function format_number(v)
+  if v ~= v then return "NaN" end
+  if v == math.huge then return "+Inf" end
+  if v == -math.huge then return "-Inf" end
+  if math.type(v) == "integer" then return string.format("%d", v) end
+  if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%d", math.tointeger(v)) end
+  return string.format("%.17g", v)
+end
+
+-- A time for the API: a number of seconds since the epoch, or a string
+-- (RFC 3339) passed as is.
+local function api_time(fname, name, v)
+  if v == nil then return nil end
+  if type(v) == "number" then return string.format("%.3f", v) end
+  if type(v) == "string" then return v end
+  usage(fname, string.format("%s must be a number of seconds since the epoch or a string, got %s", name, type(v)))
+end
+
+-- ---- the Prometheus client -------------------------------------------------
+
+local Result = {}
+Result.__index = Result
+
+local Client = {}
+Client.__index = Client
+
+local CLIENT_OPTS = { url = true, auth = true, headers = true, ca = true, timeout = true }
+
+-- prometheus{url=, auth=, headers=, ca=, timeout=} -> client
+function M.prometheus(opts)
+  local fname = "metrics.prometheus"
+  if type(opts) ~= "table" then usage(fname, "expected a table of options, got " .. type(opts)) end
+  errors.check_options(usage, fname, opts, CLIENT_OPTS)
+  if opts.url == nil then usage(fname, "url is required") end
+  if type(opts.url) ~= "string" then usage(fname, "url must be a string, got " .. type(opts.url)) end
+  check_type(fname, "auth", opts.auth, "a table", type(opts.auth) == "table")
+  check_type(fname, "headers", opts.headers, "a table", type(opts.headers) == "table")
+  check_type(fname, "ca", opts.ca, "a string or a secret", is_text(opts.ca))
+  check_type(fname, "timeout", opts.timeout, "a positive number of seconds",
+    type(opts.timeout) == "number" and opts.timeout > 0)
+  return setmetatable({ url = (opts.url:gsub("/+$", "")), auth = opts.auth, headers = opts.headers, ca = opts.ca,
+    timeout = opts.timeout or 30 }, Client)
+end
+
+local function form(params)
+  local keys, parts = {}, {}
+  for k in pairs(params) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v = params[k]
+    if type(v) == "table" then
+      for _, x in ipairs(v) do parts[#parts + 1] = k .. "=" .. http.escape(x) end
+    else
+      parts[#parts + 1] = k .. "=" .. http.escape(v)
+    end
+  end
+  return table.concat(parts, "&")
+end
+
+-- One API call by POST form: -> the decoded `data` and `warnings`, or raises.
+local function call(client, path, params, promql)
+  local headers = { ["Content-Type"] = "application/x-www-form-urlencoded", Accept = "application/json" }
+  for k, v in pairs(client.headers or {}) do headers[k] = v end
+  local r = http.request { method = "POST", url = client.url .. path, body = form(params), headers = headers,
+    auth = client.auth, ca = client.ca, timeout = client.timeout, effect = false }
+  local ok, body = pcall(json.decode, r.body)
+  if not ok or type(body) ~= "table" then
+    local e = errors.value("http_status", "POST %s%s: expected a Prometheus API answer, got status %d: %s",
+      client.url, path, r.status, r.body:sub(1, 200))
+    e.status, e.query = r.status, promql
+    error(e, 0)
+  end
+  if body.status ~= "success" then
+    local e = errors.value(body.errorType or "internal", "%s", tostring(body.error or "status " .. r.status))
+    e.query, e.status = promql, r.status
+    error(e, 0)
+  end
+  return body.data, body.warnings or {}
+end
+
+local function labels_of(metric)
+  local out = {}
+  for k, v in pairs(metric or {}) do out[k] = v end
+  return out
+end
+
+local function result_of(data, warnings)
+  local t, res = data.resultType, data.result
+  local series = {}
+  if t == "vector" then
+    for _, s in ipairs(res) do
+      series[#series + 1] = { labels = labels_of(s.metric), time = s.value[1], value = number(s.value[2]) }
+    end
+  elseif t == "matrix" then
+    for _, s in ipairs(res) do
+      local values = {}
+      for _, p in ipairs(s.values or {}) do values[#values + 1] = { p[1], number(p[2]) } end
+      series[#series + 1] = { labels = labels_of(s.metric), values = values }
+    end
+  elseif t == "scalar" then
+    series[1] = { labels = {}, time = res[1], value = number(res[2]) }
+  elseif t == "string" then
+    series[1] = { labels = {}, time = res[1], value = res[2] }
+  end
+  return setmetatable({ type = t, series = series, warnings = warnings }, Result)
+end
+
+local function check_promql(fname, promql)
+  if type(promql) ~= "string" then usage(fname, "expected a PromQL query (a string), got " .. type(promql)) end
+end
+
+-- client:query(promql [, {time=}]) -> result
+function Client:query(promql, opts)
+  local fname = "query"
+  check_promql(fname, promql)
+  opts = errors.check_options(usage, fname, opts, { time = true })
+  local data, warnings = call(self, "/api/v1/query", { query = promql, time = api_time(fname, "time", opts.time) },
+    promql)
+  return result_of(data, warnings)
+end
+
+-- client:query_range(promql, {start=, stop=, step=}) -> result (a matrix)
+function Client:query_range(promql, opts)
+  local fname = "query_range"
+  check_promql(fname, promql)
+  opts = errors.check_options(usage, fname, opts, { start = true, stop = true, step = true })
+  for _, k in ipairs { "start", "stop", "step" } do
+    if opts[k] == nil then usage(fname, k .. " is required") end
+  end
+  local step = opts.step
+  if type(step) == "number" then
+    if step <= 0 then usage(fname, "step must be a positive number of seconds, got " .. step) end
+    step = format_number(step)
+  elseif type(step) ~= "string" then
+    usage(fname, "step must be a number of seconds or a duration string, got " .. type(step))
+  end
+  local data, warnings = call(self, "/api/v1/query_range", { query = promql,
+    start = api_time(fname, "start", opts.start), ["end"] = api_time(fname, "stop", opts.stop), step = step }, promql)
+  return result_of(data, warnings)
+end
+
+-- client:series(matchers [, {start=, stop=}]) -> a list of label sets
+function Client:series(matchers, opts)
+  local fname = "series"
+  if type(matchers) == "string" then matchers = { matchers } end
+  if type(matchers) ~= "table" or #matchers == 0 then
+    usage(fname, "expected a series selector or a list of them, got " .. type(matchers))
+  end
+  for i, m in ipairs(matchers) do
+    if type(m) ~= "string" then usage(fname, string.format("matcher %d must be a string, got %s", i, type(m))) end
+  end
+  opts = errors.check_options(usage, fname, opts, { start = true, stop = true })
+  local data = call(self, "/api/v1/series", { ["match[]"] = matchers, start = api_time(fname, "start", opts.start),
+    ["end"] = api_time(fname, "stop", opts.stop) }, table.concat(matchers, ", "))
+  local out = {}
+  for i, s in ipairs(data) do out[i] = labels_of(s) end
+  return out
+end
+
+-- client:labels() -> the sorted list of label names
+function Client:labels()
+  local data = call(self, "/api/v1/labels", {}, nil)
+  local out = {}
+  for i, s in ipairs(data) do out[i] = s end
+  table.sort(out)
+  return out
+end
+
+-- result:value() -> the one sample's value; raises `no_data` when the
+-- result has none, `ambiguous` when it has more than one.
+function Result:value()
+  local n = 0
+  local v
+  for _, s in ipairs(self.series) do
+    if s.values then
+      n = n + #s.values
+      if s.values[1] then v = s.values[#s.values][2] end
+    else
+      n = n + 1
+      v = s.value
+    end
+  end
+  if n == 1 then return v end
+  if n == 0 then error(errors.value("no_data", "the %s result has no sample", self.type), 2) end
+  local e = errors.value("ambiguous", "the %s result has %d samples in %d series, expected one", self.type, n,
+    #self.series)
+  e.count = n
+  error(e, 2)
+end
+
+-- ---- the registry and the text exposition format --------------------------
+
+local NAME = "^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+local LABEL = "^[a-zA-Z_][a-zA-Z0-9_]*$"
+
+local function escape_help(s)
+  return (s:gsub("\\", "\\\\"):gsub("\n", "\\n"))
+end
+
+local function escape_value(s)
+  return (s:gsub("\\", "\\\\"):gsub("\n", "\\n"):gsub('"', '\\"'))
+end
+
+local function label_text(names, values, extra_name, extra_value)
+  local parts = {}
+  for i, n in ipairs(names) do parts[#parts + 1] = string.format('%s="%s"', n, escape_value(values[i])) end
+  if extra_name then parts[#parts + 1] = string.format('%s="%s"', extra_name, escape_value(extra_value)) end
+  if #parts == 0 then return "" end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+local Registry = {}
+Registry.__index = Registry
+
+local Metric = {}
+Metric.__index = Metric
+
+-- registry() -> a registry of metrics
+function M.registry()
+  return setmetatable({ metrics = {}, by_name = {} }, Registry)
+end
+
+local DEFAULT_BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
+
+local function define(reg, kind, spec)
+  local fname = kind
+  if type(spec) ~= "table" then usage(fname, "expected a table {name=, help=, labels=}, got " .. type(spec)) end
+  errors.check_options(usage, fname, spec, { name = true, help = true, labels = true, buckets = kind == "histogram" })
+  if type(spec.name) ~= "string" or not spec.name:find(NAME) then
+    usage(fname, "name must be a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), got " .. tostring(spec.name))
+  end
+  if reg.by_name[spec.name] then usage(fname, "a metric named '" .. spec.name .. "' is already registered") end
+  check_type(fname, "help", spec.help, "a string", type(spec.help) == "string")
+  local labels = {}
+  if spec.labels ~= nil then
+    if type(spec.labels) ~= "table" then usage(fname, "labels must be a list of names, got " .. type(spec.labels)) end
+    local seen = {}
+    for i, l in ipairs(spec.labels) do
+      if type(l) ~= "string" or not l:find(LABEL) or l:sub(1, 2) == "__" then
+        usage(fname, string.format("labels[%d] must be a label name, got %s", i, tostring(l)))
+      end
+      if kind == "histogram" and l == "le" then usage(fname, "a histogram cannot have a label 'le'") end
+      if seen[l] then usage(fname, "label '" .. l .. "' given twice") end
+      seen[l] = true
+      labels[i] = l
+    end
+  end
+  local buckets
+  if kind == "histogram" then
+    buckets = {}
+    local given = spec.buckets or DEFAULT_BUCKETS
+    if type(given) ~= "table" or #given == 0 then usage(fname, "buckets must be a list of numbers") end
+    for i, b in ipairs(given) do
+      if type(b) ~= "number" or b ~= b then usage(fname, string.format("buckets[%d] must be a number", i)) end
+      if i > 1 and b <= given[i - 1] then usage(fname, "buckets must be in increasing order") end
+      if b ~= math.huge then buckets[#buckets + 1] = b end
+    end
+  end
+  local m = setmetatable({ kind = kind, name = spec.name, help = spec.help, labels = labels, buckets = buckets,
+    children = {}, order = {} }, Metric)
+  reg.metrics[#reg.metrics + 1] = m
+  reg.by_name[m.name] = m
+  return m
+end
+
+-- registry:counter{name=, help=, labels={...}} -> counter (inc)
+function Registry:counter(spec) return define(self, "counter", spec) end
+-- registry:gauge{name=, help=, labels={...}} -> gauge (set, inc)
+function Registry:gauge(spec) return define(self, "gauge", spec) end
+-- registry:histogram{name=, help=, labels={...}, buckets={...}} -> histogram (observe)
+function Registry:histogram(spec) return define(self, "histogram", spec) end
+
+-- The child of m for the label values given as a table name -> value.
+local function child(m, fname, labels)
+  if labels ~= nil and type(labels) ~= "table" then
+    usage(fname, "labels must be a table of label values, got " .. type(labels))
+  end
+  labels = labels or {}
+  local values = {}
+  for i, n in ipairs(m.labels) do
+    local v = labels[n]
+    if type(v) == "number" then v = format_number(v) end
+    if type(v) ~= "string" then usage(fname, string.format("label '%s' needs a value (a string)", n)) end
+    values[i] = v
+  end
+  for k in pairs(labels) do
+    local known = false
+    for _, n in ipairs(m.labels) do known = known or n == k end
+    if not known then usage(fname, string.format("%s has no label '%s'", m.name, tostring(k))) end
+  end
+  local key = table.concat(values, "\0")
+  local c = m.children[key]
+  if not c then
+    c = { values = values, value = 0 }
+    if m.buckets then
+      c.counts, c.sum, c.count = {}, 0, 0
+      for i = 1, #m.buckets do c.counts[i] = 0 end
+    end
+    m.children[key] = c
+    m.order[#m.order + 1] = key
+  end
+  return c
+end
+
+-- inc([n = 1] [, labels]): counters and gauges
+function Metric:inc(n, labels)
+  if type(n) == "table" then n, labels = nil, n end
+  local fname = self.kind .. ":inc"
+  if self.kind == "histogram" then usage(fname, "a histogram takes observe, not inc") end
+  if n ~= nil and (type(n) ~= "number" or n ~= n) then usage(fname, "expected a number, got " .. type(n)) end
+  if self.kind == "counter" and n and n < 0 then usage(fname, "a counter cannot decrease (got " .. n .. ")") end
+  local c = child(self, fname, labels)
+  c.value = c.value + (n or 1)
+  return c.value
+end
+
+-- set(v [, labels]): gauges
+function Metric:set(v, labels)
+  local fname = self.kind .. ":set"
+  if self.kind ~= "gauge" then usage(fname, "only a gauge can be set") end
+  if type(v) ~= "number" then usage(fname, "expected a number, got " .. type(v)) end
+  child(self, fname, labels).value = v
+end
+
+-- observe(v [, labels]): histograms
+function Metric:observe(v, labels)
+  local fname = self.kind .. ":observe"
+  if self.kind ~= "histogram" then usage(fname, "only a histogram observes") end
+  if type(v) ~= "number" or v ~= v then usage(fname, "expected a number, got " .. type(v)) end
+  local c = child(self, fname, labels)
+  for i, b in ipairs(self.buckets) do
+    if v <= b then c.counts[i] = c.counts[i] + 1 end
+  end
+  c.sum, c.count = c.sum + v, c.count + 1
+end
+
+local function sorted_children(m)
+  local keys = {}
+  for _, k in ipairs(m.order) do keys[#keys + 1] = k end
+  table.sort(keys)
+  if #m.labels == 0 and #keys == 0 then
+    -- a metric without labels shows its zero before its first use
+    return { { values = {}, value = 0, counts = m.buckets and setmetatable({}, { __index = function() return 0 end }),
+      sum = 0, count = 0 } }
+  end
+  local out = {}
+  for i, k in ipairs(keys) do out[i] = m.children[k] end
+  return out
+end
+
+-- registry:render() -> the metrics in the text exposition format 0.0.4
+function Registry:render()
+  local out = {}
+  for _, m in ipairs(self.metrics) do
+    if m.help then out[#out + 1] = string.format("# HELP %s %s", m.name, escape_help(m.help)) end
+    out[#out + 1] = string.format("# TYPE %s %s", m.name, m.kind)
+    for _, c in ipairs(sorted_children(m)) do
+      if m.kind == "histogram" then
+        for i, b in ipairs(m.buckets) do
+          out[#out + 1] = string.format("%s_bucket%s %s", m.name, label_text(m.labels, c.values, "le",
+            format_number(b)), format_number(c.counts[i]))
+        end
+        out[#out + 1] = string.format("%s_bucket%s %s", m.name, label_text(m.labels, c.values, "le", "+Inf"),
+          format_number(c.count))
+        out[#out + 1] = string.format("%s_sum%s %s", m.name, label_text(m.labels, c.values), format_number(c.sum))
+        out[#out + 1] = string.format("%s_count%s %s", m.name, label_text(m.labels, c.values),
+          format_number(c.count))
+      else
+        out[#out + 1] = string.format("%s%s %s", m.name, label_text(m.labels, c.values), format_number(c.value))
+      end
+    end
+  end
+  return #out == 0 and "" or table.concat(out, "\n") .. "\n"
+end
+
+-- ---- Pushgateway -----------------------------------------------------------
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+-- base64url without padding
+local function base64url(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = (a << 16) | ((b or 0) << 8) | (c or 0)
+    local k = b == nil and 2 or (c == nil and 3 or 4)
+    for j = 1, k do
+      local idx = (n >> (6 * (4 - j))) & 63
+      out[#out + 1] = B64:sub(idx + 1, idx + 1)
+    end
+  end
+  return table.concat(out)
+end
+M.base64url = base64url
+
+-- One segment pair of a grouping key: "name/value", or "name@base64/..." for
+-- a value with "/" or an empty one.
+local function key_segment(name, value)
+  if value == "" then return name .. "@base64/=" end
+  if value:find("/", 1, true) then return name .. "@base64/" .. base64url(value) end
+  return name .. "/" .. http.escape(value)
+end
+
+-- grouping_path(job, grouping) -> "/metrics/job/JOB/NAME/VALUE..."
+function M.grouping_path(job, grouping)
+  local parts = { "/metrics", key_segment("job", job) }
+  local names = {}
+  for k in pairs(grouping or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do parts[#parts + 1] = key_segment(k, grouping[k]) end
+  return table.concat(parts, "/")
+end
+
+-- The families of a group as /api/v1/metrics shows them, rendered back as
+-- text (without the Pushgateway's own push_time_seconds and
+-- push_failure_time_seconds); the group's own labels are left to the path.
+local function render_group(group)
+  local names = {}
+  for k, v in pairs(group) do
+    if type(v) == "table" and v.metrics and k ~= "push_time_seconds" and k ~= "push_failure_time_seconds" then
+      names[#names + 1] = k
+    end
+  end
+  table.sort(names)
+  local glabels = group.labels or {}
+  local out = {}
+  local function labels(l, extra, ev)
+    local keys, parts = {}, {}
+    for k in pairs(l or {}) do
+      -- an empty value is no label (the Pushgateway adds instance="")
+      if glabels[k] == nil and l[k] ~= "" then keys[#keys + 1] = k end
+    end
+    table.sort(keys)
+    for _, k in ipairs(keys) do parts[#parts + 1] = string.format('%s="%s"', k, escape_value(l[k])) end
+    if extra then parts[#parts + 1] = string.format('%s="%s"', extra, escape_value(ev)) end
+    return #parts == 0 and "" or "{" .. table.concat(parts, ",") .. "}"
+  end
+  for _, name in ipairs(names) do
+    local f = group[name]
+    local kind = (f.type or "untyped"):lower()
+    if f.help and f.help ~= "" then out[#out + 1] = string.format("# HELP %s %s", name, escape_help(f.help)) end
+    out[#out + 1] = string.format("# TYPE %s %s", name, kind)
+    for _, s in ipairs(f.metrics) do
+      if kind == "histogram" then
+        local les = {}
+        for le in pairs(s.buckets or {}) do les[#les + 1] = le end
+        table.sort(les, function(a, b) return number(a) < number(b) end)
+        for _, le in ipairs(les) do
+          out[#out + 1] = string.format("%s_bucket%s %s", name, labels(s.labels, "le", le), s.buckets[le])
+        end
+        if not (s.buckets or {})["+Inf"] then
+          out[#out + 1] = string.format("%s_bucket%s %s", name, labels(s.labels, "le", "+Inf"), s.count)
+        end
+        out[#out + 1] = string.format("%s_sum%s %s", name, labels(s.labels), s.sum)
+        out[#out + 1] = string.format("%s_count%s %s", name, labels(s.labels), s.count)
+      elseif kind == "summary" then
+        local qs = {}
+        for q in pairs(s.quantiles or {}) do qs[#qs + 1] = q end
+        table.sort(qs, function(a, b) return number(a) < number(b) end)
+        for _, q in ipairs(qs) do
+          out[#out + 1] = string.format("%s%s %s", name, labels(s.labels, "quantile", q), s.quantiles[q])
+        end
+        out[#out + 1] = string.format("%s_sum%s %s", name, labels(s.labels), s.sum)
+        out[#out + 1] = string.format("%s_count%s %s", name, labels(s.labels), s.count)
+      else
+        out[#out + 1] = string.format("%s%s %s", name, labels(s.labels), s.value)
+      end
+    end
+  end
+  return #out == 0 and "" or table.concat(out, "\n") .. "\n"
+end
+M._render_group = render_group
+
+local function same_labels(a, b)
+  for k, v in pairs(a) do if b[k] ~= v then return false end end
+  for k, v in pairs(b) do if a[k] ~= v then return false end end
+  return true
+end
+
+-- The group's current content as text, or nil when there is no such group.
+local function read_group(base, job, grouping, opts)
+  local r = http.request { url = base .. "/api/v1/metrics", ca = opts.ca, timeout = opts.timeout, effect = false,
+    expect = 200 }
+  local want = { job = job }
+  for k, v in pairs(grouping or {}) do want[k] = v end
+  for _, g in ipairs(r:json().data or {}) do
+    if same_labels(g.labels or {}, want) then return render_group(g) end
+  end
+  return nil
+end
+M._read_group = read_group
+
+local EXPOSITION = "text/plain; version=0.0.4"
+
+local function send(method, url, body, opts)
+  return http.request { method = method, url = url, body = body, ca = opts.ca, timeout = opts.timeout or 30,
+    headers = body and { ["Content-Type"] = EXPOSITION } or nil, effect = false, expect = { 200, 202 } }
+end
+
+local function apply_push(a)
+  local r = send(a.method, a.url, a.body, a)
+  return { status = r.status, url = a.url }
+end
+
+local function plan_push(a)
+  return { status = 0, planned = true, url = a.url }
+end
+
+-- undo: the group back as it was: deleted when the push created it, else
+-- replaced by its previous content.
+local function undo_push(record)
+  local url = record.base .. record.path
+  local opts = { ca = record.ca, timeout = record.timeout }
+  if record.previous == nil then
+    send("DELETE", url, nil, opts)
+  else
+    send("PUT", url, record.previous, opts)
+  end
+end
+
+effect.register { kind = "metrics.push", module = "relish.metrics", apply = apply_push, plan = plan_push,
+  undo = undo_push, fields = { "base", "path" } }
+
+local PUSH_OPTS = { url = true, job = true, grouping = true, method = true, ca = true, timeout = true }
+
+-- registry:push{url=, job=, grouping={name=value}, method="put"|"post", ca=, timeout=}
+-- -> {status=, url=} ({planned = true} in a dry-run): an effect of kind
+-- metrics.push, undone by deleting the group it created or putting back
+-- what the group held.
+function Registry:push(opts)
+  local fname = "push"
+  if type(opts) ~= "table" then usage(fname, "expected a table {url=, job=, ...}, got " .. type(opts)) end
+  errors.check_options(usage, fname, opts, PUSH_OPTS)
+  if type(opts.url) ~= "string" then usage(fname, "url must be a string, got " .. type(opts.url)) end
+  if type(opts.job) ~= "string" or opts.job == "" then
+    usage(fname, "job must be a non-empty string, got " .. (opts.job == "" and "''" or type(opts.job)))
+  end
+  local grouping = {}
+  if opts.grouping ~= nil then
+    if type(opts.grouping) ~= "table" then usage(fname, "grouping must be a table, got " .. type(opts.grouping)) end
+    for k, v in pairs(opts.grouping) do
+      if type(k) ~= "string" or not k:find(LABEL) or k == "job" then
+        usage(fname, "grouping key " .. tostring(k) .. " is not a label name other than job")
+      end
+      if type(v) == "number" then v = format_number(v) end
+      if type(v) ~= "string" then usage(fname, string.format("grouping.%s must be a string, got %s", k, type(v))) end
+      grouping[k] = v
+    end
+  end
+  local method = (opts.method or "put"):lower()
+  if method ~= "put" and method ~= "post" then usage(fname, "method must be 'put' or 'post', got " .. method) end
+  check_type(fname, "ca", opts.ca, "a string (a file or PEM)", type(opts.ca) == "string")
+  check_type(fname, "timeout", opts.timeout, "a positive number of seconds",
+    type(opts.timeout) == "number" and opts.timeout > 0)
+  local base = opts.url:gsub("/+$", "")
+  local path = M.grouping_path(opts.job, grouping)
+  local body = self:render()
+  local previous = read_group(base, opts.job, grouping, opts)
+  local keys = {}
+  for k, v in pairs(grouping) do keys[#keys + 1] = k .. "=" .. v end
+  table.sort(keys)
+  local group = "job=" .. opts.job .. (#keys > 0 and "," .. table.concat(keys, ",") or "")
+  return effect.run("metrics.push", {
+    target = base .. path,
+    describe = string.format("%s %d metric famil%s to the Pushgateway group {%s}%s", method:upper(), #self.metrics,
+      #self.metrics == 1 and "y" or "ies", group, previous and " (replacing its content)" or ""),
+    detail = body,
+    record = { base = base, path = path, previous = previous, ca = opts.ca, timeout = opts.timeout },
+  }, { method = method:upper(), url = base .. path, body = body, ca = opts.ca, timeout = opts.timeout })
+end
+
+return M
