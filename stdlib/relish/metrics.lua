@@ -45,7 +45,10 @@ local function format_number(v)
   if v == -math.huge then return "-Inf" end
   if math.type(v) == "integer" then return string.format("%d", v) end
   if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%d", math.tointeger(v)) end
-  return string.format("%.17g", v)
+  for digits = 15, 17 do
+    local text = string.format("%." .. digits .. "g", v)
+    if digits == 17 or tonumber(text) == v then return text end
+  end
 end
 
 -- A time for the API: a number of seconds since the epoch, or a string

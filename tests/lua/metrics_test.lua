@@ -205,7 +205,7 @@ describe("registry", function()
       'step_seconds_bucket{step="build",le="1"} 2',
       'step_seconds_bucket{step="build",le="5"} 2',
       'step_seconds_bucket{step="build",le="+Inf"} 3',
-      'step_seconds_sum{step="build"} 8.1999999999999993',
+      'step_seconds_sum{step="build"} 8.2',
       'step_seconds_count{step="build"} 3',
       "# HELP runs_total Runs.",
       "# TYPE runs_total counter",
