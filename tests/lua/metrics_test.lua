@@ -97,6 +97,30 @@ describe("prometheus client", function()
     assert_eq(prom:query(long):value(), 1)
   end)
 
+  test("backfilled data (promtool) answers range queries deterministically", function()
+    need_servers()
+    -- 3 days of a counter every 10 minutes, 20 days ago: +60 good, +3 bad each step
+    local t0 = (os.time() // 3600 - 20 * 24) * 3600
+    local lines = {}
+    for i = 0, 3 * 144 do
+      lines[#lines + 1] = string.format('sli_total{code="200"} %d %d', 60 * i, t0 + 600 * i)
+    end
+    for i = 0, 3 * 144 do
+      lines[#lines + 1] = string.format('sli_total{code="500"} %d %d', 3 * i, t0 + 600 * i)
+    end
+    local p <close> = pf.prometheus { backfill = "# TYPE sli_total counter\n" .. table.concat(lines, "\n") .. "\n" }
+    local prom = metrics.prometheus { url = p.url }
+    local at = t0 + 2 * 86400
+    local ratio = prom:query('sum(increase(sli_total{code="500"}[1h])) / sum(increase(sli_total[1h]))', { time = at })
+    assert_near(ratio:value(), 3 / 63, 1e-9)
+    local r = prom:query_range('sli_total{code="200"}', { start = t0, stop = t0 + 3600, step = "10m" })
+    assert_eq(r.type, "matrix")
+    assert_eq(r.series[1].values, { { t0, 0 }, { t0 + 600, 60 }, { t0 + 1200, 120 }, { t0 + 1800, 180 },
+      { t0 + 2400, 240 }, { t0 + 3000, 300 }, { t0 + 3600, 360 } })
+    local series = prom:series("sli_total", { start = t0, stop = t0 + 86400 })
+    assert_eq(#series, 2)
+  end)
+
   test("NaN and infinities are numbers", function()
     need_servers()
     local p <close> = pf.prometheus {}
