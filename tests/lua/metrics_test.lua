@@ -169,6 +169,33 @@ describe("prometheus client", function()
     end, "bad_data", "exceeded maximum resolution")
   end)
 
+  test("an evaluation failure is an execution error", function()
+    need_servers()
+    local p <close> = pf.prometheus {}
+    local prom = metrics.prometheus { url = p.url }
+    local two = 'label_replace(vector(1), "a", "x", "", "") or label_replace(vector(2), "a", "y", "", "")'
+    local err = assert_raises(function() return prom:query("vector(1) + on() (" .. two .. ")") end, "execution",
+      "many%-to%-many matching not allowed")
+    assert_eq(err.status, 422)
+  end)
+
+  test("warnings are surfaced, other error types keep their kind", function()
+    need_servers()
+    local ex <close> = pf.exporter()
+    local prom = metrics.prometheus { url = ex.url }
+    ex:set { api = { body = { status = "success", warnings = { "partial response: store down" },
+      data = { resultType = "vector", result = { { metric = { job = "a" }, value = { 1700000000.5, "-Inf" } } } } } } }
+    local r = prom:query("up")
+    assert_eq(r.warnings, { "partial response: store down" })
+    assert_eq(r.series[1], { labels = { job = "a" }, time = 1700000000.5, value = -math.huge })
+    assert_eq(prom:query("vector(1)").warnings, { "partial response: store down" })
+    for _, t in ipairs { "timeout", "canceled", "internal", "unavailable" } do
+      ex:set { api = { status = 503, body = { status = "error", errorType = t, error = "it is " .. t } } }
+      local e = assert_raises(function() return prom:query("up") end, t)
+      assert_eq({ e.message, e.query, e.status }, { "it is " .. t, "up", 503 })
+    end
+  end)
+
   test("Prometheus down is a connect error", function()
     need_servers()
     local port = pf.free_port()
