@@ -613,4 +613,128 @@ function Registry:push(opts)
   }, { method = method:upper(), url = base .. path, body = body, ca = opts.ca, timeout = opts.timeout })
 end
 
+-- ---- canary against baseline, and SLOs (the statistics: relish.metrics.stats) ----
+
+local stats = require "relish.metrics.stats"
+
+-- the numbers of a range query's every series, NaN left out by stats
+local function samples(prom, promql, start, stop, step)
+  local out = {}
+  for _, s in ipairs(prom:query_range(promql, { start = start, stop = stop, step = step }).series) do
+    for _, tv in ipairs(s.values) do out[#out + 1] = tv[2] end
+  end
+  return out
+end
+
+local COMPARE_OPTS = { prometheus = true, baseline = true, canary = true, window = true, step = true, at = true,
+  direction = true, pass = true, marginal = true, alpha = true, no_data = true }
+
+-- compare{prometheus=, baseline=, canary=, window="10m", step="30s", at=,
+--         direction=, pass=, marginal=, alpha=, no_data=} -> stats.compare's judgement,
+-- with .baseline and .canary (the samples) and .query: Kayenta's method over
+-- the window that ends at `at` (default now)
+function M.compare(opts)
+  local fname = "metrics.compare"
+  opts = errors.check_options(usage, fname, opts, COMPARE_OPTS)
+  if getmetatable(opts.prometheus) ~= Client then usage(fname, "prometheus must be a client of metrics.prometheus") end
+  check_promql(fname .. ": baseline", opts.baseline)
+  check_promql(fname .. ": canary", opts.canary)
+  local window = require("relish.dsl").duration(opts.window or "10m")
+  local stop = opts.at or os.time()
+  local start = stop - window
+  local step = opts.step or "30s"
+  local base, can
+  require("relish.task").parallel {
+    function() base = samples(opts.prometheus, opts.baseline, start, stop, step) end,
+    function() can = samples(opts.prometheus, opts.canary, start, stop, step) end,
+  }
+  local r = stats.compare(base, can, { direction = opts.direction, pass = opts.pass, marginal = opts.marginal,
+    alpha = opts.alpha, no_data = opts.no_data })
+  r.baseline, r.canary, r.query = base, can, { baseline = opts.baseline, canary = opts.canary }
+  return r
+end
+
+local SLO = {}
+SLO.__index = SLO
+
+local SLO_OPTS = { prometheus = true, name = true, objective = true, window = true, good = true, bad = true,
+  total = true }
+
+-- slo{prometheus=, name=, objective=0.999, window="30d", good= | bad=, total=} -> slo.
+-- good, bad and total are PromQL giving one number each over a window written
+-- {{window}}: 'sum(increase(http_requests_total{code!~"5.."}[{{window}}]))'.
+function M.slo(opts)
+  local fname = "metrics.slo"
+  opts = errors.check_options(usage, fname, opts, SLO_OPTS)
+  if getmetatable(opts.prometheus) ~= Client then usage(fname, "prometheus must be a client of metrics.prometheus") end
+  if (opts.good == nil) == (opts.bad == nil) then usage(fname, "give good or bad (not both)") end
+  for _, k in ipairs { "good", "bad", "total" } do
+    if opts[k] ~= nil then check_promql(fname .. ": " .. k, opts[k]) end
+  end
+  if opts.total == nil then usage(fname, "total is required") end
+  local objective = opts.objective or 0.999
+  if type(objective) ~= "number" or not (objective > 0 and objective < 1) then
+    usage(fname, "objective must be a number between 0 and 1 (e.g. 0.999), got " .. tostring(objective))
+  end
+  local window = opts.window or "30d"
+  require("relish.dsl").duration(window) -- a bad window is misuse here, not later
+  return setmetatable({ prometheus = opts.prometheus, name = opts.name or "slo", objective = objective,
+    window = window, good = opts.good, bad = opts.bad, total = opts.total }, SLO)
+end
+
+-- the good (or bad) and total counts over a window, ending at `at`
+function SLO:counts(window, at)
+  local function one(q)
+    local r = self.prometheus:query((q:gsub("{{%s*window%s*}}", window)), { time = at })
+    if #r.series == 0 then return nil end
+    return r:value()
+  end
+  local part, total
+  require("relish.task").parallel {
+    function() part = one(self.good or self.bad) end,
+    function() total = one(self.total) end,
+  }
+  return part, total
+end
+
+-- slo:budget([{at=}]) -> stats.error_budget over the SLO's window
+function SLO:budget(opts)
+  opts = errors.check_options(usage, "slo:budget", opts, { at = true })
+  local part, total = self:counts(self.window, opts.at)
+  local spec = { objective = self.objective, total = total or 0 }
+  if self.good then spec.good = part or 0 else spec.bad = part or 0 end
+  local b = stats.error_budget(spec)
+  b.name, b.window = self.name, self.window
+  return b
+end
+
+-- slo:burn_rate(window [, {at=}]) -> the burn rate over that window (nil: no data)
+function SLO:burn_rate(window, opts)
+  opts = errors.check_options(usage, "slo:burn_rate", opts, { at = true })
+  require("relish.dsl").duration(window)
+  local part, total = self:counts(window, opts.at)
+  if not part or not total or total <= 0 then return nil end
+  local ratio = self.good and (1 - part / total) or (part / total)
+  return stats.burn_rate(ratio, self.objective)
+end
+
+-- slo:gate([{policy=, at=}]) -> stats.burn_gate's verdict: every window of
+-- the policy measured at once, both windows of a pair above its factor fires
+function SLO:gate(opts)
+  opts = errors.check_options(usage, "slo:gate", opts, { policy = true, at = true })
+  local policy = opts.policy or stats.DEFAULT_POLICY
+  local windows, seen = {}, {}
+  for _, rule in ipairs(type(policy) == "table" and policy or {}) do
+    for _, w in ipairs { rule.long, rule.short } do
+      if type(w) == "string" and not seen[w] then windows[#windows + 1], seen[w] = w, true end
+    end
+  end
+  local rates, fns = {}, {}
+  for i, w in ipairs(windows) do fns[i] = function() rates[w] = self:burn_rate(w, { at = opts.at }) or (0 / 0) end end
+  if #fns > 0 then require("relish.task").parallel(fns) end
+  local g = stats.burn_gate(rates, policy, { window = self.window })
+  g.name, g.objective = self.name, self.objective
+  return g
+end
+
 return M
