@@ -737,4 +737,214 @@ function SLO:gate(opts)
   return g
 end
 
+-- ---- analysis, with Argo Rollouts' semantics ----------------------------------
+
+-- Conditions: what a measured value must be. A condition is a table
+-- {check = fn(value) -> boolean, describe = "< 0.01"}; a plain function is
+-- one described as "custom".
+local function condition(check, describe) return { check = check, describe = describe } end
+local function shown_number(x) return format_number(x) end
+function M.below(x) return condition(function(v) return v < x end, "< " .. shown_number(x)) end
+function M.above(x) return condition(function(v) return v > x end, "> " .. shown_number(x)) end
+function M.at_most(x) return condition(function(v) return v <= x end, "<= " .. shown_number(x)) end
+function M.at_least(x) return condition(function(v) return v >= x end, ">= " .. shown_number(x)) end
+function M.between(a, b)
+  return condition(function(v) return v >= a and v <= b end, "in [" .. shown_number(a) .. ", " .. shown_number(b) .. "]")
+end
+
+local function as_condition(fname, c)
+  if c == nil then return nil end
+  if type(c) == "function" then return condition(c, "custom") end
+  if type(c) == "table" and type(c.check) == "function" then
+    return condition(c.check, type(c.describe) == "string" and c.describe or "custom")
+  end
+  usage(fname, "a condition is metrics.below(x), above, at_most, at_least, between, a function, or {check=, describe=}")
+end
+
+local METRIC_OPTS = { name = true, query = true, success = true, failure = true, failure_limit = true,
+  inconclusive_limit = true, consecutive_error_limit = true, no_data = true, prometheus = true }
+local NO_DATA = { fail = true, inconclusive = true, pass = true }
+
+-- {{args.x}} and {{x}} in a query, from args
+local function substitute(fname, query, args)
+  local missing
+  local out = query:gsub("{{%s*([%w_.-]+)%s*}}", function(key)
+    local v = args[(key:gsub("^args%.", ""))]
+    if v == nil then missing = missing or key end
+    return v ~= nil and tostring(v) or nil
+  end)
+  -- raised here, not inside gsub, so that it points at the caller
+  if missing then usage(fname, "the query uses {{" .. missing .. "}} but args has no " .. missing:gsub("^args%.", "")) end
+  return out
+end
+
+-- one measurement: {value=, phase="successful"|"failed"|"inconclusive"|"error", message=, time=}
+local function measure(m)
+  local r, err = errors.try(m.prometheus.query, m.prometheus, m.query)
+  local t = os.time()
+  if not r then return { phase = "error", message = tostring(err.message or err), time = t } end
+  if #r.series == 0 then
+    local phase = m.no_data == "pass" and "successful" or m.no_data == "fail" and "failed" or "inconclusive"
+    return { phase = phase, message = "no data (no_data = " .. m.no_data .. ")", time = t, no_data = true }
+  end
+  local v, verr = errors.try(r.value, r)
+  if not v then return { phase = "error", message = tostring(verr.message or verr), time = t } end
+  local ok_s = m.success and m.success.check(v)
+  local ok_f = m.failure and m.failure.check(v)
+  local phase
+  if m.success and m.failure then
+    phase = ok_f and "failed" or ok_s and "successful" or "inconclusive"
+  elseif m.success then
+    phase = ok_s and "successful" or "failed"
+  else
+    phase = ok_f and "failed" or "successful"
+  end
+  return { phase = phase, value = v, time = t }
+end
+
+-- a metric's status after its measurements, in Argo's order
+local function assess(m, st, count)
+  if st.failed > m.failure_limit then return "failed" end
+  if st.consecutive_error > m.consecutive_error_limit then return "error" end
+  if st.inconclusive > m.inconclusive_limit then return "inconclusive" end
+  if #st.measurements >= count then return "successful" end
+  return "running"
+end
+
+local MARK = { successful = "✓", failed = "✗", inconclusive = "?", error = "!" }
+local RANK = { successful = 0, running = 0, inconclusive = 1, error = 2, failed = 3 }
+
+local ANALYZE_OPTS = { prometheus = true, metrics = true, args = true, interval = true, count = true,
+  initial_delay = true, dry_run_metrics = true, ctx = true }
+
+-- analyze{prometheus=, metrics={...}, args=, interval="30s", count=5, initial_delay=,
+--         dry_run_metrics={names}, ctx=} -> the result; raises kind `analysis`
+-- (err.result) when it ends failed, error or inconclusive
+function M.analyze(opts)
+  local fname = "metrics.analyze"
+  opts = errors.check_options(usage, fname, opts, ANALYZE_OPTS)
+  local dsl = require "relish.dsl"
+  if type(opts.metrics) ~= "table" or #opts.metrics == 0 then usage(fname, "metrics must be a non-empty list") end
+  local args = opts.args or {}
+  local interval = dsl.duration(opts.interval or "30s")
+  local count = opts.count or 5
+  if math.type(count) ~= "integer" or count < 1 then usage(fname, "count must be a positive integer") end
+  local delay = opts.initial_delay and dsl.duration(opts.initial_delay) or 0
+  local dry_names = {}
+  for _, n in ipairs(opts.dry_run_metrics or {}) do dry_names[n] = true end
+  local ms = {}
+  for i, spec in ipairs(opts.metrics) do
+    local mf = string.format("%s: metrics[%d]", fname, i)
+    errors.check_options(usage, mf, spec, METRIC_OPTS)
+    if type(spec.name) ~= "string" or spec.name == "" then usage(mf, "name is required") end
+    check_promql(mf, spec.query)
+    local m = { name = spec.name, query = substitute(mf, spec.query, args),
+      success = as_condition(mf, spec.success), failure = as_condition(mf, spec.failure),
+      failure_limit = spec.failure_limit or 0, inconclusive_limit = spec.inconclusive_limit or 0,
+      consecutive_error_limit = spec.consecutive_error_limit or 4, no_data = spec.no_data or "inconclusive",
+      prometheus = spec.prometheus or opts.prometheus, dry = dry_names[spec.name] or false }
+    if not m.success and not m.failure then usage(mf, "give a success or a failure condition") end
+    if not NO_DATA[m.no_data] then usage(mf, 'no_data must be "fail", "inconclusive" or "pass", got ' .. tostring(m.no_data)) end
+    if getmetatable(m.prometheus) ~= Client then usage(mf, "no prometheus client (give prometheus= here or to analyze)") end
+    ms[i] = m
+  end
+  local ctx = opts.ctx
+  local dry_run = ctx and ctx.dry_run
+  if dry_run then count = 1 end -- a plan measures once and says what the verdict would be
+  local task = require "relish.task"
+  local st = {}
+  for i, m in ipairs(ms) do
+    st[i] = { name = m.name, query = m.query, phase = "running", measurements = {}, successful = 0, failed = 0,
+      inconclusive = 0, error = 0, consecutive_error = 0, dry_run = m.dry }
+  end
+  local function say(fmt, ...) if ctx then ctx.log(fmt, ...) end end
+  local function verdict()
+    local worst, done = "successful", true
+    for i, s in ipairs(st) do
+      if not ms[i].dry then
+        if RANK[s.phase] > RANK[worst] then worst = s.phase end
+        if s.phase == "running" then done = false end
+      end
+    end
+    if worst ~= "successful" then return worst end
+    return done and "successful" or "running"
+  end
+  if delay > 0 and not dry_run then task.sleep(delay) end
+  local phase = "running"
+  for round = 1, count do
+    local fns = {}
+    for i, m in ipairs(ms) do
+      fns[#fns + 1] = function()
+        if st[i].phase ~= "running" then return end
+        local x = measure(m)
+        local s = st[i]
+        s.measurements[#s.measurements + 1] = x
+        s[x.phase] = s[x.phase] + 1
+        s.consecutive_error = x.phase == "error" and s.consecutive_error + 1 or 0
+        s.phase = assess(m, s, count)
+        local cond = x.value and (m.success and m.success.describe or ("not " .. m.failure.describe)) or ""
+        say("%s  %s  %s  %s (%d/%d)%s%s", m.name, x.value and format_number(x.value) or "-", cond, MARK[x.phase],
+          #s.measurements, count, x.message and ("  " .. x.message) or "", m.dry and "  (dry-run metric)" or "")
+      end
+    end
+    task.parallel(fns)
+    phase = verdict()
+    if phase ~= "running" then break end
+    if round < count then task.sleep(interval) end
+  end
+  if phase == "running" then phase = "successful" end
+  local result = { phase = phase, metrics = st, dry_run = dry_run or nil }
+  local parts = {}
+  for _, s in ipairs(st) do
+    parts[#parts + 1] = string.format("%s %s (%d ok, %d failed, %d inconclusive, %d errors)", s.name, s.phase,
+      s.successful, s.failed, s.inconclusive, s.error)
+  end
+  result.message = "analysis " .. phase .. ": " .. table.concat(parts, "; ")
+  say("%s%s", result.message, dry_run and " (dry-run: not failing the plan)" or "")
+  if phase ~= "successful" and not dry_run then
+    local e = errors.value("analysis", "%s", result.message)
+    e.result = result
+    error(e, 0)
+  end
+  return result
+end
+
+-- ---- checks users expect (Flagger's built-ins) -------------------------------
+
+local function selector(fname, labels)
+  if labels == nil then return "" end
+  if type(labels) == "string" then return labels end
+  if type(labels) ~= "table" then usage(fname, "labels must be a table of name = value or a selector string") end
+  local keys = {}
+  for k in pairs(labels) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for i, k in ipairs(keys) do keys[i] = string.format('%s="%s"', k, escape_value(tostring(labels[k]))) end
+  return table.concat(keys, ",")
+end
+
+-- request_success_rate{labels=, window="1m", min=0.99, name=} -> a metric for analyze:
+-- the share of http_requests_total that is not 5xx
+function M.request_success_rate(o)
+  o = errors.check_options(usage, "metrics.request_success_rate", o, { labels = true, window = true, min = true,
+    name = true, no_data = true })
+  local sel, w = selector("metrics.request_success_rate", o.labels), o.window or "1m"
+  local comma = sel ~= "" and "," or ""
+  return { name = o.name or "request-success-rate",
+    query = string.format('sum(rate(http_requests_total{%s%scode!~"5.."}[%s])) / sum(rate(http_requests_total{%s}[%s]))',
+      sel, comma, w, sel, w),
+    success = M.at_least(o.min or 0.99), no_data = o.no_data }
+end
+
+-- request_duration_p99{labels=, window="1m", max=0.5, name=} -> a metric for analyze:
+-- the 99th percentile of http_request_duration_seconds, in seconds
+function M.request_duration_p99(o)
+  o = errors.check_options(usage, "metrics.request_duration_p99", o, { labels = true, window = true, max = true,
+    name = true, no_data = true })
+  local sel, w = selector("metrics.request_duration_p99", o.labels), o.window or "1m"
+  return { name = o.name or "request-duration-p99",
+    query = string.format("histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{%s}[%s])))",
+      sel, w),
+    success = M.at_most(o.max or 0.5), no_data = o.no_data }
+end
+
 return M
