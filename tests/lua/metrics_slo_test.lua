@@ -24,13 +24,14 @@ local function backfill()
   -- per scenario: "calm" 0.05 % all along; "burst" 2 % in the last hour
   -- (a 20x burn of a 99.9 % objective); "slow" 0.8 % in the last 6 hours
   local first = AT - 4 * 86400
-  for _, sc in ipairs { "calm", "burst", "slow" } do
+  for _, sc in ipairs { "calm", "burst", "slow", "simmer" } do
     local good, bad = 0, 0
     local good_lines, bad_lines = {}, {}
     for t = first, AT, STEP do
       local rate = 0.0005
       if sc == "burst" and t > AT - 3600 then rate = 0.02 end
       if sc == "slow" and t > AT - 6 * 3600 then rate = 0.008 end
+      if sc == "simmer" then rate = 0.0015 end -- 1.5x for days: a ticket, not a page
       bad = bad + 1000 * rate
       good = good + 1000 * (1 - rate)
       good_lines[#good_lines + 1] = string.format('sli_total{scenario="%s",code="200"} %.4f %d', sc, good, t)
@@ -109,7 +110,7 @@ describe("SLOs", function()
     assert_nil(slo(prom, "nobody"):burn_rate("1h", { at = AT }))
   end)
 
-  test("the multiwindow gate: quiet, a fast burn pages on 1h/5m, a slow burn on 6h/30m", function()
+  test("the multiwindow gate: quiet, a fast burn pages on 1h/5m, a slow one on 6h/30m, a simmer tickets on 3d/6h", function()
     local p <close> = start()
     local prom = metrics.prometheus { url = p.url }
     local calm = slo(prom, "calm"):gate { at = AT }
@@ -120,6 +121,9 @@ describe("SLOs", function()
     local slow = slo(prom, "slow"):gate { at = AT }
     assert_eq(slow.verdict, "page")
     assert_eq({ slow.fired.long, slow.fired.short }, { "6h", "30m" })
+    local simmer = slo(prom, "simmer"):gate { at = AT }
+    assert_eq(simmer.verdict, "ticket")
+    assert_eq({ simmer.fired.long, simmer.fired.short }, { "3d", "6h" })
     -- an hour later the burst's short window is clean again: no page
     local later = slo(prom, "burst"):gate { at = AT + 3600 }
     assert_ne(later.verdict, "page")
