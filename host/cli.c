@@ -109,6 +109,16 @@ static const struct {
 
 static const cli_flag lock_flags[] = {OUTPUT_FLAG, STATE_FLAG, {0}};
 
+static const cli_flag dora_flags[] = {
+    {"since", 's', "DURATION", 0, NULL,
+     "the window: deployments that ended in the last DURATION (default 30d)"},
+    {"recipe", 'r', "NAME", 0, NULL, "only deployments made by this recipe"},
+    {"service", 0, "S", 0, NULL, "only this service"},
+    {"environment", 'e', "E", 0, NULL, "only this environment"},
+    {"format", 'f', "FORMAT", 0, "table|json|prometheus", "table (default), json or prometheus"},
+    STATE_FLAG,
+    {0}};
+
 static const cli_command commands[] = {
     {"run", "FILE", "run a recipe",
      "Runs the recipe in FILE: params are checked first (every problem listed,\n"
@@ -148,6 +158,13 @@ static const cli_command commands[] = {
      "Shows a run from the journal: params, steps, every action with its status,\n"
      "and the timeline of logs and notes. RUN_ID may be 'last'.",
      show_flags, 1, 1, 0, run_module},
+    {"dora", "", "DORA metrics of the deployments in the journal",
+     "Reports, per service and environment, the four DORA metrics of the runs of\n"
+     "recipes with deploys = {...}: deployment frequency, lead time for changes\n"
+     "(from the commits a run recorded), change failure rate and failed-deployment\n"
+     "recovery time, each with its performance band (State of DevOps 2023).\n"
+     "See docs/reference/cli.md for the definitions.",
+     dora_flags, 0, 0, 0, run_module},
     {"lock", "list | break NAME", "list locks or break one",
      "'relish lock list' shows every held lock with its holder and expiry;\n"
      "'relish lock break NAME' removes a lock (logged in the journal).",

@@ -52,6 +52,25 @@ function M.duration(v, what)
   return total
 end
 
+-- A point in time -> Unix seconds, or nil: a number is Unix seconds; text is
+-- ISO 8601 / RFC 3339 with a zone (Z, +02:00, +0200), as `git log
+-- --format=%cI` writes it.
+function M.timestamp(v)
+  if math.type(v) or type(v) == "number" then return v == v and v or nil end
+  if type(v) ~= "string" then return nil end
+  local date, clock, frac, zone = v:match("^(%d%d%d%d%-%d%d%-%d%d)[T ](%d%d:%d%d:%d%d)(%.?%d*)(.*)$")
+  if not date then return nil end
+  local offset = 0
+  if zone ~= "Z" and zone ~= "z" then
+    local sign, hh, mm = zone:match("^([+-])(%d%d):?(%d%d)$")
+    if not sign then return nil end
+    offset = (tonumber(hh) * 3600 + tonumber(mm) * 60) * (sign == "-" and -1 or 1)
+  end
+  local s = require("relish.journal").iso_seconds(date .. "T" .. clock .. "Z")
+  if not s then return nil end
+  return s + (frac ~= "" and frac ~= "." and tonumber("0" .. frac) or 0) - offset
+end
+
 -- ---- params --------------------------------------------------------------
 
 local PARAM_FIELDS = { required = true, default = true, match = true, min = true, max = true,
@@ -377,7 +396,10 @@ local LOADING = "effects are not allowed while the recipe file loads: move this 
 local LOCKING = "effects are not allowed in a recipe's lock function: it only names the lock"
 
 local RECIPE_FIELDS = { description = true, params = true, lock = true, on_failure = true,
-  timeout = true, rollback_timeout = true, notify = true }
+  timeout = true, rollback_timeout = true, notify = true, deploys = true }
+
+local DEPLOYING = "effects are not allowed in a recipe's deploys functions: they only name what is deployed"
+local DEPLOY_FIELDS = { service = true, environment = true, version = true }
 
 function M.recipe(name)
   if type(name) ~= "string" or name == "" then definition_error(2, "recipe needs a name: recipe \"name\" { ... }") end
@@ -460,6 +482,43 @@ function M.recipe(name)
       end
     end
     r.notify = spec.notify
+    if spec.deploys ~= nil then
+      if type(spec.deploys) ~= "table" then
+        definition_error(2, string.format("recipe %q: deploys must be a table {service=, environment=, version=}", name))
+      end
+      for k, v in pairs(spec.deploys) do
+        if not DEPLOY_FIELDS[k] then
+          definition_error(2, string.format("recipe %q: deploys.%s is not known%s", name, tostring(k),
+            field_hint(k, DEPLOY_FIELDS)))
+        end
+        if type(v) ~= "string" and type(v) ~= "function" then
+          definition_error(2, string.format("recipe %q: deploys.%s must be a string or a function of params", name, k))
+        end
+      end
+      if spec.deploys.service == nil then
+        definition_error(2, string.format("recipe %q: deploys needs a service", name))
+      end
+      local d = spec.deploys
+      -- like lock: runs before the run starts, in a dry-run too; only reads
+      r.deploys = function(params)
+        local out = {}
+        for k in pairs(DEPLOY_FIELDS) do
+          local v = d[k]
+          if type(v) == "function" then
+            local ok, got = gate_closed(DEPLOYING, function(e) return e end, v, params)
+            if not ok then error(got, 0) end
+            v = got
+          end
+          if v ~= nil and (type(v) ~= "string" or v == "") then
+            invalid(string.format("recipe %q: deploys.%s must give a non-empty string, got %s", name, k,
+              type(v) == "string" and "an empty string" or type(v)))
+          end
+          out[k] = v
+        end
+        if not out.service then invalid(string.format("recipe %q: deploys.service gave no service", name)) end
+        return out
+      end
+    end
     return setmetatable(r, { __name = "relish.Recipe" })
   end
 end

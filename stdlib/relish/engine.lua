@@ -88,6 +88,26 @@ local function make_ctx(E)
     E.out:event("note", { message = msg, step = E.step_name })
   end
   function ctx.secret(name) return dsl.secret(name) end
+  -- the commits this deployment ships (repo:log's entries fit as they are),
+  -- for relish dora's lead time; a commit recorded twice is kept once
+  function ctx.record_commits(commits)
+    if not E.deploys then error("ctx.record_commits: the recipe does not declare deploys = {service=...}", 2) end
+    if type(commits) ~= "table" then error("ctx.record_commits: expected a list of commits, got " .. type(commits), 2) end
+    local rows = {}
+    for i, c in ipairs(commits) do
+      if type(c) ~= "table" or type(c.id) ~= "string" or c.id == "" then
+        error(string.format("ctx.record_commits: commit %d needs an id (a non-empty string)", i), 2)
+      end
+      local t = dsl.timestamp(c.time)
+      if not t then
+        error(string.format("ctx.record_commits: commit %d (%s): time must be Unix seconds or an ISO 8601 time" ..
+          " (2026-01-02T15:04:05Z, +02:00), got %s", i, c.id, tostring(c.time)), 2)
+      end
+      rows[i] = { id = c.id, time = t }
+    end
+    E.journal:record_commits(E.run_id, rows)
+    return #rows
+  end
   return ctx
 end
 
@@ -738,6 +758,7 @@ function M.run(opts)
     dry_run = opts.dry_run and true or false, state = {}, start = 1, expect = opts.expect }
   out.run_id = E.run_id
   E.lock_name = lock_name_of(recipe, params)
+  E.deploys = recipe.deploys and recipe.deploys(params)
   local _ <close> = releasing(E)
   if not E.dry_run then
     E.lease = lock.hold(journal, run_locks(E.run_id, E.lock_name), E.run_id, nil, lock_wait(out, opts.wait_lock))
@@ -746,7 +767,9 @@ function M.run(opts)
   local names = {}
   for i, s in ipairs(recipe.steps) do names[i] = s.name end
   journal:create_run({ id = E.run_id, recipe = recipe.name, file = path, recipe_hash = hash,
-    params = storable_params(params), dry_run = E.dry_run, lock_name = E.lock_name }, names)
+    params = storable_params(params), dry_run = E.dry_run, lock_name = E.lock_name,
+    service = E.deploys and E.deploys.service, environment = E.deploys and E.deploys.environment,
+    version = E.deploys and E.deploys.version }, names)
   out:event("run_started", { recipe = recipe.name, file = path, params = json.decode(storable_params(params)),
     dry_run = E.dry_run, run_id = E.run_id })
   if not E.dry_run then
@@ -980,7 +1003,7 @@ function M.resume(opts)
   local maxseq = journal:max_seq(run.id)
   local E = { recipe = recipe, params = params, journal = journal, out = out, run_id = run.id,
     dry_run = false, state = json.decode(run.state) or {}, start = start, seq = maxseq,
-    lock_name = run.lock_name }
+    lock_name = run.lock_name, deploys = run.service and { service = run.service } }
   local _ <close> = releasing(E)
   E.lease = hold_run(journal, run, E.lock_name, out, opts.wait_lock)
   -- what the journal said before the lock was held may be old: another

@@ -9,8 +9,16 @@
 --   close()                   tx(fn, ...) -> fn's results; all or none of fn's
 --                             writes happen (nested calls join the outer one)
 --   create_run(run, names)    run = {id, recipe, file, recipe_hash, params,
---                             dry_run, lock_name [, user, host, pid]}: status
---                             "running" and one "pending" step per name
+--                             dry_run, lock_name [, user, host, pid, service,
+--                             environment, version]}: status "running" and
+--                             one "pending" step per name; service and
+--                             environment make the run a deployment
+--   record_commits(run_id, commits)  commits = {{id=, time=unix seconds}}
+--                             the run ships (a commit recorded twice is kept
+--                             once)
+--   dora{since=, until=, recipe=, service=, environment=, window=}  per
+--                             service and environment, the counts and
+--                             medians `relish dora` reports (see below)
 --   find_run(id)              "last" (newest non-dry-run), an exact id, or
 --                             a unique part of one (prefix, the random suffix,
 --                             any substring); raises a usage error otherwise,
@@ -339,6 +347,20 @@ local MIGRATIONS = {
   ]],
   -- when a lease's process started: with the pid, it names one process
   [[ ALTER TABLE locks ADD COLUMN pid_start TEXT; ]],
+  -- deployments (relish dora): what a run of a recipe with deploys= ships,
+  -- and the commits it recorded (ctx.record_commits), for lead time
+  [[
+  ALTER TABLE runs ADD COLUMN service TEXT;
+  ALTER TABLE runs ADD COLUMN environment TEXT;
+  ALTER TABLE runs ADD COLUMN version TEXT;
+  CREATE INDEX runs_deploys ON runs (service, environment, finished_at) WHERE service IS NOT NULL;
+  CREATE TABLE run_commits (
+    run_id TEXT NOT NULL,
+    commit_id TEXT NOT NULL,
+    committed_at REAL NOT NULL,    -- unix time
+    PRIMARY KEY (run_id, commit_id)
+  ) WITHOUT ROWID;
+  ]],
 }
 
 local Sqlite = {}
@@ -408,9 +430,11 @@ end
 function Sqlite:create_run(run, names)
   self:tx(function()
     self.db:exec("INSERT INTO runs (id, recipe, file, recipe_hash, params, dry_run, status, user, host, pid," ..
-      " lock_name, started_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+      " lock_name, started_at, service, environment, version) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?," ..
+      " ?, ?, ?)",
       run.id, run.recipe, run.file, run.recipe_hash, run.params or "{}", run.dry_run and 1 or 0,
-      run.user or M.actor(), run.host or host.hostname(), run.pid or host.getpid(), run.lock_name, M.now_iso())
+      run.user or M.actor(), run.host or host.hostname(), run.pid or host.getpid(), run.lock_name, M.now_iso(),
+      run.service, run.environment, run.version)
     for i, name in ipairs(names) do
       self.db:exec("INSERT INTO steps (run_id, idx, name, status) VALUES (?, ?, ?, 'pending')", run.id, i, name)
     end
@@ -608,6 +632,127 @@ function Sqlite:rollbacks(run_id)
     r.left = r.left and json.decode(r.left) or {}
   end
   return rows
+end
+
+function Sqlite:record_commits(run_id, commits)
+  self:tx(function()
+    for _, c in ipairs(commits) do
+      self.db:exec("INSERT OR IGNORE INTO run_commits (run_id, commit_id, committed_at) VALUES (?, ?, ?)",
+        run_id, c.id, c.time)
+    end
+  end)
+end
+
+-- ---- DORA metrics (relish dora), computed in SQL ------------------------------
+-- The deployments: finished real runs with a service, finished in
+-- [since, until] (now_iso() text). t is when one ended (unix seconds).
+-- A deployment failed when its own outcome is not "succeeded", or when a
+-- `relish rollback` of it started within `window` seconds of its end or
+-- before the next deployment of its service and environment started;
+-- fail_t is then when it failed (its end, or the rollback's start). good:
+-- it succeeded and stands (not rolled back since): what recovers a failure.
+local DEPLOYS = [[
+WITH d AS (
+  SELECT r.id, r.service, COALESCE(r.environment, '') AS environment, r.started_at, r.finished_at,
+    ROUND((julianday(r.finished_at) - 2440587.5) * 86400.0, 3) AS t, COALESCE(r.outcome, r.status) AS outcome, r.status,
+    (SELECT MIN(rb.started_at) FROM rollbacks rb WHERE rb.run_id = r.id AND rb.requested = 1) AS rb_at
+  FROM runs r
+  WHERE r.service IS NOT NULL AND r.dry_run = 0 AND r.finished_at IS NOT NULL AND r.status <> 'running'
+    AND r.finished_at >= ? AND r.finished_at <= ? %s
+), o AS (
+  SELECT d.*, LEAD(started_at) OVER (PARTITION BY service, environment ORDER BY finished_at, id) AS next_start
+  FROM d
+), c AS (
+  SELECT o.*,
+    CASE WHEN outcome <> 'succeeded' THEN 1
+      WHEN rb_at IS NOT NULL AND (ROUND((julianday(rb_at) - 2440587.5) * 86400.0, 3) - t <= ?
+        OR next_start IS NULL OR rb_at < next_start) THEN 1
+      ELSE 0 END AS failed,
+    CASE WHEN outcome <> 'succeeded' THEN t ELSE ROUND((julianday(rb_at) - 2440587.5) * 86400.0, 3) END AS fail_t
+  FROM o
+)
+]]
+
+-- median of v per (service, environment) from a query with those columns
+local MEDIAN = [[
+SELECT service, environment, AVG(v) AS median, MAX(n) AS n FROM (
+  SELECT service, environment, v, ROW_NUMBER() OVER (PARTITION BY service, environment ORDER BY v) AS rn,
+    COUNT(*) OVER (PARTITION BY service, environment) AS n FROM (%s))
+WHERE rn IN ((n + 1) / 2, (n + 2) / 2) GROUP BY service, environment
+]]
+
+-- dora{since=, until= (now_iso() text), recipe=, service=, environment=,
+-- window= (seconds)} -> list sorted by service, environment of
+-- {service, environment, deployments, succeeded, failed, first_at, last_at,
+-- lead_median, lead_commits, recovery_median, recoveries, unrecovered}
+-- (medians in seconds, nil without data).
+function Sqlite:dora(opts)
+  local where, args = {}, { opts.since, opts["until"] }
+  for _, k in ipairs({ "recipe", "service", "environment" }) do
+    if opts[k] then
+      where[#where + 1] = " AND r." .. k .. " = ?"
+      args[#args + 1] = opts[k]
+    end
+  end
+  args[#args + 1] = opts.window
+  local head = string.format(DEPLOYS, table.concat(where))
+  local groups, list = {}, {}
+  local function group(r)
+    local key = r.service .. "\0" .. r.environment
+    local g = groups[key]
+    if not g then
+      g = { service = r.service, environment = r.environment, deployments = 0, succeeded = 0, failed = 0,
+        lead_commits = 0, recoveries = 0, unrecovered = 0 }
+      groups[key] = g
+      list[#list + 1] = g
+    end
+    return g
+  end
+  -- one read snapshot for the three queries (a deferred transaction: a
+  -- report takes no write lock)
+  self.db:exec("BEGIN")
+  local ok, res = pcall(function()
+    for _, r in ipairs(self.db:query(head .. [[
+      SELECT service, environment, COUNT(*) AS deployments, SUM(outcome = 'succeeded') AS succeeded,
+        SUM(failed) AS failed, MIN(finished_at) AS first_at, MAX(finished_at) AS last_at
+      FROM c GROUP BY service, environment]], table.unpack(args))) do
+      local g = group(r)
+      g.deployments, g.succeeded, g.failed, g.first_at, g.last_at = r.deployments, r.succeeded, r.failed,
+        r.first_at, r.last_at
+    end
+    -- lead time: each commit once per service and environment, from its
+    -- time to the end of the first successful deployment that shipped it
+    for _, r in ipairs(self.db:query(head .. string.format(MEDIAN, [[
+      SELECT c.service, c.environment, MAX(0, MIN(c.t) - MIN(k.committed_at)) AS v
+      FROM c JOIN run_commits k ON k.run_id = c.id
+      WHERE c.outcome = 'succeeded' GROUP BY c.service, c.environment, k.commit_id]]), table.unpack(args))) do
+      local g = group(r)
+      g.lead_median, g.lead_commits = r.median, r.n
+    end
+    -- recovery: each failed deployment, to the end of the next deployment
+    -- of its service and environment that succeeded and stands
+    local recovered = [[
+      SELECT service, environment, next_good - fail_t AS v FROM (
+        SELECT service, environment, failed, fail_t, MIN(CASE WHEN good THEN ev_t END) OVER (
+          PARTITION BY service, environment ORDER BY ev_t DESC, good DESC
+          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS next_good
+        FROM (SELECT service, environment, failed, fail_t, CASE WHEN failed = 1 THEN fail_t ELSE t END AS ev_t,
+          (failed = 0 AND status = 'succeeded') AS good FROM c))
+      WHERE failed = 1 AND next_good IS NOT NULL]]
+    for _, r in ipairs(self.db:query(head .. string.format(MEDIAN, recovered), table.unpack(args))) do
+      local g = group(r)
+      g.recovery_median, g.recoveries = r.median, r.n
+    end
+    for _, g in ipairs(list) do g.unrecovered = (g.failed or 0) - g.recoveries end
+    table.sort(list, function(a, b)
+      if a.service ~= b.service then return a.service < b.service end
+      return a.environment < b.environment
+    end)
+    return list
+  end)
+  pcall(self.db.exec, self.db, "COMMIT")
+  if not ok then error(res, 0) end
+  return res
 end
 
 function Sqlite:lock_acquire(name, run_id, opts)
