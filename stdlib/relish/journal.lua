@@ -16,6 +16,11 @@
 --   record_commits(run_id, commits)  commits = {{id=, time=unix seconds}}
 --                             the run ships (a commit recorded twice is kept
 --                             once)
+--   ship_commits(run_id)      a deployment ended: when it succeeded, its
+--                             commits that no earlier successful deployment
+--                             of its service and environment shipped get
+--                             their lead time (finish_run calls it; a tool
+--                             importing history calls it after each run)
 --   dora{since=, until=, recipe=, service=, environment=, window=}  per
 --                             service and environment, the counts and
 --                             medians `relish dora` reports (see below)
@@ -358,8 +363,16 @@ local MIGRATIONS = {
     run_id TEXT NOT NULL,
     commit_id TEXT NOT NULL,
     committed_at REAL NOT NULL,    -- unix time
+    -- set by ship_commits when the run is the first successful deployment
+    -- of this commit to its service and environment:
+    service TEXT, environment TEXT, -- the run's ('' for no environment)
+    deployed_at TEXT,              -- the run's finished_at
+    lead_s REAL,                   -- deployed_at - committed_at, seconds
     PRIMARY KEY (run_id, commit_id)
   ) WITHOUT ROWID;
+  CREATE INDEX run_commits_commit ON run_commits (commit_id);
+  -- the lead time median is an ordered walk of this index, not a sort
+  CREATE INDEX run_commits_lead ON run_commits (service, environment, lead_s, deployed_at) WHERE lead_s IS NOT NULL;
   ]],
 }
 
@@ -506,6 +519,7 @@ function Sqlite:finish_run(id, status, exit_code, err)
   self.db:verify()
   self.db:exec("UPDATE runs SET status = ?, outcome = ?, exit_code = ?, error = ?, finished_at = ? WHERE id = ?",
     status, status, exit_code, err, M.now_iso(), id)
+  if status == "succeeded" then self:ship_commits(id) end
 end
 
 function Sqlite:set_run_status(id, status)
@@ -643,33 +657,48 @@ function Sqlite:record_commits(run_id, commits)
   end)
 end
 
+function Sqlite:ship_commits(run_id)
+  local r = self.db:query("SELECT service, environment, finished_at, COALESCE(outcome, status) AS outcome FROM runs" ..
+    " WHERE id = ? AND dry_run = 0", run_id)[1]
+  if not (r and r.service and r.finished_at and r.outcome == "succeeded") then return end
+  local env = r.environment or ""
+  self.db:exec("UPDATE run_commits SET service = ?1, environment = ?2, deployed_at = ?3," ..
+    " lead_s = MAX(0, ?4 - committed_at) WHERE run_id = ?5 AND lead_s IS NULL AND NOT EXISTS (SELECT 1" ..
+    " FROM run_commits k INDEXED BY run_commits_commit WHERE k.commit_id = run_commits.commit_id AND k.service = ?1 AND k.environment = ?2" ..
+    " AND k.lead_s IS NOT NULL)", r.service, env, r.finished_at, M.iso_seconds(r.finished_at), run_id)
+end
+
 -- ---- DORA metrics (relish dora), computed in SQL ------------------------------
+-- Parameters: ?1 since, ?2 until (now_iso() text), ?3 the rollback window
+-- (seconds), ?4 recipe, ?5 service, ?6 environment (NULL: any).
 -- The deployments: finished real runs with a service, finished in
--- [since, until] (now_iso() text). t is when one ended (unix seconds).
--- A deployment failed when its own outcome is not "succeeded", or when a
--- `relish rollback` of it started within `window` seconds of its end or
--- before the next deployment of its service and environment started;
--- fail_t is then when it failed (its end, or the rollback's start). good:
--- it succeeded and stands (not rolled back since): what recovers a failure.
+-- [since, until]. t is when one ended (unix seconds). It failed when its
+-- own outcome is not "succeeded", or when a `relish rollback` of it started
+-- within the window of its end or before the next deployment of its service
+-- and environment started; fail_at/fail_t is then when it failed (its end,
+-- or the rollback's start). No window function: the "next deployment" is
+-- looked up (runs_deploys) only for the few runs rolled back.
+local FILTER = " AND (?4 IS NULL OR %s.recipe = ?4) AND (?5 IS NULL OR %s.service = ?5)" ..
+  " AND (?6 IS NULL OR %s.environment = ?6)"
+local function unix(col) return "ROUND((julianday(" .. col .. ") - 2440587.5) * 86400.0, 3)" end
 local DEPLOYS = [[
 WITH d AS (
-  SELECT r.id, r.service, COALESCE(r.environment, '') AS environment, r.started_at, r.finished_at,
-    ROUND((julianday(r.finished_at) - 2440587.5) * 86400.0, 3) AS t, COALESCE(r.outcome, r.status) AS outcome, r.status,
+  SELECT r.id, r.service, COALESCE(r.environment, '') AS environment, r.environment AS env, r.finished_at,
+    ]] .. unix("r.finished_at") .. [[ AS t, COALESCE(r.outcome, r.status) AS outcome, r.status,
     (SELECT MIN(rb.started_at) FROM rollbacks rb WHERE rb.run_id = r.id AND rb.requested = 1) AS rb_at
   FROM runs r
   WHERE r.service IS NOT NULL AND r.dry_run = 0 AND r.finished_at IS NOT NULL AND r.status <> 'running'
-    AND r.finished_at >= ? AND r.finished_at <= ? %s
-), o AS (
-  SELECT d.*, LEAD(started_at) OVER (PARTITION BY service, environment ORDER BY finished_at, id) AS next_start
-  FROM d
+    AND r.finished_at >= ?1 AND r.finished_at <= ?2 ]] .. FILTER:format("r", "r", "r") .. [[
 ), c AS (
-  SELECT o.*,
+  SELECT d.*,
     CASE WHEN outcome <> 'succeeded' THEN 1
-      WHEN rb_at IS NOT NULL AND (ROUND((julianday(rb_at) - 2440587.5) * 86400.0, 3) - t <= ?
-        OR next_start IS NULL OR rb_at < next_start) THEN 1
+      WHEN rb_at IS NOT NULL AND (]] .. unix("rb_at") .. [[ - t <= ?3
+        OR NOT EXISTS (SELECT 1 FROM runs n WHERE n.service = d.service AND n.environment IS d.env
+          AND n.finished_at > d.finished_at AND n.finished_at <= ?2 AND n.dry_run = 0 AND n.started_at <= d.rb_at
+          ]] .. FILTER:format("n", "n", "n") .. [[)) THEN 1
       ELSE 0 END AS failed,
-    CASE WHEN outcome <> 'succeeded' THEN t ELSE ROUND((julianday(rb_at) - 2440587.5) * 86400.0, 3) END AS fail_t
-  FROM o
+    CASE WHEN outcome <> 'succeeded' THEN finished_at ELSE rb_at END AS fail_at
+  FROM d
 )
 ]]
 
@@ -687,15 +716,8 @@ WHERE rn IN ((n + 1) / 2, (n + 2) / 2) GROUP BY service, environment
 -- lead_median, lead_commits, recovery_median, recoveries, unrecovered}
 -- (medians in seconds, nil without data).
 function Sqlite:dora(opts)
-  local where, args = {}, { opts.since, opts["until"] }
-  for _, k in ipairs({ "recipe", "service", "environment" }) do
-    if opts[k] then
-      where[#where + 1] = " AND r." .. k .. " = ?"
-      args[#args + 1] = opts[k]
-    end
-  end
-  args[#args + 1] = opts.window
-  local head = string.format(DEPLOYS, table.concat(where))
+  local n = 6
+  local args = { opts.since, opts["until"], opts.window, opts.recipe, opts.service, opts.environment }
   local groups, list = {}, {}
   local function group(r)
     local key = r.service .. "\0" .. r.environment
@@ -708,38 +730,60 @@ function Sqlite:dora(opts)
     end
     return g
   end
+  local function query(sql) return self.db:query(DEPLOYS .. sql, table.unpack(args, 1, n)) end
   -- one read snapshot for the three queries (a deferred transaction: a
   -- report takes no write lock)
   self.db:exec("BEGIN")
   local ok, res = pcall(function()
-    for _, r in ipairs(self.db:query(head .. [[
+    for _, r in ipairs(query([[
       SELECT service, environment, COUNT(*) AS deployments, SUM(outcome = 'succeeded') AS succeeded,
         SUM(failed) AS failed, MIN(finished_at) AS first_at, MAX(finished_at) AS last_at
-      FROM c GROUP BY service, environment]], table.unpack(args))) do
+      FROM c GROUP BY service, environment]])) do
       local g = group(r)
       g.deployments, g.succeeded, g.failed, g.first_at, g.last_at = r.deployments, r.succeeded, r.failed,
         r.first_at, r.last_at
     end
     -- lead time: each commit once per service and environment, from its
     -- time to the end of the first successful deployment that shipped it
-    for _, r in ipairs(self.db:query(head .. string.format(MEDIAN, [[
-      SELECT c.service, c.environment, MAX(0, MIN(c.t) - MIN(k.committed_at)) AS v
-      FROM c JOIN run_commits k ON k.run_id = c.id
-      WHERE c.outcome = 'succeeded' GROUP BY c.service, c.environment, k.commit_id]]), table.unpack(args))) do
-      local g = group(r)
-      g.lead_median, g.lead_commits = r.median, r.n
+    -- (ship_commits): the median is read off run_commits_lead in order;
+    -- with --recipe, through the runs (a join and a sort)
+    if opts.recipe then
+      for _, r in ipairs(self.db:query(MEDIAN:format([[
+        SELECT k.service, k.environment, k.lead_s AS v FROM run_commits k JOIN runs r ON r.id = k.run_id
+        WHERE k.lead_s IS NOT NULL AND k.deployed_at >= ?1 AND k.deployed_at <= ?2 AND r.recipe = ?3
+          AND (?4 IS NULL OR k.service = ?4) AND (?5 IS NULL OR k.environment = ?5)]]),
+        opts.since, opts["until"], opts.recipe, opts.service, opts.environment)) do
+        local g = group(r)
+        g.lead_median, g.lead_commits = r.median, r.n
+      end
+    else
+      for _, r in ipairs(self.db:query([[
+        SELECT service, environment, COUNT(*) AS n FROM run_commits INDEXED BY run_commits_lead
+        WHERE lead_s IS NOT NULL AND deployed_at >= ?1 AND deployed_at <= ?2
+          AND (?3 IS NULL OR service = ?3) AND (?4 IS NULL OR environment = ?4)
+        GROUP BY service, environment]], opts.since, opts["until"], opts.service, opts.environment)) do
+        local g = group(r)
+        local mid = self.db:query([[
+          SELECT lead_s FROM run_commits INDEXED BY run_commits_lead
+          WHERE service = ?1 AND environment = ?2 AND lead_s IS NOT NULL AND deployed_at >= ?3 AND deployed_at <= ?4
+          ORDER BY lead_s LIMIT ?5 OFFSET ?6]], r.service, r.environment, opts.since, opts["until"],
+          r.n % 2 == 0 and 2 or 1, (r.n - 1) // 2)
+        local sum = 0
+        for _, m in ipairs(mid) do sum = sum + m.lead_s end
+        g.lead_median, g.lead_commits = sum / #mid, r.n
+      end
     end
     -- recovery: each failed deployment, to the end of the next deployment
-    -- of its service and environment that succeeded and stands
-    local recovered = [[
-      SELECT service, environment, next_good - fail_t AS v FROM (
-        SELECT service, environment, failed, fail_t, MIN(CASE WHEN good THEN ev_t END) OVER (
-          PARTITION BY service, environment ORDER BY ev_t DESC, good DESC
-          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS next_good
-        FROM (SELECT service, environment, failed, fail_t, CASE WHEN failed = 1 THEN fail_t ELSE t END AS ev_t,
-          (failed = 0 AND status = 'succeeded') AS good FROM c))
-      WHERE failed = 1 AND next_good IS NOT NULL]]
-    for _, r in ipairs(self.db:query(head .. string.format(MEDIAN, recovered), table.unpack(args))) do
+    -- of its service and environment that succeeded and stands (not
+    -- rolled back since); looked up through runs_deploys
+    for _, r in ipairs(query(MEDIAN:format([[
+      SELECT service, environment, next_t - ]] .. unix("fail_at") .. [[ AS v FROM (
+        SELECT c.service, c.environment, c.fail_at, (SELECT ]] .. unix("n.finished_at") .. [[ FROM runs n
+          WHERE n.service = c.service AND n.environment IS c.env AND n.finished_at > c.fail_at
+            AND n.finished_at <= ?2 AND n.status = 'succeeded' AND n.dry_run = 0 ]] .. FILTER:format("n", "n", "n") .. [[
+          ORDER BY n.finished_at LIMIT 1) AS next_t
+        FROM c WHERE failed = 1)
+      WHERE next_t IS NOT NULL]]))) do
       local g = group(r)
       g.recovery_median, g.recoveries = r.median, r.n
     end

@@ -30,6 +30,7 @@ j:tx(function()
       db:exec("INSERT INTO run_commits (run_id, commit_id, committed_at) VALUES (?, ?, ?)", id,
         string.format("%07d-%d", i, c), at - math.random(600, 3 * 86400))
     end
+    j:ship_commits(id) -- what finish_run does
     if later then
       db:exec("INSERT INTO rollbacks (run_id, requested, actor, first_seq, status, started_at, finished_at)" ..
         " VALUES (?, 1, 'bench', 1, 'complete', ?, ?)", id, iso(at + math.random(60, 2 * 86400)), iso(at + 7200))

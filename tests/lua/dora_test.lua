@@ -128,6 +128,7 @@ local function generate(path)
     for c, before in pairs(o.commits or {}) do
       j.db:exec("INSERT INTO run_commits (run_id, commit_id, committed_at) VALUES (?, ?, ?)", id, c, at - before)
     end
+    j:ship_commits(id) -- what finish_run does
     if o.rollback then
       j.db:exec("INSERT INTO rollbacks (run_id, requested, actor, first_seq, status, started_at, finished_at)" ..
         " VALUES (?, 1, 'u', 1, 'complete', ?, ?)", id, iso(at + o.rollback), iso(at + o.rollback + 10))
