@@ -95,10 +95,12 @@ local invalid = require("relish._errors").invalid
 
 local M = {}
 
-function M.now_iso()
-  local t = host.time()
+-- unix seconds -> 2026-12-03T15:57:02.123Z (UTC, to the millisecond)
+function M.iso(t)
   return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(t)) .. string.format(".%03dZ", math.floor((t % 1) * 1000))
 end
+
+function M.now_iso() return M.iso(host.time()) end
 
 -- Unix seconds of a time written by now_iso(), or nil. Computed from the
 -- civil date (days from 1970-01-01), so no local time zone is involved.
@@ -374,7 +376,32 @@ local MIGRATIONS = {
   -- the lead time median is an ordered walk of this index, not a sort
   CREATE INDEX run_commits_lead ON run_commits (service, environment, lead_s, deployed_at) WHERE lead_s IS NOT NULL;
   ]],
+  -- relish dora without parsing a time per row: a run's end in unix seconds,
+  -- kept by triggers whoever writes finished_at, and one covering index of
+  -- the deployments (the counts are a walk of it, the "next deployment" a
+  -- probe into it)
+  [[
+  ALTER TABLE runs ADD COLUMN finished_t REAL;
+  UPDATE runs SET finished_t = ROUND((julianday(finished_at) - 2440587.5) * 86400.0, 3) WHERE finished_at IS NOT NULL;
+  -- how many commits the run shipped first (ship_commits): lead times' count
+  ALTER TABLE runs ADD COLUMN shipped INTEGER;
+  UPDATE runs SET shipped = (SELECT COUNT(*) FROM run_commits k WHERE k.run_id = runs.id AND k.lead_s IS NOT NULL)
+    WHERE service IS NOT NULL;
+  CREATE TRIGGER runs_finished_t_insert AFTER INSERT ON runs WHEN NEW.finished_at IS NOT NULL BEGIN
+    UPDATE runs SET finished_t = ROUND((julianday(NEW.finished_at) - 2440587.5) * 86400.0, 3) WHERE id = NEW.id;
+  END;
+  CREATE TRIGGER runs_finished_t_update AFTER UPDATE OF finished_at ON runs BEGIN
+    UPDATE runs SET finished_t = ROUND((julianday(NEW.finished_at) - 2440587.5) * 86400.0, 3) WHERE id = NEW.id;
+  END;
+  DROP INDEX runs_deploys;
+  CREATE INDEX runs_deployed ON runs (service, environment, finished_t, outcome, status, recipe, dry_run, shipped)
+    WHERE service IS NOT NULL AND dry_run = 0;
+  -- the failed ones alone (recovery times walk these, not every deployment)
+  CREATE INDEX runs_deploy_failed ON runs (service, environment, finished_t, recipe, outcome, status, dry_run)
+    WHERE service IS NOT NULL AND dry_run = 0 AND COALESCE(outcome, status) <> 'succeeded';
+  ]],
 }
+M.SCHEMA_VERSION = #MIGRATIONS
 
 local Sqlite = {}
 Sqlite.__index = Sqlite
@@ -662,45 +689,62 @@ function Sqlite:ship_commits(run_id)
     " WHERE id = ? AND dry_run = 0", run_id)[1]
   if not (r and r.service and r.finished_at and r.outcome == "succeeded") then return end
   local env = r.environment or ""
-  self.db:exec("UPDATE run_commits SET service = ?1, environment = ?2, deployed_at = ?3," ..
+  local n = self.db:exec("UPDATE run_commits SET service = ?1, environment = ?2, deployed_at = ?3," ..
     " lead_s = MAX(0, ?4 - committed_at) WHERE run_id = ?5 AND lead_s IS NULL AND NOT EXISTS (SELECT 1" ..
     " FROM run_commits k INDEXED BY run_commits_commit WHERE k.commit_id = run_commits.commit_id AND k.service = ?1 AND k.environment = ?2" ..
     " AND k.lead_s IS NOT NULL)", r.service, env, r.finished_at, M.iso_seconds(r.finished_at), run_id)
+  self.db:exec("UPDATE runs SET shipped = ? WHERE id = ?", n, run_id)
 end
 
 -- ---- DORA metrics (relish dora), computed in SQL ------------------------------
--- Parameters: ?1 since, ?2 until (now_iso() text), ?3 the rollback window
+-- Parameters: ?1 since, ?2 until (unix seconds), ?3 the rollback window
 -- (seconds), ?4 recipe, ?5 service, ?6 environment (NULL: any).
 -- The deployments: finished real runs with a service, finished in
--- [since, until]. t is when one ended (unix seconds). It failed when its
--- own outcome is not "succeeded", or when a `relish rollback` of it started
--- within the window of its end or before the next deployment of its service
--- and environment started; fail_at/fail_t is then when it failed (its end,
--- or the rollback's start). No window function: the "next deployment" is
--- looked up (runs_deploys) only for the few runs rolled back.
-local FILTER = " AND (?4 IS NULL OR %s.recipe = ?4) AND (?5 IS NULL OR %s.service = ?5)" ..
-  " AND (?6 IS NULL OR %s.environment = ?6)"
+-- [since, until] (runs_deployed, by finished_t). One failed when its own
+-- outcome is not "succeeded" (it failed at its end), or when a `relish
+-- rollback` of it started within the window of its end or before the next
+-- deployment of its service and environment (the next to finish) started
+-- (it failed when the rollback started). A failure recovered at the end of the next deployment
+-- of its service and environment that succeeded and stands (not rolled back
+-- since). Every "next deployment" is a probe into runs_deployed.
+local function filter(t)
+  return string.format(" AND (?4 IS NULL OR %s.recipe = ?4) AND (?5 IS NULL OR %s.service = ?5)" ..
+    " AND (?6 IS NULL OR %s.environment = ?6)", t, t, t)
+end
+local function deployed(t)
+  return string.format(" %s.service IS NOT NULL AND %s.dry_run = 0 AND %s.status <> 'running'" ..
+    " AND %s.finished_t >= ?1 AND %s.finished_t <= ?2", t, t, t, t, t) .. filter(t)
+end
 local function unix(col) return "ROUND((julianday(" .. col .. ") - 2440587.5) * 86400.0, 3)" end
-local DEPLOYS = [[
-WITH d AS (
-  SELECT r.id, r.service, COALESCE(r.environment, '') AS environment, r.environment AS env, r.finished_at,
-    ]] .. unix("r.finished_at") .. [[ AS t, COALESCE(r.outcome, r.status) AS outcome, r.status,
-    (SELECT MIN(rb.started_at) FROM rollbacks rb WHERE rb.run_id = r.id AND rb.requested = 1) AS rb_at
-  FROM runs r
-  WHERE r.service IS NOT NULL AND r.dry_run = 0 AND r.finished_at IS NOT NULL AND r.status <> 'running'
-    AND r.finished_at >= ?1 AND r.finished_at <= ?2 ]] .. FILTER:format("r", "r", "r") .. [[
-), c AS (
-  SELECT d.*,
-    CASE WHEN outcome <> 'succeeded' THEN 1
-      WHEN rb_at IS NOT NULL AND (]] .. unix("rb_at") .. [[ - t <= ?3
-        OR NOT EXISTS (SELECT 1 FROM runs n WHERE n.service = d.service AND n.environment IS d.env
-          AND n.finished_at > d.finished_at AND n.finished_at <= ?2 AND n.dry_run = 0 AND n.started_at <= d.rb_at
-          ]] .. FILTER:format("n", "n", "n") .. [[)) THEN 1
-      ELSE 0 END AS failed,
-    CASE WHEN outcome <> 'succeeded' THEN finished_at ELSE rb_at END AS fail_at
-  FROM d
+
+local COUNTS = [[
+SELECT service, COALESCE(environment, '') AS environment, COUNT(*) AS deployments,
+  SUM(COALESCE(outcome, status) = 'succeeded') AS succeeded, MIN(finished_t) AS first_t, MAX(finished_t) AS last_t,
+  SUM(shipped) AS shipped
+FROM runs r INDEXED BY runs_deployed WHERE]] .. deployed("r") .. [[ GROUP BY service, environment]]
+
+-- each failure: service, environment, when it failed, when it recovered
+-- (NULL: not yet); ordered so that a group's recovery times are in order
+local FAILURES = [[
+WITH f AS (
+  SELECT r.service, r.environment AS env, r.finished_t AS fail_t
+  FROM runs r INDEXED BY runs_deploy_failed WHERE]] .. deployed("r") .. [[ AND COALESCE(outcome, status) <> 'succeeded'
+  UNION ALL
+  SELECT service, env, rb_t FROM (
+    SELECT r.service, r.environment AS env, r.finished_t AS t, MIN(rb.started_at) AS rb_at,
+      ]] .. unix("MIN(rb.started_at)") .. [[ AS rb_t
+    FROM rollbacks rb CROSS JOIN runs r ON r.id = rb.run_id
+    WHERE rb.requested = 1 AND]] .. deployed("r") .. [[ AND COALESCE(r.outcome, r.status) = 'succeeded'
+    GROUP BY r.id) x
+  WHERE rb_t - t <= ?3 OR COALESCE((SELECT n.started_at FROM runs n INDEXED BY runs_deployed
+    WHERE n.service = x.service AND n.environment IS x.env AND n.service IS NOT NULL AND n.dry_run = 0
+      AND n.finished_t > x.t AND n.finished_t <= ?2]] .. filter("n") .. [[ ORDER BY n.finished_t LIMIT 1) > x.rb_at, 1)
 )
-]]
+SELECT service, COALESCE(env, '') AS environment, (SELECT n.finished_t FROM runs n INDEXED BY runs_deployed
+    WHERE n.service = f.service AND n.environment IS f.env AND n.service IS NOT NULL AND n.dry_run = 0
+      AND n.finished_t > f.fail_t AND n.finished_t <= ?2 AND n.status = 'succeeded']] .. filter("n") .. [[
+    ORDER BY n.finished_t LIMIT 1) - fail_t AS v
+FROM f ORDER BY 1, 2, 3]]
 
 -- median of v per (service, environment) from a query with those columns
 local MEDIAN = [[
@@ -710,13 +754,19 @@ SELECT service, environment, AVG(v) AS median, MAX(n) AS n FROM (
 WHERE rn IN ((n + 1) / 2, (n + 2) / 2) GROUP BY service, environment
 ]]
 
--- dora{since=, until= (now_iso() text), recipe=, service=, environment=,
+local function median(sorted, from, to)
+  local n = to - from + 1
+  if n <= 0 then return nil end
+  local mid = from + (n - 1) // 2
+  return n % 2 == 1 and sorted[mid] or (sorted[mid] + sorted[mid + 1]) / 2
+end
+
+-- dora{since=, until= (unix seconds), recipe=, service=, environment=,
 -- window= (seconds)} -> list sorted by service, environment of
--- {service, environment, deployments, succeeded, failed, first_at, last_at,
+-- {service, environment, deployments, succeeded, failed, first_t, last_t,
 -- lead_median, lead_commits, recovery_median, recoveries, unrecovered}
 -- (medians in seconds, nil without data).
 function Sqlite:dora(opts)
-  local n = 6
   local args = { opts.since, opts["until"], opts.window, opts.recipe, opts.service, opts.environment }
   local groups, list = {}, {}
   local function group(r)
@@ -730,64 +780,63 @@ function Sqlite:dora(opts)
     end
     return g
   end
-  local function query(sql) return self.db:query(DEPLOYS .. sql, table.unpack(args, 1, n)) end
-  -- one read snapshot for the three queries (a deferred transaction: a
-  -- report takes no write lock)
+  local function query(sql) return self.db:query(sql, table.unpack(args, 1, 6)) end
+  -- one read snapshot for the queries (a deferred transaction: a report
+  -- takes no write lock)
   self.db:exec("BEGIN")
   local ok, res = pcall(function()
-    for _, r in ipairs(query([[
-      SELECT service, environment, COUNT(*) AS deployments, SUM(outcome = 'succeeded') AS succeeded,
-        SUM(failed) AS failed, MIN(finished_at) AS first_at, MAX(finished_at) AS last_at
-      FROM c GROUP BY service, environment]])) do
+    for _, r in ipairs(query(COUNTS)) do
       local g = group(r)
-      g.deployments, g.succeeded, g.failed, g.first_at, g.last_at = r.deployments, r.succeeded, r.failed,
-        r.first_at, r.last_at
+      g.deployments, g.succeeded = g.deployments + r.deployments, g.succeeded + r.succeeded
+      g.first_t = math.min(g.first_t or r.first_t, r.first_t)
+      g.last_t = math.max(g.last_t or r.last_t, r.last_t)
+      g.lead_commits = g.lead_commits + (r.shipped or 0)
+    end
+    -- failures and recoveries: rows in (service, environment, v) order, the
+    -- unrecovered (v NULL) first in each group
+    local rows = query(FAILURES)
+    local i = 1
+    while rows[i] do
+      local g = group(rows[i])
+      local vs, j = {}, i
+      while rows[j] and rows[j].service == g.service and rows[j].environment == g.environment do
+        if rows[j].v then vs[#vs + 1] = rows[j].v end
+        j = j + 1
+      end
+      g.failed, g.recoveries, g.unrecovered = j - i, #vs, j - i - #vs
+      g.recovery_median = median(vs, 1, #vs)
+      i = j
     end
     -- lead time: each commit once per service and environment, from its
     -- time to the end of the first successful deployment that shipped it
     -- (ship_commits): the median is read off run_commits_lead in order;
     -- with --recipe, through the runs (a join and a sort)
+    local since, till = M.iso(opts.since), M.iso(opts["until"])
     if opts.recipe then
       for _, r in ipairs(self.db:query(MEDIAN:format([[
         SELECT k.service, k.environment, k.lead_s AS v FROM run_commits k JOIN runs r ON r.id = k.run_id
         WHERE k.lead_s IS NOT NULL AND k.deployed_at >= ?1 AND k.deployed_at <= ?2 AND r.recipe = ?3
           AND (?4 IS NULL OR k.service = ?4) AND (?5 IS NULL OR k.environment = ?5)]]),
-        opts.since, opts["until"], opts.recipe, opts.service, opts.environment)) do
+        since, till, opts.recipe, opts.service, opts.environment)) do
         local g = group(r)
         g.lead_median, g.lead_commits = r.median, r.n
       end
     else
-      for _, r in ipairs(self.db:query([[
-        SELECT service, environment, COUNT(*) AS n FROM run_commits INDEXED BY run_commits_lead
-        WHERE lead_s IS NOT NULL AND deployed_at >= ?1 AND deployed_at <= ?2
-          AND (?3 IS NULL OR service = ?3) AND (?4 IS NULL OR environment = ?4)
-        GROUP BY service, environment]], opts.since, opts["until"], opts.service, opts.environment)) do
-        local g = group(r)
-        local mid = self.db:query([[
-          SELECT lead_s FROM run_commits INDEXED BY run_commits_lead
-          WHERE service = ?1 AND environment = ?2 AND lead_s IS NOT NULL AND deployed_at >= ?3 AND deployed_at <= ?4
-          ORDER BY lead_s LIMIT ?5 OFFSET ?6]], r.service, r.environment, opts.since, opts["until"],
-          r.n % 2 == 0 and 2 or 1, (r.n - 1) // 2)
-        local sum = 0
-        for _, m in ipairs(mid) do sum = sum + m.lead_s end
-        g.lead_median, g.lead_commits = sum / #mid, r.n
+      -- how many: the deployments' shipped counts; the middle one or two
+      -- are an ordered walk of run_commits_lead
+      for _, g in ipairs(list) do
+        local n = g.lead_commits
+        if n > 0 then
+          local mid = self.db:query([[
+            SELECT lead_s FROM run_commits INDEXED BY run_commits_lead
+            WHERE service = ?1 AND environment = ?2 AND lead_s IS NOT NULL AND deployed_at >= ?3 AND deployed_at <= ?4
+            ORDER BY lead_s LIMIT ?5 OFFSET ?6]], g.service, g.environment, since, till, n % 2 == 0 and 2 or 1, (n - 1) // 2)
+          local sum = 0
+          for _, m in ipairs(mid) do sum = sum + m.lead_s end
+          g.lead_median = #mid > 0 and sum / #mid or nil
+        end
       end
     end
-    -- recovery: each failed deployment, to the end of the next deployment
-    -- of its service and environment that succeeded and stands (not
-    -- rolled back since); looked up through runs_deploys
-    for _, r in ipairs(query(MEDIAN:format([[
-      SELECT service, environment, next_t - ]] .. unix("fail_at") .. [[ AS v FROM (
-        SELECT c.service, c.environment, c.fail_at, (SELECT ]] .. unix("n.finished_at") .. [[ FROM runs n
-          WHERE n.service = c.service AND n.environment IS c.env AND n.finished_at > c.fail_at
-            AND n.finished_at <= ?2 AND n.status = 'succeeded' AND n.dry_run = 0 ]] .. FILTER:format("n", "n", "n") .. [[
-          ORDER BY n.finished_at LIMIT 1) AS next_t
-        FROM c WHERE failed = 1)
-      WHERE next_t IS NOT NULL]]))) do
-      local g = group(r)
-      g.recovery_median, g.recoveries = r.median, r.n
-    end
-    for _, g in ipairs(list) do g.unrecovered = (g.failed or 0) - g.recoveries end
     table.sort(list, function(a, b)
       if a.service ~= b.service then return a.service < b.service end
       return a.environment < b.environment

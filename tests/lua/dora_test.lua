@@ -238,6 +238,29 @@ describe("known answers", function()
     assert_eq(dora(st, "--since", "0d").code, 2)
     assert_eq(dora(st, "--format", "xml").code, 2)
   end)
+
+  test("a journal written by schema 5 (no finished_t, no shipped) is upgraded and reports the same", function()
+    local st = generated()
+    local want = dora_json(st)
+    -- back to schema 5: what migration 6 added, taken away
+    local path = st:sub(#"sqlite:" + 1)
+    local j = J.open(st)
+    j.db:script([[
+      DROP TRIGGER runs_finished_t_insert; DROP TRIGGER runs_finished_t_update;
+      DROP INDEX runs_deployed; DROP INDEX runs_deploy_failed;
+      ALTER TABLE runs DROP COLUMN finished_t; ALTER TABLE runs DROP COLUMN shipped;
+      CREATE INDEX runs_deploys ON runs (service, environment, finished_at) WHERE service IS NOT NULL;
+      PRAGMA user_version = 5;
+    ]])
+    j:close()
+    local got = dora_json(st)
+    want["until"], got["until"], want.since, got.since = nil, nil, nil, nil
+    assert_eq(got, want)
+    j = J.open("sqlite:" .. path)
+    assert_eq(j.db:query("PRAGMA user_version")[1].user_version, J.SCHEMA_VERSION)
+    assert_eq(j.db:query("SELECT SUM(shipped) AS n FROM runs")[1].n, 5)
+    j:close()
+  end)
 end)
 
 describe("bands (State of DevOps 2023)", function()

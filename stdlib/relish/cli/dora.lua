@@ -44,9 +44,7 @@ local function span(s)
   return string.format("%.1fd", s / DAY)
 end
 
-local function iso(t)
-  return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(t)) .. string.format(".%03dZ", math.floor((t % 1) * 1000))
-end
+local iso = J.iso
 
 local function report(f)
   local since = f.since or "30d"
@@ -54,7 +52,7 @@ local function report(f)
   if not seconds then invalid(err) end
   local now = host.time()
   local journal = J.open(f.state)
-  local rows = journal:dora { since = iso(now - seconds), ["until"] = iso(now), recipe = f.recipe, service = f.service,
+  local rows = journal:dora { since = now - seconds, ["until"] = now, recipe = f.recipe, service = f.service,
     environment = f.environment, window = ROLLBACK_WINDOW }
   journal:close()
   local days = seconds / DAY
@@ -65,7 +63,7 @@ local function report(f)
     local rate = r.deployments > 0 and r.failed / r.deployments or nil
     out.services[i] = {
       service = r.service, environment = r.environment, deployments = r.deployments, succeeded = r.succeeded,
-      failed = r.failed, first_deployment = r.first_at, last_deployment = r.last_at,
+      failed = r.failed, first_deployment = r.first_t and iso(r.first_t), last_deployment = r.last_t and iso(r.last_t),
       deployment_frequency = { per_day = per_day, per_week = per_day * 7, band = band("frequency", per_day) },
       lead_time = { median_s = r.lead_median, commits = r.lead_commits, band = band("lead_time", r.lead_median) },
       change_failure_rate = { rate = rate, failed = r.failed, deployments = r.deployments,
