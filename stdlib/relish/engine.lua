@@ -660,6 +660,14 @@ function execute_steps(E)
     -- did may not be recorded, even when it succeeded
     if type(jerr) == "table" and jerr.tampered then code = EXIT.incomplete end
   end
+  -- the run's own metrics, when a Pushgateway is configured (never for a
+  -- dry-run; a failed push is a warning, not the run's outcome)
+  local pushgateway = os.getenv("RELISH_PUSHGATEWAY")
+  if pushgateway and pushgateway ~= "" and not E.dry_run then
+    local pushed, why = require("relish.metrics.runs").push(pushgateway, { recipe = E.recipe.name, status = status,
+      elapsed = host.now() - started, finished = host.time() })
+    if not pushed then E.out:write("warning: " .. secret.redact(why) .. "\n") end
+  end
   local outcome = { status = status, exit_code = code, error = errtext, run_id = E.run_id,
     recipe = E.recipe.name, dry_run = E.dry_run, elapsed = host.now() - started, rollback = rstatus,
     step = failure and failure.step and E.recipe.steps[failure.step] and E.recipe.steps[failure.step].name }

@@ -390,6 +390,48 @@ describe("pushgateway", function()
     assert_eq(groups(pg), {})
   end)
 
+  test("with RELISH_PUSHGATEWAY the engine pushes each real run's metrics; a dry-run pushes nothing", function()
+    need_servers()
+    local support = require "support"
+    local pg <close> = pf.pushgateway()
+    local d = tmpdir()
+    local f = support.recipe(d, "r.lua", [[
+return recipe "pushed" {
+  params = { fail = param.string { default = "" } },
+  step "work" { run = function(ctx) if ctx.params.fail ~= "" then error("it broke") end end },
+}
+]])
+    local st = support.state(d)
+    local env = { RELISH_PUSHGATEWAY = pg.url .. "/" }
+    local function run(...)
+      local r = support.relish { "run", f, "--state", st, env = env, ... }
+      return r.code, r.stdout .. r.stderr
+    end
+    local before = os.time()
+    assert_eq(run(), 0)
+    assert_eq(run("--dry-run"), 0)
+    assert_eq(groups(pg)["job=relish,recipe=pushed"].relish_runs_total, { "1" })
+    assert_eq(run("-p", "fail=yes"), 1)
+    assert_eq(run(), 0)
+    local g
+    for _, x in ipairs(http.get(pg.url .. "/api/v1/metrics", { expect = 200 }):json().data) do
+      if x.labels.job == "relish" and x.labels.recipe == "pushed" then g = x end
+    end
+    local total = {}
+    for _, m in ipairs(g.relish_runs_total.metrics) do total[m.labels.result] = tonumber(m.value) end
+    assert_eq(total, { succeeded = 2, rolled_back = 1 })
+    assert_eq(g.relish_runs_total.type, "COUNTER")
+    local last = tonumber(g.relish_last_success_timestamp_seconds.metrics[1].value)
+    assert_true(last >= before and last <= os.time() + 1, "last success " .. last)
+    assert_true(tonumber(g.relish_run_duration_seconds.metrics[1].value) >= 0)
+    -- a Pushgateway that is down: a warning without the URL's password, and the run's own outcome
+    env.RELISH_PUSHGATEWAY = "http://user:hunter2@127.0.0.1:" .. pf.free_port()
+    local code, out = run()
+    assert_eq(code, 0)
+    assert_match(out, "warning: the run's metrics were not pushed to http://127%.0%.0%.1:%d+")
+    assert_eq(out:find("hunter2", 1, true), nil)
+  end)
+
   test("a Pushgateway that is down fails the push", function()
     need_servers()
     local reg = metrics.registry()
