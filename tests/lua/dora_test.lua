@@ -75,6 +75,45 @@ describe("recipes that deploy", function()
     assert_eq({ s["api/staging"].deployments, s["api/staging"].failed }, { 1, 0 })
   end)
 
+  test("record_commits takes repo:log and changelog.commits entries as they are (a real repository)", function()
+    local d = tmpdir()
+    local sh = require "relish.sh"
+    local function git(...)
+      return assert(sh.run { argv = { "git", "-C", d .. "/repo", ... }, env = { GIT_AUTHOR_DATE = "2026-01-02T10:00:00Z",
+        GIT_COMMITTER_DATE = "2026-01-02T10:00:00Z", GIT_AUTHOR_NAME = "a", GIT_AUTHOR_EMAIL = "a@x",
+        GIT_COMMITTER_NAME = "a", GIT_COMMITTER_EMAIL = "a@x" } }).stdout
+    end
+    assert(os.execute("git init -q -b main " .. d .. "/repo"))
+    git("commit", "-q", "--allow-empty", "-m", "feat: one")
+    git("tag", "v1.0.0")
+    git("commit", "-q", "--allow-empty", "-m", "fix: two")
+    git("commit", "-q", "--allow-empty", "-m", "feat: three")
+    local f = recipe(d, "ship.lua", string.format([[
+local git = require "relish.git"
+local changelog = require "relish.changelog"
+return recipe "ship" {
+  deploys = { service = "api", environment = "prod" },
+  step "ship" { run = function(ctx)
+    local repo = git.open(%q)
+    assert(ctx.record_commits(repo:log { from = "v1.0.0" }) == 2)
+    assert(ctx.record_commits(changelog.commits(repo, { from = "v1.0.0" })) == 2)
+  end },
+}
+]], d .. "/repo"))
+    local st = support.state(d)
+    local r = relish { "run", f, "--state", st }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    local j = J.open(st)
+    local rows = j.db:query("SELECT commit_id, committed_at FROM run_commits ORDER BY commit_id")
+    j:close()
+    local want = {}
+    for id in git("rev-list", "v1.0.0..main"):gmatch("%x+") do want[#want + 1] = { commit_id = id, committed_at = 1767348000.0 } end
+    table.sort(want, function(a, b) return a.commit_id < b.commit_id end)
+    assert_eq(rows, want)
+    local prod = by_env(dora_json(st))["api/prod"]
+    assert_eq(prod.lead_time.commits, 2)
+  end)
+
   test("deploys is checked when the recipe loads; record_commits needs deploys and readable times", function()
     local d = tmpdir()
     local bad = recipe(d, "bad.lua", [[
