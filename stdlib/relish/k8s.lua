@@ -150,6 +150,46 @@ local function idempotent(method, o)
   return false
 end
 
+-- ---- the dry-run view -----------------------------------------------------------
+-- In a dry-run nothing is written, so an object the plan creates (or scales,
+-- or patches) is not on the server for the plan's later steps to read. The
+-- view keeps what the plan has written so far, by URL (false: deleted);
+-- reads in the same dry-run see it first, so a plan can create a
+-- Deployment and then scale it. It starts afresh with each plan (the gate's
+-- action counter going back).
+local view = { seq = -1, objects = {} }
+
+local function the_view()
+  local st = gate.state()
+  if not st.dry_run then return nil end
+  if st.seq < view.seq then view.objects = {} end
+  view.seq = st.seq
+  return view.objects
+end
+
+-- what the view says of a GET of path: nil (ask the server), false (gone),
+-- or the object (a copy); a subresource scale is made from its object
+local function view_get(server, path)
+  local v = the_view()
+  if not v then return nil end
+  local obj = v[server .. path]
+  if obj ~= nil then return obj and copy(obj) end
+  local base = path:match("^(.*)/scale$")
+  obj = base and v[server .. base]
+  if obj == nil then return nil end
+  if obj == false then return false end
+  return { apiVersion = "autoscaling/v1", kind = "Scale", metadata = copy(obj.metadata),
+    spec = { replicas = obj.spec and obj.spec.replicas or 0 }, status = { replicas = 0 } }
+end
+
+local planned_locally -- below, with the writes
+
+local function view_put(server, path, obj)
+  local v = the_view()
+  if v then v[server .. path] = obj and copy(obj) or false end
+end
+M._view_reset = function() view.objects, view.seq = {}, -1 end
+
 function Client:send(method, path, o)
   o = o or {}
   local refreshed = false
@@ -182,6 +222,14 @@ function Client:send(method, path, o)
 end
 
 function Client:json(method, path, o)
+  if method == "GET" then
+    local seen = view_get(self.server, path)
+    if seen then return seen end
+    if seen == false then
+      if o and o.ok and o.ok[404] then return nil end
+      error(E.value("not_found", "%s: not found (deleted earlier in this plan)", o and o.what or ("GET " .. path)), 0)
+    end
+  end
   local r = self:send(method, path, o)
   if r.status == 404 and o and o.ok and o.ok[404] then return nil end
   return json.decode(r.body)
@@ -723,14 +771,58 @@ end
 --   in a dry-run the request goes with dryRun=All first: its answer is the
 --   plan's result and, against the live object, the diff
 -- the server's dry-run answer to w's request: what the write would make
+-- A patch applied here, for objects the server has not got (a dry-run's
+-- view): merge semantics, and lists of named items (containers, ports)
+-- merged by name as a strategic merge patch does for them.
+local function patched(obj, p)
+  if type(p) ~= "table" or p[1] ~= nil then return p end
+  if type(obj) ~= "table" then obj = {} end
+  local out = copy(obj)
+  for k, v in pairs(p) do
+    if v == json.null then
+      out[k] = nil
+    elseif type(v) == "table" and v[1] ~= nil and type(v[1]) == "table" and v[1].name and type(out[k]) == "table" then
+      local list = copy(out[k])
+      for _, item in ipairs(v) do
+        local found
+        for i, have in ipairs(list) do
+          if type(have) == "table" and have.name == item.name then list[i], found = patched(have, item), true end
+        end
+        if not found then list[#list + 1] = copy(item) end
+      end
+      out[k] = list
+    elseif type(v) == "table" and v[1] == nil and next(v) ~= nil then
+      out[k] = patched(out[k], v)
+    else
+      out[k] = copy(v)
+    end
+  end
+  return out
+end
+
+planned_locally = function(w)
+  if w.method == "PUT" then return json.decode(w.o.body) end
+  local p = json.decode(w.o.body)
+  if w.path:match("/scale$") then
+    local sc = copy(w.live)
+    sc.spec = sc.spec or {}
+    sc.spec.replicas = p.spec.replicas
+    return sc
+  end
+  if w.o.content_type == "application/json-patch+json" then return copy(w.live) end -- not worked out here
+  return patched(w.live, p)
+end
+
 function Client:dry_result(w)
   local o = copy(w.o)
   o.query = o.query or {}
   o.query.dryRun = "All"
   local ok, r = pcall(self.send, self, w.method, w.path, o)
   if ok then return r.body ~= "" and json.decode(r.body) or nil end
-  if type(r) == "table" and r.kind == "not_found" and w.new then
-    return w.new -- its namespace is made by an earlier action of this plan, say
+  if type(r) == "table" and r.kind == "not_found" then
+    if w.new then return w.new end -- its namespace is made by an earlier action of this plan, say
+    -- an object only this plan made (the view): its would-be state, worked out here
+    if w.live and view_get(self.server, path_of(w.res, w.ns, w.name)) then return planned_locally(w) end
   end
   error(r, 0)
 end
@@ -745,6 +837,22 @@ function Client:write(verb, w)
       detail = plan_diff(shown(w.live), "", what, verb)
     else
       detail = plan_diff(shown(w.live), shown(planned, w.live or {}), what, verb)
+    end
+  end
+  if dry_run() and w.name then
+    -- what later reads of this plan see
+    local objpath = path_of(w.res, w.ns, w.name)
+    if verb == "delete" then
+      view_put(self.server, objpath, false)
+    elseif verb == "scale" then
+      local full = self:json("GET", objpath, { ok = { [404] = true }, what = "get " .. label(w.res, w.name, w.ns) })
+      if full then
+        full.spec = full.spec or {}
+        full.spec.replicas = w.record_extra.to
+        view_put(self.server, objpath, full)
+      end
+    elseif type(planned) == "table" and planned.metadata then
+      view_put(self.server, objpath, planned)
     end
   end
   local rec = record_for(self, w.res, w.name, w.ns, w.live, w.record_extra)

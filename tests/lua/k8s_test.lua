@@ -416,6 +416,41 @@ spec:
     assert_eq({ err.kind, err.code }, { "unsupported_media_type", 415 })
   end)
 
+  test("a dry-run sees what the plan wrote before: create, then scale, patch, replace and delete it", function()
+    local d <close> = start()
+    local c = k8s.connect { kubeconfig = d.kubeconfig }
+    c:create(deployment("stable", "web:1"))
+    local seen = {}
+    local actions = require("relish._gate").capture(function()
+      local canary = deployment("canary", "web:2")
+      canary.spec.replicas = 0
+      c:create(canary)
+      seen.created = c:get("deployments/canary").spec.replicas
+      c:scale("deployments/canary", 2)
+      seen.scaled = c:get("deployments/canary").spec.replicas
+      c:patch("deployments/canary", { spec = { template = { spec = { containers = { { name = "main", image = "web:3" } } } } } })
+      seen.image = c:get("deployments/canary").spec.template.spec.containers[1].image
+      c:update_with_retry("deployments/canary", function(x) x.metadata.labels.track = "canary" end)
+      seen.label = c:get("deployments/canary").metadata.labels.track
+      -- an object the server has: its planned state, too
+      c:scale("deployments/stable", 1)
+      seen.stable = c:get("deployments/stable").spec.replicas
+      c:delete("deployments/canary")
+      seen.gone = select(2, try(c.get, c, "deployments/canary")).kind
+    end, { dry_run = true })
+    assert_eq(seen, { created = 0, scaled = 2, image = "web:3", label = "canary", stable = 1, gone = "not_found" })
+    local said = {}
+    for i, a in ipairs(actions) do said[i] = a.describe end
+    assert_eq(said, { "create deployments.apps/canary in default", "scale deployments.apps/canary in default from 0 to 2",
+      "patch deployments.apps/canary in default", "update deployments.apps/canary in default",
+      "scale deployments.apps/stable in default from 2 to 1", "delete deployments.apps/canary in default" })
+    assert_match(actions[3].detail, "\n%-%s+%- image: web:2\n%+%s+%- image: web:3\n")
+    -- nothing was written, and the next real write reads the server again
+    assert_eq(writes(d), 1)
+    assert_eq(try(c.get, c, "deployments/canary"), nil)
+    assert_eq(c:get("deployments/stable").spec.replicas, 2)
+  end)
+
   test("restart, pause and resume a Deployment, each undone from its pre-image", function()
     local d <close> = start { time_scale = 0.05 }
     local c = k8s.connect { kubeconfig = d.kubeconfig }
