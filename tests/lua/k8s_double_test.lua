@@ -106,6 +106,11 @@ describe("the API over HTTP", function()
     assert_eq({ status, obj.metadata.generation, obj.spec.strategy.rollingUpdate.maxSurge }, { 201, 1, "25%" })
     status, obj = k:json("POST", DEPLOYS, { json = manifest })
     assert_eq({ status, obj.reason, obj.message }, { 409, "AlreadyExists", 'deployments.apps "a" already exists' })
+    -- the controller's first status write, before the read (else the PUT
+    -- below races it and gets a Conflict on a slow machine)
+    k8s_fixture.eventually("observed", function()
+      return (k:get(DEPLOYS .. "/a").status or {}).observedGeneration == 1
+    end)
     local live = k:get(DEPLOYS .. "/a")
     local stale = live.metadata.resourceVersion
     live.metadata.labels = { x = "1" }

@@ -1,0 +1,403 @@
+-- relish.strategy: progressive delivery on relish.k8s, relish.metrics and
+-- relish.task: rolling updates, canaries (with Argo Rollouts' step
+-- vocabulary and a choice of traffic routers) and blue/green, each a
+-- function a recipe's step calls with its ctx. Every change is a k8s effect
+-- (journaled with its pre-image, planned in a dry-run, undone by a
+-- rollback), so an abort is the run's rollback: it never measures again,
+-- it puts back what the run changed, newest first. See
+-- docs/reference/strategy.md.
+local errors = require "relish._errors"
+local json = require "relish.json"
+local task = require "relish.task"
+local loop = require "relish._loop"
+local host = require "relish._host"
+
+local M = {}
+local usage = errors.usage_for(debug.getinfo(1, "S").source)
+local routers = require "relish.strategy.routers"
+M.replicas, M.nginx, M.gateway = routers.replicas, routers.nginx, routers.gateway
+
+local function fail(kind, fmt, ...) error(errors.value(kind, fmt, ...), 0) end
+
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local t = {}
+  for k, x in pairs(v) do t[k] = copy(x) end
+  return setmetatable(t, getmetatable(v))
+end
+M._copy = copy
+
+local function seconds(fname, v, what)
+  if v == nil then return nil end
+  local s, err = require("relish.dsl").duration(v, what)
+  if not s then usage(fname, err) end
+  return s
+end
+
+local function same(a, b) return json.encode(a) == json.encode(b) end
+
+-- "45s", "2m", "1h30m" for a number of seconds
+local function span(s)
+  s = math.floor(s + 0.5)
+  if s < 60 then return s .. "s" end
+  if s < 3600 then return string.format("%dm%s", s // 60, s % 60 > 0 and string.format("%02ds", s % 60) or "") end
+  return string.format("%dh%02dm", s // 3600, (s % 3600) // 60)
+end
+
+-- ---- what to release -----------------------------------------------------------
+
+local TARGET_OPTS = { image = true, images = true, container = true, labels = true, template = true }
+
+-- The pod template to release: the stable one with image= (its only
+-- container, or container=), images={name=image}, labels= added, then
+-- template=function(t) for anything else.
+local function new_template(fname, tpl, o)
+  local t = copy(tpl)
+  t.metadata = t.metadata or {}
+  t.metadata.labels = t.metadata.labels or {}
+  local cs = t.spec and t.spec.containers or {}
+  local function container(name)
+    for _, c in ipairs(cs) do if c.name == name then return c end end
+    usage(fname, string.format("the pod template has no container '%s'", name))
+  end
+  if o.image ~= nil then
+    if type(o.image) ~= "string" or o.image == "" then usage(fname, "image must be a non-empty string") end
+    local c = o.container and container(o.container) or cs[1]
+    if not o.container and #cs ~= 1 then
+      usage(fname, string.format("the pod template has %d containers: say which with container=", #cs))
+    end
+    c.image = o.image
+  end
+  if o.images ~= nil then
+    if type(o.images) ~= "table" then usage(fname, "images must be a table {container = image}") end
+    for name, image in pairs(o.images) do container(name).image = image end
+  end
+  if o.labels ~= nil then
+    if type(o.labels) ~= "table" then usage(fname, "labels must be a table {name = value}") end
+    for k, v in pairs(o.labels) do t.metadata.labels[k] = tostring(v) end
+  end
+  if o.template ~= nil then
+    if type(o.template) ~= "function" then usage(fname, "template must be a function(template)") end
+    t = o.template(t) or t
+  end
+  if o.image == nil and o.images == nil and o.labels == nil and o.template == nil then
+    usage(fname, "say what to release: image=, images=, labels= or template=")
+  end
+  return t
+end
+
+local function images_of(t)
+  local out = {}
+  for _, c in ipairs(t.spec and t.spec.containers or {}) do out[#out + 1] = c.image end
+  return table.concat(out, ",")
+end
+
+-- ---- the common state of a strategy run ------------------------------------------
+
+local COMMON_OPTS = { client = true, namespace = true, deployment = true, timeout = true, prometheus = true }
+
+local function begin(fname, ctx, o, known)
+  if type(ctx) ~= "table" or type(ctx.log) ~= "function" then
+    usage(fname, "expected the step's ctx as the first argument")
+  end
+  local all = {}
+  for k in pairs(COMMON_OPTS) do all[k] = true end
+  for k in pairs(TARGET_OPTS) do all[k] = true end
+  for k in pairs(known) do all[k] = true end
+  o = errors.check_options(usage, fname, o, all)
+  local c = o.client
+  if type(c) ~= "table" or getmetatable(c) ~= require("relish.k8s").Client then
+    usage(fname, "client must be a relish.k8s client (k8s.connect{...})")
+  end
+  if type(o.deployment) ~= "string" or o.deployment == "" then usage(fname, "deployment must be a Deployment's name") end
+  local ns = o.namespace or c.namespace or "default"
+  local S = { fname = fname, ctx = ctx, c = c, ns = ns, name = o.deployment, o = o,
+    timeout = seconds(fname, o.timeout, "timeout") or 600, dry = ctx.dry_run and true or false }
+  S.stable = c:get("deployments/" .. S.name, { namespace = ns })
+  S.R = S.stable.spec.replicas or 1
+  S.template = new_template(fname, S.stable.spec.template, o)
+  return S
+end
+
+local function say(S, fmt, ...) S.ctx.log(fmt, ...) end
+
+local function deploy_ref(name) return "deployments/" .. name end
+
+-- waits for a Deployment's rollout (kubectl's rules, failing fast on pods
+-- that cannot start); nothing to wait for in a dry-run
+local function settle(S, name)
+  if S.dry then return end
+  S.c:wait_rollout({ kind = "Deployment", name = name, namespace = S.ns }, { timeout = S.timeout })
+end
+
+-- an analysis spec for metrics.analyze, with this step's ctx
+local function analysis_spec(S, a, count)
+  if type(a) ~= "table" then usage(S.fname, "an analysis must be a table of metrics.analyze options") end
+  local spec = copy(a)
+  spec.ctx = S.ctx
+  spec.prometheus = spec.prometheus or S.o.prometheus
+  if count then spec.count = count end
+  return spec
+end
+
+-- A gate for a person: ctx.decide when the engine offers it.
+local function decide(S, id, question)
+  if S.dry then
+    say(S, "would wait for a person: %s", question)
+    return "promote"
+  end
+  if type(S.ctx.decide) ~= "function" then
+    fail("unsupported", "%s: a manual gate needs ctx.decide (this relish has none)", S.fname)
+  end
+  return S.ctx.decide { id = id, question = question }
+end
+
+local function pause_for(S, secs, why)
+  if S.dry then
+    say(S, "would pause %s%s", span(secs), why or "")
+    return
+  end
+  say(S, "pause %s%s", span(secs), why or "")
+  local deadline = host.now() + secs
+  while true do
+    local left = deadline - host.now()
+    if left <= 0 then break end
+    host.progress_detail(string.format("paused: %s left", span(left)))
+    task.sleep(math.min(left, 1))
+  end
+  host.progress_detail(nil)
+end
+
+local function metrics_analyze(spec) return require("relish.metrics").analyze(spec) end
+
+-- runs fn() while a background analysis measures; the first to fail ends
+-- both; when fn is done, the analysis stops (it has not failed)
+local function beside(S, a, fn)
+  if not a then return fn() end
+  if S.dry then
+    metrics_analyze(analysis_spec(S, a, 1))
+    return fn()
+  end
+  local bg = loop.spawn(function() return metrics_analyze(analysis_spec(S, a, a.count or math.huge)) end)
+  local fg = loop.spawn(fn)
+  local guard <close> = setmetatable({}, { __close = function() bg:cancel(); fg:cancel() end })
+  local t = loop.wait_any({ fg, bg })
+  if t == bg then
+    local ok, err = bg:result()
+    if not ok then error(err, 0) end
+    -- a bounded background analysis that passed: the rest goes on without it
+    return fg:wait()
+  end
+  return fg:wait()
+end
+
+-- ---- rolling -------------------------------------------------------------------------
+
+local ROLLING_OPTS = { analysis = true }
+
+-- rolling(ctx, {client=, deployment=, image=|images=|labels=|template=,
+-- namespace=, analysis=, timeout=, prometheus=}) -> {phase=, revision=}
+function M.rolling(ctx, o)
+  local S = begin("strategy.rolling", ctx, o, ROLLING_OPTS)
+  if same(S.template, S.stable.spec.template) then
+    say(S, "deployment %s already runs %s: nothing to roll", S.name, images_of(S.template))
+    return { phase = "unchanged" }
+  end
+  say(S, "rolling update of deployment %s: %s -> %s", S.name, images_of(S.stable.spec.template), images_of(S.template))
+  S.c:update_with_retry(deploy_ref(S.name), function(d) d.spec.template = copy(S.template) end, { namespace = S.ns })
+  local a = S.o.analysis
+  if a and not S.dry then
+    -- the analysis runs its count beside the rollout; both must pass
+    task.parallel({ function() settle(S, S.name) end, function() metrics_analyze(analysis_spec(S, a)) end })
+  else
+    if a then metrics_analyze(analysis_spec(S, a, 1)) end
+    settle(S, S.name)
+  end
+  say(S, "deployment %s rolled out: %s", S.name, images_of(S.template))
+  return { phase = "successful" }
+end
+
+-- ---- canary --------------------------------------------------------------------------
+
+local CANARY_OPTS = { steps = true, router = true, analysis = true, canary_name = true }
+local STEP_KEYS = { set_weight = true, pause = true, analysis = true }
+
+local function check_steps(fname, steps)
+  if steps == nil then return { { set_weight = 20 }, { pause = "1m" }, { set_weight = 50 }, { pause = "1m" } } end
+  if type(steps) ~= "table" then usage(fname, "steps must be a list") end
+  for i, st in ipairs(steps) do
+    if type(st) ~= "table" then usage(fname, string.format("steps[%d] must be a table", i)) end
+    local n = 0
+    for k in pairs(st) do
+      if not STEP_KEYS[k] then
+        usage(fname, string.format("steps[%d]: unknown step '%s' (set_weight, pause or analysis)", i, tostring(k)))
+      end
+      n = n + 1
+    end
+    if n ~= 1 then usage(fname, string.format("steps[%d] must be one of set_weight, pause or analysis", i)) end
+    local w = st.set_weight
+    if w ~= nil and (type(w) ~= "number" or w < 0 or w > 100 or w ~= w) then
+      usage(fname, string.format("steps[%d]: set_weight must be a number from 0 to 100", i))
+    end
+    if st.pause ~= nil and st.pause ~= true then seconds(fname, st.pause, string.format("steps[%d].pause", i)) end
+  end
+  return steps
+end
+
+local function step_text(st)
+  if st.set_weight then return "set_weight " .. st.set_weight end
+  if st.pause == true then return "pause for a person" end
+  if st.pause then return "pause " .. tostring(st.pause) end
+  return "analysis"
+end
+
+-- canary(ctx, {client=, deployment=, image=..., steps=, router=, analysis=,
+-- namespace=, canary_name=, timeout=, prometheus=}) -> {phase=, weight=}
+function M.canary(ctx, o)
+  local S = begin("strategy.canary", ctx, o, CANARY_OPTS)
+  local steps = check_steps(S.fname, S.o.steps)
+  local router = S.o.router or routers.replicas()
+  if type(router) ~= "table" or type(router.set_weight) ~= "function" then
+    usage(S.fname, "router must be strategy.replicas(), strategy.nginx{...} or strategy.gateway{...}")
+  end
+  if S.o.canary_name ~= nil and (type(S.o.canary_name) ~= "string" or S.o.canary_name == "") then
+    usage(S.fname, "canary_name must be a non-empty string")
+  end
+  S.canary = S.o.canary_name or (S.name .. "-canary")
+  S.router = router
+  if same(S.template, S.stable.spec.template) then
+    say(S, "deployment %s already runs %s: no canary", S.name, images_of(S.template))
+    return { phase = "unchanged" }
+  end
+  -- where a resumed run was (the steps before are done)
+  local key = "canary:" .. S.ns .. "/" .. S.name
+  ctx.state[key] = ctx.state[key] or { step = 0 }
+  local mine = ctx.state[key]
+  say(S, "canary of deployment %s: %s -> %s, %d replicas, router %s, %d steps", S.name,
+    images_of(S.stable.spec.template), images_of(S.template), S.R, router.name, #steps)
+  router:setup(S)
+  local function forward()
+    for i = mine.step + 1, #steps do
+      local st = steps[i]
+      say(S, "step %d/%d: %s", i, #steps, step_text(st))
+      local ok, err = pcall(function()
+        if st.set_weight then
+          local w = router:set_weight(S, st.set_weight)
+          say(S, "weight %s%% on %s%s", st.set_weight, S.canary, w and ("  (" .. w .. ")") or "")
+        elseif st.pause == true then
+          decide(S, string.format("%s:step%d", key, i),
+            string.format("canary %s at step %d/%d: promote?", S.canary, i, #steps))
+        elseif st.pause then
+          pause_for(S, seconds(S.fname, st.pause, "pause"))
+        else
+          local r, aerr = errors.try(metrics_analyze, analysis_spec(S, st.analysis))
+          if not r then
+            if type(aerr) == "table" and aerr.result and aerr.result.phase == "inconclusive" then
+              decide(S, string.format("%s:step%d", key, i),
+                string.format("analysis of canary %s inconclusive at step %d/%d: promote anyway?", S.canary, i, #steps))
+            else
+              error(aerr, 0)
+            end
+          end
+        end
+      end)
+      if not ok then
+        local e = type(err) == "table" and copy(err) or errors.value("failed", "%s", tostring(err))
+        e.message = string.format("canary %s aborted at step %d/%d (%s): %s", S.canary, i, #steps, step_text(st),
+          tostring(e.message or err))
+        say(S, "abort: %s; the rollback puts the traffic back on %s", e.message, S.name)
+        error(setmetatable(e, errors.MT), 0)
+      end
+      mine.step = i
+    end
+  end
+  local ok, err = pcall(beside, S, S.o.analysis, forward)
+  if not ok then
+    if type(err) == "table" and err.kind == "analysis" and not tostring(err.message):find("aborted at step", 1, true) then
+      local e = copy(err)
+      e.message = string.format("canary %s aborted by its background analysis: %s", S.canary, tostring(err.message))
+      say(S, "abort: %s; the rollback puts the traffic back on %s", e.message, S.name)
+      err = setmetatable(e, errors.MT)
+    end
+    error(err, 0)
+  end
+  say(S, "promote: %s becomes the stable version of %s", images_of(S.template), S.name)
+  router:promote(S)
+  mine.step = #steps
+  say(S, "canary of %s promoted: %s", S.name, images_of(S.template))
+  return { phase = "promoted" }
+end
+
+-- ---- blue/green ----------------------------------------------------------------------
+
+local BG_OPTS = { active_service = true, preview_service = true, pre_promotion = true, post_promotion = true,
+  scale_down_delay = true, auto_promote = true, preview_name = true }
+
+local PREVIEW_LABEL = "relish.dev/preview"
+
+-- blue_green(ctx, {client=, deployment=, image=..., active_service=,
+-- preview_service=, pre_promotion=, post_promotion=, scale_down_delay="30s",
+-- auto_promote=true, namespace=, timeout=, prometheus=}) -> {phase=}
+function M.blue_green(ctx, o)
+  local S = begin("strategy.blue_green", ctx, o, BG_OPTS)
+  local fname, c, ns = S.fname, S.c, S.ns
+  if type(S.o.active_service) ~= "string" then usage(fname, "active_service must be a Service's name") end
+  if S.o.preview_service ~= nil and type(S.o.preview_service) ~= "string" then
+    usage(fname, "preview_service must be a Service's name")
+  end
+  local delay = S.o.scale_down_delay == nil and 30 or seconds(fname, S.o.scale_down_delay, "scale_down_delay")
+  if same(S.template, S.stable.spec.template) then
+    say(S, "deployment %s already runs %s: nothing to switch", S.name, images_of(S.template))
+    return { phase = "unchanged" }
+  end
+  local preview = S.o.preview_name or (S.name .. "-preview")
+  c:get("services/" .. S.o.active_service, { namespace = ns }) -- there, before anything changes
+  say(S, "blue/green of deployment %s: %s (active) -> %s (preview %s), service %s", S.name,
+    images_of(S.stable.spec.template), images_of(S.template), preview, S.o.active_service)
+  -- the preview: the new template at full size beside the active version
+  local d = routers.twin(S, preview, PREVIEW_LABEL, S.name, S.R)
+  c:create(d, { namespace = ns })
+  settle(S, preview)
+  say(S, "preview %s ready: %d pods of %s", preview, S.R, images_of(S.template))
+  if S.o.preview_service then
+    c:patch("services/" .. S.o.preview_service, { spec = { selector = { [PREVIEW_LABEL] = S.name } } }, { namespace = ns })
+    say(S, "service %s -> preview pods", S.o.preview_service)
+  end
+  if S.o.pre_promotion then
+    say(S, "pre-promotion analysis")
+    metrics_analyze(analysis_spec(S, S.o.pre_promotion))
+  end
+  if S.o.auto_promote == false then
+    decide(S, "blue_green:" .. ns .. "/" .. S.name, string.format("switch service %s to %s?", S.o.active_service,
+      images_of(S.template)))
+  end
+  -- the switch: the active selector takes the preview's label, so only
+  -- preview pods match; the old pods stay ready for an instant abort
+  c:patch("services/" .. S.o.active_service, { spec = { selector = { [PREVIEW_LABEL] = S.name } } }, { namespace = ns })
+  say(S, "switch: service %s -> %s (%s); %s kept ready for %s", S.o.active_service, preview, images_of(S.template),
+    S.name, span(delay))
+  local started = host.now()
+  if S.o.post_promotion then
+    say(S, "post-promotion analysis")
+    metrics_analyze(analysis_spec(S, S.o.post_promotion))
+  end
+  local left = delay - (host.now() - started)
+  if left > 0 then pause_for(S, left, " (scale-down delay: the old version stays ready)") end
+  -- the new version becomes the Deployment's own, while the Service still
+  -- sends everything to the preview; then the selector is given back and
+  -- the preview goes
+  c:update_with_retry(deploy_ref(S.name), function(x) x.spec.template = copy(S.template) end, { namespace = ns })
+  settle(S, S.name)
+  c:patch("services/" .. S.o.active_service, { spec = { selector = { [PREVIEW_LABEL] = json.null } } },
+    { namespace = ns, type = "merge" })
+  if S.o.preview_service then
+    c:patch("services/" .. S.o.preview_service, { spec = { selector = { [PREVIEW_LABEL] = json.null } } },
+      { namespace = ns, type = "merge" })
+  end
+  c:delete(deploy_ref(preview), { namespace = ns, timeout = S.timeout })
+  say(S, "blue/green of %s done: %s serves %s", S.name, S.name, images_of(S.template))
+  return { phase = "promoted" }
+end
+
+M._span = span
+return M

@@ -1,0 +1,209 @@
+-- relish.strategy against the Kubernetes double: recipes run by relish
+-- (journal, dry-run, rollback), end states read back from the API.
+local json = require "relish.json"
+local support = require "support"
+local k8s_fixture = require "k8s_fixture"
+local routers = require "relish.strategy.routers"
+local J = require "relish.journal"
+
+local relish = support.relish
+
+local function start(opts)
+  if not k8s_fixture.available() then skip("openssl or python3 is not installed") end
+  return k8s_fixture.start(opts or { time_scale = 0.05 })
+end
+
+local WORLD = [[
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {app: web}}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "web:1"}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-preview}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+]]
+
+-- a recipe calling one strategy with the options in OPTS (Lua text)
+local RECIPE = [[
+local k8s = require "relish.k8s"
+local strategy = require "relish.strategy"
+return recipe "release" {
+  params = { kubeconfig = param.string { required = true }, image = param.string { required = true } },
+  step "release" { run = function(ctx)
+    local c = k8s.connect { kubeconfig = ctx.params.kubeconfig }
+    return strategy.%s(ctx, { client = c, deployment = "web", image = ctx.params.image, timeout = "60s", %s })
+  end },
+}
+]]
+
+local function world(k)
+  k:kubectl({ "apply", "-f", "-" }, { input = WORLD })
+  k8s_fixture.eventually("web ready", function()
+    local d = k:get("/apis/apps/v1/namespaces/default/deployments/web")
+    return d.status and d.status.readyReplicas == 4
+  end)
+end
+
+local function release(k, dir, fn, opts, image, ...)
+  local f = support.recipe(dir, "release.lua", string.format(RECIPE, fn, opts or ""))
+  return relish { "run", f, "-p", "kubeconfig=" .. k.kubeconfig, "-p", "image=" .. image, "--state",
+    support.state(dir), ... }
+end
+
+local function deployments(k)
+  local out = {}
+  for _, d in ipairs(k:get("/apis/apps/v1/namespaces/default/deployments").items) do
+    out[d.metadata.name] = { replicas = d.spec.replicas, image = d.spec.template.spec.containers[1].image }
+  end
+  return out
+end
+
+local function selector(k, svc)
+  return k:get("/api/v1/namespaces/default/services/" .. svc).spec.selector
+end
+
+describe("arithmetic", function()
+  test("replica ratio rounds both sides up, as Argo Rollouts does", function()
+    local function split(R, w) return { routers.split(R, w) } end
+    assert_eq(split(10, 10), { 1, 9 })
+    assert_eq(split(5, 20), { 1, 4 })
+    assert_eq(split(4, 20), { 1, 4 }) -- 0.8 and 3.2: one over
+    assert_eq(split(3, 50), { 2, 2 })
+    assert_eq(split(1, 5), { 1, 1 })
+    assert_eq(split(4, 0), { 0, 4 })
+    assert_eq(split(4, 100), { 4, 0 })
+    assert_eq(split(10, 33), { 4, 7 })
+  end)
+end)
+
+describe("canary, replica ratio", function()
+  test("a good version goes through its steps and is promoted; the log tells each weight", function()
+    local k <close> = start()
+    world(k)
+    local dir = tmpdir()
+    local r = release(k, dir, "canary", [[steps = { { set_weight = 25 }, { pause = "1s" }, { set_weight = 50 } }]],
+      "web:2")
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq(deployments(k), { web = { replicas = 4, image = "web:2" } })
+    assert_match(r.stdout, "weight 25%% on web%-canary  %(canary 1, stable 3 ready pods: 25%% of them%)")
+    assert_match(r.stdout, "weight 50%% on web%-canary  %(canary 2, stable 2 ready pods: 50%% of them%)")
+    assert_match(r.stdout, "promote: web:2 becomes the stable version of web")
+    -- the journal keeps the story for relish show
+    local show = relish { "show", "last", "--state", support.state(dir) }
+    assert_match(show.stdout, "weight 50%% on web%-canary")
+  end)
+
+  test("a version that cannot start fails fast and the rollback leaves only the stable version", function()
+    local k <close> = start()
+    world(k)
+    k:control("POST", "/images", { ["web:bad"] = { state = "CrashLoopBackOff" } })
+    local dir = tmpdir()
+    local r = release(k, dir, "canary", [[steps = { { set_weight = 25 }, { set_weight = 50 } }]], "web:bad")
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_match(r.stdout .. r.stderr, "canary web%-canary aborted at step 1/2 %(set_weight 25%)")
+    assert_match(r.stdout .. r.stderr, "CrashLoopBackOff")
+    assert_eq(deployments(k), { web = { replicas = 4, image = "web:1" } })
+  end)
+
+  test("a dry-run shows every write of the canary and changes nothing", function()
+    local k <close> = start()
+    world(k)
+    local writes = k:control("GET", "/stats").writes
+    local dir = tmpdir()
+    local r = release(k, dir, "canary", [[steps = { { set_weight = 25 }, { pause = true }, { set_weight = 50 } }]],
+      "web:2", "--dry-run")
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq(k:control("GET", "/stats").writes, writes)
+    local out = r.stdout
+    for _, want in ipairs {
+      "create deployments%.apps/web%-canary in default",
+      "scale deployments%.apps/web%-canary in default from 0 to 1",
+      "scale deployments%.apps/web in default from 4 to 3",
+      "would wait for a person: canary web%-canary at step 2/3: promote%?",
+      "scale deployments%.apps/web%-canary in default from 1 to 2",
+      "scale deployments%.apps/web in default from 3 to 2",
+      "update deployments%.apps/web in default",
+      "delete deployments%.apps/web%-canary in default",
+    } do
+      assert_match(out, want)
+    end
+    assert_eq(deployments(k), { web = { replicas = 4, image = "web:1" } })
+  end)
+
+  test("misuse raises at the caller", function()
+    local k <close> = start()
+    world(k)
+    local dir = tmpdir()
+    local r = release(k, dir, "canary", [[steps = { { set_weight = 120 } }]], "web:2")
+    assert_eq(r.code, 1)
+    assert_match(r.stdout .. r.stderr, "strategy%.canary: steps%[1%]: set_weight must be a number from 0 to 100")
+    r = release(k, dir, "canary", [[steps = { { set_wieght = 20 } }]], "web:2")
+    assert_match(r.stdout .. r.stderr, "steps%[1%]: unknown step 'set_wieght'")
+    r = release(k, dir, "canary", [[stepz = {}]], "web:2")
+    assert_match(r.stdout .. r.stderr, "unknown option 'stepz' %(did you mean 'steps'%?%)")
+    assert_eq(deployments(k), { web = { replicas = 4, image = "web:1" } })
+  end)
+end)
+
+describe("blue/green", function()
+  test("the preview comes up, the active selector switches, the old version stays until the delay, then one Deployment", function()
+    local k <close> = start()
+    world(k)
+    local dir = tmpdir()
+    local r = release(k, dir, "blue_green", [[active_service = "web", preview_service = "web-preview",
+      scale_down_delay = "1s"]], "web:2")
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "switch: service web %-> web%-preview %(web:2%); web kept ready for 1s")
+    assert_eq(deployments(k), { web = { replicas = 4, image = "web:2" } })
+    assert_eq(selector(k, "web"), { app = "web" })
+    assert_eq(selector(k, "web-preview"), { app = "web" })
+  end)
+
+  test("a failing pre-promotion step rolls back: the active selector never moved", function()
+    local k <close> = start()
+    world(k)
+    k:control("POST", "/images", { ["web:bad"] = { state = "ImagePullBackOff" } })
+    local dir = tmpdir()
+    local r = release(k, dir, "blue_green", [[active_service = "web"]], "web:bad")
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_match(r.stdout .. r.stderr, "ImagePullBackOff")
+    assert_eq(deployments(k), { web = { replicas = 4, image = "web:1" } })
+    assert_eq(selector(k, "web"), { app = "web" })
+  end)
+end)
+
+describe("rolling", function()
+  test("a good image rolls out; a bad one fails fast and the template is put back", function()
+    local k <close> = start()
+    world(k)
+    local dir = tmpdir()
+    local r = release(k, dir, "rolling", "", "web:2")
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq(deployments(k), { web = { replicas = 4, image = "web:2" } })
+    k:control("POST", "/images", { ["web:bad"] = { state = "CrashLoopBackOff" } })
+    r = release(k, dir, "rolling", "", "web:bad")
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_eq(deployments(k), { web = { replicas = 4, image = "web:2" } })
+    -- the same image again: nothing to do, nothing written
+    r = release(k, dir, "rolling", "", "web:2")
+    assert_eq(r.code, 0)
+    assert_match(r.stdout, "already runs web:2: nothing to roll")
+  end)
+end)
