@@ -682,6 +682,9 @@ local function undo_object(rec, opts)
   local live = c:live(res, rec.name, rec.namespace)
   -- undo acts only on what the run made: not on an object someone else
   -- recreated or changed since (unless relish rollback --force)
+  -- a scale that never took effect (the run was killed before it was sent):
+  -- the count is still the one from before, nothing to put back
+  if rec.replicas and live and type(live.spec) == "table" and live.spec.replicas == rec.replicas then return end
   if live and not force then
     if (rec.before == json.null or rec.before == nil) and not rec.replicas and not made_by_relish(live, rec) then
       refuse("%s is there again but was not made by relish: left as it is (relish rollback --force deletes it)", what)

@@ -828,7 +828,9 @@ function M.analyze(opts)
   local args = opts.args or {}
   local interval = dsl.duration(opts.interval or "30s")
   local count = opts.count or 5
-  if math.type(count) ~= "integer" or count < 1 then usage(fname, "count must be a positive integer") end
+  if count ~= math.huge and (math.type(count) ~= "integer" or count < 1) then
+    usage(fname, "count must be a positive integer (or math.huge: until stopped)")
+  end
   local delay = opts.initial_delay and dsl.duration(opts.initial_delay) or 0
   local dry_names = {}
   for _, n in ipairs(opts.dry_run_metrics or {}) do dry_names[n] = true end
@@ -883,8 +885,9 @@ function M.analyze(opts)
         s.consecutive_error = x.phase == "error" and s.consecutive_error + 1 or 0
         s.phase = assess(m, s, count)
         local cond = x.value and (m.success and m.success.describe or ("not " .. m.failure.describe)) or ""
-        say("%s  %s  %s  %s (%d/%d)%s%s", m.name, x.value and format_number(x.value) or "-", cond, MARK[x.phase],
-          #s.measurements, count, x.message and ("  " .. x.message) or "", m.dry and "  (dry-run metric)" or "")
+        say("%s  %s  %s  %s (%s)%s%s", m.name, x.value and format_number(x.value) or "-", cond, MARK[x.phase],
+          count == math.huge and #s.measurements or (#s.measurements .. "/" .. count),
+          x.message and ("  " .. x.message) or "", m.dry and "  (dry-run metric)" or "")
       end
     end
     task.parallel(fns)

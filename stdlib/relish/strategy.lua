@@ -302,6 +302,8 @@ function M.canary(ctx, o)
         end
       end)
       if not ok then
+        -- stopped from outside (the background analysis failed, a signal): as is
+        if type(err) == "table" and (err.kind == "cancelled" or err.kind == "interrupted") then error(err, 0) end
         local e = type(err) == "table" and copy(err) or errors.value("failed", "%s", tostring(err))
         e.message = string.format("canary %s aborted at step %d/%d (%s): %s", S.canary, i, #steps, step_text(st),
           tostring(e.message or err))

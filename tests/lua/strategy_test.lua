@@ -61,10 +61,18 @@ local function world(k)
   end)
 end
 
+-- release(k, dir, strategy, options text, image, more args... [, {env=}])
 local function release(k, dir, fn, opts, image, ...)
   local f = support.recipe(dir, "release.lua", string.format(RECIPE, fn, opts or ""))
-  return relish { "run", f, "-p", "kubeconfig=" .. k.kubeconfig, "-p", "image=" .. image, "--state",
-    support.state(dir), ... }
+  local args = { "run", f, "-p", "kubeconfig=" .. k.kubeconfig, "-p", "image=" .. image, "--state", support.state(dir) }
+  local more = { ... }
+  local last = more[#more]
+  if type(last) == "table" then
+    more[#more] = nil
+    args.env = last.env
+  end
+  for _, a in ipairs(more) do args[#args + 1] = a end
+  return relish(args)
 end
 
 local function deployments(k)
@@ -205,5 +213,62 @@ describe("rolling", function()
     r = release(k, dir, "rolling", "", "web:2")
     assert_eq(r.code, 0)
     assert_match(r.stdout, "already runs web:2: nothing to roll")
+  end)
+end)
+
+describe("canary with a background analysis (real Prometheus)", function()
+  local pf = require "prom_fixture"
+  test("the analysis failing mid-pause aborts at once: no later step, the rollback leaves the stable version", function()
+    if not pf.available() then skip("prometheus is not installed") end
+    local k <close> = start()
+    world(k)
+    local ex <close> = pf.exporter()
+    ex:set { requests = { { code = "200", version = "v2", value = 500 }, { code = "500", version = "v2", value = 500 } } }
+    local p <close> = pf.prometheus { targets = { exporter = ex.target } }
+    local metrics = require "relish.metrics"
+    local prom = metrics.prometheus { url = p.url }
+    pf.eventually("the first scrape", function() return #prom:query('http_requests_total{version="v2"}').series == 2 end)
+    local dir = tmpdir()
+    local opts = string.format([[labels = { version = "v2" }, prometheus = require("relish.metrics").prometheus { url = %q },
+      steps = { { set_weight = 25 }, { pause = "60s" }, { set_weight = 50 } },
+      analysis = { interval = "1s", initial_delay = "2s", args = { version = "v2" }, metrics = {
+        { name = "error-rate", success = require("relish.metrics").below(0.05),
+          query = 'sum(http_requests_total{version="{{args.version}}",code="500"}) / sum(http_requests_total{version="{{args.version}}"})' } } }]],
+      p.url)
+    local r = release(k, dir, "canary", opts, "web:2")
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    local out = r.stdout .. r.stderr
+    assert_match(out, "pause 1m")
+    assert_match(out, "error%-rate  0%.5  < 0%.05  ✗ %(1%)")
+    assert_match(out, "canary web%-canary aborted by its background analysis: analysis failed")
+    assert_nil(out:find("step 3/3", 1, true), "no step after the pause")
+    assert_eq(deployments(k), { web = { replicas = 4, image = "web:1" } })
+  end)
+end)
+
+describe("crashes", function()
+  test("killed at any action of a canary, relish rollback last puts back the objects as they were", function()
+    local k <close> = start()
+    world(k)
+    local before = deployments(k)
+    local dir = tmpdir()
+    local opts = [[steps = { { set_weight = 50 } }]]
+    -- how many actions a whole canary takes
+    local r = release(k, dir, "canary", opts, "web:2", "--dry-run")
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    local j = J.open(support.state(dir))
+    local n = #j:actions(j:list_runs { limit = 1 }[1].id) -- the dry-run's planned actions
+    j:close()
+    assert_true(n >= 5, "actions: " .. n)
+    for i = 1, n do
+      for _, when in ipairs { "before", "after" } do
+        local d2 = tmpdir()
+        r = release(k, d2, "canary", opts, "web:2", { env = { RELISH_FAULT = string.format("crash-%s-action:%d", when, i) } })
+        assert_eq(r.signal, "KILL", string.format("%s action %d: %s", when, i, r.stdout .. r.stderr))
+        local rb = relish { "rollback", "last", "--state", support.state(d2) }
+        assert_eq(rb.code, 0, string.format("%s action %d: %s", when, i, rb.stdout .. rb.stderr))
+        assert_eq(deployments(k), before, string.format("%s action %d", when, i))
+      end
+    end
   end)
 end)
