@@ -227,6 +227,10 @@ describe("an ingress-nginx canary Ingress", function()
     merge(k, INGS .. "/web-canary", { metadata = { annotations = {
       ["nginx.ingress.kubernetes.io/canary-weight"] = "50", ["nginx.ingress.kubernetes.io/canary-weight-total"] = "200" } } })
     assert_near(measure(k)["2"], 0.25, 1e-9)
+    -- a total under 100 counts as 100 (balancer.lua)
+    merge(k, INGS .. "/web-canary", { metadata = { annotations = {
+      ["nginx.ingress.kubernetes.io/canary-weight"] = "20", ["nginx.ingress.kubernetes.io/canary-weight-total"] = "50" } } })
+    assert_near(measure(k)["2"], 0.2, 1e-9)
     merge(k, INGS .. "/web-canary", { metadata = { annotations = {
       ["nginx.ingress.kubernetes.io/canary-weight"] = "0" } } })
     assert_eq(measure(k), { ["1"] = 1.0 })
