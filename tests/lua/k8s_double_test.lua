@@ -30,7 +30,8 @@ describe("the API over HTTP", function()
     assert_match(r.headers["content-type"], "as=APIGroupDiscoveryList")
     local groups = {}
     for _, g in ipairs(body.items) do groups[#groups + 1] = g.metadata.name end
-    assert_eq(groups, { "apiextensions.k8s.io", "apps", "argoproj.io", "coordination.k8s.io" })
+    assert_eq(groups, { "apiextensions.k8s.io", "apps", "argoproj.io", "coordination.k8s.io",
+      "gateway.networking.k8s.io", "networking.k8s.io" })
     assert_eq(k:get("/version").minor, "32")
     assert_eq(k:get("/api").versions, { "v1" })
   end)

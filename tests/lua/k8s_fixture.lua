@@ -44,6 +44,7 @@ function M.start(opts)
     error("the Kubernetes API double did not start:\n" .. log, 2)
   end
   info.dir = dir
+  info.metrics_target = info.metrics_port and ("127.0.0.1:" .. info.metrics_port)
   return setmetatable(info, Double)
 end
 
@@ -102,6 +103,22 @@ function Double:control(method, path, value)
     json = value, retries = 0, effect = false, timeout = 30 }
   assert(r.status == 200, "k8s double control " .. path .. ": " .. r.status .. " " .. r.body)
   return json.decode(r.body)
+end
+
+-- traffic([config]) -> GET /_control/traffic (the routers' targets and
+-- counters), after a POST of config ({targets = {...}}) when given
+function Double:traffic(config)
+  if config then return self:control("POST", "/traffic", config) end
+  return self:control("GET", "/traffic")
+end
+
+-- metrics() -> the text of /metrics, on the double's plain-HTTP metrics
+-- listener (self.metrics_url; self.metrics_target = "127.0.0.1:PORT" for
+-- a Prometheus scrape configuration)
+function Double:metrics()
+  local r = http.request { url = self.metrics_url, retries = 0, effect = false, timeout = 30 }
+  assert(r.status == 200, "k8s double /metrics: " .. r.status .. " " .. r.body)
+  return r.body
 end
 
 -- kubectl(args [, {cert=, kubeconfig=, input=, timeout=}]) -> the result
