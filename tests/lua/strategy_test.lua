@@ -272,3 +272,96 @@ describe("crashes", function()
     end
   end)
 end)
+
+-- requests per version, and what was dropped, from the double's counters
+local function served(k)
+  local t = k:traffic()
+  local by = {}
+  for _, p in pairs(t.pods) do
+    by[p.version] = (by[p.version] or 0) + p.requests
+    assert_true(p.after_deletion == 0, "a request went to deleted pod " .. p.name)
+  end
+  return by, t.dropped
+end
+
+local INGRESS = [[
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: web.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+]]
+
+local ROUTE = [[
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - backendRefs: [{name: web, port: 80}]
+]]
+
+describe("canary behind a traffic router", function()
+  test("ingress-nginx: a canary Ingress by weight, the stable Service pinned meanwhile; promoted, all of it gone", function()
+    local k <close> = start()
+    world(k)
+    k:kubectl({ "apply", "-f", "-" }, { input = INGRESS })
+    k:traffic { targets = { { kind = "Ingress", host = "web.example.com", rps = 200 } } }
+    local dir = tmpdir()
+    local r = release(k, dir, "canary", [[router = strategy.nginx { ingress = "web" },
+      steps = { { set_weight = 25 }, { pause = "2s" }, { set_weight = 50 }, { pause = "1s" } }]], "web:2")
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "service web pinned to the stable pods %(pod%-template%-hash %w+%)")
+    assert_match(r.stdout, "weight 25%% on web%-canary  %(ingress web%-canary canary%-weight 25; canary 1 pods, stable 4%)")
+    local by, dropped = served(k)
+    assert_true((by["2"] or 0) > 0, "the canary served some of it")
+    assert_true(dropped == 0, "dropped " .. dropped)
+    assert_eq(deployments(k), { web = { replicas = 4, image = "web:2" } })
+    assert_eq(selector(k, "web"), { app = "web" })
+    local names = {}
+    for _, i in ipairs(k:get("/apis/networking.k8s.io/v1/namespaces/default/ingresses").items) do names[#names + 1] = i.metadata.name end
+    assert_eq(names, { "web" })
+    assert_eq(k:json("GET", "/api/v1/namespaces/default/services/web-canary"), 404)
+  end)
+
+  test("ingress-nginx: a bad canary aborts, traffic never left the stable version", function()
+    local k <close> = start()
+    world(k)
+    k:kubectl({ "apply", "-f", "-" }, { input = INGRESS })
+    k:traffic { targets = { { kind = "Ingress", host = "web.example.com", rps = 200 } } }
+    k:control("POST", "/images", { ["web:bad"] = { state = "CrashLoopBackOff" } })
+    local dir = tmpdir()
+    local r = release(k, dir, "canary", [[router = strategy.nginx { ingress = "web" }, steps = { { set_weight = 25 } }]],
+      "web:bad")
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    local by, dropped = served(k)
+    assert_true((by.bad or 0) == 0, "the bad version got requests")
+    assert_true(dropped == 0, "dropped " .. dropped)
+    assert_eq(deployments(k), { web = { replicas = 4, image = "web:1" } })
+    assert_eq(selector(k, "web"), { app = "web" })
+  end)
+
+  test("Gateway API: the HTTPRoute's backend weights; promoted, the route as it was", function()
+    local k <close> = start()
+    world(k)
+    k:kubectl({ "apply", "-f", "-" }, { input = ROUTE })
+    k:traffic { targets = { { kind = "HTTPRoute", name = "web", rps = 200 } } }
+    local before = k:get("/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/web").spec
+    local dir = tmpdir()
+    local r = release(k, dir, "canary", [[router = strategy.gateway { route = "web" },
+      steps = { { set_weight = 20 }, { pause = "2s" } }]], "web:2")
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "weight 20%% on web%-canary  %(httproute web: web 80, web%-canary 20; canary 1 pods, stable 4%)")
+    local by, dropped = served(k)
+    assert_true((by["2"] or 0) > 0, "the canary served some of it")
+    assert_true(dropped == 0, "dropped " .. dropped)
+    assert_eq(k:get("/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/web").spec, before)
+    assert_eq(deployments(k), { web = { replicas = 4, image = "web:2" } })
+  end)
+end)

@@ -214,9 +214,11 @@ local function routed_promote(router, S, remove_route)
   canary_size(S, 100)
   router:route(S, 100)
   say(S, "weight 100%% on %s while %s takes the new template", S.canary, S.name)
-  promote_stable(S)
+  -- unpinned before the stable pods are replaced: a router whose main
+  -- Service has no endpoints fails every request (ingress-nginx does)
   S.c:patch("services/" .. router.stable_service, { spec = { selector = { ["pod-template-hash"] = json.null } } },
     { namespace = S.ns, type = "merge" })
+  promote_stable(S)
   router:route(S, 0)
   remove_route(S)
   S.c:delete("services/" .. router.canary_service, { namespace = S.ns, timeout = S.timeout })
