@@ -150,7 +150,10 @@ describe("kubectl against the double", function()
 
   test("rollout status waits for the rollout; history and undo bring back a revision", function()
     local k <close> = start { time_scale = 0.05 }
-    k:control("POST", "/images", { ["*:slow"] = { ready_after = 10 } })
+    -- slow enough (3 s a pod, real time) that kubectl sees the rollout
+    -- under way even on a loaded machine, where set image and annotate
+    -- take a second or two
+    k:control("POST", "/images", { ["*:slow"] = { ready_after = 60 } })
     ok(k, { "apply", "-f", "-" }, { input = deployment("web", "nginx:1.25") })
     assert_match(ok(k, { "rollout", "status", "deploy/web", "--timeout=60s" }), 'deployment "web" successfully rolled out')
     ok(k, { "set", "image", "deploy/web", "app=nginx:slow" })
