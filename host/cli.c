@@ -142,15 +142,18 @@ static const cli_command commands[] = {
      "modified after it was made, or whose recipe changed, is refused (exit 2).",
      apply_flags, 1, 1, 0, run_module},
     {"rollback", "RUN_ID", "undo a run's changes, newest first",
-     "Undoes the actions of a run (failed, stopped, crashed, or succeeded) newest\n"
-     "first, using each step's undo where it has one and the automatic undo of\n"
-     "each action otherwise; continues an interrupted rollback. RUN_ID may be\n"
+     "Undoes the actions of a run (failed, stopped, paused, crashed, or succeeded)\n"
+     "newest first, using each step's undo where it has one and the automatic undo\n"
+     "of each action otherwise; continues an interrupted rollback. For a run paused\n"
+     "at a manual gate it is the decision to abort (journaled). RUN_ID may be\n"
      "'last'. Exit 3 lists what is left to do by hand, among it what was changed\n"
      "since the run (left as is unless --force).",
      rollback_flags, 1, 1, 0, run_module},
-    {"resume", "RUN_ID", "continue a stopped or crashed run",
-     "Continues a stopped or crashed run from its first unfinished step, with\n"
-     "the ctx.state saved after its last finished step. RUN_ID may be 'last'.",
+    {"resume", "RUN_ID", "continue a stopped, paused or crashed run",
+     "Continues a stopped, paused or crashed run from its first unfinished step,\n"
+     "with the ctx.state saved after its last finished step. For a run paused at\n"
+     "a manual gate it is the decision to promote (journaled): the step that\n"
+     "paused runs again and its gate returns \"promote\". RUN_ID may be 'last'.",
      resume_flags, 1, 1, 0, run_module},
     {"history", "", "list past runs", "Lists runs from the journal, newest first.", history_flags,
      0, 0, 0, run_module},
@@ -204,7 +207,7 @@ static void print_general_help(FILE *out) {
   }
   fputs("\nRun 'relish help COMMAND' or 'relish COMMAND --help' for a command's flags.\n"
         "Exit codes: 0 ok, 1 failed (rolled back), 2 usage or invalid input,\n"
-        "3 rollback incomplete, 4 lock held, 130 interrupted.\n",
+        "3 rollback incomplete, 4 lock held, 5 paused at a manual gate, 130 interrupted.\n",
         out);
 }
 

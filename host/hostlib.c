@@ -8,6 +8,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,40 @@ static int l_host_time(lua_State *L) {
 
 static int l_host_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
+  return 1;
+}
+
+/* read_ready(fd) -> the bytes waiting on fd now (one read, up to 4 KiB; ""
+ * at the end of input or when fd cannot be read), or nil when nothing is
+ * waiting: a prompt polls stdin between sleeps on the event loop, so the
+ * run's other tasks go on while a person thinks. Raw read(2): nothing is
+ * left in a stdio buffer that poll cannot see. */
+static int l_host_read_ready(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  int r = poll(&p, 1, 0);
+  if (r < 0 && errno != EINTR) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  if (r <= 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (p.revents & POLLNVAL) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  char buf[4096];
+  ssize_t n = read(fd, buf, sizeof buf);
+  if (n < 0) {
+    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+      lua_pushnil(L);
+    else
+      lua_pushliteral(L, "");
+    return 1;
+  }
+  lua_pushlstring(L, buf, (size_t)n);
   return 1;
 }
 
@@ -308,6 +343,7 @@ int luaopen_relish__host(lua_State *L) {
                                  {"now", l_host_now},
                                  {"time", l_host_time},
                                  {"isatty", l_host_isatty},
+                                 {"read_ready", l_host_read_ready},
                                  {"load_user", l_host_load_user},
                                  {"strict_env", l_host_strict_env},
                                  {"realpath", l_host_realpath},

@@ -61,10 +61,11 @@ function M.invalid(msg)
 end
 
 -- Failures try never swallows: a stop (Ctrl-C, the step's deadline, a
--- cancelled task, a run that lost its lock), a saved plan that no longer
--- matches, a journal that cannot be written, and bad input from a user.
+-- cancelled task, a run that lost its lock, a pause at a manual gate), a
+-- saved plan that no longer matches, a journal that cannot be written, and
+-- bad input from a user.
 local PASS = { interrupted = true, cancelled = true, deadlock = true, drift = true,
-  journal = true, usage = true, lock_lost = true }
+  journal = true, usage = true, lock_lost = true, paused = true }
 
 local function caught(ok, ...)
   if ok then return ... end

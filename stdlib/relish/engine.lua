@@ -12,11 +12,12 @@ local lock = require "relish.lock"
 local loop = require "relish._loop"
 local output = require "relish.output"
 local secret = require "relish.secret"
-local invalid = require("relish._errors").invalid
+local errors = require "relish._errors"
+local invalid = errors.invalid
 
 local M = {}
 
-local EXIT = { ok = 0, failed = 1, usage = 2, incomplete = 3, locked = 4, interrupted = 130 }
+local EXIT = { ok = 0, failed = 1, usage = 2, incomplete = 3, locked = 4, paused = 5, interrupted = 130 }
 M.EXIT = EXIT
 
 -- A run id sorts by time and is unique across processes: the suffix comes
@@ -66,6 +67,112 @@ local function storable_params(params)
   return J.encode_params(t)
 end
 
+-- ---- manual gates (ctx.decide) ---------------------------------------------------
+-- A step waits for a person's decision. On a terminal (stdin and stdout, text
+-- output) it asks promote / abort / wait, polling stdin between sleeps on the
+-- event loop so the run's other tasks (a background analysis) go on and may
+-- fail the step meanwhile. Elsewhere, or on "wait", the run pauses: the step
+-- ends "paused", ctx.state is saved, the run keeps its leases, exit 5; `relish
+-- resume` promotes (the step runs again and the gate returns "promote" at
+-- once), `relish rollback` aborts. Every decision is journaled with who made
+-- it, how and when. A dry-run never waits: it plans the gate and promotes.
+
+local PROMPT_POLL = 0.1 -- seconds between two looks at stdin
+local ANSWERS = { promote = "promote", p = "promote", abort = "abort", a = "abort", wait = "wait", w = "wait" }
+local DECIDE_FIELDS = { id = true, question = true }
+
+-- The run's output and a decision, for people.
+local function say_decision(E, gate_id, decision, actor, via)
+  E.out:event("decision", { gate = gate_id, decision = decision, by = actor, via = via, step = E.step_name })
+end
+
+local function aborted(actor, gate_id)
+  local e = errors.value("aborted", "aborted by %s at the gate %s", actor, gate_id)
+  e.gate = gate_id
+  return e
+end
+
+-- Asks on the terminal; returns "promote", "abort", "wait", or nil when
+-- stdin ended (no answer: the run pauses).
+local function prompt(E, g)
+  E.journal:gate_ask(E.run_id, g)
+  E.out:event("gate", { gate = g.id, question = g.question, step = E.step_name })
+  host.progress(nil) -- the spinner would draw over the question
+  local answered = false
+  local _ <close> = setmetatable({}, { __close = function()
+    E.out:prompt(nil)
+    if E.out.tty and E.step_name then host.progress(E.step_name) end
+    -- cancelled (the step failed meanwhile), interrupted, timed out
+    if not answered then
+      pcall(E.journal.event, E.journal, E.run_id, "gate",
+        string.format("gate %s: the question was withdrawn before anyone answered (the step stopped)", g.id))
+    end
+  end })
+  E.out:prompt("      promote / abort / wait? ")
+  local buf = ""
+  while true do
+    local got = host.read_ready(0)
+    if got == "" then
+      answered = true
+      E.out:write("\n")
+      return nil
+    end
+    if got then
+      buf = buf .. got
+      for line in buf:gmatch("([^\n]*)\n") do
+        local a = ANSWERS[line:lower():match("^%s*(.-)%s*$")]
+        if a then
+          answered = true
+          return a
+        end
+        E.out:line("      please answer promote, abort or wait")
+      end
+      buf = buf:match("([^\n]*)$")
+    end
+    loop.sleep(PROMPT_POLL)
+  end
+end
+
+-- The rest of ctx.decide, once its arguments are checked.
+local function decide(E, id, question)
+  local g = { id = id, step = E.step_idx, question = secret.redact(question) }
+  if E.dry_run then
+    E.journal:event(E.run_id, "gate", string.format("gate %s (step %d) would wait for a person: %s", id, g.step,
+      g.question))
+    E.out:event("gate", { gate = id, question = g.question, step = E.step_name, dry_run = true })
+    return "promote"
+  end
+  -- decided already: promoted by `relish resume`, or at the terminal before
+  -- a retry of the step
+  local row = E.journal:gate(E.run_id, id)
+  if row and (row.status == "promoted" or row.status == "aborted") then
+    local last
+    for _, x in ipairs(E.journal:gates(E.run_id)) do
+      if x.id == id then last = x.decisions[#x.decisions] end
+    end
+    if row.status == "aborted" then error(aborted(last and last.actor or "?", id), 0) end
+    E.out:event("log", { step = E.step_name, message = string.format("gate %s: already promoted%s", id,
+      last and string.format(" by %s (via %s)", last.actor, last.via) or "") })
+    return "promote"
+  end
+  local answer
+  if host.isatty(0) and E.out.tty and E.out.format == "text" then
+    answer = prompt(E, g)
+    if answer then
+      local actor = E.journal:gate_decide(E.run_id, id, answer, "terminal")
+      say_decision(E, id, answer, actor, "terminal")
+      if answer == "promote" then return "promote" end
+      if answer == "abort" then error(aborted(actor, id), 0) end
+    end
+  end
+  -- no terminal, "wait", or stdin ended: the run pauses here
+  E.journal:gate_pause(E.run_id, g)
+  E.paused = g
+  local e = errors.value("paused", "paused at the gate %s: %s", id, g.question)
+  e.gate = id
+  error(e, 0)
+end
+
 local function make_ctx(E)
   local ctx = {
     params = E.params, run_id = E.run_id, dry_run = E.dry_run, state = E.state,
@@ -88,6 +195,42 @@ local function make_ctx(E)
     E.out:event("note", { message = msg, step = E.step_name })
   end
   function ctx.secret(name) return dsl.secret(name) end
+  -- ctx.decide{id=, question=} -> "promote" (see the manual gates above);
+  -- misuse raises here, at the caller
+  function ctx.decide(spec)
+    if type(spec) ~= "table" then error("ctx.decide: expected a table {id=, question=}, got " .. type(spec), 2) end
+    for k in pairs(spec) do
+      if not DECIDE_FIELDS[k] then
+        local near = type(k) == "string" and host.nearest(k, { "id", "question" })
+        error(string.format("ctx.decide: unknown field '%s'%s", tostring(k),
+          near and string.format(" (did you mean '%s'?)", near) or ""), 2)
+      end
+    end
+    local id, question = spec.id, spec.question
+    if id == nil then error("ctx.decide: id is required (a string unique within the run)", 2) end
+    if type(id) ~= "string" or id == "" then
+      error("ctx.decide: id: expected a non-empty string, got " .. (id == "" and "an empty string" or type(id)), 2)
+    end
+    if type(question) ~= "string" or question == "" then
+      error("ctx.decide: question: expected a non-empty string, got " ..
+        (question == "" and "an empty string" or type(question)), 2)
+    end
+    if not E.step_idx then error("ctx.decide: only a step's run can wait for a person", 2) end
+    -- one id, one gate: the same call made again by a retry or a resume of
+    -- its step finds its decision; any other call with the id is a mistake
+    local function twice(step)
+      local s = E.recipe.steps[step]
+      error(string.format("ctx.decide: the gate id '%s' is used twice in this run (step %q asked it already)", id,
+        s and s.name or tostring(step)), 3)
+    end
+    E.gate_calls = E.gate_calls or {}
+    local prev = E.gate_calls[id]
+    if prev and (prev.attempt == E.attempt_token or prev.step ~= E.step_idx) then twice(prev.step) end
+    local row = not E.dry_run and E.journal:gate(E.run_id, id)
+    if row and row.step ~= E.step_idx then twice(row.step) end
+    E.gate_calls[id] = { attempt = E.attempt_token, step = E.step_idx }
+    return (decide(E, id, question))
+  end
   -- the commits this deployment ships (repo:log's entries fit as they are),
   -- for relish dora's lead time; a commit recorded twice is kept once
   function ctx.record_commits(commits)
@@ -188,15 +331,29 @@ local function run_steps(E, ctx)
       E.out:event("step_started", { index = i, total = #steps, name = s.name })
       local started = host.now()
       local ok, err
+      E.step_idx = i
       for try = 1, s.retries + 1 do
         E.journal:step_attempt(E.run_id, i, try)
+        E.attempt_token = {}
         ok, err = attempt(E, s, ctx)
-        if ok or errkind(err) == "interrupted" or errkind(err) == "lock_lost" or host.interrupted() then break end
+        -- a person's abort and a pause are not retried
+        if ok or E.paused or errkind(err) == "aborted" or errkind(err) == "interrupted" or errkind(err) == "lock_lost"
+          or host.interrupted() then break end
         if try <= s.retries then
           ctx.log("step %s failed (attempt %d of %d): %s; retrying", s.name, try, s.retries + 1, first_line(errmsg(err)))
         end
       end
+      E.step_idx = nil
       local elapsed = host.now() - started
+      -- paused at a manual gate (even if the step's code caught the pause):
+      -- what the step did so far stays, with ctx.state for its re-run
+      if E.paused and not host.interrupted() then
+        local saved, serr = pcall(save_state, E)
+        if not saved then return fail(serr, elapsed) end
+        set_step(E, i, { status = "paused", error = json.null, finished_at = J.now_iso() })
+        E.out:event("step_finished", { index = i, total = #steps, name = s.name, status = "paused", elapsed = elapsed })
+        return { step = i, paused = E.paused }
+      end
       if not ok then return fail(err, elapsed) end
       if not E.dry_run then
         local saved, serr = pcall(save_state, E)
@@ -236,7 +393,8 @@ local function rollback_items(journal, run, recipe)
   for _, s in ipairs(ordered) do
     local su = step_undo(s.idx)
     if su then
-      if (s.status == "done" or s.status == "failed" or s.status == "running" or s.status == "undo_failed")
+      if (s.status == "done" or s.status == "failed" or s.status == "running" or s.status == "undo_failed"
+        or s.status == "paused")
         and not seen_step[s.idx] then
         seen_step[s.idx] = true
         items[#items + 1] = { type = "step", idx = s.idx, name = s.name, step = su, actions = by_step[s.idx] or {} }
@@ -617,6 +775,8 @@ function execute_steps(E)
   local code, status, errtext, rstatus, changed, rolled
   if not failure then
     code, status = EXIT.ok, E.dry_run and "planned" or "succeeded"
+  elseif failure.paused then
+    code, status = EXIT.paused, "paused"
   else
     local interrupted = errkind(failure.error) == "interrupted" or host.interrupted()
     local lost = errkind(failure.error) == "lock_lost"
@@ -651,7 +811,15 @@ function execute_steps(E)
   end
   -- the journal may be full: the run's end is said anyway, and a run that
   -- changed something and cannot record how it ended needs a person
-  local recorded, jerr = pcall(finish_run, E, status, code, errtext)
+  local recorded, jerr
+  if status == "paused" then
+    -- not finished: the run keeps its leases, parked for it in the same
+    -- transaction, until resume or rollback takes them again
+    recorded, jerr = pcall(E.journal.pause_run, E.journal, E.run_id, code, E.lease and E.lease.names or {})
+    if recorded and E.lease then E.lease:park() end
+  else
+    recorded, jerr = pcall(finish_run, E, status, code, errtext)
+  end
   if not recorded then
     E.out:write(string.format("warning: the journal could not record that run %s ended (%s): relish show will "
       .. "call it crashed; relish rollback %s can still undo it\n", E.run_id, first_line(errmsg(jerr)), E.run_id))
@@ -659,6 +827,19 @@ function execute_steps(E)
     -- its files deleted, replaced or truncated under the run: what the run
     -- did may not be recorded, even when it succeeded
     if type(jerr) == "table" and jerr.tampered then code = EXIT.incomplete end
+  end
+  -- paused: said with how to go on; the run has not ended (no metrics, no
+  -- notify handlers) and its leases stay held
+  if status == "paused" and not recorded then
+    code = EXIT.incomplete -- the pause is not recorded: the run will show as crashed
+  elseif status == "paused" then
+    local p = failure.paused
+    E.out:event("paused", { gate = p.id, question = p.question, step = E.recipe.steps[p.step].name,
+      step_index = p.step, resume = "relish resume " .. E.run_id, rollback = "relish rollback " .. E.run_id,
+      lock = E.lock_name or json.null })
+    E.out:event("run_finished", { status = status, exit_code = code, dry_run = false,
+      elapsed = host.now() - started, gate = p.id })
+    return code
   end
   -- the run's own metrics, when a Pushgateway is configured (never for a
   -- dry-run; a failed push is a warning, not the run's outcome)
@@ -952,6 +1133,14 @@ function M.rollback_cmd(opts)
     run = journal:find_run(run.id)
     check_not_running(run)
   end
+  -- rolling back a paused run is the decision to abort at its gate (journaled
+  -- before anything is undone; a --dry-run decides nothing)
+  local abort_gates = {}
+  if run.status == "paused" then
+    for _, g in ipairs(journal:gates(run.id)) do
+      if g.status == "paused" then abort_gates[#abort_gates + 1] = g end
+    end
+  end
   local recipe = load_recipe_for(run, out)
   local missing = preflight(run, recipe, rollback_items(journal, run, recipe))
   if #missing > 0 then
@@ -963,6 +1152,13 @@ function M.rollback_cmd(opts)
   R.state = json.decode(run.state) or {}
   out:write(string.format("%s run %s of %s (%s)\n", opts.dry_run and "Rollback plan for" or "Rolling back",
     run.id, run.recipe, run.status))
+  if not opts.dry_run then
+    for _, g in ipairs(abort_gates) do
+      local actor = journal:gate_decide(run.id, g.id, "abort", "rollback")
+      out:event("decision", { gate = g.id, decision = "abort", by = actor, via = "rollback" })
+      R.reason = string.format("aborted by %s at the gate %s", actor, g.id)
+    end
+  end
   local status = M.rollback(R)
   if R.lock_lost then
     -- another process may be working on the run now: its status is theirs
@@ -992,9 +1188,10 @@ function M.resume(opts)
   local run = journal:find_run(opts.run_id)
   out.run_id = run.id
   check_not_running(run)
-  if not (run.status == "stopped" or crashed(run)) then
+  local function resumable(r) return r.status == "stopped" or r.status == "paused" or crashed(r) end
+  if not resumable(run) then
     invalid(string.format(
-      "run %s is %s: only a stopped or crashed run can be resumed", run.id, run.status))
+      "run %s is %s: only a stopped, paused or crashed run can be resumed", run.id, run.status))
   end
   local recipe, _, source = dsl.load(run.file)
   if run.recipe_hash and sha256_text(source) ~= run.recipe_hash then
@@ -1017,14 +1214,25 @@ function M.resume(opts)
   -- what the journal said before the lock was held may be old: another
   -- process may have resumed or rolled the run back meanwhile
   local now = journal:find_run(run.id)
-  if not (now.status == "stopped" or crashed(now)) then
+  if not resumable(now) then
     check_not_running(now)
-    invalid(string.format("run %s is %s now: only a stopped or crashed run can be resumed", run.id, now.status))
+    invalid(string.format("run %s is %s now: only a stopped, paused or crashed run can be resumed", run.id,
+      now.status))
   end
   journal:resume_run(run.id)
   journal:reserve()
   journal:event(run.id, "note", string.format("resumed by %s from step %d", J.actor(), start))
   out:event("run_started", { recipe = recipe.name, file = run.file, resumed = true, from_step = start, run_id = run.id })
+  -- resuming a paused run is the decision to promote at its gate: the step
+  -- that paused runs again and ctx.decide returns "promote" there at once
+  if now.status == "paused" then
+    for _, g in ipairs(journal:gates(run.id)) do
+      if g.status == "paused" then
+        local actor = journal:gate_decide(run.id, g.id, "promote", "resume")
+        out:event("decision", { gate = g.id, decision = "promote", by = actor, via = "resume" })
+      end
+    end
+  end
   local code = execute(E)
   journal:close()
   return code

@@ -69,6 +69,25 @@
 --                             default); true, or nil and why it cannot
 --   release_reserve()         frees it: a rollback calls it before its first
 --                             write, so a full disk still takes its rows
+--   gate(run_id, id)          a manual gate (ctx.decide) or nil: {id, step,
+--                             question, status = asked|paused|promoted|
+--                             aborted, asked_at}
+--   gate_ask(run_id, {id=, step=, question=})   asked at a terminal ("gate"
+--                             event)
+--   gate_pause(run_id, {id=, step=, question=})  the run pauses there
+--                             ("pause" event)
+--   gate_decide(run_id, id, decision, via [, actor]) -> actor: a person's
+--                             promote|abort|wait (via terminal|resume|
+--                             rollback; actor user@host by default), and a
+--                             "decision" event
+--   gates(run_id)             in the order asked, each with .decisions
+--                             ({decision, actor, via, at}, oldest first)
+--   pause_run(id, exit_code, lock_names)  the run stopped at a gate: status
+--                             and outcome "paused", not finished; the
+--                             leases this process holds of lock_names stay
+--                             held for the run with no process and no
+--                             expiry (.paused), until resume or rollback
+--                             takes them again or lock_break
 --   lock_acquire(name, run_id, {ttl=, reclaim=}) -> takeover text or nil;
 --                             raises {kind="locked", exit=4} when held; the
 --                             lease names this process (host, pid, start)
@@ -87,7 +106,7 @@
 -- The rules every backend shares live here once: crashed(run) and
 -- shown_status(run) (running, but its process is gone from this host), and
 -- lease_stale(lock) (its process is gone from this host; a lease of
--- another host: expired).
+-- another host: expired; a paused run's lease: never).
 local native = require "relish._journal"
 local host = require "relish._host"
 local json = require "relish.json"
@@ -135,6 +154,11 @@ end
 
 function M.actor()
   return os.getenv("USER") or os.getenv("LOGNAME") or host.username()
+end
+
+-- Who made a decision at a manual gate: user@host.
+function M.actor_at()
+  return M.actor() .. "@" .. host.hostname()
 end
 
 -- ---- params as runs and plans keep them ---------------------------------------
@@ -191,6 +215,11 @@ function M.shown_status(run)
 end
 
 function M.holder_text(l)
+  if l.paused == 1 or l.paused == true then
+    return string.format("paused run %s (waiting at a manual gate; user %s, host %s, since %s; `relish resume %s` " ..
+      "promotes, `relish rollback %s` aborts)", l.run_id, l.user or "?", l.host or "?", l.acquired_at, l.run_id,
+      l.run_id)
+  end
   return string.format("run %s (user %s, host %s, pid %s, since %s)", l.run_id, l.user or "?",
     l.host or "?", tostring(l.pid or "?"), l.acquired_at)
 end
@@ -244,6 +273,8 @@ end
 -- lease of another host, where nothing can be told, is taken over once it
 -- expired.
 function M.lease_stale(l)
+  -- a paused run's lease has no process and never expires
+  if l.paused == 1 or l.paused == true then return false end
   local alive, why = holder_alive(l)
   if alive then return false end
   if alive == false then return true, why end
@@ -399,6 +430,32 @@ local MIGRATIONS = {
   -- the failed ones alone (recovery times walk these, not every deployment)
   CREATE INDEX runs_deploy_failed ON runs (service, environment, finished_t, recipe, outcome, status, dry_run)
     WHERE service IS NOT NULL AND dry_run = 0 AND COALESCE(outcome, status) <> 'succeeded';
+  ]],
+  -- manual gates (ctx.decide): each gate a run asked at, every decision a
+  -- person made there (promote|abort|wait, who, how, when), and a run paused
+  -- at one (runs.status and steps.status 'paused'), whose leases stay held
+  -- with no process and no expiry until it is resumed or rolled back
+  [[
+  ALTER TABLE locks ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+  CREATE TABLE gates (
+    run_id TEXT NOT NULL,
+    id TEXT NOT NULL,              -- the recipe's id, unique within the run
+    step INTEGER NOT NULL,
+    question TEXT NOT NULL,
+    status TEXT NOT NULL,          -- asked|paused|promoted|aborted
+    asked_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, id)
+  ) WITHOUT ROWID;
+  CREATE TABLE decisions (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    gate TEXT NOT NULL,
+    decision TEXT NOT NULL,        -- promote|abort|wait
+    actor TEXT NOT NULL,           -- user@host
+    via TEXT NOT NULL,             -- terminal|resume|rollback
+    at TEXT NOT NULL
+  );
+  CREATE INDEX decisions_run ON decisions (run_id, id);
   ]],
 }
 M.SCHEMA_VERSION = #MIGRATIONS
@@ -673,6 +730,71 @@ function Sqlite:rollbacks(run_id)
     r.left = r.left and json.decode(r.left) or {}
   end
   return rows
+end
+
+-- ---- manual gates ---------------------------------------------------------------
+
+local GATE_STATUS = { promote = "promoted", abort = "aborted", wait = "paused" }
+
+function Sqlite:gate(run_id, id)
+  return self.db:query("SELECT * FROM gates WHERE run_id = ? AND id = ?", run_id, id)[1]
+end
+
+local function gate_put(self, run_id, g, status)
+  self.db:exec("INSERT INTO gates (run_id, id, step, question, status, asked_at) VALUES (?, ?, ?, ?, ?, ?)" ..
+    " ON CONFLICT (run_id, id) DO UPDATE SET step = excluded.step, question = excluded.question," ..
+    " status = excluded.status, asked_at = excluded.asked_at", run_id, g.id, g.step, g.question, status, M.now_iso())
+end
+
+function Sqlite:gate_ask(run_id, g)
+  self:tx(function()
+    gate_put(self, run_id, g, "asked")
+    self:event(run_id, "gate", string.format("gate %s (step %d) asks at the terminal: %s", g.id, g.step, g.question))
+  end)
+end
+
+function Sqlite:gate_pause(run_id, g)
+  self:tx(function()
+    gate_put(self, run_id, g, "paused")
+    self:event(run_id, "pause", string.format("paused at gate %s (step %d): %s", g.id, g.step, g.question))
+  end)
+end
+
+function Sqlite:gate_decide(run_id, id, decision, via, actor)
+  if not GATE_STATUS[decision] then error("gate_decide: unknown decision '" .. tostring(decision) .. "'", 2) end
+  actor = actor or M.actor_at()
+  self:tx(function()
+    self.db:exec("INSERT INTO decisions (run_id, gate, decision, actor, via, at) VALUES (?, ?, ?, ?, ?, ?)",
+      run_id, id, decision, actor, via, M.now_iso())
+    self.db:exec("UPDATE gates SET status = ? WHERE run_id = ? AND id = ?", GATE_STATUS[decision], run_id, id)
+    self:event(run_id, "decision", string.format("%s at gate %s by %s (via %s)", decision, id, actor, via), actor)
+  end)
+  return actor
+end
+
+function Sqlite:gates(run_id)
+  local gates, by_id = self.db:query("SELECT * FROM gates WHERE run_id = ? ORDER BY asked_at, step", run_id), {}
+  for _, g in ipairs(gates) do
+    g.decisions = {}
+    by_id[g.id] = g
+  end
+  for _, d in ipairs(self.db:query("SELECT * FROM decisions WHERE run_id = ? ORDER BY id", run_id)) do
+    local g = by_id[d.gate]
+    if g then table.insert(g.decisions, d) end
+  end
+  return gates
+end
+
+function Sqlite:pause_run(id, exit_code, names)
+  self:tx(function()
+    self.db:verify()
+    self.db:exec("UPDATE runs SET status = 'paused', outcome = 'paused', exit_code = ?, error = NULL," ..
+      " finished_at = NULL WHERE id = ?", exit_code, id)
+    for _, name in ipairs(names or {}) do
+      self.db:exec("UPDATE locks SET paused = 1, pid = NULL, pid_start = NULL WHERE name = ? AND run_id = ?" ..
+        " AND host = ? AND pid = ?", name, id, host.hostname(), host.getpid())
+    end
+  end)
 end
 
 function Sqlite:record_commits(run_id, commits)

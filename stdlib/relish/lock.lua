@@ -11,6 +11,12 @@
 -- renewal, and checked at every safe point: before each step and before each
 -- effect is journaled (one indexed query); the run then stops there with an
 -- error of kind "lock_lost".
+--
+-- A run that pauses at a manual gate parks its leases (lease:park() with
+-- journal:pause_run): they stay held for the run with no process and no
+-- expiry, so other runs of the recipe get exit 4 naming the paused run,
+-- until `relish resume` or `relish rollback` takes them again (reclaim) or
+-- `relish lock break` removes them.
 local J = require "relish.journal"
 local errors = require "relish._errors"
 
@@ -145,6 +151,17 @@ function Lease:check()
     if name then self.lost = lost_text(self.journal, name) end
   end
   if self.lost then error(self:error(), 0) end
+end
+
+-- Stops the renewal and hands back the names this process holds, without
+-- letting go of them: journal:pause_run parks them for a paused run. A
+-- release afterwards lets go of nothing.
+function Lease:park()
+  if self.ticker then self.ticker:stop() end
+  self.ticker = nil
+  local names = self.names
+  self.names = {}
+  return names
 end
 
 -- Stops the renewal and lets go of what this process still holds.

@@ -227,8 +227,9 @@ function M:check_disk(journal, run_id)
   self:event("log", { message = msg })
 end
 
-local MARK = { done = "✓", failed = "✗", skipped = "-", running = "…", undone = "↺", undo_failed = "!" }
-local MARK_PLAIN = { done = "ok", failed = "FAILED", skipped = "skipped", undone = "undone", undo_failed = "UNDO FAILED" }
+local MARK = { done = "✓", failed = "✗", skipped = "-", running = "…", undone = "↺", undo_failed = "!", paused = "‖" }
+local MARK_PLAIN = { done = "ok", failed = "FAILED", skipped = "skipped", undone = "undone", undo_failed = "UNDO FAILED",
+  paused = "PAUSED" }
 
 function M:on_run_started(f)
   local what = f.dry_run and "Plan for" or (f.resumed and "Resuming" or "Running")
@@ -261,8 +262,17 @@ function M:on_step_finished(f)
 end
 
 function M:line(s)
-  if self.tty and self.in_step then self.out:write("\r\27[K") end
+  if self.tty and (self.in_step or self.asking) then self.out:write("\r\27[K") end
   self:write(s .. "\n")
+  -- a question waiting for its answer is asked again below what came meanwhile
+  if self.tty and self.asking then self:write(self.asking) end
+end
+
+-- prompt(text | nil): text waits for a person's answer on the terminal; the
+-- lines written meanwhile go above it. nil: answered.
+function M:prompt(text)
+  self.asking = text
+  if text and self.format == "text" then self:write(text) end
 end
 
 function M:on_action_planned(f)
@@ -297,6 +307,29 @@ end
 
 function M:on_note(f)
   self:line("    note: " .. f.message)
+end
+
+-- a manual gate: asked on the terminal, or planned in a dry-run
+function M:on_gate(f)
+  if f.dry_run then
+    self:line(string.format("    %s would wait for a person: %s  (gate %s)", self:paint("33", "?"), f.question, f.gate))
+  else
+    self:line(string.format("    %s %s  (gate %s)", self:paint("1;33", "?"), f.question, f.gate))
+  end
+end
+
+function M:on_decision(f)
+  self:line(string.format("    gate %s: %s by %s (via %s)", f.gate, self:paint(f.decision == "abort" and "31"
+    or f.decision == "promote" and "32" or "33", f.decision), f.by, f.via))
+end
+
+function M:on_paused(f)
+  self:write(self:paint("33", string.format("Paused at gate %s (step %q): %s", f.gate, f.step, f.question)) .. "\n")
+  self:write(string.format("  %s   promotes: the run goes on from step %q\n", f.resume, f.step))
+  self:write(string.format("  %s aborts: what the run did is rolled back\n", f.rollback))
+  if f.lock and f.lock ~= json.null then
+    self:write(string.format("  The run keeps its lock '%s' until then.\n", f.lock))
+  end
 end
 
 function M:on_rollback_started(f)
@@ -340,7 +373,9 @@ end
 
 function M:on_run_finished(f)
   local s
-  if f.dry_run then
+  if f.status == "paused" then
+    s = self:paint("33", string.format("Paused (exit %d): waiting for a person.", f.exit_code))
+  elseif f.dry_run then
     s = string.format("Plan: %d action(s)%s, nothing changed.", f.planned or 0,
       (f.irreversible or 0) > 0 and string.format(" (%d irreversible)", f.irreversible) or "")
   elseif f.exit_code == 0 then

@@ -152,7 +152,7 @@ describe("journal", function()
     assert_eq(relish { "history", "--state", support.state(d) }.code, 0)
     local j = require("relish._journal").open(d .. "/journal.db")
     assert_eq(j:query("PRAGMA journal_mode")[1].journal_mode, "wal")
-    assert_eq(j:query("PRAGMA user_version")[1].user_version, 6)
+    assert_eq(j:query("PRAGMA user_version")[1].user_version, require("relish.journal").SCHEMA_VERSION)
     j:close()
     local r = relish { "history", "--state", "etcd://127.0.0.1:1/x" }
     assert_eq(r.code, 2)

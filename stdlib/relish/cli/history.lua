@@ -34,7 +34,7 @@ local function when(t) return (t:gsub("T", " "):gsub("%.%d+Z$", "")) end
 -- What a run did, then what a later `relish rollback` did to it.
 local function summary(r, rollbacks)
   local outcome = r.outcome or J.shown_status(r)
-  if r.dry_run or outcome == "running" or outcome == "crashed" then
+  if r.dry_run or outcome == "running" or outcome == "crashed" or r.status == "paused" then
     return { status = J.shown_status(r) .. (r.dry_run and " (dry)" or ""), outcome = outcome,
       nothing_changed = false }
   end

@@ -18,9 +18,10 @@ return {
         local list = json.array {}
         for _, l in ipairs(rows) do
           local stale, why = lock.stale(l)
-          list[#list + 1] = { name = l.name, run_id = l.run_id, user = l.user, host = l.host, pid = l.pid,
-            since = l.acquired_at, expires_in = math.floor(l.expires_at - host.time()), stale = stale,
-            stale_reason = why or json.null }
+          local paused = l.paused == 1
+          list[#list + 1] = { name = l.name, run_id = l.run_id, user = l.user, host = l.host, pid = l.pid or json.null,
+            since = l.acquired_at, expires_in = paused and json.null or math.floor(l.expires_at - host.time()),
+            stale = stale, stale_reason = why or json.null, paused = paused }
         end
         io.write(json.encode(list, { sort_keys = true }), "\n")
       elseif #rows == 0 then
@@ -38,7 +39,11 @@ return {
       if not was then usage("no lock named '" .. name .. "'") end
       -- a holder that may still be running is told at its next safe point
       -- (before a step or an effect): it stops there, exit 4, "stopped"
-      if J.lease_live_here(was) then
+      if was.paused == 1 then
+        io.stderr:write(string.format("warning: lock '%s' was held by run %s, paused at a manual gate: another run " ..
+          "may take it now; `relish resume %s` or `relish rollback %s` takes it again if it is free (exit 4 if not)\n",
+          name, was.run_id, was.run_id, was.run_id))
+      elseif J.lease_live_here(was) then
         io.stderr:write(string.format("warning: lock '%s' was held by a live process, pid %d of run %s on this host: " ..
           "it stops before its next step or effect (the run ends 'stopped': resume it or roll it back)\n",
           name, was.pid, was.run_id))

@@ -1,4 +1,5 @@
--- relish resume RUN_ID: continue a stopped or crashed run.
+-- relish resume RUN_ID: continue a stopped, paused or crashed run (for a paused
+-- one: the decision to promote at its gate).
 local common = require "relish.cli.common"
 local engine = require "relish.engine"
 

@@ -1,6 +1,7 @@
 -- relish show RUN_ID: one run from the journal, as text, JSON or Markdown:
 -- what the run did (its outcome and exit code), each step and action in its
--- final state with its history, and every rollback attempt made since.
+-- final state with its history, every rollback attempt made since, and the
+-- manual gates with each decision made there.
 local J = require "relish.journal"
 local json = require "relish.json"
 
@@ -16,6 +17,7 @@ local function gather(journal, id)
     actions = journal:actions(run.id),
     events = journal:events(run.id),
     rollbacks = journal:rollbacks(run.id),
+    gates = journal:gates(run.id),
     names = {},
   }
   for _, s in ipairs(d.steps) do d.names[s.idx] = s.name end
@@ -108,6 +110,29 @@ end
 
 local function null(v) if v == nil then return json.null end return v end
 
+-- A manual gate for people: where it is now and every decision made there.
+local GATE_STATE = { asked = "asked, no answer", paused = "paused: waiting for a person", promoted = "promoted",
+  aborted = "aborted" }
+
+local function gate_text(d, g)
+  return string.format("%s (step %s) %s: %s", g.id, d.names[g.step] or tostring(g.step),
+    GATE_STATE[g.status] or g.status, first_line(g.question))
+end
+
+local function decision_text(x)
+  return string.format("%s %s by %s (via %s)", x.at, x.decision, x.actor, x.via)
+end
+
+-- how to go on from a paused run
+local function paused_text(d)
+  for _, g in ipairs(d.gates) do
+    if g.status == "paused" and d.run.status == "paused" then
+      return string.format("at gate %s of step %q since %s: `relish resume %s` promotes, `relish rollback %s` aborts",
+        g.id, d.names[g.step] or tostring(g.step), g.asked_at, d.run.id, d.run.id)
+    end
+  end
+end
+
 local function as_json(d)
   local r = d.run
   local of_steps, orphans = split_actions(d)
@@ -117,8 +142,16 @@ local function as_json(d)
     host = r.host, pid = r.pid, lock = null(r.lock_name), started_at = r.started_at, finished_at = null(r.finished_at),
     duration_s = null(J.duration(r.started_at, r.finished_at)), error = null(r.error),
     params = json.decode(r.params), state = json.decode(r.state), steps = json.array {}, actions = json.array {},
-    rollbacks = json.array {}, events = json.array {},
+    rollbacks = json.array {}, events = json.array {}, gates = json.array {},
   }
+  for _, g in ipairs(d.gates) do
+    local decisions = json.array {}
+    for _, x in ipairs(g.decisions) do
+      decisions[#decisions + 1] = { decision = x.decision, by = x.actor, via = x.via, at = x.at }
+    end
+    table.insert(out.gates, { id = g.id, step = g.step, step_name = null(d.names[g.step]), question = g.question,
+      status = g.status, asked_at = g.asked_at, decisions = decisions })
+  end
   local function action_json(a, rb)
     local undone_by = a.undone_at and attempt_at(d, a.undone_at)
     return { seq = a.seq, step = math.abs(a.step), step_name = null(d.names[math.abs(a.step)]),
@@ -185,6 +218,8 @@ local function as_markdown(d)
     J.duration_text(J.duration(r.started_at, r.finished_at))))
   add(string.format("- **Params:** `%s`", r.params))
   if r.error then add(string.format("- **Error:** %s", md_lines(r.error))) end
+  local paused = paused_text(d)
+  if paused then add(string.format("- **Paused:** %s", md_lines(paused))) end
   add("")
   add("## Steps")
   add("")
@@ -223,6 +258,15 @@ local function as_markdown(d)
       end
     end
   end
+  if #d.gates > 0 then
+    add("")
+    add("## Gates")
+    add("")
+    for _, g in ipairs(d.gates) do
+      add("- " .. md_lines(gate_text(d, g)))
+      for _, x in ipairs(g.decisions) do add("  - " .. md_lines(decision_text(x))) end
+    end
+  end
   if #d.events > 0 then
     add("")
     add("## Timeline")
@@ -248,6 +292,8 @@ local function as_text(d)
   add(string.format("  params:  %s", r.params))
   if r.lock_name then add(string.format("  lock:    %s", r.lock_name)) end
   if r.error then add(string.format("  error:   %s", indent(r.error, "           "))) end
+  local paused = paused_text(d)
+  if paused then add(string.format("  paused:  %s", paused)) end
   add("steps:")
   for _, s in ipairs(d.steps) do
     local notes = step_notes(d, s)
@@ -273,6 +319,13 @@ local function as_text(d)
     for _, a in ipairs(rb.actions) do rollback_action(a) end
   end
   for _, a in ipairs(orphans) do rollback_action(a) end
+  if #d.gates > 0 then
+    add("gates:")
+    for _, g in ipairs(d.gates) do
+      add("  " .. indent(gate_text(d, g), "    "))
+      for _, x in ipairs(g.decisions) do add("      " .. decision_text(x)) end
+    end
+  end
   if #d.events > 0 then
     add("timeline:")
     for _, e in ipairs(d.events) do
