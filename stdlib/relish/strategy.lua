@@ -271,8 +271,11 @@ function M.canary(ctx, o)
   end
   -- where a resumed run was (the steps before are done)
   local key = "canary:" .. S.ns .. "/" .. S.name
-  ctx.state[key] = ctx.state[key] or { step = 0 }
+  ctx.state[key] = ctx.state[key] or { step = 0, replicas = S.R }
   local mine = ctx.state[key]
+  -- a resumed run finds the stable Deployment scaled down by the weights:
+  -- its size is the one from before the canary
+  S.R = mine.replicas or S.R
   say(S, "canary of deployment %s: %s -> %s, %d replicas, router %s, %d steps", S.name,
     images_of(S.stable.spec.template), images_of(S.template), S.R, router.name, #steps)
   router:setup(S)
@@ -303,7 +306,10 @@ function M.canary(ctx, o)
       end)
       if not ok then
         -- stopped from outside (the background analysis failed, a signal): as is
-        if type(err) == "table" and (err.kind == "cancelled" or err.kind == "interrupted") then error(err, 0) end
+        -- or waiting for a person (the run pauses; it is not an abort)
+        if type(err) == "table" and (err.kind == "cancelled" or err.kind == "interrupted" or err.kind == "paused") then
+          error(err, 0)
+        end
         local e = type(err) == "table" and copy(err) or errors.value("failed", "%s", tostring(err))
         e.message = string.format("canary %s aborted at step %d/%d (%s): %s", S.canary, i, #steps, step_text(st),
           tostring(e.message or err))

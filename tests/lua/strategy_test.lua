@@ -155,6 +155,38 @@ describe("canary, replica ratio", function()
     assert_eq(deployments(k), { web = { replicas = 4, image = "web:1" } })
   end)
 
+  test("pause = true without a terminal: exit 5 holding the canary; resume promotes, rollback aborts", function()
+    local k <close> = start()
+    world(k)
+    local opts = [[steps = { { set_weight = 25 }, { pause = true }, { set_weight = 50 } }]]
+    for _, how in ipairs { "resume", "rollback" } do
+      local dir = tmpdir()
+      local r = release(k, dir, "canary", opts, "web:2")
+      assert_eq(r.code, 5, r.stdout .. r.stderr)
+      assert_nil((r.stdout .. r.stderr):find("abort: canary", 1, true), "a pause is not an abort")
+      assert_eq(deployments(k), { web = { replicas = 3, image = "web:1" }, ["web-canary"] = { replicas = 1, image = "web:2" } })
+      local id = J.open(support.state(dir)):find_run("last").id
+      r = relish { how, id, "--state", support.state(dir) }
+      assert_eq(r.code, 0, how .. ": " .. r.stdout .. r.stderr)
+      if how == "resume" then
+        -- the stable Deployment back at its size from before the canary
+        assert_eq(deployments(k), { web = { replicas = 4, image = "web:2" } })
+      else
+        assert_eq(deployments(k), { web = { replicas = 4, image = "web:1" } })
+      end
+      local show = relish { "show", id, "--state", support.state(dir) }
+      assert_match(show.stdout, how == "resume" and "promote" or "abort")
+      -- the next round starts from web:1 again
+      if how == "resume" then
+        k:kubectl({ "apply", "-f", "-" }, { input = WORLD })
+        k8s_fixture.eventually("web:1 again", function()
+          local d = k:get("/apis/apps/v1/namespaces/default/deployments/web")
+          return d.status and d.status.readyReplicas == 4 and d.status.updatedReplicas == 4
+        end)
+      end
+    end
+  end)
+
   test("misuse raises at the caller", function()
     local k <close> = start()
     world(k)
