@@ -55,8 +55,7 @@ for _ in $(seq 300); do curl -fs "http://127.0.0.1:$prom_port/-/ready" >/dev/nul
 prom="http://127.0.0.1:$prom_port"
 echo "API server $server, Prometheus $prom"
 
-# users: 50 requests a second through the Service; web:1.2 answers 20% 500s
-control traffic '{"targets": [{"kind": "Service", "namespace": "default", "name": "web", "rps": 50}]}'
+# web:1.2 answers 20% of its requests with a 500
 control images '{"web:1.2": {"error_ratio": 0.2}}'
 
 state="sqlite:$work/journal.db"
@@ -64,6 +63,8 @@ run() { "$relish" run "$@" -p "kubeconfig=$kubeconfig" --state "$state"; }
 
 say "1. rolling-release.lua: web:1.0"
 run recipes/rolling-release.lua -p image=web:1.0
+# users, from now on: 50 requests a second through the Service
+control traffic '{"targets": [{"kind": "Service", "namespace": "default", "name": "web", "rps": 50}]}'
 
 canary=(-p "prometheus=$prom" -p weights=25,50 -p pause=6s -p interval=2s -p window=10s)
 say "2. canary-release.lua: web:1.1 (a good version)"
