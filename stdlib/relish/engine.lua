@@ -251,6 +251,25 @@ local function make_ctx(E)
     E.journal:record_commits(E.run_id, rows)
     return #rows
   end
+  -- ctx.savepoint() -> a mark: the actions so far. ctx.rollback_to(mark,
+  -- reason) undoes the run's actions after it, newest first, as a rollback
+  -- of the run does (journaled as an attempt), and returns "complete" or
+  -- "incomplete" and what was left; the step goes on (it usually raises,
+  -- with keep_done = true to keep what came before the mark). A dry-run
+  -- undoes nothing.
+  function ctx.savepoint()
+    if type(E.journal.max_seq) ~= "function" then error("ctx.savepoint: not in a run", 2) end
+    return gate.state().seq
+  end
+  function ctx.rollback_to(mark, reason)
+    if math.type(mark) ~= "integer" or mark < 0 then error("ctx.rollback_to: expected a mark from ctx.savepoint()", 2) end
+    if E.dry_run then return "complete", {} end
+    local run = E.journal:find_run(E.run_id)
+    local status, left = M.rollback { journal = E.journal, out = E.out, run = run, recipe = E.recipe,
+      params = E.params, state = E.state, reason = reason and tostring(reason) or "rollback_to", lease = E.lease,
+      after_seq = mark }
+    return status, left
+  end
   return ctx
 end
 
@@ -372,8 +391,15 @@ local UNDOABLE = { done = true, pending = true, failed = true }
 
 -- What a rollback has to do, newest first: a list of items
 -- {type = "step", idx=, name=} (the step's own undo) or {type = "action", a=}.
-local function rollback_items(journal, run, recipe)
+local function rollback_items(journal, run, recipe, after_seq)
   local actions = journal:actions(run.id, { undoable = true })
+  if after_seq then
+    -- a partial rollback (ctx.rollback_to): the actions after the mark only,
+    -- never a step's own undo
+    local later = {}
+    for _, a in ipairs(actions) do if a.seq > after_seq then later[#later + 1] = a end end
+    actions, recipe = later, nil
+  end
   local steps = {}
   for _, s in ipairs(journal:steps(run.id)) do steps[s.idx] = s end
   local items, seen_step = {}, {}
@@ -558,7 +584,7 @@ end
 -- undid (one line each).
 function M.rollback(E)
   local journal, out, run = E.journal, E.out, E.run
-  local items = rollback_items(journal, run, E.recipe)
+  local items = rollback_items(journal, run, E.recipe, E.after_seq)
   local left, undone, irreversible, done = {}, 0, {}, {}
   -- The world matters more than the journal's rows: a journal write that
   -- fails (a full disk) never stops the rollback; what it could not record
@@ -791,6 +817,11 @@ function execute_steps(E)
       -- Stopped, as at a failure with on_failure = "stop": resume or roll back
       -- (each takes the lock again)
       code, status = EXIT.locked, "stopped"
+    elseif not interrupted and type(failure.error) == "table" and failure.error.keep_done then
+      -- the step rolled back what it meant to (ctx.rollback_to) and keeps
+      -- what came before: stopped, as with on_failure = "stop" (resume it,
+      -- or relish rollback it to undo the rest)
+      code, status = EXIT.failed, "stopped"
     elseif interrupted or E.recipe.on_failure == "rollback" then
       local run = E.journal:find_run(E.run_id)
       local rs, left, _, nitems, done = M.rollback { journal = E.journal, out = E.out, run = run,

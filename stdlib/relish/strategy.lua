@@ -270,7 +270,7 @@ function M.canary(ctx, o)
     return { phase = "unchanged" }
   end
   -- where a resumed run was (the steps before are done)
-  local key = "canary:" .. S.ns .. "/" .. S.name
+  local key = "canary:" .. S.c.server .. "/" .. S.ns .. "/" .. S.name
   ctx.state[key] = ctx.state[key] or { step = 0, replicas = S.R }
   local mine = ctx.state[key]
   -- a resumed run finds the stable Deployment scaled down by the weights:
@@ -405,6 +405,83 @@ function M.blue_green(ctx, o)
   c:delete(deploy_ref(preview), { namespace = ns, timeout = S.timeout })
   say(S, "blue/green of %s done: %s serves %s", S.name, S.name, images_of(S.template))
   return { phase = "promoted" }
+end
+
+-- ---- release waves ---------------------------------------------------------------
+
+local WAVES_OPTS = { waves = true, release = true, connect = true, kubeconfig = true, parallel = true, bake = true,
+  rollback = true }
+
+-- waves(ctx, {waves = {{"staging"}, {"eu-1", "eu-2"}, ...}, release =
+-- function(client, cluster), connect = function(cluster) -> client (default:
+-- the kubeconfig's context of that name), kubeconfig=, parallel = 2,
+-- bake = "10m", rollback = "wave" | "all"}) -> {waves = n}
+-- Wave by wave, the clusters of a wave at once (at most `parallel`), a bake
+-- time between waves; the first failure halts everything: the failed wave
+-- is rolled back, the earlier waves kept (rollback = "all": every wave).
+function M.waves(ctx, o)
+  local fname = "strategy.waves"
+  if type(ctx) ~= "table" or type(ctx.log) ~= "function" then usage(fname, "expected the step's ctx as the first argument") end
+  o = errors.check_options(usage, fname, o, WAVES_OPTS)
+  if type(o.waves) ~= "table" or #o.waves == 0 then usage(fname, "waves must be a non-empty list of lists of clusters") end
+  local seen = {}
+  for i, wave in ipairs(o.waves) do
+    if type(wave) ~= "table" or #wave == 0 then usage(fname, string.format("waves[%d] must be a non-empty list of clusters", i)) end
+    for _, name in ipairs(wave) do
+      if type(name) ~= "string" or name == "" then usage(fname, string.format("waves[%d]: a cluster is a non-empty string", i)) end
+      if seen[name] then usage(fname, string.format("cluster %s is in two waves", name)) end
+      seen[name] = true
+    end
+  end
+  if type(o.release) ~= "function" then usage(fname, "release must be a function(client, cluster)") end
+  if o.connect ~= nil and type(o.connect) ~= "function" then usage(fname, "connect must be a function(cluster) -> client") end
+  local limit = o.parallel or 2
+  if math.type(limit) ~= "integer" or limit < 1 then usage(fname, "parallel must be a positive integer") end
+  local bake = seconds(fname, o.bake, "bake")
+  local mode = o.rollback or "wave"
+  if mode ~= "wave" and mode ~= "all" then usage(fname, 'rollback must be "wave" or "all"') end
+  local connect = o.connect or function(name)
+    return require("relish.k8s").connect { kubeconfig = o.kubeconfig, context = name }
+  end
+  local S = { ctx = ctx, dry = ctx.dry_run and true or false }
+  for wi, wave in ipairs(o.waves) do
+    say(S, "wave %d/%d: %s", wi, #o.waves, table.concat(wave, ", "))
+    local mark = ctx.savepoint and ctx.savepoint()
+    local fns = {}
+    for _, name in ipairs(wave) do
+      fns[#fns + 1] = function()
+        local ok, err = pcall(function() o.release(connect(name), name) end)
+        if not ok then
+          if type(err) == "table" and (err.kind == "cancelled" or err.kind == "paused") then error(err, 0) end
+          local e = type(err) == "table" and copy(err) or errors.value("failed", "%s", tostring(err))
+          e.message = string.format("cluster %s: %s", name, tostring(e.message or err))
+          error(setmetatable(e, errors.MT), 0)
+        end
+        say(S, "cluster %s: released", name)
+      end
+    end
+    local ok, err = pcall(task.parallel, fns, { limit = limit })
+    if not ok then
+      if type(err) == "table" and (err.kind == "interrupted" or err.kind == "paused") then error(err, 0) end
+      local e = type(err) == "table" and copy(err) or errors.value("failed", "%s", tostring(err))
+      local why = tostring(e.message or err)
+      if mode == "all" or wi == 1 or not mark then
+        say(S, "wave %d/%d failed: %s; halting, every wave is rolled back", wi, #o.waves, why)
+        e.message = string.format("wave %d/%d failed: %s", wi, #o.waves, why)
+        error(setmetatable(e, errors.MT), 0)
+      end
+      say(S, "wave %d/%d failed: %s; halting, rolling back wave %d, keeping waves 1-%d", wi, #o.waves, why, wi, wi - 1)
+      local status, left = ctx.rollback_to(mark, string.format("wave %d/%d failed", wi, #o.waves))
+      e.message = string.format("wave %d/%d failed: %s; its changes were rolled back%s, waves 1-%d are kept " ..
+        "(relish rollback %s undoes them too)", wi, #o.waves, why,
+        status == "complete" and "" or (" INCOMPLETELY (" .. #left .. " left)"), wi - 1, ctx.run_id)
+      e.keep_done = true
+      error(setmetatable(e, errors.MT), 0)
+    end
+    if wi < #o.waves and bake then pause_for(S, bake, string.format(" (bake time after wave %d)", wi)) end
+  end
+  say(S, "all %d waves released", #o.waves)
+  return { waves = #o.waves }
 end
 
 M._span = span
