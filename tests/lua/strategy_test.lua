@@ -397,3 +397,37 @@ describe("canary behind a traffic router", function()
     assert_eq(deployments(k), { web = { replicas = 4, image = "web:2" } })
   end)
 end)
+
+describe("dry-runs", function()
+  test("rolling, blue/green and the nginx and Gateway API canaries plan every write and change nothing", function()
+    local k <close> = start()
+    world(k)
+    k:kubectl({ "apply", "-f", "-" }, { input = INGRESS })
+    k:kubectl({ "apply", "-f", "-" }, { input = ROUTE })
+    local writes = k:control("GET", "/stats").writes
+    local cases = {
+      { "rolling", "", { "update deployments%.apps/web in default" } },
+      { "blue_green", [[active_service = "web", preview_service = "web-preview"]], {
+        "create deployments%.apps/web%-preview in default", "patch services/web%-preview in default",
+        "patch services/web in default", "update deployments%.apps/web in default",
+        "delete deployments%.apps/web%-preview in default" } },
+      { "canary", [[router = strategy.nginx { ingress = "web", header = "X-Canary" }, steps = { { set_weight = 30 } }]], {
+        "create deployments%.apps/web%-canary in default", "create services/web%-canary in default",
+        "patch services/web in default", "create ingresses%.networking%.k8s%.io/web%-canary in default",
+        "patch ingresses%.networking%.k8s%.io/web%-canary in default", "update deployments%.apps/web in default",
+        "delete ingresses%.networking%.k8s%.io/web%-canary in default", "delete services/web%-canary in default",
+        "delete deployments%.apps/web%-canary in default" } },
+      { "canary", [[router = strategy.gateway { route = "web" }, steps = { { set_weight = 30 } }]], {
+        "create services/web%-canary in default", "update httproutes%.gateway%.networking%.k8s%.io/web in default",
+        "delete services/web%-canary in default" } },
+    }
+    for _, case in ipairs(cases) do
+      local dir = tmpdir()
+      local r = release(k, dir, case[1], case[2], "web:2", "--dry-run")
+      assert_eq(r.code, 0, case[1] .. ": " .. r.stdout .. r.stderr)
+      for _, want in ipairs(case[3]) do assert_match(r.stdout, want) end
+    end
+    assert_eq(k:control("GET", "/stats").writes, writes)
+    assert_eq(deployments(k), { web = { replicas = 4, image = "web:1" } })
+  end)
+end)
