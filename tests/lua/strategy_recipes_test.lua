@@ -135,3 +135,45 @@ describe("blue-green-release", function()
     served_throughout(env.k)
   end)
 end)
+
+describe("a canary's analysis step (foreground)", function()
+  local RECIPE = [[
+local k8s = require "relish.k8s"
+local metrics = require "relish.metrics"
+local strategy = require "relish.strategy"
+return recipe "analysis-step" {
+  params = { kubeconfig = param.string { required = true }, image = param.string { required = true },
+    prometheus = param.string { required = true } },
+  step "canary" { run = function(ctx)
+    local version = ctx.params.image:match(":(.*)$")
+    strategy.canary(ctx, { client = k8s.connect { kubeconfig = ctx.params.kubeconfig }, deployment = "web",
+      image = ctx.params.image, labels = { version = version }, timeout = "60s",
+      prometheus = metrics.prometheus { url = ctx.params.prometheus },
+      steps = { { set_weight = 50 }, { analysis = { interval = "1s", count = 2, initial_delay = "5s",
+        metrics = { metrics.request_success_rate { labels = { version = version }, window = "5s" } } } },
+        { set_weight = 75 } } })
+  end },
+}
+]]
+  local function go(env, image)
+    local dir = tmpdir()
+    local f = support.recipe(dir, "analysis.lua", RECIPE)
+    return relish { "run", f, "-p", "kubeconfig=" .. env.k.kubeconfig, "-p", "image=" .. image, "-p",
+      "prometheus=" .. env.p.url, "--state", support.state(dir), timeout = 300 }
+  end
+
+  test("passes and the canary goes on; fails and the canary aborts at that step", function()
+    local env <close> = setup()
+    local r = go(env, "web:2")
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "step 2/3: analysis")
+    assert_match(r.stdout, "request%-success%-rate  1  >= 0%.99  ✓ %(2/2%)")
+    assert_match(r.stdout, "step 3/3: set_weight 75")
+    r = go(env, "web:bad")
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_match(r.stdout .. r.stderr, "canary web%-canary aborted at step 2/3 %(analysis%): analysis failed")
+    assert_nil(r.stdout:find("step 3/3", 1, true))
+    assert_eq(deployments(env.k), { web = { replicas = 4, image = "web:2" } })
+    served_throughout(env.k)
+  end)
+end)
