@@ -80,9 +80,6 @@ local function new_template(fname, tpl, o)
     if type(o.template) ~= "function" then usage(fname, "template must be a function(template)") end
     t = o.template(t) or t
   end
-  if o.image == nil and o.images == nil and o.labels == nil and o.template == nil then
-    usage(fname, "say what to release: image=, images=, labels= or template=")
-  end
   return t
 end
 
@@ -113,9 +110,18 @@ local function begin(fname, ctx, o, known)
   local ns = o.namespace or c.namespace or "default"
   local S = { fname = fname, ctx = ctx, c = c, ns = ns, name = o.deployment, o = o,
     timeout = seconds(fname, o.timeout, "timeout") or 600, dry = ctx.dry_run and true or false }
-  S.stable = c:get("deployments/" .. S.name, { namespace = ns })
+  if o.image == nil and o.images == nil and o.labels == nil and o.template == nil then
+    usage(fname, "say what to release: image=, images=, labels= or template=")
+  end
+  return S
+end
+
+-- the stable Deployment and the template to release (after every option
+-- was checked: misuse raises before anything is read)
+local function fetch(S)
+  S.stable = S.c:get("deployments/" .. S.name, { namespace = S.ns })
   S.R = S.stable.spec.replicas or 1
-  S.template = new_template(fname, S.stable.spec.template, o)
+  S.template = new_template(S.fname, S.stable.spec.template, S.o)
   return S
 end
 
@@ -198,7 +204,7 @@ local ROLLING_OPTS = { analysis = true }
 -- rolling(ctx, {client=, deployment=, image=|images=|labels=|template=,
 -- namespace=, analysis=, timeout=, prometheus=}) -> {phase=, revision=}
 function M.rolling(ctx, o)
-  local S = begin("strategy.rolling", ctx, o, ROLLING_OPTS)
+  local S = fetch(begin("strategy.rolling", ctx, o, ROLLING_OPTS))
   if same(S.template, S.stable.spec.template) then
     say(S, "deployment %s already runs %s: nothing to roll", S.name, images_of(S.template))
     return { phase = "unchanged" }
@@ -263,6 +269,7 @@ function M.canary(ctx, o)
   if S.o.canary_name ~= nil and (type(S.o.canary_name) ~= "string" or S.o.canary_name == "") then
     usage(S.fname, "canary_name must be a non-empty string")
   end
+  fetch(S)
   S.canary = S.o.canary_name or (S.name .. "-canary")
   S.router = router
   if same(S.template, S.stable.spec.template) then
@@ -354,6 +361,10 @@ function M.blue_green(ctx, o)
     usage(fname, "preview_service must be a Service's name")
   end
   local delay = S.o.scale_down_delay == nil and 30 or seconds(fname, S.o.scale_down_delay, "scale_down_delay")
+  if S.o.preview_name ~= nil and (type(S.o.preview_name) ~= "string" or S.o.preview_name == "") then
+    usage(fname, "preview_name must be a non-empty string")
+  end
+  fetch(S)
   if same(S.template, S.stable.spec.template) then
     say(S, "deployment %s already runs %s: nothing to switch", S.name, images_of(S.template))
     return { phase = "unchanged" }

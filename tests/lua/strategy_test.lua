@@ -48,7 +48,7 @@ return recipe "release" {
   params = { kubeconfig = param.string { required = true }, image = param.string { required = true } },
   step "release" { run = function(ctx)
     local c = k8s.connect { kubeconfig = ctx.params.kubeconfig }
-    return strategy.%s(ctx, { client = c, deployment = "web", image = ctx.params.image, timeout = "60s", %s })
+    strategy.%s(ctx, { client = c, deployment = "web", image = ctx.params.image, timeout = "60s", %s })
   end },
 }
 ]]
@@ -193,7 +193,7 @@ describe("canary, replica ratio", function()
     local dir = tmpdir()
     local r = release(k, dir, "canary", [[steps = { { set_weight = 120 } }]], "web:2")
     assert_eq(r.code, 1)
-    assert_match(r.stdout .. r.stderr, "strategy%.canary: steps%[1%]: set_weight must be a number from 0 to 100")
+    assert_match(r.stdout .. r.stderr, "release%.lua:%d+: strategy%.canary: steps%[1%]: set_weight must be a number from 0 to 100")
     r = release(k, dir, "canary", [[steps = { { set_wieght = 20 } }]], "web:2")
     assert_match(r.stdout .. r.stderr, "steps%[1%]: unknown step 'set_wieght'")
     r = release(k, dir, "canary", [[stepz = {}]], "web:2")
