@@ -143,24 +143,37 @@ local metrics = require "relish.metrics"
 local strategy = require "relish.strategy"
 return recipe "analysis-step" {
   params = { kubeconfig = param.string { required = true }, image = param.string { required = true },
-    prometheus = param.string { required = true } },
+    prometheus = param.string { required = true }, measure = param.string { default = "" } },
   step "canary" { run = function(ctx)
     local version = ctx.params.image:match(":(.*)$")
+    local measured = ctx.params.measure ~= "" and ctx.params.measure or version
     strategy.canary(ctx, { client = k8s.connect { kubeconfig = ctx.params.kubeconfig }, deployment = "web",
       image = ctx.params.image, labels = { version = version }, timeout = "60s",
       prometheus = metrics.prometheus { url = ctx.params.prometheus },
       steps = { { set_weight = 50 }, { analysis = { interval = "1s", count = 2, initial_delay = "5s",
-        metrics = { metrics.request_success_rate { labels = { version = version }, window = "5s" } } } },
+        metrics = { metrics.request_success_rate { labels = { version = measured }, window = "5s" } } } },
         { set_weight = 75 } } })
   end },
 }
 ]]
-  local function go(env, image)
-    local dir = tmpdir()
+  local function go(env, image, measure, dir)
+    dir = dir or tmpdir()
     local f = support.recipe(dir, "analysis.lua", RECIPE)
     return relish { "run", f, "-p", "kubeconfig=" .. env.k.kubeconfig, "-p", "image=" .. image, "-p",
-      "prometheus=" .. env.p.url, "--state", support.state(dir), timeout = 300 }
+      "prometheus=" .. env.p.url, "-p", "measure=" .. (measure or ""), "--state", support.state(dir), timeout = 300 }
   end
+
+  test("inconclusive (no data) asks a person: without a terminal the run pauses; rollback aborts", function()
+    local env <close> = setup()
+    local dir = tmpdir()
+    local r = go(env, "web:2", "nobody", dir)
+    assert_eq(r.code, 5, r.stdout .. r.stderr)
+    assert_match(r.stdout, "no data %(no_data = inconclusive%)")
+    r = relish { "rollback", "last", "--state", support.state(dir) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq(deployments(env.k), { web = { replicas = 4, image = "web:1" } })
+    served_throughout(env.k)
+  end)
 
   test("passes and the canary goes on; fails and the canary aborts at that step", function()
     local env <close> = setup()
