@@ -28,7 +28,13 @@ return recipe "canary-release" {
     namespace = param.string { default = "default", match = "^[a-z0-9][a-z0-9-]*$" },
     kubeconfig = param.string { default = "", description = "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)" },
     context = param.string { default = "", description = "kubeconfig context (default: its current-context)" },
-    weights = param.list { default = { "20", "50" }, match = "^%d+$", description = "the canary's weights (%), in order" },
+    weights = param.list { default = { "20", "50" }, match = "^%d+$", description = "the canary's weights (%), in order",
+      validate = function(ws)
+        for _, w in ipairs(ws) do
+          if tonumber(w) > 100 then return nil, "a weight is at most 100, got " .. w end
+        end
+        return true
+      end },
     pause = param.string { default = "1m", description = "how long each weight is held (30s, 5m, ...)" },
     gate = param.boolean { default = false, description = "wait for a person after the first weight (promote / abort)" },
     router = param.enum { choices = { "replicas", "nginx", "gateway" }, default = "replicas",

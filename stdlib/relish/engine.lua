@@ -822,6 +822,8 @@ function execute_steps(E)
       -- what came before: stopped, as with on_failure = "stop" (resume it,
       -- or relish rollback it to undo the rest)
       code, status = EXIT.failed, "stopped"
+      -- what it undid is not all undone: a person must look
+      if failure.error.rollback_incomplete then code, status = EXIT.incomplete, "rollback_failed" end
     elseif interrupted or E.recipe.on_failure == "rollback" then
       local run = E.journal:find_run(E.run_id)
       local rs, left, _, nitems, done = M.rollback { journal = E.journal, out = E.out, run = run,

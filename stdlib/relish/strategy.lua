@@ -148,10 +148,11 @@ end
 
 -- A gate for a person: ctx.decide when the engine offers it.
 local function decide(S, id, question)
-  if S.dry then
+  if S.dry and type(S.ctx.decide) ~= "function" then
     say(S, "would wait for a person: %s", question)
     return "promote"
   end
+  if S.dry then say(S, "would wait for a person: %s", question) end
   if type(S.ctx.decide) ~= "function" then
     fail("unsupported", "%s: a manual gate needs ctx.decide (this relish has none)", S.fname)
   end
@@ -272,17 +273,30 @@ function M.canary(ctx, o)
   fetch(S)
   S.canary = S.o.canary_name or (S.name .. "-canary")
   S.router = router
-  if same(S.template, S.stable.spec.template) then
-    say(S, "deployment %s already runs %s: no canary", S.name, images_of(S.template))
-    return { phase = "unchanged" }
-  end
+  -- a resumed run (after a pause or a crash) finds its canary: the stable
+  -- size from before is kept on it, the weights having scaled the stable
+  -- Deployment down
+  local twin = routers.ours(S, "deployments/" .. S.canary)
+  local before = twin and tonumber((twin.metadata.annotations or {})["relish.dev/stable-replicas"])
+  if before then S.R = math.tointeger(before) or S.R end
   -- where a resumed run was (the steps before are done)
   local key = "canary:" .. S.c.server .. "/" .. S.ns .. "/" .. S.name
-  ctx.state[key] = ctx.state[key] or { step = 0, replicas = S.R }
+  ctx.state[key] = ctx.state[key] or { step = 0 }
   local mine = ctx.state[key]
-  -- a resumed run finds the stable Deployment scaled down by the weights:
-  -- its size is the one from before the canary
-  S.R = mine.replicas or S.R
+  if same(S.template, S.stable.spec.template) then
+    if not twin then
+      say(S, "deployment %s already runs %s: no canary", S.name, images_of(S.template))
+      return { phase = "unchanged" }
+    end
+    -- stopped during the promotion: finish it
+    say(S, "deployment %s already runs %s, its canary %s is still there: finishing the promotion", S.name,
+      images_of(S.template), S.canary)
+    router:setup(S)
+    router:promote(S)
+    mine.step = #steps
+    say(S, "canary of %s promoted: %s", S.name, images_of(S.template))
+    return { phase = "promoted" }
+  end
   say(S, "canary of deployment %s: %s -> %s, %d replicas, router %s, %d steps", S.name,
     images_of(S.stable.spec.template), images_of(S.template), S.R, router.name, #steps)
   router:setup(S)
@@ -364,35 +378,79 @@ function M.blue_green(ctx, o)
   if S.o.preview_name ~= nil and (type(S.o.preview_name) ~= "string" or S.o.preview_name == "") then
     usage(fname, "preview_name must be a non-empty string")
   end
-  fetch(S)
-  if same(S.template, S.stable.spec.template) then
-    say(S, "deployment %s already runs %s: nothing to switch", S.name, images_of(S.template))
-    return { phase = "unchanged" }
+  if S.o.auto_promote ~= nil and type(S.o.auto_promote) ~= "boolean" then
+    usage(fname, "auto_promote must be true or false, got " .. type(S.o.auto_promote))
   end
+  fetch(S)
   local preview = S.o.preview_name or (S.name .. "-preview")
-  c:get("services/" .. S.o.active_service, { namespace = ns }) -- there, before anything changes
+  local active = c:get("services/" .. S.o.active_service, { namespace = ns })
+  local twin = routers.ours(S, "deployments/" .. preview) -- a resumed run's
+  local before = twin and tonumber((twin.metadata.annotations or {})["relish.dev/stable-replicas"])
+  if before then S.R = math.tointeger(before) or S.R end
+  local function finish()
+    -- the new version becomes the Deployment's own while the Service still
+    -- sends everything to the preview; then the selectors are given back
+    -- and the preview goes
+    c:update_with_retry(deploy_ref(S.name), function(x) x.spec.template = copy(S.template) end, { namespace = ns })
+    settle(S, S.name)
+    c:patch("services/" .. S.o.active_service,
+      { spec = { selector = { [PREVIEW_LABEL] = json.null, ["pod-template-hash"] = json.null } } },
+      { namespace = ns, type = "merge" })
+    if S.o.preview_service then
+      c:patch("services/" .. S.o.preview_service, { spec = { selector = { [PREVIEW_LABEL] = json.null } } },
+        { namespace = ns, type = "merge" })
+    end
+    c:delete(deploy_ref(preview), { namespace = ns, timeout = S.timeout })
+  end
+  if same(S.template, S.stable.spec.template) then
+    if not twin then
+      say(S, "deployment %s already runs %s: nothing to switch", S.name, images_of(S.template))
+      return { phase = "unchanged" }
+    end
+    say(S, "deployment %s already runs %s, its preview %s is still there: finishing", S.name, images_of(S.template),
+      preview)
+    finish()
+    say(S, "blue/green of %s done: %s serves %s", S.name, S.name, images_of(S.template))
+    return { phase = "promoted" }
+  end
+  routers.check_selects(S, S.o.active_service, active.spec.selector, { [PREVIEW_LABEL] = S.name })
   say(S, "blue/green of deployment %s: %s (active) -> %s (preview %s), service %s", S.name,
     images_of(S.stable.spec.template), images_of(S.template), preview, S.o.active_service)
+  -- the active Service pinned to the stable pods first: the preview's pods
+  -- carry the same app labels and must not get users' requests yet
+  local switched = (active.spec.selector or {})[PREVIEW_LABEL] == S.name
+  if not switched then
+    local hash = routers.stable_hash(S)
+    if (active.spec.selector or {})["pod-template-hash"] ~= hash then
+      c:patch("services/" .. S.o.active_service, { spec = { selector = { ["pod-template-hash"] = hash } } },
+        { namespace = ns })
+      say(S, "service %s pinned to the active pods (pod-template-hash %s)", S.o.active_service, hash)
+    end
+  end
   -- the preview: the new template at full size beside the active version
-  local d = routers.twin(S, preview, PREVIEW_LABEL, S.name, S.R)
-  c:create(d, { namespace = ns })
+  routers.create(S, routers.twin(S, preview, PREVIEW_LABEL, S.name, S.R))
   settle(S, preview)
   say(S, "preview %s ready: %d pods of %s", preview, S.R, images_of(S.template))
   if S.o.preview_service then
     c:patch("services/" .. S.o.preview_service, { spec = { selector = { [PREVIEW_LABEL] = S.name } } }, { namespace = ns })
     say(S, "service %s -> preview pods", S.o.preview_service)
   end
-  if S.o.pre_promotion then
-    say(S, "pre-promotion analysis")
-    metrics_analyze(analysis_spec(S, S.o.pre_promotion))
+  if not switched then
+    if S.o.pre_promotion then
+      say(S, "pre-promotion analysis")
+      metrics_analyze(analysis_spec(S, S.o.pre_promotion))
+    end
+    if S.o.auto_promote == false then
+      decide(S, "blue_green:" .. ns .. "/" .. S.name, string.format("switch service %s to %s?", S.o.active_service,
+        images_of(S.template)))
+    end
+    -- the switch: the active selector takes the preview's label instead of
+    -- the stable pods' hash, so only preview pods match; the old pods stay
+    -- ready for an instant abort
+    c:patch("services/" .. S.o.active_service,
+      { spec = { selector = { [PREVIEW_LABEL] = S.name, ["pod-template-hash"] = json.null } } },
+      { namespace = ns, type = "merge" })
   end
-  if S.o.auto_promote == false then
-    decide(S, "blue_green:" .. ns .. "/" .. S.name, string.format("switch service %s to %s?", S.o.active_service,
-      images_of(S.template)))
-  end
-  -- the switch: the active selector takes the preview's label, so only
-  -- preview pods match; the old pods stay ready for an instant abort
-  c:patch("services/" .. S.o.active_service, { spec = { selector = { [PREVIEW_LABEL] = S.name } } }, { namespace = ns })
   say(S, "switch: service %s -> %s (%s); %s kept ready for %s", S.o.active_service, preview, images_of(S.template),
     S.name, span(delay))
   local started = host.now()
@@ -402,18 +460,7 @@ function M.blue_green(ctx, o)
   end
   local left = delay - (host.now() - started)
   if left > 0 then pause_for(S, left, " (scale-down delay: the old version stays ready)") end
-  -- the new version becomes the Deployment's own, while the Service still
-  -- sends everything to the preview; then the selector is given back and
-  -- the preview goes
-  c:update_with_retry(deploy_ref(S.name), function(x) x.spec.template = copy(S.template) end, { namespace = ns })
-  settle(S, S.name)
-  c:patch("services/" .. S.o.active_service, { spec = { selector = { [PREVIEW_LABEL] = json.null } } },
-    { namespace = ns, type = "merge" })
-  if S.o.preview_service then
-    c:patch("services/" .. S.o.preview_service, { spec = { selector = { [PREVIEW_LABEL] = json.null } } },
-      { namespace = ns, type = "merge" })
-  end
-  c:delete(deploy_ref(preview), { namespace = ns, timeout = S.timeout })
+  finish()
   say(S, "blue/green of %s done: %s serves %s", S.name, S.name, images_of(S.template))
   return { phase = "promoted" }
 end
@@ -424,7 +471,8 @@ local WAVES_OPTS = { waves = true, release = true, connect = true, kubeconfig = 
   rollback = true }
 
 -- waves(ctx, {waves = {{"staging"}, {"eu-1", "eu-2"}, ...}, release =
--- function(client, cluster), connect = function(cluster) -> client (default:
+-- function(client, cluster, ctx) (ctx: the step's, its log lines prefixed
+-- with the cluster), connect = function(cluster) -> client (default:
 -- the kubeconfig's context of that name), kubeconfig=, parallel = 2,
 -- bake = "10m", rollback = "wave" | "all"}) -> {waves = n}
 -- Wave by wave, the clusters of a wave at once (at most `parallel`), a bake
@@ -460,8 +508,13 @@ function M.waves(ctx, o)
     local mark = ctx.savepoint and ctx.savepoint()
     local fns = {}
     for _, name in ipairs(wave) do
+      -- the cluster's own ctx: its log lines say which cluster they are of
+      local cctx = setmetatable({ log = function(fmt, ...)
+        if select("#", ...) > 0 then fmt = string.format(fmt, ...) end
+        ctx.log("[%s] %s", name, fmt)
+      end }, { __index = ctx })
       fns[#fns + 1] = function()
-        local ok, err = pcall(function() o.release(connect(name), name) end)
+        local ok, err = pcall(function() o.release(connect(name), name, cctx) end)
         if not ok then
           if type(err) == "table" and (err.kind == "cancelled" or err.kind == "paused") then error(err, 0) end
           local e = type(err) == "table" and copy(err) or errors.value("failed", "%s", tostring(err))
@@ -487,6 +540,7 @@ function M.waves(ctx, o)
         "(relish rollback %s undoes them too)", wi, #o.waves, why,
         status == "complete" and "" or (" INCOMPLETELY (" .. #left .. " left)"), wi - 1, ctx.run_id)
       e.keep_done = true
+      e.rollback_incomplete = status ~= "complete" or nil
       error(setmetatable(e, errors.MT), 0)
     end
     if wi < #o.waves and bake then pause_for(S, bake, string.format(" (bake time after wave %d)", wi)) end

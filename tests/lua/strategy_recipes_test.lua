@@ -130,6 +130,10 @@ describe("blue-green-release", function()
     local out = r.stdout .. r.stderr
     assert_match(out, "request%-duration%-p99  [%d.]+  <= 0%.5  ✗")
     assert_nil(out:find("switch: service web", 1, true))
+    -- nobody reached it through the active Service (only through the preview's)
+    for _, q in ipairs(env.k:traffic().requests) do
+      if q.service == "web" then assert_true(q.version ~= "slow", "a user reached web:slow") end
+    end
     assert_eq(deployments(env.k), { web = { replicas = 4, image = "web:1" } })
     assert_eq(env.k:get("/api/v1/namespaces/default/services/web").spec.selector, { app = "web" })
     served_throughout(env.k)

@@ -187,6 +187,25 @@ describe("canary, replica ratio", function()
     end
   end)
 
+  test("killed mid-canary, relish resume goes on with the stable size from before and promotes", function()
+    local k <close> = start()
+    world(k)
+    local opts = [[steps = { { set_weight = 50 }, { pause = "1s" }, { set_weight = 75 } }]]
+    for _, n in ipairs { 3, 6 } do -- after the stable Deployment was scaled down; during the promotion
+      local dir = tmpdir()
+      local r = release(k, dir, "canary", opts, "web:2", { env = { RELISH_FAULT = "crash-after-action:" .. n } })
+      assert_eq(r.signal, "KILL", r.stdout .. r.stderr)
+      r = relish { "resume", "last", "--state", support.state(dir) }
+      assert_eq(r.code, 0, n .. ": " .. r.stdout .. r.stderr)
+      assert_eq(deployments(k), { web = { replicas = 4, image = "web:2" } }, "after action " .. n)
+      k:kubectl({ "apply", "-f", "-" }, { input = WORLD })
+      k8s_fixture.eventually("web:1 again", function()
+        local d = k:get("/apis/apps/v1/namespaces/default/deployments/web")
+        return d.status and d.status.readyReplicas == 4 and d.status.updatedReplicas == 4
+      end)
+    end
+  end)
+
   test("misuse raises at the caller", function()
     local k <close> = start()
     world(k)
@@ -214,6 +233,33 @@ describe("blue/green", function()
     assert_eq(deployments(k), { web = { replicas = 4, image = "web:2" } })
     assert_eq(selector(k, "web"), { app = "web" })
     assert_eq(selector(k, "web-preview"), { app = "web" })
+  end)
+
+  test("a gate before the switch: paused (exit 5), the active Service still on the old pods; resume switches", function()
+    local k <close> = start()
+    world(k)
+    local dir = tmpdir()
+    local r = release(k, dir, "blue_green", [[active_service = "web", auto_promote = false, scale_down_delay = "1s"]],
+      "web:2")
+    assert_eq(r.code, 5, r.stdout .. r.stderr)
+    local sel = selector(k, "web")
+    assert_true(sel["pod-template-hash"] ~= nil and sel["relish.dev/preview"] == nil, "pinned to the old pods")
+    r = relish { "resume", "last", "--state", support.state(dir) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq(deployments(k), { web = { replicas = 4, image = "web:2" } })
+    assert_eq(selector(k, "web"), { app = "web" })
+  end)
+
+  test("a Service that would not select the new pods is refused before anything changes", function()
+    local k <close> = start()
+    world(k)
+    local writes = k:control("GET", "/stats").writes
+    local dir = tmpdir()
+    local r = release(k, dir, "blue_green", [[active_service = "web", template = function(t) t.metadata.labels.app = "web2" end]],
+      "web:2")
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_match(r.stdout .. r.stderr, "service web selects app=web, which the new pods' labels do not match")
+    assert_eq(k:control("GET", "/stats").writes, writes)
   end)
 
   test("a failing pre-promotion step rolls back: the active selector never moved", function()

@@ -41,15 +41,43 @@ local function ours(S, ref)
     S.fname, ref, S.ns), 0)
 end
 
+-- creates obj, marked as this run's; when a resumed run made it already,
+-- leaves it (returns the live one)
 local function create(S, obj)
   obj.metadata.annotations = obj.metadata.annotations or {}
   obj.metadata.annotations[RUN_ANNOTATION] = S.ctx.run_id
   local ref = obj.kind:lower() .. "s/" .. obj.metadata.name
   if obj.kind == "Ingress" then ref = "ingresses.networking.k8s.io/" .. obj.metadata.name end
-  if ours(S, ref) then return end
-  S.c:create(obj, { namespace = S.ns })
+  local have = ours(S, ref)
+  if have then return have end
+  return S.c:create(obj, { namespace = S.ns })
+end
+M.create, M.ours = create, ours
+
+-- whether a Service selector selects pods with these labels
+function M.selects(selector, labels)
+  for k, v in pairs(selector or {}) do
+    if (labels or {})[k] ~= v then return false end
+  end
+  return true
 end
 
+-- a Service must select the new pods (else the switch or the canary serves
+-- nobody): checked before anything changes
+function M.check_selects(S, service, sel, extra)
+  local labels = {}
+  for k, v in pairs(S.template.metadata.labels or {}) do labels[k] = v end
+  for k, v in pairs(extra or {}) do labels[k] = v end
+  local want = {}
+  for k, v in pairs(sel or {}) do if k ~= "pod-template-hash" and k ~= "relish.dev/preview" then want[k] = v end end
+  if not M.selects(want, labels) then
+    local parts = {}
+    for k, v in pairs(want) do parts[#parts + 1] = k .. "=" .. v end
+    table.sort(parts)
+    error(errors.value("invalid", "%s: service %s selects %s, which the new pods' labels do not match: it would serve " ..
+      "nobody (give the labels with labels=)", S.fname, service, table.concat(parts, ",")), 0)
+  end
+end
 -- A Deployment beside the stable one running the new template: its
 -- selector and pods carry key=value besides the stable's labels, so a
 -- Service selecting the stable's labels selects its pods too.
@@ -65,17 +93,16 @@ function M.twin(S, name, key, value, replicas)
   local labels = copy(st.metadata.labels or {})
   labels[key] = value
   return { apiVersion = "apps/v1", kind = "Deployment",
-    metadata = { name = name, labels = labels, annotations = { ["relish.dev/twin-of"] = S.name } },
+    metadata = { name = name, labels = labels, annotations = { ["relish.dev/twin-of"] = S.name,
+      -- what a resumed run needs: the stable Deployment's size from before
+      ["relish.dev/stable-replicas"] = tostring(S.R), [RUN_ANNOTATION] = S.ctx.run_id } },
     spec = { replicas = replicas, selector = sel, template = t, strategy = copy(st.spec.strategy),
       minReadySeconds = st.spec.minReadySeconds, progressDeadlineSeconds = st.spec.progressDeadlineSeconds,
       revisionHistoryLimit = st.spec.revisionHistoryLimit } }
 end
 
 local function make_canary(S, replicas)
-  local d = M.twin(S, S.canary, CANARY_LABEL, S.name, replicas)
-  d.metadata.annotations[RUN_ANNOTATION] = S.ctx.run_id
-  if ours(S, "deployments/" .. S.canary) then return end
-  S.c:create(d, { namespace = S.ns })
+  create(S, M.twin(S, S.canary, CANARY_LABEL, S.name, replicas))
 end
 
 local function replicas_of(S, name)
@@ -153,7 +180,7 @@ end
 -- labels, get only what the router sends them.
 
 -- the pod-template-hash of the stable Deployment's current ReplicaSet
-local function stable_hash(S)
+function M.stable_hash(S)
   local st = S.stable
   local rev = (st.metadata.annotations or {})["deployment.kubernetes.io/revision"]
   local l = S.c:list("replicasets.apps", { namespace = S.ns, selector = st.spec.selector.matchLabels })
@@ -170,8 +197,9 @@ end
 
 -- the canary Service (a copy of the stable one selecting the canary's pods)
 -- and the stable Service pinned; returns the canary Service's name
-local function services_setup(S, stable_service)
+local function services_setup(S, stable_service, annotations)
   local svc = S.c:get("services/" .. stable_service, { namespace = S.ns })
+  M.check_selects(S, stable_service, svc.spec.selector, { [CANARY_LABEL] = S.name })
   local name = stable_service .. "-canary"
   local sel = copy(svc.spec.selector or {})
   sel[CANARY_LABEL] = S.name
@@ -179,15 +207,16 @@ local function services_setup(S, stable_service)
   for i, p in ipairs(svc.spec.ports or {}) do
     ports[i] = { name = p.name, port = p.port, targetPort = p.targetPort, protocol = p.protocol }
   end
-  create(S, { apiVersion = "v1", kind = "Service", metadata = { name = name, labels = copy(svc.metadata.labels) },
+  local made = create(S, { apiVersion = "v1", kind = "Service",
+    metadata = { name = name, labels = copy(svc.metadata.labels), annotations = annotations },
     spec = { selector = sel, ports = ports } })
-  local hash = stable_hash(S)
+  local hash = M.stable_hash(S)
   if (svc.spec.selector or {})["pod-template-hash"] ~= hash then
     S.c:patch("services/" .. stable_service, { spec = { selector = { ["pod-template-hash"] = hash } } },
       { namespace = S.ns })
     say(S, "service %s pinned to the stable pods (pod-template-hash %s)", stable_service, hash)
   end
-  return name
+  return name, made
 end
 
 local function canary_size(S, w)
@@ -253,6 +282,9 @@ function M.nginx(o)
   for _, k in ipairs { "header", "header_value", "header_pattern", "cookie" } do
     if o[k] ~= nil and type(o[k]) ~= "string" then usage("strategy.nginx", k .. " must be a string") end
   end
+  if (o.header_value or o.header_pattern) and not o.header then
+    usage("strategy.nginx", "header_value and header_pattern need header= (ingress-nginx ignores them without it)")
+  end
   return setmetatable({ name = "ingress-nginx " .. o.ingress, o = o }, Nginx)
 end
 
@@ -279,14 +311,19 @@ function Nginx:setup(S)
   end
   spec.tls = nil
   local ann = { [A .. "canary"] = "true", [A .. "canary-weight"] = "0" }
+  -- the class the stable Ingress has by annotation (older clusters), so the
+  -- same controller serves the canary
+  local class = (ing.metadata.annotations or {})["kubernetes.io/ingress.class"]
+  if class then ann["kubernetes.io/ingress.class"] = class end
   if self.o.header then ann[A .. "canary-by-header"] = self.o.header end
   if self.o.header_value then ann[A .. "canary-by-header-value"] = self.o.header_value end
   if self.o.header_pattern then ann[A .. "canary-by-header-pattern"] = self.o.header_pattern end
   if self.o.cookie then ann[A .. "canary-by-cookie"] = self.o.cookie end
   self.canary_ingress = self.o.ingress .. "-canary"
-  create(S, { apiVersion = "networking.k8s.io/v1", kind = "Ingress",
+  local made = create(S, { apiVersion = "networking.k8s.io/v1", kind = "Ingress",
     metadata = { name = self.canary_ingress, annotations = ann, labels = copy(ing.metadata.labels) }, spec = spec })
-  self.weight = 0
+  -- a resumed run goes on from the weight the canary Ingress has
+  self.weight = tonumber(((made or {}).metadata or {}).annotations and made.metadata.annotations[A .. "canary-weight"]) or 0
 end
 
 function Nginx:route(S, w)
@@ -329,12 +366,22 @@ function Gateway:setup(S)
   if not stable or (stable.kind and stable.kind ~= "Service") then
     usage(S.fname, string.format("httproute %s has no rule %d with a Service backend", self.o.route, self.rule))
   end
-  self.stable_service, self.stable_weight = stable.name, stable.weight
+  self.stable_service = stable.name
   make_canary(S, 0)
-  self.canary_service = services_setup(S, stable.name)
+  -- the stable backend's weight from before, kept on the canary Service for
+  -- a resumed run (which finds the route changed)
+  local made
+  self.canary_service, made = services_setup(S, stable.name,
+    { ["relish.dev/stable-weight"] = stable.weight and tostring(stable.weight) or "" })
+  local kept = ((made or {}).metadata or {}).annotations and made.metadata.annotations["relish.dev/stable-weight"]
+  if kept ~= nil then self.stable_weight = tonumber(kept) else self.stable_weight = stable.weight end
+  if self.stable_weight then self.stable_weight = math.tointeger(self.stable_weight) or self.stable_weight end
   self.port = stable.port
   self.weight = 0
-  self:route(S, 0)
+  for _, b in ipairs(rule.backendRefs or {}) do
+    if b.name == self.canary_service then self.weight = b.weight or 0 end
+  end
+  if self.weight == 0 then self:route(S, 0) end
 end
 
 function Gateway:route(S, w)
