@@ -11,11 +11,6 @@ local strategy = require "relish.strategy"
 
 local function given(v) return v ~= "" and v or nil end
 
-local function version_of(image)
-  local tag = image:match(":([^:/@]+)$") or image:match("@sha256:(%x+)$") or "latest"
-  return (tag:gsub("[^%w._-]", "-"):sub(1, 63))
-end
-
 return recipe "blue-green-release" {
   description = "Release a new image blue/green: preview, judge, switch the Service, keep the old version ready",
   params = {
@@ -44,7 +39,7 @@ return recipe "blue-green-release" {
     run = function(ctx)
       local p = ctx.params
       local c = k8s.connect { kubeconfig = given(p.kubeconfig), context = given(p.context), namespace = p.namespace }
-      local version = version_of(p.image)
+      local version = strategy.version_of(p.image)
       local preview = given(p.preview_service)
       if not preview and try(c.get, c, "services/" .. p.deployment .. "-preview") then preview = p.deployment .. "-preview" end
       -- the new version's pods are told apart by their version label, before

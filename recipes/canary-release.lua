@@ -13,13 +13,6 @@ local strategy = require "relish.strategy"
 
 local function given(v) return v ~= "" and v or nil end
 
--- the image's tag as a label value: what the canary's pods (and their
--- metrics) are told apart by
-local function version_of(image)
-  local tag = image:match(":([^:/@]+)$") or image:match("@sha256:(%x+)$") or "latest"
-  return (tag:gsub("[^%w._-]", "-"):sub(1, 63))
-end
-
 return recipe "canary-release" {
   description = "Release a new image as a canary judged by Prometheus; abort and roll back on a bad verdict",
   params = {
@@ -56,7 +49,7 @@ return recipe "canary-release" {
     run = function(ctx)
       local p = ctx.params
       local c = k8s.connect { kubeconfig = given(p.kubeconfig), context = given(p.context), namespace = p.namespace }
-      local version = version_of(p.image)
+      local version = strategy.version_of(p.image)
       local steps = {}
       for i, w in ipairs(p.weights) do
         steps[#steps + 1] = { set_weight = tonumber(w) }

@@ -19,13 +19,16 @@ M.replicas, M.nginx, M.gateway = routers.replicas, routers.nginx, routers.gatewa
 
 local function fail(kind, fmt, ...) error(errors.value(kind, fmt, ...), 0) end
 
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local t = {}
-  for k, x in pairs(v) do t[k] = copy(x) end
-  return setmetatable(t, getmetatable(v))
+local copy = routers.copy
+
+-- version_of(image) -> its tag as a label value ("web:1.4.2" -> "1.4.2",
+-- a digest's hex, else "latest"): what a canary's pods and their metrics
+-- are told apart by
+function M.version_of(image)
+  if type(image) ~= "string" then usage("strategy.version_of", "expected an image (a string), got " .. type(image)) end
+  local tag = image:match(":([^:/@]+)$") or image:match("@sha256:(%x+)$") or "latest"
+  return (tag:gsub("[^%w._-]", "-"):sub(1, 63))
 end
-M._copy = copy
 
 local function seconds(fname, v, what)
   if v == nil then return nil end

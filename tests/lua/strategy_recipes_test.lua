@@ -9,42 +9,14 @@ local pf = require "prom_fixture"
 local relish = support.relish
 local here = debug.getinfo(1, "S").source:match("^@(.*)/tests/lua/[^/]*$")
 
-local WORLD = [[
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, labels: {app: web}}
-spec:
-  replicas: 4
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: web, image: "web:1"}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{port: 80}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web-preview}
-spec:
-  selector: {app: web}
-  ports: [{port: 80}]
-]]
+local sf = require "strategy_fixture"
+local deployments, served_throughout = sf.deployments, sf.served_throughout
 
 -- the double with the world and its traffic, and Prometheus scraping it
 local function setup()
   if not (k8s_fixture.available() and pf.available()) then skip("openssl, python3 or prometheus is not installed") end
   local k = k8s_fixture.start { time_scale = 0.05 }
-  k:kubectl({ "apply", "-f", "-" }, { input = WORLD })
-  k8s_fixture.eventually("web ready", function()
-    local d = k:get("/apis/apps/v1/namespaces/default/deployments/web")
-    return d.status and d.status.readyReplicas == 4
-  end)
+  sf.world(k)
   k:control("POST", "/images", { ["web:bad"] = { error_ratio = 0.3 }, ["web:slow"] = { latency = { p50 = 0.4, p99 = 2 } } })
   k:traffic { targets = { { kind = "Service", name = "web", rps = 100 }, { kind = "Service", name = "web-preview", rps = 20 } } }
   local p = pf.prometheus { targets = { double = k.metrics_target } }
@@ -60,21 +32,6 @@ local function run(env, recipe, image, ...)
     "-p", "prometheus=" .. env.p.url, "-p", "interval=1s", "-p", "window=5s", "--state", support.state(dir), ... }
   args.timeout = 300
   return relish(args), dir
-end
-
-local function deployments(k)
-  local out = {}
-  for _, d in ipairs(k:get("/apis/apps/v1/namespaces/default/deployments").items) do
-    out[d.metadata.name] = { replicas = d.spec.replicas, image = d.spec.template.spec.containers[1].image }
-  end
-  return out
-end
-
--- every request answered by a pod that was there, none dropped
-local function served_throughout(k)
-  local t = k:traffic()
-  for _, pod in pairs(t.pods) do assert_true(pod.after_deletion == 0, "a request went to deleted pod " .. pod.name) end
-  assert_true(t.dropped == 0, "dropped requests: " .. tostring(t.dropped))
 end
 
 describe("canary-release", function()

@@ -2,43 +2,18 @@
 -- (journal, dry-run, rollback), end states read back from the API.
 local json = require "relish.json"
 local support = require "support"
-local k8s_fixture = require "k8s_fixture"
 local routers = require "relish.strategy.routers"
 local J = require "relish.journal"
 
 local relish = support.relish
 
-local function start(opts)
-  if not k8s_fixture.available() then skip("openssl or python3 is not installed") end
-  return k8s_fixture.start(opts or { time_scale = 0.05 })
-end
+local sf = require "strategy_fixture"
+local deployments, selector, served = sf.deployments, sf.selector, sf.served
 
-local WORLD = [[
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, labels: {app: web}}
-spec:
-  replicas: 4
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: web, image: "web:1"}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{port: 80}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web-preview}
-spec:
-  selector: {app: web}
-  ports: [{port: 80}]
-]]
+local function start(opts)
+  if not sf.available() then skip("openssl or python3 is not installed") end
+  return sf.start(opts)
+end
 
 -- a recipe calling one strategy with the options in OPTS (Lua text)
 local RECIPE = [[
@@ -53,13 +28,7 @@ return recipe "release" {
 }
 ]]
 
-local function world(k)
-  k:kubectl({ "apply", "-f", "-" }, { input = WORLD })
-  k8s_fixture.eventually("web ready", function()
-    local d = k:get("/apis/apps/v1/namespaces/default/deployments/web")
-    return d.status and d.status.readyReplicas == 4
-  end)
-end
+local world = sf.world
 
 -- release(k, dir, strategy, options text, image, more args... [, {env=}])
 local function release(k, dir, fn, opts, image, ...)
@@ -75,18 +44,6 @@ local function release(k, dir, fn, opts, image, ...)
   return relish(args)
 end
 
-local function deployments(k)
-  local out = {}
-  for _, d in ipairs(k:get("/apis/apps/v1/namespaces/default/deployments").items) do
-    out[d.metadata.name] = { replicas = d.spec.replicas, image = d.spec.template.spec.containers[1].image }
-  end
-  return out
-end
-
-local function selector(k, svc)
-  return k:get("/api/v1/namespaces/default/services/" .. svc).spec.selector
-end
-
 describe("arithmetic", function()
   test("replica ratio rounds both sides up, as Argo Rollouts does", function()
     local function split(R, w) return { routers.split(R, w) } end
@@ -98,6 +55,14 @@ describe("arithmetic", function()
     assert_eq(split(4, 0), { 0, 4 })
     assert_eq(split(4, 100), { 4, 0 })
     assert_eq(split(10, 33), { 4, 7 })
+  end)
+
+  test("version_of: an image's tag as a label value", function()
+    local strategy = require "relish.strategy"
+    assert_eq(strategy.version_of("registry.example.com:5000/web:1.4.2"), "1.4.2")
+    assert_eq(strategy.version_of("web"), "latest")
+    assert_eq(strategy.version_of("web@sha256:abc123"), "abc123")
+    assert_eq(strategy.version_of("web:v1+build"), "v1-build")
   end)
 end)
 
@@ -178,11 +143,7 @@ describe("canary, replica ratio", function()
       assert_match(show.stdout, how == "resume" and "promote" or "abort")
       -- the next round starts from web:1 again
       if how == "resume" then
-        k:kubectl({ "apply", "-f", "-" }, { input = WORLD })
-        k8s_fixture.eventually("web:1 again", function()
-          local d = k:get("/apis/apps/v1/namespaces/default/deployments/web")
-          return d.status and d.status.readyReplicas == 4 and d.status.updatedReplicas == 4
-        end)
+        world(k)
       end
     end
   end)
@@ -198,11 +159,7 @@ describe("canary, replica ratio", function()
       r = relish { "resume", "last", "--state", support.state(dir) }
       assert_eq(r.code, 0, n .. ": " .. r.stdout .. r.stderr)
       assert_eq(deployments(k), { web = { replicas = 4, image = "web:2" } }, "after action " .. n)
-      k:kubectl({ "apply", "-f", "-" }, { input = WORLD })
-      k8s_fixture.eventually("web:1 again", function()
-        local d = k:get("/apis/apps/v1/namespaces/default/deployments/web")
-        return d.status and d.status.readyReplicas == 4 and d.status.updatedReplicas == 4
-      end)
+      world(k)
     end
   end)
 
@@ -350,17 +307,6 @@ describe("crashes", function()
     end
   end)
 end)
-
--- requests per version, and what was dropped, from the double's counters
-local function served(k)
-  local t = k:traffic()
-  local by = {}
-  for _, p in pairs(t.pods) do
-    by[p.version] = (by[p.version] or 0) + p.requests
-    assert_true(p.after_deletion == 0, "a request went to deleted pod " .. p.name)
-  end
-  return by, t.dropped
-end
 
 local INGRESS = [[
 apiVersion: networking.k8s.io/v1

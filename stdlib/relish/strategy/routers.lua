@@ -23,6 +23,7 @@ local function copy(v)
   for k, x in pairs(v) do t[k] = copy(x) end
   return setmetatable(t, getmetatable(v))
 end
+M.copy = copy
 
 local function say(S, fmt, ...) S.ctx.log(fmt, ...) end
 
