@@ -387,6 +387,20 @@ function Client:live(res, name, ns)
   return self:json("GET", path_of(res, ns, name), { ok = { [404] = true }, what = "get " .. label(res, name, ns) })
 end
 
+-- path(ref [, {namespace=, subresource=}]) -> the object's API path (of its
+-- subresource), its name in messages: for a module whose own effect sends
+-- the request with c:send (relish.strategy.argo patches a Rollout's status)
+function Client:path(ref, opts)
+  opts = E.check_options(usage, "k8s.path", opts, { namespace = true, subresource = true })
+  local sub = opts.subresource
+  if sub ~= nil and (type(sub) ~= "string" or not sub:match("^%l+$")) then
+    usage("k8s.path", "subresource must be a word such as 'status', got " .. tostring(sub))
+  end
+  local res, name, ns = self:ref(ref, "k8s.path", opts.namespace)
+  need_name("k8s.path", name)
+  return path_of(res, ns, name, sub), label(res, name, ns)
+end
+
 local function selector(v, who, field)
   if v == nil then return nil end
   if type(v) == "string" then return v end
