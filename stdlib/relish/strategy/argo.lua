@@ -208,7 +208,7 @@ local function look(S, W, r)
 end
 
 local function gate_id(S, W, where)
-  local id = string.format("argo:%s/%s:%s:%s", S.ns, S.name, images_of(S.template), where)
+  local id = string.format("%s:%s:%s", S.key, images_of(S.template), where)
   W.asked[id] = (W.asked[id] or 0) + 1
   if W.asked[id] > 1 then id = id .. "#" .. W.asked[id] end
   return id
@@ -338,9 +338,10 @@ function M.argo(ctx, o)
   if not steps and type(strategy.blueGreen) ~= "table" then
     fail("unsupported", "%s: rollout %s in %s has neither a canary nor a blueGreen strategy", fname, S.name, S.ns)
   end
-  local key = "argo:" .. S.ns .. "/" .. S.name
-  ctx.state[key] = ctx.state[key] or {}
-  local mine = ctx.state[key]
+  -- what a resumed run did already (one cluster among others, say)
+  S.key = "argo:" .. S.c.server .. "/" .. S.ns .. "/" .. S.name
+  ctx.state[S.key] = ctx.state[S.key] or {}
+  local mine = ctx.state[S.key]
   local same = common.same(S.template, r.spec.template)
   if same and mine.set ~= images_of(S.template) then
     say(S, "rollout %s already runs %s: nothing to roll", S.name, images_of(S.template))
