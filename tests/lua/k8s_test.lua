@@ -297,6 +297,36 @@ describe("watch", function()
 end)
 
 describe("rollouts", function()
+  test("wait_rollout leaves nothing running after it returns (no poller left behind)", function()
+    local d <close> = start { time_scale = 0.05 }
+    local c = k8s.connect { kubeconfig = d.kubeconfig }
+    c:create(deployment("done", "web:1"))
+    k8s_fixture.eventually("rolled out", function() return c:rollout_status("deployments/done").done end)
+    -- the first look says "not done yet" (as when the controller is a step
+    -- behind), so the watcher and the pod poller start, and the watcher's
+    -- list then finds it done
+    local real, first = c.json, true
+    c.json = function(self, method, path, o)
+      local r = real(self, method, path, o)
+      if first and method == "GET" and path:match("/deployments/done$") then
+        first = false
+        r.status.updatedReplicas = 0
+      end
+      return r
+    end
+    local s = c:wait_rollout("deployments/done", { poll = 0.2 })
+    c.json = nil
+    assert_eq(s.done, true)
+    assert_false(first, "the first look was the stale one")
+    assert_eq(require("relish._loop").stats().tasks, 0)
+    local function gets()
+      return #d:requests(function(q) return q.method == "GET" and q.path:find("/done", 1, true) end)
+    end
+    local before = gets()
+    task.sleep(1) -- a poller left behind would GET every 0.2 s meanwhile
+    assert_eq(gets(), before)
+  end)
+
   test("wait_rollout returns when kubectl's rule says done", function()
     local d <close> = start { time_scale = 0.05 }
     local c = k8s.connect { kubeconfig = d.kubeconfig }

@@ -230,7 +230,12 @@ return function(Client, k)
     end
     local ok, r = pcall(watcher.wait, watcher)
     host.progress_detail(nil)
-    if ok then return r end
+    if ok then
+      -- done, however the watcher saw it (its first list, the watch): the
+      -- poller has nothing left to watch for
+      if poller then poller:cancel() end
+      return r
+    end
     if poller then
       if type(r) == "table" and r.kind == "cancelled" and poller:status() ~= "cancelled" then
         -- the poller stopped the watch: its error is the one to tell
