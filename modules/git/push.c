@@ -687,10 +687,18 @@ static void shell_word(const char *s, char *out, size_t size) {
   out[n] = '\0';
 }
 
+/* Appends "; " and text to buf, cut to its size (a bounded message). */
 static void add_text(char *buf, size_t size, const char *text) {
   size_t n = strlen(buf);
-  if (n > 0 && n + 2 < size) n += (size_t)snprintf(buf + n, size - n, "; ");
-  if (n < size) snprintf(buf + n, size - n, "%s", text);
+  if (n > 0 && n + 2 < size) {
+    buf[n++] = ';';
+    buf[n++] = ' ';
+  }
+  if (n + 1 >= size) return;
+  size_t len = strlen(text);
+  if (len > size - n - 1) len = size - n - 1;
+  memcpy(buf + n, text, len);
+  buf[n + len] = '\0';
 }
 
 /* Whether the work tree has changes to tracked files (staged or not). */
