@@ -265,9 +265,14 @@ local function make_ctx(E)
     if math.type(mark) ~= "integer" or mark < 0 then error("ctx.rollback_to: expected a mark from ctx.savepoint()", 2) end
     if E.dry_run then return "complete", {} end
     local run = E.journal:find_run(E.run_id)
-    local status, left = M.rollback { journal = E.journal, out = E.out, run = run, recipe = E.recipe,
+    -- the undo has the rollback's own budget, not what is left of the
+    -- step's (a forward timeout never eats a rollback's time)
+    host.set_deadline(nil)
+    local ok, status, left = pcall(M.rollback, { journal = E.journal, out = E.out, run = run, recipe = E.recipe,
       params = E.params, state = E.state, reason = reason and tostring(reason) or "rollback_to", lease = E.lease,
-      after_seq = mark }
+      after_seq = mark, budget = E.recipe.rollback_timeout })
+    if E.step_deadline then host.set_deadline(E.step_deadline[1], E.step_deadline[2]) end
+    if not ok then error(status, 0) end
     return status, left
   end
   return ctx
@@ -289,7 +294,8 @@ local function attempt(E, s, ctx)
   if s.timeout then deadline = host.now() + s.timeout end
   if E.run_deadline and (deadline == 0 or E.run_deadline < deadline) then deadline = E.run_deadline end
   -- named, should the watchdog have to end the process (stuck in a C call)
-  host.set_deadline(deadline > 0 and deadline or nil, string.format("step %q of run %s", s.name, E.run_id))
+  E.step_deadline = { deadline > 0 and deadline or nil, string.format("step %q of run %s", s.name, E.run_id) }
+  host.set_deadline(E.step_deadline[1], E.step_deadline[2])
   local ok, err = xpcall(s.run, function(e)
     if type(e) == "table" then return e end
     if os.getenv("RELISH_TRACEBACK") then return debug.traceback(tostring(e), 2) end
