@@ -20,3 +20,12 @@ foreach(src IN LISTS RELISH_LUA_TESTS)
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
   set_tests_properties(lua/${name} PROPERTIES TIMEOUT 300)
 endforeach()
+
+# `cmake --build build --target docs` regenerates docs/recipes/ from recipes/
+# (relish doc). Nothing depends on it; tests/lua/doc_test.lua fails when the
+# checked-in pages are stale.
+add_custom_target(docs
+  COMMAND relish doc recipes -o docs/recipes
+  WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
+  COMMENT "Generating docs/recipes/ with relish doc"
+  VERBATIM)

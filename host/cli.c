@@ -119,6 +119,13 @@ static const cli_flag dora_flags[] = {
     STATE_FLAG,
     {0}};
 
+static const cli_flag doc_flags[] = {
+    {"out", 'o', "DIR", 0, NULL,
+     "write one FILE.md per recipe (and index.md for several) into DIR"},
+    {"param", 'p', "KEY=VALUE", 1, NULL,
+     "list the actions a dry-run with these params plans (repeatable)"},
+    {0}};
+
 static const cli_command commands[] = {
     {"run", "FILE", "run a recipe",
      "Runs the recipe in FILE: params are checked first (every problem listed,\n"
@@ -168,6 +175,15 @@ static const cli_command commands[] = {
      "recovery time, each with its performance band (State of DevOps 2023).\n"
      "See docs/reference/cli.md for the definitions.",
      dora_flags, 0, 0, 0, run_module},
+    {"doc", "FILE|DIR...", "Markdown documentation of recipes",
+     "Writes Markdown documentation of each recipe from its source: description,\n"
+     "params (type, default, constraints), lock, failure policy, notify handlers\n"
+     "and every step with its timeout, retries, condition and undo. The recipe is\n"
+     "loaded as 'relish run' loads it; nothing runs. With -p it is also dry-run\n"
+     "into a throw-away journal (never yours) and the planned actions are listed\n"
+     "per step. One FILE goes to stdout; with -o DIR each recipe is DIR/NAME.md and\n"
+     "a directory or several files get an index.md.",
+     doc_flags, 1, -1, 0, run_module},
     {"lock", "list | break NAME", "list locks or break one",
      "'relish lock list' shows every held lock with its holder and expiry;\n"
      "'relish lock break NAME' removes a lock (logged in the journal).",
