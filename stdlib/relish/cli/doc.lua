@@ -138,6 +138,12 @@ local function param_source(source, name)
   return (fields_of(source, at))
 end
 
+local function recipe_source(source)
+  local at = find_table(source, "recipe%s*%(?%s*[\"'][^\"']*[\"']%s*%)?%s*{")
+  if not at then return {} end
+  return (fields_of(source, at))
+end
+
 local function deploys_source(source)
   local at = find_table(source, "deploys%s*=%s*{")
   if not at then return {} end
@@ -180,6 +186,13 @@ local function duration_text(s)
 end
 
 local function is_function_text(t) return t and t:match("^function[%s(]") ~= nil end
+
+-- "a function of the params", with its source when that is one short line
+local function function_text(t)
+  local s = "a function of the params"
+  if t and is_function_text(t) and not t:find("\n") and #t <= 120 then s = s .. ": " .. code(t) end
+  return s
+end
 
 -- ---- the model -------------------------------------------------------------
 
@@ -270,7 +283,7 @@ end
 
 function M.describe(file, params)
   local recipe, _, source = dsl.load(file)
-  local m = { kind = "recipe", name = recipe.name, file = file:match("([^/]*)$"), description = recipe.description,
+  local m = { kind = "recipe", name = recipe.name, file = file:gsub("^%./", ""), description = recipe.description,
     comment = leading_comment(source), on_failure = recipe.on_failure, timeout = duration_text(recipe.timeout),
     rollback_timeout = duration_text(recipe.rollback_timeout), params = {}, steps = {}, notify = {} }
   local names = {}
@@ -281,10 +294,10 @@ function M.describe(file, params)
   if type(recipe.lock) == "string" then
     m.lock = code(recipe.lock)
   elseif recipe.lock then
-    m.lock = "a function of the params"
+    m.lock = function_text(recipe_source(source).lock)
     if checked then
       local ok, v = pcall(recipe.lock, checked)
-      if ok and v ~= nil then m.lock = m.lock .. "; with these params " .. code(tostring(v)) end
+      if ok and v ~= nil then m.lock = m.lock .. "; with these params: " .. code(tostring(v)) end
     end
   end
   if recipe.deploys then
@@ -296,7 +309,7 @@ function M.describe(file, params)
       if got and got[k] then
         m.deploys[#m.deploys + 1] = { k, code(got[k]) }
       elseif t then
-        m.deploys[#m.deploys + 1] = { k, is_function_text(t) and "a function of the params" or code(t) }
+        m.deploys[#m.deploys + 1] = { k, is_function_text(t) and function_text(t) or code(t) }
       end
     end
   end
@@ -436,7 +449,7 @@ function M.main(opts)
   if not os.execute("mkdir -p " .. sh.quote(f.out)) then invalid("cannot create directory " .. f.out) end
   local index = { "# Recipes", "", "| Recipe | File | Description |", "| --- | --- | --- |" }
   for i, m in ipairs(models) do
-    local page = m.file:gsub("%.lua$", "") .. ".md"
+    local page = m.file:match("([^/]*)$"):gsub("%.lua$", "") .. ".md"
     write_file(f.out .. "/" .. page, M.markdown(m))
     index[#index + 1] = string.format("| [%s](%s) | `%s` | %s |", m.name, page, files[i]:match("([^/]*)$"),
       cell(m.description or ""))
