@@ -59,7 +59,8 @@ th{color:#57606a;font-weight:600}
 td.t{word-break:break-all}
 .scroll{overflow-x:auto}
 svg.timeline{display:block;width:100%;min-width:640px;height:auto}
-svg.chart{display:block;width:100%;min-width:320px;height:auto}
+svg.chart{display:block;width:100%;min-width:300px;height:auto}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:12px}
 svg text{font:11px system-ui,sans-serif;fill:#1f2328}
 svg .axis{stroke:#8c959f;stroke-width:1}svg .grid{stroke:#eaeef2;stroke-width:1}
 .muted{color:#57606a}.err{color:#cf222e;white-space:pre-wrap;word-break:break-word}
@@ -127,12 +128,11 @@ local PHASE_COLOR = { successful = "#1a7f37", failed = "#cf222e", inconclusive =
 
 local function nice(x)
   if x == 0 then return "0" end
-  local s = string.format("%.4g", x)
-  return s
+  return (string.format("%.3g", x))
 end
 
 local function chart(series, t0)
-  local W, H, L, R, T, B = 640, 220, 56, 16, 14, 30
+  local W, H, L, R, T, B = 480, 240, 48, 12, 14, 30
   local lo, hi, tmin, tmax = math.huge, -math.huge, math.huge, -math.huge
   local conds = {}
   for _, p in ipairs(series.points) do
@@ -162,8 +162,8 @@ local function chart(series, t0)
       L, W - R, num(Y(v)), num(Y(v)), L - 4, num(Y(v) + 4), esc(nice(v))))
   end
   add(string.format('<line class="axis" x1="%d" x2="%d" y1="%d" y2="%d"/>', L, W - R, H - B, H - B))
-  add(string.format('<text x="%d" y="%d">+%ss</text><text x="%d" y="%d" text-anchor="end">+%ss</text>', L, H - 10,
-    nice(tmin), W - R, H - 10, nice(tmax)))
+  add(string.format('<text x="%d" y="%d">+%s</text><text x="%d" y="%d" text-anchor="end">+%s</text>', L, H - 10,
+    esc(J.duration_text(tmin)), W - R, H - 10, esc(J.duration_text(tmax))))
   -- the thresholds (the last condition's)
   local last = series.points[#series.points]
   for _, th in ipairs(last.thresholds) do
@@ -356,7 +356,7 @@ function M.run(d, view)
 
   local series = metric_series(d.events)
   if #series > 0 then
-    add('<section id="metrics"><h2>Metrics</h2>')
+    add('<section id="metrics"><h2>Metrics</h2><div class="charts">')
     for _, s in ipairs(series) do
       local failed = 0
       for _, p in ipairs(s.points) do if p.phase == "failed" then failed = failed + 1 end end
@@ -365,7 +365,7 @@ function M.run(d, view)
       add(chart(s, r.started_at))
       add("</div></div>")
     end
-    add("</section>")
+    add("</div></section>")
   end
 
   add('<h2>Steps</h2>')
