@@ -193,6 +193,37 @@ describe("show --format html", function()
   end)
 end)
 
+describe("show --format html of a run paused at a gate, then rolled back", function()
+  test("the gate, its decision, the pause marker and the later rollback", function()
+    local d = tmpdir()
+    local f = recipe(d, "gated.lua", [=[
+local fs = require "relish.fs"
+return recipe "gated" {
+  params = { dir = param.string { required = true } },
+  step "prepare" { run = function(ctx) fs.write(ctx.params.dir .. "/prepared", "yes\n") end },
+  step "canary" { run = function(ctx) ctx.decide { id = "canary-50", question = "Canary at 50%: <promote>?" } end },
+}
+]=])
+    local r = relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d) }
+    assert_eq(r.code, 5, r.stdout .. r.stderr)
+    local paused = show_html(d)
+    assert_match(paused, '<span class="badge" style="background:#8250df">paused · exit 5</span>')
+    assert_match(paused, "<dt>Paused</dt><dd>at gate canary%-50")
+    assert_match(paused, '<g class="step%-bar" data%-step="2"><title>canary: paused')
+    assert_true(count(paused, '<g class="marker pause">') == 1)
+    assert_match(paused, "Canary at 50%%: &lt;promote&gt;%?")
+    r = relish { "rollback", "last", "--state", support.state(d) }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_nil(read(d .. "/prepared"))
+    local html = show_html(d)
+    assert_match(html, '<h2>Gates</h2><section id="gates"><ul>\n<li><span class="badge" style="background:#cf222e">aborted</span> ' ..
+      "canary%-50 %(step canary%) aborted: Canary at 50%%: &lt;promote&gt;%?")
+    assert_match(html, "<li>[^<]+ abort by [^<]+ %(via rollback%)</li>")
+    assert_match(html, '<section class="rollback" id="rollback%-1"><h3>1%. relish rollback ')
+    assert_true(count(html, '<g class="marker decision">') >= 1)
+  end)
+end)
+
 describe("history --format html", function()
   test("lists runs with links to SHORT_ID.html, escaped", function()
     local d = made_run()
