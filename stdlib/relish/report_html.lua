@@ -286,7 +286,7 @@ end
 -- ---- a diff, its lines coloured -----------------------------------------
 local function diff_html(text)
   local o = {}
-  for line in (text .. "\n"):gmatch("(.-)\n") do
+  for line in (text:gsub("\n$", "") .. "\n"):gmatch("(.-)\n") do
     local cls
     if line:match("^%+%+%+ ") or line:match("^%-%-%- ") then cls = "file"
     elseif line:sub(1, 1) == "+" then cls = "add"
