@@ -90,13 +90,16 @@ static const cli_flag resume_flags[] = {PARAM_FLAG, WAIT_LOCK_FLAG, OUTPUT_FLAG,
 static const cli_flag history_flags[] = {
     {"recipe", 'r', "NAME", 0, NULL, "only runs of this recipe"},
     {"limit", 'l', "N", 0, NULL, "at most N runs (default 20)"},
-    OUTPUT_FLAG,
+    {"format", 'f', "FORMAT", 0, "text|json|html",
+     "text (default), json, or html (links: SHORT_ID.html)"},
+    {"output", 0, "FORMAT", 0, "text|json|html", "the same as --format"},
     STATE_FLAG,
     {0}};
 
 static const cli_flag show_flags[] = {
-    {"format", 'f', "FORMAT", 0, "text|json|markdown", "text (default), json or markdown"},
-    {"output", 0, "FORMAT", 0, "text|json|markdown", "the same as --format"},
+    {"format", 'f', "FORMAT", 0, "text|json|markdown|html",
+     "text (default), json, markdown or html"},
+    {"output", 0, "FORMAT", 0, "text|json|markdown|html", "the same as --format"},
     STATE_FLAG,
     {0}};
 
@@ -105,7 +108,7 @@ static const cli_flag show_flags[] = {
 static const struct {
   const cli_flag *flag;
   const char *name;
-} aliases[] = {{&show_flags[1], "format"}}; /* show --output */
+} aliases[] = {{&show_flags[1], "format"}, {&history_flags[3], "format"}}; /* --output */
 
 static const cli_flag lock_flags[] = {OUTPUT_FLAG, STATE_FLAG, {0}};
 

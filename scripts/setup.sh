@@ -12,6 +12,7 @@ packages=(
   nghttp2-server # nghttpd: the HTTP/2 server of the http tests
   openssh-server openssh-client # sshd, ssh-keygen, ssh-agent: the git ssh tests
   prometheus prometheus-pushgateway # prometheus, promtool, pushgateway: the metrics tests
+  chromium # headless Chromium: the HTML report tests (--dump-dom, --screenshot)
   # fuzzing (scripts/fuzz.sh): clang, and libFuzzer with clang's sanitizer runtimes
   clang libclang-rt-14-dev
 )

@@ -195,7 +195,7 @@ describe("show", function()
     assert_match(m.stdout, "^# Run ", "given both ways, the last wins")
     local bad = relish { "show", "last", "--output", "yaml", "--state", support.state(d) }
     assert_eq(bad.code, 2)
-    assert_match(bad.stderr, "%-%-output must be one of text|json|markdown, got 'yaml'")
+    assert_match(bad.stderr, "%-%-output must be one of text|json|markdown|html, got 'yaml'")
   end)
 end)
 

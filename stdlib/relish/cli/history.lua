@@ -85,7 +85,12 @@ return {
     local rows = journal:list_runs { recipe = f.recipe, limit = limit }
     for _, r in ipairs(rows) do r.summary = summary(r, journal:rollbacks(r.id)) end
     journal:close()
-    if f.output == "json" then
+    if f.format == "html" then
+      io.write(require("relish.report_html").history(rows, f.recipe and ("relish history: " .. f.recipe) or
+        "relish history"))
+      return 0
+    end
+    if f.format == "json" then
       for _, r in ipairs(rows) do
         local s = r.summary
         io.write(json.encode(require("relish.output").json_safe({ run_id = r.id, short_id = J.short_id(r.id), recipe = r.recipe,

@@ -1,4 +1,4 @@
--- relish show RUN_ID: one run from the journal, as text, JSON or Markdown:
+-- relish show RUN_ID: one run from the journal, as text, JSON, Markdown or HTML:
 -- what the run did (its outcome and exit code), each step and action in its
 -- final state with its history, every rollback attempt made since, and the
 -- manual gates with each decision made there.
@@ -343,6 +343,11 @@ return {
     local fmt = opts.flags.format or "text"
     if fmt == "json" then io.write(as_json(d))
     elseif fmt == "markdown" then io.write(as_markdown(d))
+    elseif fmt == "html" then
+      io.write(require("relish.report_html").run(d, { outcome = outcome_text, step_notes = step_notes,
+        action_notes = action_notes, split_actions = split_actions, undo_step_name = undo_step_name,
+        rollback_label = rollback_label, rollback_result = rollback_result, gate_text = gate_text,
+        decision_text = decision_text, paused = paused_text }))
     else io.write(as_text(d)) end
     return 0
   end,
