@@ -29,30 +29,13 @@ cleanup() {
 }
 trap cleanup EXIT
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/sim-cluster.sh
+. "$repo/scripts/sim-cluster.sh"
 
 say "starting a simulated Kubernetes API (tests/fixtures/k8s_api.py) and Prometheus on loopback"
 # simulated time runs 10x faster than real time (pods start, deadlines pass)
-python3 tests/fixtures/k8s_api.py --dir "$work/k8s" --time-scale 0.1 --parent $$ >"$work/k8s.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 300); do [ -s "$work/k8s/k8s.json" ] && break; sleep 0.1; done
-[ -s "$work/k8s/k8s.json" ] || { echo "demo: the API double did not start:" >&2; cat "$work/k8s.log" >&2; exit 1; }
-field() { python3 -c "import json,sys; print(json.load(open('$work/k8s/k8s.json'))['$1'])"; }
-server=$(field server); kubeconfig=$(field kubeconfig); metrics_port=$(field metrics_port); ca=$(field ca)
-control() { curl -fsS --cacert "$ca" -X POST -H 'Content-Type: application/json' "$server/_control/$1" -d "$2" >/dev/null; }
-
-prom_port=$(free_port)
-cat >"$work/prometheus.yml" <<YML
-global: {scrape_interval: 1s, evaluation_interval: 1s}
-scrape_configs:
-  - job_name: cluster
-    static_configs: [{targets: ["127.0.0.1:$metrics_port"]}]
-YML
-prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prom" \
-  --web.listen-address="127.0.0.1:$prom_port" >"$work/prometheus.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 300); do curl -fs "http://127.0.0.1:$prom_port/-/ready" >/dev/null 2>&1 && break; sleep 0.1; done
-prom="http://127.0.0.1:$prom_port"
+sim_start "$work" 0.1
+control() { sim_control "$@"; }
 echo "API server $server, Prometheus $prom"
 
 # web:1.2 answers 20% of its requests with a 500
@@ -66,7 +49,7 @@ run recipes/rolling-release.lua -p image=web:1.0
 # users, from now on: 50 requests a second through the Service
 control traffic '{"targets": [{"kind": "Service", "namespace": "default", "name": "web", "rps": 50}]}'
 
-canary=(-p "prometheus=$prom" -p weights=25,50 -p pause=6s -p interval=2s -p window=10s)
+canary=(-p "prometheus=$prom" -p "weights=25,50" -p pause=6s -p interval=2s -p window=10s)
 say "2. canary-release.lua: web:1.1 (a good version)"
 run recipes/canary-release.lua -p image=web:1.1 "${canary[@]}"
 

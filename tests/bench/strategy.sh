@@ -34,29 +34,10 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-python3 "$repo/tests/fixtures/k8s_api.py" --dir "$dir/k8s" --time-scale 0.1 --parent $$ >"$dir/k8s.log" 2>&1 &
-pids+=($!)
-k8s_pid=$!
-for _ in $(seq 300); do [ -s "$dir/k8s/k8s.json" ] && break; sleep 0.1; done
-field() { python3 -c "import json,sys; print(json.load(open('$dir/k8s/k8s.json'))['$1'])"; }
-server=$(field server) kubeconfig=$(field kubeconfig) metrics_port=$(field metrics_port) ca=$(field ca)
-control() { curl -fsS --cacert "$ca" -X POST -H 'Content-Type: application/json' "$server/_control/$1" -d "$2" >/dev/null; }
-
-prom_port=$(free_port)
-cat >"$dir/prometheus.yml" <<YML
-global: {scrape_interval: 1s, evaluation_interval: 1s}
-scrape_configs:
-  - job_name: cluster
-    static_configs: [{targets: ["127.0.0.1:$metrics_port"]}]
-YML
-prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/prom" \
-  --web.listen-address="127.0.0.1:$prom_port" >"$dir/prometheus.log" 2>&1 &
-pids+=($!)
-prom_pid=$!
-prom="http://127.0.0.1:$prom_port"
-for _ in $(seq 300); do curl -fs "$prom/-/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+# shellcheck source=scripts/sim-cluster.sh
+. "$repo/scripts/sim-cluster.sh"
+sim_start "$dir" 0.1
+control() { sim_control "$@"; }
 
 state="sqlite:$dir/journal.db"
 cd "$repo"
