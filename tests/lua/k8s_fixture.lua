@@ -135,15 +135,7 @@ end
 -- eventually(what, fn [, timeout]): polls fn() (up to timeout seconds,
 -- default 10) until it returns a true value; returns that value, or raises
 -- naming what.
-function M.eventually(what, fn, timeout)
-  local deadline = host.now() + (timeout or 10)
-  repeat
-    local v = fn()
-    if v then return v end
-    task.sleep(0.02)
-  until host.now() > deadline
-  error("timed out waiting for " .. what, 2)
-end
+M.eventually = support.eventually_every(10, 0.02)
 
 function Double:stop()
   if not self.pid then return end

@@ -39,15 +39,7 @@ end
 
 -- eventually(what, fn [, timeout]): polls fn() (up to timeout seconds,
 -- default 20) until it returns a true value; returns it, or raises naming what.
-function M.eventually(what, fn, timeout)
-  local deadline = host.now() + (timeout or 20)
-  repeat
-    local v = fn()
-    if v then return v end
-    task.sleep(0.1)
-  until host.now() > deadline
-  error("timed out waiting for " .. what, 2)
-end
+M.eventually = require("support").eventually_every(20, 0.1)
 
 local Server = {}
 Server.__index = Server

@@ -5,6 +5,22 @@ local host = require "relish._host"
 
 local M = {}
 
+-- eventually_every(default_timeout, poll) -> eventually(what, fn [, timeout]):
+-- polls fn() every `poll` seconds (up to timeout seconds) until it returns
+-- a true value; returns that value, or raises naming what, at the caller.
+function M.eventually_every(default_timeout, poll)
+  return function(what, fn, timeout)
+    local task = require "relish.task"
+    local deadline = host.now() + (timeout or default_timeout)
+    repeat
+      local v = fn()
+      if v then return v end
+      task.sleep(poll)
+    until host.now() > deadline
+    error("timed out waiting for " .. what, 2)
+  end
+end
+
 function M.write(path, text, mode)
   local f = assert(io.open(path, "wb"))
   f:write(text)
