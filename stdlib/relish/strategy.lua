@@ -34,12 +34,7 @@ end
 
 local function deploy_ref(name) return "deployments/" .. name end
 
--- waits for a Deployment's rollout (kubectl's rules, failing fast on pods
--- that cannot start); nothing to wait for in a dry-run
-local function settle(S, name)
-  if S.dry then return end
-  S.c:wait_rollout({ kind = "Deployment", name = name, namespace = S.ns }, { timeout = S.timeout })
-end
+local settle = common.settle
 
 -- ---- rolling -------------------------------------------------------------------------
 

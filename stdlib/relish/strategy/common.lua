@@ -30,8 +30,20 @@ M.usage = usage
 local function fail(kind, fmt, ...) error(errors.value(kind, fmt, ...), 0) end
 M.fail = fail
 
-local copy = require("relish.strategy.routers").copy
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local t = {}
+  for k, x in pairs(v) do t[k] = copy(x) end
+  return setmetatable(t, getmetatable(v))
+end
 M.copy = copy
+
+-- waits for a Deployment's rollout (kubectl's rules, failing fast on pods
+-- that cannot start); nothing to wait for in a dry-run
+function M.settle(S, name)
+  if S.dry then return end
+  S.c:wait_rollout({ kind = "Deployment", name = name, namespace = S.ns }, { timeout = S.timeout })
+end
 
 local function seconds(fname, v, what)
   if v == nil then return nil end

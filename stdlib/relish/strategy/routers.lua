@@ -17,20 +17,8 @@ local CANARY_LABEL = "relish.dev/canary"
 local RUN_ANNOTATION = "relish.dev/run"
 M.CANARY_LABEL = CANARY_LABEL
 
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local t = {}
-  for k, x in pairs(v) do t[k] = copy(x) end
-  return setmetatable(t, getmetatable(v))
-end
-M.copy = copy
-
-local function say(S, fmt, ...) S.ctx.log(fmt, ...) end
-
-local function settle(S, name)
-  if S.dry then return end
-  S.c:wait_rollout({ kind = "Deployment", name = name, namespace = S.ns }, { timeout = S.timeout })
-end
+local common = require "relish.strategy.common"
+local copy, say, settle = common.copy, common.say, common.settle
 
 -- An object this run made before (a resumed run's setup runs again), or nil.
 local function ours(S, ref)
