@@ -10,9 +10,10 @@
 --                             writes happen (nested calls join the outer one)
 --   create_run(run, names)    run = {id, recipe, file, recipe_hash, params,
 --                             dry_run, lock_name [, user, host, pid, service,
---                             environment, version]}: status "running" and
---                             one "pending" step per name; service and
---                             environment make the run a deployment
+--                             environment, version, meta]}: status "running"
+--                             and one "pending" step per name; service and
+--                             environment make the run a deployment; meta
+--                             is JSON text (a runbook's severity, owner...)
 --   record_commits(run_id, commits)  commits = {{id=, time=unix seconds}}
 --                             the run ships (a commit recorded twice is kept
 --                             once)
@@ -56,7 +57,11 @@
 --   action_end(run_id, seq, status, result, error)
 --   mark_action(run_id, seq, status, error)   after its undo: error is the
 --                             undo's (.undo_error); the action's own stays
---   event(run_id, type, text [, actor])   events(run_id)   in order
+--   event(run_id, type, text [, actor [, step]])   events(run_id)   in order;
+--                             types: log, note, lock, rollback, gate,
+--                             decision, notify, check (a check's finding),
+--                             prompt, answer (secrets "***"), skip; actor
+--                             $RELISH_ACTOR or the login user, ts UTC
 --   rollback_begin(run_id, {reason=, requested=}) -> attempt id; also a
 --                             "rollback" event. Actions journaled from then
 --                             on (seq >= .first_seq) are the attempt's own
@@ -152,7 +157,11 @@ function M.duration_text(s)
   return string.format("%dh%02dm", s // 3600, s % 3600 // 60)
 end
 
+-- Who acts: $RELISH_ACTOR (a shared bastion's on-call names themselves),
+-- else the login user.
 function M.actor()
+  local a = os.getenv("RELISH_ACTOR")
+  if a and a ~= "" then return a end
   return os.getenv("USER") or os.getenv("LOGNAME") or host.username()
 end
 
@@ -457,6 +466,13 @@ local MIGRATIONS = {
   );
   CREATE INDEX decisions_run ON decisions (run_id, id);
   ]],
+  -- runbooks: a run's own facts beyond the recipe's name (runs.meta, JSON:
+  -- kind = "runbook", severity, service, owner, links), and the step an
+  -- event belongs to (a prompt, an answer, a skip, a check's finding)
+  [[
+  ALTER TABLE runs ADD COLUMN meta TEXT;
+  ALTER TABLE events ADD COLUMN step INTEGER;
+  ]],
 }
 M.SCHEMA_VERSION = #MIGRATIONS
 
@@ -527,11 +543,11 @@ end
 function Sqlite:create_run(run, names)
   self:tx(function()
     self.db:exec("INSERT INTO runs (id, recipe, file, recipe_hash, params, dry_run, status, user, host, pid," ..
-      " lock_name, started_at, service, environment, version) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?," ..
-      " ?, ?, ?)",
+      " lock_name, started_at, service, environment, version, meta) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?," ..
+      " ?, ?, ?, ?, ?, ?)",
       run.id, run.recipe, run.file, run.recipe_hash, run.params or "{}", run.dry_run and 1 or 0,
       run.user or M.actor(), run.host or host.hostname(), run.pid or host.getpid(), run.lock_name, M.now_iso(),
-      run.service, run.environment, run.version)
+      run.service, run.environment, run.version, run.meta)
     for i, name in ipairs(names) do
       self.db:exec("INSERT INTO steps (run_id, idx, name, status) VALUES (?, ?, ?, 'pending')", run.id, i, name)
     end
@@ -690,9 +706,9 @@ function Sqlite:mark_action(run_id, seq, status, err)
   end
 end
 
-function Sqlite:event(run_id, type_, text, actor)
-  self.db:exec("INSERT INTO events (run_id, ts, type, actor, text) VALUES (?, ?, ?, ?, ?)",
-    run_id, M.now_iso(), type_, actor or M.actor(), text)
+function Sqlite:event(run_id, type_, text, actor, step)
+  self.db:exec("INSERT INTO events (run_id, ts, type, actor, text, step) VALUES (?, ?, ?, ?, ?, ?)",
+    run_id, M.now_iso(), type_, actor or M.actor(), text, step)
 end
 
 function Sqlite:events(run_id)
