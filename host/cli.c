@@ -59,13 +59,28 @@ static const cli_flag version_flags[] = {
         "wait up to DURATION (30s, 10m) for a held lock instead of exiting 4"                      \
   }
 
+#define YES_FLAG                                                                                   \
+  { "yes", 'y', NULL, 0, NULL, "answer yes to confirmations (and take defaults)" }
+#define ANSWER_FLAG                                                                                \
+  {                                                                                                \
+    "answer", 'a', "STEP=ANSWER", 1, NULL,                                                         \
+        "answer a step's question in advance (STEP.ID for ctx.ask; repeatable)"                    \
+  }
+#define ANSWERS_FLAG                                                                               \
+  { "answers", 0, "FILE", 0, NULL, "answers in advance from a YAML or JSON map STEP: ANSWER" }
+
 static const cli_flag run_flags[] = {
-    PARAM_FLAG,
-    {"dry-run", 'n', NULL, 0, NULL, "plan only: show every change, change nothing"},
-    {"yes", 'y', NULL, 0, NULL, "answer yes to confirmations"},
-    WAIT_LOCK_FLAG,
-    OUTPUT_FLAG,
-    STATE_FLAG,
+    PARAM_FLAG,   {"dry-run", 'n', NULL, 0, NULL, "plan only: show every change, change nothing"},
+    YES_FLAG,     ANSWER_FLAG,
+    ANSWERS_FLAG, WAIT_LOCK_FLAG,
+    OUTPUT_FLAG,  STATE_FLAG,
+    {0}};
+
+static const cli_flag runbook_flags[] = {
+    PARAM_FLAG,   {"dry-run", 'n', NULL, 0, NULL, "walk the whole runbook, change nothing"},
+    YES_FLAG,     ANSWER_FLAG,
+    ANSWERS_FLAG, WAIT_LOCK_FLAG,
+    OUTPUT_FLAG,  STATE_FLAG,
     {0}};
 
 static const cli_flag plan_flags[] = {
@@ -85,7 +100,8 @@ static const cli_flag rollback_flags[] = {
     STATE_FLAG,
     {0}};
 
-static const cli_flag resume_flags[] = {PARAM_FLAG, WAIT_LOCK_FLAG, OUTPUT_FLAG, STATE_FLAG, {0}};
+static const cli_flag resume_flags[] = {PARAM_FLAG,  YES_FLAG,   WAIT_LOCK_FLAG,
+                                        OUTPUT_FLAG, STATE_FLAG, {0}};
 
 static const cli_flag history_flags[] = {
     {"recipe", 'r', "NAME", 0, NULL, "only runs of this recipe"},
@@ -138,6 +154,17 @@ static const cli_command commands[] = {
      "\"stop\" leaves it for 'relish resume'). With --dry-run nothing changes and\n"
      "the plan is shown.",
      run_flags, 1, 1, 0, run_module},
+    {"runbook", "FILE", "run a runbook: guided, confirmable steps",
+     "Runs FILE for a person at a terminal: its facts (severity, service, owner,\n"
+     "links) and step list first; then each check shows what it finds, and before\n"
+     "each step that changes something its planned changes (a dry-run of that\n"
+     "step) and a confirmation: yes runs it, no skips it, quit stops the runbook\n"
+     "(what was done stays: resume or rollback). Ctrl-C rolls back. Every\n"
+     "question, answer, skip and note is journaled with the actor ($RELISH_ACTOR,\n"
+     "else the login user) and the time. Without a terminal the answers must be\n"
+     "given in advance (-a, --answers, --yes), or nothing runs (exit 2).\n"
+     "--dry-run walks the whole runbook and changes nothing.",
+     runbook_flags, 1, 1, 0, run_module},
     {"plan", "FILE", "show what a run would change; optionally save the plan",
      "A dry-run of FILE: reads live state, changes nothing, and prints every\n"
      "action the run would take (with a diff for file writes). With -o the plan\n"

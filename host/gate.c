@@ -640,6 +640,7 @@ static int capture_finish(lua_State *L, int status, lua_KContext ctx) {
   unref(L, &G.capture_ref);
   G.mode = saved_mode;
   G.dry_run = saved_dry;
+  session++; /* what a preview planned is not the run's (the dry-run views) */
   if (status != LUA_OK && status != LUA_YIELD) {
     lua_pushvalue(L, -2); /* the error */
     return lua_error(L);
@@ -648,7 +649,9 @@ static int capture_finish(lua_State *L, int status, lua_KContext ctx) {
   return lua_gettop(L) - 3;
 }
 
-/* capture(fn, {dry_run=}) -> effects, fn's results: for module tests. */
+/* capture(fn, {dry_run=}) -> effects, fn's results: for module tests, and a
+ * step's preview inside a run (a runbook shows what a step will change
+ * before its confirmation): there only as a dry-run, journaling nothing. */
 static int l_gate_capture(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   int dry = 0;
@@ -657,7 +660,8 @@ static int l_gate_capture(lua_State *L) {
     dry = lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
-  if (G.mode != MODE_NONE) return luaL_error(L, "gate.capture: a run or capture is active");
+  if (G.mode != MODE_NONE && !(G.mode == MODE_RUN && dry))
+    return luaL_error(L, "gate.capture: a run or capture is active");
   lua_settop(L, 1);
   lua_pushnil(L); /* 2: placeholder */
   lua_pushinteger(L, G.mode);
@@ -747,7 +751,7 @@ static int l_gate_expect_left(lua_State *L) {
 }
 
 static int l_gate_state(lua_State *L) {
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 5);
   lua_pushstring(L, G.mode == MODE_RUN ? "run" : G.mode == MODE_CAPTURE ? "capture" : "none");
   lua_setfield(L, -2, "mode");
   lua_pushboolean(L, G.dry_run);
@@ -756,6 +760,8 @@ static int l_gate_state(lua_State *L) {
   lua_setfield(L, -2, "seq");
   lua_pushinteger(L, G.step);
   lua_setfield(L, -2, "step");
+  lua_pushinteger(L, session);
+  lua_setfield(L, -2, "session");
   return 1;
 }
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -176,6 +177,43 @@ static int l_host_read_ready(lua_State *L) {
     return 1;
   }
   lua_pushlstring(L, buf, (size_t)n);
+  return 1;
+}
+
+/* The terminal's settings before a secret was typed unseen, restored at exit
+ * should the process end while echo is off (an error, the watchdog). */
+static struct termios saved_tty;
+static int saved_tty_fd = -1;
+
+static void restore_tty(void) {
+  if (saved_tty_fd >= 0) tcsetattr(saved_tty_fd, TCSANOW, &saved_tty);
+}
+
+/* tty_echo(fd, on) -> whether echo was on, or nil when fd is no terminal: a
+ * secret answer is typed unseen (echo off), then echo comes back. */
+static int l_host_tty_echo(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  int on = lua_toboolean(L, 2);
+  struct termios t;
+  if (tcgetattr(fd, &t) != 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  int was = (t.c_lflag & ECHO) != 0;
+  if (!on && was && saved_tty_fd < 0) {
+    static int registered;
+    saved_tty = t;
+    saved_tty_fd = fd;
+    if (!registered) registered = atexit(restore_tty) == 0;
+  }
+  if (on) {
+    t.c_lflag |= ECHO;
+    saved_tty_fd = -1;
+  } else {
+    t.c_lflag &= ~(tcflag_t)ECHO;
+  }
+  tcsetattr(fd, TCSANOW, &t);
+  lua_pushboolean(L, was);
   return 1;
 }
 
@@ -344,6 +382,7 @@ int luaopen_relish__host(lua_State *L) {
                                  {"time", l_host_time},
                                  {"isatty", l_host_isatty},
                                  {"read_ready", l_host_read_ready},
+                                 {"tty_echo", l_host_tty_echo},
                                  {"load_user", l_host_load_user},
                                  {"strict_env", l_host_strict_env},
                                  {"realpath", l_host_realpath},

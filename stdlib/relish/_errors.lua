@@ -61,11 +61,12 @@ function M.invalid(msg)
 end
 
 -- Failures try never swallows: a stop (Ctrl-C, the step's deadline, a
--- cancelled task, a run that lost its lock, a pause at a manual gate), a
--- saved plan that no longer matches, a journal that cannot be written, and
--- bad input from a user.
+-- cancelled task, a run that lost its lock, a pause at a manual gate, a
+-- person who stopped a runbook), a saved plan that no longer matches, a
+-- journal that cannot be written, bad input from a user, and a question
+-- nobody can answer (no terminal, no answer given).
 local PASS = { interrupted = true, cancelled = true, deadlock = true, drift = true,
-  journal = true, usage = true, lock_lost = true, paused = true }
+  journal = true, usage = true, lock_lost = true, paused = true, stopped = true, unanswered = true }
 
 local function caught(ok, ...)
   if ok then return ... end

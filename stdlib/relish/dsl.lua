@@ -322,7 +322,53 @@ end
 -- ---- steps and recipes -----------------------------------------------------
 
 local STEP_FIELDS = { run = true, undo = true, timeout = true, retries = true, when = true, description = true,
-  needs = true }
+  needs = true, confirm = true, choose = true }
+local CHECK_FIELDS = { run = true, timeout = true, when = true, description = true }
+local CHOOSE_FIELDS = { prompt = true, default = true }
+
+-- choose = {"a", "b", prompt=, default=} or a function(ctx) returning one:
+-- the options are strings or {value=, text=}; checked here when written out,
+-- and again (M.options) when a function gives them at run time.
+function M.options(name, c, level)
+  local function bad(msg) error(string.format("step %q: choose: %s", name, msg), level) end
+  if type(c) ~= "table" then bad("expected a list of options, got " .. type(c)) end
+  for k in pairs(c) do
+    if math.type(k) ~= "integer" and not CHOOSE_FIELDS[k] then
+      bad(string.format("unknown field '%s'%s", tostring(k), field_hint(k, CHOOSE_FIELDS)))
+    end
+  end
+  if #c == 0 then bad("needs at least one option") end
+  local out, seen = {}, {}
+  for i, o in ipairs(c) do
+    local value, text
+    if type(o) == "string" or math.type(o) == "integer" then
+      value = tostring(o)
+    elseif type(o) == "table" and (type(o.value) == "string" or math.type(o.value) == "integer") then
+      value, text = tostring(o.value), o.text ~= nil and tostring(o.text) or nil
+    else
+      bad(string.format("option %d must be a string or {value=, text=}", i))
+    end
+    if value == "" then bad(string.format("option %d is empty", i)) end
+    local low = value:lower()
+    if low == "skip" or low == "quit" or low == "s" or low == "q" then
+      bad(string.format("option %d: '%s' is an answer of its own (skip, quit)", i, value))
+    end
+    if seen[value] then bad(string.format("option '%s' is listed twice", value)) end
+    seen[value] = true
+    out[i] = { value = value, text = text }
+  end
+  local default = c.default
+  if default ~= nil then
+    if math.type(default) == "integer" and out[default] then
+      default = out[default].value
+    elseif not seen[tostring(default)] then
+      bad(string.format("default %s is not one of the options", tostring(default)))
+    end
+    default = tostring(default)
+  end
+  if c.prompt ~= nil and type(c.prompt) ~= "string" then bad("prompt must be a string") end
+  return { options = out, prompt = c.prompt, default = default }
+end
 
 -- needs = { secrets = {NAME | {env=} | {file=}, ...}, params = {name, ...} }:
 -- what the step's undo needs from outside the journal, checked before a
@@ -376,8 +422,48 @@ function M.step(name)
     if math.type(retries) ~= "integer" or retries < 0 then
       definition_error(2, string.format("step %q: retries must be a non-negative integer", name))
     end
+    local confirm = spec.confirm
+    if confirm ~= nil and (type(confirm) ~= "function" and (type(confirm) ~= "string" or confirm == "")) then
+      definition_error(2, string.format("step %q: confirm must be the question (a string) or a function(ctx) " ..
+        "returning it", name))
+    end
+    local choose = spec.choose
+    if choose ~= nil and type(choose) ~= "function" then
+      local ok, c = pcall(M.options, name, choose, 0)
+      if not ok then definition_error(2, c) end
+      choose = c
+    end
     return setmetatable({ name = name, run = spec.run, undo = spec.undo, when = spec.when,
-      timeout = timeout, retries = retries, description = spec.description, needs = spec.needs, line = line }, Step)
+      timeout = timeout, retries = retries, description = spec.description, needs = spec.needs, line = line,
+      confirm = confirm, choose = choose }, Step)
+  end
+end
+
+-- check "name" {run = function(ctx) return finding end}: shows what it finds
+-- (a value, a table, a verdict) and changes nothing; it gates nothing either:
+-- a check that fails says so and the runbook goes on.
+function M.check(name)
+  if type(name) ~= "string" or name == "" then definition_error(2, "check needs a name: check \"name\" { ... }") end
+  local line = debug.getinfo(2, "l").currentline
+  return function(spec)
+    if type(spec) ~= "table" then definition_error(2, "check \"" .. name .. "\" takes a table") end
+    for k in pairs(spec) do
+      if not CHECK_FIELDS[k] then
+        local extra = STEP_FIELDS[k] and " (a check only reads: confirm, choose, undo and retries are for steps)" or ""
+        definition_error(2, string.format("check %q: unknown field '%s'%s%s", name, tostring(k),
+          field_hint(k, CHECK_FIELDS), extra))
+      end
+    end
+    if type(spec.run) ~= "function" then
+      definition_error(2, string.format("check %q: run = function(ctx) ... end is required", name))
+    end
+    if spec.when ~= nil and type(spec.when) ~= "function" then
+      definition_error(2, string.format("check %q: when must be a function", name))
+    end
+    local timeout, terr = M.duration(spec.timeout, "check " .. name .. ": timeout")
+    if spec.timeout ~= nil and not timeout then definition_error(2, terr) end
+    return setmetatable({ name = name, run = spec.run, when = spec.when, timeout = timeout, retries = 0,
+      description = spec.description, line = line, check = true }, Step)
   end
 end
 
@@ -401,42 +487,81 @@ local RECIPE_FIELDS = { description = true, params = true, lock = true, on_failu
 local DEPLOYING = "effects are not allowed in a recipe's deploys functions: they only name what is deployed"
 local DEPLOY_FIELDS = { service = true, environment = true, version = true }
 
-function M.recipe(name)
-  if type(name) ~= "string" or name == "" then definition_error(2, "recipe needs a name: recipe \"name\" { ... }") end
+local RUNBOOK_FIELDS = { severity = true, service = true, owner = true, links = true }
+for k in pairs(RECIPE_FIELDS) do RUNBOOK_FIELDS[k] = true end
+
+-- A runbook's links: a list of URLs or {title=, url=}.
+local function check_links(name, links, definition_error)
+  if type(links) ~= "table" then
+    definition_error(2, string.format("runbook %q: links must be a list of URLs or {title=, url=}", name))
+  end
+  local out = {}
+  for i, l in ipairs(links) do
+    if type(l) == "string" and l ~= "" then
+      out[i] = { url = l }
+    elseif type(l) == "table" and type(l.url) == "string" and l.url ~= "" and (l.title == nil or type(l.title) == "string") then
+      out[i] = { url = l.url, title = l.title }
+    else
+      definition_error(2, string.format("runbook %q: links[%d] must be a URL or {title=, url=}", name, i))
+    end
+  end
+  return out
+end
+
+local function define(kind, name)
+  local FIELDS = kind == "runbook" and RUNBOOK_FIELDS or RECIPE_FIELDS
+  if type(name) ~= "string" or name == "" then
+    definition_error(3, string.format("%s needs a name: %s \"name\" { ... }", kind, kind))
+  end
   -- `return recipe "x" {...}` is a tail call: the file's line is gone by the
   -- time the table arrives, so remember it now
-  local info = debug.getinfo(2, "Sl")
+  local info = debug.getinfo(3, "Sl") -- define, recipe or runbook, the file
   local at = info and info.currentline > 0 and (info.short_src .. ":" .. info.currentline .. ": ") or ""
   local function definition_error(_, msg)
     invalid(at .. msg)
   end
   return function(spec)
-    if type(spec) ~= "table" then definition_error(2, "recipe \"" .. name .. "\" takes a table") end
-    local r = { name = name, steps = {}, params = {}, on_failure = "rollback" }
+    if type(spec) ~= "table" then definition_error(2, kind .. " \"" .. name .. "\" takes a table") end
+    local r = { name = name, steps = {}, params = {}, on_failure = "rollback", kind = kind }
     local seen = {}
     for k, v in pairs(spec) do
       if math.type(k) == "integer" then
-        if getmetatable(v) ~= Step then definition_error(2, string.format("recipe %q: entry %d is not a step", name, k)) end
-      elseif not RECIPE_FIELDS[k] then
-        definition_error(2, string.format("recipe %q: unknown field '%s'%s", name, tostring(k), field_hint(k, RECIPE_FIELDS)))
+        if getmetatable(v) ~= Step then
+          definition_error(2, string.format("%s %q: entry %d is not a step or a check", kind, name, k))
+        end
+      elseif not FIELDS[k] then
+        local extra = RUNBOOK_FIELDS[k] and " (severity, service, owner and links are a runbook's: " ..
+          "runbook \"" .. name .. "\" { ... })" or ""
+        definition_error(2, string.format("%s %q: unknown field '%s'%s%s", kind, name, tostring(k),
+          field_hint(k, FIELDS), extra))
       end
     end
+    if kind == "runbook" then
+      for _, f in ipairs { "severity", "service", "owner" } do
+        if spec[f] ~= nil and (type(spec[f]) ~= "string" or spec[f] == "") then
+          definition_error(2, string.format("runbook %q: %s must be a non-empty string", name, f))
+        end
+      end
+      r.meta = { kind = "runbook", severity = spec.severity, service = spec.service, owner = spec.owner,
+        links = spec.links ~= nil and check_links(name, spec.links, definition_error) or {},
+        description = spec.description }
+    end
     for i, s in ipairs(spec) do
-      if seen[s.name] then definition_error(2, string.format("recipe %q: two steps named %q", name, s.name)) end
+      if seen[s.name] then definition_error(2, string.format(kind .. " %q: two steps named %q", name, s.name)) end
       seen[s.name] = true
       r.steps[i] = s
     end
-    if #r.steps == 0 then definition_error(2, string.format("recipe %q has no steps", name)) end
+    if #r.steps == 0 then definition_error(2, string.format(kind .. " %q has no steps", name)) end
     for pname, p in pairs(spec.params or {}) do
       if type(pname) ~= "string" or getmetatable(p) == nil or getmetatable(p).__name ~= "relish.Param" then
-        definition_error(2, string.format("recipe %q: params.%s must be a param.<type>{...}", name, tostring(pname)))
+        definition_error(2, string.format(kind .. " %q: params.%s must be a param.<type>{...}", name, tostring(pname)))
       end
       r.params[pname] = p
     end
     for _, s in ipairs(r.steps) do
       for _, pname in ipairs(s.needs and s.needs.params or {}) do
         if not r.params[pname] then
-          definition_error(2, string.format("recipe %q: step %q needs param '%s', which the recipe does not have",
+          definition_error(2, string.format(kind .. " %q: step %q needs param '%s', which the recipe does not have",
             name, s.name, pname))
         end
       end
@@ -444,12 +569,12 @@ function M.recipe(name)
     r.description = spec.description
     if spec.on_failure ~= nil then
       if spec.on_failure ~= "rollback" and spec.on_failure ~= "stop" then
-        definition_error(2, string.format("recipe %q: on_failure must be \"rollback\" or \"stop\"", name))
+        definition_error(2, string.format(kind .. " %q: on_failure must be \"rollback\" or \"stop\"", name))
       end
       r.on_failure = spec.on_failure
     end
     if spec.lock ~= nil and type(spec.lock) ~= "string" and type(spec.lock) ~= "function" then
-      definition_error(2, string.format("recipe %q: lock must be a string or a function of params", name))
+      definition_error(2, string.format(kind .. " %q: lock must be a string or a function of params", name))
     end
     r.lock = spec.lock
     if type(spec.lock) == "function" then
@@ -468,35 +593,35 @@ function M.recipe(name)
     if spec.rollback_timeout ~= nil and not r.rollback_timeout then definition_error(2, err) end
     if spec.notify ~= nil then
       if type(spec.notify) ~= "table" then
-        definition_error(2, string.format("recipe %q: notify must be a table of handlers", name))
+        definition_error(2, string.format(kind .. " %q: notify must be a table of handlers", name))
       end
       local HOOKS = { on_start = true, on_success = true, on_failure = true, on_rollback = true }
       for k, v in pairs(spec.notify) do
         if not HOOKS[k] then
-          definition_error(2, string.format("recipe %q: notify.%s is not a handler (on_start, on_success, " ..
+          definition_error(2, string.format(kind .. " %q: notify.%s is not a handler (on_start, on_success, " ..
             "on_failure, on_rollback)", name, tostring(k)))
         end
         if type(v) ~= "function" then
-          definition_error(2, string.format("recipe %q: notify.%s must be a function(ctx, outcome)", name, k))
+          definition_error(2, string.format(kind .. " %q: notify.%s must be a function(ctx, outcome)", name, k))
         end
       end
     end
     r.notify = spec.notify
     if spec.deploys ~= nil then
       if type(spec.deploys) ~= "table" then
-        definition_error(2, string.format("recipe %q: deploys must be a table {service=, environment=, version=}", name))
+        definition_error(2, string.format(kind .. " %q: deploys must be a table {service=, environment=, version=}", name))
       end
       for k, v in pairs(spec.deploys) do
         if not DEPLOY_FIELDS[k] then
-          definition_error(2, string.format("recipe %q: deploys.%s is not known%s", name, tostring(k),
+          definition_error(2, string.format(kind .. " %q: deploys.%s is not known%s", name, tostring(k),
             field_hint(k, DEPLOY_FIELDS)))
         end
         if type(v) ~= "string" and type(v) ~= "function" then
-          definition_error(2, string.format("recipe %q: deploys.%s must be a string or a function of params", name, k))
+          definition_error(2, string.format(kind .. " %q: deploys.%s must be a string or a function of params", name, k))
         end
       end
       if spec.deploys.service == nil then
-        definition_error(2, string.format("recipe %q: deploys needs a service", name))
+        definition_error(2, string.format(kind .. " %q: deploys needs a service", name))
       end
       local d = spec.deploys
       -- like lock: runs before the run starts, in a dry-run too; only reads
@@ -510,17 +635,29 @@ function M.recipe(name)
             v = got
           end
           if v ~= nil and (type(v) ~= "string" or v == "") then
-            invalid(string.format("recipe %q: deploys.%s must give a non-empty string, got %s", name, k,
+            invalid(string.format(kind .. " %q: deploys.%s must give a non-empty string, got %s", name, k,
               type(v) == "string" and "an empty string" or type(v)))
           end
           out[k] = v
         end
-        if not out.service then invalid(string.format("recipe %q: deploys.service gave no service", name)) end
+        if not out.service then invalid(string.format(kind .. " %q: deploys.service gave no service", name)) end
         return out
       end
     end
     return setmetatable(r, { __name = "relish.Recipe" })
   end
+end
+
+function M.recipe(name)
+  local def = define("recipe", name) -- not a tail call: define looks at the caller's line
+  return def
+end
+
+-- runbook "name" {...}: a recipe for a person at a terminal, with the
+-- incident's facts (severity, service, owner, links) kept with each run
+function M.runbook(name)
+  local def = define("runbook", name)
+  return def
 end
 
 -- secret(name) in a recipe file: the environment variable NAME, as a secret.
@@ -765,6 +902,8 @@ function M.load(file)
   sources["@" .. file] = true
   rawset(env, "recipe", M.recipe)
   rawset(env, "step", M.step)
+  rawset(env, "runbook", M.runbook)
+  rawset(env, "check", M.check)
   rawset(env, "param", M.param)
   rawset(env, "secret", M.secret)
   rawset(env, "effect", require("relish.effect").door)
@@ -779,7 +918,7 @@ function M.load(file)
   end, fn)
   if not ok then error(r, 0) end
   if type(r) ~= "table" or getmetatable(r) == nil or getmetatable(r).__name ~= "relish.Recipe" then
-    invalid(file .. ": a recipe file must return recipe \"name\" { ... }")
+    invalid(file .. ": a recipe file must return recipe \"name\" { ... } (or runbook \"name\" { ... })")
   end
   return r, host.realpath(file) or file, source
 end

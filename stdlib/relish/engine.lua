@@ -2,6 +2,7 @@
 -- a failure rolls back completed and in-doubt actions newest first (a step's
 -- undo replaces the automatic undos of its effects); everything is journaled
 -- so rollback and resume work after a crash, from another process.
+local ask = require "relish._ask"
 local dsl = require "relish.dsl"
 local effect = require "relish.effect"
 local gate = require "relish._gate"
@@ -77,7 +78,6 @@ end
 -- once), `relish rollback` aborts. Every decision is journaled with who made
 -- it, how and when. A dry-run never waits: it plans the gate and promotes.
 
-local PROMPT_POLL = 0.1 -- seconds between two looks at stdin
 local ANSWERS = { promote = "promote", p = "promote", abort = "abort", a = "abort", wait = "wait", w = "wait" }
 local DECIDE_FIELDS = { id = true, question = true }
 
@@ -97,10 +97,12 @@ end
 local function prompt(E, g)
   E.journal:gate_ask(E.run_id, g)
   E.out:event("gate", { gate = g.id, question = g.question, step = E.step_name })
-  host.progress(nil) -- the spinner would draw over the question
   local answered = false
-  local _ <close> = setmetatable({}, { __close = function()
-    E.out:prompt(nil)
+  local a = ask.read_line(E.out, "      promote / abort / wait? ", function(line)
+    local v = ANSWERS[line:lower():match("^%s*(.-)%s*$")]
+    if v then return v end
+    return nil, "please answer promote, abort or wait"
+  end, { on_close = function()
     if E.out.tty and E.step_name then host.progress(E.step_name) end
     -- cancelled (the step failed meanwhile), interrupted, timed out
     if not answered then
@@ -108,34 +110,14 @@ local function prompt(E, g)
         string.format("gate %s: the question was withdrawn before anyone answered (the step stopped)", g.id))
     end
   end })
-  E.out:prompt("      promote / abort / wait? ")
-  local buf = ""
-  while true do
-    local got = host.read_ready(0)
-    if got == "" then
-      answered = true
-      E.out:write("\n")
-      return nil
-    end
-    if got then
-      buf = buf .. got
-      for line in buf:gmatch("([^\n]*)\n") do
-        local a = ANSWERS[line:lower():match("^%s*(.-)%s*$")]
-        if a then
-          answered = true
-          return a
-        end
-        E.out:line("      please answer promote, abort or wait")
-      end
-      buf = buf:match("([^\n]*)$")
-    end
-    loop.sleep(PROMPT_POLL)
-  end
+  answered = true
+  return a
 end
 
 -- The rest of ctx.decide, once its arguments are checked.
 local function decide(E, id, question)
   local g = { id = id, step = E.step_idx, question = secret.redact(question) }
+  if E.preview then return "promote" end -- a runbook's preview of the step: nothing journaled
   if E.dry_run then
     E.journal:event(E.run_id, "gate", string.format("gate %s (step %d) would wait for a person: %s", id, g.step,
       g.question))
@@ -186,13 +168,88 @@ local function make_ctx(E)
       msg = text
     end
     msg = secret.redact(msg)
-    E.journal:event(E.run_id, "log", msg)
+    if E.preview then return end -- a runbook's preview of the step: the run says it
+    E.journal:event(E.run_id, "log", msg, nil, E.step_idx)
     E.out:event("log", { message = msg, step = E.step_name })
   end
+  -- ctx.note(text): into the run's timeline, with who wrote it and when
   function ctx.note(text)
     local msg = secret.redact(tostring(text))
-    E.journal:event(E.run_id, "note", msg)
-    E.out:event("note", { message = msg, step = E.step_name })
+    if E.preview then return end
+    E.journal:event(E.run_id, "note", msg, nil, E.step_idx)
+    E.out:event("note", { message = msg, step = E.step_name, by = J.actor() })
+  end
+  -- ctx.confirm(question | {question=, id=}) -> true | false; ctx.choose{
+  -- question=, options=, default=, id=} -> the option's value; ctx.ask{
+  -- question=, default=, match=, validate=, secret=, id=} -> the text (a
+  -- secret value with secret = true). Answered as relish._ask says; "quit"
+  -- stops the run where it is (kept, for resume or rollback).
+  local function question(fname, spec, fields, need)
+    if type(spec) == "string" and need == "confirm" then spec = { question = spec } end
+    if type(spec) ~= "table" then error(string.format("ctx.%s: expected a table {question=, ...}, got %s", fname,
+      type(spec)), 3) end
+    for k in pairs(spec) do
+      if not fields[k] then
+        local names = {}
+        for f in pairs(fields) do names[#names + 1] = f end
+        table.sort(names)
+        local near = type(k) == "string" and host.nearest(k, names)
+        error(string.format("ctx.%s: unknown field '%s'%s", fname, tostring(k),
+          near and string.format(" (did you mean '%s'?)", near) or ""), 3)
+      end
+    end
+    local q = spec.question or spec.prompt
+    if type(q) ~= "string" or q == "" then error(string.format("ctx.%s: question: expected a non-empty string", fname), 3) end
+    if spec.id ~= nil and (type(spec.id) ~= "string" or spec.id == "") then
+      error(string.format("ctx.%s: id: expected a non-empty string", fname), 3)
+    end
+    if not E.step_idx or not E.asker then error(string.format("ctx.%s: only a step's run can ask a person", fname), 3) end
+    local s = E.recipe.steps[E.step_idx]
+    return { key = s.name .. "." .. (spec.id or q), step = E.step_idx, step_name = s.name, scope = "ctx." .. fname,
+      question = secret.redact(q), wildcard = need == "confirm" and (s.name .. ".*") or nil }
+  end
+  local function stopped_here(what)
+    local e = errors.value("stopped", "stopped by %s at %s", J.actor(), what)
+    e.keep_done = true
+    return e
+  end
+  local CONFIRM_FIELDS = { question = true, prompt = true, id = true }
+  function ctx.confirm(spec)
+    local q = question("confirm", spec, CONFIRM_FIELDS, "confirm")
+    q.kind = "confirm"
+    local a = E.asker:get(q)
+    if a == "quit" then error(stopped_here(string.format("%q", q.question)), 0) end
+    return a == "yes"
+  end
+  local CHOOSE_FIELDS = { question = true, prompt = true, id = true, options = true, default = true }
+  function ctx.choose(spec)
+    local q = question("choose", spec, CHOOSE_FIELDS)
+    local opts = spec.options
+    if type(opts) ~= "table" then error("ctx.choose: options: expected a list", 2) end
+    local list = { default = spec.default }
+    for i, o in ipairs(opts) do list[i] = o end
+    local ok, c = pcall(dsl.options, E.recipe.steps[E.step_idx].name, list, 0)
+    if not ok then error("ctx." .. tostring(c), 2) end
+    q.kind, q.options, q.default = "choose", c.options, c.default
+    local a = E.asker:get(q)
+    if a == "quit" then error(stopped_here(string.format("%q", q.question)), 0) end
+    return a
+  end
+  local ASK_FIELDS = { question = true, prompt = true, id = true, default = true, match = true, validate = true,
+    secret = true }
+  function ctx.ask(spec)
+    local q = question("ask", spec, ASK_FIELDS)
+    if spec.match ~= nil and type(spec.match) ~= "string" then error("ctx.ask: match: expected a Lua pattern", 2) end
+    if spec.validate ~= nil and type(spec.validate) ~= "function" then
+      error("ctx.ask: validate: expected a function(text)", 2)
+    end
+    if spec.default ~= nil and type(spec.default) ~= "string" and type(spec.default) ~= "number" then
+      error("ctx.ask: default: expected a string", 2)
+    end
+    if spec.secret and spec.default ~= nil then error("ctx.ask: a secret question takes no default", 2) end
+    q.kind, q.match, q.validate, q.secret = "ask", spec.match, spec.validate, spec.secret and true or false
+    q.default = spec.default ~= nil and tostring(spec.default) or nil
+    return E.asker:get(q)
   end
   function ctx.secret(name) return dsl.secret(name) end
   -- ctx.decide{id=, question=} -> "promote" (see the manual gates above);
@@ -234,6 +291,7 @@ local function make_ctx(E)
   -- the commits this deployment ships (repo:log's entries fit as they are),
   -- for relish dora's lead time; a commit recorded twice is kept once
   function ctx.record_commits(commits)
+    if E.preview then return type(commits) == "table" and #commits or 0 end
     if not E.deploys then error("ctx.record_commits: the recipe does not declare deploys = {service=...}", 2) end
     if type(commits) ~= "table" then error("ctx.record_commits: expected a list of commits, got " .. type(commits), 2) end
     local rows = {}
@@ -288,19 +346,24 @@ local function set_step(E, idx, fields)
   E.journal:set_step(E.run_id, idx, fields)
 end
 
--- Runs one attempt of fn(ctx) under the step's and the run's deadlines.
-local function attempt(E, s, ctx)
+-- an error as a step's failure keeps it: a table as it is, text with a
+-- traceback when RELISH_TRACEBACK is set
+local function catch(e)
+  if type(e) == "table" then return e end
+  if os.getenv("RELISH_TRACEBACK") then return debug.traceback(tostring(e), 2) end
+  return tostring(e)
+end
+
+-- Runs one attempt of fn(...) (the step's run: fn = s.run, ctx, choice)
+-- under the step's and the run's deadlines.
+local function attempt(E, s, fn, ...)
   local deadline = 0
   if s.timeout then deadline = host.now() + s.timeout end
   if E.run_deadline and (deadline == 0 or E.run_deadline < deadline) then deadline = E.run_deadline end
   -- named, should the watchdog have to end the process (stuck in a C call)
   E.step_deadline = { deadline > 0 and deadline or nil, string.format("step %q of run %s", s.name, E.run_id) }
   host.set_deadline(E.step_deadline[1], E.step_deadline[2])
-  local ok, err = xpcall(s.run, function(e)
-    if type(e) == "table" then return e end
-    if os.getenv("RELISH_TRACEBACK") then return debug.traceback(tostring(e), 2) end
-    return tostring(e)
-  end, ctx)
+  local ok, err = xpcall(fn, catch, ...)
   host.set_deadline(nil)
   loop.reset() -- tasks the step spawned end with it: transfers closed, processes reaped
   -- a command or a wait cut short by the deadline returns normally: the step
@@ -321,6 +384,139 @@ end
 -- no longer the value the redactor knows.
 local function first_line(s)
   return (secret.redact(tostring(s)):match("^[^\n]*"))
+end
+
+-- ---- runbooks: checks, and asking before a step ----------------------------------
+
+-- An action without an undo of its own is irreversible, unless its step has
+-- an undo: a rollback runs that instead (an HTTP write, a command).
+local function irreversible(recipe, step, flag)
+  local s = recipe and recipe.steps[step]
+  return flag and not (s and s.undo) or false
+end
+
+local STOPS = { interrupted = true, lock_lost = true }
+
+-- fn(...) with the gate planning instead of acting, journaling nothing: ->
+-- the effects it planned, and fn's ok and error or value. Raises a stop.
+local function planned(E, s, fn, ...)
+  local effects, fine, value
+  local args = table.pack(...)
+  local ok, err = attempt(E, s, function()
+    effects, fine, value = gate.capture(function() return xpcall(fn, catch, table.unpack(args, 1, args.n)) end,
+      { dry_run = true })
+  end)
+  if not ok then
+    if STOPS[errkind(err)] or host.interrupted() then error(err, 0) end
+    return effects or {}, false, err
+  end
+  return effects, fine, value
+end
+
+-- A check: its run reads and returns what it finds; it gates nothing (a check
+-- that fails says so and the run goes on) and may change nothing (what it
+-- would have changed is planned, never done, and makes it fail).
+local function run_check(E, i, s, ctx)
+  local steps = E.recipe.steps
+  set_step(E, i, { status = "running", started_at = J.now_iso(), error = json.null })
+  E.out:event("step_started", { index = i, total = #steps, name = s.name, check = true, since = E.since and
+    host.time() - E.since })
+  local started = host.now()
+  E.step_idx = i
+  local effects, fine, value = planned(E, s, s.run, ctx)
+  E.step_idx = nil
+  local text, verdict
+  if #effects > 0 then
+    text, verdict = string.format("a check only reads, and this one would change %s: move that into a step",
+      effects[1].describe), "error"
+  elseif not fine then
+    text, verdict = first_line(errmsg(value)), "error"
+  else
+    text, verdict = output.finding(value)
+  end
+  text = text and secret.redact(text)
+  local shown = text and (verdict and string.format("[%s] %s", verdict, text) or text) or "(nothing to show)"
+  set_step(E, i, { status = "done", finished_at = J.now_iso(), error = verdict == "error" and text or json.null })
+  E.journal:event(E.run_id, "check", s.name .. ": " .. shown, nil, i)
+  E.out:event("step_finished", { index = i, total = #steps, name = s.name, status = "done",
+    elapsed = host.now() - started, check = true })
+  E.out:event("check", { index = i, name = s.name, finding = text or json.null, verdict = verdict or json.null })
+end
+
+-- A question a step asks at its start: its choose or its confirm (or, in
+-- relish runbook, the confirmation of what its preview plans).
+local function step_question(E, i, s, kind, fields)
+  local q = { kind = kind, step = i, step_name = s.name, scope = string.format("step %q", s.name),
+    key = s.name }
+  if kind == "confirm" and s.choose then q.key = s.name .. ".confirm" end
+  for k, v in pairs(fields) do q[k] = v end
+  return q
+end
+
+-- What the step will change, planned with the answers the person gives
+-- meanwhile (kept for the step's run, which gets them again without asking).
+local function preview(E, i, s, ctx, choice)
+  local P = setmetatable({ dry_run = true, preview = true, state = json.decode(json.encode(E.state)) },
+    { __index = E })
+  local pctx = make_ctx(P)
+  pctx.params = ctx.params
+  E.asker.recording, E.asker.replay = {}, nil
+  local effects, fine, err = planned(E, s, s.run, pctx, choice)
+  E.asker.replay, E.asker.recording = E.asker.recording, nil
+  local shown = {}
+  for n, a in ipairs(effects) do
+    shown[n] = { kind = a.kind, target = a.target, describe = a.describe, detail = a.detail,
+      irreversible = irreversible(E.recipe, i, a.irreversible) }
+  end
+  E.out:event("preview", { index = i, name = s.name, actions = json.array(shown),
+    error = not fine and first_line(secret.redact(errmsg(err))) or nil })
+  return effects, fine
+end
+
+-- Before a step acts: its choice, its preview (relish runbook) and its
+-- confirmation. Returns "run", choice | "skip", why | "quit".
+local function before_step(E, i, s, ctx)
+  local choice, chosen_here
+  if s.choose then
+    local c = s.choose
+    if type(c) == "function" then
+      local effects, fine, v = planned(E, s, c, ctx)
+      if #effects > 0 then error(string.format("choose: it may only read, and it would change %s",
+        effects[1].describe), 0) end
+      if not fine then error(v, 0) end
+      c = dsl.options(s.name, v, 0)
+    end
+    choice = E.asker:get(step_question(E, i, s, "choose", { question = c.prompt or
+      string.format("%s: which one?", s.name), options = c.options, default = c.default, skip = true }))
+    if choice == "skip" then return "skip", "skipped instead of choosing" end
+    if choice == "quit" then return "quit" end
+    chosen_here = E.asker.last_via == "terminal"
+  end
+  local text = s.confirm
+  if E.guided and not E.dry_run then
+    local effects, fine = preview(E, i, s, ctx, choice)
+    if text == nil and not fine then
+      text = string.format("Planning step %q failed: run it anyway?", s.name)
+    elseif text == nil and #effects > 0 and (not s.choose or chosen_here) then
+      -- every change is confirmed once its plan is shown; a choice given in
+      -- advance is its own confirmation
+      text = #effects == 1 and "Make this change?" or string.format("Make these %d changes?", #effects)
+    end
+  end
+  if type(text) == "function" then
+    local effects, fine, v = planned(E, s, text, ctx, choice)
+    if #effects > 0 then error(string.format("confirm: it may only read, and it would change %s",
+      effects[1].describe), 0) end
+    if not fine then error(v, 0) end
+    if type(v) ~= "string" or v == "" then error("confirm: the function must return the question (a string)", 0) end
+    text = v
+  end
+  if text then
+    local a = E.asker:get(step_question(E, i, s, "confirm", { question = secret.redact(text) }))
+    if a == "no" then return "skip", "answered no" end
+    if a == "quit" then return "quit" end
+  end
+  return "run", choice
 end
 
 -- Runs the steps from E.start; returns nil or the failure {step=, error=}.
@@ -348,19 +544,48 @@ local function run_steps(E, ctx)
     if skip then
       set_step(E, i, { status = "skipped", finished_at = J.now_iso() })
       E.out:event("step_finished", { index = i, total = #steps, name = s.name, status = "skipped" })
+    elseif s.check then
+      gate.set_step(i)
+      local ok, err = pcall(run_check, E, i, s, ctx)
+      if not ok then return fail(err) end
     else
       gate.set_step(i)
       -- a safe point: a run that lost its lock starts nothing more
       if E.lease and not E.lease:renew() then return { step = i, error = E.lease:error(), before = true } end
       set_step(E, i, { status = "running", started_at = J.now_iso(), error = json.null })
-      E.out:event("step_started", { index = i, total = #steps, name = s.name })
+      E.out:event("step_started", { index = i, total = #steps, name = s.name, since = E.since and
+        host.time() - E.since, guided = E.guided })
       local started = host.now()
       local ok, err
       E.step_idx = i
+      local asked, what, choice = true, "run", nil
+      if s.choose or s.confirm or (E.guided and not E.dry_run) then
+        asked, what, choice = pcall(before_step, E, i, s, ctx)
+      end
+      if not asked then
+        E.step_idx = nil
+        return fail(what, host.now() - started)
+      elseif what == "skip" then
+        -- a person's choice: journaled with who and why
+        E.step_idx = nil
+        E.journal:event(E.run_id, "skip", string.format("step %q skipped: %s", s.name, choice), nil, i)
+        set_step(E, i, { status = "skipped", finished_at = J.now_iso() })
+        E.out:event("step_finished", { index = i, total = #steps, name = s.name, status = "skipped",
+          by = J.actor() })
+        goto next_step
+      elseif what == "quit" then
+        E.step_idx = nil
+        local why = string.format("stopped by %s before step %q", J.actor(), s.name)
+        E.journal:event(E.run_id, "stop", why, nil, i)
+        set_step(E, i, { status = "pending", started_at = json.null })
+        E.out:event("step_finished", { index = i, total = #steps, name = s.name, status = "stopped" })
+        return { step = i, stopped = true, error = errors.value("stopped", "%s", why) }
+      end
       for try = 1, s.retries + 1 do
         E.journal:step_attempt(E.run_id, i, try)
         E.attempt_token = {}
-        ok, err = attempt(E, s, ctx)
+        ok, err = attempt(E, s, s.run, ctx, choice)
+        if E.asker then E.asker.replay = nil end -- a retry asks again
         -- a person's abort and a pause are not retried
         if ok or E.paused or errkind(err) == "aborted" or errkind(err) == "interrupted" or errkind(err) == "lock_lost"
           or host.interrupted() then break end
@@ -387,6 +612,7 @@ local function run_steps(E, ctx)
       set_step(E, i, { status = "done", finished_at = J.now_iso() })
       E.out:event("step_finished", { index = i, total = #steps, name = s.name, status = "done", elapsed = elapsed })
     end
+    ::next_step::
   end
   return nil
 end
@@ -719,12 +945,6 @@ local function finish_run(E, status, code, err)
   E.journal:finish_run(E.run_id, status, code, err and secret.redact(err) or nil)
 end
 
--- An action without an undo of its own is irreversible, unless its step has
--- an undo: a rollback runs that instead (an HTTP write, a command).
-local function irreversible(recipe, step, flag)
-  local s = recipe and recipe.steps[step]
-  return flag and not (s and s.undo) or false
-end
 
 local function start_gate(E)
   gate.set_run {
@@ -765,7 +985,7 @@ local function notify(E, ctx, event, outcome)
   if not fine then say(string.format("notify %s failed: %s", event, first_line(errmsg(err)))) end
 end
 
-local execute_steps
+local execute_steps, runbook_outline
 
 -- The common tail of run and resume: steps, then success, or failure with
 -- rollback or stop. Returns the exit code. A journal found damaged once the
@@ -809,6 +1029,10 @@ function execute_steps(E)
     code, status = EXIT.ok, E.dry_run and "planned" or "succeeded"
   elseif failure.paused then
     code, status = EXIT.paused, "paused"
+  elseif failure.stopped then
+    -- a person quit before a step: what was done stays (resume goes on from
+    -- that step, rollback undoes it)
+    code, status, errtext = EXIT.failed, "stopped", first_line(errmsg(failure.error))
   else
     local interrupted = errkind(failure.error) == "interrupted" or host.interrupted()
     local lost = errkind(failure.error) == "lock_lost"
@@ -846,6 +1070,10 @@ function execute_steps(E)
       end
     else
       code, status = EXIT.failed, "stopped"
+    end
+    -- a question nobody could answer before anything changed: bad input
+    if errkind(failure.error) == "unanswered" and not changed and not E.acted and code == EXIT.failed then
+      code = EXIT.usage
     end
   end
   -- the journal may be full: the run's end is said anyway, and a run that
@@ -971,19 +1199,59 @@ local function hold_run(journal, run, lock_name, out, wait_lock)
   error(lease, 0)
 end
 
+-- What a runbook shows at its start: its facts and its steps, each with
+-- what it asks.
+function runbook_outline(recipe, guided)
+  local steps = {}
+  for i, s in ipairs(recipe.steps) do
+    local asks = {}
+    if s.choose then asks[#asks + 1] = "choose" end
+    if s.confirm then asks[#asks + 1] = "confirm" end
+    steps[i] = { name = s.name, check = s.check or false, description = s.description, asks = json.array(asks) }
+  end
+  local m = recipe.meta or {}
+  return { name = recipe.name, kind = recipe.kind, severity = m.severity, service = m.service, owner = m.owner,
+    links = json.array(m.links or {}), description = recipe.description, steps = json.array(steps),
+    guided = guided or false }
+end
+
 local function sha256_text(s)
   return require("relish.fs").sha256(s)
 end
 
--- run{file=, params=raw, dry_run=, output=, state=, expect=, plan_out=, wait_lock=} -> exit code
+-- The questions a run will ask: answers given in advance are checked (every
+-- key a step, every choice one of its options) and, without a terminal,
+-- every question known before the run starts must have one. Raises a usage
+-- error (nothing ran); returns the asker's options.
+local function askable(recipe, opts, out)
+  local answers = ask.answers(opts.answers, opts.answers_file)
+  ask.check_answers(recipe, answers, opts.file)
+  local terminal = ask.terminal(out)
+  if not terminal and not opts.dry_run then
+    local missing = ask.needed(recipe, answers, { yes = opts.yes, guided = opts.guided })
+    if #missing > 0 then
+      invalid(string.format("%s: this %s asks a person, and stdin is not a terminal: give the answers in advance " ..
+        "(-a STEP=ANSWER, --answers FILE) or run it on a terminal; nothing ran:\n  %s", opts.file, recipe.kind,
+        table.concat(missing, "\n  ")))
+    end
+  end
+  return { answers = answers, terminal = terminal, yes = opts.yes and true or false, dry_run = opts.dry_run }
+end
+
+-- run{file=, params=raw, dry_run=, output=, state=, expect=, plan_out=, wait_lock=, yes=, answers=,
+-- answers_file=, guided=} -> exit code
 function M.run(opts)
   local recipe, path, source = dsl.load(opts.file)
   local params = dsl.check_params(recipe, opts.params or {}, opts.file)
   if not opts.dry_run then check_needs(recipe, opts.file) end
-  local journal = J.open(opts.state)
   local out = output.new { format = opts.output }
+  local asking = askable(recipe, opts, out)
+  local journal = J.open(opts.state)
   local E = { recipe = recipe, params = params, journal = journal, out = out, run_id = new_run_id(),
-    dry_run = opts.dry_run and true or false, state = {}, start = 1, expect = opts.expect }
+    dry_run = opts.dry_run and true or false, state = {}, start = 1, expect = opts.expect,
+    guided = opts.guided and true or false, since = host.time() }
+  asking.out, asking.journal, asking.run_id = out, journal, E.run_id
+  E.asker = ask.new(asking)
   out.run_id = E.run_id
   E.lock_name = lock_name_of(recipe, params)
   E.deploys = recipe.deploys and recipe.deploys(params)
@@ -997,9 +1265,10 @@ function M.run(opts)
   journal:create_run({ id = E.run_id, recipe = recipe.name, file = path, recipe_hash = hash,
     params = storable_params(params), dry_run = E.dry_run, lock_name = E.lock_name,
     service = E.deploys and E.deploys.service, environment = E.deploys and E.deploys.environment,
-    version = E.deploys and E.deploys.version }, names)
+    version = E.deploys and E.deploys.version, meta = recipe.meta and json.encode(recipe.meta) }, names)
   out:event("run_started", { recipe = recipe.name, file = path, params = json.decode(storable_params(params)),
-    dry_run = E.dry_run, run_id = E.run_id })
+    dry_run = E.dry_run, run_id = E.run_id, kind = recipe.kind })
+  if recipe.meta or E.guided then out:event("runbook", runbook_outline(recipe, E.guided)) end
   if not E.dry_run then
     journal:reserve() -- room for a rollback's rows, should the disk fill up
     out:check_disk(journal, E.run_id)
@@ -1247,7 +1516,10 @@ function M.resume(opts)
   local maxseq = journal:max_seq(run.id)
   local E = { recipe = recipe, params = params, journal = journal, out = out, run_id = run.id,
     dry_run = false, state = json.decode(run.state) or {}, start = start, seq = maxseq,
-    lock_name = run.lock_name, deploys = run.service and { service = run.service } }
+    lock_name = run.lock_name, deploys = run.service and { service = run.service },
+    since = J.iso_seconds(run.started_at) }
+  -- a resumed runbook asks its questions again, at the terminal (or --yes)
+  E.asker = ask.new { out = out, journal = journal, run_id = run.id, terminal = ask.terminal(out), yes = opts.yes }
   local _ <close> = releasing(E)
   E.lease = hold_run(journal, run, E.lock_name, out, opts.wait_lock)
   -- what the journal said before the lock was held may be old: another

@@ -155,15 +155,15 @@ end
 -- or patches) is not on the server for the plan's later steps to read. The
 -- view keeps what the plan has written so far, by URL (false: deleted);
 -- reads in the same dry-run see it first, so a plan can create a
--- Deployment and then scale it. It starts afresh with each plan (the gate's
--- action counter going back).
-local view = { seq = -1, objects = {} }
+-- Deployment and then scale it. It starts afresh with each plan and each
+-- preview of a runbook's step (the gate's session).
+local view = { session = -1, objects = {} }
 
 local function the_view()
   local st = gate.state()
   if not st.dry_run then return nil end
-  if st.seq < view.seq then view.objects = {} end
-  view.seq = st.seq
+  if st.session ~= view.session then view.objects = {} end
+  view.session = st.session
   return view.objects
 end
 
@@ -188,7 +188,7 @@ local function view_put(server, path, obj)
   local v = the_view()
   if v then v[server .. path] = obj and copy(obj) or false end
 end
-M._view_reset = function() view.objects, view.seq = {}, -1 end
+M._view_reset = function() view.objects, view.session = {}, -1 end
 
 function Client:send(method, path, o)
   o = o or {}

@@ -227,9 +227,170 @@ function M:check_disk(journal, run_id)
   self:event("log", { message = msg })
 end
 
-local MARK = { done = "✓", failed = "✗", skipped = "-", running = "…", undone = "↺", undo_failed = "!", paused = "‖" }
+local MARK = { done = "✓", failed = "✗", skipped = "-", running = "…", undone = "↺", undo_failed = "!", paused = "‖",
+  stopped = "■" }
 local MARK_PLAIN = { done = "ok", failed = "FAILED", skipped = "skipped", undone = "undone", undo_failed = "UNDO FAILED",
-  paused = "PAUSED" }
+  paused = "PAUSED", stopped = "STOPPED" }
+
+-- ---- a check's finding --------------------------------------------------------------
+-- What a check returns, as text: a value; a list (of values, of rows as
+-- maps or lists); a map (key: value lines); or a verdict {verdict = "ok"|
+-- "warn"|"bad", text=, value=, rows=, columns=}. Returns text (or nil for
+-- nothing) and the verdict.
+
+local MAX_ROWS, MAX_CELL = 50, 60
+local VERDICTS = { ok = true, warn = true, bad = true }
+
+local function scalar(v)
+  if type(v) == "number" and math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 1e15 then
+    return string.format("%d", v)
+  end
+  local t = secret.is(v) and "***" or tostring(v)
+  t = t:gsub("\n", " ")
+  if utf8.len(t) and utf8.len(t) > MAX_CELL then t = t:sub(1, utf8.offset(t, MAX_CELL) - 1) .. "…" end
+  return t
+end
+
+local function width(t) return utf8.len(t) or #t end
+
+-- rows (maps or lists) as an aligned table; columns: the order of a map's keys
+local function table_text(rows, columns)
+  if not columns then
+    local seen
+    columns, seen = {}, {}
+    for _, r in ipairs(rows) do
+      if type(r) == "table" and #r > 0 then columns = nil break end
+      for k in pairs(type(r) == "table" and r or {}) do
+        if not seen[k] then seen[k], columns[#columns + 1] = true, k end
+      end
+    end
+    if columns then table.sort(columns, function(a, b) return tostring(a) < tostring(b) end) end
+  end
+  local grid = {}
+  if columns then
+    local head = {}
+    for c, k in ipairs(columns) do head[c] = tostring(k) end
+    grid[1] = head
+  end
+  for n, r in ipairs(rows) do
+    if n > MAX_ROWS then break end
+    local line = {}
+    if type(r) ~= "table" then
+      line[1] = scalar(r)
+    elseif columns then
+      for c, k in ipairs(columns) do line[c] = r[k] == nil and "" or scalar(r[k]) end
+    else
+      for c, v in ipairs(r) do line[c] = scalar(v) end
+    end
+    grid[#grid + 1] = line
+  end
+  local widths = {}
+  for _, line in ipairs(grid) do
+    for c, cell in ipairs(line) do widths[c] = math.max(widths[c] or 0, width(cell)) end
+  end
+  local out = {}
+  for _, line in ipairs(grid) do
+    local cells = {}
+    for c, cell in ipairs(line) do
+      cells[c] = c < #line and (cell .. string.rep(" ", widths[c] - width(cell))) or cell
+    end
+    out[#out + 1] = table.concat(cells, "  ")
+  end
+  if #rows > MAX_ROWS then out[#out + 1] = string.format("… and %d more", #rows - MAX_ROWS) end
+  return table.concat(out, "\n")
+end
+
+local function is_list(t)
+  return #t > 0 or next(t) == nil
+end
+
+local function value_text(v)
+  if type(v) ~= "table" or secret.is(v) then return scalar(v) end
+  if is_list(v) then return table_text(v) end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local rows = {}
+  for i, k in ipairs(keys) do rows[i] = { tostring(k) .. ":", type(v[k]) == "table" and "{…}" or scalar(v[k]) } end
+  return table_text(rows)
+end
+
+function M.finding(v)
+  if v == nil then return nil end
+  if type(v) == "table" and not secret.is(v) and VERDICTS[v.verdict] then
+    local parts = {}
+    if v.text ~= nil then parts[#parts + 1] = scalar(v.text) end
+    if v.value ~= nil then parts[#parts + 1] = value_text(v.value) end
+    if v.rows ~= nil then parts[#parts + 1] = type(v.rows) == "table" and table_text(v.rows, v.columns) or scalar(v.rows) end
+    return table.concat(parts, "\n"), v.verdict
+  end
+  if type(v) == "table" and not secret.is(v) and v.rows ~= nil and type(v.rows) == "table" then
+    return table_text(v.rows, v.columns), nil
+  end
+  return value_text(v), nil
+end
+
+-- ---- runbooks ---------------------------------------------------------------
+
+local VERDICT_COLOR = { ok = "32", warn = "33", bad = "31", error = "31" }
+
+function M:on_runbook(f)
+  local facts = {}
+  for _, k in ipairs { "severity", "service", "owner" } do
+    if f[k] then facts[#facts + 1] = (k == "severity" and "" or (k .. " ")) .. f[k] end
+  end
+  if #facts > 0 then self:write("  " .. self:paint("1", table.concat(facts, " · ")) .. "\n") end
+  if f.description then self:write("  " .. f.description .. "\n") end
+  for _, l in ipairs(f.links or {}) do
+    self:write(string.format("  %s%s\n", l.title and (l.title .. ": ") or "", l.url))
+  end
+  if not f.guided and f.kind ~= "runbook" then return end
+  self:write("  Steps:\n")
+  for i, st in ipairs(f.steps or {}) do
+    local asks = #(st.asks or {}) > 0 and self:paint("2", "  (" .. table.concat(st.asks, ", ") .. ")") or ""
+    self:write(string.format("  %3d. %-5s %s%s\n", i, st.check and "check" or "step", st.name, asks))
+  end
+end
+
+-- "T+2m10s": how long the incident has been going (since the run started)
+local function since_text(s)
+  if not s then return "" end
+  s = math.max(0, math.floor(s))
+  if s < 3600 then return string.format("T+%dm%02ds", s // 60, s % 60) end
+  return string.format("T+%dh%02dm", s // 3600, s % 3600 // 60)
+end
+
+function M:on_check(f)
+  if not f.finding or f.finding == json.null then return end
+  local verdict = f.verdict ~= json.null and f.verdict or nil
+  local lines = {}
+  for l in (tostring(f.finding) .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = l end
+  local first = table.remove(lines, 1)
+  if verdict then first = self:paint(VERDICT_COLOR[verdict] or "0", "[" .. verdict .. "]") .. " " .. first end
+  self:line("      " .. first)
+  for _, l in ipairs(lines) do self:line("      " .. l) end
+end
+
+function M:on_preview(f)
+  if f.error then
+    self:line("    " .. self:paint("31", "planning this step failed: " .. tostring(f.error)))
+  end
+  if #(f.actions or {}) == 0 then
+    if not f.error then self:line("    " .. self:paint("2", "this step changes nothing")) end
+    return
+  end
+  self:line(#f.actions == 1 and "    this step will make 1 change:" or
+    string.format("    this step will make %d changes:", #f.actions))
+  for _, a in ipairs(f.actions) do self:on_action_planned(a) end
+end
+
+-- an answer not typed at this terminal (given in advance, --yes, a
+-- dry-run's assumption) is said with where it came from
+function M:on_answer(f)
+  if f.shown then return end
+  self:line(string.format("    %s %s %s %s", self:paint("1;33", "?"), f.question, self:paint("2", "→"),
+    f.answer .. self:paint("2", " (" .. f.via .. ")")))
+end
 
 function M:on_run_started(f)
   local what = f.dry_run and "Plan for" or (f.resumed and "Resuming" or "Running")
@@ -237,6 +398,14 @@ function M:on_run_started(f)
 end
 
 function M:on_step_started(f)
+  if f.guided or (f.since and f.check) then
+    -- a runbook's step: a header of its own, with the incident's time
+    self:write(string.format("%s %d/%d %s  %s\n", self:paint("36", "──"), f.index, f.total,
+      self:paint("1", f.name), self:paint("2", since_text(f.since))))
+    self.in_step = false
+    if self.tty then host.progress(f.name) end
+    return
+  end
   if self.tty then
     self:write(string.format("  %s %s", self:paint("36", "…"), f.name))
     host.progress(f.name)
@@ -387,6 +556,10 @@ function M:on_run_finished(f)
     s = self:paint("31", string.format("%s (exit %d): %s", f.status, f.exit_code, f.error or ""))
   end
   self:write(s .. "\n")
+  if f.status == "stopped" and not f.dry_run and self.run_id then
+    self:write(string.format("  relish resume %s   goes on from where it stopped\n", self.run_id))
+    self:write(string.format("  relish rollback %s undoes what it did\n", self.run_id))
+  end
 end
 
 return M

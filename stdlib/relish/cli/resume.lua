@@ -7,6 +7,6 @@ return {
   main = function(opts)
     local f = opts.flags
     return engine.resume { run_id = opts.args[1], params = common.params(f.param), output = f.output, state = f.state,
-      wait_lock = common.wait_lock(f) }
+      yes = f.yes, wait_lock = common.wait_lock(f) }
   end,
 }

@@ -6,6 +6,7 @@ return {
   main = function(opts)
     local f = opts.flags
     return engine.run { file = opts.args[1], params = common.params(f.param), dry_run = f["dry-run"],
-      output = f.output, state = f.state, yes = f.yes, wait_lock = common.wait_lock(f) }
+      output = f.output, state = f.state, yes = f.yes, answers = f.answer, answers_file = f.answers,
+      wait_lock = common.wait_lock(f) }
   end,
 }
