@@ -395,7 +395,9 @@ local function irreversible(recipe, step, flag)
   return flag and not (s and s.undo) or false
 end
 
-local STOPS = { interrupted = true, lock_lost = true }
+-- what ends a preview or a check as it ends a step: a stop, a person who
+-- quit, a question nobody can answer
+local STOPS = { interrupted = true, lock_lost = true, stopped = true, unanswered = true }
 
 -- fn(...) with the gate planning instead of acting, journaling nothing: ->
 -- the effects it planned, and fn's ok and error or value. Raises a stop.
@@ -410,6 +412,7 @@ local function planned(E, s, fn, ...)
     if STOPS[errkind(err)] or host.interrupted() then error(err, 0) end
     return effects or {}, false, err
   end
+  if not fine and (STOPS[errkind(value)] or host.interrupted()) then error(value, 0) end
   return effects, fine, value
 end
 

@@ -143,6 +143,7 @@ local function as_json(d)
     duration_s = null(J.duration(r.started_at, r.finished_at)), error = null(r.error),
     params = json.decode(r.params), state = json.decode(r.state), steps = json.array {}, actions = json.array {},
     rollbacks = json.array {}, events = json.array {}, gates = json.array {},
+    meta = r.meta and json.decode(r.meta) or null(nil),
   }
   for _, g in ipairs(d.gates) do
     local decisions = json.array {}
@@ -183,7 +184,7 @@ local function as_json(d)
   end
   for _, a in ipairs(orphans) do table.insert(out.actions, action_json(a)) end
   for _, e in ipairs(d.events) do
-    table.insert(out.events, { ts = e.ts, type = e.type, actor = e.actor, text = e.text })
+    table.insert(out.events, { ts = e.ts, type = e.type, actor = e.actor, text = e.text, step = null(e.step) })
   end
   -- paths and log lines are bytes: what is not UTF-8 is shown losslessly
   return json.encode(require("relish.output").json_safe(out), { pretty = true, sort_keys = true }) .. "\n"
