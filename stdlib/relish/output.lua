@@ -318,8 +318,7 @@ end
 function M.finding(v)
   if v == nil then return nil end
   if type(v) == "table" and not secret.is(v) and VERDICTS[v.verdict] then
-    local parts = {}
-    if v.text ~= nil then parts[#parts + 1] = scalar(v.text) end
+    local parts = { v.text ~= nil and scalar(v.text) or "" } -- the verdict's line; a table starts below it
     if v.value ~= nil then parts[#parts + 1] = value_text(v.value) end
     if v.rows ~= nil then parts[#parts + 1] = type(v.rows) == "table" and table_text(v.rows, v.columns) or scalar(v.rows) end
     return table.concat(parts, "\n"), v.verdict
