@@ -329,8 +329,11 @@ local function as_text(d)
   end
   if #d.events > 0 then
     add("timeline:")
+    -- what a person did (an answer, a skip, a note) says who
+    local BY = { answer = true, skip = true, stop = true, note = true }
     for _, e in ipairs(d.events) do
-      add(string.format("  %s %-8s %s", e.ts, e.type, indent(e.text, string.rep(" ", 35))))
+      add(string.format("  %s %-8s %s%s", e.ts, e.type, indent(e.text, string.rep(" ", 35)),
+        BY[e.type] and e.actor and ("  by " .. e.actor) or ""))
     end
   end
   return table.concat(L, "\n") .. "\n"
