@@ -149,7 +149,8 @@ local Asker = {}
 Asker.__index = Asker
 
 -- new{out=, journal=, run_id=, dry_run=, yes=, answers = {KEY = {value=, via=}},
--- terminal=} -> an asker
+-- terminal=} -> an asker; asker.pause_clock(), when set, is called before a
+-- person is asked and returns the function called once they answered
 function M.new(o)
   return setmetatable({ out = o.out, journal = o.journal, run_id = o.run_id, dry_run = o.dry_run, yes = o.yes,
     answers = o.answers or {}, terminal = o.terminal, used = {} }, Asker)
@@ -233,7 +234,10 @@ function Asker:resolve(q)
           q.default == o.value and "  (default)" or ""))
       end
     end
-    local v = M.read_line(self.out, terminal_text(q), accept, { secret = q.secret })
+    -- the time a person takes to answer is not the step's: its deadline
+    -- waits meanwhile
+    local resume = self.pause_clock and self.pause_clock()
+    local v = M.read_line(self.out, terminal_text(q), accept, { secret = q.secret, on_close = resume })
     if v == nil then error(unanswered(q, "stdin ended before an answer"), 0) end
     return v, "terminal", true
   end

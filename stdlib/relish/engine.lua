@@ -17,6 +17,7 @@ local errors = require "relish._errors"
 local invalid = errors.invalid
 
 local M = {}
+local pause_clock -- below, with the runbooks: a deadline that waits while a person answers
 
 local EXIT = { ok = 0, failed = 1, usage = 2, incomplete = 3, locked = 4, paused = 5, interrupted = 130 }
 M.EXIT = EXIT
@@ -366,6 +367,8 @@ local function attempt(E, s, fn, ...)
   local ok, err = xpcall(fn, catch, ...)
   host.set_deadline(nil)
   loop.reset() -- tasks the step spawned end with it: transfers closed, processes reaped
+  -- later by the time people took to answer (pause_clock)
+  deadline = E.step_deadline[1] or 0
   -- a command or a wait cut short by the deadline returns normally: the step
   -- still ran out of time
   if ok and deadline > 0 and host.now() >= deadline then
@@ -387,6 +390,22 @@ local function first_line(s)
 end
 
 -- ---- runbooks: checks, and asking before a step ----------------------------------
+
+-- While a person thinks, the step's and the run's deadlines wait: ->
+-- the function that moves them on by the time it took, once answered.
+function pause_clock(E)
+  local t0 = host.now()
+  local sd = E.step_deadline and E.step_deadline[1]
+  host.set_deadline(nil)
+  return function()
+    local waited = host.now() - t0
+    if E.run_deadline then E.run_deadline = E.run_deadline + waited end
+    if sd then
+      E.step_deadline[1] = sd + waited
+      host.set_deadline(E.step_deadline[1], E.step_deadline[2])
+    end
+  end
+end
 
 -- An action without an undo of its own is irreversible, unless its step has
 -- an undo: a rollback runs that instead (an HTTP write, a command).
@@ -1255,6 +1274,7 @@ function M.run(opts)
     guided = opts.guided and true or false, since = host.time() }
   asking.out, asking.journal, asking.run_id = out, journal, E.run_id
   E.asker = ask.new(asking)
+  E.asker.pause_clock = function() return pause_clock(E) end
   out.run_id = E.run_id
   E.lock_name = lock_name_of(recipe, params)
   E.deploys = recipe.deploys and recipe.deploys(params)
@@ -1523,6 +1543,7 @@ function M.resume(opts)
     since = J.iso_seconds(run.started_at) }
   -- a resumed runbook asks its questions again, at the terminal (or --yes)
   E.asker = ask.new { out = out, journal = journal, run_id = run.id, terminal = ask.terminal(out), yes = opts.yes }
+  E.asker.pause_clock = function() return pause_clock(E) end
   local _ <close> = releasing(E)
   E.lease = hold_run(journal, run, E.lock_name, out, opts.wait_lock)
   -- what the journal said before the lock was held may be old: another

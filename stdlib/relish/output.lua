@@ -439,6 +439,11 @@ end
 -- prompt(text | nil): text waits for a person's answer on the terminal; the
 -- lines written meanwhile go above it. nil: answered.
 function M:prompt(text)
+  if text and self.tty and self.in_step then
+    -- the step's "… name" line makes way; its mark comes back when it ends
+    self.out:write("\r\27[K")
+    self.in_step = false
+  end
   self.asking = text
   if text and self.format == "text" then self:write(text) end
 end

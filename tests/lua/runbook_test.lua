@@ -97,13 +97,13 @@ end
 -- Runs relish on a pty with the moves of script; -> code, transcript, missed.
 -- shell: run it under sh -c with this text after it (what follows on the
 -- same terminal)
-local function on_terminal(d, f, script, extra, shell)
+local function on_terminal(d, f, script, extra, shell, command)
   support.write(d .. "/script.json", json.encode(script))
   local argv = { "python3", DRIVE, d .. "/script.json", "--" }
   if shell then
     for _, a in ipairs { "sh", "-c", 'trap : INT; "$@"; echo "code=$?"; ' .. shell, "sh" } do argv[#argv + 1] = a end
   end
-  for _, a in ipairs { host.exe(), "runbook", f, "-p", "dir=" .. d, "--state", support.state(d) } do
+  for _, a in ipairs { host.exe(), command or "runbook", f, "-p", "dir=" .. d, "--state", support.state(d) } do
     argv[#argv + 1] = a
   end
   for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
@@ -320,6 +320,40 @@ describe("on a terminal", function()
       "5|bob|yes (via terminal)", "6|bob|yes (via terminal)", "6|bob|no (via terminal)", "6|bob|yes (via terminal)",
       "7|bob|*** (via terminal)", "7|bob|3 (via terminal)", "7|bob|yes (via terminal)" })
     assert_eq(events(s, "skip"), { "4|bob|step \"archive\" skipped: answered no" })
+  end)
+
+  test("the time a person takes to answer is not the step's: a 1s step waits 2s for an answer", function()
+    local d = host.mkdtemp()
+    local f = support.recipe(d, "slow.lua", [[
+      local fs = require "relish.fs"
+      return runbook "slow-person" {
+        params = { dir = param.string { required = true } },
+        step "ask" { timeout = "1s", run = function(ctx)
+          fs.write(ctx.params.dir .. "/n", ctx.ask { id = "n", question = "How many?" })
+        end },
+      }]])
+    local code, out = on_terminal(d, f, { { expect = "How many?: " }, { sleep = 2 }, { send = "5\n" },
+      { expect = "Make this change? [yes/no/quit] " }, { sleep = 1.2 }, { send = "yes\n" }, { expect = "Succeeded" } })
+    assert_eq(code, 0, out)
+    assert_eq(read(d .. "/n"), "5")
+  end)
+
+  test("relish run asks what the runbook asks, no previews", function()
+    local d, f = setup()
+    local code, out = on_terminal(d, f, {
+      { expect = "Archive old logs? [yes/no/quit] " }, { send = "yes\n" },
+      { expect = "skip, quit: " }, { send = "aggr\n" },
+      { expect = "Delete a.log? [yes/no/quit] " }, { send = "yes\n" },
+      { expect = "Delete b.log? [yes/no/quit] " }, { send = "yes\n" },
+      { expect = "Vault token (typed unseen): " }, { send = "t\n" },
+      { expect = "Days to keep [7]: " }, { send = "\n" }, { expect = "Succeeded" } }, nil, nil, "run")
+    assert_eq(code, 0, out)
+    assert_eq(out:find("this step will make", 1, true), nil, out)
+    assert_eq(out:find("Make this change", 1, true), nil, out)
+    -- the question does not share its line with the step's "… archive"
+    assert_eq(out:find("… archive    ?", 1, true), nil, out)
+    assert_eq({ read(d .. "/archived"), read(d .. "/mode"), read(d .. "/data/b.log"), read(d .. "/keep") },
+      { "yes", "aggressive", nil, "7" })
   end)
 
   test("quit stops before the step: what was done stays, resume or rollback later (exit 1)", function()
