@@ -192,7 +192,7 @@ describe("show", function()
     local b = relish { "show", "last", "--format", "json", "--state", support.state(d) }
     assert_eq(a.stdout, b.stdout)
     local m = relish { "show", "last", "--format", "json", "--output=markdown", "--state", support.state(d) }
-    assert_match(m.stdout, "^# Run ", "given both ways, the last wins")
+    assert_match(m.stdout, "^# Postmortem: ", "given both ways, the last wins")
     local bad = relish { "show", "last", "--output", "yaml", "--state", support.state(d) }
     assert_eq(bad.code, 2)
     assert_match(bad.stderr, "%-%-output must be one of text|json|markdown|html, got 'yaml'")

@@ -1,11 +1,61 @@
--- relish show RUN_ID: one run from the journal, as text, JSON, Markdown or HTML:
--- what the run did (its outcome and exit code), each step and action in its
--- final state with its history, every rollback attempt made since, and the
--- manual gates with each decision made there.
+-- relish show RUN_ID: one run from the journal, as text, JSON, a postmortem
+-- draft in Markdown (relish.postmortem) or HTML (relish.report_html): what the
+-- run did (its outcome and exit code), each step and action in its final state
+-- with its history, every rollback attempt made since, and the manual gates
+-- with each decision made there.
 local J = require "relish.journal"
 local json = require "relish.json"
 
 local function first_line(s) return s and s:match("^[^\n]*") end
+
+-- A run's own facts beyond the recipe (runs.meta: a runbook's kind,
+-- severity, service, owner, description, links), as one shape: text fields
+-- or nil, links as {title=, url=, web=} (a plain string is its own title;
+-- web: an http(s) or mailto address, the only kind shown as a link). NULL
+-- for recipes and older journals: no facts.
+local META_TEXT = { "kind", "severity", "service", "owner", "description" }
+
+local function run_meta(text)
+  local ok, m = pcall(json.decode, text or "null")
+  if not ok or type(m) ~= "table" then m = {} end
+  local meta = { links = {} }
+  for _, k in ipairs(META_TEXT) do
+    local v = m[k]
+    if type(v) == "number" then v = tostring(v) end
+    if type(v) == "string" and v ~= "" then meta[k] = v end
+  end
+  for _, l in ipairs(type(m.links) == "table" and m.links or {}) do
+    local link
+    if type(l) == "string" and l ~= "" then
+      link = { title = l, url = l }
+    elseif type(l) == "table" and type(l.url) == "string" and l.url ~= "" then
+      link = { title = type(l.title) == "string" and l.title ~= "" and l.title or l.url, url = l.url }
+    end
+    -- only web and mail addresses become links (never javascript: or a file)
+    if link then
+      link.web = link.url:match("^[Hh][Tt][Tt][Pp][Ss]?://") ~= nil or link.url:match("^mailto:") ~= nil
+      meta.links[#meta.links + 1] = link
+    end
+  end
+  return meta
+end
+
+-- Which steps have their own undo (a rollback runs it instead of the
+-- automatic undos of the step's actions): the journal does not say, the
+-- recipe does, when its file still loads and is the one the run ran.
+-- -> {[step index] = true}, or nil and why it is not known
+local function own_undos(d)
+  local ok, recipe, _, source = pcall(require("relish.dsl").load, d.run.file)
+  if not ok then return nil, "the recipe file " .. d.run.file .. " does not load" end
+  if d.run.recipe_hash and require("relish.fs").sha256(source) ~= d.run.recipe_hash then
+    return nil, "the recipe file " .. d.run.file .. " changed since the run"
+  end
+  local set = {}
+  for i, s in ipairs(recipe.steps) do
+    if s.undo and d.names[i] == s.name then set[i] = true end
+  end
+  return set
+end
 
 -- The journal's rows, and what they mean together: which rollback attempt
 -- made each action of a rollback and undid each step and action.
@@ -13,6 +63,7 @@ local function gather(journal, id)
   local run = journal:find_run(id)
   local d = {
     run = run,
+    meta = run_meta(run.meta),
     steps = journal:steps(run.id),
     actions = journal:actions(run.id),
     events = journal:events(run.id),
@@ -193,92 +244,6 @@ end
 -- continuation lines of a multi-line text, indented to stay in their place
 local function indent(text, pad) return (text:gsub("\n", "\n" .. pad)) end
 
--- Markdown: continuation lines stay in their list item (indented, a hard
--- break before each), and a line that would open a block (a heading, a list,
--- a quote) is escaped to stay text
-local function md_lines(text)
-  return (text:gsub("\n(%s*)([#>*+%-]?)", function(sp, mark)
-    return "\\\n  " .. sp .. (mark ~= "" and ("\\" .. mark) or "")
-  end):gsub("\n(%s*)(%d+)([.)])", "\n%1%2\\%3"))
-end
-
-local function cell(s) return (s:gsub("|", "\\|"):gsub("\n", " / ")) end
-
-local function as_markdown(d)
-  local r = d.run
-  local of_steps, orphans = split_actions(d)
-  local L = {}
-  local function add(s) L[#L + 1] = s end
-  add(string.format("# Run %s: %s", r.id, r.recipe))
-  add("")
-  add(string.format("- **Status:** %s", J.shown_status(r)))
-  add(string.format("- **Outcome:** %s", outcome_text(d)))
-  add(string.format("- **Recipe:** `%s`", r.file))
-  add(string.format("- **By:** %s on %s (pid %s)", r.user or "?", r.host or "?", tostring(r.pid)))
-  add(string.format("- **Started:** %s  **Finished:** %s  **Took:** %s", r.started_at, r.finished_at or "-",
-    J.duration_text(J.duration(r.started_at, r.finished_at))))
-  add(string.format("- **Params:** `%s`", r.params))
-  if r.error then add(string.format("- **Error:** %s", md_lines(r.error))) end
-  local paused = paused_text(d)
-  if paused then add(string.format("- **Paused:** %s", md_lines(paused))) end
-  add("")
-  add("## Steps")
-  add("")
-  add("| # | step | status | took | attempts | history |")
-  add("|---|---|---|---|---|---|")
-  for _, s in ipairs(d.steps) do
-    add(string.format("| %d | %s | %s | %s | %d | %s |", s.idx, cell(s.name), s.status,
-      J.duration_text(J.duration(s.started_at, s.finished_at)), s.attempts, cell(table.concat(step_notes(d, s), "; "))))
-  end
-  add("")
-  add("## Actions")
-  add("")
-  add("| # | step | kind | target | status | history |")
-  add("|---|---|---|---|---|---|")
-  local function action_row(a, step)
-    add(string.format("| %d | %s | %s | `%s` | %s | %s |", a.seq, step, a.kind, cell(a.target), a.status,
-      cell(table.concat(action_notes(d, a), "; "))))
-  end
-  for _, a in ipairs(of_steps) do action_row(a, tostring(a.step)) end
-  for _, a in ipairs(orphans) do action_row(a, "rollback: " .. cell(undo_step_name(d, a))) end
-  if #d.rollbacks > 0 then
-    add("")
-    add("## Rollbacks")
-    for _, rb in ipairs(d.rollbacks) do
-      add("")
-      add(string.format("### %d. %s by %s, %s: %s", rb.n, rb.started_at, rb.actor or "?", rollback_label(rb),
-        rollback_result(rb)))
-      add("")
-      if rb.finished_at then
-        add(string.format("- **Took:** %s", J.duration_text(J.duration(rb.started_at, rb.finished_at))))
-      end
-      for _, l in ipairs(rb.left) do add("- **Left to do by hand:** " .. md_lines(l)) end
-      for _, a in ipairs(rb.actions) do
-        add(string.format("- action %d (%s): %s `%s` %s%s", a.seq, undo_step_name(d, a), a.kind, a.target, a.status,
-          a.error and (": " .. md_lines(a.error)) or ""))
-      end
-    end
-  end
-  if #d.gates > 0 then
-    add("")
-    add("## Gates")
-    add("")
-    for _, g in ipairs(d.gates) do
-      add("- " .. md_lines(gate_text(d, g)))
-      for _, x in ipairs(g.decisions) do add("  - " .. md_lines(decision_text(x))) end
-    end
-  end
-  if #d.events > 0 then
-    add("")
-    add("## Timeline")
-    add("")
-    for _, e in ipairs(d.events) do
-      add(string.format("- %s **%s** (%s): %s", e.ts, e.type, e.actor or "?", md_lines(e.text)))
-    end
-  end
-  return table.concat(L, "\n") .. "\n"
-end
-
 local function as_text(d)
   local r = d.run
   local of_steps, orphans = split_actions(d)
@@ -345,13 +310,14 @@ return {
     local d = gather(journal, opts.args[1])
     journal:close()
     local fmt = opts.flags.format or "text"
+    -- what the Markdown and HTML views share with the text
+    local view = { outcome = outcome_text, step_notes = step_notes, action_notes = action_notes,
+      split_actions = split_actions, undo_step_name = undo_step_name, rollback_label = rollback_label,
+      rollback_result = rollback_result, gate_text = gate_text, decision_text = decision_text, paused = paused_text,
+      attempt_at = attempt_at, own_undos = own_undos }
     if fmt == "json" then io.write(as_json(d))
-    elseif fmt == "markdown" then io.write(as_markdown(d))
-    elseif fmt == "html" then
-      io.write(require("relish.report_html").run(d, { outcome = outcome_text, step_notes = step_notes,
-        action_notes = action_notes, split_actions = split_actions, undo_step_name = undo_step_name,
-        rollback_label = rollback_label, rollback_result = rollback_result, gate_text = gate_text,
-        decision_text = decision_text, paused = paused_text }))
+    elseif fmt == "markdown" then io.write(require("relish.postmortem").markdown(d, view))
+    elseif fmt == "html" then io.write(require("relish.report_html").run(d, view))
     else io.write(as_text(d)) end
     return 0
   end,
