@@ -198,14 +198,34 @@ local function chart(series, t0)
 end
 
 -- ---- the timeline --------------------------------------------------------
+-- the markers of the events row: {colour, class, shape}; a person's part
+-- (prompts, answers, skips, a stop) is a circle, the rest diamonds
 local MARKER = {
   note = { "#0969da", "note" }, gate = { "#8250df", "gate" }, decision = { "#8250df", "decision" },
-  pause = { "#8250df", "pause" }, rollback = { "#bc4c00", "rollback" }, prompt = { "#8250df", "prompt" },
-  answer = { "#8250df", "answer" }, skip = { "#8c959f", "skip" },
+  pause = { "#8250df", "pause" }, rollback = { "#bc4c00", "rollback" },
+  prompt = { "#bf3989", "prompt", "circle" }, answer = { "#bf3989", "answer", "circle" },
+  skip = { "#8c959f", "skip", "circle" }, stop = { "#24292f", "stop", "square" },
 }
 
--- a log line worth a marker: a failed measurement, a retry, an error
+-- a check's finding, coloured by its verdict ("NAME: [bad] ...")
+local VERDICT = { ok = "#1a7f37", warn = "#9a6700", bad = "#cf222e" }
+
+local function check_marker(e)
+  local v = e.text:match("^[^\n]-: %[(%a+)%] ")
+  return { VERDICT[v] or "#0550ae", "check" .. (VERDICT[v] and (" " .. v) or ""), "triangle" }
+end
+
+local SHAPE = {
+  diamond = "M%s %dl6 9l-6 9l-6 -9z",
+  circle = "M%s %dm-7 9a7 7 0 1 0 14 0a7 7 0 1 0 -14 0z",
+  square = "M%s %dm-6 3h12v12h-12z",
+  triangle = "M%s %dl7 16h-14z",
+}
+
+-- an event worth a marker: a person's part, a check, a failed measurement,
+-- a log line saying retry or error
 local function marked_log(e)
+  if e.type == "check" then return check_marker(e) end
   local m = e.type == "log" and M.measurement(e.text)
   if m then return m.phase ~= "successful" and { "#cf222e", "measurement" } or nil end
   if e.type == "log" and (e.text:find("fail") or e.text:find("error") or e.text:find("retry")) then
@@ -275,8 +295,9 @@ local function timeline(d)
     local mk = marked_log(e)
     if mk then
       local x = X(e.ts)
-      add(string.format('<g class="marker %s"><title>%s %s: %s</title><path d="M%s %dl6 9l-6 9l-6 -9z" fill="%s"/></g>',
-        esc(mk[2]), esc(when(e.ts)), esc(e.type), esc(e.text), num(x), ye + 3, mk[1]))
+      add(string.format('<g class="marker %s"><title>%s %s by %s: %s</title><path d="' .. SHAPE[mk[3] or "diamond"] ..
+        '" fill="%s"/></g>', esc(mk[2]), esc(when(e.ts)), esc(e.type), esc(e.actor or "?"), esc(e.text), num(x),
+        ye + 3, mk[1]))
     end
   end
   add("</svg>")
@@ -313,9 +334,20 @@ local function params_html(text)
   return table.concat(o, "<br>")
 end
 
--- the events of a step: those between its start and its end
+-- the events of a step: those journaled with its index, else (an older
+-- journal) those between its start and its end
 local function in_step(s, e)
+  if e.step then return e.step == s.idx end
   return s.started_at and e.ts >= s.started_at and (not s.finished_at or e.ts <= s.finished_at)
+end
+
+-- a link from a runbook's facts (show's run_meta says which are web or
+-- mail addresses: only those are links), the rest is text
+local function link_html(l)
+  if l.web then
+    return string.format('<a href="%s">%s</a>', esc(l.url), esc(l.title))
+  end
+  return esc(l.title) .. (l.title ~= l.url and (" <code>" .. esc(l.url) .. "</code>") or "")
 end
 
 -- run(d, view) -> the page; d is show's gather(), view its helpers:
@@ -332,6 +364,17 @@ function M.run(d, view)
     (r.outcome or status) .. (r.exit_code and (" · exit " .. r.exit_code) or ""))))
   add('<dl class="meta">')
   local function meta(k, v) add(string.format("<dt>%s</dt><dd>%s</dd>", k, v)) end
+  local facts = d.meta or { links = {} }
+  if facts.severity then meta("Severity", '<span class="badge" style="background:#cf222e">' .. esc(facts.severity) ..
+    "</span>") end
+  if facts.service then meta("Service", esc(facts.service)) end
+  if facts.owner then meta("Owner", esc(facts.owner)) end
+  if facts.description then meta("About", esc(facts.description)) end
+  if #facts.links > 0 then
+    local links = {}
+    for _, l in ipairs(facts.links) do links[#links + 1] = link_html(l) end
+    meta("Links", '<span class="links">' .. table.concat(links, " · ") .. "</span>")
+  end
   meta("Run", "<code>" .. esc(r.id) .. "</code>")
   meta("Status", badge(status) .. (r.dry_run and " (dry-run)" or ""))
   meta("Outcome", esc(view.outcome(d)))
@@ -352,7 +395,11 @@ function M.run(d, view)
   add('</div><p class="legend muted"><span><i style="background:#1a7f37"></i>done</span>' ..
     '<span><i style="background:#cf222e"></i>failed</span><span><i style="background:#bc4c00"></i>undone, rollback</span>' ..
     '<span><i style="background:#8250df"></i>gate, decision</span><span><i style="background:#0969da"></i>note</span>' ..
-    '<span><i style="background:#9a6700"></i>log worth a look</span></p></section>')
+    '<span><i style="background:#9a6700"></i>log worth a look</span>' ..
+    '<span><i style="background:#0550ae"></i>▲ check (green ok, amber warn, red bad)</span>' ..
+    '<span><i style="background:#bf3989;border-radius:50%"></i>prompt, answer</span>' ..
+    '<span><i style="background:#8c959f;border-radius:50%"></i>skip</span>' ..
+    '<span><i style="background:#24292f"></i>stop</span></p></section>')
 
   local series = metric_series(d.events)
   if #series > 0 then
@@ -393,7 +440,8 @@ function M.run(d, view)
     local logs = {}
     for _, e in ipairs(d.events) do
       if in_step(s, e) then
-        logs[#logs + 1] = string.format("<li>%s <b>%s</b> %s</li>", timetag(e.ts), esc(e.type), esc(e.text))
+        logs[#logs + 1] = string.format('<li>%s <b>%s</b> <span class="muted">%s</span> %s</li>', timetag(e.ts),
+          esc(e.type), esc(e.actor or "?"), esc(e.text))
       end
     end
     if #logs > 0 then add('<ul class="log">' .. table.concat(logs) .. "</ul>") end
@@ -426,9 +474,9 @@ function M.run(d, view)
 
   if #d.events > 0 then
     add('<h2>Events</h2><section id="events"><div class="scroll"><table><thead><tr><th>time</th><th>type</th>' ..
-      '<th class="hide-narrow">by</th><th>text</th></tr></thead><tbody>')
+      '<th>by</th><th>text</th></tr></thead><tbody>')
     for _, e in ipairs(d.events) do
-      add(string.format('<tr class="event %s"><td>%s</td><td>%s</td><td class="hide-narrow">%s</td><td class="t" style="white-space:pre-wrap">%s</td></tr>',
+      add(string.format('<tr class="event %s"><td>%s</td><td>%s</td><td class="actor">%s</td><td class="t" style="white-space:pre-wrap">%s</td></tr>',
         esc(e.type), timetag(e.ts), esc(e.type), esc(e.actor or "?"), esc(e.text)))
     end
     add("</tbody></table></div></section>")

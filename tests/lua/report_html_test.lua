@@ -5,6 +5,7 @@
 local support = require "support"
 local sh = require "relish.sh"
 local report = require "relish.report_html"
+local runbook = require "runbook_journal"
 local relish, recipe, read = support.relish, support.recipe, support.read
 
 local INJECT = "<script>alert(1)</script>"
@@ -145,7 +146,7 @@ describe("show --format html", function()
     assert_match(html, '<span class="add">%+version=1</span>')
     assert_match(html, '<pre class="diff">')
     local canary = html:match('<section class="step" id="step%-2">(.-)</section>')
-    assert_match(canary, "<b>log</b> request%-success%-rate  0%.97  &gt;= 0%.99  ✗ %(2/3%)</li>")
+    assert_match(canary, '<b>log</b> <span class="muted">[^<]+</span> request%-success%-rate  0%.97  &gt;= 0%.99  ✗ %(2/3%)</li>')
     assert_match(html:match('<section class="step" id="step%-3">(.-)</section>'), "verification failed")
     -- metric charts: one per metric, the threshold line, failed points marked
     assert_match(html, '<div class="metric" data%-metric="request%-success%-rate"><h3>request%-success%-rate ' ..
@@ -171,7 +172,8 @@ describe("show --format html", function()
     assert_nil(html:find("release <b>", 1, true), "raw markup from the recipe name reached the page")
     local esc = "&lt;script&gt;alert(1)&lt;/script&gt;"
     assert_true(count(html, esc) >= 4, "the param, the note, the step's error, the run's error") -- each escaped
-    assert_match(html, "<li><time[^>]*>[^<]*</time> <b>note</b> configured " .. esc:gsub("%p", "%%%0") .. "</li>")
+    assert_match(html, '<li><time[^>]*>[^<]*</time> <b>note</b> <span class="muted">[^<]+</span> configured ' ..
+      esc:gsub("%p", "%%%0") .. "</li>")
     -- the escaper itself: quotes, control bytes, bytes that are not UTF-8
     assert_eq(report.esc([["a" & 'b' <c>]]), "&quot;a&quot; &amp; &#39;b&#39; &lt;c&gt;")
     assert_eq(report.esc("a\27[31mb\0"), "a\u{241B}[31mb\u{2400}")
@@ -224,6 +226,51 @@ return recipe "gated" {
   end)
 end)
 
+describe("show --format html of a runbook run", function()
+  test("the header has the runbook's facts; the timeline marks checks, prompts, answers, skips and the stop", function()
+    local d = tmpdir()
+    runbook.run(d)
+    local html = show_html(d, runbook.RUN)
+    for _, bad in ipairs { "<script", "<link", " src=", "url(", "@import", "href=\"javascript" } do
+      assert_nil(html:find(bad, 1, true), "the page has " .. bad)
+    end
+    -- the header: severity, service, owner, what the runbook is for, links
+    assert_match(html, '<dt>Severity</dt><dd><span class="badge" style="background:#cf222e">SEV2</span></dd>')
+    assert_match(html, "<dt>Service</dt><dd>api</dd>")
+    assert_match(html, "<dt>Owner</dt><dd>team%-payments</dd>")
+    assert_match(html, "<dt>About</dt><dd>The API answers 5xx")
+    assert_match(html, '<dt>Links</dt><dd><span class="links"><a href="https://grafana%.example/d/api">dashboard</a> · ' ..
+      '<a href="https://wiki%.example/api %(old%)">https://wiki%.example/api %(old%)</a> · ' ..
+      "not a link <code>javascript:alert%(1%)</code></span></dd>")
+    -- the markers: a check coloured by its verdict, a person's part as circles, the stop
+    local tl = html:match('<svg class="timeline".-</svg>')
+    assert_eq(count(tl, '<g class="marker check bad">'), 1)
+    assert_eq(count(tl, '<g class="marker check ok">'), 1)
+    assert_match(tl, '<g class="marker check bad"><title>[^<]* check by alice: error rate: %[bad%] 5xx at 12%%[^<]*' ..
+      '</title><path d="[^"]+" fill="#cf222e"/></g>')
+    assert_match(tl, '<g class="marker check ok"><title>[^<]*</title><path d="[^"]+" fill="#1a7f37"/></g>')
+    assert_eq(count(tl, '<g class="marker prompt">'), 3)
+    assert_eq(count(tl, '<g class="marker answer">'), 3)
+    assert_match(tl, '<g class="marker answer"><title>[^<]* answer by bob: %*%*%* %(via terminal%)</title>')
+    assert_eq(count(tl, '<g class="marker skip">'), 1)
+    assert_eq(count(tl, '<g class="marker stop">'), 1)
+    assert_match(tl, '<g class="marker stop"><title>[^<]* stop by carol: stopped by carol before step ' ..
+      '&quot;verify&quot;</title>')
+    assert_eq(count(tl, '<g class="marker note">'), 1)
+    -- the legend names them
+    local legend = html:match('<p class="legend muted">(.-)</p>')
+    for _, name in ipairs { "check", "prompt, answer", "skip", "stop" } do
+      assert_true(legend:find(name, 1, true) ~= nil, "the legend has no " .. name)
+    end
+    -- events by their step, with who; the events table too
+    local step3 = html:match('<section class="step" id="step%-3">(.-)</section>')
+    assert_match(step3, '<b>skip</b> <span class="muted">bob</span> step &quot;purge cache&quot; skipped: bob said no</li>')
+    assert_nil(step3:find("<b>prompt</b> <span class=\"muted\">alice</span> Roll api", 1, true))
+    assert_match(html, '<tr class="event answer"><td><time[^>]*>[^<]*</time></td><td>answer</td><td class="actor">bob</td>' ..
+      '<td[^>]*>yes %(via terminal%)</td></tr>')
+  end)
+end)
+
 describe("history --format html", function()
   test("lists runs with links to SHORT_ID.html, escaped", function()
     local d = made_run()
@@ -264,6 +311,15 @@ describe("the HTML report in a real browser", function()
     end
     assert_match(dom, '<svg class="chart"')
     assert_nil(dom:find("<script", 1, true))
+    -- a runbook's page: its markers are in the browser's DOM too
+    runbook.run(d)
+    local rb_page = d .. "/runbook.html"
+    support.write(rb_page, show_html(d, runbook.RUN))
+    local rb_dom = chromium({ "--dump-dom", "file://" .. rb_page }, d)
+    for _, marker in ipairs { "check bad", "check ok", "prompt", "answer", "skip", "stop" } do
+      assert_match(rb_dom, '<g class="marker ' .. marker .. '">')
+    end
+    assert_match(rb_dom, '<a href="https://grafana%.example/d/api">dashboard</a>')
     for _, size in ipairs { { 1280, 900 }, { 390, 844 } } do
       local png = string.format("%s/shot-%d.png", d, size[1])
       chromium({ "--screenshot=" .. png, string.format("--window-size=%d,%d", size[1], size[2]), "file://" .. page }, d)
