@@ -149,11 +149,14 @@ local function timeline_rows(d, view, rb_of)
     row(a.undone_at, AFTER, 5, by and by.actor, step, "action " .. a.seq .. " undone", a.describe)
   end
   -- an event journaled without its step (an older journal) was in the
-  -- first step running at its time, unless it is a rollback's
+  -- step running at its time (the later one, at the millisecond one ended
+  -- and the next began), unless it is a rollback's
   local function step_at(ts)
+    local found
     for _, s in ipairs(d.steps) do
-      if s.started_at and s.started_at <= ts and (not s.finished_at or ts <= s.finished_at) then return s.idx end
+      if s.started_at and s.started_at <= ts and (not s.finished_at or ts <= s.finished_at) then found = s.idx end
     end
+    return found
   end
   for _, e in ipairs(d.events) do
     local at_step = e.step or (e.type ~= "rollback" and step_at(e.ts))
@@ -200,8 +203,8 @@ local function summary(d, view, in_effect)
   if failed_at then steps = steps .. string.format(" (it failed at step %q)", failed_at) end
   local changed = 0
   for _, a in ipairs(d.actions) do if a.step > 0 then changed = changed + 1 end end
-  return string.format("%s %s; it ended %s. %s; %s, %d still in effect.", what, when, view.outcome(d), steps,
-    plural(changed, "action"), in_effect)
+  return string.format("%s %s; it %s %s. %s; %s, %d still in effect.", what, when, r.finished_at and "ended" or "is",
+    view.outcome(d), steps, plural(changed, "action"), in_effect)
 end
 
 -- ---- the draft ------------------------------------------------------------------

@@ -238,6 +238,7 @@ describe("show --format html of a runbook run", function()
     assert_match(html, '<dt>Severity</dt><dd><span class="badge" style="background:#cf222e">SEV2</span></dd>')
     assert_match(html, "<dt>Service</dt><dd>api</dd>")
     assert_match(html, "<dt>Owner</dt><dd>team%-payments</dd>")
+    assert_match(html, "<dt>Runbook file</dt><dd><code>[^<]*/api%-errors%.lua</code></dd>")
     assert_match(html, "<dt>About</dt><dd>The API answers 5xx")
     assert_match(html, '<dt>Links</dt><dd><span class="links"><a href="https://grafana%.example/d/api">dashboard</a> · ' ..
       '<a href="https://wiki%.example/api %(old%)">https://wiki%.example/api %(old%)</a> · ' ..
