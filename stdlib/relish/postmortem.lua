@@ -143,7 +143,10 @@ local function timeline_rows(d, view, rb_of)
     local actor = rb and rb.actor or r.user
     local pos = of_step and a.step or AFTER
     row(a.started_at, pos, 3, actor, step, "action " .. a.seq .. " started", a.describe)
-    row(a.finished_at, pos, 4, actor, step, "action " .. a.seq .. " " .. (a.error and "failed" or "done"),
+    -- an action that took time ended before what its step journaled in
+    -- the millisecond it ended; one that took none, after its start
+    row(a.finished_at, pos, a.finished_at == a.started_at and 4 or 1.5, actor, step,
+      "action " .. a.seq .. " " .. (a.error and "failed" or "done"),
       a.error and (a.describe .. ": " .. first_line(a.error)) or a.describe)
     local by = a.undone_at and view.attempt_at(d, a.undone_at)
     row(a.undone_at, AFTER, 5, by and by.actor, step, "action " .. a.seq .. " undone", a.describe)

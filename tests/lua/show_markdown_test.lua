@@ -1,7 +1,8 @@
 -- relish show RUN_ID --format markdown: a postmortem draft of any run. A
 -- runbook run is built through the journal's API (checks, prompts, answers
 -- with their actor, a secret answer, a skip, a stop, actions still in
--- effect); recipe runs are real (`relish run`, `relish rollback`).
+-- effect); a real runbook run is answered in advance (`relish runbook -a`);
+-- recipe runs are real (`relish run`, `relish rollback`).
 local support = require "support"
 local J = require "relish.journal"
 local json = require "relish.json"
@@ -182,6 +183,110 @@ return recipe "deploy" {
     assert_match(md, '"token":"%*%*%*"')
     assert_match(md, "| note | a token was given |")
     assert_nil(md:find(SECRET, 1, true), "the secret is in the draft")
+  end)
+end)
+
+-- ---- a real runbook run, answered in advance -------------------------------------
+local DISK = [[
+local fs = require "relish.fs"
+return runbook "disk-full" {
+  description = "The data disk is full",
+  severity = "SEV3", service = "storage", owner = "team-storage",
+  links = { "https://wiki.example/disk", { title = "dashboard", url = "https://grafana.example/d/disk" } },
+  params = { dir = param.string { required = true } },
+  check "files" { run = function(ctx)
+    local out = {}
+    for _, n in ipairs(fs.list(ctx.params.dir .. "/data")) do
+      out[#out + 1] = { name = n, size = fs.stat(ctx.params.dir .. "/data/" .. n).size }
+    end
+    table.sort(out, function(a, b) return a.name < b.name end)
+    return out
+  end },
+  check "usage" { run = function(ctx) return { verdict = "bad", text = "disk 97% full" } end },
+  step "archive" { confirm = "Archive old logs?", run = function(ctx) fs.write(ctx.params.dir .. "/archived", "yes") end },
+  step "delete" { run = function(ctx)
+    for _, n in ipairs { "a.log", "b.log" } do
+      if ctx.confirm { id = n, question = "Delete " .. n .. "?" } then fs.remove(ctx.params.dir .. "/data/" .. n) end
+    end
+    local token = ctx.ask { id = "token", question = "Vault token", secret = true }
+    ctx.note("cleaned up; a token was given")
+  end },
+  step "marker" {
+    run = function(ctx) fs.write(ctx.params.dir .. "/marker", "m") end,
+    undo = function(ctx) fs.remove(ctx.params.dir .. "/marker") end,
+  },
+}
+]]
+
+describe("show --format markdown of a real runbook run", function()
+  test("relish runbook answered with -a: facts, checks, every question and answer by who, the skip, no secret", function()
+    local d = tmpdir()
+    assert(os.execute("mkdir -p " .. d .. "/data"))
+    write(d .. "/data/a.log", "aaaa\n")
+    write(d .. "/data/b.log", "bb\n")
+    local f = recipe(d, "disk.lua", DISK)
+    local r = relish({ "runbook", f, "-p", "dir=" .. d, "--state", support.state(d), "-a", "archive=no",
+      "-a", "delete=yes", "-a", "delete.a.log=yes", "-a", "delete.b.log=no", "-a", "delete.token=" .. SECRET,
+      "-a", "marker=yes" }, { input = "", env = { RELISH_ACTOR = "alice" } })
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq({ read(d .. "/archived"), read(d .. "/data/a.log"), read(d .. "/data/b.log"), read(d .. "/marker") },
+      { nil, nil, "bb\n", "m" })
+    local md = show(d)
+    assert_sections(md, { "Links" })
+    assert_match(md, "^# Postmortem: disk%-full, ")
+    assert_match(md, "\n| %*%*Authors%*%* | alice |\n| %*%*Severity%*%* | SEV3 |\n| %*%*Service%*%* | storage |\n" ..
+      "| %*%*Owner%*%* | team%-storage |\n")
+    assert_match(md, "\n| %*%*Runbook%*%* | `disk%-full` in `[^`]*/disk%.lua` |\n")
+    assert_match(section(md, "Summary"), "^\nRunbook `disk%-full` %(SEV3, service storage%) ran on [^\n]*; it ended " ..
+      "succeeded %(exit 0%)%. 4 of 5 steps done, 1 skipped; 2 actions, 2 still in effect%.\n\nAbout the runbook: The " ..
+      "data disk is full\n")
+    -- the timeline: what each person was asked and answered, in order, with the step and who
+    local asked = {}
+    for _, row in ipairs(rows(section(md, "Timeline"))) do
+      if row[5]:match("^check") or row[5] == "prompt" or row[5] == "answer" or row[5] == "skip" or row[5] == "note" then
+        asked[#asked + 1] = table.concat({ row[3], row[4], row[5], row[6] }, " | ")
+      end
+    end
+    assert_eq(asked, {
+      "files | alice | check | files: name   size / a.log  5 / b.log  3",
+      "usage | alice | check (bad) | usage: [bad] disk 97% full",
+      "archive | alice | prompt | Archive old logs?",
+      "archive | alice | answer | no (via -a)",
+      'archive | alice | skip | step "archive" skipped: answered no',
+      "delete | alice | prompt | Delete a.log?",
+      "delete | alice | answer | yes (via -a)",
+      "delete | alice | prompt | Delete b.log?",
+      "delete | alice | answer | no (via -a)",
+      "delete | alice | prompt | Vault token",
+      "delete | alice | answer | *** (via -a)",
+      "delete | alice | prompt | Make this change?",
+      "delete | alice | answer | yes (via -a)",
+      "delete | alice | note | cleaned up; a token was given",
+      "marker | alice | prompt | Make this change?",
+      "marker | alice | answer | yes (via -a)",
+    })
+    assert_match(md, "\n%- %*%*files%*%* at [%d:]+ by alice:\n\n  ```text\n  name   size\n  a%.log  5\n  b%.log  3\n  ```\n")
+    assert_match(section(md, "Resolution"), '| 3 | archive | skipped | [^|]* | %- | step "archive" skipped: answered no ' ..
+      "%(by alice%) |")
+    -- what is in effect: the removal by its automatic undo, the marker by its step's own undo
+    local t = rows(section(md, "What was changed and how to undo it"))
+    assert_eq(#t, 2)
+    assert_eq({ t[1][2], t[1][3], t[1][6] }, { "delete", "fs.remove", "automatic: the `fs.remove` undo (relish.fs)" })
+    assert_eq({ t[2][2], t[2][3], t[2][6] }, { "marker", "fs.write", "its step's own `undo`" })
+    assert_eq(section(md, "Links"), "\n- [https://wiki.example/disk](<https://wiki.example/disk>)\n" ..
+      "- [dashboard](<https://grafana.example/d/disk>)\n")
+    -- the secret answer: *** in the draft and the report, its value in neither
+    assert_nil(md:find(SECRET, 1, true), "the secret is in the draft")
+    local html = relish({ "show", "last", "--format", "html", "--state", support.state(d) }, { input = "" }).stdout
+    assert_match(html, '<g class="marker answer"><title>[^<]* answer by alice: %*%*%* %(via %-a%)</title>')
+    assert_match(html, '<g class="marker check bad">')
+    assert_match(html, '<g class="marker skip">')
+    assert_nil(html:find(SECRET, 1, true), "the secret is in the report")
+    -- rolled back: nothing left in effect, the marker by its step's own undo
+    r = relish({ "rollback", "last", "--state", support.state(d) }, { input = "" })
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq({ read(d .. "/data/a.log"), read(d .. "/marker") }, { "aaaa\n", nil })
+    assert_match(section(show(d), "What was changed and how to undo it"), "^\nNothing the run changed is still in effect")
   end)
 end)
 
