@@ -208,7 +208,7 @@ local MARKER = {
 }
 
 -- a check's finding, coloured by its verdict ("NAME: [bad] ...")
-local VERDICT = { ok = "#1a7f37", warn = "#9a6700", bad = "#cf222e" }
+local VERDICT = { ok = "#1a7f37", warn = "#9a6700", bad = "#cf222e", error = "#82071e" }
 
 local function check_marker(e)
   local v = e.text:match("^[^\n]-: %[(%a+)%] ")
@@ -396,7 +396,7 @@ function M.run(d, view)
     '<span><i style="background:#cf222e"></i>failed</span><span><i style="background:#bc4c00"></i>undone, rollback</span>' ..
     '<span><i style="background:#8250df"></i>gate, decision</span><span><i style="background:#0969da"></i>note</span>' ..
     '<span><i style="background:#9a6700"></i>log worth a look</span>' ..
-    '<span><i style="background:#0550ae"></i>▲ check (green ok, amber warn, red bad)</span>' ..
+    '<span><i style="background:#0550ae"></i>▲ check (green ok, amber warn, red bad or error)</span>' ..
     '<span><i style="background:#bf3989;border-radius:50%"></i>prompt, answer</span>' ..
     '<span><i style="background:#8c959f;border-radius:50%"></i>skip</span>' ..
     '<span><i style="background:#24292f"></i>stop</span></p></section>')
