@@ -101,7 +101,8 @@ local IN_EFFECT = { done = "done", pending = "in doubt", failed = "failed (may h
 -- automatic undo of its kind; an action with neither is irreversible
 local function undo_text(a, own)
   if own and own[a.step] then return "its step's own `undo`" end
-  local auto = "automatic: the `" .. cell(a.kind) .. "` undo" .. (a.provider and (" (" .. cell(a.provider) .. ")") or "")
+  local auto = "automatic: the `" .. cell(a.kind) .. "` undo" ..
+    (a.provider and (" (" .. cell(a.provider) .. ")") or "")
   if own == nil then
     if a.irreversible then return "**irreversible** unless its step has its own `undo`: else by hand" end
     return auto .. ", or its step's own `undo` if it has one"
@@ -201,7 +202,7 @@ local function summary(d, view, in_effect)
   end
   local steps = string.format("%d of %s done", count.done or 0, plural(#d.steps, "step"))
   for _, st in ipairs { "skipped", "failed", "undone", "undo_failed", "pending" } do
-    if count[st] then steps = steps .. string.format(", %d %s", count[st], st:gsub("_", " ")) end
+    if count[st] then steps = steps .. string.format(", %d %s", count[st], (st:gsub("_", " "))) end
   end
   if failed_at then steps = steps .. string.format(" (it failed at step %q)", failed_at) end
   local changed = 0
@@ -292,7 +293,9 @@ function M.markdown(d, view)
   add("|---|---|---|---|---|---|")
   local skipped = {}
   for _, e in ipairs(d.events) do
-    if e.type == "skip" and e.step then skipped[e.step] = string.format("%s (by %s)", first_line(e.text), who(d, e.actor) or "?") end
+    if e.type == "skip" and e.step then
+      skipped[e.step] = string.format("%s (by %s)", first_line(e.text), who(d, e.actor) or "?")
+    end
   end
   for _, s in ipairs(d.steps) do
     local changed = {}
