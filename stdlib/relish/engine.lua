@@ -458,8 +458,8 @@ local function run_check(E, i, s, ctx)
   end
   text = text and secret.redact(text)
   local shown = text and (verdict and string.format("[%s] %s", verdict, text) or text) or "(nothing to show)"
-  set_step(E, i, { status = "done", finished_at = J.now_iso(), error = verdict == "error" and text or json.null })
   E.journal:event(E.run_id, "check", s.name .. ": " .. shown, nil, i)
+  set_step(E, i, { status = "done", finished_at = J.now_iso(), error = verdict == "error" and text or json.null })
   E.out:event("step_finished", { index = i, total = #steps, name = s.name, status = "done",
     elapsed = host.now() - started, check = true })
   E.out:event("check", { index = i, name = s.name, finding = text or json.null, verdict = verdict or json.null })
