@@ -327,8 +327,10 @@ function M.check_answers(recipe, answers, file)
       end
     elseif s.check then
       problems[#problems + 1] = string.format("answer '%s': %q is a check, it asks nothing", key, key)
-    elseif s.choose and type(s.choose) == "table" then
-      local v = accept_choose({ options = s.choose.options, default = s.choose.default, skip = true })(a.value)
+    elseif s.choose then
+      -- options a function gives are known at run time: the answer is checked then
+      local v = type(s.choose) ~= "table" or
+        accept_choose({ options = s.choose.options, default = s.choose.default, skip = true })(a.value)
       if v == nil then
         local opts = {}
         for i, o in ipairs(s.choose.options) do opts[i] = o.value end
@@ -360,7 +362,8 @@ function M.needed(recipe, answers, opts)
   for _, s in ipairs(recipe.steps) do
     if s.check then goto continue end
     if s.choose then
-      local default = type(s.choose) == "table" and s.choose.default
+      -- a function's default is known at run time (none: unanswered then)
+      local default = type(s.choose) ~= "table" or s.choose.default
       if not answers[s.name] and not (opts.yes and default) then
         missing[#missing + 1] = string.format("step %q chooses%s: -a '%s=OPTION'", s.name,
           opts.yes and " and has no default" or "", s.name)
