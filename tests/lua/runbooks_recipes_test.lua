@@ -244,3 +244,112 @@ describe("rollback-release, a Kubernetes Deployment", function()
     assert_eq(d.status.readyReplicas, 2)
   end)
 end)
+
+-- ---- scale-up -------------------------------------------------------------------
+
+local API = [[
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, labels: {app: api}}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers:
+      - name: api
+        image: "api:1"
+        resources: {requests: {cpu: 500m}}
+]]
+
+-- three pods each using 0.435 cores for the last ten minutes, one sample
+-- every 15 s, ending a moment ago: 1.305 of the 1.5 cores requested, 87 %
+local function cpu_backfill()
+  local now = os.time()
+  local lines = { "# TYPE container_cpu_usage_seconds_total counter" }
+  for i = 1, 3 do
+    for t = now - 600, now - 5, 15 do
+      lines[#lines + 1] = string.format(
+        'container_cpu_usage_seconds_total{namespace="default",pod="api-5d8f-%d",container="api"} %.3f %d',
+        i, 1000 + 0.435 * (t - (now - 600)), t)
+    end
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+local function scale_world()
+  if not (k8s_fixture.available() and pf.available()) then skip("openssl, python3 or prometheus is not installed") end
+  local k = sf.start()
+  k:kubectl({ "apply", "-f", "-" }, { input = API })
+  k8s_fixture.eventually("api ready", function()
+    local d = k:get("/apis/apps/v1/namespaces/default/deployments/api")
+    return d.status and d.status.readyReplicas == 3
+  end)
+  local p = pf.prometheus { backfill = cpu_backfill() }
+  return setmetatable({ k = k, p = p }, { __close = function() p:stop(); k:stop() end })
+end
+
+local function api(k)
+  local d = k:get("/apis/apps/v1/namespaces/default/deployments/api")
+  return d.spec.replicas, d.status.readyReplicas
+end
+
+describe("scale-up", function()
+  test("answers in advance, --yes capped by max, a terminal with a refused count, dry-run, rollback", function()
+    local env <close> = scale_world()
+    local state = support.state(tmpdir())
+    local args = { "-p", "kubeconfig=" .. env.k.kubeconfig, "-p", "prometheus=" .. env.p.url, "-p", "timeout=120" }
+    local function with(...)
+      local out = { ... }
+      for _, a in ipairs(args) do out[#out + 1] = a end
+      return out
+    end
+
+    -- a dry-run shows the live numbers and changes nothing
+    local r = runbook(state, "scale-up.lua", with("--dry-run"))
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "api: 3 replicas, 3 ready, 3 available")
+    assert_match(r.stdout, "CPU 8%d%% of requests %(1%.%d%d cores used, 1%.50 requested%)")
+    assert_match(r.stdout, "scale deployments%.apps/api in default from 3 to 6")
+    assert_eq({ api(env.k) }, { 3, 3 })
+
+    -- -a: the count and the confirmation; the question shows the live numbers
+    r = runbook(state, "scale-up.lua", with("-a", "scale up.replicas=5", "-a", "scale up=yes"))
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq({ api(env.k) }, { 5, 5 })
+    local _, events = last_run(state)
+    local prompts = said(events, "prompt")
+    has(prompts, "^Replicas for api %(now 3, at most 10%)$")
+    has(prompts, "^api: 3 replicas, CPU 8%d%% of requests %-> scale to 5%?$")
+    assert_eq(said(events, "answer"), { "5 (via -a)", "yes (via -a)" })
+    has(said(events, "note"), "^scaled api from 3 to 5 replicas$")
+    assert_eq(step_of(events, "note", "scaled api"), 3)
+    has(said(events, "check"), "^after: %[ok%] api: 5 replicas, 5 ready")
+
+    r = relish { "rollback", "last", "--state", state }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq((api(env.k)), 3)
+    k8s_fixture.eventually("api back to 3", function() return select(2, api(env.k)) == 3 end)
+
+    -- --yes: twice the count, capped by max
+    r = runbook(state, "scale-up.lua", with("--yes", "-p", "max=4"))
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq({ api(env.k) }, { 4, 4 })
+    _, events = last_run(state)
+    assert_eq(said(events, "answer"), { "4 (via --yes: the default)", "yes (via --yes)" })
+
+    -- a terminal: an answer over max is asked again, then taken and confirmed
+    local got = on_pty(state, "scale-up.lua", args, {
+      { expect = "Replicas for api (now 4, at most 10) [8]: " }, { send = "50\n" },
+      { expect = "between 1 and 10, please" }, { send = "7\n" },
+      { expect = "scale deployments.apps/api in default from 4 to 7" },
+      { expect = "api: 4 replicas, CPU " }, { expect = "-> scale to 7? [yes/no/quit]" }, { send = "y\n" },
+      { expect = "Succeeded" },
+    })
+    assert_eq(got.code, 0, got.output)
+    assert_eq({ api(env.k) }, { 7, 7 })
+    _, events = last_run(state)
+    assert_eq(said(events, "answer"), { "7 (via terminal)", "yes (via terminal)" })
+  end)
+end)
