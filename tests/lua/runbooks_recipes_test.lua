@@ -353,3 +353,123 @@ describe("scale-up", function()
     assert_eq(said(events, "answer"), { "7 (via terminal)", "yes (via terminal)" })
   end)
 end)
+
+-- ---- free-disk --------------------------------------------------------------------
+
+-- d/logs with two large files and a small one; d/app with releases v1..v4
+-- (current -> v4) made by local-release
+local function disk(d, keep)
+  os.execute(string.format("mkdir -p %s/logs/sub", d))
+  write(d .. "/logs/big.log", string.rep("log line\n", 300000))     -- 2.7 MB
+  write(d .. "/logs/sub/dump.bin", string.rep("\1\2\3\4", 400000)) -- 1.6 MB
+  write(d .. "/logs/small.txt", "small\n")
+  local state = support.state(d)
+  for _, v in ipairs { "v1", "v2", "v3", "v4" } do
+    local r = relish { "run", ROOT .. "/recipes/local-release.lua", "-p", "deploy_to=" .. d .. "/app",
+      "-p", "version=" .. v, "-p", "keep=9", "--state", state }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+  end
+  return state, { "-p", "dir=" .. d .. "/logs", "-p", "deploy_to=" .. d .. "/app", "-p", "keep=" .. (keep or 2) }
+end
+
+local function names(dir)
+  local out = fs.list(dir)
+  table.sort(out)
+  return out
+end
+
+describe("free-disk", function()
+  test("answers in advance: each deletion as answered, noted; relish rollback last puts everything back", function()
+    local d = tmpdir()
+    local state, args = disk(d)
+    local before = { logs = support.snapshot(d .. "/logs"), app = support.snapshot(d .. "/app") }
+    for _, a in ipairs { "-a", "delete old releases.*=yes", "-a", "delete old releases=yes",
+      "-a", "delete large files." .. d .. "/logs/big.log=no",
+      "-a", "delete large files." .. d .. "/logs/sub/dump.bin=yes", "-a", "delete large files=yes" } do
+      args[#args + 1] = a
+    end
+    local r = runbook(state, "free-disk.lua", args)
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq(names(d .. "/app/releases"), { "v3", "v4" })
+    assert_eq(names(d .. "/logs"), { "big.log", "small.txt", "sub" })
+    assert_eq(names(d .. "/logs/sub"), {})
+    assert_match(r.stdout, "%[ok%] " .. d:gsub("%p", "%%%0") .. "/logs on .*: %d+%% used")
+    local run, events = last_run(state)
+    assert_eq(run.status, "succeeded")
+    local prompts = said(events, "prompt")
+    has(prompts, "^Delete " .. d:gsub("%p", "%%%0") .. "/app/releases/v1 %(%d+ B%)%?$")
+    has(prompts, "^Delete " .. d:gsub("%p", "%%%0") .. "/logs/big%.log %(2%.%d MiB%)%?$")
+    has(prompts, "^Delete " .. d:gsub("%p", "%%%0") .. "/logs/sub/dump%.bin %(1%.%d MiB%)%?$")
+    local answers = said(events, "answer")
+    assert_eq(#answers, 6) -- two releases, two files, two steps' confirmations
+    has(answers, "^no %(via %-a%)$")
+    local notes = said(events, "note")
+    has(notes, "^freed %d+ B: " .. d:gsub("%p", "%%%0") .. "/app/releases/v1, .*/releases/v2$")
+    has(notes, "^freed 1%.%d MiB: " .. d:gsub("%p", "%%%0") .. "/logs/sub/dump%.bin$")
+    assert_eq(step_of(events, "note", "dump%.bin"), 5)
+
+    r = relish { "rollback", "last", "--state", state }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq(support.snapshot(d .. "/logs"), before.logs)
+    assert_eq(support.snapshot(d .. "/app"), before.app)
+  end)
+
+  test("on a terminal: one deletion declined, another accepted", function()
+    local d = tmpdir()
+    local state, args = disk(d, 9) -- no old releases: the large files only
+    local q = d .. "/logs/"
+    local got = on_pty(state, "free-disk.lua", args, {
+      { expect = "none beyond the newest 9" },
+      { expect = "Delete " .. q .. "big.log (2.6 MiB)? [yes/no/quit]" }, { send = "no\n" },
+      { expect = "Delete " .. q .. "sub/dump.bin (1.5 MiB)? [yes/no/quit]" }, { send = "yes\n" },
+      { expect = "Make this change? [yes/no/quit]" }, { send = "yes\n" },
+      { expect = "Succeeded" },
+    })
+    assert_eq(got.code, 0, got.output)
+    assert_eq(names(d .. "/logs"), { "big.log", "small.txt", "sub" })
+    assert_eq(names(d .. "/logs/sub"), {})
+    assert_eq(names(d .. "/app/releases"), { "v1", "v2", "v3", "v4" })
+    local _, events = last_run(state)
+    local answers = said(events, "answer")
+    assert_eq(answers, { "no (via terminal)", "yes (via terminal)", "yes (via terminal)" })
+  end)
+
+  test("Ctrl-C at a prompt stops the run and rolls back what it deleted (exit 130)", function()
+    local d = tmpdir()
+    local state, args = disk(d)
+    local before = support.snapshot(d .. "/app")
+    local q = d .. "/logs/"
+    local got = on_pty(state, "free-disk.lua", args, {
+      { expect = "releases/v1 (" }, { send = "yes\n" },
+      { expect = "releases/v2 (" }, { send = "yes\n" },
+      { expect = "Make these 2 changes? [yes/no/quit]" }, { send = "yes\n" },
+      { expect = "note: freed" },
+      { expect = "Delete " .. q .. "big.log" }, { sleep = 0.2 }, { ctrl_c = true },
+      { expect = "Rollback complete" },
+    })
+    assert_eq(got.code, 130, got.output)
+    assert_eq(support.snapshot(d .. "/app"), before)
+    assert_eq(names(d .. "/logs/sub"), { "dump.bin" })
+    local run, events = last_run(state)
+    assert_eq(run.status, "interrupted")
+    has(said(events, "rollback"), ".")
+    local j = J.open(state)
+    local rb = j:rollbacks(run.id)
+    j:close()
+    assert_eq(#rb, 1)
+    assert_eq(rb[1].status, "complete")
+  end)
+
+  test("--dry-run changes nothing", function()
+    local d = tmpdir()
+    local state, args = disk(d)
+    local before = { logs = support.snapshot(d .. "/logs"), app = support.snapshot(d .. "/app") }
+    args[#args + 1] = "--dry-run"
+    local r = runbook(state, "free-disk.lua", args)
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "remove " .. d:gsub("%p", "%%%0") .. "/logs/big%.log")
+    assert_match(r.stdout, "remove " .. d:gsub("%p", "%%%0") .. "/app/releases/v2")
+    assert_eq(support.snapshot(d .. "/logs"), before.logs)
+    assert_eq(support.snapshot(d .. "/app"), before.app)
+  end)
+end)
