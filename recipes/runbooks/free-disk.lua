@@ -157,12 +157,14 @@ return runbook "free-disk" {
   },
 
   step "delete old releases" {
-    description = "Asks before deleting each old release (undo: the tree back from its pre-image).",
+    description = "Asks before deleting each old release (undo: the tree back from its pre-image). In advance: " ..
+      "`-a 'delete old releases.PATH=yes|no'`, or `delete old releases.*` for all.",
     run = function(ctx) delete_each(ctx, old_releases(ctx.params)) end,
   },
 
   step "delete large files" {
-    description = "Asks before deleting each of the largest files (undo: the file back from its pre-image).",
+    description = "Asks before deleting each of the largest files (undo: the file back from its pre-image). " ..
+      "In advance: `-a 'delete large files.PATH=yes|no'`, or `delete large files.*` for all.",
     run = function(ctx) delete_each(ctx, largest(ctx.params.dir, ctx.params.top, ctx.params.min_size)) end,
   },
 

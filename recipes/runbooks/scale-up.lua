@@ -112,7 +112,8 @@ return runbook "scale-up" {
 
   step "scale up" {
     description = "Asks the new count (default: twice the current, at most `max`), scales the Deployment " ..
-      "(undo: the old count back) and waits for the new pods to be ready.",
+      "(undo: the old count back) and waits for the new pods to be ready. In advance: " ..
+      "`-a 'scale up.replicas=N' -a 'scale up=yes'`.",
     confirm = function(ctx)
       local p = ctx.params
       local l = live(p)

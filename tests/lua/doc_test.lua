@@ -216,9 +216,10 @@ describe("docs/recipes/", function()
     local r = doc({ "recipes", "-o", d }, { cwd = ROOT })
     assert_eq(r.code, 0, r.stderr)
     local refresh = "refresh with: build/relish doc recipes -o docs/recipes (from the repository's root)"
+    -- every page, in subdirectories too (recipes/runbooks/ -> docs/recipes/runbooks/)
     local made, kept = {}, {}
-    for _, n in ipairs(fs.list(d)) do made[n] = true end
-    for _, n in ipairs(fs.list(ROOT .. "/docs/recipes")) do kept[n] = true end
+    for n, what in pairs(support.snapshot(d)) do made[n] = what:match("^file ") ~= nil or nil end
+    for n, what in pairs(support.snapshot(ROOT .. "/docs/recipes")) do kept[n] = what:match("^file ") ~= nil or nil end
     local stale = {}
     for n in pairs(made) do
       if not kept[n] then
@@ -232,6 +233,6 @@ describe("docs/recipes/", function()
     end
     table.sort(stale)
     assert_eq(#stale, 0, table.concat(stale, "\n") .. "\n" .. refresh)
-    assert_true(made["index.md"] and made["local-release.md"], "too few pages")
+    assert_true(made["index.md"] and made["local-release.md"] and made["runbooks/rollback-release.md"], "too few pages")
   end)
 end)

@@ -473,3 +473,45 @@ describe("free-disk", function()
     assert_eq(support.snapshot(d .. "/app"), before.app)
   end)
 end)
+
+-- ---- relish doc ------------------------------------------------------------------
+
+describe("relish doc of a runbook", function()
+  test("its facts, checks, choices and confirmations; recipes/runbooks/ is in the index", function()
+    local d = tmpdir()
+    local file = support.recipe(d, "rb.lua", [[
+return runbook "restart" {
+  description = "Restart a thing",
+  severity = "SEV1", service = "shop", owner = "ops",
+  links = { { title = "Dashboard", url = "https://grafana.example/d/shop" }, "docs/shop.md" },
+  check "is it up" { description = "Looks.", run = function() return "up" end },
+  step "pick" {
+    choose = { "blue", { value = "green", text = "the new one" }, default = "green", prompt = "Which colour?" },
+    confirm = "Restart it?",
+    run = function() end,
+  },
+  step "again" { confirm = function(ctx) return "Again?" end, run = function() end },
+}
+]])
+    local r = relish { "doc", file }
+    assert_eq(r.code, 0, r.stderr)
+    local md = r.stdout
+    local function has_text(t) assert_true(md:find(t, 1, true) ~= nil, "missing: " .. t .. "\n" .. md) end
+    has_text("# Runbook `restart`\n\nRestart a thing\n\n- Severity: SEV1\n- Service: shop\n- Owner: ops\n")
+    has_text("- [Dashboard](https://grafana.example/d/shop)\n- `docs/shop.md`\n")
+    has_text("Run it with `relish runbook " .. file)
+    has_text("### 1. check: is it up\n\nLooks.\n\n- Check: only reads, and shows what it finds; it gates nothing\n")
+    has_text("### 2. pick\n\n- Chooses: one of `blue`, `green` (the new one); default `green`; asked as `Which colour?`\n" ..
+      "- Confirmation: `Restart it?`\n- Answers: answer in advance with `-a 'pick=OPTION' -a 'pick.confirm=yes'`\n")
+    has_text("### 3. again\n\n- Confirmation: a question from a function of ctx")
+
+    r = relish { "doc", ROOT .. "/recipes", "-o", d .. "/out" }
+    assert_eq(r.code, 0, r.stderr)
+    local index = read(d .. "/out/index.md")
+    assert_match(index, "\n## Runbooks\n")
+    for _, name in ipairs { "rollback-release", "scale-up", "free-disk" } do
+      assert_match(index, "%[" .. name:gsub("%-", "%%-") .. "%]%(runbooks/" .. name:gsub("%-", "%%-") .. "%.md%)")
+      assert_match(read(d .. "/out/runbooks/" .. name .. ".md"), "^# Runbook `" .. name:gsub("%-", "%%-") .. "`")
+    end
+  end)
+end)

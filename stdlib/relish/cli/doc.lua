@@ -7,8 +7,10 @@
 -- path of `relish plan`) into a throw-away journal and the planned actions
 -- are listed per step.
 --
--- describe(file) builds a model {kind = "recipe", ...}; RENDER[kind] turns
--- it into Markdown. A runbook (issue 13) adds its kind to both.
+-- describe(file) builds a model {kind = "recipe" | "runbook", ...};
+-- RENDER[kind] turns it into Markdown. A directory is read with its
+-- subdirectories (recipes/runbooks/), each page written at the same
+-- relative path under -o.
 local common = require "relish.cli.common"
 local dsl = require "relish.dsl"
 local fs = require "relish.fs"
@@ -140,6 +142,7 @@ end
 
 local function recipe_source(source)
   local at = find_table(source, "recipe%s*%(?%s*[\"'][^\"']*[\"']%s*%)?%s*{")
+    or find_table(source, "runbook%s*%(?%s*[\"'][^\"']*[\"']%s*%)?%s*{")
   if not at then return {} end
   return (fields_of(source, at))
 end
@@ -223,7 +226,39 @@ local function param_model(name, p, src)
   return m
 end
 
+-- a step's choose and confirm, as the page says them; the source text of a
+-- function when it is one short line
+local function asks_model(s)
+  local out = {}
+  if type(s.choose) == "table" then
+    local opts = {}
+    for i, o in ipairs(s.choose.options) do opts[i] = code(o.value) .. (o.text and (" (" .. o.text .. ")") or "") end
+    out.choose = "one of " .. table.concat(opts, ", ") ..
+      (s.choose.default and ("; default " .. code(s.choose.default)) or "") ..
+      (s.choose.prompt and ("; asked as " .. code(s.choose.prompt)) or "")
+  elseif s.choose then
+    out.choose = "options from a function of ctx (read when the step starts)"
+  end
+  if type(s.confirm) == "string" then
+    out.confirm = code(s.confirm)
+  elseif s.confirm then
+    out.confirm = "a question from a function of ctx (with the live state when the step starts)"
+  end
+  if s.choose and s.confirm then
+    out.keys = string.format("answer in advance with `-a '%s=OPTION' -a '%s.confirm=yes'`", s.name, s.name)
+  elseif s.choose then
+    out.keys = string.format("answer in advance with `-a '%s=OPTION'`", s.name)
+  elseif s.confirm then
+    out.keys = string.format("answer in advance with `-a '%s=yes'` (or `--yes`)", s.name)
+  end
+  return out
+end
+
 local function step_model(s)
+  if s.check then
+    return { name = s.name, description = s.description, check = true, timeout = duration_text(s.timeout),
+      conditional = s.when ~= nil, needs = {}, asks = {} }
+  end
   local needs = {}
   for _, pname in ipairs(s.needs and s.needs.params or {}) do needs[#needs + 1] = "param " .. code(pname) end
   for _, e in ipairs(s.needs and s.needs.secrets or {}) do
@@ -237,7 +272,7 @@ local function step_model(s)
   end
   return { name = s.name, description = s.description, timeout = duration_text(s.timeout),
     retries = s.retries and s.retries > 0 and s.retries or nil, conditional = s.when ~= nil,
-    undo = s.undo and "its own undo" or "automatic undo of its effects", needs = needs }
+    undo = s.undo and "its own undo" or "automatic undo of its effects", needs = needs, asks = asks_model(s) }
 end
 
 -- A dry-run of file with params (the code path of `relish plan`) into a
@@ -283,7 +318,7 @@ end
 
 function M.describe(file, params)
   local recipe, _, source = dsl.load(file)
-  local m = { kind = "recipe", name = recipe.name, file = file:gsub("^%./", ""), description = recipe.description,
+  local m = { kind = recipe.kind == "runbook" and "runbook" or "recipe", name = recipe.name, file = file:gsub("^%./", ""), description = recipe.description,
     comment = leading_comment(source), on_failure = recipe.on_failure, timeout = duration_text(recipe.timeout),
     rollback_timeout = duration_text(recipe.rollback_timeout), params = {}, steps = {}, notify = {} }
   local names = {}
@@ -317,6 +352,10 @@ function M.describe(file, params)
     if recipe.notify and recipe.notify[h] then m.notify[#m.notify + 1] = h end
   end
   for i, s in ipairs(recipe.steps) do m.steps[i] = step_model(s) end
+  if recipe.meta then
+    m.severity, m.service, m.owner, m.links = recipe.meta.severity, recipe.meta.service, recipe.meta.owner,
+      recipe.meta.links
+  end
   if params then
     local keys = {}
     for k in pairs(params) do keys[#keys + 1] = k end
@@ -336,16 +375,7 @@ end
 
 local RENDER = {}
 
-function RENDER.recipe(m)
-  local o = {}
-  local function put(...)
-    for _, s in ipairs { ... } do o[#o + 1] = s end
-  end
-  put("# Recipe `" .. m.name .. "`", "")
-  if m.description then put(m.description, "") end
-  if m.comment then put(m.comment, "") end
-  put("Source: `" .. m.file .. "`. Run it with `relish run " .. m.file .. " -p KEY=VALUE...`;"
-    .. " see what it would change with `relish plan`.", "")
+local function params_section(put, m)
   put("## Params", "")
   if #m.params == 0 then
     put("None.", "")
@@ -357,6 +387,9 @@ function RENDER.recipe(m)
     end
     put("")
   end
+end
+
+local function run_section(put, m)
   put("## Run", "")
   put("- Lock: " .. (m.lock or "none"))
   if m.deploys then
@@ -369,11 +402,21 @@ function RENDER.recipe(m)
   put("- On failure: " .. (m.on_failure == "stop" and "stop (left for `relish resume` or `relish rollback`)"
     or "roll back, newest change first"))
   put("- Notify: " .. (#m.notify > 0 and table.concat(m.notify, ", ") or "none"), "")
+end
+
+local function steps_section(put, m)
   put("## Steps", "")
   for i, s in ipairs(m.steps) do
-    put(string.format("### %d. %s", i, s.name), "")
+    put(string.format("### %d. %s%s", i, s.check and "check: " or "", s.name), "")
     if s.description then put(s.description, "") end
-    put("- Undo: " .. s.undo)
+    if s.check then
+      put("- Check: only reads, and shows what it finds; it gates nothing")
+    else
+      if s.asks.choose then put("- Chooses: " .. s.asks.choose) end
+      if s.asks.confirm then put("- Confirmation: " .. s.asks.confirm) end
+      if s.asks.keys then put("- Answers: " .. s.asks.keys) end
+      put("- Undo: " .. s.undo)
+    end
     if s.timeout then put("- Timeout: " .. s.timeout) end
     if s.retries then put("- Retries: " .. s.retries) end
     if s.conditional then put("- Conditional: runs only when its `when` function says so") end
@@ -398,6 +441,56 @@ function RENDER.recipe(m)
     end
     put("")
   end
+end
+
+local function page()
+  local o = {}
+  return o, function(...)
+    for _, s in ipairs { ... } do o[#o + 1] = s end
+  end
+end
+
+function RENDER.recipe(m)
+  local o, put = page()
+  put("# Recipe `" .. m.name .. "`", "")
+  if m.description then put(m.description, "") end
+  if m.comment then put(m.comment, "") end
+  put("Source: `" .. m.file .. "`. Run it with `relish run " .. m.file .. " -p KEY=VALUE...`;"
+    .. " see what it would change with `relish plan`.", "")
+  params_section(put, m)
+  run_section(put, m)
+  steps_section(put, m)
+  return table.concat(o, "\n")
+end
+
+function RENDER.runbook(m)
+  local o, put = page()
+  put("# Runbook `" .. m.name .. "`", "")
+  if m.description then put(m.description, "") end
+  local facts = {}
+  for _, k in ipairs { "severity", "service", "owner" } do
+    if m[k] then facts[#facts + 1] = string.format("%s%s: %s", k:sub(1, 1):upper(), k:sub(2), m[k]) end
+  end
+  if #facts > 0 then put("- " .. table.concat(facts, "\n- "), "") end
+  if m.links and #m.links > 0 then
+    put("Links:", "")
+    for _, l in ipairs(m.links) do
+      -- a path is the repository's, which a page in a subdirectory cannot link to as written
+      if l.url:match("^%a[%w+.-]*://") then
+        put(string.format("- [%s](%s)", l.title or l.url, l.url))
+      else
+        put(string.format("- %s%s", l.title and (l.title .. ": ") or "", code(l.url)))
+      end
+    end
+    put("")
+  end
+  if m.comment then put(m.comment, "") end
+  put("Source: `" .. m.file .. "`. Run it with `relish runbook " .. m.file .. " -p KEY=VALUE...`: the checks "
+    .. "show what they find, then each step shows what it will change and asks before it acts; "
+    .. "`--dry-run` walks it changing nothing, `--yes` or `-a STEP=ANSWER` answer in advance.", "")
+  params_section(put, m)
+  run_section(put, m)
+  steps_section(put, m)
   return table.concat(o, "\n")
 end
 
@@ -405,22 +498,34 @@ function M.markdown(m) return RENDER[m.kind](m) end
 
 -- ---- the command -------------------------------------------------------
 
--- FILE or DIR arguments -> the files, and whether an index is due
+-- FILE or DIR arguments -> the files ({path=, rel=}: rel is the path under
+-- the directory given, where its page goes), and whether an index is due. A
+-- directory's *.lua files come first, then its subdirectories' (recipes/runbooks/).
 local function inputs(args)
   local files, many = {}, #args > 1
+  local function walk(dir, rel, depth)
+    local names, dirs = {}, {}
+    for _, n in ipairs(fs.list(dir)) do
+      local st = try(fs.stat, dir .. "/" .. n)
+      if n:match("%.lua$") and st and st.type ~= "dir" then
+        names[#names + 1] = n
+      elseif st and st.type == "dir" and depth < 8 then
+        dirs[#dirs + 1] = n
+      end
+    end
+    table.sort(names)
+    table.sort(dirs)
+    for _, n in ipairs(names) do files[#files + 1] = { path = dir .. "/" .. n, rel = rel .. n } end
+    for _, n in ipairs(dirs) do walk(dir .. "/" .. n, rel .. n .. "/", depth + 1) end
+  end
   for _, a in ipairs(args) do
     local st = try(fs.stat, a)
     if st and st.type == "dir" then
       many = true
-      local names = {}
-      for _, n in ipairs(fs.list(a)) do
-        if n:match("%.lua$") then names[#names + 1] = n end
-      end
-      table.sort(names)
-      for _, n in ipairs(names) do files[#files + 1] = a:gsub("/$", "") .. "/" .. n end
+      walk((a:gsub("/$", "")), "", 1)
     else
       if not st then invalid("cannot open recipe " .. a) end
-      files[#files + 1] = a
+      files[#files + 1] = { path = a, rel = a:match("([^/]*)$") }
     end
   end
   return files, many
@@ -438,7 +543,7 @@ function M.main(opts)
   local params = f.param and common.params(f.param) or nil
   local files, many = inputs(opts.args)
   local models = {}
-  for i, file in ipairs(files) do models[i] = M.describe(file, params) end
+  for i, file in ipairs(files) do models[i] = M.describe(file.path, params) end
   if not f.out then
     local pages = {}
     for i, m in ipairs(models) do pages[i] = M.markdown(m) end
@@ -448,12 +553,26 @@ function M.main(opts)
   local sh = require "relish.sh"
   if not os.execute("mkdir -p " .. sh.quote(f.out)) then invalid("cannot create directory " .. f.out) end
   local index = { "# Recipes", "", "| Recipe | File | Description |", "| --- | --- | --- |" }
+  local runbooks = { "", "## Runbooks", "", "| Runbook | File | Severity | Service | Description |",
+    "| --- | --- | --- | --- | --- |" }
+  local made = {}
   for i, m in ipairs(models) do
-    local page = m.file:match("([^/]*)$"):gsub("%.lua$", "") .. ".md"
+    local page = files[i].rel:gsub("%.lua$", "") .. ".md"
+    local sub = page:match("^(.*)/[^/]*$")
+    if sub and not made[sub] then
+      if not os.execute("mkdir -p " .. sh.quote(f.out .. "/" .. sub)) then invalid("cannot create directory " .. sub) end
+      made[sub] = true
+    end
     write_file(f.out .. "/" .. page, M.markdown(m))
-    index[#index + 1] = string.format("| [%s](%s) | `%s` | %s |", m.name, page, files[i]:match("([^/]*)$"),
-      cell(m.description or ""))
+    if m.kind == "runbook" then
+      runbooks[#runbooks + 1] = string.format("| [%s](%s) | `%s` | %s | %s | %s |", m.name, page, files[i].rel,
+        cell(m.severity or ""), cell(m.service or ""), cell(m.description or ""))
+    else
+      index[#index + 1] = string.format("| [%s](%s) | `%s` | %s |", m.name, page, files[i].rel,
+        cell(m.description or ""))
+    end
   end
+  if #runbooks > 5 then table.move(runbooks, 1, #runbooks, #index + 1, index) end
   if many then write_file(f.out .. "/index.md", table.concat(index, "\n") .. "\n") end
   return 0
 end
