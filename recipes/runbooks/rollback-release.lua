@@ -12,18 +12,9 @@ local sh = require "relish.sh"
 
 local function utc(t) return t and os.date("!%Y-%m-%d %H:%M:%S UTC", t) or "?" end
 
--- "2026-12-03T19:30:00Z" -> seconds since the epoch (UTC)
-local function iso_time(s)
-  local y, mo, d, h, mi, se = tostring(s or ""):match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
-  if not y then return nil end
-  local t = os.time { year = y, month = mo, day = d, hour = h, min = mi, sec = se }
-  local here = os.time(os.date("!*t", t))
-  return t + (t - here) -- os.time reads a local time: take the zone off again
-end
-
 local LOCAL, KUBE = {}, {}
 
--- live(p) -> {name=, text=}; releases(p) -> {{name=, time=, text=}, ...} newest
+-- live(p) -> {name=, text=}; releases(p) -> {{name=, when=, text=}, ...} newest
 -- first; health(p) -> ok, why
 
 function LOCAL.live(p)
@@ -39,7 +30,7 @@ function LOCAL.releases(p)
     local st = try(fs.stat, p.deploy_to .. "/releases/" .. name)
     if st and st.type == "dir" then
       local rev = try(fs.read, p.deploy_to .. "/releases/" .. name .. "/REVISION")
-      out[#out + 1] = { name = name, time = st.mtime,
+      out[#out + 1] = { name = name, time = st.mtime, when = utc(st.mtime),
         text = rev and ("REVISION " .. rev:gsub("%s+$", "")) or "no REVISION file" }
     end
   end
@@ -83,8 +74,9 @@ function KUBE.releases(p)
   local out = {}
   for _, r in ipairs(c:rollout_history("deployments/" .. p.deployment)) do
     local rs = try(c.get, c, "replicasets/" .. r.replicaset)
-    local t = rs and iso_time(rs.metadata.creationTimestamp)
-    out[#out + 1] = { name = "rev" .. r.revision, time = t or 0, revision = r.revision,
+    local created = rs and rs.metadata.creationTimestamp -- "2026-12-03T19:30:00Z"
+    out[#out + 1] = { name = "rev" .. r.revision, revision = r.revision,
+      when = created and created:gsub("T", " "):gsub("Z$", " UTC") or "?",
       text = image_of(r.template) .. (r.change_cause and ("; " .. r.change_cause) or "") }
   end
   table.sort(out, function(a, b) return a.revision > b.revision end)
@@ -107,7 +99,7 @@ local function candidates(p)
     if live and r.name == live.name then
       seen_live = true
     else
-      list[#list + 1] = { value = r.name, text = string.format("%s, %s", utc(r.time), r.text) }
+      list[#list + 1] = { value = r.name, text = string.format("%s, %s", r.when, r.text) }
       if seen_live and not default then default = r.name end
     end
   end
@@ -157,7 +149,7 @@ return runbook "rollback-release" {
       local rows = {}
       for i, r in ipairs(target(ctx.params).releases(ctx.params)) do
         if i > 10 then break end
-        rows[#rows + 1] = { release = r.name, time = utc(r.time), what = r.text,
+        rows[#rows + 1] = { release = r.name, time = r.when, what = r.text,
           live = (live and live.name == r.name) and "live" or "" }
       end
       return { rows = rows, columns = { "release", "time", "what", "live" } }
