@@ -68,7 +68,6 @@ end
 -- the releases beyond the newest `keep` (by name, as local-release sorts
 -- them), never the one `current` points to: {{path=, name=, size=}, ...}
 local function old_releases(p)
-  if not p.deploy_to then return {} end
   local names = try(fs.list, p.deploy_to .. "/releases") or {}
   table.sort(names)
   local cur = try(fs.stat, p.deploy_to .. "/current")
@@ -117,11 +116,12 @@ return runbook "free-disk" {
     { title = "fs.remove and its undo", url = "docs/reference/fs.md#fsremovepath-options--true" },
   },
   params = {
-    dir = param.string { required = true, description = "where to look for large files (logs, caches, dumps)" },
+    dir = param.string { default = (os.getenv("TMPDIR") or "/tmp") .. "/relish-demo",
+      description = "where to look for large files (logs, caches, dumps)" },
     top = param.integer { default = 10, min = 1, description = "how many of the largest files to offer" },
     min_size = param.integer { default = 1024 * 1024, min = 0, description = "bytes: smaller files are not offered" },
-    deploy_to = param.string { description = "where releases/ and current live (local-release's layout); " ..
-      "none: no releases are offered" },
+    deploy_to = param.string { default = (os.getenv("TMPDIR") or "/tmp") .. "/relish-demo/app",
+      description = "where releases/ and current live (local-release's layout); without releases/ none are offered" },
     keep = param.integer { default = 3, min = 1, description = "releases to keep, the newest by name" },
     warn = param.integer { default = 90, min = 1, max = 100, description = "percent used that is bad (ten less: a warning)" },
     max_undo = param.integer { default = 16 * 1024 * 1024, min = 0,
