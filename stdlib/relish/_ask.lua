@@ -79,13 +79,19 @@ local function accept_confirm(text)
   return nil, "please answer yes, no or quit"
 end
 
-local function accept_choose(q)
+-- at a terminal a number is the position in the list shown; an answer
+-- given in advance names the option (a number only when no option is
+-- named so: -a pick=1 with options "3", "2", "1" is "1")
+local function accept_choose(q, at_terminal)
   return function(text)
     local t = trim(text)
     local low = t:lower()
     if t == "" and q.default then return q.default end
     if q.skip and (low == "skip" or low == "s") then return "skip" end
     if low == "quit" or low == "q" then return "quit" end
+    if not at_terminal then
+      for _, o in ipairs(q.options) do if o.value == t then return o.value end end
+    end
     local n = math.tointeger(tonumber(t))
     if n and q.options[n] then return q.options[n].value end
     for _, o in ipairs(q.options) do if o.value == t then return o.value end end
@@ -124,9 +130,9 @@ local function accept_ask(q)
   end
 end
 
-local function accept_for(q)
+local function accept_for(q, at_terminal)
   if q.kind == "confirm" then return accept_confirm end
-  if q.kind == "choose" then return accept_choose(q) end
+  if q.kind == "choose" then return accept_choose(q, at_terminal) end
   return accept_ask(q)
 end
 
@@ -237,7 +243,7 @@ function Asker:resolve(q)
     -- the time a person takes to answer is not the step's: its deadline
     -- waits meanwhile
     local resume = self.pause_clock and self.pause_clock()
-    local v = M.read_line(self.out, terminal_text(q), accept, { secret = q.secret, on_close = resume })
+    local v = M.read_line(self.out, terminal_text(q), accept_for(q, true), { secret = q.secret, on_close = resume })
     if v == nil then error(unanswered(q, "stdin ended before an answer"), 0) end
     return v, "terminal", true
   end

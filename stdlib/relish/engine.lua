@@ -526,7 +526,18 @@ local function before_step(E, i, s, ctx)
     end
   end
   if type(text) == "function" then
+    -- a question the function asks (ctx.ask with the step's id) gets the
+    -- answer the preview got, and what it asks anew is the run's answer too
+    local before = E.asker.replay or {}
+    local copy = {}
+    for k, list in pairs(before) do copy[k] = table.move(list, 1, #list, 1, {}) end
+    E.asker.replay, E.asker.recording = copy, {}
     local effects, fine, v = planned(E, s, text, ctx, choice)
+    for k, list in pairs(E.asker.recording) do
+      before[k] = before[k] or {}
+      table.move(list, 1, #list, #before[k] + 1, before[k])
+    end
+    E.asker.replay, E.asker.recording = before, nil
     if #effects > 0 then error(string.format("confirm: it may only read, and it would change %s",
       effects[1].describe), 0) end
     if not fine then error(v, 0) end

@@ -232,6 +232,36 @@ describe("answers given in advance", function()
     assert_eq(read(d .. "/n"), "12")
   end)
 
+  test("an option named by a number is that option in advance; a confirm function's question is asked once", function()
+    local d = host.mkdtemp()
+    local f = support.recipe(d, "nums.lua", [[
+      local fs = require "relish.fs"
+      return runbook "nums" {
+        params = { dir = param.string { required = true } },
+        step "pick" { choose = { "3", "2", "1" }, run = function(ctx, c) fs.write(ctx.params.dir .. "/pick", c) end },
+        step "scale" {
+          confirm = function(ctx)
+            return "scale to " .. ctx.ask { id = "n", question = "How many?", match = "^%d+$" } .. "?"
+          end,
+          run = function(ctx) fs.write(ctx.params.dir .. "/n", ctx.ask { id = "n", question = "How many?" }) end,
+        },
+      }]])
+    local code, out = on_terminal(d, f, { { expect = "skip, quit: " }, { send = "1\n" },
+      { expect = "How many?: " }, { send = "4\n" }, { expect = "scale to 4? [yes/no/quit] " }, { send = "yes\n" },
+      { expect = "Succeeded" } }, nil, nil, "run")
+    assert_eq(code, 0, out)
+    -- at the terminal, 1 is the first line of the list; the question once
+    assert_eq({ read(d .. "/pick"), read(d .. "/n") }, { "3", "4" })
+    assert_eq(select(2, out:gsub("How many%?", "")), 1, out)
+    -- in advance, 1 is the option "1"; guided, the same answer serves the
+    -- preview, the confirmation and the run
+    local r = run(d, f, "runbook", { "-a", "pick=1", "-a", "scale.n=6", "-a", "scale=yes" })
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_eq({ read(d .. "/pick"), read(d .. "/n") }, { "1", "6" })
+    assert_match(r.stdout, "%? scale to 6%? → yes %(%-a%)")
+    assert_eq(#events(show(d), "prompt"), 3)
+  end)
+
   test("--dry-run walks the whole runbook and changes nothing", function()
     local d, f = setup()
     local before = support.snapshot(d)
