@@ -293,24 +293,7 @@ end)
 -- ---- recipe runs ----------------------------------------------------------------
 -- upload's own undo needs a token that is missing the first time: the run's
 -- rollback is incomplete (exit 3); `relish rollback` completes it later
-local SHIP = [[
-local fs = require "relish.fs"
-return recipe "ship" {
-  params = { dir = param.string { required = true } },
-  step "build" { run = function(ctx) fs.write(ctx.params.dir .. "/built", "B") end },
-  step "upload" {
-    run = function(ctx)
-      fs.write(ctx.params.dir .. "/uploaded", "U")
-      ctx.log("uploaded:\n- first line\n# second line")
-    end,
-    undo = function(ctx)
-      if not fs.exists(ctx.params.dir .. "/token") then error("SHIP_TOKEN is not set") end
-      fs.remove(ctx.params.dir .. "/uploaded")
-    end,
-  },
-  step "verify" { run = function(ctx) error("verification failed") end },
-}
-]]
+local SHIP = support.read(fixture_path("recipes/ship.lua"))
 
 describe("show --format markdown of a recipe run", function()
   test("a rollback left work: what is in effect, undone by its step's own undo, and what is left by hand", function()

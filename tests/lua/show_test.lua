@@ -7,24 +7,7 @@ local relish, recipe, read, write = support.relish, support.recipe, support.read
 
 -- upload's undo needs a token that is missing the first time: the run's own
 -- rollback is incomplete (exit 3); `relish rollback` completes it later
-local SHIP = [[
-local fs = require "relish.fs"
-return recipe "ship" {
-  params = { dir = param.string { required = true } },
-  step "build" { run = function(ctx) fs.write(ctx.params.dir .. "/built", "B") end },
-  step "upload" {
-    run = function(ctx)
-      fs.write(ctx.params.dir .. "/uploaded", "U")
-      ctx.log("uploaded:\n- first line\n# second line")
-    end,
-    undo = function(ctx)
-      if not fs.exists(ctx.params.dir .. "/token") then error("SHIP_TOKEN is not set") end
-      fs.remove(ctx.params.dir .. "/uploaded")
-    end,
-  },
-  step "verify" { run = function(ctx) error("verification failed") end },
-}
-]]
+local SHIP = support.read(fixture_path("recipes/ship.lua"))
 
 local function failed_then_rolled_back()
   local d = tmpdir()
