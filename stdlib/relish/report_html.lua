@@ -440,8 +440,10 @@ function M.run(d, view)
     local logs = {}
     for _, e in ipairs(d.events) do
       if in_step(s, e) then
+        -- a text of several lines (a check's table) keeps its columns
+        local first, rest = e.text:match("^([^\n]*)\n(.*)$")
         logs[#logs + 1] = string.format('<li>%s <b>%s</b> <span class="muted">%s</span> %s</li>', timetag(e.ts),
-          esc(e.type), esc(e.actor or "?"), esc(e.text))
+          esc(e.type), esc(e.actor or "?"), first and (esc(first) .. "<pre>" .. esc(rest) .. "</pre>") or esc(e.text))
       end
     end
     if #logs > 0 then add('<ul class="log">' .. table.concat(logs) .. "</ul>") end

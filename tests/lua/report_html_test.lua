@@ -263,6 +263,10 @@ describe("show --format html of a runbook run", function()
     for _, name in ipairs { "check", "prompt, answer", "skip", "stop" } do
       assert_true(legend:find(name, 1, true) ~= nil, "the legend has no " .. name)
     end
+    -- a finding's table keeps its columns (preformatted under its first line)
+    local step1 = html:match('<section class="step" id="step%-1">(.-)</section>')
+    assert_match(step1, '<b>check</b> <span class="muted">alice</span> error rate: %[bad%] 5xx at 12%%' ..
+      '<pre>route   rate\n/pay    0%.12\n/login  0%.01</pre></li>')
     -- events by their step, with who; the events table too
     local step3 = html:match('<section class="step" id="step%-3">(.-)</section>')
     assert_match(step3, '<b>skip</b> <span class="muted">bob</span> step &quot;purge cache&quot; skipped: bob said no</li>')
