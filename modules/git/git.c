@@ -528,6 +528,8 @@ int luaopen_relish_git(lua_State *L) {
                                      {"tags", l_repo_tags},
                                      {"log", l_repo_log},
                                      {"diff_stat", l_repo_diff_stat},
+                                     {"tree", l_repo_tree},
+                                     {"blob", l_repo_blob},
                                      {"tag", l_repo_tag},
                                      {"delete_tag", l_repo_delete_tag},
                                      {"create_branch", l_repo_create_branch},

@@ -280,6 +280,8 @@ int l_repo_describe(lua_State *L);
 int l_repo_tags(lua_State *L);
 int l_repo_log(lua_State *L);
 int l_repo_diff_stat(lua_State *L);
+int l_repo_tree(lua_State *L);
+int l_repo_blob(lua_State *L);
 
 int l_repo_tag(lua_State *L);
 int l_repo_delete_tag(lua_State *L);

@@ -1,5 +1,5 @@
 /* read.c: the reads of relish.git that walk more than a ref: status,
- * is_dirty, describe and diff_stat (log.c has log). Reads are never gated; in a
+ * is_dirty, describe, diff_stat, tree and blob (log.c has log). Reads are never gated; in a
  * dry-run they see the live repository. */
 #define _GNU_SOURCE
 #include "gitint.h"
@@ -255,6 +255,82 @@ int l_repo_diff_stat(lua_State *L) {
   lua_setfield(L, -2, "deleted");
   lua_pushinteger(L, (lua_Integer)n);
   lua_setfield(L, -2, "changed");
+  relish_box_release(b);
+  return 1;
+}
+
+/* ---- tree, blob ---- */
+
+typedef struct {
+  lua_State *L;
+  lua_Integer n;
+} tree_walk;
+
+/* One entry of the walk into the list at the stack top (directories are
+ * walked into, not listed). */
+static int tree_entry(const char *root, const git_tree_entry *e, void *payload) {
+  tree_walk *w = payload;
+  git_object_t type = git_tree_entry_type(e);
+  if (type == GIT_OBJECT_TREE) return 0;
+  lua_State *L = w->L;
+  char id[GIT_OID_HEXSZ + 1];
+  rg_hex(git_tree_entry_id(e), id);
+  lua_createtable(L, 0, 4);
+  lua_pushfstring(L, "%s%s", root, git_tree_entry_name(e));
+  lua_setfield(L, -2, "path");
+  char mode[16];
+  snprintf(mode, sizeof mode, "%06o", (unsigned)git_tree_entry_filemode(e));
+  lua_pushstring(L, mode);
+  lua_setfield(L, -2, "mode");
+  lua_pushstring(L, id);
+  lua_setfield(L, -2, "id");
+  lua_pushstring(L, type == GIT_OBJECT_COMMIT ? "commit" : "blob");
+  lua_setfield(L, -2, "type");
+  lua_rawseti(L, -2, ++w->n);
+  return 0;
+}
+
+/* repo:tree(rev) -> {{path=, mode=, id=, type=}, ...}: every file of the
+ * tree of rev (a commit, tag or tree), recursively, in the tree's order
+ * (directories not listed); mode is octal text ("100644", "100755",
+ * "120000" for a symbolic link, "160000" for a submodule, whose type is
+ * "commit"). */
+int l_repo_tree(lua_State *L) {
+  git_repository *repo = rg_checkrepo(L, 1);
+  const char *rev = rg_checkstr(L, 2);
+  lua_settop(L, 2);
+  relish_box *b = relish_box_new(L);
+  relish_status st = {0};
+  git_tree *tree = NULL;
+  if (tree_of(L, repo, rev, &tree, &st) != 0) return rg_raise(L, "tree", rev, &st);
+  relish_box_add(b, tree, rg_free_object);
+  lua_newtable(L);
+  tree_walk w = {L, 0};
+  /* the callback only pushes onto a stack with room (checked per entry) */
+  luaL_checkstack(L, 8, "repo:tree");
+  int rc = git_tree_walk(tree, GIT_TREEWALK_PRE, tree_entry, &w);
+  if (rc < 0) return rg_raise_git(L, "tree", rev, rc);
+  relish_box_release(b);
+  return 1;
+}
+
+/* repo:blob(id) -> the content of the blob id (a full hex id) */
+int l_repo_blob(lua_State *L) {
+  git_repository *repo = rg_checkrepo(L, 1);
+  const char *hex = rg_checkstr(L, 2);
+  lua_settop(L, 2);
+  git_oid oid;
+  if (rg_parse_oid(hex, &oid) != 0) {
+    relish_status st = {0};
+    relish_status_set(&st, "invalid", "not a full object id");
+    return rg_raise(L, "blob", hex, &st);
+  }
+  relish_box *b = relish_box_new(L);
+  git_blob *blob = NULL;
+  int rc = git_blob_lookup(&blob, repo, &oid);
+  if (rc < 0) return rg_raise_git(L, "blob", hex, rc);
+  relish_box_add(b, blob, rg_free_object);
+  lua_pushlstring(L, git_blob_rawcontent(blob), (size_t)git_blob_rawsize(blob));
   relish_box_release(b);
   return 1;
 }

@@ -282,6 +282,39 @@ describe("reads of what git wrote", function()
     assert_eq(repo:diff_stat("HEAD").changed, 0)
   end)
 
+  test("tree lists every file of a revision as git ls-tree -r does, blob reads each one", function()
+    local d = tmpdir()
+    local w = G.repo(d, "w", { files = { ["a.txt"] = "a\n", ["sub/deep/run.sh"] = "#!/bin/sh\n",
+      ["bin.dat"] = "\0\1binary\0" } })
+    G.git(w, "update-index", "--chmod=+x", "sub/deep/run.sh")
+    G.git(w, "commit", "-q", "-m", "exec")
+    assert(require("relish.sh").run { argv = { "ln", "-s", "sub/deep/run.sh", w .. "/link" } })
+    G.git(w, "add", "link")
+    G.git(w, "commit", "-q", "-m", "link")
+    G.git(w, "tag", "-a", "-m", "one", "v1")
+    G.commit(w, { ["a.txt"] = false }, "later")
+    local repo <close> = assert(git.open(w))
+    local got = {}
+    for _, e in ipairs(repo:tree("v1")) do
+      got[#got + 1] = string.format("%s %s %s\t%s", e.mode, e.type, e.id, e.path)
+    end
+    assert_eq(got, lines(G.git(w, "ls-tree", "-r", "v1")))
+    local by = {}
+    for _, e in ipairs(repo:tree("v1")) do by[e.path] = e end
+    assert_eq(repo:blob(by["bin.dat"].id), "\0\1binary\0")
+    assert_eq(repo:blob(by["link"].id), "sub/deep/run.sh")
+    assert_eq(by["sub/deep/run.sh"].mode, "100755")
+    assert_eq(#repo:tree("HEAD"), 3)
+    local r, err = try(repo.tree, repo, "nope")
+    assert_nil(r)
+    assert_eq(err.kind, "not_found")
+    r, err = try(repo.blob, repo, string.rep("0", 40))
+    assert_nil(r)
+    assert_eq(err.kind, "not_found")
+    r, err = try(repo.blob, repo, "abc")
+    assert_eq(err.kind, "invalid")
+  end)
+
   test("remote_url gives the configured URL without a password", function()
     local d = tmpdir()
     local w = G.repo(d, "w", { remote = "https://bot:s3cr3t@git.example.test/org/app.git" })
