@@ -54,11 +54,17 @@ end
 -- file under dir (relative paths, sorted bytewise, .git skipped; a link's
 -- content is its target). Raises fs's not_found when dir is missing.
 function M.tree_hash(dir)
+  return fs.sha256(M.tree_listing(dir))
+end
+
+-- tree_listing(dir) -> the text tree_hash hashes (the loader compares it
+-- file by file to name what changed in a tree)
+function M.tree_listing(dir)
   local lines = tree_lines(dir, "", {})
   table.sort(lines, function(a, b) return a[1] < b[1] end)
   local text = {}
   for i, l in ipairs(lines) do text[i] = l[2] .. "\n" end
-  return fs.sha256(table.concat(text))
+  return table.concat(text)
 end
 
 -- The manifest's fields; auth's are relish.git's.
