@@ -733,8 +733,140 @@ local function without_undo(name, m)
   return view
 end
 
--- A new sandbox: the table of the names its code reads.
-local function sandbox()
+-- ---- recipe libraries ------------------------------------------------------
+-- require "lib.NAME.module" loads module.lua (or module/init.lua; dots are
+-- directories) from the tree relish.lock pins for NAME, in the cache
+-- (relish.libs), never from package.path. The lock is the one of the recipe
+-- file's repository (libs.lock_for from the recipe's directory). Before the
+-- first load of a tree in a process its files are hashed and compared with
+-- the lock's sha256: a changed, added or removed file is refused, named.
+
+local user_where -- below: "file:line: " of the innermost recipe frame
+local libs -- relish.libs, loaded at the first lib.* require
+local fs -- relish.fs, likewise
+local verified = {} -- tree sha256 -> true: checked in this process
+
+local function listing_map(text)
+  local map = {}
+  for mode, sha, path in text:gmatch("(%d+) (%x+) ([^\n]+)\n") do map[path] = mode .. " " .. sha end
+  return map
+end
+
+-- "v1.2.3 4f2a0c9e1b7d" (or "branch main ..."): which code a lock entry pins
+local function lib_label(e)
+  return string.format("%s %s", type(e.version) == "string" and e.version or tostring(e.constraint),
+    tostring(e.commit):sub(1, 12))
+end
+
+-- The listing (as libs.tree_listing) of the commit a lock entry pins, read
+-- from the library's mirror in the cache, when there is one and it is the
+-- tree the lock names; else nil.
+local function locked_listing(e, root)
+  local ok, text = pcall(function()
+    local git = require "relish.git"
+    for _, src in ipairs { e.source, libs.resolve_source(e.source, root) } do
+      local dir = libs.mirror_dir(src)
+      if host.filetype(dir, true) == "dir" then
+        local repo <close> = git.open(dir)
+        local files = {}
+        for _, f in ipairs(repo:tree(e.commit)) do
+          if f.type == "blob" then files[#files + 1] = f end
+        end
+        table.sort(files, function(a, b) return a.path < b.path end)
+        local lines = {}
+        for i, f in ipairs(files) do lines[i] = f.mode .. " " .. fs.sha256(repo:blob(f.id)) .. " " .. f.path .. "\n" end
+        local listing = table.concat(lines)
+        if fs.sha256(listing) == e.sha256 then return listing end
+      end
+    end
+  end)
+  return ok and text or nil
+end
+
+-- Checks a library's tree against its lock entry once per process; raises a
+-- usage error (exit 2), naming each file changed, added or removed when the
+-- library's mirror holds the locked commit to compare with.
+local function verify_tree(name, e, tree, root)
+  if verified[e.sha256] then return end
+  local text = libs.tree_listing(tree)
+  if fs.sha256(text) == e.sha256 then
+    verified[e.sha256] = true
+    return
+  end
+  local what = {}
+  local ref = locked_listing(e, root)
+  if ref then
+    local was, map = listing_map(ref), listing_map(text)
+    local paths = {}
+    for p in pairs(map) do if was[p] ~= map[p] then paths[#paths + 1] = p end end
+    for p in pairs(was) do if map[p] == nil then paths[#paths + 1] = p end end
+    table.sort(paths)
+    for _, p in ipairs(paths) do
+      what[#what + 1] = string.format("%s/%s %s", tree, p,
+        was[p] == nil and "was added" or map[p] == nil and "was removed" or "was changed")
+    end
+  end
+  invalid(string.format("%slibrary '%s' (%s): its installed tree does not match %s/relish.lock (sha256 %s, " ..
+    "the lock has %s): %s; nothing ran: remove %s and run relish install in %s",
+    user_where(), name, lib_label(e), root, fs.sha256(text):sub(1, 12), e.sha256:sub(1, 12),
+    #what > 0 and table.concat(what, ", ") or "a file in it was changed, added or removed (no mirror of its " ..
+    "commit in the cache to compare with)", tree, root))
+end
+
+-- The library module a lib.NAME.x require names: its file, after the
+-- library's lock entry and tree are checked; records the library's use
+-- (S.use) the first time a sandbox loads from it.
+local function lib_file(name, S)
+  local lname, rest = name:match("^lib%.([%a_][%w_]*)(.*)$")
+  if not lname or not (rest == "" or rest:find("^%.[%w_%-]+[%w_%-%.]*$")) or rest:find("%.%.") or rest:find("%.$") then
+    error(string.format("require \"%s\": a library module is lib.NAME.module (NAME a library of relish.lock, " ..
+      "module a path with dots for directories)", name), 3)
+  end
+  libs = libs or require "relish.libs"
+  fs = fs or require "relish.fs"
+  if S.lock == nil then
+    local lock, root = libs.lock_for(S.dir)
+    S.lock, S.root = lock or false, root
+  end
+  if not S.lock then
+    invalid(string.format("%srequire \"%s\": there is no relish.deps.lua in %s or a directory above it: declare " ..
+      "library '%s' there and run relish install", user_where(), name, S.dir, lname))
+  end
+  local e = type(S.lock.libraries) == "table" and S.lock.libraries[lname]
+  if type(e) ~= "table" or type(e.sha256) ~= "string" or not e.sha256:find("^%x+$") then
+    local names = {}
+    for k in pairs(type(S.lock.libraries) == "table" and S.lock.libraries or {}) do names[#names + 1] = k end
+    table.sort(names)
+    local near = M.nearest(lname, names)
+    invalid(string.format("%srequire \"%s\": library '%s' is not in %s/relish.lock%s (libraries: %s): add it " ..
+      "to relish.deps.lua and run relish install", user_where(), name, lname, S.root,
+      near and string.format(" (did you mean '%s'?)", near) or "", #names > 0 and table.concat(names, ", ") or "none"))
+  end
+  local tree = libs.tree_dir(e.sha256)
+  if host.filetype(tree, true) ~= "dir" then
+    invalid(string.format("%srequire \"%s\": library '%s' (%s) is not installed (no %s): run relish install " ..
+      "in %s", user_where(), name, lname, lib_label(e), tree, S.root))
+  end
+  verify_tree(lname, e, tree, S.root)
+  S.use(lname, e)
+  local rel = rest == "" and "init" or rest:sub(2):gsub("%.", "/")
+  for _, p in ipairs { tree .. "/" .. rel .. ".lua", tree .. "/" .. rel .. "/init.lua" } do
+    if host.filetype(p, true) == "file" then
+      -- a symlink in the tree may not lead out of it
+      local real_p, real_t = host.realpath(p), host.realpath(tree)
+      if real_p:sub(1, #real_t + 1) ~= real_t .. "/" then
+        invalid(string.format("%srequire \"%s\": %s leads out of the library's tree", user_where(), name, p))
+      end
+      return p, e.sha256
+    end
+  end
+  error(string.format("module '%s' not found: library '%s' (%s) has no %s.lua or %s/init.lua", name, lname,
+    tree, rel, rel), 3)
+end
+
+-- A new sandbox: the table of the names its code reads. S: the recipe's
+-- directory (S.dir) and the libraries it uses (S.use).
+local function sandbox(S)
   local base, loaded = {}, {}
   for _, k in ipairs(KEEP_G) do base[k] = _G[k] end
 
@@ -848,6 +980,21 @@ local function sandbox()
       loaded[name] = v
       return v
     end
+    if name:find("^lib%.") then
+      local path, sha = lib_file(name, S)
+      local key = sha .. ":" .. name -- one library name, other trees: other modules
+      if sandboxed[key] == nil then
+        local fn, lerr = real.loadfile(path, "t", env())
+        if not fn then error(string.format("error loading module '%s' from file '%s':\n\t%s", name, path, lerr), 2) end
+        sources["@" .. path] = true
+        m = fn(name, path)
+        if m == nil then m = loaded[name] == nil and true or loaded[name] end
+        sandboxed[key] = m
+        if package.loaded[name] == nil then package.loaded[name] = m end
+      end
+      loaded[name] = sandboxed[key]
+      return sandboxed[key], path
+    end
     if sandboxed[name] ~= nil then
       loaded[name] = sandboxed[name]
       return sandboxed[name]
@@ -877,7 +1024,7 @@ local function sandbox()
 end
 
 -- "file:line: " of the innermost frame running code loaded into a sandbox
-local function user_where()
+function user_where()
   for level = 2, 200 do
     local info = debug.getinfo(level, "Sl")
     if not info then break end
@@ -896,7 +1043,19 @@ function M.load(file)
   if not fh then invalid("cannot open recipe " .. file) end
   local source = fh:read("a")
   fh:close()
-  local env = host.strict_env(sandbox())
+  -- the libraries the recipe loads: known when it has loaded (S.libraries),
+  -- and reported to S.hook (the run's journal) when a step loads another
+  local S = { dir = (host.realpath(file) or file):match("^(.*)/[^/]*$") or ".", libraries = {}, seen = {} }
+  if S.dir == "" then S.dir = "/" end
+  function S.use(name, e)
+    if S.seen[name] then return end
+    S.seen[name] = true
+    local lib = { name = name, version = type(e.version) == "string" and e.version or nil,
+      commit = tostring(e.commit), sha256 = e.sha256, source = type(e.source) == "string" and e.source or nil }
+    S.libraries[#S.libraries + 1] = lib
+    if S.hook then S.hook(lib) end
+  end
+  local env = host.strict_env(sandbox(S))
   local fn, err = real.loadfile(file, "t", env)
   if not fn then invalid(tostring(err)) end
   sources["@" .. file] = true
@@ -920,6 +1079,7 @@ function M.load(file)
   if type(r) ~= "table" or getmetatable(r) == nil or getmetatable(r).__name ~= "relish.Recipe" then
     invalid(file .. ": a recipe file must return recipe \"name\" { ... } (or runbook \"name\" { ... })")
   end
+  r.libraries = S -- .libraries: the list {name=, version=, commit=, sha256=}; .hook(lib): later ones
   return r, host.realpath(file) or file, source
 end
 

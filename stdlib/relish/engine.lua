@@ -1248,6 +1248,15 @@ function runbook_outline(recipe, guided)
     guided = guided or false }
 end
 
+-- The libraries the recipe loaded, kept with the run; one a step loads
+-- later (a require inside run) is added when it loads.
+local function record_libraries(E)
+  local S = E.recipe.libraries
+  if not S then return end
+  E.journal:record_libraries(E.run_id, S.libraries)
+  S.hook = function(lib) E.journal:record_libraries(E.run_id, { lib }) end
+end
+
 local function sha256_text(s)
   return require("relish.fs").sha256(s)
 end
@@ -1300,6 +1309,7 @@ function M.run(opts)
     params = storable_params(params), dry_run = E.dry_run, lock_name = E.lock_name,
     service = E.deploys and E.deploys.service, environment = E.deploys and E.deploys.environment,
     version = E.deploys and E.deploys.version, meta = recipe.meta and json.encode(recipe.meta) }, names)
+  record_libraries(E)
   out:event("run_started", { recipe = recipe.name, file = path, params = json.decode(storable_params(params)),
     dry_run = E.dry_run, run_id = E.run_id, kind = recipe.kind })
   if recipe.meta or E.guided then out:event("runbook", runbook_outline(recipe, E.guided)) end
@@ -1566,6 +1576,7 @@ function M.resume(opts)
       now.status))
   end
   journal:resume_run(run.id)
+  record_libraries(E)
   journal:reserve()
   journal:event(run.id, "note", string.format("resumed by %s from step %d", J.actor(), start))
   out:event("run_started", { recipe = recipe.name, file = run.file, resumed = true, from_step = start, run_id = run.id })

@@ -473,6 +473,21 @@ local MIGRATIONS = {
   ALTER TABLE runs ADD COLUMN meta TEXT;
   ALTER TABLE events ADD COLUMN step INTEGER;
   ]],
+  -- recipe libraries (require "lib.NAME.x"): which ones a run loaded, from
+  -- which commit and tree, in the order it loaded them
+  [[
+  CREATE TABLE run_libraries (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,          -- 1, 2, ...: the order of the first load
+    name TEXT NOT NULL,
+    version TEXT,                  -- the tag the lock resolved, or NULL (a branch or commit)
+    commit_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,          -- the tree's hash, as relish.lock pins it
+    source TEXT,
+    loaded_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, name)
+  ) WITHOUT ROWID;
+  ]],
 }
 M.SCHEMA_VERSION = #MIGRATIONS
 
@@ -820,6 +835,25 @@ function Sqlite:record_commits(run_id, commits)
         run_id, c.id, c.time)
     end
   end)
+end
+
+-- The libraries a run loaded ({name=, version=, commit=, sha256=, source=}),
+-- each once (a library loaded again is already there).
+function Sqlite:record_libraries(run_id, list)
+  if #list == 0 then return end
+  self:tx(function()
+    for _, l in ipairs(list) do
+      self.db:exec("INSERT OR IGNORE INTO run_libraries (run_id, seq, name, version, commit_id, sha256, source," ..
+        " loaded_at) VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM run_libraries WHERE run_id = ?1), ?2, ?3," ..
+        " ?4, ?5, ?6, ?7)", run_id, l.name, l.version, l.commit, l.sha256, l.source, M.now_iso())
+    end
+  end)
+end
+
+-- -> { {name=, version=, commit=, sha256=, source=, loaded_at=}, ... } in load order
+function Sqlite:libraries(run_id)
+  return self.db:query("SELECT name, version, commit_id AS \"commit\", sha256, source, loaded_at FROM run_libraries" ..
+    " WHERE run_id = ? ORDER BY seq", run_id)
 end
 
 function Sqlite:ship_commits(run_id)

@@ -327,6 +327,19 @@ function M.markdown(d, view)
       end
     end
   end
+  if d.libraries and #d.libraries > 0 then
+    add("")
+    add("### Libraries")
+    add("")
+    add("The recipe libraries the run loaded (relish.lock), the code behind its changes:")
+    add("")
+    add("| library | version | commit | tree sha256 | source |")
+    add("|---|---|---|---|---|")
+    for _, l in ipairs(d.libraries) do
+      add(string.format("| %s | %s | `%s` | `%s` | %s |", cell(l.name), cell(l.version or "-"), l.commit,
+        l.sha256:sub(1, 12), cell(l.source or "")))
+    end
+  end
   if #d.gates > 0 then
     add("")
     add("### Gates")

@@ -69,6 +69,7 @@ local function gather(journal, id)
     events = journal:events(run.id),
     rollbacks = journal:rollbacks(run.id),
     gates = journal:gates(run.id),
+    libraries = journal:libraries(run.id),
     names = {},
   }
   for _, s in ipairs(d.steps) do d.names[s.idx] = s.name end
@@ -161,6 +162,13 @@ end
 
 local function null(v) if v == nil then return json.null end return v end
 
+-- A library the run loaded: name, version (or "-": a branch or commit),
+-- commit and tree hash (what code made the run's changes)
+local function library_text(l)
+  return string.format("%-16s %-10s commit %s  tree %s%s", l.name, l.version or "-", l.commit,
+    l.sha256:sub(1, 12), l.source and ("  " .. l.source) or "")
+end
+
 -- A manual gate for people: where it is now and every decision made there.
 local GATE_STATE = { asked = "asked, no answer", paused = "paused: waiting for a person", promoted = "promoted",
   aborted = "aborted" }
@@ -194,8 +202,12 @@ local function as_json(d)
     duration_s = null(J.duration(r.started_at, r.finished_at)), error = null(r.error),
     params = json.decode(r.params), state = json.decode(r.state), steps = json.array {}, actions = json.array {},
     rollbacks = json.array {}, events = json.array {}, gates = json.array {},
-    meta = r.meta and json.decode(r.meta) or null(nil),
+    meta = r.meta and json.decode(r.meta) or null(nil), libraries = json.array {},
   }
+  for _, l in ipairs(d.libraries) do
+    table.insert(out.libraries, { name = l.name, version = null(l.version), commit = l.commit, sha256 = l.sha256,
+      source = null(l.source), loaded_at = l.loaded_at })
+  end
   for _, g in ipairs(d.gates) do
     local decisions = json.array {}
     for _, x in ipairs(g.decisions) do
@@ -260,6 +272,10 @@ local function as_text(d)
   if r.error then add(string.format("  error:   %s", indent(r.error, "           "))) end
   local paused = paused_text(d)
   if paused then add(string.format("  paused:  %s", paused)) end
+  if #d.libraries > 0 then
+    add("libraries:")
+    for _, l in ipairs(d.libraries) do add("  " .. library_text(l)) end
+  end
   add("steps:")
   for _, s in ipairs(d.steps) do
     local notes = step_notes(d, s)
@@ -313,7 +329,7 @@ return {
     -- what the Markdown and HTML views share with the text
     local view = { outcome = outcome_text, step_notes = step_notes, action_notes = action_notes,
       split_actions = split_actions, undo_step_name = undo_step_name, rollback_label = rollback_label,
-      rollback_result = rollback_result, gate_text = gate_text, decision_text = decision_text, paused = paused_text,
+      rollback_result = rollback_result, gate_text = gate_text, library_text = library_text, decision_text = decision_text, paused = paused_text,
       attempt_at = attempt_at, own_undos = own_undos }
     if fmt == "json" then io.write(as_json(d))
     elseif fmt == "markdown" then io.write(require("relish.postmortem").markdown(d, view))
