@@ -745,6 +745,11 @@ local user_where -- below: "file:line: " of the innermost recipe frame
 local libs -- relish.libs, loaded at the first lib.* require
 local fs -- relish.fs, likewise
 local verified = {} -- tree sha256 -> true: checked in this process
+local lib_of = {} -- chunk source of a library module -> {name=, requires={NAME=true}}
+local loading = {} -- the chunk sources of the library modules loading now, innermost last
+-- what require gives every sandbox as it is (never a library's module)
+local BUILTIN = { string = true, table = true, math = true, utf8 = true, coroutine = true, os = true, io = true,
+  debug = true, package = true, _G = true }
 
 local function listing_map(text)
   local map = {}
@@ -816,7 +821,7 @@ end
 -- The library module a lib.NAME.x require names: its file, after the
 -- library's lock entry and tree are checked; records the library's use
 -- (S.use) the first time a sandbox loads from it.
-local function lib_file(name, S)
+local function lib_file(name, S, caller)
   local lname, rest = name:match("^lib%.([%a_][%w_]*)(.*)$")
   if not lname or not (rest == "" or rest:find("^%.[%w_%-]+[%w_%-%.]*$")) or rest:find("%.%.") or rest:find("%.$") then
     error(string.format("require \"%s\": a library module is lib.NAME.module (NAME a library of relish.lock, " ..
@@ -842,6 +847,13 @@ local function lib_file(name, S)
       "to relish.deps.lua and run relish install", user_where(), name, lname, S.root,
       near and string.format(" (did you mean '%s'?)", near) or "", #names > 0 and table.concat(names, ", ") or "none"))
   end
+  -- a library's module requires its own modules and its own dependencies
+  local by = lib_of[caller]
+  if by and by.name ~= lname and not by.requires[lname] then
+    invalid(string.format("%srequire \"%s\": library '%s' does not depend on '%s' (relish.lock: it requires %s): " ..
+      "add '%s' to its relish.deps.lua", user_where(), name, by.name, lname,
+      next(by.requires) and table.concat(by.list, ", ") or "nothing", lname))
+  end
   local tree = libs.tree_dir(e.sha256)
   if host.filetype(tree, true) ~= "dir" then
     invalid(string.format("%srequire \"%s\": library '%s' (%s) is not installed (no %s): run relish install " ..
@@ -856,6 +868,13 @@ local function lib_file(name, S)
       local real_p, real_t = host.realpath(p), host.realpath(tree)
       if real_p:sub(1, #real_t + 1) ~= real_t .. "/" then
         invalid(string.format("%srequire \"%s\": %s leads out of the library's tree", user_where(), name, p))
+      end
+      if not lib_of["@" .. p] then
+        local req, list = {}, {}
+        for _, r in ipairs(type(e.requires) == "table" and e.requires or {}) do
+          if type(r) == "string" then req[r], list[#list + 1] = true, r end
+        end
+        lib_of["@" .. p] = { name = lname, requires = req, list = list }
       end
       return p, e.sha256
     end
@@ -967,6 +986,16 @@ local function sandbox(S)
     if type(name) ~= "string" then
       error("bad argument #1 to 'require' (string expected, got " .. type(name) .. ")", 2)
     end
+    -- who asks: the calling function's file, or (a tail call: return
+    -- require "...") the library module being loaded
+    local caller = debug.getinfo(2, "S").source
+    if not sources[caller] then caller = loading[#loading] end
+    -- in a library, a plain name is the library's own module (a sibling), as
+    -- in its own tests, never one of the recipe's
+    local by = lib_of[caller]
+    if by and not BUILTIN[name] and not name:find("^relish%.") and not name:find("^lib%.") then
+      name = "lib." .. by.name .. "." .. name
+    end
     local m = loaded[name]
     if m ~= nil then return m end
     if name:find("^relish%.") then
@@ -981,13 +1010,17 @@ local function sandbox(S)
       return v
     end
     if name:find("^lib%.") then
-      local path, sha = lib_file(name, S)
+      local path, sha = lib_file(name, S, caller)
       local key = sha .. ":" .. name -- one library name, other trees: other modules
       if sandboxed[key] == nil then
         local fn, lerr = real.loadfile(path, "t", env())
         if not fn then error(string.format("error loading module '%s' from file '%s':\n\t%s", name, path, lerr), 2) end
         sources["@" .. path] = true
-        m = fn(name, path)
+        loading[#loading + 1] = "@" .. path
+        local ok, v = pcall(fn, name, path)
+        loading[#loading] = nil
+        if not ok then error(v, 0) end
+        m = v
         if m == nil then m = loaded[name] == nil and true or loaded[name] end
         sandboxed[key] = m
         if package.loaded[name] == nil then package.loaded[name] = m end

@@ -206,6 +206,85 @@ describe("require lib.NAME.module", function()
     assert_match(r.stderr, "a library module is lib%.NAME%.module")
     assert_eq(runs(d), 1)
   end)
+
+  test("a library loads its own dependencies, and only those", function()
+    local d, e = world()
+    local cache = d .. "/cache/relish"
+    e.deploy = install(cache, "deploy", {
+      ["ship.lua"] = 'local auth = require "lib.platform.auth"\nreturn { go = function() return auth.header("d") end }\n',
+      ["spy.lua"] = 'return require "lib.obs.obs"\n',
+    }, { requires = { "platform" } })
+    e.platform.required_by = json.array { "(root)", "deploy" }
+    repo(d .. "/repo", e)
+    local f = support.recipe(d .. "/repo", "dep.lua", [[
+      local ship = require "lib.deploy.ship"
+      return recipe "dep" { step "s" { run = function(ctx) ctx.log(ship.go()) end } }
+    ]])
+    local r = run(d, f)
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "Bearer d")
+    local s = json.decode(show(d, "json"))
+    assert_eq({ #s.libraries, s.libraries[1].name, s.libraries[2].name }, { 2, "deploy", "platform" })
+    local g = support.recipe(d .. "/repo", "spy.lua", [[
+      local spy = require "lib.deploy.spy"
+      return recipe "spy" { step "s" { run = function() end } }
+    ]])
+    r = run(d, g)
+    assert_eq(r.code, 2, r.stdout .. r.stderr)
+    assert_match(r.stderr, "spy%.lua:1: require \"lib%.obs%.obs\": library 'deploy' does not depend on 'obs' " ..
+      "%(relish%.lock: it requires platform%): add 'obs' to its relish%.deps%.lua")
+    assert_eq(runs(d), 1)
+  end)
+end)
+
+describe("a library's own shape", function()
+  -- modules that require their siblings by plain names, and a test of its own
+  local LIB = {
+    ["auth.lua"] = 'return { header = function(u) return "Bearer " .. u end }\n',
+    ["release.lua"] = 'local auth = require "auth"\nlocal fmt = require "util.fmt"\n' ..
+      'return { tag = function(v) return fmt.join(auth.header("ci"), v) end }\n',
+    ["util/fmt/init.lua"] = 'return { join = function(a, b) return a .. " " .. b end }\n',
+    ["tests/release_test.lua"] = 'local release = require "release"\n' ..
+      'describe("release", function()\n  test("tag", function()\n' ..
+      '    assert_eq(release.tag("v1"), "Bearer ci v1")\n  end)\nend)\n',
+  }
+
+  test("in a recipe, a library's plain require is its own sibling, never the recipe's module", function()
+    local d = tmpdir()
+    local cache = d .. "/cache/relish"
+    mkdir(cache .. "/libs")
+    local e = { shared = install(cache, "shared", LIB) }
+    repo(d .. "/repo", e)
+    -- the recipe's own auth.lua, which the library must not see
+    write(d .. "/repo/auth.lua", 'return { header = function() return "the recipe\'s auth" end }\n')
+    local f = support.recipe(d .. "/repo", "r.lua", [[
+      local release = require "lib.shared.release"
+      local auth = require "auth"
+      return recipe "r" { step "s" { run = function(ctx) ctx.log(release.tag("v3") .. " / " .. auth.header()) end } }
+    ]])
+    local r = relish { "run", f, "--state", support.state(d), env = { XDG_CACHE_HOME = d .. "/cache" },
+      cwd = d .. "/repo" }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "Bearer ci v3 / the recipe's auth")
+  end)
+
+  test("relish test runs a library's tests from its checkout, its modules found at its root", function()
+    local d = tmpdir()
+    local lib = d .. "/shared"
+    for path, text in pairs(LIB) do
+      mkdir((lib .. "/" .. path):match("^(.*)/"))
+      write(lib .. "/" .. path, text)
+    end
+    mkdir(lib .. "/.git")
+    local r = relish { "test", lib .. "/tests/release_test.lua" }
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "1 passed, 0 failed")
+    -- without the root (no .git, no relish.deps.lua): its siblings are not found
+    assert(os.execute("rmdir '" .. lib .. "/.git'"))
+    r = relish { "test", lib .. "/tests/release_test.lua", cwd = d }
+    assert_eq(r.code, 1, r.stdout .. r.stderr)
+    assert_match(r.stdout, "module 'release' not found")
+  end)
 end)
 
 describe("refused: exit 2, nothing ran", function()

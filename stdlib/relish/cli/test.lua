@@ -73,6 +73,16 @@ local function run_file(file, opts, totals)
   local dir = abs:match("^(.*)/[^/]*$") or "."
   local saved_path = package.path
   package.path = dir .. "/?.lua;" .. package.path
+  -- a recipe library tests itself from its checkout: its modules (and their
+  -- plain requires of their siblings) are found at its root, the nearest
+  -- directory above the test holding relish.deps.lua or .git
+  local root = dir
+  while root ~= "" and host.filetype(root .. "/relish.deps.lua") == nil and host.filetype(root .. "/.git") == nil do
+    root = root:match("^(.*)/[^/]*$") or ""
+  end
+  if root ~= "" then
+    package.path = dir .. "/?.lua;" .. root .. "/?.lua;" .. root .. "/?/init.lua;" .. saved_path
+  end
   local tests, prefix, hooks = {}, {}, { { before = {}, after = {} } }
   local cleanup = {}
 
