@@ -41,6 +41,17 @@ static const cli_flag test_flags[] = {
     {"verbose", 'v', NULL, 0, NULL, "print every test, not only failures"},
     {0}};
 
+static const cli_flag install_flags[] = {
+    {"frozen", 0, NULL, 0, NULL,
+     "install exactly the lock (CI): exit 2 if it does not match the manifest"},
+    {"update", 'u', NULL, 0, NULL,
+     "move the named libraries (default: all) to the newest their constraints allow"},
+    {"output", 0, "FORMAT", 0, "text|json", "text (default) or json"},
+    {0}};
+
+static const cli_flag outdated_flags[] = {
+    {"output", 0, "FORMAT", 0, "text|json", "text (default) or json"}, {0}};
+
 static const cli_flag version_flags[] = {
     {"output", 0, "FORMAT", 0, "text|json", "text (default) or json"}, {0}};
 
@@ -218,6 +229,22 @@ static const cli_command commands[] = {
      "'relish lock list' shows every held lock with its holder and expiry;\n"
      "'relish lock break NAME' removes a lock (logged in the journal).",
      lock_flags, 1, 2, 0, run_module},
+    {"install", "[NAME]...", "install the recipe libraries of relish.deps.lua",
+     "Resolves the libraries of relish.deps.lua (found in the current directory or\n"
+     "above), and theirs, against their Git remotes (one fetch per source, into a\n"
+     "mirror in the cache), checks each commit's tree out into the cache\n"
+     "($XDG_CACHE_HOME/relish/libs/SHA256) and writes relish.lock. A library in\n"
+     "the lock keeps its commit unless --update names it (or names none). With\n"
+     "--frozen nothing is resolved: the lock must match the manifest (exit 2\n"
+     "naming the difference), its commits are installed and every tree's hash is\n"
+     "checked. Works from the cache when a remote cannot be reached.\n"
+     "See docs/reference/libraries.md.",
+     install_flags, 0, -1, 0, run_module},
+    {"outdated", "", "show newer versions of the locked libraries",
+     "Fetches each library of relish.lock and shows, per library, the locked\n"
+     "version, the newest its constraint allows (what 'relish install --update'\n"
+     "would take) and the newest tag; a branch shows its new commit.",
+     outdated_flags, 0, 0, 0, run_module},
     {"lua", "FILE [ARG]...", "run a Lua script with every relish module",
      "Runs FILE as a plain Lua script with every relish module available through\n"
      "require. The script's arguments are in the table `arg` (arg[0] is FILE) and\n"
