@@ -812,10 +812,10 @@ local function verify_tree(name, e, tree, root)
     end
   end
   invalid(string.format("%slibrary '%s' (%s): its installed tree does not match %s/relish.lock (sha256 %s, " ..
-    "the lock has %s): %s; nothing ran: remove %s and run relish install in %s",
+    "the lock has %s): %s; nothing ran: relish install in %s checks it out again",
     user_where(), name, lib_label(e), root, fs.sha256(text):sub(1, 12), e.sha256:sub(1, 12),
     #what > 0 and table.concat(what, ", ") or "a file in it was changed, added or removed (no mirror of its " ..
-    "commit in the cache to compare with)", tree, root))
+    "commit in the cache to compare with)", root))
 end
 
 -- The library module a lib.NAME.x require names: its file, after the

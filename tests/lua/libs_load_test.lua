@@ -360,8 +360,8 @@ describe("refused: exit 2, nothing ran", function()
     local r = run(d, f, { "-p", "out=" .. d .. "/out" })
     assert_eq(r.code, 2, r.stdout .. r.stderr)
     assert_match(r.stderr, "library 'obs' .-its installed tree does not match .-: a file in it was changed, added " ..
-      "or removed %(no mirror of its commit in the cache to compare with%); nothing ran: remove .- and run " ..
-      "relish install")
+      "or removed %(no mirror of its commit in the cache to compare with%); nothing ran: relish install in " ..
+      ".-/repo checks it out again")
     assert_nil(read(d .. "/out"))
     -- with its mirror in the cache, the file is named before any load too
     write(d .. "/cache/relish/libs/" .. e.platform.sha256 .. "/release.lua", "return {}\n")
@@ -369,6 +369,49 @@ describe("refused: exit 2, nothing ran", function()
     assert_eq(r.code, 2, r.stdout .. r.stderr)
     assert_match(r.stderr, "library 'platform' .-/libs/" .. e.platform.sha256 .. "/release%.lua was changed; nothing ran")
     assert_eq(runs(d), 0)
+  end)
+end)
+
+describe("with relish install", function()
+  test("installed by relish install from a path: loads, records the locked commit; a changed file is named", function()
+    local d = tmpdir()
+    local src = G.repo(d, "platform", { files = PLATFORM })
+    G.git(src, "tag", "v1.4.0")
+    local commit = G.rev(src, "HEAD")
+    local app = d .. "/app"
+    mkdir(app)
+    write(app .. "/relish.deps.lua", 'return { platform = { source = "../platform", version = "^1.2.0" } }\n')
+    local env = G.env { XDG_CACHE_HOME = d .. "/cache" }
+    local r = relish({ "install" }, { cwd = app, env = env })
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    local lock = json.decode(read(app .. "/relish.lock"))
+    local e = lock.libraries.platform
+    assert_eq({ e.version, e.commit }, { "v1.4.0", commit })
+    local f = support.recipe(app, "rel.lua", [[
+      local release = require "lib.platform.release"
+      return recipe "rel" { step "s" { run = function(ctx) ctx.log(release.tag("v9")) end } }
+    ]])
+    r = relish({ "run", f, "--state", support.state(d) }, { cwd = app, env = env })
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "BEARER REL v9")
+    local s = json.decode(show(d, "json"))
+    assert_eq({ #s.libraries, s.libraries[1].version, s.libraries[1].commit, s.libraries[1].sha256 },
+      { 1, "v1.4.0", commit, e.sha256 })
+    -- the installed files are read-only; someone makes one writable and edits it
+    local file = d .. "/cache/relish/libs/" .. e.sha256 .. "/util/text/init.lua"
+    assert(os.execute("chmod u+w '" .. file .. "'"))
+    write(file, "return { upper = string.lower }\n")
+    r = relish({ "run", f, "--state", support.state(d) }, { cwd = app, env = env })
+    assert_eq(r.code, 2, r.stdout .. r.stderr)
+    assert_match(r.stderr, "library 'platform' %(v1%.4%.0 " .. commit:sub(1, 12) .. "%): its installed tree does " ..
+      "not match .-: .-/util/text/init%.lua was changed; nothing ran: relish install in .-/app checks it out again")
+    assert_eq(runs(d), 1)
+    -- as it says: install checks it out again, and the recipe runs
+    r = relish({ "install" }, { cwd = app, env = env })
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    r = relish({ "run", f, "--state", support.state(d) }, { cwd = app, env = env })
+    assert_eq(r.code, 0, r.stdout .. r.stderr)
+    assert_match(r.stdout, "BEARER REL v9")
   end)
 end)
 
