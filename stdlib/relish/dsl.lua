@@ -854,6 +854,16 @@ local function lib_file(name, S, caller)
       "add '%s' to its relish.deps.lua", user_where(), name, by.name, lname,
       next(by.requires) and table.concat(by.list, ", ") or "nothing", lname))
   end
+  -- a recipe requires the libraries of its manifest, not its libraries' own
+  if not by then
+    local root_dep = false
+    for _, r in ipairs(type(e.required_by) == "table" and e.required_by or {}) do root_dep = root_dep or r == "(root)" end
+    if not root_dep then
+      invalid(string.format("%srequire \"%s\": library '%s' is in %s/relish.lock only as a dependency of %s: " ..
+        "add it to relish.deps.lua (and run relish install) to use it", user_where(), name, lname, S.root,
+        table.concat(type(e.required_by) == "table" and e.required_by or {}, ", ")))
+    end
+  end
   local tree = libs.tree_dir(e.sha256)
   if host.filetype(tree, true) ~= "dir" then
     invalid(string.format("%srequire \"%s\": library '%s' (%s) is not installed (no %s): run relish install " ..

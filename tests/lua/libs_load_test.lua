@@ -213,9 +213,13 @@ describe("require lib.NAME.module", function()
     e.deploy = install(cache, "deploy", {
       ["ship.lua"] = 'local auth = require "lib.platform.auth"\nreturn { go = function() return auth.header("d") end }\n',
       ["spy.lua"] = 'return require "lib.obs.obs"\n',
-    }, { requires = { "platform" } })
+    }, { requires = { "inner", "platform" } })
     e.platform.required_by = json.array { "(root)", "deploy" }
+    e.inner = install(cache, "inner", { ["x.lua"] = "return 1\n" })
+    e.inner.required_by = json.array { "deploy" }
     repo(d .. "/repo", e)
+    -- the manifest lists what the recipe depends on, not inner (deploy's own)
+    write(d .. "/repo/relish.deps.lua", (read(d .. "/repo/relish.deps.lua"):gsub("\n  inner = [^\n]*", "")))
     local f = support.recipe(d .. "/repo", "dep.lua", [[
       local ship = require "lib.deploy.ship"
       return recipe "dep" { step "s" { run = function(ctx) ctx.log(ship.go()) end } }
@@ -232,7 +236,15 @@ describe("require lib.NAME.module", function()
     r = run(d, g)
     assert_eq(r.code, 2, r.stdout .. r.stderr)
     assert_match(r.stderr, "spy%.lua:1: require \"lib%.obs%.obs\": library 'deploy' does not depend on 'obs' " ..
-      "%(relish%.lock: it requires platform%): add 'obs' to its relish%.deps%.lua")
+      "%(relish%.lock: it requires inner, platform%): add 'obs' to its relish%.deps%.lua")
+    local h = support.recipe(d .. "/repo", "inner.lua", [[
+      local x = require "lib.inner.x"
+      return recipe "inner" { step "s" { run = function() end } }
+    ]])
+    r = run(d, h)
+    assert_eq(r.code, 2, r.stdout .. r.stderr)
+    assert_match(r.stderr, "inner%.lua:1: require \"lib%.inner%.x\": library 'inner' is in .-/repo/relish%.lock only " ..
+      "as a dependency of deploy: add it to relish%.deps%.lua")
     assert_eq(runs(d), 1)
   end)
 end)
