@@ -207,7 +207,7 @@ local function library_manifest(name, url, sha)
         invalid(string.format("library '%s' (%s): relative source %s in its %s: only a library fetched from a path " ..
           "or file:// may use one", name, url, e.source, libs.MANIFEST))
       end
-      e.url = libs.resolve_source(e.source, base .. "/..")
+      e.url = libs.resolve_source(e.source, base)
     end
   end
   return m
