@@ -1,6 +1,14 @@
 -- relish.testing: deep comparison, readable values and the assert_* helpers
--- that `relish test` puts in every test file (and that users may require).
+-- that `relish test` puts in every test file (and that users may require),
+-- and the kit for testing recipes: plan and run (with failures injected),
+-- loaded on first use.
 local M = {}
+
+local KIT = { plan = "relish.testing.run", run = "relish.testing.run" }
+setmetatable(M, { __index = function(_, k)
+  local mod = KIT[k]
+  if mod then return require(mod)[k] end
+end })
 
 local function is_ident(k)
   return type(k) == "string" and k:match("^[%a_][%w_]*$") ~= nil

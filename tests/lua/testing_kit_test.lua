@@ -44,3 +44,106 @@ describe("RELISH_FAULT fail-action and fail-step", function()
       assert_eq(rb.code, 0, rb.stderr .. rb.stdout)
     end)
 end)
+
+local testing = require "relish.testing"
+local fs = require "relish.fs"
+
+local LOCAL_RELEASE = fixture_path("../../recipes/local-release.lua")
+local TAG_RELEASE = fixture_path("../../recipes/tag-release.lua")
+
+-- targets with the test's directory d shown as D
+local function rel(d, s)
+  return (s:gsub(d:gsub("%p", "%%%0"), "D"))
+end
+
+describe("testing.plan", function()
+  test("local-release's plan as data: steps, actions by step, nothing changed, no journal kept", function()
+    local d = tmpdir()
+    local plan = testing.plan(LOCAL_RELEASE, { deploy_to = d .. "/app", version = "v1" })
+    assert_true(plan.ok, plan.error)
+    assert_nil(plan.error)
+    local steps = {}
+    for i, s in ipairs(plan.steps) do steps[i] = s.name .. ": " .. s.status end
+    assert_eq(steps, { "build release: done", "link shared files: done", "switch current: done",
+      "health check: done", "clean up old releases: done" })
+    local actions = {}
+    for i, a in ipairs(plan.actions) do
+      actions[i] = string.format("%d %s %s %s %s", a.step, a.step_name, a.kind, rel(d, a.target),
+        a.irreversible and "irreversible" or "reversible")
+    end
+    assert_eq(actions, {
+      "1 build release fs.mkdir D/app/releases/v1 reversible",
+      "1 build release fs.mkdir D/app/releases/v1/assets reversible",
+      "1 build release fs.copy D/app/releases/v1/assets/site.css reversible",
+      "1 build release fs.mkdir D/app/releases/v1/config reversible",
+      "1 build release fs.copy D/app/releases/v1/config/app.env reversible",
+      "1 build release fs.copy D/app/releases/v1/index.html reversible",
+      "1 build release fs.write D/app/releases/v1/REVISION reversible",
+      "2 link shared files fs.mkdir D/app/shared/config reversible",
+      "2 link shared files fs.copy D/app/shared/config/app.env reversible",
+      "2 link shared files fs.symlink D/app/releases/v1/config/app.env reversible",
+      "3 switch current fs.symlink D/app/current reversible",
+    })
+    assert_match(plan.actions[11].describe, "^symlink .*/app/current → .*/app/releases/v1")
+    assert_false(fs.exists(d .. "/app"), "a plan changes nothing")
+    -- invalid params: not ok, the exit code and the problem as data
+    local bad = testing.plan(LOCAL_RELEASE, { deploy_to = d .. "/app", version = "no spaces" })
+    assert_eq({ bad.ok, bad.code, #bad.actions }, { false, 2, 0 })
+    assert_match(bad.error, "param 'version': \"no spaces\" does not match")
+    assert_misuse(function() testing.plan(LOCAL_RELEASE, { deploy_to = d }, { dry = true }) end,
+      "testing.plan: unknown option dry")
+  end)
+end)
+
+describe("testing.run", function()
+  test("local-release for real, then with a failure at step 3, a failed action and a crash: each rolled back",
+    function()
+      local d = tmpdir()
+      local app = d .. "/app"
+      local r = testing.run(LOCAL_RELEASE, { deploy_to = app, version = "v1" })
+      assert_eq({ r.code, r.status, r.error }, { 0, "succeeded", nil }, r.stderr)
+      assert_match(r.run_id, "^%d+%-%d+%-%x+$")
+      assert_eq(#r.steps, 5)
+      for _, s in ipairs(r.steps) do assert_eq(s.status, "done", s.name) end
+      assert_eq(#r.actions, 12)
+      for _, a in ipairs(r.actions) do assert_eq(a.status, "done", a.describe) end
+      assert_eq(r.events[#r.events].event, "run_finished")
+      local before = support.snapshot(app)
+      assert_eq(before.current, "link -> " .. app .. "/releases/v1")
+      local n = 0
+      for k in pairs(before) do if k:match("^releases/[^/]+$") then n = n + 1 end end
+      assert_eq(n, 1)
+
+      -- step 3 ("switch current") fails: the new release and its links are undone
+      local f = testing.run(LOCAL_RELEASE, { deploy_to = app, version = "v2" }, { fail_at_step = 3 })
+      assert_eq({ f.code, f.status }, { 1, "rolled_back" }, f.stderr)
+      assert_match(f.error, "^step \"switch current\": injected failure")
+      assert_eq({ f.steps[3].status, f.steps[4].status }, { "failed", "pending" })
+      local last = f.actions[#f.actions]
+      assert_eq({ last.step_name, last.kind, rel(d, last.target) }, { "switch current", "fs.symlink", "D/app/current" })
+      for _, a in ipairs(f.actions) do assert_eq(a.status, "undone", a.describe) end
+      assert_eq(support.snapshot(app), before, "current and releases as before")
+
+      -- the same by name, and the second action failing; the world restored each time
+      local g = testing.run(LOCAL_RELEASE, { deploy_to = app, version = "v2" }, { fail_at_step = "link shared files" })
+      assert_eq({ g.code, g.steps[2].status, g.actions[#g.actions].step }, { 1, "failed", 2 })
+      assert_eq(support.snapshot(app), before)
+      local h = testing.run(LOCAL_RELEASE, { deploy_to = app, version = "v2" }, { fail_at_action = 2 })
+      assert_eq({ h.code, #h.actions, h.actions[2].status }, { 1, 2, "undone" })
+      assert_match(h.actions[2].error, "RELISH_FAULT=fail%-action:2")
+      assert_eq(support.snapshot(app), before)
+
+      -- a crash (kill -9) before action 9, then `relish rollback last`
+      local c = testing.run(LOCAL_RELEASE, { deploy_to = app, version = "v2" }, { crash_before_action = 9 })
+      assert_eq({ c.crashed, c.rollback.code, c.status }, { "KILL", 0, "rolled_back" }, c.rollback.stderr)
+      assert_eq(#c.actions, 9)
+      assert_eq(support.snapshot(app), before)
+
+      -- a step that does nothing through the gate cannot be failed: said, not passed
+      assert_error(function()
+        testing.run(LOCAL_RELEASE, { deploy_to = app, version = "v3" }, { fail_at_step = "health check" })
+      end, "fail_at_step = health check: no action failed %(exit 0%)")
+      assert_error(function() testing.run(LOCAL_RELEASE, { deploy_to = app }, { fail_at_step = "deploy" }) end,
+        'no step named "deploy" %(the steps: "build release", "link shared files"')
+    end)
+end)
