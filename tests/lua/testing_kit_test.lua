@@ -147,3 +147,107 @@ describe("testing.run", function()
         'no step named "deploy" %(the steps: "build release", "link shared files"')
     end)
 end)
+
+describe("fixtures", function()
+  local NOTIFIED = [[
+local notify = require "relish.notify"
+local fs = require "relish.fs"
+return recipe "notified" {
+  params = { hook = param.string { required = true }, dir = param.string { required = true } },
+  notify = { on_success = function(ctx, o)
+    notify.webhook { url = ctx.params.hook .. "/hooks/release", json = { status = o.status, run_id = o.run_id },
+      headers = { ["x-team"] = "platform" } }
+  end },
+  step "write" { run = function(ctx) fs.write(ctx.params.dir .. "/f", "x") end },
+}
+]]
+  local left = {}
+
+  test("http_stub: a recipe's notify webhook reaches it, recorded; an unknown route is a 404", function()
+    local stub = testing.http_stub { routes = {
+      ["POST /hooks/release"] = { status = 202, json = { ok = true }, headers = { ["x-stub"] = "1" } },
+      ["GET /version"] = { body = "1.2.3\n" },
+    } }
+    assert_match(stub.url, "^http://127%.0%.0%.1:%d+$")
+    assert_eq(stub.requests, {})
+    local d = tmpdir()
+    local file = support.recipe(d, "notified.lua", NOTIFIED)
+    local r = testing.run(file, { hook = stub.url, dir = d })
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    local seen = stub.requests
+    assert_eq(#seen, 1)
+    assert_eq({ seen[1].method, seen[1].path, seen[1].headers["x-team"], seen[1].headers["content-type"] },
+      { "POST", "/hooks/release", "platform", "application/json" })
+    assert_eq(json.decode(seen[1].body), { status = "succeeded", run_id = r.run_id })
+    -- the stub answers as told, in this process too
+    local http = require "relish.http"
+    local v = http.request { url = stub.url .. "/version?x=1", retries = 0, effect = false }
+    assert_eq({ v.status, v.body }, { 200, "1.2.3\n" })
+    local p = http.request { method = "POST", url = stub.url .. "/hooks/release", json = {}, retries = 0, effect = false }
+    assert_eq({ p.status, p.headers["x-stub"], json.decode(p.body) }, { 202, "1", { ok = true } })
+    local nf = http.request { url = stub.url .. "/nope", retries = 0, effect = false }
+    assert_eq({ nf.status, nf.body }, { 404, "no stub route for GET /nope\n" })
+    assert_eq({ #stub.requests, stub.requests[2].query }, { 4, "x=1" })
+    left.pid, left.dir, left.journal = stub.pid, stub.dir, r.journal:match("^sqlite:(.*)/[^/]*$")
+  end)
+
+  test("what the kit started ends with the test: the stub stopped, its files and the journal removed", function()
+    assert_true(left.pid ~= nil, "the previous test ran")
+    local stat = support.read("/proc/" .. left.pid .. "/stat")
+    assert_true(stat == nil or stat:match("^%d+ %b() (%a)") == "Z", "the stub's process ended")
+    assert_false(fs.exists(left.dir))
+    assert_false(fs.exists(left.journal))
+  end)
+
+  test("git_repo: tag-release's plan, then its release, then a failure at the tag step rolled back", function()
+    local repo = testing.git_repo {
+      files = { ["README.md"] = "# project\n", ["CHANGELOG.md"] = "# Changelog\n" },
+      message = "feat: first release", tags = { "v1.0.0" },
+      commits = { { message = "feat: search", files = { ["src/search.txt"] = "search\n" } },
+        { message = "fix: crash on empty input", files = { ["src/fix.txt"] = "fix\n" } } },
+    }
+    assert_eq(repo:tags(), { "v1.0.0" })
+    assert_eq(repo:tags(true), { "v1.0.0" }, "the remote has the tag")
+    assert_eq(repo:remote_git("rev-parse", "main"), repo:git("rev-parse", "HEAD"))
+    assert_eq(repo:git("config", "remote.origin.url"), repo.remote)
+
+    local plan = testing.plan(TAG_RELEASE, { repo = repo.path })
+    assert_true(plan.ok, plan.error)
+    local kinds = {}
+    for i, a in ipairs(plan.actions) do kinds[i] = a.step_name .. ": " .. a.kind end
+    assert_eq(kinds, { "commit the changelog: git.commit", "tag: git.tag", "push: git.push" })
+    assert_match(plan.actions[2].target, "v1%.1%.0")
+
+    -- the tag step fails: the changelog commit is undone, nothing reached the remote
+    local head = repo:git("rev-parse", "HEAD")
+    local f = testing.run(TAG_RELEASE, { repo = repo.path }, { fail_at_step = "tag" })
+    assert_eq({ f.code, f.status }, { 1, "rolled_back" }, f.stderr)
+    assert_eq(repo:tags(), { "v1.0.0" })
+    assert_eq(repo:git("rev-parse", "HEAD"), head)
+    assert_eq(repo:remote_git("rev-parse", "main"), head)
+
+    local r = testing.run(TAG_RELEASE, { repo = repo.path })
+    assert_eq(r.code, 0, r.stderr .. r.stdout)
+    assert_eq(repo:tags(true), { "v1.0.0", "v1.1.0" })
+    assert_eq(repo:remote_git("rev-parse", "main"), repo:git("rev-parse", "HEAD"))
+    assert_match(repo:git("show", "HEAD:CHANGELOG.md"), "## v1%.1%.0.*search.*crash on empty input")
+  end)
+
+  test("k8s: the Kubernetes API double started for a test (its script found from the binary), stopped after", function()
+    local double = require "relish.testing.k8s"
+    if not double.available() then skip("python3 or openssl is not installed") end
+    assert_match(double.script(), "/tests/fixtures/k8s_api%.py$")
+    local k = testing.k8s { time_scale = 0.01 }
+    assert_match(k.server, "^https://127%.0%.0%.1:%d+$")
+    local status, body = k:json("POST", "/api/v1/namespaces/default/configmaps",
+      { json = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "kit" }, data = { a = "1" } } })
+    assert_eq(status, 201)
+    assert_eq(k:get("/api/v1/namespaces/default/configmaps/kit").data, { a = "1" })
+    left.k8s_dir = k.dir
+  end)
+
+  test("the double ended with its test", function()
+    if not left.k8s_dir then skip("the double did not run") end
+    assert_false(fs.exists(left.k8s_dir))
+  end)
+end)
