@@ -24,7 +24,7 @@ static struct {
   relish_journal *journal;
   char run_id[64];
   lua_Integer step, seq, expect_pos;
-  long count, crash_before, crash_after;
+  long count, crash_before, crash_after, fail_action, fail_step;
 } G = {.capture_ref = LUA_NOREF,
        .journal_ref = LUA_NOREF,
        .sink_ref = LUA_NOREF,
@@ -51,13 +51,20 @@ static void push_keyed(lua_State *L, const void *key, int weak) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
+/* RELISH_FAULT, read at the start of every run: crash-before-action:N and
+ * crash-after-action:N kill the process (SIGKILL) around the Nth action;
+ * fail-action:N makes the Nth action fail cleanly and fail-step:N every
+ * action of step N: journaled, then failed with a "fault" error before
+ * acting, as if the action itself had failed (the run rolls back). */
 static void parse_faults(void) {
-  G.crash_before = G.crash_after = 0;
+  G.crash_before = G.crash_after = G.fail_action = G.fail_step = 0;
   const char *f = getenv("RELISH_FAULT");
   if (!f) return;
   const char *p;
   if ((p = strstr(f, "crash-before-action:"))) G.crash_before = atol(p + 20);
   if ((p = strstr(f, "crash-after-action:"))) G.crash_after = atol(p + 19);
+  if ((p = strstr(f, "fail-action:"))) G.fail_action = atol(p + 12);
+  if ((p = strstr(f, "fail-step:"))) G.fail_step = atol(p + 10);
 }
 
 static void crash_now(void) {
@@ -209,6 +216,8 @@ static void check_expected(lua_State *L, const relish_action_row *e, int touched
  * index of its undo record table, or 0. Returns ACT or PLANNED. */
 enum { GATE_ACT = 1, GATE_PLANNED = 2 };
 
+static void gate_failed(lua_State *L, lua_Integer id, const char *message);
+
 static int gate_begin(lua_State *L, const relish_action_row *e, int record, lua_Integer *id) {
   *id = 0;
   if (G.mode == MODE_NONE) return GATE_ACT;
@@ -256,6 +265,13 @@ static int gate_begin(lua_State *L, const relish_action_row *e, int record, lua_
   lua_settop(L, top);
   if (G.dry_run) return GATE_PLANNED;
   if (G.crash_before && G.count == G.crash_before) crash_now();
+  if ((G.fail_action && G.count == G.fail_action) || (G.fail_step && G.step == G.fail_step)) {
+    const char *why = G.fail_action && G.count == G.fail_action ? "fail-action" : "fail-step";
+    long n = G.fail_action && G.count == G.fail_action ? G.fail_action : G.fail_step;
+    lua_pushfstring(L, "injected failure (RELISH_FAULT=%s:%d) before %s", why, (int)n, r.describe);
+    gate_failed(L, *id, lua_tostring(L, -1));
+    return relish_raise(L, "fault", "%s", lua_tostring(L, -1));
+  }
   return GATE_ACT;
 }
 
@@ -715,7 +731,8 @@ static int l_gate_set_run(lua_State *L) {
   G.count = 0;
   parse_faults();
   lua_getfield(L, 1, "faults"); /* faults = false: no injection (a rollback) */
-  if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) G.crash_before = G.crash_after = 0;
+  if (lua_isboolean(L, -1) && !lua_toboolean(L, -1))
+    G.crash_before = G.crash_after = G.fail_action = G.fail_step = 0;
   lua_pop(L, 1);
   session++;
   G.mode = MODE_RUN;

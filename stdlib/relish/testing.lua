@@ -1,6 +1,15 @@
 -- relish.testing: deep comparison, readable values and the assert_* helpers
--- that `relish test` puts in every test file (and that users may require).
+-- that `relish test` puts in every test file (and that users may require),
+-- and the kit for testing recipes: plan, run (with failures injected),
+-- http_stub, git_repo and k8s (loaded on first use).
 local M = {}
+
+local KIT = { plan = "relish.testing.run", run = "relish.testing.run", http_stub = "relish.testing.fixtures",
+  git_repo = "relish.testing.fixtures", k8s = "relish.testing.fixtures" }
+setmetatable(M, { __index = function(_, k)
+  local mod = KIT[k]
+  if mod then return require(mod)[k] end
+end })
 
 local function is_ident(k)
   return type(k) == "string" and k:match("^[%a_][%w_]*$") ~= nil

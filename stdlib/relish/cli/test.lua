@@ -174,6 +174,9 @@ local function run_file(file, opts, totals)
         if okt and not oka then okt, e = oka, ea end
       end
       require("relish._loop").reset() -- tasks a test left running end with it
+      -- what the testing kit started (stubs, repositories, journals) ends with it
+      local cerr = require("relish.testing.cleanup").run()
+      if cerr ~= nil and okt then okt, e = false, handler(cerr) end
       for i = #cleanup, 1, -1 do
         host.rmtree(cleanup[i])
         cleanup[i] = nil
