@@ -6,7 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-jobs=$(nproc)
+# most tests wait (on servers, rollouts, scrapes) rather than compute: twice
+# as many at once as there are cores keeps the cores busy (measured: 345 s at
+# -j2, 192 s at -j4 on 2 cores, 172 s of CPU)
+jobs=$(( $(nproc) * 2 ))
 
 echo "== style (clang-format, .clang-format)"
 clang-format --dry-run --Werror host/*.[ch] modules/*.c modules/*/*.[ch] tests/c/*.[ch] tests/fuzz/*.c cmake/*.c
