@@ -96,13 +96,7 @@ end
 
 function Fixture:stop()
   if not self.pid then return end
-  -- check = false: the server may be gone already (it exits with its parent)
-  sh.run { readonly = true, argv = { "kill", tostring(self.pid) }, check = false }
-  for _ = 1, 250 do
-    local stat = read("/proc/" .. self.pid .. "/stat")
-    if not stat or stat:match("^%d+ %b() (%a)") == "Z" then break end
-    task.sleep(0.02)
-  end
+  require("relish.testing.proc").stop(self.pid)
   self.pid = nil
   host.rmtree(self.dir)
 end

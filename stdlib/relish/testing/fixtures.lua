@@ -11,28 +11,8 @@ local cleanup = require "relish.testing.cleanup"
 
 local M = {}
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function stop_pid(pid)
-  sh.run { readonly = true, argv = { "kill", tostring(pid) }, check = false }
-  for _ = 1, 250 do
-    local stat = read("/proc/" .. pid .. "/stat")
-    if not stat or stat:match("^%d+ %b() (%a)") == "Z" then return end
-    task.sleep(0.02)
-  end
-end
+local proc = require "relish.testing.proc"
+local read, write, stop_pid = proc.read, proc.write, proc.stop
 
 -- ---- http_stub ---------------------------------------------------------------
 

@@ -15,13 +15,8 @@ local task = require "relish.task"
 
 local M = {}
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local proc = require "relish.testing.proc"
+local read = proc.read
 
 -- The double's script (tests/fixtures/k8s_api.py in relish's source tree;
 -- it does not ship inside the binary): opts.script, $RELISH_K8S_DOUBLE, or
@@ -159,12 +154,7 @@ end
 
 function Double:stop()
   if not self.pid then return end
-  sh.run { readonly = true, argv = { "kill", tostring(self.pid) }, check = false }
-  for _ = 1, 250 do
-    local stat = read("/proc/" .. self.pid .. "/stat")
-    if not stat or stat:match("^%d+ %b() (%a)") == "Z" then break end
-    task.sleep(0.02)
-  end
+  proc.stop(self.pid)
   self.pid = nil
   host.rmtree(self.dir)
 end
