@@ -550,13 +550,41 @@ local function plan_push(a)
   return { status = 0, planned = true, url = a.url }
 end
 
+-- Whether the Pushgateway still has the group at record.path.
+local function has_group(record, opts)
+  local r = http.request { url = record.base .. "/api/v1/metrics", ca = opts.ca, timeout = opts.timeout, effect = false,
+    expect = 200 }
+  for _, g in ipairs(r:json().data or {}) do
+    local job, grouping = nil, {}
+    for k, v in pairs(g.labels or {}) do
+      if k == "job" then job = v else grouping[k] = v end
+    end
+    if job and M.grouping_path(job, grouping) == record.path then return true end
+  end
+  return false
+end
+
+local DELETE_WAIT = 10 -- seconds a deleted group may take to go
+
 -- undo: the group back as it was: deleted when the push created it, else
--- replaced by its previous content.
+-- replaced by its previous content. The Pushgateway answers a DELETE with
+-- 202 and deletes later: the undo is done once the group is gone.
 local function undo_push(record)
   local url = record.base .. record.path
   local opts = { ca = record.ca, timeout = record.timeout }
   if record.previous == nil then
-    send("DELETE", url, nil, opts)
+    local r = send("DELETE", url, nil, opts)
+    if r.status == 202 then
+      local task = require "relish.task"
+      local deadline = require("relish._host").now() + DELETE_WAIT
+      while has_group(record, opts) do
+        if require("relish._host").now() > deadline then
+          error(errors.value("pushgateway", "the Pushgateway accepted the deletion of %s but still has the group " ..
+            "after %ds", url, DELETE_WAIT), 0)
+        end
+        task.sleep(0.05)
+      end
+    end
   else
     send("PUT", url, record.previous, opts)
   end
