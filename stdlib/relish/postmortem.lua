@@ -9,21 +9,27 @@ local M = {}
 
 local function first_line(s) return s and s:match("^[^\n]*") end
 
+-- text for Markdown: "<" and "&" stay characters (not an HTML tag or an
+-- entity a renderer would act on)
+local function plain(text) return (text:gsub("[<&]", "\\%0")) end
+
 -- Markdown: continuation lines stay in their list item (indented, a hard
 -- break before each), and a line that would open a block (a heading, a list,
 -- a quote) is escaped to stay text
+
 local function md_lines(text)
-  return (text:gsub("\n(%s*)([#>*+%-]?)", function(sp, mark)
+  return (plain(text):gsub("\n(%s*)([#>*+%-]?)", function(sp, mark)
     return "\\\n  " .. sp .. (mark ~= "" and ("\\" .. mark) or "")
   end):gsub("\n(%s*)(%d+)([.)])", "\n%1%2\\%3"))
 end
 
 -- a table cell: one line, no column break
-local function cell(s) return (tostring(s or ""):gsub("|", "\\|"):gsub("\n", " / ")) end
+local function one_line(s) return (tostring(s or ""):gsub("|", "\\|"):gsub("\n", " / ")) end
+local function cell(s) return plain(one_line(s)) end
 
 -- a code span in a table cell, whatever backticks the text holds
 local function code(s)
-  s = cell(s)
+  s = one_line(s)
   local longest = 0
   for run in s:gmatch("`+") do longest = math.max(longest, #run) end
   local fence = string.rep("`", longest + 1)

@@ -198,14 +198,7 @@ end)
 describe("show --format html of a run paused at a gate, then rolled back", function()
   test("the gate, its decision, the pause marker and the later rollback", function()
     local d = tmpdir()
-    local f = recipe(d, "gated.lua", [=[
-local fs = require "relish.fs"
-return recipe "gated" {
-  params = { dir = param.string { required = true } },
-  step "prepare" { run = function(ctx) fs.write(ctx.params.dir .. "/prepared", "yes\n") end },
-  step "canary" { run = function(ctx) ctx.decide { id = "canary-50", question = "Canary at 50%: <promote>?" } end },
-}
-]=])
+    local f = recipe(d, "gated.lua", support.read(fixture_path("recipes/gated.lua")))
     local r = relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d) }
     assert_eq(r.code, 5, r.stdout .. r.stderr)
     local paused = show_html(d)

@@ -348,14 +348,7 @@ describe("show --format markdown of a recipe run", function()
 
   test("a run paused at a gate: not finished, how to go on, the gate, what is in effect", function()
     local d = tmpdir()
-    local f = recipe(d, "gated.lua", [=[
-local fs = require "relish.fs"
-return recipe "gated" {
-  params = { dir = param.string { required = true } },
-  step "prepare" { run = function(ctx) fs.write(ctx.params.dir .. "/prepared", "yes\n") end },
-  step "canary" { run = function(ctx) ctx.decide { id = "canary-50", question = "Canary at 50%: promote?" } end },
-}
-]=])
+    local f = recipe(d, "gated.lua", support.read(fixture_path("recipes/gated.lua")))
     local r = relish { "run", f, "-p", "dir=" .. d, "--state", support.state(d) }
     assert_eq(r.code, 5, r.stdout .. r.stderr)
     local md = show(d)
@@ -365,7 +358,7 @@ return recipe "gated" {
     assert_match(section(md, "Summary"), " and has not finished; it is paused %(exit 5%)%. 1 of 2 steps done; " ..
       "1 action, 1 still in effect%.\n")
     assert_match(section(md, "Resolution"), "\n### Gates\n\n%- canary%-50 %(step canary%) paused: waiting for a person: " ..
-      "Canary at 50%%: promote%?\n")
+      "Canary at 50%%: \\<promote>%?\n")
     local what = {}
     for _, row in ipairs(rows(section(md, "Timeline"))) do what[#what + 1] = row[3] .. " / " .. row[5] end
     assert_eq({ what[#what - 2], what[#what - 1], what[#what] }, { "canary / step started", " / pause", "canary / step paused" })
