@@ -29,17 +29,9 @@ function M.start(opts)
   sh.run { readonly = true, argv = { "sh", "-c",
     'python3 "$0" --dir "$1" --parent "$2"' .. flags .. ' >"$1/server.log" 2>&1 &',
     SERVER, dir, tostring(host.getpid()) } }
-  local ports
-  for _ = 1, 1500 do
-    local text = read(dir .. "/ports.json")
-    if text then ports = json.decode(text) break end
-    task.sleep(0.01)
-  end
-  if not ports then
-    local log = read(dir .. "/server.log") or ""
-    host.rmtree(dir)
-    error("the HTTP fixture server did not start:\n" .. log, 2)
-  end
+  local text, log = require("relish.testing.proc").await(dir, "ports.json")
+  if not text then error("the HTTP fixture server did not start:\n" .. log, 2) end
+  local ports = json.decode(text)
   local fx = setmetatable({ dir = dir, ports = ports, pid = ports.pid }, Fixture)
   local function base(kind, scheme, name)
     return function(path)

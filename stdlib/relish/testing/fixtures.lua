@@ -125,18 +125,14 @@ function M.http_stub(spec)
   write(dir .. "/stub.py", STUB)
   sh.run { readonly = true, argv = { "sh", "-c", 'python3 "$0/stub.py" "$0" "$1" >"$0/server.log" 2>&1 &',
     dir, tostring(host.getpid()) } }
+  local text, log = proc.await(dir, "port", 10)
   local port, pid
-  for _ = 1, 1000 do
-    local text = read(dir .. "/port")
-    if text then
-      port, pid = text:match("^(%d+) (%d+)$")
-      break
-    end
-    task.sleep(0.01)
-  end
+  if text then port, pid = text:match("^(%d+) (%d+)$") end
   if not port then
-    local log = read(dir .. "/server.log") or ""
-    host.rmtree(dir)
+    if text then -- not what the stub writes: it did not start right
+      log = read(dir .. "/server.log") or ""
+      host.rmtree(dir)
+    end
     error("testing.http_stub: the stub server did not start (is python3 installed?)\n" .. log, 2)
   end
   local stub = setmetatable({ dir = dir, pid = tonumber(pid), port = tonumber(port),

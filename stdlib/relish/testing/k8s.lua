@@ -52,17 +52,9 @@ function M.start(opts)
   sh.run { readonly = true, argv = { "sh", "-c",
     'python3 "$0" --dir "$1" --parent "$2" --time-scale "$3" >"$1/server.log" 2>&1 &',
     SERVER, dir, tostring(host.getpid()), tostring(opts.time_scale or 1) } }
-  local info
-  for _ = 1, 1500 do
-    local text = read(dir .. "/k8s.json")
-    if text then info = json.decode(text) break end
-    task.sleep(0.01)
-  end
-  if not info then
-    local log = read(dir .. "/server.log") or ""
-    host.rmtree(dir)
-    error("the Kubernetes API double did not start:\n" .. log, 2)
-  end
+  local text, log = proc.await(dir, "k8s.json")
+  if not text then error("the Kubernetes API double did not start:\n" .. log, 2) end
+  local info = json.decode(text)
   info.dir = dir
   info.metrics_target = info.metrics_port and ("127.0.0.1:" .. info.metrics_port)
   return setmetatable(info, Double)

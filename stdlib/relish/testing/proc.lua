@@ -21,6 +21,20 @@ function M.write(path, text)
   f:close()
 end
 
+-- await(dir, file [, seconds]) -> the text of dir/file once a server started
+-- in the background has written it (polled every 10 ms, 15 s by default), or
+-- nil and the server's log (dir/server.log) with dir removed: it did not start
+function M.await(dir, file, seconds)
+  for _ = 1, math.floor((seconds or 15) * 100) do
+    local text = M.read(dir .. "/" .. file)
+    if text then return text end
+    task.sleep(0.01)
+  end
+  local log = M.read(dir .. "/server.log") or ""
+  require("relish._host").rmtree(dir)
+  return nil, log
+end
+
 -- stop(pid): TERM (never raises: the server may be gone already, it exits
 -- with its parent), then up to 5 s for it to end
 function M.stop(pid)
